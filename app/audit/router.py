@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import PlainTextResponse, StreamingResponse
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.audit import service as audit
+from app.audit.schemas import (
+    AuditEntryOut,
+    AuditPage,
+    CheckpointOut,
+    CheckpointPage,
+    VerificationOut,
+)
+from app.audit.service import Outcome
+from app.auth.guard import Caller, RequireScope
+from app.auth.scopes import Scope
+from app.deps import SessionDep
+from app.errors import Invalid, ServiceUnavailable
+from app.keys.signing import Signer
+
+router = APIRouter(prefix="/v1/audit", tags=["audit"])
+AuditReader = Annotated[Caller, Depends(RequireScope(Scope.AUDIT_READ))]
+MAX_PAGE = 1000
+
+
+def _cursor(value: str | None) -> int:
+    if value is None:
+        return 0
+    if not value.isdigit() or len(value) > 18:
+        raise Invalid("cursor is not one this service issued", field="cursor")
+    return int(value)
+
+
+def _signer(request: Request) -> Signer:
+    signer: Signer | None = request.app.state.runtime.audit_signer
+    if signer is None:
+        raise ServiceUnavailable("the audit signing key is not available")
+    return signer
+
+
+@router.get("", response_model=AuditPage)
+def list_audit(
+    session: SessionDep, caller: AuditReader,
+    since: datetime | None = None, until: datetime | None = None,
+    actor: str | None = Query(default=None, max_length=255),
+    action: str | None = Query(default=None, max_length=100),
+    subject_id: str | None = Query(default=None, max_length=255),
+    outcome: Outcome | None = None,
+    cursor: str | None = Query(default=None, max_length=32),
+    limit: int = Query(default=100, ge=1, le=MAX_PAGE),
+) -> AuditPage:
+    """Entries in sequence order, filtered; follow `next_cursor` for the next page."""
+    for name, moment in (("since", since), ("until", until)):
+        if moment is not None and moment.tzinfo is None:
+            raise Invalid("give a time zone, for example 2026-01-01T00:00:00Z", field=name)
+    entries = audit.list_entries(session, since=since, until=until, actor=actor, action=action,
+                                 subject_id=subject_id, outcome=outcome,
+                                 after_seq=_cursor(cursor), limit=limit)
+    filters = [name for name, value in (("since", since), ("until", until), ("actor", actor),
+               ("action", action), ("subject_id", subject_id), ("outcome", outcome))
+               if value is not None]
+    audit.record(session, caller=caller, action="audit.read",
+                 details={"returned": len(entries), "filters": filters})
+    next_cursor = str(entries[-1].seq) if len(entries) == limit else None
+    return AuditPage(items=[AuditEntryOut(**audit.entry_dict(e)) for e in entries],
+                     next_cursor=next_cursor)
+
+
+@router.get("/verify", response_model=VerificationOut)
+def verify_audit(session: SessionDep, caller: AuditReader, request: Request) -> VerificationOut:
+    """Recompute the whole chain and check every signed checkpoint."""
+    result = audit.verify_log(session, signer=request.app.state.runtime.audit_signer)
+    audit.record(session, caller=caller, action="audit.verified",
+                 outcome=Outcome.ALLOWED,
+                 details={"ok": result.ok, "entries": result.entries,
+                          "first_bad_seq": result.first_bad_seq})
+    return VerificationOut(**result.as_dict())
+
+
+@router.get("/checkpoints", response_model=CheckpointPage)
+def list_checkpoints(
+    session: SessionDep, caller: AuditReader,
+    cursor: str | None = Query(default=None, max_length=32),
+    limit: int = Query(default=100, ge=1, le=MAX_PAGE),
+) -> CheckpointPage:
+    checkpoints = audit.list_checkpoints(session, after_size=_cursor(cursor), limit=limit)
+    next_cursor = str(checkpoints[-1].size) if len(checkpoints) == limit else None
+    return CheckpointPage(items=[CheckpointOut(**audit.checkpoint_dict(c)) for c in checkpoints],
+                          next_cursor=next_cursor)
+
+
+@router.post("/checkpoints", response_model=CheckpointOut, status_code=201,
+             responses={204: {"description": "the log is empty"}})
+def create_checkpoint(session: SessionDep, caller: AuditReader,
+                      request: Request) -> CheckpointOut | Response:
+    """Sign the current head now (checkpoints are also made every N entries)."""
+    checkpoint = audit.create_checkpoint(session, signer=_signer(request))
+    if checkpoint is None:
+        return Response(status_code=204)
+    audit.record(session, caller=caller, action="audit.checkpoint.created",
+                 details={"size": checkpoint.size})
+    return CheckpointOut(**audit.checkpoint_dict(checkpoint))
+
+
+@router.get("/public-key", response_class=PlainTextResponse)
+def public_key(caller: AuditReader, request: Request) -> str:
+    """The Ed25519 key that signs checkpoints, for offline verification (PEM)."""
+    return _signer(request).public_pem()
+
+
+@router.get("/export", response_class=StreamingResponse,
+            responses={200: {"content": {"application/jsonl": {}}}})
+def export_audit(session: SessionDep, caller: AuditReader, request: Request) -> StreamingResponse:
+    """The whole log as JSON Lines, ending on a checkpoint signed for this export."""
+    signer = _signer(request)
+    size, head = audit.prepare_export(session, caller=caller, signer=signer)
+    factory: sessionmaker[Session] = request.app.state.runtime.read_session_factory
+    return StreamingResponse(
+        _stream(factory, size=size, head=head, key_id=signer.key_id),
+        media_type="application/jsonl",
+        headers={"Content-Disposition": 'attachment; filename="audit-export.jsonl"'},
+    )
+
+
+def _stream(factory: sessionmaker[Session], *, size: int, head: str,
+            key_id: str) -> Iterator[str]:
+    # Its own session: the request's session has committed and closed before streaming starts.
+    with factory() as session:
+        yield from audit.export_lines(session, size=size, head_hash=head, key_id=key_id)

@@ -1,0 +1,269 @@
+"""Writing and reading the audit log.
+
+Services call `record()`, which only queues a draft on the session. The drafts are appended to the
+chain in the session's `before_commit` hook, inside the same transaction as the change they
+describe: the entry and the change commit together or not at all, and the chain head is locked
+only between the append and the commit. On PostgreSQL a transaction-scoped advisory lock
+serialises appends from every worker and process, so the chain has no gaps and no forks; on
+SQLite every transaction already holds the write lock (BEGIN IMMEDIATE).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import event, func, select
+from sqlalchemy.orm import Session
+
+from app.audit import chain, export
+from app.audit.models import AuditCheckpoint, AuditEntry
+from app.auth.guard import Caller
+from app.clock import isoformat, utcnow
+from app.db import is_postgres
+from app.errors import AuditWriteFailed
+from app.keys.signing import Signer
+
+AUDIT_LOCK_KEY = 0x7067_7761_7564  # any fixed 64-bit value; shared by every writer
+PENDING_KEY = "pgw.audit.pending"
+WRITER_KEY = "audit_writer"
+MAX_DETAIL_STRING = 200
+BATCH = 2000
+
+
+class Outcome(StrEnum):
+    ALLOWED = "allowed"
+    DENIED = "denied"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Draft:
+    actor: str
+    roles: tuple[str, ...]
+    action: str
+    outcome: Outcome
+    purpose: str | None
+    subject_id: str | None
+    resource: str | None
+    details: dict[str, Any]
+    request_id: str | None
+
+
+@dataclass
+class AuditWriter:
+    """Per-process settings of the appender, carried on every session in `session.info`."""
+
+    policy_version: str | None
+    signer: Signer | None
+    checkpoint_every: int
+    on_failure: Callable[[], None] = field(default=lambda: None)
+
+
+def record(session: Session, *, caller: Caller, action: str, outcome: Outcome = Outcome.ALLOWED,
+           purpose: str | None = None, subject_id: str | None = None,
+           resource: str | None = None, details: dict[str, Any] | None = None) -> None:
+    """Queue an audit entry; it is written when the session commits, or never."""
+    details = details or {}
+    _check_details(details)
+    session.info.setdefault(PENDING_KEY, []).append(Draft(
+        actor=caller.sub, roles=caller.roles, action=action, outcome=outcome, purpose=purpose,
+        subject_id=subject_id, resource=resource, details=details, request_id=caller.request_id,
+    ))
+
+
+def take_unsuccessful(session: Session) -> list[Draft]:
+    """Remove and return queued denials and errors, which must outlive a rolled-back request."""
+    drafts: list[Draft] = session.info.pop(PENDING_KEY, [])
+    return [draft for draft in drafts if draft.outcome is not Outcome.ALLOWED]
+
+
+def requeue(session: Session, drafts: list[Draft]) -> None:
+    session.info.setdefault(PENDING_KEY, []).extend(drafts)
+
+
+def _check_details(value: Any, depth: int = 0) -> None:
+    """Details carry names, counts and reasons. Long strings are refused: they smell of values."""
+    if depth > 4:
+        raise ValueError("audit details are nested too deeply")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError("audit detail keys must be strings")
+            _check_details(item, depth + 1)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _check_details(item, depth + 1)
+    elif isinstance(value, str):
+        if len(value) > MAX_DETAIL_STRING:
+            raise ValueError("audit detail strings are limited; never put free text or values "
+                             "in an audit entry")
+    elif value is not None and not isinstance(value, bool | int | float):
+        raise TypeError(f"audit details cannot hold {type(value).__name__}")
+
+
+@event.listens_for(Session, "before_commit")
+def _append_on_commit(session: Session) -> None:
+    drafts: list[Draft] = session.info.pop(PENDING_KEY, [])
+    if not drafts:
+        return
+    writer: AuditWriter | None = session.info.get(WRITER_KEY)
+    if writer is None:
+        raise AuditWriteFailed("no audit writer is configured for this session")
+    try:
+        append(session, drafts=drafts, writer=writer)
+    except Exception as exc:
+        writer.on_failure()
+        raise AuditWriteFailed(
+            "the audit entry could not be written, so nothing was changed"
+        ) from exc
+
+
+@event.listens_for(Session, "after_rollback")
+def _discard_on_rollback(session: Session) -> None:
+    session.info.pop(PENDING_KEY, None)
+
+
+def _lock_head(session: Session) -> tuple[int, str]:
+    if is_postgres(session):
+        session.execute(select(func.pg_advisory_xact_lock(AUDIT_LOCK_KEY)))
+    last = session.execute(
+        select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)
+    ).first()
+    return (last.seq, last.hash) if last else (0, chain.GENESIS_HASH)
+
+
+def append(session: Session, *, drafts: list[Draft], writer: AuditWriter) -> int:
+    """Link drafts onto the chain head; returns the new head sequence number."""
+    first_seq, prev = _lock_head(session)
+    seq, now = first_seq, utcnow()
+    for draft in drafts:
+        seq += 1
+        fields = {
+            "seq": seq, "ts": isoformat(now), "actor": draft.actor, "roles": list(draft.roles),
+            "action": draft.action, "purpose": draft.purpose, "subject_id": draft.subject_id,
+            "resource": draft.resource, "outcome": draft.outcome.value, "details": draft.details,
+            "request_id": draft.request_id, "policy_version": writer.policy_version,
+            "prev_hash": prev,
+        }
+        prev = chain.entry_hash(fields)
+        session.add(AuditEntry(**{**fields, "ts": now, "hash": prev}))
+    session.flush()
+    if writer.signer is not None and seq // writer.checkpoint_every > \
+            first_seq // writer.checkpoint_every:
+        _add_checkpoint(session, signer=writer.signer, size=seq, head=prev, now=now)
+    return seq
+
+
+def _add_checkpoint(session: Session, *, signer: Signer, size: int, head: str,
+                    now: datetime) -> AuditCheckpoint:
+    body = {"size": size, "head": head, "created_at": isoformat(now), "key_id": signer.key_id}
+    checkpoint = AuditCheckpoint(size=size, head=head, created_at=now, key_id=signer.key_id,
+                                 signature=signer.sign(chain.checkpoint_message(body)))
+    session.add(checkpoint)
+    session.flush()
+    return checkpoint
+
+
+def create_checkpoint(session: Session, *, signer: Signer) -> AuditCheckpoint | None:
+    """Sign the current head (on demand). None while the log is empty."""
+    size, head = _lock_head(session)
+    if size == 0:
+        return None
+    existing = session.scalar(select(AuditCheckpoint).where(AuditCheckpoint.size == size))
+    if existing is not None:
+        return existing
+    return _add_checkpoint(session, signer=signer, size=size, head=head, now=utcnow())
+
+
+def entry_dict(entry: AuditEntry) -> dict[str, Any]:
+    return {
+        "seq": entry.seq, "ts": isoformat(entry.ts), "actor": entry.actor, "roles": entry.roles,
+        "action": entry.action, "purpose": entry.purpose, "subject_id": entry.subject_id,
+        "resource": entry.resource, "outcome": entry.outcome, "details": entry.details,
+        "request_id": entry.request_id, "policy_version": entry.policy_version,
+        "prev_hash": entry.prev_hash, "hash": entry.hash,
+    }
+
+
+def checkpoint_dict(checkpoint: AuditCheckpoint) -> dict[str, Any]:
+    return {
+        "size": checkpoint.size, "head": checkpoint.head,
+        "created_at": isoformat(checkpoint.created_at), "key_id": checkpoint.key_id,
+        "signature": checkpoint.signature,
+    }
+
+
+def list_entries(session: Session, *, since: datetime | None = None,
+                 until: datetime | None = None, actor: str | None = None,
+                 action: str | None = None, subject_id: str | None = None,
+                 outcome: Outcome | None = None, after_seq: int = 0,
+                 limit: int = 100) -> list[AuditEntry]:
+    query = select(AuditEntry).where(AuditEntry.seq > after_seq)
+    filters = {AuditEntry.actor: actor, AuditEntry.action: action,
+               AuditEntry.subject_id: subject_id, AuditEntry.outcome: outcome}
+    for column, value in filters.items():
+        if value is not None:
+            query = query.where(column == value)
+    if since is not None:
+        query = query.where(AuditEntry.ts >= since)
+    if until is not None:
+        query = query.where(AuditEntry.ts < until)
+    return list(session.scalars(query.order_by(AuditEntry.seq).limit(limit)))
+
+
+def list_checkpoints(session: Session, *, after_size: int = 0,
+                     limit: int = 100) -> list[AuditCheckpoint]:
+    query = select(AuditCheckpoint).where(AuditCheckpoint.size > after_size)
+    return list(session.scalars(query.order_by(AuditCheckpoint.size).limit(limit)))
+
+
+def iter_entries(session: Session, *, up_to: int | None = None) -> Iterator[dict[str, Any]]:
+    """Every entry in sequence order, fetched in batches so memory stays flat."""
+    last = 0
+    while True:
+        query = select(AuditEntry).where(AuditEntry.seq > last)
+        if up_to is not None:
+            query = query.where(AuditEntry.seq <= up_to)
+        batch = list(session.scalars(query.order_by(AuditEntry.seq).limit(BATCH)))
+        if not batch:
+            return
+        last = batch[-1].seq
+        for entry in batch:
+            session.expunge(entry)
+            yield entry_dict(entry)
+
+
+def head(session: Session) -> tuple[int, str]:
+    last = session.execute(
+        select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)
+    ).first()
+    return (last.seq, last.hash) if last else (0, chain.GENESIS_HASH)
+
+
+def verify_log(session: Session, *, signer: Signer | None) -> chain.Verification:
+    checkpoints = [checkpoint_dict(c) for c in session.scalars(select(AuditCheckpoint))]
+    public_key = signer.public_key if signer is not None else None
+    return chain.verify(iter_entries(session), checkpoints, public_key)
+
+
+def prepare_export(session: Session, *, caller: Caller, signer: Signer) -> tuple[int, str]:
+    """Sign the head for an export and audit it; returns the (size, head) the export covers."""
+    checkpoint = create_checkpoint(session, signer=signer)
+    size, head_hash = (checkpoint.size, checkpoint.head) if checkpoint else head(session)
+    record(session, caller=caller, action="audit.exported", details={"entries": size})
+    return size, head_hash
+
+
+def export_lines(session: Session, *, size: int, head_hash: str,
+                 key_id: str) -> Iterator[str]:
+    """The export file's lines: header, checkpoints up to `size`, entries up to `size`."""
+    yield export.header_line(size=size, head=head_hash, key_id=key_id)
+    for checkpoint in session.scalars(select(AuditCheckpoint).where(
+            AuditCheckpoint.size <= size).order_by(AuditCheckpoint.size)):
+        yield export.checkpoint_line(checkpoint_dict(checkpoint))
+    for entry in iter_entries(session, up_to=size):
+        yield export.entry_line(entry)

@@ -1,0 +1,17 @@
+from enum import StrEnum
+
+
+class Scope(StrEnum):
+    """Every scope a route can require, named `domain:action`."""
+
+    PII_SCAN = "pii:scan"
+    RECORDS_WRITE = "records:write"
+    RECORDS_READ = "records:read"
+    CONSENT_WRITE = "consent:write"
+    CONSENT_READ = "consent:read"
+    DSR_SUBMIT = "dsr:submit"
+    DSR_MANAGE = "dsr:manage"
+    AUDIT_READ = "audit:read"
+    KEYS_ADMIN = "keys:admin"
+    ACCESS_APPROVE = "access:approve"
+    POLICY_READ = "policy:read"

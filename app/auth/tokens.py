@@ -1,0 +1,202 @@
+"""Bearer-token verification with PyJWT.
+
+The accepted algorithms are a fixed list from settings; the token's header only selects among
+them. The verification key is chosen by algorithm family, so an HS256 token is never checked
+against an RSA public key used as an HMAC secret. `jku` and `x5u` headers are never followed:
+keys come only from the configured secret, PEM file or local JWKS file.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import secrets
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from app.config import HMAC_ALGORITHMS, Settings
+from app.errors import Unauthorized
+from app.keys import files
+
+REQUIRED_CLAIMS = ("sub", "exp", "iat", "iss", "aud")
+MAX_TOKEN_LENGTH = 8192
+MAX_SUBJECT_LENGTH = 255
+
+
+class TokenConfigError(Exception):
+    """The verification keys could not be loaded; the message names the setting."""
+
+
+@dataclass(frozen=True)
+class Claims:
+    sub: str
+    scopes: frozenset[str]
+    roles: tuple[str, ...]
+    raw: dict[str, Any] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class TokenVerifier:
+    algorithms: tuple[str, ...]
+    issuer: str
+    audience: str
+    leeway: int
+    hmac_secret: bytes | None = field(default=None, repr=False)
+    public_key: Any = field(default=None, repr=False)
+    jwks: dict[str, jwt.PyJWK] = field(default_factory=dict, repr=False)
+
+    def verify(self, token: str) -> Claims:
+        if not token or len(token) > MAX_TOKEN_LENGTH:
+            raise Unauthorized("malformed token")
+        header = _header(token)
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in self.algorithms:
+            raise Unauthorized("token algorithm is not accepted")
+        if "crit" in header:
+            raise Unauthorized("token has a critical header this service does not understand")
+        key = self._key_for(alg, header.get("kid"))
+        try:
+            payload = jwt.decode(
+                token,
+                key=key,
+                algorithms=[alg],
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self.leeway,
+                options={"require": list(REQUIRED_CLAIMS)},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("token has expired") from None
+        except jwt.ImmatureSignatureError:
+            raise Unauthorized("token is not valid yet") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise Unauthorized(f"token lacks the required claim {exc.claim!r}") from None
+        except jwt.InvalidAudienceError:
+            raise Unauthorized("token is not meant for this service (audience)") from None
+        except jwt.InvalidIssuerError:
+            raise Unauthorized("token issuer is not trusted") from None
+        except jwt.InvalidSignatureError:
+            raise Unauthorized("token signature does not verify") from None
+        except (jwt.PyJWTError, ValueError, TypeError):
+            raise Unauthorized("token is invalid") from None
+        return _claims(payload)
+
+    def _key_for(self, alg: str, kid: object) -> Any:
+        if alg in HMAC_ALGORITHMS:
+            if self.hmac_secret is None:
+                raise Unauthorized("token algorithm is not accepted")
+            return self.hmac_secret
+        if kid is not None:
+            if not isinstance(kid, str) or kid not in self.jwks:
+                raise Unauthorized("token key id is unknown")
+            return self.jwks[kid].key
+        if self.public_key is None:
+            raise Unauthorized("token key id is missing")
+        return self.public_key
+
+
+def _header(token: str) -> dict[str, Any]:
+    """The JOSE header, parsed strictly; signature and claims are PyJWT's job afterwards."""
+    segments = token.split(".")
+    if len(segments) != 3:
+        raise Unauthorized("malformed token")
+    try:
+        raw = base64.urlsafe_b64decode(segments[0] + "=" * (-len(segments[0]) % 4))
+        header = json.loads(raw)
+    except (ValueError, binascii.Error):
+        raise Unauthorized("malformed token") from None
+    if not isinstance(header, dict):
+        raise Unauthorized("malformed token")
+    return header
+
+
+def _claims(payload: dict[str, Any]) -> Claims:
+    sub = payload["sub"]
+    if not isinstance(sub, str) or not sub or len(sub) > MAX_SUBJECT_LENGTH:
+        raise Unauthorized("token subject is invalid")
+    scope = payload.get("scope", "")
+    roles = payload.get("roles", [])
+    if not isinstance(scope, str):
+        raise Unauthorized("token scope must be a space-separated string")
+    if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+        raise Unauthorized("token roles must be a list of strings")
+    return Claims(sub=sub, scopes=frozenset(scope.split()), roles=tuple(roles), raw=payload)
+
+
+def dev_secret(settings: Settings, *, create: bool) -> bytes:
+    """The HMAC secret: PGW_JWT_SECRET, or in dev a generated one kept in the data dir."""
+    if settings.jwt_secret is not None:
+        return settings.jwt_secret.get_secret_value().encode()
+    if not settings.is_dev:
+        raise TokenConfigError("PGW_JWT_SECRET is required for HS algorithms outside dev")
+    try:
+        return files.read_or_create(
+            settings.dev_jwt_secret_file,
+            generate=lambda: secrets.token_urlsafe(48).encode(),
+            create=create,
+        ).strip()
+    except files.KeyFileError as exc:
+        raise TokenConfigError(f"PGW_JWT_SECRET: {exc}") from None
+
+
+def load_verifier(settings: Settings, *, create_dev_secret: bool = True) -> TokenVerifier:
+    hmac_secret = dev_secret(settings, create=create_dev_secret) if settings.uses_hmac else None
+    public_key = None
+    if settings.jwt_public_key_file is not None:
+        try:
+            public_key = load_pem_public_key(settings.jwt_public_key_file.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise TokenConfigError(f"PGW_JWT_PUBLIC_KEY_FILE: cannot load a public key ({exc})")\
+                from None
+    jwks = _load_jwks(settings) if settings.jwt_jwks_file is not None else {}
+    return TokenVerifier(
+        algorithms=settings.jwt_algorithms,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        leeway=settings.jwt_leeway_seconds,
+        hmac_secret=hmac_secret,
+        public_key=public_key,
+        jwks=jwks,
+    )
+
+
+def _load_jwks(settings: Settings) -> dict[str, jwt.PyJWK]:
+    assert settings.jwt_jwks_file is not None  # noqa: S101
+    try:
+        document = json.loads(settings.jwt_jwks_file.read_text())
+        keys = {}
+        for entry in document["keys"]:
+            kid = entry.get("kid")
+            if not isinstance(kid, str) or not kid:
+                raise ValueError("every key needs a string 'kid'")
+            if "d" in entry:
+                raise ValueError(f"key {kid!r} holds private material; publish public keys only")
+            keys[kid] = jwt.PyJWK(entry)
+    except (OSError, ValueError, KeyError, TypeError, jwt.PyJWTError) as exc:
+        raise TokenConfigError(f"PGW_JWT_JWKS_FILE: cannot load the key set ({exc})") from None
+    return keys
+
+
+def issue_dev_token(settings: Settings, *, sub: str, scopes: Iterable[str],
+                    roles: Iterable[str], ttl: int) -> str:
+    """A token signed with the development HMAC secret; refused outside dev."""
+    if not settings.is_dev:
+        raise TokenConfigError("development tokens are refused when PGW_ENV=prod")
+    now = int(time.time())
+    payload = {
+        "sub": sub,
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+        "iat": now,
+        "nbf": now,
+        "exp": now + ttl,
+        "scope": " ".join(scopes),
+        "roles": list(roles),
+    }
+    return jwt.encode(payload, dev_secret(settings, create=True), algorithm="HS256")

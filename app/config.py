@@ -1,0 +1,135 @@
+"""Settings, read once from the environment (prefix `PGW_`).
+
+Outside development the service refuses insecure or missing values at start-up and names the
+variable, so a misconfigured production deployment never serves a request.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+ASYMMETRIC_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+DEV_ISSUER = "pgw-dev"
+MIN_HMAC_SECRET_BYTES = 32
+
+
+class Environment(StrEnum):
+    DEV = "dev"
+    PROD = "prod"
+
+
+class ConfigError(Exception):
+    """A setting is missing or unsafe; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PGW_", extra="ignore", frozen=True)
+
+    env: Environment = Environment.DEV
+    data_dir: Path = Path("./data")
+    database_url: str | None = None
+    policy_dir: Path = Path("./policies")
+
+    jwt_algorithms: Annotated[tuple[str, ...], NoDecode] = ("HS256",)
+    jwt_secret: SecretStr | None = None
+    jwt_public_key_file: Path | None = None
+    jwt_jwks_file: Path | None = None
+    jwt_issuer: str = DEV_ISSUER
+    jwt_audience: str = "privacy-gateway"
+    jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
+
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    audit_checkpoint_every: int = Field(default=256, ge=1)
+    audit_signing_key_file: Path | None = None
+    log_level: str = "INFO"
+
+    @field_validator("jwt_algorithms", mode="before")
+    @classmethod
+    def _split_algorithms(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("jwt_algorithms")
+    @classmethod
+    def _known_algorithms(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("at least one algorithm is required")
+        unknown = [alg for alg in value if alg not in HMAC_ALGORITHMS | ASYMMETRIC_ALGORITHMS]
+        if unknown:
+            raise ValueError(f"unsupported algorithm(s): {', '.join(unknown)}")
+        return value
+
+    @property
+    def is_dev(self) -> bool:
+        return self.env is Environment.DEV
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'pgw.sqlite3').resolve()}"
+
+    @property
+    def dev_jwt_secret_file(self) -> Path:
+        return self.data_dir / "dev-jwt-secret"
+
+    @property
+    def audit_key_file(self) -> Path:
+        return self.audit_signing_key_file or self.data_dir / "audit-signing-key.pem"
+
+    @property
+    def uses_hmac(self) -> bool:
+        return any(alg in HMAC_ALGORITHMS for alg in self.jwt_algorithms)
+
+    @property
+    def uses_asymmetric(self) -> bool:
+        return any(alg in ASYMMETRIC_ALGORITHMS for alg in self.jwt_algorithms)
+
+
+def check_production(settings: Settings) -> None:
+    """Raise ConfigError naming the first variable that is unsafe for production."""
+    if settings.is_dev:
+        return
+    if settings.jwt_issuer == DEV_ISSUER:
+        raise ConfigError("PGW_JWT_ISSUER must be set to your identity provider's issuer in prod")
+    if settings.uses_hmac:
+        secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else ""
+        if not secret:
+            raise ConfigError("PGW_JWT_SECRET is required in prod when an HS algorithm is accepted")
+        if len(secret.encode()) < MIN_HMAC_SECRET_BYTES:
+            raise ConfigError(
+                f"PGW_JWT_SECRET must be at least {MIN_HMAC_SECRET_BYTES} bytes in prod"
+            )
+        if settings.dev_jwt_secret_file.exists() and (
+            settings.dev_jwt_secret_file.read_text().strip() == secret
+        ):
+            raise ConfigError("PGW_JWT_SECRET is the generated development secret")
+    if settings.uses_asymmetric and not (settings.jwt_public_key_file or settings.jwt_jwks_file):
+        raise ConfigError(
+            "PGW_JWT_PUBLIC_KEY_FILE or PGW_JWT_JWKS_FILE is required in prod "
+            "when an asymmetric algorithm is accepted"
+        )
+    for name, path in (
+        ("PGW_JWT_PUBLIC_KEY_FILE", settings.jwt_public_key_file),
+        ("PGW_JWT_JWKS_FILE", settings.jwt_jwks_file),
+    ):
+        if path is not None and not path.is_file():
+            raise ConfigError(f"{name} points to {path}, which does not exist")
+    if not settings.audit_key_file.is_file():
+        raise ConfigError(
+            "PGW_AUDIT_SIGNING_KEY_FILE: no audit signing key at "
+            f"{settings.audit_key_file}; create one with `pgw audit init-key` before starting"
+        )
+
+
+def load_settings() -> Settings:
+    return Settings()

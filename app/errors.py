@@ -1,0 +1,169 @@
+"""One error base, one handler, one JSON shape: RFC 9457 problem details for every error."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger("pgw.errors")
+
+PROBLEM_BASE = "urn:pgw:problem:"
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+_TITLES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Content too large",
+    415: "Unsupported media type",
+    422: "Unprocessable content",
+    429: "Too many requests",
+    500: "Internal server error",
+    503: "Service unavailable",
+}
+_HTTP_TYPES = {
+    400: "bad-request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not-found",
+    405: "method-not-allowed",
+    409: "conflict",
+    413: "payload-too-large",
+    415: "unsupported-media-type",
+    422: "validation-error",
+    429: "rate-limited",
+    503: "service-unavailable",
+}
+
+
+class GatewayError(Exception):
+    """Base of every error a client may see. `type` is a stable machine-readable slug."""
+
+    status: int = 400
+    type: str = "bad-request"
+    title: str = "Bad request"
+
+    def __init__(self, detail: str, *, headers: dict[str, str] | None = None, **extra: Any):
+        super().__init__(detail)
+        self.detail = detail
+        self.headers = headers
+        self.extra = extra
+
+
+class Unauthorized(GatewayError):
+    status, type, title = 401, "unauthorized", "Unauthorized"
+
+    def __init__(self, detail: str):
+        super().__init__(detail, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
+class Forbidden(GatewayError):
+    status, type, title = 403, "forbidden", "Forbidden"
+
+
+class InsufficientScope(Forbidden):
+    type, title = "insufficient-scope", "Insufficient scope"
+
+
+class NotFound(GatewayError):
+    status, type, title = 404, "not-found", "Not found"
+
+
+class Conflict(GatewayError):
+    status, type, title = 409, "conflict", "Conflict"
+
+
+class Invalid(GatewayError):
+    """422 naming the offending fields: `errors=[{"field", "reason"}]`."""
+
+    status, type, title = 422, "validation-error", "Unprocessable content"
+
+    def __init__(self, detail: str, *, field: str | None = None, errors: list[dict[str, str]]
+                 | None = None, **extra: Any):
+        if errors is None and field is not None:
+            errors = [{"field": field, "reason": detail}]
+        super().__init__(detail, errors=errors or [], **extra)
+
+
+class PayloadTooLarge(GatewayError):
+    status, type, title = 413, "payload-too-large", "Content too large"
+
+
+class ServiceUnavailable(GatewayError):
+    status, type, title = 503, "service-unavailable", "Service unavailable"
+
+
+class AuditWriteFailed(GatewayError):
+    status, type, title = 500, "audit-write-failed", "Audit log unavailable"
+
+
+def problem(status: int, type_: str, title: str, detail: str | None = None, *,
+            headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    body: dict[str, Any] = {"type": PROBLEM_BASE + type_, "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    body.update(extra)
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
+
+
+def _field_name(loc: tuple[Any, ...]) -> tuple[str, str]:
+    where = str(loc[0]) if loc else "body"
+    rest = [str(part) for part in loc[1:]]
+    return where, ".".join(rest) if rest else where
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
+    errors = []
+    for err in exc.errors():
+        where, field = _field_name(tuple(err.get("loc", ())))
+        reason = str(err.get("msg", "invalid value"))
+        if err.get("type") == "extra_forbidden":
+            reason = "unknown field"
+        errors.append({"field": field, "in": where, "reason": reason})
+    return errors
+
+
+async def _gateway_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, GatewayError)  # noqa: S101 - registered for GatewayError only
+    if exc.status >= 500:
+        logger.error("request failed: %s (%s)", exc.type, exc.detail)
+    return problem(exc.status, exc.type, exc.title, exc.detail, headers=exc.headers, **exc.extra)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)  # noqa: S101
+    errors = _validation_errors(exc)
+    fields = ", ".join(e["field"] for e in errors[:5])
+    return problem(422, "validation-error", _TITLES[422], f"invalid request: {fields}",
+                   errors=errors)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)  # noqa: S101
+    status = exc.status_code
+    detail = exc.detail if isinstance(exc.detail, str) else None
+    if status == 404 and detail == "Not Found":
+        detail = "no such resource"
+    return problem(status, _HTTP_TYPES.get(status, "error"), _TITLES.get(status, "Error"),
+                   detail, headers=getattr(exc, "headers", None))
+
+
+async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+    # Never echo the exception: it may carry values or configuration.
+    logger.exception("unhandled error", exc_info=exc)
+    return problem(500, "internal-error", _TITLES[500], "the request could not be completed")
+
+
+def install_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(GatewayError, _gateway_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unhandled)

@@ -1,0 +1,62 @@
+"""The application factory. `app.main:app` is the ASGI application uvicorn serves."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app import logs
+from app.audit.router import router as audit_router
+from app.auth.tokens import load_verifier
+from app.config import Settings, check_production, load_settings
+from app.errors import install_handlers
+from app.middleware import BodyLimit, RequestContext
+from app.ops.metrics import make_metrics
+from app.ops.router import router as ops_router
+from app.runtime import open_runtime
+
+logger = logging.getLogger("pgw")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+    check_production(settings)
+    metrics = make_metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = open_runtime(settings, on_audit_failure=metrics.audit_failures.inc)
+        app.state.runtime = runtime
+        app.state.token_verifier = load_verifier(settings, create_dev_secret=settings.is_dev)
+        logger.info("privacy gateway started")
+        try:
+            yield
+        finally:
+            runtime.close()
+
+    app = FastAPI(
+        title="Privacy gateway",
+        version="0.1.0",
+        summary="Consent, purpose limitation, PII protection and a tamper-evident audit log.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    install_handlers(app)
+    app.include_router(ops_router)
+    app.include_router(audit_router)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContext, metrics=metrics)
+    return app
+
+
+def _app_from_environment() -> FastAPI:
+    settings = load_settings()
+    logs.configure(settings.log_level)
+    return create_app(settings)
+
+
+app = _app_from_environment()

@@ -1,0 +1,103 @@
+"""ASGI middleware: request ids, body size limit, access log and metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.errors import PROBLEM_BASE, PROBLEM_MEDIA_TYPE
+from app.ops.metrics import Metrics
+
+REQUEST_ID_HEADER = b"x-request-id"
+_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+access_log = logging.getLogger("pgw.access")
+
+
+def _too_large(limit: int) -> bytes:
+    return json.dumps({
+        "type": PROBLEM_BASE + "payload-too-large", "title": "Content too large", "status": 413,
+        "detail": f"request body exceeds {limit} bytes (PGW_MAX_BODY_BYTES)",
+    }).encode()
+
+
+class BodyLimit:
+    """413 for bodies over the limit, by Content-Length or while streaming a chunked body."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            body = _too_large(self.max_bytes)
+            await send({"type": "http.response.start", "status": 413, "headers": [
+                (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
+                (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    # FastAPI re-raises HTTPExceptions from body reading; our handler renders it.
+                    raise HTTPException(413, f"request body exceeds {self.max_bytes} bytes "
+                                             "(PGW_MAX_BODY_BYTES)")
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+class RequestContext:
+    """Accepts or makes X-Request-ID, echoes it, logs the request and counts it."""
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(REQUEST_ID_HEADER, b"")
+        request_id = given.decode() if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = [h for h in message.get("headers", []) if h[0] != REQUEST_ID_HEADER]
+                message = {**message, "headers": [*headers,
+                                                  (REQUEST_ID_HEADER, request_id.encode())]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            self._observe(scope, status, time.perf_counter() - started, request_id)
+
+    def _observe(self, scope: Scope, status: int, elapsed: float, request_id: str) -> None:
+        route: Any = scope.get("route")
+        template = getattr(route, "path", None) or "unmatched"
+        method = scope["method"]
+        self.metrics.requests.labels(method, template, str(status)).inc()
+        self.metrics.latency.labels(method, template).observe(elapsed)
+        access_log.info("request", extra={
+            "request_id": request_id, "method": method, "route": template, "status": status,
+            "duration_ms": round(elapsed * 1000, 2),
+        })

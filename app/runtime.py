@@ -1,0 +1,56 @@
+"""What a running process needs, wired in one place for the HTTP app, the CLI and the workers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.audit import service as audit
+from app.config import Settings
+from app.db import make_engine, make_session_factory
+from app.keys.files import KeyFileError
+from app.keys.signing import Signer, load_signer
+from app.policy.loader import PolicyFiles, read_policy_files
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    session_factory: sessionmaker[Session]
+    read_session_factory: sessionmaker[Session]
+    policy: PolicyFiles
+    audit_signer: Signer | None
+    key_problems: list[str] = field(default_factory=list)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def open_runtime(settings: Settings, *,
+                 on_audit_failure: Callable[[], None] = lambda: None) -> Runtime:
+    """Load policies and keys and open the database. Raises PolicyError on a bad policy."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    policy = read_policy_files(settings.policy_dir)
+    problems: list[str] = []
+    try:
+        signer: Signer | None = load_signer(settings.audit_key_file, create=settings.is_dev)
+    except KeyFileError as exc:
+        signer = None
+        problems.append(f"audit signing key unavailable: {exc}")
+    engine = make_engine(settings.sqlalchemy_url)
+    writer = audit.AuditWriter(policy_version=policy.version, signer=signer,
+                               checkpoint_every=settings.audit_checkpoint_every,
+                               on_failure=on_audit_failure)
+    return Runtime(
+        settings=settings,
+        engine=engine,
+        session_factory=make_session_factory(engine, info={audit.WRITER_KEY: writer}),
+        read_session_factory=make_session_factory(engine, read_only=True),
+        policy=policy,
+        audit_signer=signer,
+        key_problems=problems,
+    )

@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+
+from app.config import Settings
+from app.main import create_app
+from app.runtime import Runtime, open_runtime
+from tests.databases import DatabaseFactory, postgres_url
+from tests.server import LiveServer
+from tests.tokens import TEST_ISSUER, TEST_SECRET
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if os.environ.get("CI") and os.environ.get("PGW_TEST_DATABASE_URL") and postgres_url():
+        import psycopg
+
+        from tests.databases import _admin_dsn
+
+        with psycopg.connect(_admin_dsn(postgres_url() or ""), connect_timeout=5):
+            pass  # CI must fail, not skip, when PostgreSQL cannot be reached
+
+
+@pytest.fixture(scope="session")
+def databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DatabaseFactory]:
+    factory = DatabaseFactory(tmp_path_factory.mktemp("databases"))
+    yield factory
+    factory.drop_all()
+
+
+@pytest.fixture
+def database_url(databases: DatabaseFactory) -> str:
+    return databases.new()
+
+
+@pytest.fixture
+def dialect(databases: DatabaseFactory) -> str:
+    return databases.dialect
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, database_url: str) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "env": "dev", "data_dir": tmp_path / "data", "database_url": database_url,
+            "policy_dir": REPO / "policies", "jwt_secret": TEST_SECRET,
+            "jwt_issuer": TEST_ISSUER,
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+def start_server() -> Iterator[Callable[[FastAPI], LiveServer]]:
+    servers: list[LiveServer] = []
+
+    def start(app: FastAPI) -> LiveServer:
+        server = LiveServer(app).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def live(settings: Settings, start_server: Callable[[FastAPI], LiveServer]) -> LiveServer:
+    """The gateway on its own database, served by uvicorn on a loopback port."""
+    return start_server(create_app(settings))
+
+
+@pytest.fixture
+def runtime(settings: Settings) -> Iterator[Runtime]:
+    """The same wiring the service uses, for tests that work below HTTP."""
+    rt = open_runtime(settings)
+    yield rt
+    rt.close()
