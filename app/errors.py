@@ -157,9 +157,12 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
-    # Never echo the exception: it may carry values or configuration.
-    logger.exception("unhandled error", exc_info=exc)
-    return problem(500, "internal-error", _TITLES[500], "the request could not be completed")
+    # Never echo the exception: it may carry values or configuration. This handler runs outside
+    # the request-id middleware, so it sets the header itself.
+    request_id = getattr(request.state, "request_id", None)
+    logger.exception("unhandled error", exc_info=exc, extra={"request_id": request_id})
+    return problem(500, "internal-error", _TITLES[500], "the request could not be completed",
+                   headers={"X-Request-ID": request_id} if request_id else None)
 
 
 def install_handlers(app: FastAPI) -> None:

@@ -10,6 +10,7 @@ SQLite every transaction already holds the write lock (BEGIN IMMEDIATE).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,6 +33,7 @@ PENDING_KEY = "pgw.audit.pending"
 WRITER_KEY = "audit_writer"
 MAX_DETAIL_STRING = 200
 BATCH = 2000
+logger = logging.getLogger("pgw.audit")
 
 
 class Outcome(StrEnum):
@@ -128,12 +130,19 @@ def _discard_on_rollback(session: Session) -> None:
 
 
 def _lock_head(session: Session) -> tuple[int, str]:
+    """Lock the chain head; returns the sequence number to continue after, and the head hash.
+
+    If rows were removed below a signed checkpoint, numbering continues after the checkpoint, so
+    the gap stays where verification finds it instead of being filled by new entries.
+    """
     if is_postgres(session):
         session.execute(select(func.pg_advisory_xact_lock(AUDIT_LOCK_KEY)))
-    last = session.execute(
-        select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)
-    ).first()
-    return (last.seq, last.hash) if last else (0, chain.GENESIS_HASH)
+    seq, head_hash = head(session)
+    signed = session.scalar(select(func.max(AuditCheckpoint.size))) or 0
+    if signed > seq:
+        logger.error("audit log has fewer entries (%d) than its last signed checkpoint (%d): "
+                     "it was truncated; run `pgw audit verify`", seq, signed)
+    return max(seq, signed), head_hash
 
 
 def append(session: Session, *, drafts: list[Draft], writer: AuditWriter) -> int:
@@ -170,13 +179,14 @@ def _add_checkpoint(session: Session, *, signer: Signer, size: int, head: str,
 
 def create_checkpoint(session: Session, *, signer: Signer) -> AuditCheckpoint | None:
     """Sign the current head (on demand). None while the log is empty."""
-    size, head = _lock_head(session)
+    _lock_head(session)
+    size, head_hash = head(session)
     if size == 0:
         return None
     existing = session.scalar(select(AuditCheckpoint).where(AuditCheckpoint.size == size))
     if existing is not None:
         return existing
-    return _add_checkpoint(session, signer=signer, size=size, head=head, now=utcnow())
+    return _add_checkpoint(session, signer=signer, size=size, head=head_hash, now=utcnow())
 
 
 def entry_dict(entry: AuditEntry) -> dict[str, Any]:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.auth.scopes import Scope
@@ -38,8 +39,10 @@ class RequireScope:
     def __init__(self, scope: Scope):
         self.scope = scope
 
-    async def __call__(self, request: Request) -> Caller:
-        credentials: HTTPAuthorizationCredentials | None = await _bearer(request)
+    async def __call__(
+        self, request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Caller:
         if credentials is None:
             raise Unauthorized("a bearer token is required")
         verifier: TokenVerifier = request.app.state.token_verifier

@@ -1,0 +1,46 @@
+"""Several processes appending at once still build one unbroken chain with an exact count."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+from sqlalchemy import text
+
+from app.audit import service as audit
+from app.auth.guard import Caller
+from app.config import Settings
+from app.runtime import Runtime, open_runtime
+
+PROCESSES = 4
+EACH = 40
+
+
+def _append(settings: Settings, worker: int) -> None:
+    runtime = open_runtime(settings)
+    try:
+        for i in range(EACH):
+            with runtime.session_factory() as session:
+                audit.record(session, caller=Caller(sub=f"worker-{worker}"),
+                             action="record.written", details={"i": i})
+                session.commit()
+    finally:
+        runtime.close()
+
+
+def test_concurrent_appends_form_one_chain(settings: Settings, runtime: Runtime) -> None:
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_append, args=(settings, w)) for w in range(PROCESSES)]
+    for process in workers:
+        process.start()
+    for process in workers:
+        process.join(timeout=300)
+        assert process.exitcode == 0
+    with runtime.session_factory() as session:
+        result = audit.verify_log(session, signer=runtime.audit_signer)
+    assert result.ok, result.reason
+    assert result.entries == PROCESSES * EACH
+    with runtime.engine.connect() as conn:
+        seqs = [row[0] for row in conn.execute(text("SELECT seq FROM audit_entries ORDER BY seq"))]
+        actors = conn.execute(text("SELECT count(DISTINCT actor) FROM audit_entries")).scalar()
+    assert seqs == list(range(1, PROCESSES * EACH + 1))
+    assert actors == PROCESSES

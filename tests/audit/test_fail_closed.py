@@ -1,0 +1,82 @@
+"""If the audit entry cannot be written, the request fails and nothing it did is committed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends
+from sqlalchemy import text
+
+from app.audit import service as audit
+from app.auth.guard import Caller, RequireScope
+from app.auth.scopes import Scope
+from app.config import Settings
+from app.deps import SessionDep
+from app.errors import Forbidden
+from app.main import create_app
+from app.runtime import Runtime
+from tests.audit.conftest import write_entries
+from tests.server import LiveServer
+from tests.tokens import make_token
+
+Reader = Annotated[Caller, Depends(RequireScope(Scope.AUDIT_READ))]
+
+
+def break_audit_inserts(runtime: Runtime) -> None:
+    with runtime.engine.begin() as conn:
+        if runtime.engine.dialect.name == "postgresql":
+            conn.execute(text("CREATE FUNCTION test_refuse_insert() RETURNS trigger "
+                              "LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk full'; END $$"))
+            conn.execute(text("CREATE TRIGGER test_refuse BEFORE INSERT ON audit_entries "
+                              "FOR EACH ROW EXECUTE FUNCTION test_refuse_insert()"))
+        else:
+            conn.execute(text("CREATE TRIGGER test_refuse BEFORE INSERT ON audit_entries "
+                              "BEGIN SELECT RAISE(ABORT, 'disk full'); END"))
+
+
+def count(runtime: Runtime, table: str) -> int:
+    with runtime.engine.connect() as conn:
+        return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
+
+
+def test_state_change_fails_and_is_rolled_back(runtime: Runtime, live: LiveServer) -> None:
+    write_entries(runtime, 3)
+    break_audit_inserts(runtime)
+    response = live.client(make_token()).post("/v1/audit/checkpoints")
+    assert response.status_code == 500
+    body = response.json()
+    assert body["type"] == "urn:pgw:problem:audit-write-failed"
+    assert "disk full" not in response.text
+    assert count(runtime, "audit_checkpoints") == 0  # the checkpoint was not committed
+    assert count(runtime, "audit_entries") == 3
+    metrics = live.client().get("/metrics").text
+    assert "pgw_audit_append_failures_total 1.0" in metrics
+
+
+def test_reads_of_the_log_fail_when_they_cannot_be_audited(runtime: Runtime,
+                                                           live: LiveServer) -> None:
+    write_entries(runtime, 2)
+    break_audit_inserts(runtime)
+    response = live.client(make_token()).get("/v1/audit")
+    assert response.status_code == 500
+    assert "items" not in response.json()
+
+
+def test_a_denial_outlives_the_rollback_of_its_request(settings: Settings, runtime: Runtime,
+                                                       start_server: Callable[..., LiveServer],
+                                                       ) -> None:
+    app = create_app(settings)
+    @app.post("/test/deny")
+    def deny(session: SessionDep, caller: Reader) -> None:
+        audit.record(session, caller=caller, action="test.changed")  # rolled back with the change
+        audit.record(session, caller=caller, action="test.denied", outcome=audit.Outcome.DENIED,
+                     details={"reason": "no consent"})
+        raise Forbidden("no consent")
+
+    server = start_server(app)
+    response = server.client(make_token()).post("/test/deny")
+    assert response.status_code == 403
+    with runtime.engine.connect() as conn:
+        rows = conn.execute(text("SELECT action, outcome FROM audit_entries")).all()
+    assert [tuple(row) for row in rows] == [("test.denied", "denied")]

@@ -1,0 +1,115 @@
+"""Rows edited, deleted, reordered or truncated in the database are found by verify (API, CLI)."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+
+import pytest
+from sqlalchemy import text
+
+from app.audit import service as audit
+from app.cli import main as pgw
+from app.runtime import Runtime
+from tests.audit.conftest import tamper, write_entries
+from tests.server import LiveServer
+from tests.tokens import make_token
+
+HASH = "aa" * 32
+
+
+def verify_api(live: LiveServer) -> dict[str, object]:
+    response = live.client(make_token()).get("/v1/audit/verify")
+    assert response.status_code == 200
+    return dict(response.json())
+
+
+def verify_cli(capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    capsys.readouterr()
+    code = pgw(["audit", "verify"])
+    return code, capsys.readouterr().out
+
+
+@pytest.fixture
+def logged(runtime: Runtime, cli_env: Callable[[], dict[str, str]]) -> Runtime:
+    write_entries(runtime, 12)
+    return runtime
+
+
+def test_untouched_log_verifies(logged: Runtime, live: LiveServer,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    body = verify_api(live)
+    assert body["ok"] is True
+    assert body["entries"] == 12
+    assert body["first_bad_seq"] is None
+    code, out = verify_cli(capsys)
+    assert code == 0
+    assert out.startswith("OK: 13 entries")  # the API's verify was audited too
+
+
+@pytest.mark.parametrize(("statements", "bad_seq"), [
+    (["UPDATE audit_entries SET subject_id = 'subj-2' WHERE seq = 5"], 5),
+    (["UPDATE audit_entries SET details = '{\"fields\": []}' WHERE seq = 9"], 9),
+    (["DELETE FROM audit_entries WHERE seq = 4"], 4),
+    # reorder: entries 6 and 7 swap places in the sequence
+    (["UPDATE audit_entries SET seq = 1000 WHERE seq = 6",
+      "UPDATE audit_entries SET seq = 6 WHERE seq = 7",
+      "UPDATE audit_entries SET seq = 7 WHERE seq = 1000"], 6),
+    ([f"UPDATE audit_entries SET hash = '{HASH}' WHERE seq = 3"], 3),
+], ids=["edit-subject", "edit-details", "delete", "reorder", "forged-hash"])
+def test_tampering_is_located(logged: Runtime, live: LiveServer,
+                              capsys: pytest.CaptureFixture[str], statements: list[str],
+                              bad_seq: int) -> None:
+    tamper(logged.engine, *statements)
+    body = verify_api(live)
+    assert body["ok"] is False
+    assert body["first_bad_seq"] == bad_seq
+    assert body["reason"]
+    code, out = verify_cli(capsys)
+    assert code == 1
+    assert f"first bad sequence number {bad_seq}:" in out
+
+
+def test_truncation_below_a_checkpoint_is_located(logged: Runtime, live: LiveServer,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    assert live.client(make_token()).post("/v1/audit/checkpoints").json()["size"] == 12
+    tamper(logged.engine, "DELETE FROM audit_entries WHERE seq > 8")
+    body = verify_api(live)
+    assert (body["ok"], body["first_bad_seq"]) == (False, 9)
+    assert "truncated" in str(body["reason"])
+    code, out = verify_cli(capsys)
+    assert code == 1
+    assert "first bad sequence number 9:" in out
+
+
+def test_installed_cli_reports_tampering(logged: Runtime,
+                                         cli_env: Callable[[], dict[str, str]]) -> None:
+    tamper(logged.engine, "UPDATE audit_entries SET actor = 'mallory' WHERE seq = 2")
+    result = subprocess.run(["pgw", "audit", "verify"], env=cli_env(), capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert result.returncode == 1
+    assert "first bad sequence number 2:" in result.stdout
+
+
+def test_database_refuses_update_and_delete(logged: Runtime) -> None:
+    assert logged.audit_signer is not None
+    with logged.session_factory() as session:
+        assert audit.create_checkpoint(session, signer=logged.audit_signer) is not None
+        session.commit()
+    for statement in ("UPDATE audit_entries SET actor = 'x' WHERE seq = 1",
+                      "DELETE FROM audit_entries WHERE seq = 1",
+                      "UPDATE audit_checkpoints SET head = 'x'",
+                      "DELETE FROM audit_checkpoints"):
+        with pytest.raises(Exception, match="append-only"), logged.engine.begin() as conn:
+            conn.execute(text(statement))
+    with logged.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM audit_entries")).scalar() == 12
+        assert conn.execute(text("SELECT count(*) FROM audit_checkpoints")).scalar() == 1
+
+
+@pytest.mark.parametrize("statement", ["TRUNCATE audit_entries", "TRUNCATE audit_checkpoints"])
+def test_postgres_refuses_truncate(logged: Runtime, dialect: str, statement: str) -> None:
+    if dialect != "postgresql":
+        pytest.skip("TRUNCATE exists only on PostgreSQL")
+    with pytest.raises(Exception, match="append-only"), logged.engine.begin() as conn:
+        conn.execute(text(statement))

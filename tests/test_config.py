@@ -1,0 +1,70 @@
+"""Outside development the service refuses to start on unsafe settings, naming the variable."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from app.config import ConfigError, Settings, check_production
+from app.main import create_app
+from tests.tokens import TEST_ISSUER
+
+
+@pytest.fixture
+def prod(make_settings: Callable[..., Settings], tmp_path: Path) -> Callable[..., Settings]:
+    key = tmp_path / "audit.pem"
+    key.write_text("placeholder")
+
+    def make(**overrides: object) -> Settings:
+        values = {"env": "prod", "jwt_issuer": TEST_ISSUER, "jwt_secret": "s" * 40,
+                  "audit_signing_key_file": key, **overrides}
+        return make_settings(**values)
+
+    return make
+
+
+def test_safe_production_settings_pass(prod: Callable[..., Settings]) -> None:
+    check_production(prod())
+
+
+@pytest.mark.parametrize(("overrides", "variable"), [
+    ({"jwt_issuer": "pgw-dev"}, "PGW_JWT_ISSUER"),
+    ({"jwt_secret": None}, "PGW_JWT_SECRET"),
+    ({"jwt_secret": "short"}, "PGW_JWT_SECRET"),
+    ({"jwt_algorithms": "RS256", "jwt_secret": None}, "PGW_JWT_PUBLIC_KEY_FILE"),
+    ({"jwt_algorithms": "RS256", "jwt_public_key_file": Path("/nonexistent.pem")},
+     "PGW_JWT_PUBLIC_KEY_FILE"),
+    ({"audit_signing_key_file": Path("/nonexistent.pem")}, "PGW_AUDIT_SIGNING_KEY_FILE"),
+])
+def test_unsafe_production_settings_are_refused(prod: Callable[..., Settings],
+                                                overrides: dict[str, object],
+                                                variable: str) -> None:
+    with pytest.raises(ConfigError, match=variable):
+        create_app(prod(**overrides))
+
+
+def test_generated_dev_secret_is_refused_in_prod(prod: Callable[..., Settings]) -> None:
+    settings = prod()
+    settings.data_dir.mkdir(parents=True)
+    settings.dev_jwt_secret_file.write_text("d" * 40)
+    with pytest.raises(ConfigError, match="PGW_JWT_SECRET is the generated development secret"):
+        check_production(prod(jwt_secret="d" * 40))
+
+
+def test_unknown_algorithm_is_refused(make_settings: Callable[..., Settings]) -> None:
+    with pytest.raises(ValueError, match="unsupported algorithm"):
+        make_settings(jwt_algorithms="HS256,none")
+
+
+def test_algorithms_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PGW_JWT_ALGORITHMS", "RS256, ES256,EdDSA")
+    assert Settings().jwt_algorithms == ("RS256", "ES256", "EdDSA")
+
+
+def test_default_database_is_sqlite_in_the_data_dir(monkeypatch: pytest.MonkeyPatch,
+                                                     tmp_path: Path) -> None:
+    monkeypatch.delenv("PGW_DATABASE_URL", raising=False)
+    monkeypatch.setenv("PGW_DATA_DIR", str(tmp_path))
+    assert Settings().sqlalchemy_url == f"sqlite:///{tmp_path.resolve()}/pgw.sqlite3"

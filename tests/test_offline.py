@@ -1,0 +1,68 @@
+"""The service starts and works with every outbound connection refused."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from app.config import Settings
+from tests.tokens import make_token
+
+GUARD = Path(__file__).parent / "netguard"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_service_runs_with_outbound_network_refused(settings: Settings, tmp_path: Path) -> None:
+    attempts = tmp_path / "net-attempts.log"
+    port = _free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(GUARD), os.environ.get("PYTHONPATH", "")]),
+        "PGW_NETGUARD_LOG": str(attempts),
+        "PGW_DATABASE_URL": settings.sqlalchemy_url,
+        "PGW_DATA_DIR": str(settings.data_dir),
+        "PGW_POLICY_DIR": str(settings.policy_dir),
+        "PGW_JWT_SECRET": settings.jwt_secret.get_secret_value() if settings.jwt_secret else "",
+        "PGW_JWT_ISSUER": settings.jwt_issuer,
+    }
+    # The guard must really be active in the child: prove it refuses an outside address.
+    probe = subprocess.run([sys.executable, "-c", "import socket; socket.create_connection("
+                            "('192.0.2.1', 80), timeout=2)"], env=env, capture_output=True,
+                           text=True, timeout=60, check=False)
+    assert "refused by test guard" in probe.stderr
+    attempts.unlink()
+
+    server = subprocess.Popen(["pgw", "serve", "--port", str(port)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None, server.stdout.read().decode() if server.stdout else ""
+            assert time.monotonic() < deadline, "service did not become ready"
+            time.sleep(0.2)
+        headers = {"Authorization": f"Bearer {make_token()}"}
+        assert httpx.post(f"{base}/v1/audit/checkpoints", headers=headers).status_code == 204
+        assert httpx.get(f"{base}/v1/audit", headers=headers).status_code == 200
+        verify = httpx.get(f"{base}/v1/audit/verify", headers=headers).json()
+        assert verify["ok"] is True
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert not attempts.exists() or attempts.read_text() == ""

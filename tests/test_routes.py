@@ -1,0 +1,49 @@
+"""Every route but health, metrics and the API docs declares the scope it needs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.routing import APIRoute
+
+from app.auth.guard import RequireScope
+from app.main import create_app
+from app.ops.router import PUBLIC_PATHS
+
+
+def _scopes(dependant: Any) -> list[str]:
+    found = []
+    for dependency in dependant.dependencies:
+        if isinstance(dependency.call, RequireScope):
+            found.append(dependency.call.scope.value)
+        found.extend(_scopes(dependency))
+    return found
+
+
+def api_routes(routes: list[Any]) -> list[APIRoute]:
+    found = []
+    for route in routes:
+        if isinstance(route, APIRoute):
+            found.append(route)
+        elif hasattr(route, "original_router"):  # FastAPI's wrapper of an included router
+            found.extend(api_routes(route.original_router.routes))
+    return found
+
+
+def test_every_route_declares_a_scope(settings: Any) -> None:
+    app = create_app(settings)
+    routes = api_routes(app.routes)
+    assert routes, "no API routes found"
+    missing = [r.path for r in routes if r.path not in PUBLIC_PATHS and not _scopes(r.dependant)]
+    assert missing == []
+    assert {r.path for r in routes if r.path in PUBLIC_PATHS} == set(PUBLIC_PATHS)
+
+
+def test_openapi_shows_bearer_security_on_every_scoped_operation(settings: Any) -> None:
+    schema = create_app(settings).openapi()
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            if path in PUBLIC_PATHS:
+                assert "security" not in operation
+            else:
+                assert operation.get("security") == [{"HTTPBearer": []}], (method, path)
