@@ -1,9 +1,7 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
@@ -12,6 +10,7 @@ import pytest
 
 from app.cli import main as pgw
 from app.config import Settings
+from tests.server import free_port, wait_until_up
 from tests.tokens import TEST_AUDIENCE, TEST_ISSUER, TEST_SECRET
 
 
@@ -53,23 +52,13 @@ def test_migrate_brings_a_new_database_to_head(tmp_path: Path, settings: Setting
 
 
 def test_metrics_cover_every_worker(settings: Settings) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen(["pgw", "serve", "--port", str(port), "--workers", "2"],
                               env=cli_env(settings), stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None and time.monotonic() < deadline
-            time.sleep(0.2)
+        wait_until_up(server, f"{base}/healthz")
         for _ in range(29):  # one more was the readiness probe above
             with httpx.Client() as client:  # new connections, so both workers answer some
                 assert client.get(f"{base}/healthz").status_code == 200

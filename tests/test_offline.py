@@ -3,29 +3,22 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
 from app.config import Settings
+from tests.server import free_port, wait_until_up
 from tests.tokens import make_token
 
 GUARD = Path(__file__).parent / "netguard"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_service_runs_with_outbound_network_refused(settings: Settings, tmp_path: Path) -> None:
     attempts = tmp_path / "net-attempts.log"
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(GUARD), os.environ.get("PYTHONPATH", "")]),
@@ -47,16 +40,7 @@ def test_service_runs_with_outbound_network_refused(settings: Settings, tmp_path
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None, server.stdout.read().decode() if server.stdout else ""
-            assert time.monotonic() < deadline, "service did not become ready"
-            time.sleep(0.2)
+        wait_until_up(server, f"{base}/readyz")
         headers = {"Authorization": f"Bearer {make_token()}"}
         assert httpx.post(f"{base}/v1/audit/checkpoints", headers=headers).status_code == 204
         assert httpx.get(f"{base}/v1/audit", headers=headers).status_code == 200
