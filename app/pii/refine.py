@@ -1,0 +1,78 @@
+"""After the recognizers: drop known false positives, and join the pieces of an address.
+
+Spans here are in the normalised text; the engine maps them back to the original afterwards.
+"""
+
+from __future__ import annotations
+
+import re
+
+from presidio_analyzer import RecognizerResult
+
+_ACRONYM = re.compile(r"^[A-Z0-9&.\-]{2,6}$")
+# A date that can identify someone has a month, a year, a day-month-year shape or a time.
+_DATE_SHAPE = re.compile(
+    r"\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b|\b(?:1[5-9]|20)\d{2}\b|"
+    r"\b\d{1,2}[/.\-]\d{1,2}[/.\-]\d{2,4}\b|\b\d{1,2}:\d{2}\b|年|月|日", re.IGNORECASE)
+# What may stand between two pieces of one address: spaces, commas, line breaks (also escaped).
+_GAP = re.compile(r"^(?:[ \t\r\n,;]|\\n)*$")
+_NUMBER_BEFORE = re.compile(r"(\d{1,6}[A-Za-z]?)(?:[ \t,]|\\n)*$")
+_POSTCODE_AFTER = re.compile(r"^(?:[ \t,]|\\n)*"
+                             r"(\d{4,6}(?:-\d{4})?|[A-Z]{1,2}\d[A-Z\d]?[ ]?\d[A-Z]{2})(?![\w])")
+
+
+def is_false_positive(text: str, result: RecognizerResult) -> bool:
+    value = text[result.start:result.end]
+    kind = result.entity_type
+    if kind in ("PERSON", "ORGANIZATION", "LOCATION") and _ACRONYM.match(value) and \
+            result.score < 1.0 and not any(c.isdigit() for c in value):
+        return True  # SSN, IBAN, CEO, HQ tagged as names or organisations
+    if kind == "PERSON" and (any(c.isdigit() for c in value) or "@" in value):
+        return True
+    if kind == "DATE_TIME" and not _DATE_SHAPE.search(value):
+        return True  # "yesterday", "83", "144A": no date that could identify anyone
+    return kind == "URL" and "@" in text[max(0, result.start - 1):result.start]
+
+
+_NAME_TOKEN = re.compile(r"^(?:[A-ZÀ-ÖØ-Þ][a-zà-öø-ÿ'’\-]+|[A-Z]\.?)$")
+ORG_WORDS = frozenset(
+    "inc inc. ltd ltd. llc plc corp corp. corporation co co. company group holdings bank trust "
+    "fund university college school hospital institute association society foundation partners "
+    "services systems technologies solutions international industries the of and & gmbh ag sa "
+    "bv nv ab oy as spa srl kk".split()
+)
+
+
+def relabel(text: str, result: RecognizerResult) -> None:
+    """spaCy's small English model often calls a person's name an organisation: a short span of
+    capitalised words with no company word in it is taken for a name."""
+    if result.entity_type != "ORGANIZATION":
+        return
+    tokens = text[result.start:result.end].split()
+    if 1 <= len(tokens) <= 3 and all(_NAME_TOKEN.match(t) for t in tokens) and \
+            not any(t.lower().strip(".,") in ORG_WORDS for t in tokens):
+        result.entity_type = "PERSON"
+        result.score = min(result.score, 0.6)
+
+
+def merge_locations(text: str, results: list[RecognizerResult]) -> list[RecognizerResult]:
+    """One span per address: adjacent LOCATION pieces, house numbers and postcodes joined."""
+    locations = sorted((r for r in results if r.entity_type == "LOCATION"),
+                       key=lambda r: r.start)
+    others = [r for r in results if r.entity_type != "LOCATION"]
+    merged: list[RecognizerResult] = []
+    for result in locations:
+        before = _NUMBER_BEFORE.search(text, max(0, result.start - 12), result.start)
+        if before and not text[before.start() - 1:before.start()].isalnum():
+            result.start = before.start(1)
+        after = _POSTCODE_AFTER.match(text[result.end:result.end + 16])
+        if after:
+            result.end += after.end(1)
+        if merged and (result.start <= merged[-1].end or
+                       _GAP.match(text[merged[-1].end:result.start])):
+            last = merged[-1]
+            last.end = max(last.end, result.end)
+            last.score = max(last.score, result.score)
+        else:
+            merged.append(result)
+    return [*others, *merged]
