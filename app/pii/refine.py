@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 
+import regex
 from presidio_analyzer import RecognizerResult
 
 _ACRONYM = re.compile(r"^[A-Z0-9&.\-]{2,6}$")
@@ -15,7 +16,13 @@ _DATE_SHAPE = re.compile(
     r"\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b|\b(?:1[5-9]|20)\d{2}\b|"
     r"\b\d{1,2}[/.\-]\d{1,2}[/.\-]\d{2,4}\b|\b\d{1,2}:\d{2}\b|年|月|日", re.IGNORECASE)
 # What may stand between two pieces of one address: spaces, commas, line breaks (also escaped).
-_GAP = re.compile(r"^(?:[ \t\r\n,;]|\\n)*$")
+_GAP = re.compile(r"^(?:[ \t\r\n,;]|\\n|and)*$")
+# After an address: a line or a comma-separated part that names a town, a region or a
+# country (capitalised words, perhaps with a postcode), e.g. "\n Svratka\n Czech Republic 45098".
+_PLACE_WORD = r"(?:\p{Lu}[\p{L}\p{M}'’.\-]*|de|da|do|del|la|le|van|von|K)"
+_TRAILING_PART = regex.compile(
+    rf"^(?:[ \t]*(?:\n|,)[ \t]*)+(?:{_PLACE_WORD}(?:[ ]+{_PLACE_WORD}){{0,3}})?"
+    r"(?:[ ,]*(?:\d{4,6}|[A-Z]{1,2}\d[A-Z\d]?[ ]?\d[A-Z]{2}))?(?=[ \t]*(?:\n|,|$|[.?!]))")
 _NUMBER_BEFORE = re.compile(r"(\d{1,6}[A-Za-z]?)(?:[ \t,]|\\n)*$")
 _POSTCODE_AFTER = re.compile(r"^(?:[ \t,]|\\n)*"
                              r"(\d{4,6}(?:-\d{4})?|[A-Z]{1,2}\d[A-Z\d]?[ ]?\d[A-Z]{2})(?![\w])")
@@ -68,6 +75,11 @@ def merge_locations(text: str, results: list[RecognizerResult]) -> list[Recogniz
         after = _POSTCODE_AFTER.match(text[result.end:result.end + 16])
         if after:
             result.end += after.end(1)
+        while result.entity_type == "LOCATION":
+            trailing = _TRAILING_PART.match(text, result.end)
+            if trailing is None or not trailing.group().strip(" \t\n,"):
+                break
+            result.end = trailing.end()
         if merged and (result.start <= merged[-1].end or
                        _GAP.match(text[merged[-1].end:result.start])):
             last = merged[-1]

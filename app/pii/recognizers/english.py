@@ -12,11 +12,12 @@ SUFFIXES = (
     "Street|St|Avenue|Ave|Road|Rd|Lane|Ln|Drive|Dr|Boulevard|Blvd|Court|Ct|Place|Pl|Way|"
     "Terrace|Circle|Cir|Highway|Hwy|Parkway|Pkwy|Square|Sq|Trail|Crescent|Close|Row|Walk|Loop|"
     "Alley|Plaza|Heights|Gardens|Greens?|Hill|View|Ridge|Mews|Grove|Rise|Wharf|Quay|Mall|"
-    "Esplanade|Promenade|Causeway|Crossing|Pike|Point|Meadows?|Mills?|Park|Estate"
+    "Esplanade|Promenade|Causeway|Crossing|Pike|Point|Meadows?|Mills?|Park|Estate|Str"
 )
 PREFIXES = (
     "Via|Viale|Piazza|Corso|Largo|Vicolo|Rue|Avenue|Boulevard|Chemin|Allée|Impasse|Calle|"
-    "Avenida|Paseo|Camino|Carrer|Plaza|Rua|Travessa|Estrada|Alameda|Bairro|Strada|Ulica|Ul\\."
+    "Avenida|Paseo|Camino|Carrer|Plaza|Rua|Travessa|Estrada|Alameda|Bairro|Strada|Ulica|Ul\\.|"
+    "R\\.|Av\\.|Avda\\.?"
 )
 # Street words that end in a suffix glued to the name: Hadikgasse, Paul-Nevermann-Platz, ...
 GLUED = "(?:strasse|straße|str\\.|gasse|platz|weg|allee|ring|damm|gade|vej|gatan|vägen|väg|" \
@@ -33,9 +34,18 @@ ADDRESS_PATTERNS = [
     rf"\b(?:{CAP})?{GLUED}[ ]+{NUM}\b",                                      # Hadikgasse 49
     rf"(?<=\b\d{{1,6}}[ ]+){NAME}[ ]+{NUM}\b",                               # 637 Strojírenská 1006
     rf"\b{UNIT}\b",                                                          # Apt. 559
+    rf"\b{CAP}(?:[ ]+{CAP}){{0,2}}[ ]+(?:{SUFFIXES})\b\.?",                   # Pisano Row
     r"\bP\.?[ ]?O\.?[ ]+Box[ ]+\d{1,6}\b",
     r"\bPSC[ ]+\d{3,5}(?:,[ ]*Box[ ]+\d{1,5})?\b",
     r"\b(?:APO|FPO|DPO)[ ]+(?:AA|AE|AP)[ ]+\d{5}\b",
+]
+PLACE_AFTER = (
+    r"(?:moved here from|moved to|moving to|move to|live in|lives in|living in|I'm in|I am in|"
+    r"located in|based in|born in|city of|town of|village of|trip to|travel(?:l?ing|l?ed)? to|"
+    r"visit(?:ing|ed)?|from the)"
+)
+PLACE_PATTERNS = [
+    rf"(?i:\b{PLACE_AFTER})[ ]+\K(?:{CAP}|\p{{Lu}}{{2,}})(?:[ ]+(?:{CAP}|{LINK})){{0,3}}",
 ]
 ADDRESS_CONTEXT = ("address", "lives", "live", "located", "street", "avenue", "road", "mail",
                    "ship", "deliver", "post", "apartment")
@@ -70,6 +80,10 @@ def _person_score(value: str) -> float | None:
     return 0.9
 
 
+def _place_score(value: str) -> float | None:
+    return None if value.split()[0].lower() in NOT_NAMES else 0.9
+
+
 def _address_score(value: str) -> float | None:
     return 0.6 if any(c.isalpha() for c in value) else None
 
@@ -78,10 +92,14 @@ def recognizers() -> list[EntityRecognizer]:
     return [
         PatternUnit(name="StreetAddressRecognizer", entity="LOCATION", language="en",
                     patterns=ADDRESS_PATTERNS, score=_address_score, context=ADDRESS_CONTEXT),
+        PatternUnit(name="PlaceContextRecognizer", entity="LOCATION", language="en",
+                    patterns=PLACE_PATTERNS, score=_place_score),
+        PatternUnit(name="UkPostcodeRecognizer", entity="LOCATION", language="en",
+                    patterns=[r"\b[A-Z]{1,2}\d[A-Z\d]?[ ]\d[A-Z]{2}\b"],
+                    score=lambda value: 0.5, context=POSTCODE_CONTEXT),
         PatternUnit(name="PersonContextRecognizer", entity="PERSON", language="en",
                     patterns=PERSON_PATTERNS, score=_person_score),
         PatternUnit(name="PostcodeRecognizer", entity="LOCATION", language="en",
-                    patterns=[r"\b\d{4,5}(?:-\d{4})?\b",
-                              r"\b[A-Z]{1,2}\d[A-Z\d]?[ ]?\d[A-Z]{2}\b"],
+                    patterns=[r"\b\d{4,5}(?:-\d{4})?\b"],
                     score=lambda value: 0.1, context=POSTCODE_CONTEXT, flags=regex.IGNORECASE),
     ]
