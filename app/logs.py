@@ -50,3 +50,4 @@ def configure(level: str) -> None:
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True  # our middleware logs each request
+    logging.getLogger("presidio-analyzer").setLevel(logging.WARNING)

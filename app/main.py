@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import FastAPI
 
 from app import logs
@@ -16,6 +17,8 @@ from app.errors import install_handlers
 from app.middleware import BodyLimit, RequestContext
 from app.ops.metrics import make_metrics
 from app.ops.router import router as ops_router
+from app.pii.router import router as pii_router
+from app.pii.service import get_engine
 from app.runtime import open_runtime
 
 logger = logging.getLogger("pgw")
@@ -30,6 +33,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = open_runtime(settings, on_audit_failure=metrics.audit_failures.inc)
         app.state.runtime = runtime
+        # Load the PII engine now (once per process), not on the first request.
+        await anyio.to_thread.run_sync(get_engine, settings.nlp_model_en)
         app.state.token_verifier = load_verifier(settings, create_dev_secret=settings.is_dev)
         logger.info("privacy gateway started")
         try:
@@ -48,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_handlers(app)
     app.include_router(ops_router)
     app.include_router(audit_router)
+    app.include_router(pii_router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContext, metrics=metrics)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -11,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.audit import service as audit
 from app.config import Settings
 from app.db import make_engine, make_session_factory
+from app.keys import files
 from app.keys.files import KeyFileError
 from app.keys.signing import Signer, load_signer
 from app.policy.loader import PolicyFiles, read_policy_files
@@ -25,6 +27,7 @@ class Runtime:
     policy: PolicyFiles
     audit_signer: Signer | None
     key_problems: list[str] = field(default_factory=list)
+    pii_hash_key: bytes | None = field(default=None, repr=False)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -41,6 +44,12 @@ def open_runtime(settings: Settings, *,
     except KeyFileError as exc:
         signer = None
         problems.append(f"audit signing key unavailable: {exc}")
+    try:
+        hash_key: bytes | None = files.read_or_create(
+            settings.pii_hash_key_file, generate=lambda: secrets.token_bytes(32),
+            create=settings.is_dev)
+    except KeyFileError:
+        hash_key = None  # the hash operator then refuses to run; everything else works
     engine = make_engine(settings.sqlalchemy_url)
     writer = audit.AuditWriter(policy_version=policy.version, signer=signer,
                                checkpoint_every=settings.audit_checkpoint_every,
@@ -53,4 +62,5 @@ def open_runtime(settings: Settings, *,
         policy=policy,
         audit_signer=signer,
         key_problems=problems,
+        pii_hash_key=hash_key,
     )

@@ -41,9 +41,13 @@ def test_service_runs_with_outbound_network_refused(settings: Settings, tmp_path
     try:
         base = f"http://127.0.0.1:{port}"
         wait_until_up(server, f"{base}/readyz")
-        headers = {"Authorization": f"Bearer {make_token()}"}
+        headers = {"Authorization": f"Bearer {make_token(scope='audit:read pii:scan')}"}
         assert httpx.post(f"{base}/v1/audit/checkpoints", headers=headers).status_code == 204
         assert httpx.get(f"{base}/v1/audit", headers=headers).status_code == 200
+        scan = httpx.post(f"{base}/v1/pii/scan", headers=headers, json={
+            "text": "Mail jane@example.com or call +44 20 7946 0958, 客户张伟 13812345678"})
+        assert {e["type"] for e in scan.json()["entities"]} >= {
+            "EMAIL_ADDRESS", "PHONE_NUMBER", "PERSON"}
         verify = httpx.get(f"{base}/v1/audit/verify", headers=headers).json()
         assert verify["ok"] is True
     finally:

@@ -9,6 +9,7 @@ finding is mapped back to offsets in the text exactly as sent.
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -83,6 +84,7 @@ class _PreloadedNlpEngine(SpacyNlpEngine):
 class PiiEngine:
     def __init__(self, *, en_model: str = DEFAULT_EN_MODEL):
         self.en_model = en_model
+        self._lock = threading.Lock()  # spaCy pipelines are not promised to be thread-safe
         pipelines = {"en": load_ner_pipeline(en_model), "zh": spacy.blank("zh")}
         self.nlp_engine = _PreloadedNlpEngine(pipelines)
         registry = RecognizerRegistry(supported_languages=list(SUPPORTED_LANGUAGES))
@@ -116,6 +118,12 @@ class PiiEngine:
                       entities: Sequence[str] | None = None,
                       threshold: float = DEFAULT_THRESHOLD) -> list[tuple[str, list[Finding]]]:
         """Detect PII in many texts; English NER runs over the batch with spaCy's `pipe`."""
+        with self._lock:
+            return self._analyze_batch(texts, languages, entities, threshold)
+
+    def _analyze_batch(self, texts: Sequence[str], languages: Sequence[str],
+                       entities: Sequence[str] | None,
+                       threshold: float) -> list[tuple[str, list[Finding]]]:
         self.check(entities=entities)
         for language in set(languages):
             self.check(language=language)

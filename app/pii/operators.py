@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -83,7 +84,7 @@ def _mask_email(value: str, char: str) -> str:
 
 
 def _mask_phone(value: str, char: str) -> str:
-    digits = "".join(c for c in value if c.isdigit())
+    digits = "".join(str(unicodedata.digit(c)) for c in value if c.isdigit())
     stripped = value.strip()
     if stripped.startswith(("+86", "0086")):
         national = digits[2:] if stripped.startswith("+") else digits[4:]

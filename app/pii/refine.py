@@ -21,7 +21,7 @@ _GAP = re.compile(r"^(?:[ \t\r\n,;]|\\n|and)*$")
 # country (capitalised words, perhaps with a postcode), e.g. "\n Svratka\n Czech Republic 45098".
 _PLACE_WORD = r"(?:\p{Lu}[\p{L}\p{M}'’.\-]*|de|da|do|del|la|le|van|von|K)"
 _TRAILING_PART = regex.compile(
-    rf"^(?:[ \t]*(?:\n|,)[ \t]*)+(?:{_PLACE_WORD}(?:[ ]+{_PLACE_WORD}){{0,3}})?"
+    rf"(?:[ \t]*(?:\n|,)[ \t]*)+(?:{_PLACE_WORD}(?:[ ]+{_PLACE_WORD}){{0,3}})?"
     r"(?:[ ,]*(?:\d{4,6}|[A-Z]{1,2}\d[A-Z\d]?[ ]?\d[A-Z]{2}))?(?=[ \t]*(?:\n|,|$|[.?!]))")
 _NUMBER_BEFORE = re.compile(r"(\d{1,6}[A-Za-z]?)(?:[ \t,]|\\n)*$")
 _POSTCODE_AFTER = re.compile(r"^(?:[ \t,]|\\n)*"

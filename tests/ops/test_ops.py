@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from app.config import Settings
 from app.main import create_app
@@ -32,7 +33,8 @@ def test_readyz_unmigrated_database(make_settings: Callable[..., Settings],
 
 
 def test_readyz_without_audit_key(make_settings: Callable[..., Settings],
-                                  start_server: Callable[..., LiveServer], tmp_path) -> None:  # type: ignore[no-untyped-def]
+                                  start_server: Callable[..., LiveServer],
+                                  tmp_path: Path) -> None:
     key = tmp_path / "audit.pem"
     key.write_text("not a key")
     key.chmod(0o600)
