@@ -19,7 +19,7 @@ _DATE_SHAPE = re.compile(
 _GAP = re.compile(r"^(?:[ \t\r\n,;]|\\n|and)*$")
 # After an address: a line or a comma-separated part that names a town, a region or a
 # country (capitalised words, perhaps with a postcode), e.g. "\n Svratka\n Czech Republic 45098".
-_PLACE_WORD = r"(?:\p{Lu}[\p{L}\p{M}'’.\-]*|de|da|do|del|la|le|van|von|K)"
+_PLACE_WORD = r"(?:\p{Lu}[\p{L}\p{M}'’\-]*|de|da|do|del|la|le|van|von|K)"
 _TRAILING_PART = regex.compile(
     rf"(?:[ \t]*(?:\n|,)[ \t]*)+(?:{_PLACE_WORD}(?:[ ]+{_PLACE_WORD}){{0,3}})?"
     r"(?:[ ,]*(?:\d{4,6}|[A-Z]{1,2}\d[A-Z\d]?[ ]?\d[A-Z]{2}))?(?=[ \t]*(?:\n|,|$|[.?!]))")
@@ -50,9 +50,26 @@ ORG_WORDS = frozenset(
 )
 
 
+STREET_WORDS = frozenset(
+    "street st road rd avenue ave lane ln drive dr boulevard blvd row way rua rue via calle "
+    "avenida strasse straße gasse platz crescent close terrace court place square".split()
+)
+
+
 def relabel(text: str, result: RecognizerResult) -> None:
-    """spaCy's small English model often calls a person's name an organisation: a short span of
-    capitalised words with no company word in it is taken for a name."""
+    """Correct spaCy's small English model where it is predictably wrong.
+
+    A name never spans a line break; a "name" with a street word in it is a street; and a short
+    span of capitalised words with no company word in it, tagged as an organisation, is a name.
+    """
+    if result.entity_type == "PERSON":
+        line_break = text.find("\n", result.start, result.end)
+        if line_break > result.start:
+            result.end = len(text[result.start:line_break].rstrip()) + result.start
+        words = {w.lower().strip(".,") for w in text[result.start:result.end].split()}
+        if words & STREET_WORDS:
+            result.entity_type = "LOCATION"
+        return
     if result.entity_type != "ORGANIZATION":
         return
     tokens = text[result.start:result.end].split()
