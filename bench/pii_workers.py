@@ -20,10 +20,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.pii_eval import english_samples  # noqa: E402
 
+PGW = str(Path(sys.executable).with_name("pgw"))
+
 
 def run(path: Path, workers: int) -> float:
     started = time.perf_counter()
-    subprocess.run(["pgw", "pii", "scan", str(path), "--workers", str(workers)], check=False,
+    subprocess.run([PGW, "pii", "scan", str(path), "--workers", str(workers)], check=False,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - started
 

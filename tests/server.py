@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import uvicorn
@@ -66,3 +68,6 @@ def wait_until_up(process: subprocess.Popen[bytes], url: str, *, timeout: float 
         if time.monotonic() > deadline:
             raise TimeoutError(f"{url} did not answer 200 within {timeout} s")
         time.sleep(0.2)
+
+# The command-line entry point installed beside the interpreter running the tests (no PATH).
+PGW = str(Path(sys.executable).with_name("pgw"))

@@ -10,7 +10,7 @@ import pytest
 
 from app.cli import main as pgw
 from app.config import Settings
-from tests.server import free_port, wait_until_up
+from tests.server import PGW, free_port, wait_until_up
 from tests.tokens import TEST_AUDIENCE, TEST_ISSUER, TEST_SECRET
 
 
@@ -36,7 +36,7 @@ def test_token_is_signed_for_this_service(settings: Settings,
 
 
 def test_token_is_refused_in_prod(settings: Settings) -> None:
-    result = subprocess.run(["pgw", "token", "--sub", "x"], env=cli_env(settings, PGW_ENV="prod"),
+    result = subprocess.run([PGW, "token", "--sub", "x"], env=cli_env(settings, PGW_ENV="prod"),
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode != 0
     assert "prod" in result.stderr
@@ -44,7 +44,7 @@ def test_token_is_refused_in_prod(settings: Settings) -> None:
 
 def test_migrate_brings_a_new_database_to_head(tmp_path: Path, settings: Settings) -> None:
     url = f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
-    result = subprocess.run(["pgw", "migrate"], env=cli_env(settings, PGW_DATABASE_URL=url),
+    result = subprocess.run([PGW, "migrate"], env=cli_env(settings, PGW_DATABASE_URL=url),
                             capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     assert "database at head" in result.stdout
@@ -53,7 +53,7 @@ def test_migrate_brings_a_new_database_to_head(tmp_path: Path, settings: Setting
 
 def test_metrics_cover_every_worker(settings: Settings) -> None:
     port = free_port()
-    server = subprocess.Popen(["pgw", "serve", "--port", str(port), "--workers", "2"],
+    server = subprocess.Popen([PGW, "serve", "--port", str(port), "--workers", "2"],
                               env=cli_env(settings), stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"

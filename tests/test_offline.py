@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 
 from app.config import Settings
-from tests.server import free_port, wait_until_up
+from tests.server import PGW, free_port, wait_until_up
 from tests.tokens import make_token
 
 GUARD = Path(__file__).parent / "netguard"
@@ -36,7 +36,7 @@ def test_service_runs_with_outbound_network_refused(settings: Settings, tmp_path
     assert "refused by test guard" in probe.stderr
     attempts.unlink()
 
-    server = subprocess.Popen(["pgw", "serve", "--port", str(port)], env=env,
+    server = subprocess.Popen([PGW, "serve", "--port", str(port)], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         base = f"http://127.0.0.1:{port}"

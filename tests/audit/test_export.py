@@ -15,14 +15,14 @@ from app.cli import main as pgw
 from app.keys.signing import Signer
 from app.runtime import Runtime
 from tests.audit.conftest import write_entries
-from tests.server import LiveServer
+from tests.server import PGW, LiveServer
 from tests.tokens import make_token
 
 
 def offline_verify(export: Path, public_key: Path) -> subprocess.CompletedProcess[str]:
     """Run the installed `pgw` with no database settings at all: the auditor's machine."""
     env = {"PATH": __import__("os").environ["PATH"], "PGW_DATA_DIR": str(export.parent / "none")}
-    return subprocess.run(["pgw", "audit", "verify", "--file", str(export), "--public-key",
+    return subprocess.run([PGW, "audit", "verify", "--file", str(export), "--public-key",
                            str(public_key)], env=env, capture_output=True, text=True,
                           timeout=120, check=False)
 

@@ -12,7 +12,7 @@ from app.audit import service as audit
 from app.cli import main as pgw
 from app.runtime import Runtime
 from tests.audit.conftest import tamper, write_entries
-from tests.server import LiveServer
+from tests.server import PGW, LiveServer
 from tests.tokens import make_token
 
 HASH = "aa" * 32
@@ -85,7 +85,7 @@ def test_truncation_below_a_checkpoint_is_located(logged: Runtime, live: LiveSer
 def test_installed_cli_reports_tampering(logged: Runtime,
                                          cli_env: Callable[[], dict[str, str]]) -> None:
     tamper(logged.engine, "UPDATE audit_entries SET actor = 'mallory' WHERE seq = 2")
-    result = subprocess.run(["pgw", "audit", "verify"], env=cli_env(), capture_output=True,
+    result = subprocess.run([PGW, "audit", "verify"], env=cli_env(), capture_output=True,
                             text=True, timeout=120, check=False)
     assert result.returncode == 1
     assert "first bad sequence number 2:" in result.stdout

@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 
 from app.config import Settings
+from tests.server import PGW
 
 LINES = [{"text": f"客户张伟{i}号，手机1381234{i:04d}"} for i in range(150)]
 
 
 def run(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PGW_DATA_DIR": str(settings.data_dir)}
-    return subprocess.run(["pgw", "pii", *args], env=env, capture_output=True, text=True,
+    return subprocess.run([PGW, "pii", *args], env=env, capture_output=True, text=True,
                           timeout=300, check=False)
 
 

@@ -118,3 +118,20 @@ def test_language_is_decided_by_script(engine: PiiEngine) -> None:
     assert engine.analyze("客户张伟")[0] == "zh"
     assert engine.analyze("customer John")[0] == "en"
     assert engine.analyze("")[1] == []
+
+
+# Regression set: false positives seen during tuning, each fixed and kept fixed.
+@pytest.mark.parametrize(("text", "language", "not_expected"), [
+    ("SSN 899-48-2613 on file", "en", ("PHONE_NUMBER", "899-48-2613")),
+    ("cc 4218196001337 please", "en", ("DATE_TIME", "4218196001337")),
+    ("3240 Meadow Drive\nMobile: 730 064 218", "en", ("PERSON", "Meadow Drive\nMobile")),
+    ("the corner of 35116 Rua Arapiraca 1943", "en", ("PERSON", "Rua Arapiraca")),
+    ("Written when he was 83.", "en", ("DATE_TIME", "83")),
+    ("请将发票寄到广东省广州市越秀区解放路471号阳光花园29栋", "zh", ("PERSON", "阳光")),
+    ("请马强同学于周五前提交材料，邮箱 ma at example dot com", "zh",
+     ("PERSON", "请马强同学于周五前提交材料")),
+    ("Hi there, thanks again", "en", ("PERSON", "there")),
+])
+def test_fixed_false_positives_stay_fixed(engine: PiiEngine, text: str, language: str,
+                                          not_expected: tuple[str, str]) -> None:
+    assert not_expected not in found(engine, text, language)
