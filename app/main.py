@@ -14,6 +14,7 @@ from app.audit.router import router as audit_router
 from app.auth.tokens import load_verifier
 from app.config import Settings, check_production, load_settings
 from app.errors import install_handlers
+from app.keys.router import router as keys_router
 from app.middleware import BodyLimit, RequestContext
 from app.ops.metrics import make_metrics
 from app.ops.router import router as ops_router
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ops_router)
     app.include_router(audit_router)
     app.include_router(pii_router)
+    app.include_router(keys_router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContext, metrics=metrics)
     return app

@@ -14,6 +14,8 @@ from app.config import Settings
 from app.db import make_engine, make_session_factory
 from app.keys import files
 from app.keys.files import KeyFileError
+from app.keys.kek import KekUnavailable, load_kek
+from app.keys.keyring import Keyring
 from app.keys.signing import Signer, load_signer
 from app.policy.loader import PolicyFiles, read_policy_files
 
@@ -28,6 +30,11 @@ class Runtime:
     audit_signer: Signer | None
     key_problems: list[str] = field(default_factory=list)
     pii_hash_key: bytes | None = field(default=None, repr=False)
+    keyring: Keyring | None = None
+
+    @property
+    def sealed(self) -> bool:
+        return self.keyring is None
 
     def close(self) -> None:
         self.engine.dispose()
@@ -50,6 +57,13 @@ def open_runtime(settings: Settings, *,
             create=settings.is_dev)
     except KeyFileError:
         hash_key = None  # the hash operator then refuses to run; everything else works
+    try:
+        keyring: Keyring | None = Keyring(
+            kek=load_kek(settings), cipher_name=settings.cipher,
+            cache_size=settings.dek_cache_size, ttl=settings.dek_cache_ttl_seconds)
+    except KekUnavailable as exc:
+        keyring = None
+        problems.append(f"sealed: {exc}")
     engine = make_engine(settings.sqlalchemy_url)
     writer = audit.AuditWriter(policy_version=policy.version, signer=signer,
                                checkpoint_every=settings.audit_checkpoint_every,
@@ -63,4 +77,5 @@ def open_runtime(settings: Settings, *,
         audit_signer=signer,
         key_problems=problems,
         pii_hash_key=hash_key,
+        keyring=keyring,
     )

@@ -32,7 +32,8 @@ def readyz(request: Request) -> JSONResponse:
     except SQLAlchemyError:
         problems.append("database unreachable")
     problems.extend(runtime.key_problems)
-    body = {"status": "ready" if not problems else "not ready", "reasons": problems,
+    status = "sealed" if runtime.sealed else "ready" if not problems else "not ready"
+    body = {"status": status, "reasons": problems,
             "policy_version": runtime.policy.version}
     return JSONResponse(body, status_code=200 if not problems else 503)
 

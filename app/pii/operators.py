@@ -2,8 +2,9 @@
 
 Each takes the found value, its entity type and the operator's parameters, and returns what
 replaces the value. `hash` is keyed HMAC-SHA256 only: an unkeyed hash of a phone number or an ID
-is reversed by enumerating the possible values. `tokenize` and `encrypt` need keys; the key
-service registers them with `register()`, and until then they fail with a clear error.
+is reversed by enumerating the possible values. `tokenize` and `encrypt` protect the value
+under the data subject's key: the caller passes `protect`, bound to the subject and record
+(see app.keys.fields.encrypt_field); without it they fail with a clear error.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class OperatorContext:
 
     hash_key: bytes | None = field(default=None, repr=False)
     today: date | None = None
+    protect: Callable[[str, str], str] | None = field(default=None, repr=False)
 
 
 class OperatorError(ValueError):
@@ -169,17 +171,15 @@ def hash_value(value: str, entity: str, params: dict[str, Any],
     return hmac.new(context.hash_key, value.encode(), hashlib.sha256).hexdigest()
 
 
-def _needs_key_service(name: str) -> Operator:
-    def unavailable(value: str, entity: str, params: dict[str, Any],
-                    context: OperatorContext) -> str:
-        raise OperatorError(f"the {name} operator needs the key service, which this deployment "
-                            "has not enabled")
-
-    return unavailable
+def protect(value: str, entity: str, params: dict[str, Any], context: OperatorContext) -> str:
+    """A ciphertext under the subject's data key, bound to its record and field."""
+    if context.protect is None:
+        raise OperatorError("encrypt and tokenize need the subject's key: call them where the "
+                            "subject is known (the records API, or /v1/protect)")
+    return context.protect(value, entity)
 
 
 for _name, _operator in {"redact": redact, "replace": replace, "mask": mask,
                          "generalize": generalize, "hash": hash_value,
-                         "tokenize": _needs_key_service("tokenize"),
-                         "encrypt": _needs_key_service("encrypt")}.items():
+                         "tokenize": protect, "encrypt": protect}.items():
     register(_name, _operator)

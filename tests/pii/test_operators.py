@@ -69,9 +69,11 @@ def test_hash_is_keyed_and_never_unkeyed() -> None:
 
 
 @pytest.mark.parametrize("name", ["tokenize", "encrypt"])
-def test_key_service_operators_fail_clearly_until_registered(name: str) -> None:
-    with pytest.raises(OperatorError, match="key service"):
+def test_protecting_operators_need_the_subjects_key(name: str) -> None:
+    with pytest.raises(OperatorError, match="subject's key"):
         apply(name, "x", "PERSON", {}, CONTEXT)
+    bound = OperatorContext(protect=lambda value, entity: f"sealed({entity}:{len(value)})")
+    assert apply(name, "138", "PHONE_NUMBER", {}, bound) == "sealed(PHONE_NUMBER:3)"
 
 
 def test_unknown_operator() -> None:

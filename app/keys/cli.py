@@ -1,0 +1,145 @@
+"""`pgw keys ...`: status, rotation with progress, retirement, and due destructions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from sqlalchemy import select
+
+from app.auth.guard import Caller
+from app.config import Settings
+from app.keys import rotation, shred
+from app.keys.models import KeyRotation, SubjectKey
+from app.keys.status import key_status
+from app.runtime import Runtime, open_runtime
+
+CALLER = Caller.system("cli")
+
+
+def _bar(done: int, total: int) -> None:
+    width = 30
+    filled = width if not total else min(width, width * done // total)
+    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+    sys.stderr.flush()
+
+
+def _opened(settings: Settings) -> Runtime:
+    runtime = open_runtime(settings)
+    if runtime.keyring is None:
+        runtime.close()
+        raise SystemExit(f"pgw: {'; '.join(runtime.key_problems)}")
+    return runtime
+
+
+def _status(args: argparse.Namespace, settings: Settings) -> int:
+    runtime = _opened(settings)
+    assert runtime.keyring is not None  # noqa: S101
+    with runtime.session_factory() as session:
+        print(json.dumps(key_status(session, runtime.keyring), indent=2))  # noqa: T201
+    runtime.close()
+    return 0
+
+
+def _rotate_kek(args: argparse.Namespace, settings: Settings) -> int:
+    runtime = _opened(settings)
+    assert runtime.keyring is not None  # noqa: S101
+    try:
+        done = rotation.run_kek_rotation(runtime.session_factory, runtime.keyring, caller=CALLER,
+                                         batch_size=args.batch_size, progress=_bar)
+    finally:
+        runtime.close()
+    print(f"\nKEK version {done.target_version}: {done.processed} keys rewrapped")  # noqa: T201
+    return 0
+
+
+def _rotate_dek(args: argparse.Namespace, settings: Settings) -> int:
+    runtime = _opened(settings)
+    keyring = runtime.keyring
+    assert keyring is not None  # noqa: S101
+    try:
+        if args.subject:
+            with runtime.session_factory() as session:
+                version = rotation.rotate_subject_dek(session, keyring, caller=CALLER,
+                                                      subject_id=args.subject)
+                session.commit()
+            print(f"subject {args.subject}: new key version {version}")  # noqa: T201
+            return 0
+        with runtime.session_factory() as session:  # resumable: one record per --all run
+            record = session.scalar(select(KeyRotation).where(
+                KeyRotation.kind == "dek", KeyRotation.status == "running"))
+            if record is None:
+                from app.clock import utcnow
+
+                record = KeyRotation(kind="dek", target_version=0, status="running",
+                                     processed=0, total=0, started_at=utcnow())
+                session.add(record)
+            subjects = list(session.scalars(select(SubjectKey.subject_id).where(
+                SubjectKey.state == "active", SubjectKey.created_at < record.started_at)))
+            record.total = record.processed + len(subjects)
+            session.commit()
+            record_id = record.id
+        for subject_id in subjects:
+            with runtime.session_factory() as session:
+                rotation.rotate_subject_dek(session, keyring, caller=CALLER,
+                                            subject_id=subject_id)
+                current = session.get_one(KeyRotation, record_id)
+                current.processed += 1
+                session.commit()
+                _bar(current.processed, current.total)
+        with runtime.session_factory() as session:
+            from app.clock import utcnow
+
+            current = session.get_one(KeyRotation, record_id)
+            current.status, current.finished_at = "done", utcnow()
+            session.commit()
+        print(f"\n{len(subjects)} subjects have new data keys")  # noqa: T201
+        return 0
+    finally:
+        runtime.close()
+
+
+def _retire(args: argparse.Namespace, settings: Settings) -> int:
+    runtime = _opened(settings)
+    try:
+        with runtime.session_factory() as session:
+            rotation.retire_kek_versions(session, caller=CALLER, below=args.below)
+            session.commit()
+    finally:
+        runtime.close()
+    print(f"KEK versions below {args.below} are no longer accepted")  # noqa: T201
+    return 0
+
+
+def _destroy_due(args: argparse.Namespace, settings: Settings) -> int:
+    runtime = _opened(settings)
+    assert runtime.keyring is not None  # noqa: S101
+    try:
+        with runtime.session_factory() as session:
+            destroyed = shred.destroy_due(session, runtime.keyring, caller=CALLER)
+            session.commit()
+    finally:
+        runtime.close()
+    print(f"destroyed the keys of {len(destroyed)} subjects")  # noqa: T201
+    return 0
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser("keys", help="key-encryption and data keys")
+    sub = parser.add_subparsers(dest="keys_command", required=True)
+    sub.add_parser("status", help="versions, counts, rotations").set_defaults(handler=_status)
+    kek = sub.add_parser("rotate-kek", help="new KEK version; rewrap every DEK (resumable)")
+    kek.add_argument("--batch-size", type=int, default=500)
+    kek.set_defaults(handler=_rotate_kek)
+    dek = sub.add_parser("rotate-dek", help="new data keys for one subject or all")
+    which = dek.add_mutually_exclusive_group(required=True)
+    which.add_argument("--subject")
+    which.add_argument("--all", action="store_true")
+    dek.set_defaults(handler=_rotate_dek)
+    retire = sub.add_parser("retire-kek", help="stop accepting KEK versions below N")
+    retire.add_argument("--below", type=int, required=True)
+    retire.set_defaults(handler=_retire)
+    sub.add_parser("destroy-due", help="destroy keys whose grace period has ended")\
+        .set_defaults(handler=_destroy_due)

@@ -1,0 +1,106 @@
+"""Field encryption and blind indexes.
+
+A protected value is `pgw1.` + base64url(cipher code, key version, nonce, ciphertext and tag).
+The associated data binds it to its subject, its context (a record id, or a protection
+context) and its field: moved anywhere else, it fails to decrypt, and there is no fallback.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+
+import phonenumbers
+from cryptography.exceptions import InvalidTag
+from sqlalchemy.orm import Session
+
+from app.errors import GatewayError
+from app.keys.ciphers import BY_CODE, NONCE_BYTES
+from app.keys.keyring import Keyring
+
+PREFIX = "pgw1."
+_HEADER = 5  # cipher code (1 byte) + key version (4 bytes)
+BLIND_INDEX_KEY = "blind_index"
+
+
+class CiphertextInvalid(GatewayError):
+    status, type, title = 422, "invalid-ciphertext", "Value does not decrypt"
+
+
+def _aad(subject_id: str, context: str, field: str, version: int, code: int) -> bytes:
+    if "\x00" in subject_id or "\x00" in context or "\x00" in field:
+        raise ValueError("subject, context and field names cannot contain NUL")
+    return b"pgw1\x00%s\x00%s\x00%s\x00%d\x00%d" % (subject_id.encode(), context.encode(),
+                                                    field.encode(), version, code)
+
+
+def encrypt_field(session: Session, keyring: Keyring, *, subject_id: str, field: str,
+                  value: str, context: str = "") -> str:
+    key = keyring.for_encryption(session, subject_id)
+    code = key.cipher.code
+    nonce = os.urandom(NONCE_BYTES)
+    sealed = key.aead.encrypt(nonce, value.encode(),
+                              _aad(subject_id, context, field, key.version, code))
+    blob = bytes((code,)) + key.version.to_bytes(4, "big") + nonce + sealed
+    return PREFIX + base64.urlsafe_b64encode(blob).decode().rstrip("=")
+
+
+def token_version(token: str) -> int:
+    return int.from_bytes(_decode(token)[1:_HEADER], "big")
+
+
+def _decode(token: str) -> bytes:
+    if not token.startswith(PREFIX):
+        raise CiphertextInvalid("not a protected value of this service")
+    body = token[len(PREFIX):]
+    try:
+        blob = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    except (binascii.Error, ValueError):
+        raise CiphertextInvalid("protected value is malformed") from None
+    if len(blob) < _HEADER + NONCE_BYTES + 16 or blob[0] not in BY_CODE:
+        raise CiphertextInvalid("protected value is malformed")
+    return blob
+
+
+def decrypt_field(session: Session, keyring: Keyring, *, subject_id: str, field: str,
+                  token: str, context: str = "") -> str:
+    blob = _decode(token)
+    code, version = blob[0], int.from_bytes(blob[1:_HEADER], "big")
+    key = keyring.for_decryption(session, subject_id, version)
+    if key.cipher.code != code:
+        raise CiphertextInvalid("protected value does not decrypt with this subject's key")
+    nonce = blob[_HEADER:_HEADER + NONCE_BYTES]
+    try:
+        plain = key.aead.decrypt(nonce, blob[_HEADER + NONCE_BYTES:],
+                                 _aad(subject_id, context, field, version, code))
+    except InvalidTag:
+        raise CiphertextInvalid("protected value does not decrypt here: it belongs to another "
+                                "subject, record or field, or was altered") from None
+    return plain.decode()
+
+
+# -- blind indexes -------------------------------------------------------------------------
+
+def normalise_for_index(kind: str, value: str) -> str:
+    """E-mail lower-cased, phone in E.164 (mainland China by default), ID upper-cased."""
+    value = value.strip()
+    if kind == "email":
+        return value.lower()
+    if kind == "phone":
+        try:
+            number = phonenumbers.parse(value, "CN")
+        except phonenumbers.NumberParseException:
+            return "".join(c for c in value if c.isdigit() or c == "+")
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    if kind == "cn_resident_id":
+        return "".join(value.split()).upper()
+    return value
+
+
+def blind_index(key: bytes, kind: str, value: str) -> str:
+    """Keyed HMAC of the normalised value: finds equal values, reveals nothing about them."""
+    message = f"{kind}\x00{normalise_for_index(kind, value)}".encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()

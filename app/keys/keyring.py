@@ -1,0 +1,205 @@
+"""Per-subject data keys: created on first use, wrapped under the KEK, cached unwrapped for a
+short time, and rotated long before a random-nonce key may safely be used 2^32 times.
+
+Only unwrapped DEKs are cached (bounded, time-limited); every other fact about keys is read
+from the database when needed. A DEK destroyed in this process leaves the cache at once; other
+processes drop it within PGW_DEK_CACHE_TTL_SECONDS.
+
+Nonce accounting: each encryption spends one use of its key. Uses are reserved in the database
+in blocks, in the caller's transaction, so the count can only over-state what was spent.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from app.clock import utcnow
+from app.errors import GatewayError, ServiceUnavailable
+from app.keys.ciphers import Aead, CipherSpec, cipher
+from app.keys.kek import KekProvider, KekUnavailable
+from app.keys.models import KeySetting, ServiceKey, SubjectKey
+
+ROTATE_AFTER_USES = 2**31  # half the NIST SP 800-38D bound for random 96-bit nonces
+RESERVE_BLOCK = 4096
+MIN_KEK_SETTING = "kek_min_version"
+
+
+class SubjectErased(GatewayError):
+    status, type, title = 410, "subject-erased", "Data subject erased"
+
+
+class Sealed(ServiceUnavailable):
+    type, title = "sealed", "Service sealed"
+
+
+class KeyRetired(ServiceUnavailable):
+    type, title = "key-retired", "Key retired"
+
+
+def dek_aad(subject_id: str, version: int, cipher_name: str) -> bytes:
+    return f"pgw-dek\x00{subject_id}\x00{version}\x00{cipher_name}".encode()
+
+
+@dataclass
+class DataKey:
+    subject_id: str
+    version: int
+    cipher: CipherSpec
+    aead: Aead
+    expires: float
+    budget: int = 0  # uses reserved in the database and not yet spent
+
+
+class Keyring:
+    def __init__(self, *, kek: KekProvider, cipher_name: str, cache_size: int, ttl: float,
+                 rotate_after: int = ROTATE_AFTER_USES,
+                 clock: Callable[[], float] = time.monotonic):
+        self.kek = kek
+        self.cipher = cipher(cipher_name)
+        self.cache_size, self.ttl = cache_size, ttl
+        self.rotate_after = rotate_after
+        self._clock = clock
+        self._cache: OrderedDict[tuple[str, int], DataKey] = OrderedDict()
+        self._active: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    # -- cache -------------------------------------------------------------------------------
+
+    def _cached(self, subject_id: str, version: int) -> DataKey | None:
+        key = self._cache.get((subject_id, version))
+        if key is None:
+            return None
+        if key.expires < self._clock():
+            self._cache.pop((subject_id, version), None)
+            return None
+        return key
+
+    def _remember(self, key: DataKey) -> None:
+        self._cache[(key.subject_id, key.version)] = key
+        self._cache.move_to_end((key.subject_id, key.version))
+        while len(self._cache) > self.cache_size:
+            (subject, version), _ = self._cache.popitem(last=False)
+            if self._active.get(subject) == version:
+                del self._active[subject]
+
+    def evict(self, subject_id: str) -> None:
+        with self._lock:
+            for entry in [k for k in self._cache if k[0] == subject_id]:
+                del self._cache[entry]
+            self._active.pop(subject_id, None)
+
+    # -- keys for encrypting and decrypting --------------------------------------------------
+
+    def for_encryption(self, session: Session, subject_id: str) -> DataKey:
+        """The subject's active key with one use spent; created if the subject has none."""
+        with self._lock:
+            version = self._active.get(subject_id)
+            key = self._cached(subject_id, version) if version is not None else None
+            if key is not None and key.budget > 0:
+                key.budget -= 1
+                return key
+        return self._refill(session, subject_id)
+
+    def _refill(self, session: Session, subject_id: str) -> DataKey:
+        row = session.scalar(
+            select(SubjectKey).where(SubjectKey.subject_id == subject_id,
+                                     SubjectKey.state == "active")
+            .order_by(SubjectKey.version.desc()).limit(1).with_for_update())
+        if row is None or row.uses >= self.rotate_after:
+            row = self._new_version(session, subject_id, retire=row)
+        uses = session.execute(
+            update(SubjectKey).where(SubjectKey.id == row.id)
+            .values(uses=SubjectKey.uses + RESERVE_BLOCK).returning(SubjectKey.uses)
+        ).scalar_one()
+        key = self._unwrap(session, row)
+        key.budget = RESERVE_BLOCK - 1 - max(0, uses - self.rotate_after)
+        with self._lock:
+            self._remember(key)
+            self._active[subject_id] = row.version
+        return key
+
+    def _new_version(self, session: Session, subject_id: str,
+                     retire: SubjectKey | None) -> SubjectKey:
+        now = utcnow()
+        if retire is not None:
+            retire.state, retire.retired_at = "retired", now
+        latest = session.scalar(select(func.max(SubjectKey.version))
+                                .where(SubjectKey.subject_id == subject_id)) or 0
+        version, kek_version = latest + 1, self.current_kek_version()
+        dek = secrets.token_bytes(self.cipher.key_bytes)
+        row = SubjectKey(subject_id=subject_id, version=version, cipher=self.cipher.name,
+                         wrapped_dek=self.kek.wrap(kek_version, dek,
+                                                   dek_aad(subject_id, version, self.cipher.name)),
+                         kek_version=kek_version, state="active", uses=0, created_at=now)
+        session.add(row)
+        session.flush()
+        return row
+
+    def rotate(self, session: Session, subject_id: str) -> tuple[int, int]:
+        """Retire the subject's active key and make a new one: (old version, new version)."""
+        current = session.scalar(select(SubjectKey).where(
+            SubjectKey.subject_id == subject_id, SubjectKey.state == "active").with_for_update())
+        if current is None:
+            raise LookupError("this subject has no active key")
+        new = self._new_version(session, subject_id, retire=current)
+        self.evict(subject_id)
+        return current.version, new.version
+
+    def for_decryption(self, session: Session, subject_id: str, version: int) -> DataKey:
+        with self._lock:
+            key = self._cached(subject_id, version)
+        if key is not None:
+            return key
+        row = session.scalar(select(SubjectKey).where(SubjectKey.subject_id == subject_id,
+                                                      SubjectKey.version == version))
+        if row is None:
+            raise SubjectErased("no key for this subject: it was erased or never existed")
+        key = self._unwrap(session, row)
+        with self._lock:
+            self._remember(key)
+        return key
+
+    def _unwrap(self, session: Session, row: SubjectKey) -> DataKey:
+        if row.state == "destroyed" or row.wrapped_dek is None:
+            raise SubjectErased("the data subject was erased: their key was destroyed, so this "
+                                "value can no longer be decrypted")
+        if row.kek_version < self.min_kek_version(session):
+            raise KeyRetired(f"this key is wrapped under KEK version {row.kek_version}, which "
+                             "is retired")
+        spec = cipher(row.cipher)
+        try:
+            dek = self.kek.unwrap(row.kek_version, row.wrapped_dek,
+                                  dek_aad(row.subject_id, row.version, row.cipher))
+        except KekUnavailable as exc:
+            raise Sealed(str(exc)) from None
+        return DataKey(subject_id=row.subject_id, version=row.version, cipher=spec,
+                       aead=spec.aead(dek), expires=self._clock() + self.ttl)
+
+    # -- KEK versions and service keys -------------------------------------------------------
+
+    def current_kek_version(self) -> int:
+        return max(self.kek.versions())
+
+    def min_kek_version(self, session: Session) -> int:
+        return session.scalar(select(KeySetting.value)
+                              .where(KeySetting.name == MIN_KEK_SETTING)) or 0
+
+    def service_key(self, session: Session, name: str) -> bytes:
+        """A 256-bit key of the service (e.g. for blind indexes), created on first use."""
+        aad = f"pgw-service-key\x00{name}".encode()
+        row = session.get(ServiceKey, name)
+        if row is None:
+            version = self.current_kek_version()
+            row = ServiceKey(name=name, kek_version=version, created_at=utcnow(),
+                             wrapped=self.kek.wrap(version, secrets.token_bytes(32), aad))
+            session.add(row)
+            session.flush()
+        return self.kek.unwrap(row.kek_version, row.wrapped, aad)

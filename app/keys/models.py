@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Integer, LargeBinary, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base, UTCDateTime
+
+
+class SubjectKey(Base):
+    """One data-encryption key of one data subject, stored wrapped under a KEK version.
+
+    Destroying it (crypto-shredding) deletes the wrapped key: every ciphertext made with it,
+    wherever it was copied, can no longer be decrypted.
+    """
+
+    __tablename__ = "subject_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subject_id: Mapped[str] = mapped_column(String(255), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    cipher: Mapped[str] = mapped_column(String(16))
+    wrapped_dek: Mapped[bytes | None] = mapped_column(LargeBinary)
+    kek_version: Mapped[int] = mapped_column(Integer, index=True)
+    state: Mapped[str] = mapped_column(String(16))  # active, retired, destroyed
+    uses: Mapped[int] = mapped_column(BigInteger, default=0)  # nonces reserved so far
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    destroy_after: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    destroyed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (UniqueConstraint("subject_id", "version"),)
+
+
+class ServiceKey(Base):
+    """A key of the service itself (the blind-index HMAC key), wrapped under a KEK version."""
+
+    __tablename__ = "service_keys"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    wrapped: Mapped[bytes] = mapped_column(LargeBinary)
+    kek_version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class KeySetting(Base):
+    """Named integers about keys, e.g. the minimum KEK version still accepted."""
+
+    __tablename__ = "key_settings"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)
+
+
+class KeyRotation(Base):
+    """Progress of a rotation; a resumed rotation adds to the same row."""
+
+    __tablename__ = "key_rotations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))  # kek, dek
+    target_version: Mapped[int] = mapped_column(Integer)
+    subject_id: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))  # running, done
+    processed: Mapped[int] = mapped_column(BigInteger, default=0)
+    total: Mapped[int] = mapped_column(BigInteger, default=0)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,0 +1,128 @@
+"""Key rotation, resumable after a crash at any point.
+
+KEK rotation rewraps every DEK (and service key) under the new KEK version in batches; each
+batch commits together with the progress counter, and each DEK is rewrapped with a
+compare-and-set on its KEK version, so a resumed or concurrent run never rewraps a key twice.
+DEK rotation gives a subject a new active key; values encrypted under the old one stay
+readable through its retired version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.audit import service as audit
+from app.auth.guard import Caller
+from app.clock import utcnow
+from app.db import is_postgres
+from app.errors import Conflict
+from app.keys.keyring import MIN_KEK_SETTING, Keyring, dek_aad
+from app.keys.models import KeyRotation, KeySetting, ServiceKey, SubjectKey
+
+Progress = Callable[[int, int], None]
+
+
+def _running(session: Session, kind: str) -> KeyRotation | None:
+    return session.scalar(select(KeyRotation).where(KeyRotation.kind == kind,
+                                                    KeyRotation.status == "running"))
+
+
+def _pending(session: Session, target: int) -> int:
+    return session.scalar(select(func.count()).select_from(SubjectKey).where(
+        SubjectKey.kek_version < target, SubjectKey.wrapped_dek.is_not(None))) or 0
+
+
+def start_kek_rotation(session: Session, keyring: Keyring, *, caller: Caller) -> KeyRotation:
+    """Create the next KEK version and a rotation record, or return the one still running."""
+    running = _running(session, "kek")
+    if running is not None:
+        return running
+    target = keyring.kek.create_version()
+    rotation = KeyRotation(kind="kek", target_version=target, status="running", processed=0,
+                           total=_pending(session, target), started_at=utcnow())
+    session.add(rotation)
+    session.flush()
+    audit.record(session, caller=caller, action="keys.kek_rotation_started",
+                 details={"version": target, "keys": rotation.total})
+    return rotation
+
+
+def run_kek_rotation(factory: sessionmaker[Session], keyring: Keyring, *, caller: Caller,
+                     batch_size: int = 500, progress: Progress | None = None) -> KeyRotation:
+    with factory() as session:
+        rotation = start_kek_rotation(session, keyring, caller=caller)
+        session.commit()
+        rotation_id, target = rotation.id, rotation.target_version
+    while True:
+        with factory() as session:
+            done = _rewrap_batch(session, keyring, target, batch_size)
+            rotation = session.get_one(KeyRotation, rotation_id)
+            rotation.processed += done
+            if done == 0:
+                _rewrap_service_keys(session, keyring, target)
+                rotation.status, rotation.finished_at = "done", utcnow()
+                audit.record(session, caller=caller, action="keys.kek_rotated",
+                             details={"version": target, "rewrapped": rotation.processed})
+            session.commit()
+            if progress:
+                progress(rotation.processed, rotation.total)
+            if done == 0:
+                return rotation
+
+
+def _rewrap_batch(session: Session, keyring: Keyring, target: int, batch_size: int) -> int:
+    query = (select(SubjectKey).where(SubjectKey.kek_version < target,
+                                      SubjectKey.wrapped_dek.is_not(None))
+             .order_by(SubjectKey.id).limit(batch_size))
+    if is_postgres(session):
+        query = query.with_for_update(skip_locked=True)
+    done = 0
+    for key in session.scalars(query).all():
+        assert key.wrapped_dek is not None  # noqa: S101 - selected for it
+        aad = dek_aad(key.subject_id, key.version, key.cipher)
+        dek = keyring.kek.unwrap(key.kek_version, key.wrapped_dek, aad)
+        result = session.execute(
+            update(SubjectKey).where(SubjectKey.id == key.id,
+                                     SubjectKey.kek_version == key.kek_version)
+            .values(wrapped_dek=keyring.kek.wrap(target, dek, aad), kek_version=target)
+            .execution_options(synchronize_session=False))
+        done += result.rowcount  # type: ignore[attr-defined]
+    return done
+
+
+def _rewrap_service_keys(session: Session, keyring: Keyring, target: int) -> None:
+    for key in session.scalars(select(ServiceKey).where(ServiceKey.kek_version < target)):
+        aad = f"pgw-service-key\x00{key.name}".encode()
+        key.wrapped = keyring.kek.wrap(target, keyring.kek.unwrap(key.kek_version, key.wrapped,
+                                                                 aad), aad)
+        key.kek_version = target
+
+
+def retire_kek_versions(session: Session, *, caller: Caller, below: int) -> None:
+    """Refuse KEK versions below `below` from now on; only once nothing is wrapped under them."""
+    left = _pending(session, below) + (session.scalar(select(func.count()).select_from(
+        ServiceKey).where(ServiceKey.kek_version < below)) or 0)
+    if left:
+        raise Conflict(f"{left} keys are still wrapped under KEK versions below {below}: "
+                       "finish the rotation first")
+    setting = session.get(KeySetting, MIN_KEK_SETTING)
+    if setting is None:
+        session.add(KeySetting(name=MIN_KEK_SETTING, value=below))
+    else:
+        setting.value = max(setting.value, below)
+    audit.record(session, caller=caller, action="keys.kek_retired", details={"below": below})
+
+
+def rotate_subject_dek(session: Session, keyring: Keyring, *, caller: Caller,
+                       subject_id: str) -> int:
+    """Give the subject a new active DEK; returns its version."""
+    try:
+        old, new = keyring.rotate(session, subject_id)
+    except LookupError:
+        raise Conflict("this subject has no active key to rotate") from None
+    audit.record(session, caller=caller, action="keys.dek_rotated", subject_id=subject_id,
+                 details={"from_version": old, "to_version": new})
+    return new

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, BackgroundTasks, Depends, Request, Response
+from pydantic import Field
+
+from app.audit import service as audit
+from app.auth.guard import Caller, RequireScope
+from app.auth.scopes import Scope
+from app.deps import SessionDep
+from app.errors import Invalid
+from app.keys import rotation, shred
+from app.keys.keyring import Keyring, Sealed
+from app.keys.status import key_status
+from app.schemas import StrictModel
+
+router = APIRouter(prefix="/v1/keys", tags=["keys"])
+KeyAdmin = Annotated[Caller, Depends(RequireScope(Scope.KEYS_ADMIN))]
+
+
+def keyring_or_sealed(request: Request) -> Keyring:
+    keyring: Keyring | None = request.app.state.runtime.keyring
+    if keyring is None:
+        raise Sealed("the service is sealed: no key-encryption key is available")
+    return keyring
+
+
+KeyringDep = Annotated[Keyring, Depends(keyring_or_sealed)]
+
+
+class RotateRequest(StrictModel):
+    kind: Literal["kek", "dek"]
+    subject_id: str | None = Field(default=None, min_length=1, max_length=255)
+
+
+class DestroyRequest(StrictModel):
+    grace_seconds: int = Field(default=0, ge=0, le=90 * 86400)
+
+
+@router.get("/status")
+def status(session: SessionDep, caller: KeyAdmin, keyring: KeyringDep) -> dict[str, Any]:
+    """Versions, counts and rotation progress; never key material."""
+    audit.record(session, caller=caller, action="keys.status_read")
+    return key_status(session, keyring)
+
+
+@router.post("/rotate", status_code=202)
+def rotate(body: RotateRequest, session: SessionDep, caller: KeyAdmin, keyring: KeyringDep,
+           request: Request, response: Response, background: BackgroundTasks) -> dict[str, Any]:
+    """KEK: make a new version and rewrap every DEK after the response (resumable with
+    `pgw keys rotate-kek`). DEK: give one subject a new data key now."""
+    if body.kind == "dek":
+        if body.subject_id is None:
+            raise Invalid("a DEK rotation names a subject (or use pgw keys rotate-dek --all)",
+                          field="subject_id")
+        version = rotation.rotate_subject_dek(session, keyring, caller=caller,
+                                              subject_id=body.subject_id)
+        response.status_code = 200
+        return {"kind": "dek", "subject_id": body.subject_id, "version": version}
+    started = rotation.start_kek_rotation(session, keyring, caller=caller)
+    # Runs after the response, so after this request's transaction has committed.
+    background.add_task(rotation.run_kek_rotation, request.app.state.runtime.session_factory,
+                        keyring, caller=caller)
+    return {"kind": "kek", "rotation_id": started.id, "target_version": started.target_version,
+            "status": "running"}
+
+
+@router.post("/subjects/{subject_id}/destroy")
+def destroy(subject_id: str, body: DestroyRequest, session: SessionDep, caller: KeyAdmin,
+            keyring: KeyringDep) -> dict[str, Any]:
+    """Crypto-shred a subject now, or after a grace period that can be cancelled."""
+    grace = timedelta(seconds=body.grace_seconds) if body.grace_seconds else None
+    when = shred.destroy_subject_keys(session, keyring, caller=caller, subject_id=subject_id,
+                                      grace=grace)
+    return {"subject_id": subject_id, "destroyed": when is None,
+            "destroy_after": when.isoformat() if when else None}
+
+
+@router.post("/subjects/{subject_id}/cancel-destruction")
+def cancel(subject_id: str, session: SessionDep, caller: KeyAdmin) -> dict[str, Any]:
+    count = shred.cancel_destruction(session, caller=caller, subject_id=subject_id)
+    return {"subject_id": subject_id, "cancelled_keys": count}

@@ -1,0 +1,118 @@
+"""Crypto-shredding: destroying a subject's data keys makes every copy of their protected data
+undecryptable, wherever it was stored or sent (backups too, once the KEK versions that wrapped
+the destroyed keys are retired and destroyed).
+
+A legal hold blocks destruction; the data-subject-request domain registers its check with
+`register_hold_check`. An optional grace period can be cancelled before it ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.audit import service as audit
+from app.auth.guard import Caller
+from app.clock import utcnow
+from app.errors import Conflict, NotFound
+from app.keys.keyring import Keyring
+from app.keys.models import SubjectKey
+
+HoldCheck = Callable[[Session, str], str | None]  # the reason a hold blocks, or None
+HOLD_CHECKS: list[HoldCheck] = []
+
+
+class LegalHoldActive(Conflict):
+    type, title = "legal-hold", "Legal hold"
+
+
+def register_hold_check(check: HoldCheck) -> None:
+    HOLD_CHECKS.append(check)
+
+
+def hold_reason(session: Session, subject_id: str) -> str | None:
+    for check in HOLD_CHECKS:
+        reason = check(session, subject_id)
+        if reason:
+            return reason
+    return None
+
+
+def _live_keys(session: Session, subject_id: str) -> list[SubjectKey]:
+    return list(session.scalars(select(SubjectKey).where(
+        SubjectKey.subject_id == subject_id, SubjectKey.state != "destroyed").with_for_update()))
+
+
+def _check_hold(session: Session, caller: Caller, subject_id: str) -> None:
+    reason = hold_reason(session, subject_id)
+    if reason:
+        audit.record(session, caller=caller, action="keys.destruction_refused",
+                     outcome=audit.Outcome.DENIED, subject_id=subject_id,
+                     details={"reason": "legal hold"})
+        raise LegalHoldActive(f"a legal hold blocks destroying this subject's keys: {reason}")
+
+
+def destroy_subject_keys(session: Session, keyring: Keyring, *, caller: Caller, subject_id: str,
+                         grace: timedelta | None = None) -> datetime | None:
+    """Destroy now, or schedule destruction after `grace`; returns the scheduled time."""
+    _check_hold(session, caller, subject_id)
+    keys = _live_keys(session, subject_id)
+    if not keys:
+        raise NotFound("this subject has no keys to destroy")
+    if grace:
+        when = utcnow() + grace
+        for key in keys:
+            key.destroy_after = when
+        audit.record(session, caller=caller, action="keys.destruction_scheduled",
+                     subject_id=subject_id, details={"keys": len(keys),
+                                                     "grace_seconds": int(grace.total_seconds())})
+        return when
+    _destroy(session, keyring, caller=caller, subject_id=subject_id, keys=keys)
+    return None
+
+
+def _destroy(session: Session, keyring: Keyring, *, caller: Caller, subject_id: str,
+             keys: list[SubjectKey]) -> None:
+    now = utcnow()
+    for key in keys:
+        key.wrapped_dek, key.state, key.destroyed_at, key.destroy_after = None, "destroyed", \
+            now, None
+    session.flush()
+    keyring.evict(subject_id)
+    audit.record(session, caller=caller, action="keys.destroyed", subject_id=subject_id,
+                 details={"keys": len(keys), "versions": [k.version for k in keys]})
+
+
+def cancel_destruction(session: Session, *, caller: Caller, subject_id: str) -> int:
+    keys = [k for k in _live_keys(session, subject_id) if k.destroy_after is not None]
+    if not keys:
+        raise NotFound("no destruction is scheduled for this subject")
+    for key in keys:
+        key.destroy_after = None
+    audit.record(session, caller=caller, action="keys.destruction_cancelled",
+                 subject_id=subject_id, details={"keys": len(keys)})
+    return len(keys)
+
+
+def destroy_due(session: Session, keyring: Keyring, *, caller: Caller,
+                now: datetime | None = None) -> list[str]:
+    """Destroy keys whose grace period has ended (held subjects are left, and audited)."""
+    now = now or utcnow()
+    subjects = sorted(set(session.scalars(select(SubjectKey.subject_id).where(
+        SubjectKey.destroy_after.is_not(None), SubjectKey.destroy_after <= now,
+        SubjectKey.state != "destroyed"))))
+    destroyed = []
+    for subject_id in subjects:
+        reason = hold_reason(session, subject_id)
+        if reason:
+            audit.record(session, caller=caller, action="keys.destruction_refused",
+                         outcome=audit.Outcome.DENIED, subject_id=subject_id,
+                         details={"reason": "legal hold"})
+            continue
+        _destroy(session, keyring, caller=caller, subject_id=subject_id,
+                 keys=_live_keys(session, subject_id))
+        destroyed.append(subject_id)
+    return destroyed
