@@ -2,8 +2,9 @@
 short time, and rotated long before a random-nonce key may safely be used 2^32 times.
 
 Only unwrapped DEKs are cached (bounded, time-limited); every other fact about keys is read
-from the database when needed. A DEK destroyed in this process leaves the cache at once; other
-processes drop it within PGW_DEK_CACHE_TTL_SECONDS.
+from the database when needed. Destroying keys bumps a shred epoch in the same transaction; every
+process compares it at most once per `revalidate` seconds (default 1) and drops its whole cache
+when it moved, so a destroyed key stops working everywhere within about a second.
 
 Nonce accounting: each encryption spends one use of its key. Uses are reserved in the database
 in blocks, in the caller's transaction, so the count can only over-state what was spent.
@@ -30,6 +31,7 @@ from app.keys.models import KeySetting, ServiceKey, SubjectKey
 ROTATE_AFTER_USES = 2**31  # half the NIST SP 800-38D bound for random 96-bit nonces
 RESERVE_BLOCK = 4096
 MIN_KEK_SETTING = "kek_min_version"
+SHRED_EPOCH_SETTING = "shred_epoch"
 
 
 class SubjectErased(GatewayError):
@@ -60,7 +62,7 @@ class DataKey:
 
 class Keyring:
     def __init__(self, *, kek: KekProvider, cipher_name: str, cache_size: int, ttl: float,
-                 rotate_after: int = ROTATE_AFTER_USES,
+                 rotate_after: int = ROTATE_AFTER_USES, revalidate: float = 1.0,
                  clock: Callable[[], float] = time.monotonic):
         self.kek = kek
         self.cipher = cipher(cipher_name)
@@ -70,6 +72,23 @@ class Keyring:
         self._cache: OrderedDict[tuple[str, int], DataKey] = OrderedDict()
         self._active: dict[str, int] = {}
         self._lock = threading.Lock()
+        self.revalidate = revalidate
+        self._epoch: int | None = None
+        self._epoch_checked = float("-inf")
+
+    def _check_epoch(self, session: Session) -> None:
+        """Drop every cached key if any key was destroyed anywhere since the last look."""
+        now = self._clock()
+        if now - self._epoch_checked < self.revalidate:
+            return
+        epoch = session.scalar(select(KeySetting.value)
+                               .where(KeySetting.name == SHRED_EPOCH_SETTING)) or 0
+        with self._lock:
+            if epoch != self._epoch:
+                self._cache.clear()
+                self._active.clear()
+                self._epoch = epoch
+            self._epoch_checked = now
 
     # -- cache -------------------------------------------------------------------------------
 
@@ -100,6 +119,7 @@ class Keyring:
 
     def for_encryption(self, session: Session, subject_id: str) -> DataKey:
         """The subject's active key with one use spent; created if the subject has none."""
+        self._check_epoch(session)
         with self._lock:
             version = self._active.get(subject_id)
             key = self._cached(subject_id, version) if version is not None else None
@@ -154,6 +174,7 @@ class Keyring:
         return current.version, new.version
 
     def for_decryption(self, session: Session, subject_id: str, version: int) -> DataKey:
+        self._check_epoch(session)
         with self._lock:
             key = self._cached(subject_id, version)
         if key is not None:
@@ -184,6 +205,14 @@ class Keyring:
                        aead=spec.aead(dek), expires=self._clock() + self.ttl)
 
     # -- KEK versions and service keys -------------------------------------------------------
+
+    def bump_shred_epoch(self, session: Session) -> None:
+        setting = session.get(KeySetting, SHRED_EPOCH_SETTING, with_for_update=True)
+        if setting is None:
+            session.add(KeySetting(name=SHRED_EPOCH_SETTING, value=1))
+        else:
+            setting.value += 1
+        session.flush()
 
     def current_kek_version(self) -> int:
         return max(self.kek.versions())

@@ -80,7 +80,7 @@ def _destroy(session: Session, keyring: Keyring, *, caller: Caller, subject_id: 
     for key in keys:
         key.wrapped_dek, key.state, key.destroyed_at, key.destroy_after = None, "destroyed", \
             now, None
-    session.flush()
+    keyring.bump_shred_epoch(session)  # other processes drop their cached keys
     keyring.evict(subject_id)
     audit.record(session, caller=caller, action="keys.destroyed", subject_id=subject_id,
                  details={"keys": len(keys), "versions": [k.version for k in keys]})

@@ -14,10 +14,10 @@ from app.keys.models import KeyRotation, SubjectKey
 
 def key_status(session: Session, keyring: Keyring) -> dict[str, Any]:
     by_state = dict(session.execute(select(SubjectKey.state, func.count())
-                                    .group_by(SubjectKey.state)).tuples().all())
+                                    .group_by(SubjectKey.state)).all())
     by_kek = dict(session.execute(select(SubjectKey.kek_version, func.count())
                                   .where(SubjectKey.wrapped_dek.is_not(None))
-                                  .group_by(SubjectKey.kek_version)).tuples().all())
+                                  .group_by(SubjectKey.kek_version)).all())
     pending = session.scalar(select(func.count()).select_from(SubjectKey).where(
         SubjectKey.destroy_after.is_not(None))) or 0
     rotations = session.scalars(select(KeyRotation).order_by(KeyRotation.id.desc()).limit(5))

@@ -12,16 +12,18 @@ from pathlib import Path
 from typing import Any
 
 from app.config import Settings
-from app.pii import operators
-from app.pii import service as pii
-from app.pii.engine import UnsupportedValue
-from app.pii.schemas import OperatorSpec
+
+# spaCy, Presidio and jieba are imported by the handlers, not when `pgw` starts.
 
 CHUNK = 64
 _worker: dict[str, Any] = {}
 
 
 def _init(model: str, mode: str, specs: dict[str, Any], hash_key: bytes | None) -> None:
+    from app.pii import operators
+    from app.pii import service as pii
+    from app.pii.schemas import OperatorSpec
+
     _worker.update(engine=pii.get_engine(model), mode=mode,
                    specs={k: OperatorSpec(**v) for k, v in specs.items()},
                    context=operators.OperatorContext(hash_key=hash_key))
@@ -38,12 +40,15 @@ def _parse(line: str) -> tuple[str, str] | str:
     language = item.get("language", "auto")
     try:
         _worker["engine"].check(language=language)
-    except (UnsupportedValue, TypeError) as exc:
+    except (ValueError, TypeError) as exc:  # UnsupportedValue is a ValueError
         return str(exc)
     return item["text"], language
 
 
 def _process(lines: list[str]) -> list[str]:
+    from app.pii import operators
+    from app.pii import service as pii
+
     parsed = [_parse(line) for line in lines]
     good = [p for p in parsed if isinstance(p, tuple)]
     results = iter(_worker["engine"].analyze_batch([t for t, _ in good],

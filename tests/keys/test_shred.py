@@ -1,0 +1,127 @@
+"""Crypto-shredding: destroyed keys make earlier values undecryptable, and say why."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.auth.guard import Caller
+from app.keys import shred
+from app.keys.fields import decrypt_field, encrypt_field
+from app.keys.keyring import Keyring, SubjectErased
+from app.keys.models import SubjectKey
+from app.runtime import Runtime
+from tests.server import LiveServer
+from tests.tokens import make_token
+
+CALLER = Caller(sub="ops-1", roles=("security",))
+
+
+def write(session: Session, keyring: Keyring, subject_id: str = "subj-9") -> str:
+    return encrypt_field(session, keyring, subject_id=subject_id, field="phone",
+                         value="13812345678", context="rec-1")
+
+
+def read(session: Session, keyring: Keyring, token: str, subject_id: str = "subj-9") -> str:
+    return decrypt_field(session, keyring, subject_id=subject_id, field="phone", token=token,
+                         context="rec-1")
+
+
+@pytest.fixture
+def hold() -> Iterator[set[str]]:
+    held: set[str] = set()
+
+    def check(session: Session, subject_id: str) -> str | None:
+        return "litigation 2026-17" if subject_id in held else None
+
+    shred.register_hold_check(check)
+    yield held
+    shred.HOLD_CHECKS.remove(check)
+
+
+def test_destroyed_key_makes_earlier_values_unreadable(runtime: Runtime, keyring: Keyring,
+                                                       session: Session) -> None:
+    token = write(session, keyring)
+    session.commit()
+    shred.destroy_subject_keys(session, keyring, caller=CALLER, subject_id="subj-9")
+    session.commit()
+    with pytest.raises(SubjectErased, match="erased"):
+        read(session, keyring, token)
+    row = session.scalars(select(SubjectKey).where(SubjectKey.subject_id == "subj-9")).one()
+    assert (row.state, row.wrapped_dek) == ("destroyed", None)
+    session.rollback()  # end this transaction: on SQLite it holds the write lock
+    # another process, with a cold cache, cannot read it either
+    from app.runtime import open_runtime
+
+    other = open_runtime(runtime.settings)
+    try:
+        assert other.keyring is not None
+        with other.session_factory() as fresh, pytest.raises(SubjectErased):
+            read(fresh, other.keyring, token)
+    finally:
+        other.close()
+
+
+def test_grace_period_can_be_cancelled(keyring: Keyring, session: Session) -> None:
+    token = write(session, keyring)
+    when = shred.destroy_subject_keys(session, keyring, caller=CALLER, subject_id="subj-9",
+                                      grace=timedelta(days=7))
+    assert when is not None
+    assert read(session, keyring, token) == "13812345678"  # still readable during the grace
+    assert shred.destroy_due(session, keyring, caller=CALLER) == []
+    assert shred.cancel_destruction(session, caller=CALLER, subject_id="subj-9") == 1
+    assert shred.destroy_due(session, keyring, caller=CALLER, now=when + timedelta(1)) == []
+    assert read(session, keyring, token) == "13812345678"
+
+
+def test_grace_period_ends_in_destruction(keyring: Keyring, session: Session) -> None:
+    token = write(session, keyring)
+    when = shred.destroy_subject_keys(session, keyring, caller=CALLER, subject_id="subj-9",
+                                      grace=timedelta(hours=1))
+    assert when is not None
+    assert shred.destroy_due(session, keyring, caller=CALLER,
+                             now=when + timedelta(seconds=1)) == ["subj-9"]
+    with pytest.raises(SubjectErased):
+        read(session, keyring, token)
+
+
+def test_legal_hold_blocks_destruction(keyring: Keyring, session: Session,
+                                       hold: set[str]) -> None:
+    token = write(session, keyring)
+    hold.add("subj-9")
+    with pytest.raises(shred.LegalHoldActive, match="litigation"):
+        shred.destroy_subject_keys(session, keyring, caller=CALLER, subject_id="subj-9")
+    assert read(session, keyring, token) == "13812345678"
+    when = None
+    hold.clear()
+    when = shred.destroy_subject_keys(session, keyring, caller=CALLER, subject_id="subj-9",
+                                      grace=timedelta(minutes=1))
+    hold.add("subj-9")  # a hold placed during the grace period still wins
+    assert when is not None
+    assert shred.destroy_due(session, keyring, caller=CALLER,
+                             now=when + timedelta(minutes=5)) == []
+    assert read(session, keyring, token) == "13812345678"
+
+
+def test_destruction_over_the_api_is_audited(runtime: Runtime, keyring: Keyring,
+                                             live: LiveServer) -> None:
+    with runtime.session_factory() as session:
+        token = write(session, keyring)
+        session.commit()
+    client = live.client(make_token(scope="keys:admin audit:read"))
+    response = client.post("/v1/keys/subjects/subj-9/destroy", json={})
+    assert response.json() == {"subject_id": "subj-9", "destroyed": True, "destroy_after": None}
+    assert client.post("/v1/keys/subjects/subj-9/destroy", json={}).status_code == 404
+    entry = client.get("/v1/audit", params={"action": "keys.destroyed"}).json()["items"][0]
+    assert entry["subject_id"] == "subj-9"
+    assert entry["details"] == {"keys": 1, "versions": [1]}
+    # This runtime stands for another process that still has the key cached: it must notice
+    # the destruction within its revalidation interval.
+    time.sleep(keyring.revalidate + 0.1)
+    with runtime.session_factory() as session, pytest.raises(SubjectErased):
+        read(session, keyring, token)
