@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import os
 import re
 import secrets
@@ -202,12 +203,24 @@ def _env(settings: Settings) -> KekProvider:
     return EnvKeks(settings.kek.get_secret_value())
 
 
+# A PKCS#11 login belongs to the whole process, so each token is opened once per process and
+# shared; a second login with other credentials is refused by the token (UserAlreadyLoggedIn).
+_TOKENS: dict[tuple[str, str, str], Pkcs11Keks] = {}
+_TOKENS_LOCK = threading.Lock()
+
+
 def _pkcs11(settings: Settings) -> KekProvider:
     if not (settings.pkcs11_module and settings.pkcs11_token_label and settings.pkcs11_pin):
         raise KekUnavailable("PGW_PKCS11_MODULE, PGW_PKCS11_TOKEN_LABEL and PGW_PKCS11_PIN "
                              "are required (PGW_KEK_PROVIDER=pkcs11)")
-    return Pkcs11Keks(settings.pkcs11_module, settings.pkcs11_token_label,
-                      settings.pkcs11_pin.get_secret_value(), create=settings.is_dev)
+    pin = settings.pkcs11_pin.get_secret_value()
+    key = (settings.pkcs11_module, settings.pkcs11_token_label,
+           hashlib.sha256(pin.encode()).hexdigest())
+    with _TOKENS_LOCK:
+        if key not in _TOKENS:
+            _TOKENS[key] = Pkcs11Keks(settings.pkcs11_module, settings.pkcs11_token_label, pin,
+                                      create=settings.is_dev)
+        return _TOKENS[key]
 
 
 PROVIDERS: dict[str, Callable[[Settings], KekProvider]] = {

@@ -16,8 +16,8 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -57,7 +57,13 @@ class DataKey:
     cipher: CipherSpec
     aead: Aead
     expires: float
-    budget: int = 0  # uses reserved in the database and not yet spent
+    # Uses reserved in the database and not yet spent. A range iterator: next() on it is atomic
+    # under the GIL, so the hot path needs no lock.
+    budget: Iterator[int] = field(default_factory=lambda: iter(()))
+    header: bytes = b""  # cipher code and key version: the start of every ciphertext
+
+    def __post_init__(self) -> None:
+        self.header = bytes((self.cipher.code,)) + self.version.to_bytes(4, "big")
 
 
 class Keyring:
@@ -70,17 +76,14 @@ class Keyring:
         self.rotate_after = rotate_after
         self._clock = clock
         self._cache: OrderedDict[tuple[str, int], DataKey] = OrderedDict()
-        self._active: dict[str, int] = {}
+        self._active: dict[str, DataKey] = {}  # each subject's key for encrypting
         self._lock = threading.Lock()
         self.revalidate = revalidate
         self._epoch: int | None = None
         self._epoch_checked = float("-inf")
 
-    def _check_epoch(self, session: Session) -> None:
+    def _check_epoch(self, session: Session, now: float) -> None:
         """Drop every cached key if any key was destroyed anywhere since the last look."""
-        now = self._clock()
-        if now - self._epoch_checked < self.revalidate:
-            return
         epoch = session.scalar(select(KeySetting.value)
                                .where(KeySetting.name == SHRED_EPOCH_SETTING)) or 0
         with self._lock:
@@ -92,21 +95,19 @@ class Keyring:
 
     # -- cache -------------------------------------------------------------------------------
 
-    def _cached(self, subject_id: str, version: int) -> DataKey | None:
+    def _cached(self, subject_id: str, version: int, now: float) -> DataKey | None:
         key = self._cache.get((subject_id, version))
-        if key is None:
-            return None
-        if key.expires < self._clock():
-            self._cache.pop((subject_id, version), None)
-            return None
-        return key
+        if key is None or key.expires >= now:
+            return key
+        self._cache.pop((subject_id, version), None)
+        return None
 
     def _remember(self, key: DataKey) -> None:
         self._cache[(key.subject_id, key.version)] = key
         self._cache.move_to_end((key.subject_id, key.version))
         while len(self._cache) > self.cache_size:
-            (subject, version), _ = self._cache.popitem(last=False)
-            if self._active.get(subject) == version:
+            (subject, _), dropped = self._cache.popitem(last=False)
+            if self._active.get(subject) is dropped:
                 del self._active[subject]
 
     def evict(self, subject_id: str) -> None:
@@ -119,13 +120,12 @@ class Keyring:
 
     def for_encryption(self, session: Session, subject_id: str) -> DataKey:
         """The subject's active key with one use spent; created if the subject has none."""
-        self._check_epoch(session)
-        with self._lock:
-            version = self._active.get(subject_id)
-            key = self._cached(subject_id, version) if version is not None else None
-            if key is not None and key.budget > 0:
-                key.budget -= 1
-                return key
+        now = self._clock()
+        if now - self._epoch_checked >= self.revalidate:
+            self._check_epoch(session, now)
+        key = self._active.get(subject_id)
+        if key is not None and key.expires >= now and next(key.budget, None) is not None:
+            return key
         return self._refill(session, subject_id)
 
     def _refill(self, session: Session, subject_id: str) -> DataKey:
@@ -140,10 +140,10 @@ class Keyring:
             .values(uses=SubjectKey.uses + RESERVE_BLOCK).returning(SubjectKey.uses)
         ).scalar_one()
         key = self._unwrap(session, row)
-        key.budget = RESERVE_BLOCK - 1 - max(0, uses - self.rotate_after)
+        key.budget = iter(range(RESERVE_BLOCK - 1 - max(0, uses - self.rotate_after)))
         with self._lock:
             self._remember(key)
-            self._active[subject_id] = row.version
+            self._active[subject_id] = key
         return key
 
     def _new_version(self, session: Session, subject_id: str,
@@ -174,9 +174,10 @@ class Keyring:
         return current.version, new.version
 
     def for_decryption(self, session: Session, subject_id: str, version: int) -> DataKey:
-        self._check_epoch(session)
-        with self._lock:
-            key = self._cached(subject_id, version)
+        now = self._clock()
+        if now - self._epoch_checked >= self.revalidate:
+            self._check_epoch(session, now)
+        key = self._cached(subject_id, version, now)  # a read: no lock needed under the GIL
         if key is not None:
             return key
         row = session.scalar(select(SubjectKey).where(SubjectKey.subject_id == subject_id,
