@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import select
 
 from app.auth.guard import Caller
+from app.clock import utcnow
 from app.config import Settings
 from app.keys import rotation, shred
 from app.keys.models import KeyRotation, SubjectKey
@@ -71,8 +72,6 @@ def _rotate_dek(args: argparse.Namespace, settings: Settings) -> int:
             record = session.scalar(select(KeyRotation).where(
                 KeyRotation.kind == "dek", KeyRotation.status == "running"))
             if record is None:
-                from app.clock import utcnow
-
                 record = KeyRotation(kind="dek", target_version=0, status="running",
                                      processed=0, total=0, started_at=utcnow())
                 session.add(record)
@@ -90,8 +89,6 @@ def _rotate_dek(args: argparse.Namespace, settings: Settings) -> int:
                 session.commit()
                 _bar(current.processed, current.total)
         with runtime.session_factory() as session:
-            from app.clock import utcnow
-
             current = session.get_one(KeyRotation, record_id)
             current.status, current.finished_at = "done", utcnow()
             session.commit()
