@@ -37,8 +37,9 @@ def _aad(subject_id: str, context: str, field: str, version: int, code: int) -> 
 
 
 def encrypt_field(session: Session, keyring: Keyring, *, subject_id: str, field: str,
-                  value: str, context: str = "") -> str:
-    key = keyring.for_encryption(session, subject_id)
+                  value: str, context: str = "", cipher: str | None = None) -> str:
+    """Protect one value; `cipher` (a field's policy) overrides the deployment's PGW_CIPHER."""
+    key = keyring.for_encryption(session, subject_id, cipher)
     code = key.cipher.code
     nonce = os.urandom(NONCE_BYTES)
     sealed = key.aead.encrypt(nonce, value.encode(),

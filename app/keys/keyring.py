@@ -76,7 +76,8 @@ class Keyring:
         self.rotate_after = rotate_after
         self._clock = clock
         self._cache: OrderedDict[tuple[str, int], DataKey] = OrderedDict()
-        self._active: dict[str, DataKey] = {}  # each subject's key for encrypting
+        # each subject's key for encrypting, per cipher
+        self._active: dict[tuple[str, str], DataKey] = {}
         self._lock = threading.Lock()
         self.revalidate = revalidate
         self._epoch: int | None = None
@@ -106,35 +107,44 @@ class Keyring:
         self._cache[(key.subject_id, key.version)] = key
         self._cache.move_to_end((key.subject_id, key.version))
         while len(self._cache) > self.cache_size:
-            (subject, _), dropped = self._cache.popitem(last=False)
-            if self._active.get(subject) is dropped:
-                del self._active[subject]
+            _, dropped = self._cache.popitem(last=False)
+            active = (dropped.subject_id, dropped.cipher.name)
+            if self._active.get(active) is dropped:
+                del self._active[active]
 
     def evict(self, subject_id: str) -> None:
         with self._lock:
             for entry in [k for k in self._cache if k[0] == subject_id]:
                 del self._cache[entry]
-            self._active.pop(subject_id, None)
+            for active in [k for k in self._active if k[0] == subject_id]:
+                del self._active[active]
 
     # -- keys for encrypting and decrypting --------------------------------------------------
 
-    def for_encryption(self, session: Session, subject_id: str) -> DataKey:
-        """The subject's active key with one use spent; created if the subject has none."""
+    def for_encryption(self, session: Session, subject_id: str,
+                       cipher_name: str | None = None) -> DataKey:
+        """The subject's active key for a cipher (the deployment's by default), with one use
+        spent; created if the subject has none."""
+        spec = self.cipher if cipher_name is None else cipher(cipher_name)
         now = self._clock()
         if now - self._epoch_checked >= self.revalidate:
             self._check_epoch(session, now)
-        key = self._active.get(subject_id)
+        key = self._active.get((subject_id, spec.name))
         if key is not None and key.expires >= now and next(key.budget, None) is not None:
             return key
-        return self._refill(session, subject_id)
+        return self._refill(session, subject_id, spec)
 
-    def _refill(self, session: Session, subject_id: str) -> DataKey:
-        row = session.scalar(
+    def _active_row(self, session: Session, subject_id: str, spec: CipherSpec) -> SubjectKey | None:
+        return session.scalar(
             select(SubjectKey).where(SubjectKey.subject_id == subject_id,
+                                     SubjectKey.cipher == spec.name,
                                      SubjectKey.state == "active")
             .order_by(SubjectKey.version.desc()).limit(1).with_for_update())
+
+    def _refill(self, session: Session, subject_id: str, spec: CipherSpec) -> DataKey:
+        row = self._active_row(session, subject_id, spec)
         if row is None or row.uses >= self.rotate_after:
-            row = self._new_version(session, subject_id, retire=row)
+            row = self._new_version(session, subject_id, spec, retire=row)
         uses = session.execute(
             update(SubjectKey).where(SubjectKey.id == row.id)
             .values(uses=SubjectKey.uses + RESERVE_BLOCK).returning(SubjectKey.uses)
@@ -143,10 +153,10 @@ class Keyring:
         key.budget = iter(range(RESERVE_BLOCK - 1 - max(0, uses - self.rotate_after)))
         with self._lock:
             self._remember(key)
-            self._active[subject_id] = key
+            self._active[(subject_id, spec.name)] = key
         return key
 
-    def _new_version(self, session: Session, subject_id: str,
+    def _new_version(self, session: Session, subject_id: str, spec: CipherSpec,
                      retire: SubjectKey | None) -> SubjectKey:
         now = utcnow()
         if retire is not None:
@@ -154,24 +164,26 @@ class Keyring:
         latest = session.scalar(select(func.max(SubjectKey.version))
                                 .where(SubjectKey.subject_id == subject_id)) or 0
         version, kek_version = latest + 1, self.current_kek_version()
-        dek = secrets.token_bytes(self.cipher.key_bytes)
-        row = SubjectKey(subject_id=subject_id, version=version, cipher=self.cipher.name,
+        dek = secrets.token_bytes(spec.key_bytes)
+        row = SubjectKey(subject_id=subject_id, version=version, cipher=spec.name,
                          wrapped_dek=self.kek.wrap(kek_version, dek,
-                                                   dek_aad(subject_id, version, self.cipher.name)),
+                                                   dek_aad(subject_id, version, spec.name)),
                          kek_version=kek_version, state="active", uses=0, created_at=now)
         session.add(row)
         session.flush()
         return row
 
-    def rotate(self, session: Session, subject_id: str) -> tuple[int, int]:
-        """Retire the subject's active key and make a new one: (old version, new version)."""
-        current = session.scalar(select(SubjectKey).where(
-            SubjectKey.subject_id == subject_id, SubjectKey.state == "active").with_for_update())
-        if current is None:
+    def rotate(self, session: Session, subject_id: str) -> list[tuple[int, int]]:
+        """Replace each of the subject's active keys: [(old version, new version), ...]."""
+        current = list(session.scalars(select(SubjectKey).where(
+            SubjectKey.subject_id == subject_id, SubjectKey.state == "active")
+            .order_by(SubjectKey.version).with_for_update()))
+        if not current:
             raise LookupError("this subject has no active key")
-        new = self._new_version(session, subject_id, retire=current)
+        replaced = [(old.version, self._new_version(session, subject_id, cipher(old.cipher),
+                                                    retire=old).version) for old in current]
         self.evict(subject_id)
-        return current.version, new.version
+        return replaced
 
     def for_decryption(self, session: Session, subject_id: str, version: int) -> DataKey:
         now = self._clock()

@@ -16,7 +16,7 @@ from app.auth.guard import Caller
 from app.config import Settings
 from app.errors import Conflict
 from app.keys import rotation
-from app.keys.fields import decrypt_field, encrypt_field
+from app.keys.fields import decrypt_field, encrypt_field, token_version
 from app.keys.keyring import KeyRetired, Keyring
 from app.keys.models import KeyRotation, SubjectKey
 from app.runtime import Runtime, open_runtime
@@ -129,3 +129,26 @@ def test_rotate_all_deks_from_the_cli(settings: Settings, runtime: Runtime) -> N
         active = session.scalar(select(func.count()).select_from(SubjectKey).where(
             SubjectKey.state == "active", SubjectKey.version == 2))
     assert active == 5
+
+
+def test_rotation_reencrypts_registered_stores(runtime: Runtime, keyring: Keyring,
+                                               session: Session) -> None:
+    stored = {"email": encrypt_field(session, keyring, subject_id="s1", field="email",
+                                     value="a@b.cn")}
+
+    def reencrypt(session: Session, keyring: Keyring, subject_id: str) -> int:
+        for name, token in stored.items():
+            value = decrypt_field(session, keyring, subject_id=subject_id, field=name,
+                                  token=token)
+            stored[name] = encrypt_field(session, keyring, subject_id=subject_id, field=name,
+                                         value=value)
+        return len(stored)
+
+    rotation.REENCRYPTORS.append(reencrypt)
+    try:
+        assert rotation.rotate_subject_dek(session, keyring, caller=CALLER, subject_id="s1") == 2
+    finally:
+        rotation.REENCRYPTORS.remove(reencrypt)
+    assert token_version(stored["email"]) == 2
+    assert decrypt_field(session, keyring, subject_id="s1", field="email",
+                         token=stored["email"]) == "a@b.cn"
