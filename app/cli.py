@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     from app.audit import cli as audit_cli
     from app.keys import cli as keys_cli
     from app.pii import cli as pii_cli
+    from app.policy import cli as policy_cli
 
     parser = argparse.ArgumentParser(prog="pgw", description="Privacy-compliance gateway")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -89,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit_cli.register(commands)
     pii_cli.register(commands)
     keys_cli.register(commands)
+    policy_cli.register(commands)
     return parser
 
 

@@ -17,7 +17,7 @@ from app.keys.files import KeyFileError
 from app.keys.kek import KekUnavailable, load_kek
 from app.keys.keyring import Keyring
 from app.keys.signing import Signer, load_signer
-from app.policy.loader import PolicyFiles, read_policy_files
+from app.policy.loader import Policy, load_policy
 
 
 @dataclass
@@ -26,7 +26,7 @@ class Runtime:
     engine: Engine
     session_factory: sessionmaker[Session]
     read_session_factory: sessionmaker[Session]
-    policy: PolicyFiles
+    policy: Policy
     audit_signer: Signer | None
     key_problems: list[str] = field(default_factory=list)
     pii_hash_key: bytes | None = field(default=None, repr=False)
@@ -44,7 +44,7 @@ def open_runtime(settings: Settings, *,
                  on_audit_failure: Callable[[], None] = lambda: None) -> Runtime:
     """Load policies and keys and open the database. Raises PolicyError on a bad policy."""
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    policy = read_policy_files(settings.policy_dir)
+    policy = load_policy(settings.policy_dir)
     problems: list[str] = []
     try:
         signer: Signer | None = load_signer(settings.audit_key_file, create=settings.is_dev)

@@ -1,0 +1,168 @@
+"""The policy a privacy officer reads and reviews: purposes, data dictionary, roles, laws.
+
+Every model forbids unknown keys, so a misspelt key is an error, not a silently ignored rule.
+Cross-references (a field's purposes, a role's categories) are checked when the whole policy is
+assembled, with the path of the offending value.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Identifier = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{1,63}$")]
+MASK_OPERATORS = ("mask", "redact", "replace", "generalize")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Text(Strict):
+    """A description in English and Chinese."""
+
+    en: str = Field(min_length=1)
+    zh: str = Field(min_length=1)
+
+
+class LegalBasis(StrEnum):
+    CONSENT = "consent"
+    CONTRACT = "contract"
+    LEGAL_OBLIGATION = "legal_obligation"
+    VITAL_INTEREST = "vital_interest"
+    PUBLIC_TASK = "public_task"
+    LEGITIMATE_INTEREST = "legitimate_interest"
+
+
+class Purpose(Strict):
+    description: Text
+    legal_basis: LegalBasis
+    separate_consent: bool = False  # PIPL art. 23, 25, 29, 39
+    third_party_recipients: list[str] = Field(default_factory=list)
+    cross_border_transfer: bool = False
+    ccpa_sale_or_sharing: bool = False
+    consent_lifetime_days: int | None = Field(default=None, ge=1)
+    notice: str | None = None  # the notice id whose consent this purpose needs
+
+
+class FieldType(StrEnum):
+    STRING = "string"
+    NAME = "name"
+    EMAIL = "email"
+    PHONE = "phone"
+    CN_RESIDENT_ID = "cn_resident_id"
+    DATE = "date"
+    ADDRESS = "address"
+    INTEGER = "integer"
+    DECIMAL = "decimal"
+    BOOLEAN = "boolean"
+    FREE_TEXT = "free_text"
+
+
+class RetentionTrigger(StrEnum):
+    COLLECTION = "collection"
+    LAST_ACTIVITY = "last_activity"
+    CONSENT_WITHDRAWAL = "consent_withdrawal"
+
+
+class RetentionAction(StrEnum):
+    DELETE = "delete"
+    DEIDENTIFY = "deidentify"
+
+
+class Retention(Strict):
+    days: int = Field(ge=1, le=36500)
+    trigger: RetentionTrigger = RetentionTrigger.COLLECTION
+    action: RetentionAction = RetentionAction.DELETE
+    legal_basis: str | None = None  # why this long, e.g. a retention law
+
+
+class DataField(Strict):
+    type: FieldType
+    category: Identifier
+    description: Text
+    sensitive: bool = False  # sensitive personal information (PIPL art. 28)
+    protection: str = "clear"
+    cipher: str | None = None  # aes-256-gcm or sm4-gcm for this field; default PGW_CIPHER
+    blind_index: bool = False
+    purposes: list[Identifier] = Field(min_length=1)
+    required: bool = False
+    scan_pii: bool = False  # free text: found PII is protected inside the text
+    retention: Retention | None = None  # overrides the record type's
+
+    @field_validator("protection")
+    @classmethod
+    def _protection(cls, value: str) -> str:
+        if value in ("encrypt", "tokenize", "hash", "clear"):
+            return value
+        match = re.fullmatch(r"mask:([a-z_]+)", value)
+        if match and match.group(1) in MASK_OPERATORS:
+            return value
+        raise ValueError("protection must be encrypt, tokenize, hash, clear or "
+                         f"mask:<{'|'.join(MASK_OPERATORS)}>")
+
+    @field_validator("cipher")
+    @classmethod
+    def _cipher(cls, value: str | None) -> str | None:
+        if value is not None and value not in ("aes-256-gcm", "sm4-gcm"):
+            raise ValueError("cipher must be aes-256-gcm or sm4-gcm")
+        return value
+
+
+class RecordType(Strict):
+    description: Text
+    fields: dict[Identifier, DataField] = Field(min_length=1)
+    retention: Retention
+    undeclared_fields: str = Field(default="reject", pattern="^(reject|drop)$")
+
+
+class Access(StrEnum):
+    CLEAR = "clear"
+    MASKED = "masked"
+    DENIED = "denied"
+
+
+class Role(Strict):
+    description: Text
+    # data category -> purpose (or "*") -> clear / masked / denied; anything not listed: denied
+    access: dict[Identifier, dict[str, Access]]
+
+
+class Period(Strict):
+    days: int | None = Field(default=None, ge=1)
+    months: int | None = Field(default=None, ge=1, le=12)
+    business_days: bool = False
+
+
+class Jurisdiction(Strict):
+    description: Text
+    request_deadline: Period
+    extension: Period | None = None
+    opt_out_deadline: Period | None = None
+    age_of_digital_consent: int = Field(ge=0, le=21)
+    minors_data_is_sensitive: bool = False
+
+
+class Category(Strict):
+    description: Text
+
+
+class PolicyFile(Strict):
+    """One policy file: any of the sections; the files together form the policy."""
+
+    categories: dict[Identifier, Category] | None = None
+    purposes: dict[Identifier, Purpose] | None = None
+    record_types: dict[Identifier, RecordType] | None = None
+    roles: dict[Identifier, Role] | None = None
+    jurisdictions: dict[str, Jurisdiction] | None = None
+
+
+class PolicyBody(Strict):
+    categories: dict[str, Category]
+    purposes: dict[str, Purpose]
+    record_types: dict[str, RecordType]
+    roles: dict[str, Role]
+    jurisdictions: dict[str, Jurisdiction]
