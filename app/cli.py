@@ -59,6 +59,7 @@ def _token(args: argparse.Namespace, settings: Settings) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from app.audit import cli as audit_cli
+    from app.consent import cli as consent_cli
     from app.keys import cli as keys_cli
     from app.pii import cli as pii_cli
     from app.policy import cli as policy_cli
@@ -91,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     pii_cli.register(commands)
     keys_cli.register(commands)
     policy_cli.register(commands)
+    consent_cli.register(commands)
     return parser
 
 

@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     audit_checkpoint_every: int = Field(default=256, ge=1)
     audit_signing_key_file: Path | None = None
+    receipt_signing_key_file: Path | None = None
     log_level: str = "INFO"
 
     kek_provider: str = "local"
@@ -104,6 +105,10 @@ class Settings(BaseSettings):
         return self.data_dir / "dev-jwt-secret"
 
     @property
+    def receipt_key_file(self) -> Path:
+        return self.receipt_signing_key_file or self.data_dir / "receipt-signing-key.pem"
+
+    @property
     def pii_hash_key_file(self) -> Path:
         return self.data_dir / "pii-hash-key"
 
@@ -149,11 +154,13 @@ def check_production(settings: Settings) -> None:
     ):
         if path is not None and not path.is_file():
             raise ConfigError(f"{name} points to {path}, which does not exist")
-    if not settings.audit_key_file.is_file():
-        raise ConfigError(
-            "PGW_AUDIT_SIGNING_KEY_FILE: no audit signing key at "
-            f"{settings.audit_key_file}; create one with `pgw audit init-key` before starting"
-        )
+    for name, path, command in (
+        ("PGW_AUDIT_SIGNING_KEY_FILE", settings.audit_key_file, "pgw audit init-key"),
+        ("PGW_RECEIPT_SIGNING_KEY_FILE", settings.receipt_key_file, "pgw consent init-key"),
+    ):
+        if not path.is_file():
+            raise ConfigError(f"{name}: no signing key at {path}; create one with `{command}` "
+                              "before starting")
 
 
 def load_settings() -> Settings:

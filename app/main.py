@@ -13,6 +13,7 @@ from app import logs
 from app.audit.router import router as audit_router
 from app.auth.tokens import load_verifier
 from app.config import Settings, check_production, load_settings
+from app.consent.router import router as consent_router
 from app.errors import install_handlers
 from app.keys.router import router as keys_router
 from app.middleware import BodyLimit, RequestContext
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(pii_router)
     app.include_router(keys_router)
     app.include_router(policy_router)
+    app.include_router(consent_router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContext, metrics=metrics)
     return app

@@ -30,6 +30,7 @@ class Runtime:
     audit_signer: Signer | None
     key_problems: list[str] = field(default_factory=list)
     pii_hash_key: bytes | None = field(default=None, repr=False)
+    receipt_signer: Signer | None = None
     keyring: Keyring | None = None
 
     @property
@@ -51,6 +52,12 @@ def open_runtime(settings: Settings, *,
     except KeyFileError as exc:
         signer = None
         problems.append(f"audit signing key unavailable: {exc}")
+    try:
+        receipt_signer: Signer | None = load_signer(settings.receipt_key_file,
+                                                    create=settings.is_dev)
+    except KeyFileError as exc:
+        receipt_signer = None
+        problems.append(f"consent receipt signing key unavailable: {exc}")
     try:
         hash_key: bytes | None = files.read_or_create(
             settings.pii_hash_key_file, generate=lambda: secrets.token_bytes(32),
@@ -77,5 +84,6 @@ def open_runtime(settings: Settings, *,
         audit_signer=signer,
         key_problems=problems,
         pii_hash_key=hash_key,
+        receipt_signer=receipt_signer,
         keyring=keyring,
     )

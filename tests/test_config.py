@@ -16,10 +16,13 @@ from tests.tokens import TEST_ISSUER
 def prod(make_settings: Callable[..., Settings], tmp_path: Path) -> Callable[..., Settings]:
     key = tmp_path / "audit.pem"
     key.write_text("placeholder")
+    receipts = tmp_path / "receipts.pem"
+    receipts.write_text("placeholder")
 
     def make(**overrides: object) -> Settings:
         values = {"env": "prod", "jwt_issuer": TEST_ISSUER, "jwt_secret": "s" * 40,
-                  "audit_signing_key_file": key, **overrides}
+                  "audit_signing_key_file": key, "receipt_signing_key_file": receipts,
+                  **overrides}
         return make_settings(**values)
 
     return make
@@ -37,6 +40,7 @@ def test_safe_production_settings_pass(prod: Callable[..., Settings]) -> None:
     ({"jwt_algorithms": "RS256", "jwt_public_key_file": Path("/nonexistent.pem")},
      "PGW_JWT_PUBLIC_KEY_FILE"),
     ({"audit_signing_key_file": Path("/nonexistent.pem")}, "PGW_AUDIT_SIGNING_KEY_FILE"),
+    ({"receipt_signing_key_file": Path("/nonexistent.pem")}, "PGW_RECEIPT_SIGNING_KEY_FILE"),
 ])
 def test_unsafe_production_settings_are_refused(prod: Callable[..., Settings],
                                                 overrides: dict[str, object],

@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import Path as PathParam
+
+from app import idempotency
+from app.audit import service as audit
+from app.auth.guard import Caller, RequireScope
+from app.auth.scopes import Scope
+from app.consent import service
+from app.consent.decision import decide
+from app.consent.models import ConsentEvent
+from app.consent.schemas import ConsentIn, NoticeIn
+from app.deps import SessionDep
+from app.errors import ServiceUnavailable
+from app.keys.signing import Signer
+from app.policy.loader import Policy
+from app.policy.models import LegalBasis
+
+router = APIRouter(tags=["consent"])
+Writer = Annotated[Caller, Depends(RequireScope(Scope.CONSENT_WRITE))]
+Reader = Annotated[Caller, Depends(RequireScope(Scope.CONSENT_READ))]
+SubjectPath = Annotated[str, PathParam(min_length=1, max_length=255)]
+IdempotencyHeader = Annotated[str | None, Header(alias=idempotency.HEADER)]
+
+
+def _policy(request: Request) -> Policy:
+    policy: Policy = request.app.state.runtime.policy
+    return policy
+
+
+def _signer(request: Request) -> Signer:
+    signer: Signer | None = request.app.state.runtime.receipt_signer
+    if signer is None:
+        raise ServiceUnavailable("the consent receipt signing key is not available")
+    return signer
+
+
+def _receipted(event: ConsentEvent, request: Request) -> dict[str, Any]:
+    return {"event_id": event.id, "subject_id": event.subject_id, "purpose": event.purpose,
+            "state": event.event,
+            "receipt": service.receipt(event, _signer(request), _policy(request).version)}
+
+
+@router.post("/v1/notices", status_code=201)
+def register_notice(body: NoticeIn, session: SessionDep, caller: Writer) -> dict[str, Any]:
+    """Register the text shown to subjects; consents name the notice and version they answer."""
+    notice = service.register_notice(session, caller=caller, **body.model_dump())
+    return {"notice_id": notice.notice_id, "version": notice.version,
+            "language": notice.language, "sha256": notice.sha256,
+            "requires_reconsent": notice.requires_reconsent}
+
+
+@router.post("/v1/consents", status_code=201)
+def grant(body: ConsentIn, session: SessionDep, caller: Writer, request: Request,
+          response: Response, idempotency_key: IdempotencyHeader = None) -> dict[str, Any]:
+    """Record a consent and return its signed receipt. Honours `Idempotency-Key`."""
+    claimed = None
+    if idempotency_key is not None:
+        route = "POST /v1/consents"
+        claimed = idempotency.claim(session, caller=caller.sub, key=idempotency_key, route=route,
+                                    body_hash=idempotency.request_hash(
+                                        route, body.model_dump(mode="json")))
+        if claimed.response is not None:  # a replay: same answer, nothing recorded again
+            response.status_code = claimed.status_code or 201
+            return claimed.response
+    _signer(request)  # fail before recording anything when receipts cannot be signed
+    grant_ = service.Grant(
+        **body.model_dump(exclude={"evidence", "guardian"}),
+        evidence=service.Evidence(**body.evidence.model_dump()),
+        guardian=service.Guardian(**body.guardian.model_dump()) if body.guardian else None)
+    event = service.record_grant(session, _policy(request), caller=caller, grant=grant_,
+                                 hash_key=request.app.state.runtime.pii_hash_key)
+    result = _receipted(event, request)
+    if claimed is not None:
+        idempotency.remember(claimed, 201, result)
+    return result
+
+
+@router.post("/v1/subjects/{subject_id}/consents/{purpose}/withdraw")
+def withdraw(subject_id: SubjectPath, purpose: str, session: SessionDep, caller: Writer,
+             request: Request) -> dict[str, Any]:
+    """Withdraw consent: one call, nothing else to provide. Takes effect for the next request."""
+    _signer(request)
+    event = service.record_withdrawal(session, _policy(request), caller=caller,
+                                      subject_id=subject_id, purpose=purpose)
+    return _receipted(event, request)
+
+
+@router.post("/v1/subjects/{subject_id}/opt-out")
+def opt_out(subject_id: SubjectPath, session: SessionDep, caller: Writer, request: Request,
+            sec_gpc: Annotated[str | None, Header(alias="Sec-GPC")] = None) -> dict[str, Any]:
+    """Opt out of every sale or sharing of data; a `Sec-GPC: 1` signal is recorded as such."""
+    _signer(request)
+    events = service.record_opt_out(session, _policy(request), caller=caller,
+                                    subject_id=subject_id, gpc=sec_gpc == "1")
+    return {"subject_id": subject_id, "gpc": sec_gpc == "1",
+            "withdrawn": [_receipted(event, request) for event in events]}
+
+
+@router.get("/v1/subjects/{subject_id}/consents")
+def consents(subject_id: SubjectPath, session: SessionDep, caller: Reader,
+             request: Request) -> dict[str, Any]:
+    """Current state per consent-based purpose, with the decision it gives, and full history."""
+    policy = _policy(request)
+    events = service.history(session, subject_id)
+    purposes = {}
+    for purpose, spec in policy.body.purposes.items():
+        if spec.legal_basis is not LegalBasis.CONSENT:
+            continue
+        latest = next((e for e in reversed(events) if e.purpose == purpose), None)
+        decision = decide(session, policy, subject_id=subject_id, purpose=purpose)
+        purposes[purpose] = {"state": latest.event if latest else "none",
+                             "allowed": decision.allowed, "reason": decision.reason,
+                             "detail": decision.detail,
+                             "expires_at": service.event_dict(latest)["expires_at"]
+                             if latest else None}
+    audit.record(session, caller=caller, action="consent.read", subject_id=subject_id,
+                 details={"events": len(events)})
+    return {"subject_id": subject_id, "purposes": purposes,
+            "history": [service.event_dict(e) for e in events]}
+
+
+@router.get("/v1/consents/receipt-key")
+def receipt_key(caller: Reader, request: Request) -> dict[str, str]:
+    """The public key that verifies consent receipts (EdDSA, Ed25519)."""
+    signer = _signer(request)
+    return {"kid": signer.key_id, "alg": "EdDSA", "public_key_pem": signer.public_pem()}

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from app.schemas import StrictModel
+
+SubjectId = Field(min_length=1, max_length=255)
+
+
+class NoticeIn(StrictModel):
+    notice_id: str = Field(pattern=r"^[a-z][a-z0-9_]{1,63}$")
+    version: int = Field(ge=1)
+    language: str = Field(pattern=r"^[a-z]{2}(-[A-Za-z]{2,4})?$")
+    text: str = Field(min_length=1, max_length=200_000)
+    requires_reconsent: bool = True
+
+
+class EvidenceIn(StrictModel):
+    form_id: str | None = Field(default=None, max_length=128)
+    ip_address: str | None = Field(default=None, max_length=64)
+    user_agent: str | None = Field(default=None, max_length=1024)
+
+
+class GuardianIn(StrictModel):
+    guardian_id: str = Field(min_length=1, max_length=255)
+    relation: str = Field(min_length=1, max_length=64)
+    verification: str = Field(min_length=1, max_length=128)
+
+
+class ConsentIn(StrictModel):
+    subject_id: str = SubjectId
+    purpose: str = Field(min_length=1, max_length=64)
+    notice_id: str = Field(min_length=1, max_length=64)
+    notice_version: int = Field(ge=1)
+    channel: Literal["web", "app", "store", "phone", "paper", "api"]
+    captured_at: datetime
+    evidence: EvidenceIn = Field(default_factory=EvidenceIn)
+    separate: bool = False
+    guardian: GuardianIn | None = None
+    subject_age: int | None = Field(default=None, ge=0, le=150)
+    expires_at: datetime | None = None
+    jurisdiction: str | None = Field(default=None, max_length=16)
+
+    @field_validator("captured_at", "expires_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("give a time zone, for example 2026-01-01T00:00:00Z")
+        return value

@@ -1,0 +1,223 @@
+"""Recording consent: notices, grants, withdrawals and opt-outs, each with a signed receipt.
+
+Consent events are append-only; the current state of a subject and purpose is the latest event.
+Two simultaneous changes both land as events, in the order the database commits them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import jwt
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.audit import service as audit
+from app.auth.guard import Caller
+from app.clock import isoformat, utcnow
+from app.consent.models import ConsentEvent, Notice
+from app.errors import Conflict, Invalid
+from app.keys.signing import Signer
+from app.policy.loader import Policy
+from app.policy.models import LegalBasis
+
+CHANNELS = ("web", "app", "store", "phone", "paper", "gpc", "api")
+RECEIPT_TYPE = "consent-receipt+jwt"
+
+
+@dataclass(frozen=True)
+class Evidence:
+    form_id: str | None = None
+    ip_address: str | None = None
+    user_agent: str | None = None
+
+
+@dataclass(frozen=True)
+class Guardian:
+    guardian_id: str
+    relation: str
+    verification: str
+
+
+@dataclass(frozen=True)
+class Grant:
+    subject_id: str
+    purpose: str
+    notice_id: str
+    notice_version: int
+    channel: str
+    captured_at: datetime
+    evidence: Evidence
+    separate: bool = False
+    guardian: Guardian | None = None
+    subject_age: int | None = None
+    expires_at: datetime | None = None
+    jurisdiction: str | None = None
+
+
+# -- notices ---------------------------------------------------------------------------------
+
+def register_notice(session: Session, *, caller: Caller, notice_id: str, version: int,
+                    language: str, text: str, requires_reconsent: bool) -> Notice:
+    exists = session.scalar(select(Notice).where(Notice.notice_id == notice_id,
+                                                 Notice.version == version,
+                                                 Notice.language == language))
+    if exists is not None:
+        raise Conflict(f"notice {notice_id} version {version} ({language}) is already "
+                       "registered; a changed text is a new version")
+    notice = Notice(notice_id=notice_id, version=version, language=language, text=text,
+                    sha256=hashlib.sha256(text.encode()).hexdigest(),
+                    requires_reconsent=requires_reconsent, created_at=utcnow())
+    session.add(notice)
+    session.flush()
+    audit.record(session, caller=caller, action="notice.registered",
+                 resource=f"notice:{notice_id}:{version}:{language}",
+                 details={"requires_reconsent": requires_reconsent, "sha256": notice.sha256})
+    return notice
+
+
+def latest_reconsent_version(session: Session, notice_id: str) -> int:
+    """The newest version of a notice that changed what consent covers (0 if none)."""
+    return session.scalar(select(func.max(Notice.version)).where(
+        Notice.notice_id == notice_id, Notice.requires_reconsent.is_(True))) or 0
+
+
+# -- grants, withdrawals, opt-outs -----------------------------------------------------------
+
+def _validate(session: Session, policy: Policy, grant: Grant) -> None:
+    body = policy.body
+    purpose = body.purposes.get(grant.purpose)
+    if purpose is None:
+        raise Invalid(f"unknown purpose {grant.purpose!r}", field="purpose",
+                      supported=sorted(body.purposes))
+    if purpose.legal_basis is not LegalBasis.CONSENT:
+        raise Invalid(f"purpose {grant.purpose!r} relies on {purpose.legal_basis.value}, not on "
+                      "consent", field="purpose")
+    if purpose.notice and grant.notice_id != purpose.notice:
+        raise Invalid(f"purpose {grant.purpose!r} is consented to through notice "
+                      f"{purpose.notice!r}", field="notice_id")
+    if session.scalar(select(Notice.id).where(Notice.notice_id == grant.notice_id,
+                                              Notice.version == grant.notice_version)) is None:
+        raise Invalid(f"unknown notice {grant.notice_id!r} version {grant.notice_version}",
+                      field="notice_version")
+    if purpose.separate_consent and not grant.separate:
+        raise Invalid(f"purpose {grant.purpose!r} needs separate consent (PIPL art. 23, 25, 29, "
+                      "39): ask for it on its own and send separate: true", field="separate")
+    if grant.jurisdiction is not None and grant.jurisdiction not in body.jurisdictions:
+        raise Invalid(f"unknown jurisdiction {grant.jurisdiction!r}", field="jurisdiction",
+                      supported=sorted(body.jurisdictions))
+    law = body.jurisdictions.get(grant.jurisdiction or "")
+    if grant.subject_age is not None and law and grant.subject_age < \
+            law.age_of_digital_consent and grant.guardian is None:
+        raise Invalid(f"the subject is {grant.subject_age}: under {grant.jurisdiction} a "
+                      f"guardian must consent below {law.age_of_digital_consent}",
+                      field="guardian")
+
+
+def _evidence(evidence: Evidence, hash_key: bytes | None) -> dict[str, Any]:
+    ip_hash = None
+    if evidence.ip_address:
+        if not hash_key:
+            raise Invalid("the IP address cannot be kept without the evidence hash key",
+                          field="evidence.ip_address")
+        ip_hash = hmac.new(hash_key, evidence.ip_address.encode(), hashlib.sha256).hexdigest()
+    return {"form_id": evidence.form_id, "ip_hash": ip_hash,
+            "user_agent": (evidence.user_agent or "")[:512] or None}
+
+
+def record_grant(session: Session, policy: Policy, *, caller: Caller, grant: Grant,
+                 hash_key: bytes | None) -> ConsentEvent:
+    _validate(session, policy, grant)
+    lifetime = policy.body.purposes[grant.purpose].consent_lifetime_days
+    expires_at = grant.expires_at or (grant.captured_at + timedelta(days=lifetime)
+                                      if lifetime else None)
+    guardian = None if grant.guardian is None else grant.guardian.__dict__
+    event = ConsentEvent(
+        subject_id=grant.subject_id, purpose=grant.purpose, event="granted",
+        notice_id=grant.notice_id, notice_version=grant.notice_version, channel=grant.channel,
+        captured_at=grant.captured_at, recorded_at=utcnow(),
+        evidence=_evidence(grant.evidence, hash_key), separate=grant.separate,
+        guardian=guardian, subject_age=grant.subject_age, expires_at=expires_at,
+        jurisdiction=grant.jurisdiction, actor=caller.sub)
+    session.add(event)
+    session.flush()
+    audit.record(session, caller=caller, action="consent.granted", purpose=grant.purpose,
+                 subject_id=grant.subject_id, resource=f"consent_event:{event.id}",
+                 details={"notice_id": grant.notice_id, "notice_version": grant.notice_version,
+                          "channel": grant.channel, "separate": grant.separate,
+                          "guardian": grant.guardian is not None})
+    return event
+
+
+def record_withdrawal(session: Session, policy: Policy, *, caller: Caller, subject_id: str,
+                      purpose: str, channel: str = "api") -> ConsentEvent:
+    """Withdrawing is one call with nothing to fill in (GDPR art. 7(3), PIPL art. 15)."""
+    if purpose not in policy.body.purposes:
+        raise Invalid(f"unknown purpose {purpose!r}", field="purpose",
+                      supported=sorted(policy.body.purposes))
+    now = utcnow()
+    event = ConsentEvent(subject_id=subject_id, purpose=purpose, event="withdrawn",
+                         channel=channel, captured_at=now, recorded_at=now, evidence={},
+                         separate=False, actor=caller.sub)
+    session.add(event)
+    session.flush()
+    audit.record(session, caller=caller, action="consent.withdrawn", purpose=purpose,
+                 subject_id=subject_id, resource=f"consent_event:{event.id}",
+                 details={"channel": channel})
+    return event
+
+
+def record_opt_out(session: Session, policy: Policy, *, caller: Caller, subject_id: str,
+                   gpc: bool) -> list[ConsentEvent]:
+    """Withdraw every purpose that sells or shares data (CCPA 1798.120; GPC, 11 CCR 7025)."""
+    purposes = [p for p, spec in policy.body.purposes.items() if spec.ccpa_sale_or_sharing]
+    return [record_withdrawal(session, policy, caller=caller, subject_id=subject_id,
+                              purpose=purpose, channel="gpc" if gpc else "api")
+            for purpose in purposes]
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+def history(session: Session, subject_id: str) -> list[ConsentEvent]:
+    return list(session.scalars(select(ConsentEvent).where(ConsentEvent.subject_id == subject_id)
+                                .order_by(ConsentEvent.id)))
+
+
+def current(session: Session, subject_id: str, purpose: str) -> ConsentEvent | None:
+    return session.scalar(select(ConsentEvent).where(
+        ConsentEvent.subject_id == subject_id, ConsentEvent.purpose == purpose)
+        .order_by(ConsentEvent.id.desc()).limit(1))
+
+
+def event_dict(event: ConsentEvent) -> dict[str, Any]:
+    return {
+        "event_id": event.id, "purpose": event.purpose, "event": event.event,
+        "notice_id": event.notice_id, "notice_version": event.notice_version,
+        "channel": event.channel, "captured_at": isoformat(event.captured_at),
+        "recorded_at": isoformat(event.recorded_at), "separate": event.separate,
+        "guardian": event.guardian, "expires_at": isoformat(event.expires_at)
+        if event.expires_at else None, "jurisdiction": event.jurisdiction,
+        "evidence": event.evidence,
+    }
+
+
+# -- receipts --------------------------------------------------------------------------------
+
+def receipt(event: ConsentEvent, signer: Signer, policy_version: str) -> str:
+    """A JWS (EdDSA) the subject keeps; anyone with the published key can verify it."""
+    claims = {"iss": "privacy-gateway", "sub": event.subject_id, "jti": str(event.id),
+              "iat": int(event.recorded_at.timestamp()), "policy_version": policy_version,
+              **{k: v for k, v in event_dict(event).items() if k not in ("evidence",
+                                                                         "event_id")}}
+    return jwt.encode(claims, signer.private_key, algorithm="EdDSA",
+                      headers={"kid": signer.key_id, "typ": RECEIPT_TYPE})
+
+
+def verify_receipt(token: str, public_key: Any) -> dict[str, Any]:
+    claims: dict[str, Any] = jwt.decode(token, public_key, algorithms=["EdDSA"],
+                                        options={"require": ["sub", "jti", "iat"]})
+    return claims
