@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
@@ -39,6 +40,13 @@ class Runtime:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A session that commits when the block ends without an error (CLI and jobs)."""
+        with self.session_factory() as session:
+            yield session
+            session.commit()
 
 
 def open_runtime(settings: Settings, *,
@@ -87,3 +95,15 @@ def open_runtime(settings: Settings, *,
         receipt_signer=receipt_signer,
         keyring=keyring,
     )
+
+
+@contextmanager
+def opened(settings: Settings, *, need_keys: bool = False) -> Iterator[Runtime]:
+    """A runtime for one command; with `need_keys`, a sealed one stops the command."""
+    runtime = open_runtime(settings)
+    try:
+        if need_keys and runtime.keyring is None:
+            raise SystemExit(f"pgw: {'; '.join(runtime.key_problems)}")
+        yield runtime
+    finally:
+        runtime.close()

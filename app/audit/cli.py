@@ -14,8 +14,10 @@ from app.audit.chain import Verification
 from app.auth.guard import Caller
 from app.config import Settings
 from app.keys import files
-from app.keys.signing import generate_pem, load_public_key, load_signer
-from app.runtime import open_runtime
+from app.keys.signing import Signer, generate_pem, load_public_key, load_signer
+from app.runtime import Runtime, opened
+
+CALLER = Caller.system("cli")
 
 
 def _report(result: Verification) -> int:
@@ -40,54 +42,40 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
             except export.ExportFormatError as exc:
                 print(f"TAMPERED: {exc}")  # noqa: T201
                 return 1
-    runtime = open_runtime(settings)
-    try:
-        with runtime.read_session_factory() as session:
-            return _report(audit.verify_log(session, signer=runtime.audit_signer))
-    finally:
-        runtime.close()
+    with opened(settings) as runtime, runtime.read_session_factory() as session:
+        return _report(audit.verify_log(session, signer=runtime.audit_signer))
+
+
+def _signer_or_exit(runtime: Runtime) -> Signer:
+    if runtime.audit_signer is None:
+        raise SystemExit(f"pgw: {'; '.join(runtime.key_problems)}")
+    return runtime.audit_signer
 
 
 def _export(args: argparse.Namespace, settings: Settings) -> int:
-    runtime = open_runtime(settings)
-    signer = runtime.audit_signer
-    if signer is None:
-        print(f"pgw: {'; '.join(runtime.key_problems)}", file=sys.stderr)  # noqa: T201
-        return 2
-    try:
-        with runtime.session_factory() as session:
-            size, head = audit.prepare_export(session, caller=Caller.system("cli"),
-                                              signer=signer)
-            session.commit()
+    with opened(settings) as runtime:
+        signer = _signer_or_exit(runtime)
+        with runtime.transaction() as session:
+            size, head = audit.prepare_export(session, caller=CALLER, signer=signer)
         # The export holds subject ids: it is personal data, so it is written owner-only.
         fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, files.SECRET_FILE_MODE)
         with os.fdopen(fd, "w", encoding="utf-8") as out, \
                 runtime.read_session_factory() as session:
             out.writelines(audit.export_lines(session, size=size, head_hash=head,
                                               key_id=signer.key_id))
-        print(f"exported {size} entries to {args.out}")  # noqa: T201
-        return 0
-    finally:
-        runtime.close()
+    print(f"exported {size} entries to {args.out}")  # noqa: T201
+    return 0
 
 
 def _checkpoint(args: argparse.Namespace, settings: Settings) -> int:
-    runtime = open_runtime(settings)
-    try:
-        if runtime.audit_signer is None:
-            print(f"pgw: {'; '.join(runtime.key_problems)}", file=sys.stderr)  # noqa: T201
-            return 2
-        with runtime.session_factory() as session:
-            checkpoint = audit.create_checkpoint(session, signer=runtime.audit_signer)
-            if checkpoint is not None:
-                audit.record(session, caller=Caller.system("cli"),
-                             action="audit.checkpoint.created", details={"size": checkpoint.size})
-            session.commit()
-        print("log is empty" if checkpoint is None  # noqa: T201
-              else f"checkpoint at size {checkpoint.size}, head {checkpoint.head}")
-        return 0
-    finally:
-        runtime.close()
+    with opened(settings) as runtime, runtime.transaction() as session:
+        checkpoint = audit.create_checkpoint(session, signer=_signer_or_exit(runtime))
+        if checkpoint is not None:
+            audit.record(session, caller=CALLER, action="audit.checkpoint.created",
+                         details={"size": checkpoint.size})
+    print("log is empty" if checkpoint is None  # noqa: T201
+          else f"checkpoint at size {checkpoint.size}, head {checkpoint.head}")
+    return 0
 
 
 def _public_key(args: argparse.Namespace, settings: Settings) -> int:

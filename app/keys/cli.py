@@ -15,7 +15,7 @@ from app.config import Settings
 from app.keys import rotation, shred
 from app.keys.models import KeyRotation, SubjectKey
 from app.keys.status import key_status
-from app.runtime import Runtime, open_runtime
+from app.runtime import opened
 
 CALLER = Caller.system("cli")
 
@@ -27,48 +27,33 @@ def _bar(done: int, total: int) -> None:
     sys.stderr.flush()
 
 
-def _opened(settings: Settings) -> Runtime:
-    runtime = open_runtime(settings)
-    if runtime.keyring is None:
-        runtime.close()
-        raise SystemExit(f"pgw: {'; '.join(runtime.key_problems)}")
-    return runtime
-
-
 def _status(args: argparse.Namespace, settings: Settings) -> int:
-    runtime = _opened(settings)
-    assert runtime.keyring is not None  # noqa: S101
-    with runtime.session_factory() as session:
+    with opened(settings, need_keys=True) as runtime, runtime.transaction() as session:
+        assert runtime.keyring is not None  # noqa: S101 - need_keys
         print(json.dumps(key_status(session, runtime.keyring), indent=2))  # noqa: T201
-    runtime.close()
     return 0
 
 
 def _rotate_kek(args: argparse.Namespace, settings: Settings) -> int:
-    runtime = _opened(settings)
-    assert runtime.keyring is not None  # noqa: S101
-    try:
+    with opened(settings, need_keys=True) as runtime:
+        assert runtime.keyring is not None  # noqa: S101 - need_keys
         done = rotation.run_kek_rotation(runtime.session_factory, runtime.keyring, caller=CALLER,
                                          batch_size=args.batch_size, progress=_bar)
-    finally:
-        runtime.close()
     print(f"\nKEK version {done.target_version}: {done.processed} keys rewrapped")  # noqa: T201
     return 0
 
 
 def _rotate_dek(args: argparse.Namespace, settings: Settings) -> int:
-    runtime = _opened(settings)
-    keyring = runtime.keyring
-    assert keyring is not None  # noqa: S101
-    try:
+    with opened(settings, need_keys=True) as runtime:
+        keyring = runtime.keyring
+        assert keyring is not None  # noqa: S101 - need_keys
         if args.subject:
-            with runtime.session_factory() as session:
+            with runtime.transaction() as session:
                 version = rotation.rotate_subject_dek(session, keyring, caller=CALLER,
                                                       subject_id=args.subject)
-                session.commit()
             print(f"subject {args.subject}: new key version {version}")  # noqa: T201
             return 0
-        with runtime.session_factory() as session:  # resumable: one record per --all run
+        with runtime.transaction() as session:  # resumable: one record per --all run
             record = session.scalar(select(KeyRotation).where(
                 KeyRotation.kind == "dek", KeyRotation.status == "running"))
             if record is None:
@@ -78,47 +63,33 @@ def _rotate_dek(args: argparse.Namespace, settings: Settings) -> int:
             subjects = list(session.scalars(select(SubjectKey.subject_id).where(
                 SubjectKey.state == "active", SubjectKey.created_at < record.started_at)))
             record.total = record.processed + len(subjects)
-            session.commit()
+            session.flush()
             record_id = record.id
         for subject_id in subjects:
-            with runtime.session_factory() as session:
+            with runtime.transaction() as session:
                 rotation.rotate_subject_dek(session, keyring, caller=CALLER,
                                             subject_id=subject_id)
                 current = session.get_one(KeyRotation, record_id)
                 current.processed += 1
-                session.commit()
                 _bar(current.processed, current.total)
-        with runtime.session_factory() as session:
+        with runtime.transaction() as session:
             current = session.get_one(KeyRotation, record_id)
             current.status, current.finished_at = "done", utcnow()
-            session.commit()
-        print(f"\n{len(subjects)} subjects have new data keys")  # noqa: T201
-        return 0
-    finally:
-        runtime.close()
+    print(f"\n{len(subjects)} subjects have new data keys")  # noqa: T201
+    return 0
 
 
 def _retire(args: argparse.Namespace, settings: Settings) -> int:
-    runtime = _opened(settings)
-    try:
-        with runtime.session_factory() as session:
-            rotation.retire_kek_versions(session, caller=CALLER, below=args.below)
-            session.commit()
-    finally:
-        runtime.close()
+    with opened(settings, need_keys=True) as runtime, runtime.transaction() as session:
+        rotation.retire_kek_versions(session, caller=CALLER, below=args.below)
     print(f"KEK versions below {args.below} are no longer accepted")  # noqa: T201
     return 0
 
 
 def _destroy_due(args: argparse.Namespace, settings: Settings) -> int:
-    runtime = _opened(settings)
-    assert runtime.keyring is not None  # noqa: S101
-    try:
-        with runtime.session_factory() as session:
-            destroyed = shred.destroy_due(session, runtime.keyring, caller=CALLER)
-            session.commit()
-    finally:
-        runtime.close()
+    with opened(settings, need_keys=True) as runtime, runtime.transaction() as session:
+        assert runtime.keyring is not None  # noqa: S101 - need_keys
+        destroyed = shred.destroy_due(session, runtime.keyring, caller=CALLER)
     print(f"destroyed the keys of {len(destroyed)} subjects")  # noqa: T201
     return 0
 
