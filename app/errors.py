@@ -105,6 +105,21 @@ class AuditWriteFailed(GatewayError):
     status, type, title = 500, "audit-write-failed", "Audit log unavailable"
 
 
+_PROBLEM_SCHEMA = {
+    "type": "object",
+    "required": ["type", "title", "status"],
+    "properties": {"type": {"type": "string"}, "title": {"type": "string"},
+                   "status": {"type": "integer"}, "detail": {"type": "string"},
+                   "errors": {"type": "array", "items": {"type": "object"}}},
+}
+# Documented on every router, so clients (and schema-driven tests) know each error's shape.
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"description": _TITLES[status],
+             "content": {PROBLEM_MEDIA_TYPE: {"schema": _PROBLEM_SCHEMA}}}
+    for status in (400, 401, 403, 404, 409, 413, 415, 422, 500, 503)
+}
+
+
 def problem(status: int, type_: str, title: str, detail: str | None = None, *,
             headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
     body: dict[str, Any] = {"type": PROBLEM_BASE + type_, "title": title, "status": status}

@@ -4,4 +4,5 @@ from pydantic import BaseModel, ConfigDict
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+    # strict: no coercion (false is not 0.0, "1" is not 1); JSON still parses ISO datetimes
+    model_config = ConfigDict(extra="forbid", strict=True)

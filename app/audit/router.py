@@ -20,10 +20,10 @@ from app.audit.service import Outcome
 from app.auth.guard import Caller, RequireScope
 from app.auth.scopes import Scope
 from app.deps import SessionDep
-from app.errors import Invalid, ServiceUnavailable
+from app.errors import PROBLEM_RESPONSES, Invalid, ServiceUnavailable
 from app.keys.signing import Signer
 
-router = APIRouter(prefix="/v1/audit", tags=["audit"])
+router = APIRouter(prefix="/v1/audit", tags=["audit"], responses=PROBLEM_RESPONSES)
 AuditReader = Annotated[Caller, Depends(RequireScope(Scope.AUDIT_READ))]
 MAX_PAGE = 1000
 
@@ -51,7 +51,7 @@ def list_audit(
     action: str | None = Query(default=None, max_length=100),
     subject_id: str | None = Query(default=None, max_length=255),
     outcome: Outcome | None = None,
-    cursor: str | None = Query(default=None, max_length=32),
+    cursor: str | None = Query(default=None, pattern=r"^[0-9]{1,18}$"),
     limit: int = Query(default=100, ge=1, le=MAX_PAGE),
 ) -> AuditPage:
     """Entries in sequence order, filtered; follow `next_cursor` for the next page."""
@@ -85,7 +85,7 @@ def verify_audit(session: SessionDep, caller: AuditReader, request: Request) -> 
 @router.get("/checkpoints", response_model=CheckpointPage)
 def list_checkpoints(
     session: SessionDep, caller: AuditReader,
-    cursor: str | None = Query(default=None, max_length=32),
+    cursor: str | None = Query(default=None, pattern=r"^[0-9]{1,18}$"),
     limit: int = Query(default=100, ge=1, le=MAX_PAGE),
 ) -> CheckpointPage:
     checkpoints = audit.list_checkpoints(session, after_size=_cursor(cursor), limit=limit)

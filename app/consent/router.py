@@ -14,12 +14,12 @@ from app.consent.decision import decide
 from app.consent.models import ConsentEvent
 from app.consent.schemas import ConsentIn, NoticeIn
 from app.deps import SessionDep
-from app.errors import ServiceUnavailable
+from app.errors import PROBLEM_RESPONSES, ServiceUnavailable
 from app.keys.signing import Signer
 from app.policy.loader import Policy
 from app.policy.models import LegalBasis
 
-router = APIRouter(tags=["consent"])
+router = APIRouter(tags=["consent"], responses=PROBLEM_RESPONSES)
 Writer = Annotated[Caller, Depends(RequireScope(Scope.CONSENT_WRITE))]
 Reader = Annotated[Caller, Depends(RequireScope(Scope.CONSENT_READ))]
 SubjectPath = Annotated[str, PathParam(min_length=1, max_length=255)]

@@ -12,7 +12,7 @@ SubjectId = Field(min_length=1, max_length=255)
 
 class NoticeIn(StrictModel):
     notice_id: str = Field(pattern=r"^[a-z][a-z0-9_]{1,63}$")
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=1_000_000)
     language: str = Field(pattern=r"^[a-z]{2}(-[A-Za-z]{2,4})?$")
     text: str = Field(min_length=1, max_length=200_000)
     requires_reconsent: bool = True
@@ -34,14 +34,14 @@ class ConsentIn(StrictModel):
     subject_id: str = SubjectId
     purpose: str = Field(min_length=1, max_length=64)
     notice_id: str = Field(min_length=1, max_length=64)
-    notice_version: int = Field(ge=1)
+    notice_version: int = Field(ge=1, le=1_000_000)
     channel: Literal["web", "app", "store", "phone", "paper", "api"]
-    captured_at: datetime
+    captured_at: datetime = Field(strict=False)  # ISO 8601 text in JSON
     evidence: EvidenceIn = Field(default_factory=EvidenceIn)
     separate: bool = False
     guardian: GuardianIn | None = None
     subject_age: int | None = Field(default=None, ge=0, le=150)
-    expires_at: datetime | None = None
+    expires_at: datetime | None = Field(default=None, strict=False)
     jurisdiction: str | None = Field(default=None, max_length=16)
 
     @field_validator("captured_at", "expires_at")

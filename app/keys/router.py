@@ -10,13 +10,13 @@ from app.audit import service as audit
 from app.auth.guard import Caller, RequireScope
 from app.auth.scopes import Scope
 from app.deps import SessionDep
-from app.errors import Invalid
+from app.errors import PROBLEM_RESPONSES, Invalid
 from app.keys import rotation, shred
 from app.keys.keyring import Keyring, Sealed
 from app.keys.status import key_status
 from app.schemas import StrictModel
 
-router = APIRouter(prefix="/v1/keys", tags=["keys"])
+router = APIRouter(prefix="/v1/keys", tags=["keys"], responses=PROBLEM_RESPONSES)
 KeyAdmin = Annotated[Caller, Depends(RequireScope(Scope.KEYS_ADMIN))]
 
 

@@ -10,7 +10,7 @@ from app.auth.guard import Caller, RequireScope
 from app.auth.scopes import Scope
 from app.config import Settings
 from app.deps import SessionDep
-from app.errors import Invalid, PayloadTooLarge
+from app.errors import PROBLEM_RESPONSES, Invalid, PayloadTooLarge
 from app.pii import operators
 from app.pii import service as pii
 from app.pii.engine import Finding, PiiEngine, UnsupportedValue
@@ -25,7 +25,7 @@ from app.pii.schemas import (
     ScanResponse,
 )
 
-router = APIRouter(prefix="/v1/pii", tags=["pii"])
+router = APIRouter(prefix="/v1/pii", tags=["pii"], responses=PROBLEM_RESPONSES)
 Scanner = Annotated[Caller, Depends(RequireScope(Scope.PII_SCAN))]
 
 

@@ -10,16 +10,19 @@ from app.schemas import StrictModel
 MAX_BATCH = 1000
 
 
+Language = Literal["auto", "en", "zh"]
+
+
 class ScanRequest(StrictModel):
     text: str
-    language: str = "auto"
+    language: Language = "auto"
     entities: list[str] | None = Field(default=None, max_length=64)
     score_threshold: float = Field(default=DEFAULT_THRESHOLD, ge=0, le=1)
 
 
 class BatchItem(StrictModel):
     text: str
-    language: str = "auto"
+    language: Language = "auto"
 
 
 class BatchScanRequest(StrictModel):

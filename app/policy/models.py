@@ -44,7 +44,7 @@ class Purpose(Strict):
     third_party_recipients: list[str] = Field(default_factory=list)
     cross_border_transfer: bool = False
     ccpa_sale_or_sharing: bool = False
-    consent_lifetime_days: int | None = Field(default=None, ge=1)
+    consent_lifetime_days: int | None = Field(default=None, ge=1, le=36500)
     notice: str | None = None  # the notice id whose consent this purpose needs
 
 
@@ -132,7 +132,7 @@ class Role(Strict):
 
 
 class Period(Strict):
-    days: int | None = Field(default=None, ge=1)
+    days: int | None = Field(default=None, ge=1, le=3650)
     months: int | None = Field(default=None, ge=1, le=12)
     business_days: bool = False
 

@@ -6,8 +6,9 @@ from fastapi import APIRouter, Depends, Request
 
 from app.auth.guard import Caller, RequireScope
 from app.auth.scopes import Scope
+from app.errors import PROBLEM_RESPONSES
 
-router = APIRouter(prefix="/v1/policy", tags=["policy"])
+router = APIRouter(prefix="/v1/policy", tags=["policy"], responses=PROBLEM_RESPONSES)
 PolicyReader = Annotated[Caller, Depends(RequireScope(Scope.POLICY_READ))]
 
 

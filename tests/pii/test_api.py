@@ -84,7 +84,14 @@ def test_bad_input_is_422_naming_the_field(client: httpx.Client, payload: dict[s
 
 def test_unknown_language_lists_the_supported_ones(client: httpx.Client) -> None:
     body = client.post("/v1/pii/scan", json={"text": "x", "language": "fr"}).json()
-    assert body["supported"] == ["auto", "en", "zh"]
+    assert body["errors"][0]["field"] == "language"
+    assert body["errors"][0]["reason"] == "Input should be 'auto', 'en' or 'zh'"
+
+
+def test_types_are_not_coerced(client: httpx.Client) -> None:
+    response = client.post("/v1/pii/scan", json={"text": "x", "score_threshold": False})
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "score_threshold"
 
 
 def test_text_over_the_limit_is_413(make_settings: Callable[..., Settings],
