@@ -233,3 +233,16 @@ def test_scopes(live: LiveServer) -> None:
     assert reader.post("/v1/consents", json=make_consent()).status_code == 403
     assert live.client(make_token(scope="audit:read")).get(
         "/v1/subjects/x/consents").status_code == 403
+
+
+@pytest.mark.parametrize("field", ["version"])
+def test_out_of_range_integers_are_422_not_500(client: httpx.Client, field: str) -> None:
+    # Found by schemathesis: 235139250892146009440256 overflowed the database column.
+    response = client.post("/v1/notices", json={
+        "notice_id": "marketing", "version": 235139250892146009440256, "language": "en",
+        "text": "x"})
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == field
+    grant = client.post("/v1/consents", json=make_consent(notice_version=2**70))
+    assert grant.status_code == 422
+    assert grant.json()["errors"][0]["field"] == "notice_version"
