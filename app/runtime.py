@@ -6,6 +6,7 @@ import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -49,23 +50,24 @@ class Runtime:
             session.commit()
 
 
+def _signer(path: Path, what: str, settings: Settings, problems: list[str]) -> Signer | None:
+    """An Ed25519 signing key (made in dev); a missing one is reported, not fatal."""
+    try:
+        return load_signer(path, create=settings.is_dev)
+    except KeyFileError as exc:
+        problems.append(f"{what} unavailable: {exc}")
+        return None
+
+
 def open_runtime(settings: Settings, *,
                  on_audit_failure: Callable[[], None] = lambda: None) -> Runtime:
     """Load policies and keys and open the database. Raises PolicyError on a bad policy."""
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     policy = load_policy(settings.policy_dir)
     problems: list[str] = []
-    try:
-        signer: Signer | None = load_signer(settings.audit_key_file, create=settings.is_dev)
-    except KeyFileError as exc:
-        signer = None
-        problems.append(f"audit signing key unavailable: {exc}")
-    try:
-        receipt_signer: Signer | None = load_signer(settings.receipt_key_file,
-                                                    create=settings.is_dev)
-    except KeyFileError as exc:
-        receipt_signer = None
-        problems.append(f"consent receipt signing key unavailable: {exc}")
+    signer = _signer(settings.audit_key_file, "audit signing key", settings, problems)
+    receipt_signer = _signer(settings.receipt_key_file, "consent receipt signing key",
+                             settings, problems)
     try:
         hash_key: bytes | None = files.read_or_create(
             settings.pii_hash_key_file, generate=lambda: secrets.token_bytes(32),
