@@ -11,6 +11,7 @@ import binascii
 import hashlib
 import hmac
 import os
+import struct
 
 import phonenumbers
 from cryptography.exceptions import InvalidTag
@@ -47,8 +48,12 @@ def encrypt_field(session: Session, keyring: Keyring, *, subject_id: str, field:
     return PREFIX + binascii.b2a_base64(key.header + nonce + sealed, newline=False).decode()
 
 
+_HEADER_FORMAT = struct.Struct(">BI")  # cipher code, key version
+
+
 def token_version(token: str) -> int:
-    return int.from_bytes(_decode(token)[1:_HEADER], "big")
+    version: int = _HEADER_FORMAT.unpack_from(_decode(token))[1]
+    return version
 
 
 def _decode(token: str) -> bytes:
@@ -66,7 +71,7 @@ def _decode(token: str) -> bytes:
 def decrypt_field(session: Session, keyring: Keyring, *, subject_id: str, field: str,
                   token: str, context: str = "") -> str:
     blob = _decode(token)
-    code, version = blob[0], int.from_bytes(blob[1:_HEADER], "big")
+    code, version = _HEADER_FORMAT.unpack_from(blob)
     key = keyring.for_decryption(session, subject_id, version)
     if key.cipher.code != code:
         raise CiphertextInvalid("protected value does not decrypt with this subject's key")

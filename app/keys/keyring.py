@@ -189,8 +189,8 @@ class Keyring:
         now = self._clock()
         if now - self._epoch_checked >= self.revalidate:
             self._check_epoch(session, now)
-        key = self._cached(subject_id, version, now)  # a read: no lock needed under the GIL
-        if key is not None:
+        key = self._cache.get((subject_id, version))  # a read: no lock needed under the GIL
+        if key is not None and key.expires >= now:
             return key
         row = session.scalar(select(SubjectKey).where(SubjectKey.subject_id == subject_id,
                                                       SubjectKey.version == version))
