@@ -96,13 +96,6 @@ class Keyring:
 
     # -- cache -------------------------------------------------------------------------------
 
-    def _cached(self, subject_id: str, version: int, now: float) -> DataKey | None:
-        key = self._cache.get((subject_id, version))
-        if key is None or key.expires >= now:
-            return key
-        self._cache.pop((subject_id, version), None)
-        return None
-
     def _remember(self, key: DataKey) -> None:
         self._cache[(key.subject_id, key.version)] = key
         self._cache.move_to_end((key.subject_id, key.version))
