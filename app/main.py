@@ -22,6 +22,7 @@ from app.ops.router import router as ops_router
 from app.pii.router import router as pii_router
 from app.pii.service import get_engine
 from app.policy.router import router as policy_router
+from app.records.router import router as records_router
 from app.runtime import open_runtime
 
 logger = logging.getLogger("pgw")
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(keys_router)
     app.include_router(policy_router)
     app.include_router(consent_router)
+    app.include_router(records_router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContext, metrics=metrics)
     return app

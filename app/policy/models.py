@@ -116,7 +116,10 @@ class RecordType(Strict):
     description: Text
     fields: dict[Identifier, DataField] = Field(min_length=1)
     retention: Retention
+    # a field the record type does not declare, or one the purpose does not need: refuse the
+    # write (422), or drop the field and report that it was dropped
     undeclared_fields: str = Field(default="reject", pattern="^(reject|drop)$")
+    unneeded_fields: str = Field(default="reject", pattern="^(reject|drop)$")
 
 
 class Access(StrEnum):
