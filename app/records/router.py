@@ -17,7 +17,7 @@ from app.errors import PROBLEM_RESPONSES, Invalid
 from app.keys.keyring import Keyring
 from app.keys.router import KeyringDep
 from app.policy.loader import Policy
-from app.policy.models import Access
+from app.policy.models import Access, DataField
 from app.records import protection
 from app.records.access import ConsentDenied, field_access
 from app.records.schemas import ProtectIn, UnprotectIn
@@ -101,8 +101,8 @@ def unprotect(body: UnprotectIn, session: SessionDep, caller: Reader, keyring: K
             "access": access}
 
 
-def _reveal(session: Session, keyring: Keyring, body: UnprotectIn, name: str, spec: Any,
-            stored: Any, access: Access) -> Any:
+def _reveal(session: Session, keyring: Keyring, body: UnprotectIn, name: str,
+            spec: DataField, stored: Any, access: Access) -> Any:
     return protection.reveal(session, keyring, subject_id=body.subject_id,
                              context=_context(body.record_type), name=name, spec=spec,
                              stored=stored, access=access)
