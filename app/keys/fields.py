@@ -22,7 +22,8 @@ from app.keys.ciphers import BY_CODE, NONCE_BYTES
 from app.keys.keyring import Keyring
 
 PREFIX = "pgw1."
-_HEADER = 5  # cipher code (1 byte) + key version (4 bytes)
+_HEADER_FORMAT = struct.Struct(">BI")  # cipher code, key version
+_HEADER = _HEADER_FORMAT.size
 BLIND_INDEX_KEY = "blind_index"
 
 
@@ -46,9 +47,6 @@ def encrypt_field(session: Session, keyring: Keyring, *, subject_id: str, field:
     sealed = key.aead.encrypt(nonce, value.encode(),
                               _aad(subject_id, context, field, key.version, code))
     return PREFIX + binascii.b2a_base64(key.header + nonce + sealed, newline=False).decode()
-
-
-_HEADER_FORMAT = struct.Struct(">BI")  # cipher code, key version
 
 
 def token_version(token: str) -> int:

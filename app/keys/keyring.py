@@ -50,6 +50,10 @@ def dek_aad(subject_id: str, version: int, cipher_name: str) -> bytes:
     return f"pgw-dek\x00{subject_id}\x00{version}\x00{cipher_name}".encode()
 
 
+def service_key_aad(name: str) -> bytes:
+    return f"pgw-service-key\x00{name}".encode()
+
+
 @dataclass
 class DataKey:
     subject_id: str
@@ -229,7 +233,7 @@ class Keyring:
 
     def service_key(self, session: Session, name: str) -> bytes:
         """A 256-bit key of the service (e.g. for blind indexes), created on first use."""
-        aad = f"pgw-service-key\x00{name}".encode()
+        aad = service_key_aad(name)
         row = session.get(ServiceKey, name)
         if row is None:
             version = self.current_kek_version()

@@ -19,7 +19,7 @@ from app.auth.guard import Caller
 from app.clock import utcnow
 from app.db import is_postgres
 from app.errors import Conflict
-from app.keys.keyring import MIN_KEK_SETTING, Keyring, dek_aad
+from app.keys.keyring import MIN_KEK_SETTING, Keyring, dek_aad, service_key_aad
 from app.keys.models import KeyRotation, KeySetting, ServiceKey, SubjectKey
 
 Progress = Callable[[int, int], None]
@@ -95,7 +95,7 @@ def _rewrap_batch(session: Session, keyring: Keyring, target: int, batch_size: i
 
 def _rewrap_service_keys(session: Session, keyring: Keyring, target: int) -> None:
     for key in session.scalars(select(ServiceKey).where(ServiceKey.kek_version < target)):
-        aad = f"pgw-service-key\x00{key.name}".encode()
+        aad = service_key_aad(key.name)
         key.wrapped = keyring.kek.wrap(target, keyring.kek.unwrap(key.kek_version, key.wrapped,
                                                                  aad), aad)
         key.kek_version = target
