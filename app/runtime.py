@@ -59,6 +59,17 @@ def _signer(path: Path, what: str, settings: Settings, problems: list[str]) -> S
         return None
 
 
+def load_hash_key(settings: Settings) -> bytes | None:
+    """The keyed-hash key (hash operator, consent evidence); made in dev. Without it the hash
+    operator refuses to run, and everything else works."""
+    try:
+        return files.read_or_create(settings.pii_hash_key_file,
+                                    generate=lambda: secrets.token_bytes(32),
+                                    create=settings.is_dev)
+    except KeyFileError:
+        return None
+
+
 def open_runtime(settings: Settings, *,
                  on_audit_failure: Callable[[], None] = lambda: None) -> Runtime:
     """Load policies and keys and open the database. Raises PolicyError on a bad policy."""
@@ -68,12 +79,7 @@ def open_runtime(settings: Settings, *,
     signer = _signer(settings.audit_key_file, "audit signing key", settings, problems)
     receipt_signer = _signer(settings.receipt_key_file, "consent receipt signing key",
                              settings, problems)
-    try:
-        hash_key: bytes | None = files.read_or_create(
-            settings.pii_hash_key_file, generate=lambda: secrets.token_bytes(32),
-            create=settings.is_dev)
-    except KeyFileError:
-        hash_key = None  # the hash operator then refuses to run; everything else works
+    hash_key = load_hash_key(settings)
     try:
         keyring: Keyring | None = Keyring(
             kek=load_kek(settings), cipher_name=settings.cipher,

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from app.config import Settings
+from app.runtime import load_hash_key
 
 # spaCy, Presidio and jieba are imported by the handlers, not when `pgw` starts.
 
@@ -82,11 +83,7 @@ def _chunks(path: Path) -> Iterator[list[str]]:
 
 def _run(args: argparse.Namespace, settings: Settings, mode: str) -> int:
     specs = json.loads(args.operators) if mode == "redact" else {}
-    hash_key = None
-    if mode == "redact" and settings.pii_hash_key_file.exists():
-        from app.keys import files
-
-        hash_key = files.read(settings.pii_hash_key_file)
+    hash_key = load_hash_key(settings) if mode == "redact" else None
     init_args = (settings.nlp_model_en, mode, specs, hash_key)
     errors = 0
     if args.workers > 1:
