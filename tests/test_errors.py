@@ -95,8 +95,15 @@ def test_request_id_is_generated_or_echoed(live: LiveServer) -> None:
 
 
 def test_malformed_json_is_a_422_problem(live: LiveServer) -> None:
-    app_server = live
-    with socket.create_connection(("127.0.0.1", app_server.port)) as sock:
+    response = live.client(make_token(scope="pii:scan")).post(
+        "/v1/pii/scan", content=b'{"text": "unterminated', headers={"content-type":
+                                                                    "application/json"})
+    body = assert_problem(response, 422, "validation-error")
+    assert body["errors"][0]["in"] == "body"
+
+
+def test_huge_declared_length_is_refused_before_reading(live: LiveServer) -> None:
+    with socket.create_connection(("127.0.0.1", live.port)) as sock:
         sock.sendall(b"POST /v1/audit/checkpoints HTTP/1.1\r\nHost: x\r\n"
                      b"Content-Length: 99999999999\r\n\r\n")
         reply = sock.recv(4096).decode()
