@@ -97,7 +97,6 @@ def test_legal_hold_blocks_destruction(keyring: Keyring, session: Session,
     with pytest.raises(shred.LegalHoldActive, match="litigation"):
         shred.destroy_subject_keys(session, keyring, caller=CALLER, subject_id="subj-9")
     assert read(session, keyring, token) == "13812345678"
-    when = None
     hold.clear()
     when = shred.destroy_subject_keys(session, keyring, caller=CALLER, subject_id="subj-9",
                                       grace=timedelta(minutes=1))
