@@ -68,3 +68,13 @@ def claim(session: Session, *, caller: str, key: str, route: str,
 
 def remember(record: IdempotencyKey, status_code: int, response: dict[str, Any]) -> None:
     record.status_code, record.response = status_code, response
+
+
+def begin(session: Session, *, caller: str, key: str | None, route: str,
+          body: Any) -> IdempotencyKey | None:
+    """Claim the key for this request (None without a key). A claim whose `response` is set is
+    a replay: answer with it and do nothing else."""
+    if key is None:
+        return None
+    return claim(session, caller=caller, key=key, route=route,
+                 body_hash=request_hash(route, body))

@@ -10,6 +10,7 @@ import anyio
 from fastapi import FastAPI
 
 from app import logs
+from app.access.router import router as access_router
 from app.audit.router import router as audit_router
 from app.auth.tokens import load_verifier
 from app.config import Settings, check_production, load_settings
@@ -23,6 +24,7 @@ from app.pii.router import router as pii_router
 from app.pii.service import get_engine
 from app.policy.router import router as policy_router
 from app.records.router import router as records_router
+from app.records.stateless import router as protect_router
 from app.runtime import open_runtime
 
 logger = logging.getLogger("pgw")
@@ -62,6 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(policy_router)
     app.include_router(consent_router)
     app.include_router(records_router)
+    app.include_router(protect_router)
+    app.include_router(access_router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContext, metrics=metrics)
     return app

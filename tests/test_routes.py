@@ -15,7 +15,7 @@ def _scopes(dependant: Any) -> list[str]:
     found = []
     for dependency in dependant.dependencies:
         if isinstance(dependency.call, RequireScope):
-            found.append(dependency.call.scope.value)
+            found.extend(scope.value for scope in dependency.call.scopes)
         found.extend(_scopes(dependency))
     return found
 

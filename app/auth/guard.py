@@ -34,10 +34,12 @@ class Caller:
 
 
 class RequireScope:
-    """Dependency that authenticates the bearer token and checks one scope."""
+    """Dependency that authenticates the bearer token and checks for one of the given scopes."""
 
-    def __init__(self, scope: Scope):
-        self.scope = scope
+    def __init__(self, *scopes: Scope):
+        if not scopes:
+            raise ValueError("name at least one scope")
+        self.scopes = scopes
 
     async def __call__(
         self, request: Request,
@@ -47,8 +49,9 @@ class RequireScope:
             raise Unauthorized("a bearer token is required")
         verifier: TokenVerifier = request.app.state.token_verifier
         claims = verifier.verify(credentials.credentials)
-        if self.scope.value not in claims.scopes:
-            raise InsufficientScope(f"this operation needs the scope {self.scope.value!r}",
-                                    required_scope=self.scope.value)
+        if not any(scope.value in claims.scopes for scope in self.scopes):
+            names = " or ".join(repr(scope.value) for scope in self.scopes)
+            raise InsufficientScope(f"this operation needs the scope {names}",
+                                    required_scope=" ".join(s.value for s in self.scopes))
         return Caller(sub=claims.sub, roles=claims.roles, scopes=claims.scopes,
                       request_id=getattr(request.state, "request_id", None))

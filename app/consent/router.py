@@ -57,15 +57,11 @@ def register_notice(body: NoticeIn, session: SessionDep, caller: Writer) -> dict
 def grant(body: ConsentIn, session: SessionDep, caller: Writer, request: Request,
           response: Response, idempotency_key: IdempotencyHeader = None) -> dict[str, Any]:
     """Record a consent and return its signed receipt. Honours `Idempotency-Key`."""
-    claimed = None
-    if idempotency_key is not None:
-        route = "POST /v1/consents"
-        claimed = idempotency.claim(session, caller=caller.sub, key=idempotency_key, route=route,
-                                    body_hash=idempotency.request_hash(
-                                        route, body.model_dump(mode="json")))
-        if claimed.response is not None:  # a replay: same answer, nothing recorded again
-            response.status_code = claimed.status_code or 201
-            return claimed.response
+    claimed = idempotency.begin(session, caller=caller.sub, key=idempotency_key,
+                                route="POST /v1/consents", body=body.model_dump(mode="json"))
+    if claimed is not None and claimed.response is not None:  # a replay: nothing recorded again
+        response.status_code = claimed.status_code or 201
+        return claimed.response
     _signer(request)  # fail before recording anything when receipts cannot be signed
     grant_ = service.Grant(
         **body.model_dump(exclude={"evidence", "guardian"}),

@@ -105,3 +105,17 @@ def blind_index(key: bytes, kind: str, value: str) -> str:
     """Keyed HMAC of the normalised value: finds equal values, reveals nothing about them."""
     message = f"{kind}\x00{normalise_for_index(kind, value)}".encode()
     return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def reencrypt_field(session: Session, keyring: Keyring, *, subject_id: str, field: str,
+                    token: str, context: str = "") -> str:
+    """The same value under the subject's current key for the token's cipher."""
+    code = _HEADER_FORMAT.unpack_from(_decode(token))[0]
+    clear = decrypt_field(session, keyring, subject_id=subject_id, field=field,
+                          context=context, token=token)
+    return encrypt_field(session, keyring, subject_id=subject_id, field=field, value=clear,
+                         context=context, cipher=BY_CODE[code].name)
+
+
+def is_protected(value: object) -> bool:
+    return isinstance(value, str) and value.startswith(PREFIX)

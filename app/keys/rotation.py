@@ -122,6 +122,11 @@ Reencryptor = Callable[[Session, Keyring, str], int]
 REENCRYPTORS: list[Reencryptor] = []
 
 
+def register_reencryptor(reencrypt: Reencryptor) -> None:
+    if reencrypt not in REENCRYPTORS:
+        REENCRYPTORS.append(reencrypt)
+
+
 def rotate_subject_dek(session: Session, keyring: Keyring, *, caller: Caller,
                        subject_id: str) -> int:
     """Give the subject new data keys and re-encrypt their stored values; returns the newest

@@ -11,7 +11,7 @@ import re
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Identifier = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{1,63}$")]
 MASK_OPERATORS = ("mask", "redact", "replace", "generalize")
@@ -90,7 +90,10 @@ class DataField(Strict):
     blind_index: bool = False
     purposes: list[Identifier] = Field(min_length=1)
     required: bool = False
-    scan_pii: bool = False  # free text: found PII is protected inside the text
+    # free text: PII found in it is shown through `pii_operator` in the stored view, and the
+    # original is kept encrypted under the subject's key
+    scan_pii: bool = False
+    pii_operator: str = "mask"
     retention: Retention | None = None  # overrides the record type's
 
     @field_validator("protection")
@@ -103,6 +106,21 @@ class DataField(Strict):
             return value
         raise ValueError("protection must be encrypt, tokenize, hash, clear or "
                          f"mask:<{'|'.join(MASK_OPERATORS)}>")
+
+    @field_validator("pii_operator")
+    @classmethod
+    def _pii_operator(cls, value: str) -> str:
+        if value not in MASK_OPERATORS:
+            raise ValueError(f"pii_operator must be one of {', '.join(MASK_OPERATORS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _scanned_text(self) -> DataField:
+        if self.scan_pii and (self.protection != "clear" or
+                              self.type not in (FieldType.STRING, FieldType.FREE_TEXT)):
+            raise ValueError("scan_pii is for string or free_text fields with protection clear: "
+                             "the scan protects what it finds inside the text")
+        return self
 
     @field_validator("cipher")
     @classmethod

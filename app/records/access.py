@@ -6,7 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from app.consent.decision import Decision
+from sqlalchemy.orm import Session
+
+from app.audit import service as audit
+from app.auth.guard import Caller
+from app.consent.decision import Decision, decide
 from app.errors import Forbidden
 from app.policy.loader import Policy
 from app.policy.models import Access, DataField
@@ -32,6 +36,30 @@ class ConsentDenied(Forbidden):
         self.title = decision.reason.replace("-", " ").capitalize()
 
 
+def consent_for(session: Session, policy: Policy, *, caller: Caller, subject_id: str,
+                purpose: str, sensitive: bool, action: str, record_type: str) -> Decision:
+    """The consent decision for using the subject's data for the purpose; a denial is audited
+    under `action` (it outlives the refused request)."""
+    decision = decide(session, policy, subject_id=subject_id, purpose=purpose,
+                      sensitive=sensitive)
+    if not decision.allowed:
+        audit.record(session, caller=caller, action=action, outcome=audit.Outcome.DENIED,
+                     purpose=purpose, subject_id=subject_id,
+                     details={"reason": decision.reason, "record_type": record_type})
+    return decision
+
+
+def require_consent(session: Session, policy: Policy, *, caller: Caller, subject_id: str,
+                    purpose: str, sensitive: bool, action: str, record_type: str) -> Decision:
+    """As `consent_for`, but a denial is a 403 whose type says what the client can do."""
+    decision = consent_for(session, policy, caller=caller, subject_id=subject_id,
+                           purpose=purpose, sensitive=sensitive, action=action,
+                           record_type=record_type)
+    if not decision.allowed:
+        raise ConsentDenied(decision)
+    return decision
+
+
 def role_access(policy: Policy, roles: tuple[str, ...], category: str, purpose: str) -> Access:
     """The widest access any of the caller's roles grants (nothing listed: denied)."""
     best = Access.DENIED
@@ -47,14 +75,34 @@ def role_access(policy: Policy, roles: tuple[str, ...], category: str, purpose: 
 
 
 def field_access(policy: Policy, *, roles: tuple[str, ...], purpose: str, spec: DataField,
-                 consent: Decision) -> FieldAccess:
+                 consent: Decision, state: str | None = None,
+                 grant: str | None = None) -> FieldAccess:
+    """`state` is why the record may not be used at all (restricted, retention over);
+    `grant` describes an approved elevated-access grant that covers this field."""
     if purpose not in spec.purposes:
         return FieldAccess(Access.DENIED, f"not used for purpose {purpose}")
+    if state is not None:
+        return FieldAccess(Access.DENIED, state)
     if not consent.allowed:
         return FieldAccess(Access.DENIED, consent.reason)
-    granted = role_access(policy, roles, spec.category, purpose)
-    if granted is Access.DENIED:
-        return FieldAccess(Access.DENIED, f"no role of the caller may see {spec.category} data "
-                                          f"for {purpose}")
-    return FieldAccess(granted, f"role grants {granted.value} {spec.category} data for "
-                                f"{purpose}; {consent.reason}")
+    if grant is not None:
+        granted, why = Access.CLEAR, grant
+    else:
+        granted = role_access(policy, roles, spec.category, purpose)
+        if granted is Access.DENIED:
+            return FieldAccess(Access.DENIED, f"no role of the caller may see {spec.category} "
+                                              f"data for {purpose}")
+        why = f"role grants {granted.value} {spec.category} data for {purpose}"
+    if granted is Access.CLEAR and spec.protection.startswith("mask:"):
+        return FieldAccess(Access.MASKED, "stored masked: the clear value was never kept")
+    return FieldAccess(granted, f"{why}; {consent.reason}")
+
+
+def may_see(policy: Policy, *, roles: tuple[str, ...], purpose: str,
+            fields: dict[str, DataField], granted: set[str]) -> bool:
+    """Object-level authorisation: may this caller see any field of such a record for the
+    purpose, consent aside? If not, the record is not found for them."""
+    return any(purpose in spec.purposes and
+               (name in granted or
+                role_access(policy, roles, spec.category, purpose) is not Access.DENIED)
+               for name, spec in fields.items())

@@ -1,108 +1,144 @@
-"""Stateless protection for upstreams that store data themselves: the same checks as a write,
-and the same access rules as a read, with nothing stored here."""
+"""The gateway's write-through and read-through of stored customer records."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
-from sqlalchemy.orm import Session
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import Path as PathParam
+from sqlalchemy.orm.exc import StaleDataError
 
-from app.audit import service as audit
+from app import idempotency
 from app.auth.guard import Caller, RequireScope
 from app.auth.scopes import Scope
-from app.consent.decision import Decision, decide
 from app.deps import SessionDep
-from app.errors import PROBLEM_RESPONSES, Invalid
+from app.errors import PROBLEM_RESPONSES, Conflict, GatewayError
 from app.keys.keyring import Keyring
 from app.keys.router import KeyringDep
+from app.pii.engine import Finding
+from app.pii.service import get_engine
 from app.policy.loader import Policy
-from app.policy.models import Access, DataField
-from app.records import protection
-from app.records.access import ConsentDenied, field_access
-from app.records.schemas import ProtectIn, UnprotectIn
-from app.records.validation import check_purpose, check_record, record_type
+from app.records import reading, service
+from app.records.schemas import LookupIn, RecordIn, RectifyIn
 
 router = APIRouter(tags=["records"], responses=PROBLEM_RESPONSES)
 Writer = Annotated[Caller, Depends(RequireScope(Scope.RECORDS_WRITE))]
 Reader = Annotated[Caller, Depends(RequireScope(Scope.RECORDS_READ))]
+LookupCaller = Annotated[Caller, Depends(RequireScope(Scope.DSR_MANAGE, Scope.RECORDS_READ))]
+RecordId = Annotated[str, PathParam(min_length=1, max_length=40)]
+SubjectPath = Annotated[str, PathParam(min_length=1, max_length=255)]
+PurposeQuery = Annotated[str, Query(min_length=1, max_length=64,
+                                    description="Why the data is read; decides what is seen")]
+FieldsQuery = Annotated[str | None, Query(max_length=2000, pattern=r"^[a-z0-9_,]*$",
+                                          description="Comma-separated fields to return")]
 
 
-def _context(record_type_name: str) -> str:
-    return f"protect:{record_type_name}"
+class PreconditionFailed(GatewayError):
+    status, type, title = 412, "precondition-failed", "Precondition failed"
 
 
-def _consent(session: Session, policy: Policy, caller: Caller, body: ProtectIn,
-             sensitive: bool, action: str) -> Decision:
-    decision = decide(session, policy, subject_id=body.subject_id, purpose=body.purpose,
-                      sensitive=sensitive)
-    if not decision.allowed:
-        audit.record(session, caller=caller, action=action, outcome=audit.Outcome.DENIED,
-                     purpose=body.purpose, subject_id=body.subject_id,
-                     details={"reason": decision.reason, "record_type": body.record_type})
-    return decision
-
-
-@router.post("/v1/protect")
-def protect(body: ProtectIn, session: SessionDep, caller: Writer, keyring: KeyringDep,
-            request: Request) -> dict[str, Any]:
-    """Protect values for storage elsewhere; erasing the subject makes them unreadable."""
-    runtime = request.app.state.runtime
-    policy: Policy = runtime.policy
-    checked = check_record(policy, type_name=body.record_type, purpose=body.purpose,
-                           data=body.data)
-    fields = checked.record_type.fields
-    sensitive = any(fields[name].sensitive for name in checked.values)
-    decision = _consent(session, policy, caller, body, sensitive, "record.protect_refused")
-    if not decision.allowed:
-        raise ConsentDenied(decision)
-    protected = {name: protection.protect(session, keyring, subject_id=body.subject_id,
-                                          context=_context(body.record_type), name=name,
-                                          spec=fields[name], value=value,
-                                          hash_key=runtime.pii_hash_key)
-                 for name, value in checked.values.items()}
-    audit.record(session, caller=caller, action="record.protected", purpose=body.purpose,
-                 subject_id=body.subject_id, resource=f"record_type:{body.record_type}",
-                 details={"fields": sorted(protected), "dropped": checked.dropped,
-                          "legal_basis": decision.legal_basis})
-    return {"subject_id": body.subject_id, "record_type": body.record_type, "data": protected,
-            "dropped": checked.dropped,
-            "decision": {"legal_basis": decision.legal_basis, "reason": decision.reason}}
-
-
-@router.post("/v1/unprotect")
-def unprotect(body: UnprotectIn, session: SessionDep, caller: Reader, keyring: KeyringDep,
-              request: Request) -> dict[str, Any]:
-    """Reveal protected values, each field clear, masked or not at all by the caller's roles,
-    the purpose and the subject's consent."""
+def _policy(request: Request) -> Policy:
     policy: Policy = request.app.state.runtime.policy
-    spec = record_type(policy, body.record_type)
-    check_purpose(policy, spec, body.record_type, body.purpose)
-    unknown = [name for name in body.data if name not in spec.fields]
-    if unknown:
-        raise Invalid(f"{body.record_type} has no field {unknown[0]!r}",
-                      errors=[{"field": f"data.{n}", "reason": "unknown field"} for n in unknown])
-    sensitive = any(spec.fields[name].sensitive for name in body.data)
-    decision = _consent(session, policy, caller, body, sensitive, "record.unprotect_refused")
-    data, access = {}, {}
-    for name, stored in body.data.items():
-        granted = field_access(policy, roles=caller.roles, purpose=body.purpose,
-                               spec=spec.fields[name], consent=decision)
-        access[name] = granted.as_dict()
-        if granted.decision is not Access.DENIED:
-            data[name] = _reveal(session, keyring, body, name, spec.fields[name], stored,
-                                 granted.decision)
-    audit.record(session, caller=caller, action="record.unprotected", purpose=body.purpose,
-                 subject_id=body.subject_id, resource=f"record_type:{body.record_type}",
-                 details={"requested": sorted(body.data), "returned": sorted(data),
-                          "masked": sorted(n for n, a in access.items()
-                                           if a["decision"] == "masked")})
-    return {"subject_id": body.subject_id, "record_type": body.record_type, "data": data,
-            "access": access}
+    return policy
 
 
-def _reveal(session: Session, keyring: Keyring, body: UnprotectIn, name: str,
-            spec: DataField, stored: Any, access: Access) -> Any:
-    return protection.reveal(session, keyring, subject_id=body.subject_id,
-                             context=_context(body.record_type), name=name, spec=spec,
-                             stored=stored, access=access)
+def _keys(request: Request, keyring: Keyring) -> service.Keys:
+    runtime = request.app.state.runtime
+    model = runtime.settings.nlp_model_en
+
+    def scan(text: str) -> list[Finding]:
+        return get_engine(model).analyze(text)[1] if text.strip() else []
+
+    return service.Keys(keyring=keyring, hash_key=runtime.pii_hash_key, scan=scan)
+
+
+def _etag(version: int) -> str:
+    return f'"{version}"'
+
+
+@router.post("/v1/records", status_code=201)
+def create_record(body: RecordIn, session: SessionDep, caller: Writer, keyring: KeyringDep,
+                  request: Request, response: Response,
+                  idempotency_key: Annotated[str | None, Header(alias=idempotency.HEADER)] = None,
+                  ) -> dict[str, Any]:
+    """Check purpose, minimisation, field types and consent; scan free text; protect and store
+    the record. Returns the storage view: what the upstream may keep."""
+    claimed = idempotency.begin(session, caller=caller.sub, key=idempotency_key,
+                                route="POST /v1/records", body=body.model_dump(mode="json"))
+    if claimed is not None and claimed.response is not None:
+        response.status_code = claimed.status_code or 201
+        return claimed.response
+    written = service.create(session, _policy(request), _keys(request, keyring), caller=caller,
+                             subject_id=body.subject_id, purpose=body.purpose,
+                             record_type=body.record_type, data=body.data)
+    result = written.as_dict()
+    if claimed is not None:
+        idempotency.remember(claimed, 201, result)
+    response.headers["Location"] = f"/v1/records/{written.record.id}"
+    response.headers["ETag"] = _etag(written.record.version)
+    return result
+
+
+@router.get("/v1/records/{record_id}")
+def read_record(record_id: RecordId, purpose: PurposeQuery, session: SessionDep,
+                caller: Reader, keyring: KeyringDep, request: Request, response: Response,
+                fields: FieldsQuery = None) -> dict[str, Any]:
+    """Each field clear, masked or not at all, and why (`access`)."""
+    only = {name for name in fields.split(",") if name} if fields else None
+    seen = reading.read_one(session, _policy(request), keyring, caller=caller,
+                            record_id=record_id, purpose=purpose, only=only)
+    response.headers["ETag"] = _etag(seen.record.version)
+    return seen.as_dict()
+
+
+@router.patch("/v1/records/{record_id}")
+def rectify_record(record_id: RecordId, body: RectifyIn, session: SessionDep, caller: Writer,
+                   keyring: KeyringDep, request: Request, response: Response,
+                   if_match: Annotated[str | None, Header(max_length=64)] = None,
+                   ) -> dict[str, Any]:
+    """Rectify fields (null removes an optional one) with the same checks as a write."""
+    record = service.for_writer(session, caller=caller, record_id=record_id, lock=True)
+    if if_match is not None and if_match != _etag(record.version):
+        raise PreconditionFailed("the record changed since you read it", etag=_etag(
+            record.version))
+    try:
+        written = service.rectify(session, _policy(request), _keys(request, keyring),
+                                  caller=caller, record=record, purpose=body.purpose,
+                                  data=body.data)
+    except StaleDataError:
+        raise Conflict("the record was changed by another request; read it and try again") \
+            from None
+    response.headers["ETag"] = _etag(written.record.version)
+    return written.as_dict() | {"removed": written.removed}
+
+
+@router.delete("/v1/records/{record_id}", status_code=204)
+def delete_record(record_id: RecordId, session: SessionDep, caller: Writer) -> Response:
+    """Delete the record and its blind indexes (refused under a legal hold)."""
+    record = service.for_writer(session, caller=caller, record_id=record_id, lock=True)
+    service.remove(session, caller=caller, record=record)
+    return Response(status_code=204)
+
+
+@router.get("/v1/subjects/{subject_id}/records")
+def subject_records(subject_id: SubjectPath, purpose: PurposeQuery, session: SessionDep,
+                    caller: Reader, keyring: KeyringDep, request: Request,
+                    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+                    after: Annotated[str | None, Query(max_length=40)] = None,
+                    ) -> dict[str, Any]:
+    """The subject's records this caller may see for the purpose; page with `after`."""
+    views, next_after = reading.read_subject(session, _policy(request), keyring, caller=caller,
+                                 subject_id=subject_id, purpose=purpose, limit=limit,
+                                 after=after)
+    return {"subject_id": subject_id, "records": [v.as_dict() for v in views],
+            "next_after": next_after}
+
+
+@router.post("/v1/subjects/lookup")
+def lookup_subjects(body: LookupIn, session: SessionDep, caller: LookupCaller,
+                    keyring: KeyringDep, request: Request) -> dict[str, Any]:
+    """Find subject ids by e-mail, phone or resident ID through blind indexes."""
+    kind, value = body.identifier()
+    found = reading.lookup(session, _policy(request), keyring, caller=caller, kind=kind,
+                           value=value, purpose=body.purpose)
+    return {"subject_ids": found}

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from app.access.models import AccessRequest
+from app.schemas import StrictModel
+
+
+class AccessRequestIn(StrictModel):
+    record_id: str | None = Field(default=None, min_length=1, max_length=40)
+    subject_id: str | None = Field(default=None, min_length=1, max_length=255)
+    fields: list[str] = Field(min_length=1, max_length=50)
+    purpose: str = Field(min_length=1, max_length=64)
+    justification: str = Field(min_length=10, max_length=2000)
+    duration: timedelta = Field(description="ISO 8601 duration, e.g. PT2H; at most 7 days")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> AccessRequestIn:
+        if (self.record_id is None) == (self.subject_id is None):
+            raise ValueError("give exactly one of record_id and subject_id")
+        return self
+
+
+class DecisionIn(StrictModel):
+    reason: str | None = Field(default=None, min_length=1, max_length=2000)
+
+
+def request_dict(request: AccessRequest) -> dict[str, Any]:
+    def iso(value: Any) -> str | None:
+        return value.isoformat() if value is not None else None
+
+    return {"id": request.id, "status": request.status, "requester": request.requester,
+            "subject_id": request.subject_id, "record_id": request.record_id,
+            "fields": request.fields, "purpose": request.purpose,
+            "justification": request.justification,
+            "duration_seconds": request.duration_seconds,
+            "created_at": iso(request.created_at), "decided_by": request.decided_by,
+            "decided_at": iso(request.decided_at), "decision_reason": request.decision_reason,
+            "expires_at": iso(request.expires_at)}

@@ -1,0 +1,163 @@
+"""Apply, approve, audit: access wider than a caller's roles give, for named fields, a purpose
+and a limited time. Someone other than the requester decides; every step is audited; an
+approved grant expires on its own (the first look after its end records the expiry)."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from app.access.models import AccessRequest
+from app.audit import service as audit
+from app.auth.guard import Caller
+from app.auth.scopes import Scope
+from app.clock import utcnow
+from app.errors import Conflict, Forbidden, Invalid, NotFound
+from app.policy.loader import Policy
+from app.records.models import Record
+
+MAX_DURATION = timedelta(days=7)
+MIN_DURATION = timedelta(minutes=1)
+SYSTEM = Caller.system("access-expiry")
+
+
+class SameApprover(Forbidden):
+    type, title = "separation-of-duties", "Separation of duties"
+
+
+def _known_fields(policy: Policy, record: Record | None) -> set[str]:
+    if record is not None:
+        return set(policy.body.record_types[record.record_type].fields)
+    return {name for spec in policy.body.record_types.values() for name in spec.fields}
+
+
+def apply(session: Session, policy: Policy, *, caller: Caller, subject_id: str | None,
+          record_id: str | None, fields: list[str], purpose: str, justification: str,
+          duration: timedelta) -> AccessRequest:
+    """File a pending request for `fields` of one record or of all of one subject's records."""
+    if purpose not in policy.body.purposes:
+        raise Invalid(f"unknown purpose {purpose!r}", field="purpose")
+    if not MIN_DURATION <= duration <= MAX_DURATION:
+        raise Invalid(f"duration must be between {MIN_DURATION} and {MAX_DURATION}",
+                      field="duration")
+    record = None
+    if record_id is not None:
+        record = session.get(Record, record_id)
+        if record is None:
+            raise NotFound("no such record", field="record_id")
+        subject_id = record.subject_id
+    assert subject_id is not None  # noqa: S101 - the schema requires one of the two
+    unknown = sorted(set(fields) - _known_fields(policy, record))
+    if unknown:
+        raise Invalid(f"no field {unknown[0]!r} in what is requested",
+                      errors=[{"field": "fields", "reason": f"unknown field {n!r}"}
+                              for n in unknown])
+    request = AccessRequest(
+        id=f"acr_{secrets.token_hex(12)}", requester=caller.sub, subject_id=subject_id,
+        record_id=record_id, fields=sorted(set(fields)), purpose=purpose,
+        justification=justification, duration_seconds=int(duration.total_seconds()),
+        status="pending", created_at=utcnow())
+    session.add(request)
+    session.flush()
+    audit.record(session, caller=caller, action="access.requested", purpose=purpose,
+                 subject_id=subject_id, resource=f"access_request:{request.id}",
+                 details={"fields": request.fields, "record_id": record_id,
+                          "duration_seconds": request.duration_seconds})
+    return request
+
+
+def get_visible(session: Session, *, caller: Caller, request_id: str) -> AccessRequest:
+    """The request, if the caller filed it or may decide it; otherwise not found."""
+    request = session.get(AccessRequest, request_id)
+    if request is None or not (request.requester == caller.sub or
+                               caller.has(Scope.ACCESS_APPROVE)):
+        raise NotFound("no such access request")
+    expire_due(session, requester=request.requester)
+    return request
+
+
+def decide(session: Session, *, caller: Caller, request_id: str, approve: bool,
+           reason: str | None) -> AccessRequest:
+    request = session.get(AccessRequest, request_id, with_for_update=True)
+    if request is None:
+        raise NotFound("no such access request")
+    action = "access.approved" if approve else "access.denied"
+    if request.requester == caller.sub:
+        audit.record(session, caller=caller, action=action, outcome=audit.Outcome.DENIED,
+                     subject_id=request.subject_id, resource=f"access_request:{request.id}",
+                     details={"reason": "the requester cannot decide their own request"})
+        raise SameApprover("the requester cannot approve or deny their own request")
+    if request.status != "pending":
+        raise Conflict(f"this request is already {request.status}", status=request.status)
+    now = utcnow()
+    request.status = "approved" if approve else "denied"
+    request.decided_by, request.decided_at, request.decision_reason = caller.sub, now, reason
+    if approve:
+        request.expires_at = now + timedelta(seconds=request.duration_seconds)
+    audit.record(session, caller=caller, action=action, purpose=request.purpose,
+                 subject_id=request.subject_id, resource=f"access_request:{request.id}",
+                 details={"fields": request.fields, "requester": request.requester,
+                          "expires_at": request.expires_at.isoformat()
+                          if request.expires_at else None})
+    return request
+
+
+def _expire(session: Session, request: AccessRequest) -> bool:
+    """Expire one grant; the conditional update makes concurrent lookers record it once."""
+    done = session.execute(update(AccessRequest).where(
+        AccessRequest.id == request.id, AccessRequest.status == "approved")
+        .values(status="expired")).rowcount  # type: ignore[attr-defined]
+    if done:
+        audit.record(session, caller=SYSTEM, action="access.expired", purpose=request.purpose,
+                     subject_id=request.subject_id, resource=f"access_request:{request.id}",
+                     details={"requester": request.requester, "fields": request.fields})
+    return bool(done)
+
+
+def expire_due(session: Session, *, requester: str | None = None,
+               now: datetime | None = None) -> int:
+    """Mark approved grants whose time is over as expired, each with an audit entry."""
+    query = select(AccessRequest).where(AccessRequest.status == "approved",
+                                        AccessRequest.expires_at <= (now or utcnow()))
+    if requester is not None:
+        query = query.where(AccessRequest.requester == requester)
+    return sum(_expire(session, request) for request in list(session.scalars(query)))
+
+
+def active_grants(session: Session, *, caller: Caller, subject_id: str, purpose: str,
+                  record_id: str | None = None) -> dict[str, str]:
+    """Fields the caller may read in clear through approved grants: field -> why. Grants
+    found past their end are expired on the way."""
+    now = utcnow()
+    query = select(AccessRequest).where(
+        AccessRequest.requester == caller.sub, AccessRequest.status == "approved",
+        AccessRequest.subject_id == subject_id, AccessRequest.purpose == purpose)
+    if record_id is not None:
+        query = query.where(or_(AccessRequest.record_id.is_(None),
+                                AccessRequest.record_id == record_id))
+    else:
+        query = query.where(AccessRequest.record_id.is_(None))
+    granted: dict[str, str] = {}
+    for request in list(session.scalars(query)):
+        if request.expires_at is None or request.expires_at <= now:
+            _expire(session, request)
+            continue
+        for name in request.fields:
+            granted[name] = (f"elevated access {request.id} approved by {request.decided_by} "
+                             f"until {request.expires_at.isoformat()}")
+    return granted
+
+
+def listing(session: Session, *, caller: Caller, status: str | None,
+            limit: int) -> list[AccessRequest]:
+    """Every request for approvers; one's own requests for everyone else."""
+    expire_due(session, requester=None if caller.has(Scope.ACCESS_APPROVE) else caller.sub)
+    query = select(AccessRequest).order_by(AccessRequest.created_at.desc()).limit(limit)
+    if not caller.has(Scope.ACCESS_APPROVE):
+        query = query.where(AccessRequest.requester == caller.sub)
+    if status is not None:
+        query = query.where(AccessRequest.status == status)
+    return list(session.scalars(query))

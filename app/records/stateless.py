@@ -1,0 +1,98 @@
+"""Stateless protection for upstreams that store data themselves: the same checks as a write,
+and the same access rules as a read, with nothing stored here."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from sqlalchemy.orm import Session
+
+from app.audit import service as audit
+from app.auth.guard import Caller, RequireScope
+from app.auth.scopes import Scope
+from app.deps import SessionDep
+from app.errors import PROBLEM_RESPONSES, Invalid
+from app.keys.keyring import Keyring
+from app.keys.router import KeyringDep
+from app.policy.loader import Policy
+from app.policy.models import Access, DataField
+from app.records import protection
+from app.records.access import consent_for, field_access, require_consent
+from app.records.schemas import ProtectIn, UnprotectIn
+from app.records.validation import check_purpose, check_record, record_type
+
+router = APIRouter(tags=["records"], responses=PROBLEM_RESPONSES)
+Writer = Annotated[Caller, Depends(RequireScope(Scope.RECORDS_WRITE))]
+Reader = Annotated[Caller, Depends(RequireScope(Scope.RECORDS_READ))]
+
+
+def _context(record_type_name: str) -> str:
+    return f"protect:{record_type_name}"
+
+
+@router.post("/v1/protect")
+def protect(body: ProtectIn, session: SessionDep, caller: Writer, keyring: KeyringDep,
+            request: Request) -> dict[str, Any]:
+    """Protect values for storage elsewhere; erasing the subject makes them unreadable."""
+    runtime = request.app.state.runtime
+    policy: Policy = runtime.policy
+    checked = check_record(policy, type_name=body.record_type, purpose=body.purpose,
+                           data=body.data)
+    fields = checked.record_type.fields
+    sensitive = any(fields[name].sensitive for name in checked.values)
+    decision = require_consent(session, policy, caller=caller, subject_id=body.subject_id,
+                               purpose=body.purpose, sensitive=sensitive,
+                               action="record.protect_refused", record_type=body.record_type)
+    protected = {name: protection.protect(session, keyring, subject_id=body.subject_id,
+                                          context=_context(body.record_type), name=name,
+                                          spec=fields[name], value=value,
+                                          hash_key=runtime.pii_hash_key)
+                 for name, value in checked.values.items()}
+    audit.record(session, caller=caller, action="record.protected", purpose=body.purpose,
+                 subject_id=body.subject_id, resource=f"record_type:{body.record_type}",
+                 details={"fields": sorted(protected), "dropped": checked.dropped,
+                          "legal_basis": decision.legal_basis})
+    return {"subject_id": body.subject_id, "record_type": body.record_type, "data": protected,
+            "dropped": checked.dropped,
+            "decision": {"legal_basis": decision.legal_basis, "reason": decision.reason}}
+
+
+@router.post("/v1/unprotect")
+def unprotect(body: UnprotectIn, session: SessionDep, caller: Reader, keyring: KeyringDep,
+              request: Request) -> dict[str, Any]:
+    """Reveal protected values, each field clear, masked or not at all by the caller's roles,
+    the purpose and the subject's consent."""
+    policy: Policy = request.app.state.runtime.policy
+    spec = record_type(policy, body.record_type)
+    check_purpose(policy, spec, body.record_type, body.purpose)
+    unknown = [name for name in body.data if name not in spec.fields]
+    if unknown:
+        raise Invalid(f"{body.record_type} has no field {unknown[0]!r}",
+                      errors=[{"field": f"data.{n}", "reason": "unknown field"} for n in unknown])
+    sensitive = any(spec.fields[name].sensitive for name in body.data)
+    decision = consent_for(session, policy, caller=caller, subject_id=body.subject_id,
+                           purpose=body.purpose, sensitive=sensitive,
+                           action="record.unprotect_refused", record_type=body.record_type)
+    data, access = {}, {}
+    for name, stored in body.data.items():
+        granted = field_access(policy, roles=caller.roles, purpose=body.purpose,
+                               spec=spec.fields[name], consent=decision)
+        access[name] = granted.as_dict()
+        if granted.decision is not Access.DENIED:
+            data[name] = _reveal(session, keyring, body, name, spec.fields[name], stored,
+                                 granted.decision)
+    audit.record(session, caller=caller, action="record.unprotected", purpose=body.purpose,
+                 subject_id=body.subject_id, resource=f"record_type:{body.record_type}",
+                 details={"requested": sorted(body.data), "returned": sorted(data),
+                          "masked": sorted(n for n, a in access.items()
+                                           if a["decision"] == "masked")})
+    return {"subject_id": body.subject_id, "record_type": body.record_type, "data": data,
+            "access": access}
+
+
+def _reveal(session: Session, keyring: Keyring, body: UnprotectIn, name: str,
+            spec: DataField, stored: Any, access: Access) -> Any:
+    return protection.reveal(session, keyring, subject_id=body.subject_id,
+                             context=_context(body.record_type), name=name, spec=spec,
+                             stored=stored, access=access)

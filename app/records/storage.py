@@ -1,0 +1,149 @@
+"""Turning checked values into their storage view, and back.
+
+Each field is protected as policy says; free text marked `scan_pii` is scanned, what is found is
+shown through the field's `pii_operator` in the stored view, and the original is kept encrypted
+under the subject's key. Findings carry the field, type and offsets, never the value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.keys.fields import (
+    BLIND_INDEX_KEY,
+    CiphertextInvalid,
+    blind_index,
+    decrypt_field,
+    encrypt_field,
+    is_protected,
+    reencrypt_field,
+)
+from app.keys.keyring import Keyring
+from app.pii import operators
+from app.pii.engine import Finding
+from app.pii.schemas import OperatorSpec
+from app.pii.service import redact
+from app.policy.models import Access, DataField, FieldType, RecordType, Retention, RetentionTrigger
+from app.records import protection
+
+INDEXED_TYPES = {FieldType.EMAIL: "email", FieldType.PHONE: "phone",
+                 FieldType.CN_RESIDENT_ID: "cn_resident_id"}
+
+Scanner = Callable[[str], list[Finding]]
+
+
+@dataclass
+class Stored:
+    data: dict[str, Any] = field(default_factory=dict)
+    originals: dict[str, str] = field(default_factory=dict)
+    findings: list[dict[str, Any]] = field(default_factory=list)
+    indexes: list[tuple[str, str, str]] = field(default_factory=list)  # field, kind, digest
+
+
+def record_context(record_id: str) -> str:
+    return f"record:{record_id}"
+
+
+def protect_values(session: Session, keyring: Keyring, *, subject_id: str, record_id: str,
+                   spec: RecordType, values: dict[str, Any], hash_key: bytes | None,
+                   scan: Scanner) -> Stored:
+    stored = Stored()
+    context = record_context(record_id)
+    index_key = None
+    for name, value in values.items():
+        declared = spec.fields[name]
+        if declared.scan_pii and isinstance(value, str):
+            stored.data[name], found = _scanned(value, declared, scan)
+            stored.findings.extend({"field": name, "type": f.type, "start": f.start,
+                                    "end": f.end} for f in found)
+            if found:
+                stored.originals[name] = encrypt_field(
+                    session, keyring, subject_id=subject_id, field=f"{name}#original",
+                    context=context, cipher=declared.cipher, value=value)
+        else:
+            stored.data[name] = protection.protect(
+                session, keyring, subject_id=subject_id, context=context, name=name,
+                spec=declared, value=value, hash_key=hash_key)
+        kind = INDEXED_TYPES.get(declared.type)
+        if declared.blind_index and kind is not None:
+            index_key = index_key or keyring.service_key(session, BLIND_INDEX_KEY)
+            stored.indexes.append((name, kind, blind_index(index_key, kind, str(value))))
+    return stored
+
+
+def _scanned(text: str, spec: DataField, scan: Scanner) -> tuple[str, list[Finding]]:
+    found = scan(text)
+    if not found:
+        return text, []
+    shown = redact(text, found, {"DEFAULT": OperatorSpec(type=spec.pii_operator)},
+                   operators.OperatorContext())
+    return shown.text, found
+
+
+def reveal_value(session: Session, keyring: Keyring, *, subject_id: str, record_id: str,
+                 name: str, spec: DataField, stored: Any, original: str | None,
+                 clear: bool) -> Any:
+    """The field as the caller may see it: `clear`, or masked."""
+    context = record_context(record_id)
+    if spec.scan_pii:
+        if clear and original is not None:
+            return decrypt_field(session, keyring, subject_id=subject_id,
+                                 field=f"{name}#original", context=context, token=original)
+        return stored  # the stored view already has its PII protected
+    return protection.reveal(session, keyring, subject_id=subject_id, context=context,
+                             name=name, spec=spec, stored=stored,
+                             access=Access.CLEAR if clear else Access.MASKED)
+
+
+def reencrypt(session: Session, keyring: Keyring, *, subject_id: str, record_id: str,
+              data: dict[str, Any],
+              originals: dict[str, str]) -> tuple[dict[str, Any], dict[str, str], int]:
+    """The same values under the subject's current keys; returns new data, originals, count.
+
+    Ciphertexts describe themselves, so this needs no policy (which may have changed since the
+    record was written). A clear value that merely looks like a ciphertext cannot decrypt under
+    this record's associated data, and is left as it is.
+    """
+    context = record_context(record_id)
+    data, originals, count = dict(data), dict(originals), 0
+    for target, suffix in ((data, ""), (originals, "#original")):
+        for name, value in target.items():
+            if not is_protected(value):
+                continue
+            try:
+                target[name] = reencrypt_field(session, keyring, subject_id=subject_id,
+                                               field=name + suffix, context=context,
+                                               token=str(value))
+            except CiphertextInvalid:
+                continue
+            count += 1
+    return data, originals, count
+
+
+# -- retention ------------------------------------------------------------------------------
+
+def deadline(retention: Retention, *, collected: datetime, now: datetime) -> datetime | None:
+    """When data kept under `retention` is due; None while a consent-withdrawal countdown has
+    not started."""
+    if retention.trigger is RetentionTrigger.COLLECTION:
+        return collected + timedelta(days=retention.days)
+    if retention.trigger is RetentionTrigger.LAST_ACTIVITY:
+        return now + timedelta(days=retention.days)
+    return None
+
+
+def field_deadlines(spec: RecordType, names: Iterable[str], *, collected: datetime,
+                    now: datetime) -> dict[str, str]:
+    due = {}
+    for name in names:
+        own = spec.fields[name].retention
+        if own is not None:
+            when = deadline(own, collected=collected, now=now)
+            if when is not None:
+                due[name] = when.isoformat()
+    return due
