@@ -44,6 +44,9 @@ _HTTP_TYPES = {
 }
 
 
+PROBLEM_MEMBERS = frozenset({"type", "title", "status", "detail", "instance"})
+
+
 class GatewayError(Exception):
     """Base of every error a client may see. `type` is a stable machine-readable slug."""
 
@@ -53,6 +56,9 @@ class GatewayError(Exception):
 
     def __init__(self, detail: str, *, headers: dict[str, str] | None = None, **extra: Any):
         super().__init__(detail)
+        clash = PROBLEM_MEMBERS & extra.keys()
+        if clash:  # the problem's own members cannot be overwritten by extensions
+            raise ValueError(f"reserved problem members: {sorted(clash)}")
         self.detail = detail
         self.headers = headers
         self.extra = extra

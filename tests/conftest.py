@@ -15,6 +15,9 @@ from tests.databases import DatabaseFactory, postgres_url
 from tests.server import LiveServer
 from tests.tokens import TEST_ISSUER, TEST_SECRET
 
+# Fixtures of the records API (clients with roles, an admin with notices registered).
+pytest_plugins = ["tests.gateway"]
+
 REPO = Path(__file__).resolve().parent.parent
 
 

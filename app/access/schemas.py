@@ -15,7 +15,8 @@ class AccessRequestIn(StrictModel):
     fields: list[str] = Field(min_length=1, max_length=50)
     purpose: str = Field(min_length=1, max_length=64)
     justification: str = Field(min_length=10, max_length=2000)
-    duration: timedelta = Field(description="ISO 8601 duration, e.g. PT2H; at most 7 days")
+    duration: timedelta = Field(strict=False, description="ISO 8601 duration (PT2H) or "
+                                "seconds; from one minute to seven days")
 
     @model_validator(mode="after")
     def _one_target(self) -> AccessRequestIn:

@@ -91,7 +91,7 @@ def decide(session: Session, *, caller: Caller, request_id: str, approve: bool,
                      details={"reason": "the requester cannot decide their own request"})
         raise SameApprover("the requester cannot approve or deny their own request")
     if request.status != "pending":
-        raise Conflict(f"this request is already {request.status}", status=request.status)
+        raise Conflict(f"this request is already {request.status}")
     now = utcnow()
     request.status = "approved" if approve else "denied"
     request.decided_by, request.decided_at, request.decision_reason = caller.sub, now, reason
