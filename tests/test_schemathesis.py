@@ -18,8 +18,8 @@ def test_no_server_error_anywhere(live: LiveServer, tmp_path: Path) -> None:
     result = subprocess.run(
         [str(schemathesis), "run", f"{live.url}/openapi.json",
          "-H", f"Authorization: Bearer {make_token(scope=SCOPES, roles=['compliance_officer'])}",
-         "--checks", "not_a_server_error", "--max-examples", "60", "--seed", "1",
-         "--phases", "examples,coverage,fuzzing",
+         "--checks", "not_a_server_error,negative_data_rejection,ignored_auth",
+         "--max-examples", "60", "--seed", "1", "--phases", "examples,coverage,fuzzing,stateful",
          "--exclude-path-regex", "/v1/keys/rotate", "--no-color"],
         capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-4000:]

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -22,6 +21,7 @@ from app.auth.scopes import Scope
 from app.deps import SessionDep
 from app.errors import PROBLEM_RESPONSES, Invalid, ServiceUnavailable
 from app.keys.signing import Signer
+from app.schemas import IsoDateTime
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"], responses=PROBLEM_RESPONSES)
 AuditReader = Annotated[Caller, Depends(RequireScope(Scope.AUDIT_READ))]
@@ -43,7 +43,7 @@ def _signer(request: Request) -> Signer:
 @router.get("", response_model=AuditPage)
 def list_audit(
     session: SessionDep, caller: AuditReader,
-    since: datetime | None = None, until: datetime | None = None,
+    since: IsoDateTime | None = None, until: IsoDateTime | None = None,
     actor: str | None = Query(default=None, max_length=255),
     action: str | None = Query(default=None, max_length=100),
     subject_id: str | None = Query(default=None, max_length=255),

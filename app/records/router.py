@@ -27,7 +27,7 @@ Reader = Annotated[Caller, Depends(RequireScope(Scope.RECORDS_READ))]
 LookupCaller = Annotated[Caller, Depends(RequireScope(Scope.DSR_MANAGE, Scope.RECORDS_READ))]
 RecordId = Annotated[str, PathParam(min_length=1, max_length=40)]
 SubjectPath = Annotated[str, PathParam(min_length=1, max_length=255)]
-PurposeQuery = Annotated[str, Query(min_length=1, max_length=64,
+PurposeQuery = Annotated[str, Query(min_length=1, max_length=64, examples=["account_management"],
                                     description="Why the data is read; decides what is seen")]
 FieldsQuery = Annotated[str | None, Query(max_length=2000, pattern=r"^[a-z0-9_,]*$",
                                           description="Comma-separated fields to return")]

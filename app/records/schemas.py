@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from app.schemas import StrictModel
 
@@ -22,7 +22,10 @@ class UnprotectIn(ProtectIn):
 
 
 class RecordIn(ProtectIn):
-    pass
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "subject_id": "cust-1042", "purpose": "account_management",
+        "record_type": "customer_profile",
+        "data": {"name": "张伟", "email": "zhang.wei@example.cn", "phone": "13812345678"}}]})
 
 
 class RectifyIn(StrictModel):
