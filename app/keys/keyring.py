@@ -20,10 +20,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
-from app.errors import GatewayError, ServiceUnavailable
+from app.errors import Conflict, GatewayError, ServiceUnavailable
 from app.keys.ciphers import Aead, CipherSpec, cipher
 from app.keys.kek import KekProvider, KekUnavailable
 from app.keys.models import KeySetting, ServiceKey, SubjectKey
@@ -141,20 +142,36 @@ class Keyring:
     def _refill(self, session: Session, subject_id: str, spec: CipherSpec) -> DataKey:
         row = self._active_row(session, subject_id, spec)
         if row is None or row.uses >= self.rotate_after:
-            row = self._new_version(session, subject_id, spec, retire=row)
+            created = self._new_version(session, subject_id, spec, retire=row,
+                                        reserve=RESERVE_BLOCK)
+            if created is not None:
+                row, dek = created
+                key = self._data_key(row, dek)
+                key.budget = iter(range(RESERVE_BLOCK - 1))
+                return self._activate(key)
+            # another transaction made the subject's first key at the same moment: use it
+            row = self._active_row(session, subject_id, spec)
+            if row is None:
+                raise Conflict("the subject's key changed during this request; try again")
         uses = session.execute(
             update(SubjectKey).where(SubjectKey.id == row.id)
             .values(uses=SubjectKey.uses + RESERVE_BLOCK).returning(SubjectKey.uses)
         ).scalar_one()
         key = self._unwrap(session, row)
         key.budget = iter(range(RESERVE_BLOCK - 1 - max(0, uses - self.rotate_after)))
+        return self._activate(key)
+
+    def _activate(self, key: DataKey) -> DataKey:
         with self._lock:
             self._remember(key)
-            self._active[(subject_id, spec.name)] = key
+            self._active[(key.subject_id, key.cipher.name)] = key
         return key
 
     def _new_version(self, session: Session, subject_id: str, spec: CipherSpec,
-                     retire: SubjectKey | None) -> SubjectKey:
+                     retire: SubjectKey | None,
+                     reserve: int = 0) -> tuple[SubjectKey, bytes] | None:
+        """A new active key (and its clear DEK) with `reserve` uses spent; None if a concurrent
+        transaction created the same version first."""
         now = utcnow()
         if retire is not None:
             retire.state, retire.retired_at = "retired", now
@@ -165,10 +182,18 @@ class Keyring:
         row = SubjectKey(subject_id=subject_id, version=version, cipher=spec.name,
                          wrapped_dek=self.kek.wrap(kek_version, dek,
                                                    dek_aad(subject_id, version, spec.name)),
-                         kek_version=kek_version, state="active", uses=0, created_at=now)
-        session.add(row)
-        session.flush()
-        return row
+                         kek_version=kek_version, state="active", uses=reserve, created_at=now)
+        try:
+            with session.begin_nested():
+                session.add(row)
+        except IntegrityError:
+            return None
+        return row, dek
+
+    def _data_key(self, row: SubjectKey, dek: bytes) -> DataKey:
+        spec = cipher(row.cipher)
+        return DataKey(subject_id=row.subject_id, version=row.version, cipher=spec,
+                       aead=spec.aead(dek), expires=self._clock() + self.ttl)
 
     def rotate(self, session: Session, subject_id: str) -> list[tuple[int, int]]:
         """Replace each of the subject's active keys: [(old version, new version), ...]."""
@@ -177,8 +202,12 @@ class Keyring:
             .order_by(SubjectKey.version).with_for_update()))
         if not current:
             raise LookupError("this subject has no active key")
-        replaced = [(old.version, self._new_version(session, subject_id, cipher(old.cipher),
-                                                    retire=old).version) for old in current]
+        replaced = []
+        for old in current:
+            created = self._new_version(session, subject_id, cipher(old.cipher), retire=old)
+            if created is None:
+                raise Conflict("the subject's keys changed during the rotation; try again")
+            replaced.append((old.version, created[0].version))
         self.evict(subject_id)
         return replaced
 
@@ -205,14 +234,12 @@ class Keyring:
         if row.kek_version < self.min_kek_version(session):
             raise KeyRetired(f"this key is wrapped under KEK version {row.kek_version}, which "
                              "is retired")
-        spec = cipher(row.cipher)
         try:
             dek = self.kek.unwrap(row.kek_version, row.wrapped_dek,
                                   dek_aad(row.subject_id, row.version, row.cipher))
         except KekUnavailable as exc:
             raise Sealed(str(exc)) from None
-        return DataKey(subject_id=row.subject_id, version=row.version, cipher=spec,
-                       aead=spec.aead(dek), expires=self._clock() + self.ttl)
+        return self._data_key(row, dek)
 
     # -- KEK versions and service keys -------------------------------------------------------
 

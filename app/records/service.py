@@ -72,6 +72,7 @@ def create(session: Session, policy: Policy, keys: Keys, *, caller: Caller, subj
     """Check, protect and store a record; the record and its audit entry commit together."""
     checked = check_record(policy, type_name=record_type, purpose=purpose, data=data)
     spec = checked.record_type
+    scans = storage.scan_texts(spec, checked.values, keys.scan)
     decision = require_consent(session, policy, caller=caller, subject_id=subject_id,
                                purpose=purpose, sensitive=_sensitive(spec, checked.values),
                                action="record.write_refused", record_type=record_type)
@@ -79,7 +80,7 @@ def create(session: Session, policy: Policy, keys: Keys, *, caller: Caller, subj
     record_id = f"rec_{secrets.token_hex(12)}"
     stored = storage.protect_values(session, keys.keyring, subject_id=subject_id,
                                     record_id=record_id, spec=spec, values=checked.values,
-                                    hash_key=keys.hash_key, scan=keys.scan)
+                                    hash_key=keys.hash_key, scans=scans)
     record = Record(id=record_id, subject_id=subject_id, record_type=record_type,
                     purpose=purpose, data=stored.data, originals=stored.originals,
                     created_by=caller.sub, created_at=now, updated_at=now,
@@ -120,6 +121,7 @@ def rectify(session: Session, policy: Policy, keys: Keys, *, caller: Caller, rec
     checked = check_record(policy, type_name=record.record_type, purpose=purpose, data=data,
                            partial=True)
     spec = checked.record_type
+    scans = storage.scan_texts(spec, checked.values, keys.scan)
     removed = sorted(name for name, value in data.items()
                      if value is None and name in spec.fields and name not in checked.dropped)
     required = [name for name in removed if spec.fields[name].required]
@@ -132,7 +134,7 @@ def rectify(session: Session, policy: Policy, keys: Keys, *, caller: Caller, rec
     now = utcnow()
     stored = storage.protect_values(session, keys.keyring, subject_id=record.subject_id,
                                     record_id=record.id, spec=spec, values=checked.values,
-                                    hash_key=keys.hash_key, scan=keys.scan)
+                                    hash_key=keys.hash_key, scans=scans)
     changed = set(stored.data) | set(removed)
     record.data = {k: v for k, v in record.data.items() if k not in changed} | stored.data
     record.originals = {k: v for k, v in record.originals.items() if k not in changed} | \

@@ -49,16 +49,25 @@ def record_context(record_id: str) -> str:
     return f"record:{record_id}"
 
 
+def scan_texts(spec: RecordType, values: dict[str, Any],
+               scan: Scanner) -> dict[str, list[Finding]]:
+    """Findings in each scanned text field. Runs before the transaction begins: on SQLite the
+    write lock is held from the first statement, and a scan takes milliseconds."""
+    return {name: scan(value) for name, value in values.items()
+            if spec.fields[name].scan_pii and isinstance(value, str)}
+
+
 def protect_values(session: Session, keyring: Keyring, *, subject_id: str, record_id: str,
                    spec: RecordType, values: dict[str, Any], hash_key: bytes | None,
-                   scan: Scanner) -> Stored:
+                   scans: dict[str, list[Finding]]) -> Stored:
     stored = Stored()
     context = record_context(record_id)
     index_key = None
     for name, value in values.items():
         declared = spec.fields[name]
-        if declared.scan_pii and isinstance(value, str):
-            stored.data[name], found = _scanned(value, declared, scan)
+        if name in scans:
+            found = scans[name]
+            stored.data[name] = _shown(value, found, declared)
             stored.findings.extend({"field": name, "type": f.type, "start": f.start,
                                     "end": f.end} for f in found)
             if found:
@@ -76,13 +85,12 @@ def protect_values(session: Session, keyring: Keyring, *, subject_id: str, recor
     return stored
 
 
-def _scanned(text: str, spec: DataField, scan: Scanner) -> tuple[str, list[Finding]]:
-    found = scan(text)
+def _shown(text: str, found: list[Finding], spec: DataField) -> str:
+    """The text with what was found in it shown through the field's PII operator."""
     if not found:
-        return text, []
-    shown = redact(text, found, {"DEFAULT": OperatorSpec(type=spec.pii_operator)},
-                   operators.OperatorContext())
-    return shown.text, found
+        return text
+    return redact(text, found, {"DEFAULT": OperatorSpec(type=spec.pii_operator)},
+                  operators.OperatorContext()).text
 
 
 def reveal_value(session: Session, keyring: Keyring, *, subject_id: str, record_id: str,

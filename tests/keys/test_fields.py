@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -171,3 +172,26 @@ def test_per_field_cipher_choice(session: Session, keyring: Keyring) -> None:
     ciphers = set(session.scalars(select(SubjectKey.cipher)
                                   .where(SubjectKey.subject_id == "subj-1")))
     assert ciphers == {"aes-256-gcm", "sm4-gcm"}
+
+
+def test_nonces_are_not_shared_between_threads_or_with_forked_children() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from app.keys import fields
+
+    fields._nonce()  # the pool now holds the rest of a block
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child reports the nonce it would use next
+        os.write(writer, fields._nonce())
+        os._exit(0)
+    os.waitpid(child, 0)
+    in_child = os.read(reader, 64)
+    os.close(reader)
+    os.close(writer)
+    assert len(in_child) == 12
+    assert in_child != fields._nonce()
+    with ThreadPoolExecutor(4) as pool:
+        taken = list(pool.map(lambda _: [fields._nonce() for _ in range(600)], range(4)))
+    everything = [nonce for batch in taken for nonce in batch]
+    assert len(set(everything)) == len(everything) == 2400

@@ -1,0 +1,342 @@
+"""The gateway under load, against the framework floor, on SQLite and PostgreSQL, 1 and 2 workers.
+
+For each database and worker count, two servers are started in turn with uvicorn on loopback:
+the gateway (`pgw serve`) and `bench/bare_app.py`, a FastAPI endpoint that stores and returns the
+same JSON in the same database with nothing else. A load generator in a separate process sends:
+
+- writes of a 10-field customer record with a 300-character free-text note, open loop at a
+  fixed rate (latency counted from each request's planned send time, so a stall is not hidden);
+- reads with masking (a support agent reading for customer support), open loop at the same rate;
+- then a closed loop of 8 concurrent clients for writes and for reads: throughput.
+
+Targets (2-core machine): at 50 writes/s, p99 under 50 ms on PostgreSQL; reads p99 under 10 ms.
+
+Usage: python bench/gateway_load.py [--rate 50] [--seconds 20] [--databases sqlite,postgres]
+                                    [--workers 1,2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import queue
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+PGW = str(Path(sys.executable).with_name("pgw"))
+UVICORN = str(Path(sys.executable).with_name("uvicorn"))
+PG_ADMIN_URL = os.environ.get("PGW_BENCH_POSTGRES_URL",
+                              "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+PG_DATABASE = "pgw_bench"
+NOTE = ("Customer rang about a late parcel and asked us to call back on 13912345678 or write "
+        "to li.na@example.com; prefers calls after 6pm. Delivery to the side door, the front "
+        "gate is locked. Asked about the loyalty programme and whether the refund for the "
+        "broken kettle from last month has been processed yet.")
+CONCURRENCY = 8
+TIMEOUT = 10.0
+
+
+def customer(i: int) -> dict[str, Any]:
+    """A 10-field customer_profile record, different for every subject."""
+    return {"subject_id": f"bench-{i}", "purpose": "account_management",
+            "record_type": "customer_profile",
+            "data": {"name": random.choice(["张伟", "王芳", "Li Na", "John Smith"]),
+                     "email": f"customer{i}@example.com", "phone": f"1381234{i % 10000:04d}",
+                     "cn_resident_id": "11010519491231002X", "birth_date": "1988-04-12",
+                     "address": "上海市浦东新区世纪大道100号", "gender": "female",
+                     "city": "上海", "postcode": "200120", "notes": NOTE}}
+
+
+# -- servers ------------------------------------------------------------------------------------
+
+def _pg_url(database: str) -> str:
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + database
+
+
+def fresh_database(kind: str, tmp: Path, name: str) -> str:
+    if kind == "sqlite":
+        return f"sqlite:///{tmp / (name + '.db')}"
+    import psycopg
+
+    plain = PG_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(plain, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
+        connection.execute(f'CREATE DATABASE "{PG_DATABASE}"')
+    return _pg_url(PG_DATABASE)
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    url: str
+    token: str | None
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(url)
+
+
+def start_gateway(database_url: str, workers: int, tmp: Path) -> Server:
+    data_dir = tmp / f"data-{time.monotonic_ns()}"
+    env = {**os.environ, "PGW_ENV": "dev", "PGW_DATA_DIR": str(data_dir),
+           "PGW_DATABASE_URL": database_url, "PGW_POLICY_DIR": str(ROOT / "policies")}
+    port = _free_port()
+    process = subprocess.Popen([PGW, "serve", "--port", str(port), "--workers", str(workers)],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    _wait(url + "/readyz", process)
+    token = subprocess.run(
+        [PGW, "token", "--sub", "bench", "--scope", "records:write records:read",
+         "--roles", "support_agent"], env=env, check=True, capture_output=True,
+        text=True).stdout.strip()
+    return Server(process, url, token)
+
+
+def start_bare(database_url: str, workers: int) -> Server:
+    env = {**os.environ, "BARE_DATABASE_URL": database_url}
+    subprocess.run([sys.executable, "-c", "from bench.bare_app import create_table; "
+                    "create_table()"], env=env, check=True, cwd=ROOT)
+    port = _free_port()
+    process = subprocess.Popen([UVICORN, "bench.bare_app:app", "--port", str(port), "--workers",
+                                str(workers), "--log-level", "warning", "--no-access-log"],
+                               env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    _wait(url + "/docs", process)
+    return Server(process, url, None)
+
+
+# -- load (runs in its own process) ------------------------------------------------------------
+
+@dataclass
+class Target:
+    url: str
+    token: str | None
+    gateway: bool
+
+    def write(self, i: int) -> tuple[str, dict[str, Any]]:
+        return ("/v1/records", customer(i)) if self.gateway else ("/items", customer(i))
+
+    def read_path(self, item_id: str) -> str:
+        if self.gateway:
+            return f"/v1/records/{item_id}?purpose=customer_support"
+        return f"/items/{item_id}"
+
+
+async def _send(client: httpx.AsyncClient, target: Target, op: str, i: int,
+                ids: list[str]) -> str | None:
+    if op == "write":
+        path, body = target.write(i)
+        response = await client.post(path, json=body)
+        if response.status_code != 201:
+            raise RuntimeError(f"write failed: {response.status_code} {response.text[:300]}")
+        result = response.json()
+        return str(result.get("record_id") or result.get("id"))
+    response = await client.get(target.read_path(ids[i % len(ids)]))
+    if response.status_code != 200:
+        raise RuntimeError(f"read failed: {response.status_code} {response.text[:300]}")
+    return None
+
+
+def _client(target: Target) -> httpx.AsyncClient:
+    headers = {"Authorization": f"Bearer {target.token}"} if target.token else {}
+    return httpx.AsyncClient(base_url=target.url, headers=headers, timeout=TIMEOUT,
+                             limits=httpx.Limits(max_connections=64))
+
+
+async def open_loop(target: Target, op: str, rate: float, count: int, first: int,
+                    ids: list[str]) -> tuple[list[float], list[str], int]:
+    """`count` requests at `rate`/s; latency from each request's planned start. A request
+    that fails or times out counts as an error, and as the timeout in the latencies."""
+    latencies: list[float] = []
+    made: list[str] = []
+    errors = 0
+    async with _client(target) as client:
+        start = time.perf_counter() + 0.2
+
+        async def one(n: int) -> None:
+            nonlocal errors
+            planned = start + n / rate
+            await asyncio.sleep(max(0.0, planned - time.perf_counter()))
+            try:
+                made_id = await _send(client, target, op, first + n, ids)
+            except (httpx.HTTPError, RuntimeError) as exc:
+                if not errors:
+                    print(f"first error ({op}): {type(exc).__name__}: {exc}", file=sys.stderr)
+                errors += 1
+                made_id = None
+            latencies.append(time.perf_counter() - planned)
+            if made_id:
+                made.append(made_id)
+
+        await asyncio.gather(*(one(n) for n in range(count)))
+    return latencies, made, errors
+
+
+async def closed_loop(target: Target, op: str, seconds: float, first: int,
+                      ids: list[str]) -> tuple[float, list[float]]:
+    latencies: list[float] = []
+    counter = iter(range(first, first + 10**9))
+    async with _client(target) as client:
+        end = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            while time.perf_counter() < end:
+                began = time.perf_counter()
+                try:
+                    await _send(client, target, op, next(counter), ids)
+                except (httpx.HTTPError, RuntimeError):
+                    continue
+                latencies.append(time.perf_counter() - began)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        elapsed = time.perf_counter() - began
+    return len(latencies) / elapsed, latencies
+
+
+def _load(target: Target, rate: float, seconds: float, results: Any) -> None:
+    count = int(rate * seconds)
+    async def run() -> dict[str, Any]:
+        # warm-up: caches, connection pools, the first keys
+        _, ids, _ = await open_loop(target, "write", rate, max(20, count // 10), 10**6, [])
+        write_lat, made, write_errors = await open_loop(target, "write", rate, count, 0, [])
+        ids += made
+        read_lat, _, read_errors = await open_loop(target, "read", rate, count, 0, ids)
+        write_rps, _ = await closed_loop(target, "write", seconds / 2, 2 * 10**6, ids)
+        read_rps, _ = await closed_loop(target, "read", seconds / 2, 0, ids)
+        return {"write": write_lat, "read": read_lat, "write_rps": write_rps,
+                "read_rps": read_rps, "errors": write_errors + read_errors}
+
+    results.put(asyncio.run(run()))
+
+
+def measure(target: Target, rate: float, seconds: float) -> dict[str, Any]:
+    """Run the load generator in a separate process, so it does not share the server's GIL."""
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    process = context.Process(target=_load, args=(target, rate, seconds, results))
+    process.start()
+    while True:
+        try:
+            result: dict[str, Any] = results.get(timeout=5)
+            break
+        except queue.Empty:
+            if not process.is_alive():
+                raise RuntimeError("the load generator died (see its traceback)") from None
+    process.join()
+    return result
+
+
+# -- report ------------------------------------------------------------------------------------
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+def summary(values: list[float]) -> str:
+    return (f"p50 {pct(values, .50):5.1f} / p95 {pct(values, .95):5.1f} / "
+            f"p99 {pct(values, .99):5.1f} ms")
+
+
+def verdict(kind: str, workers: int, rows: dict[str, dict[str, Any]],
+            rate: float) -> list[str]:
+    gw, bare = rows["gateway"], rows["bare"]
+
+    def times(op: str) -> float:
+        return statistics.median(gw[op]) / statistics.median(bare[op])
+
+    lines = [f"- {kind}, {workers} worker(s): gateway/bare: write p50 {times('write'):.1f}x, "
+             f"read p50 {times('read'):.1f}x, write throughput "
+             f"{bare['write_rps'] / gw['write_rps']:.1f}x lower"]
+    write_p99, read_p99 = pct(gw["write"], .99), pct(gw["read"], .99)
+    if kind == "postgres":
+        lines.append(f"  target write p99 < 50 ms at {rate:.0f}/s: {write_p99:.1f} ms "
+                     f"{'met' if write_p99 < 50 else 'MISSED'}")
+    lines.append(f"  target read p99 < 10 ms: {read_p99:.1f} ms "
+                 f"{'met' if read_p99 < 10 else 'MISSED'}")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rate", type=float, default=50)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--databases", default="sqlite,postgres")
+    parser.add_argument("--workers", default="1,2")
+    args = parser.parse_args()
+    verdicts = []
+    print(f"open loop at {args.rate:.0f}/s for {args.seconds:.0f} s per operation; closed loop "
+          f"with {CONCURRENCY} clients for {args.seconds / 2:.0f} s; latencies in ms\n")
+    print("| database | workers | server | writes at rate | reads at rate | writes/s | "
+          "reads/s | errors |")
+    print("|---|---|---|---|---|---|---|---|")
+    tmp = Path(tempfile.mkdtemp(prefix="pgw-bench-"))
+    try:
+        for kind in args.databases.split(","):
+            for workers in (int(w) for w in args.workers.split(",")):
+                rows = {}
+                for name in ("gateway", "bare"):
+                    url = fresh_database(kind, tmp, f"{name}-{workers}")
+                    server = (start_gateway(url, workers, tmp) if name == "gateway"
+                              else start_bare(url, workers))
+                    try:
+                        rows[name] = measure(Target(server.url, server.token,
+                                                    name == "gateway"), args.rate,
+                                             args.seconds)
+                    finally:
+                        server.stop()
+                    row = rows[name]
+                    print(f"| {kind} | {workers} | {name} | {summary(row['write'])} | "
+                          f"{summary(row['read'])} | {row['write_rps']:.0f} | "
+                          f"{row['read_rps']:.0f} | {row['errors']} |", flush=True)
+                verdicts += verdict(kind, workers, rows, args.rate)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print()
+    print("\n".join(verdicts))
+
+
+if __name__ == "__main__":
+    main()
