@@ -235,6 +235,21 @@ async def closed_loop(target: Target, op: str, seconds: float, first: int,
     return len(latencies) / elapsed, latencies
 
 
+async def drain(target: Target, ids: list[str]) -> None:
+    """Wait until the server has worked off what an overloaded phase left queued, so that one
+    phase's backlog does not count against the next."""
+    async with _client(target) as client:
+        deadline = time.perf_counter() + 300
+        while time.perf_counter() < deadline:
+            began = time.perf_counter()
+            try:
+                await _send(client, target, "read", 0, ids)
+            except (httpx.HTTPError, RuntimeError):
+                continue
+            if time.perf_counter() - began < 0.5:
+                return
+
+
 def _load(target: Target, rate: float, seconds: float, results: Any) -> None:
     count = int(rate * seconds)
     async def run() -> dict[str, Any]:
@@ -242,8 +257,11 @@ def _load(target: Target, rate: float, seconds: float, results: Any) -> None:
         _, ids, _ = await open_loop(target, "write", rate, max(20, count // 10), 10**6, [])
         write_lat, made, write_errors = await open_loop(target, "write", rate, count, 0, [])
         ids += made
+        await drain(target, ids)
         read_lat, _, read_errors = await open_loop(target, "read", rate, count, 0, ids)
+        await drain(target, ids)
         write_rps, _ = await closed_loop(target, "write", seconds / 2, 2 * 10**6, ids)
+        await drain(target, ids)
         read_rps, _ = await closed_loop(target, "read", seconds / 2, 0, ids)
         return {"write": write_lat, "read": read_lat, "write_rps": write_rps,
                 "read_rps": read_rps, "errors": write_errors + read_errors}

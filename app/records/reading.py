@@ -101,7 +101,8 @@ def view(session: Session, policy: Policy, keyring: Keyring, *, caller: Caller, 
         if granted.decision is not Access.DENIED:
             try:
                 data[name] = storage.reveal_value(
-                    session, keyring, subject_id=record.subject_id, record_id=record.id,
+                    session, keyring, subject_id=record.subject_id,
+                    context=storage.record_context(record.id),
                     name=name, spec=spec.fields[name], stored=record.data[name],
                     original=record.originals.get(name),
                     clear=granted.decision is Access.CLEAR)

@@ -15,10 +15,8 @@ from app.deps import SessionDep
 from app.errors import PROBLEM_RESPONSES, Conflict, GatewayError
 from app.keys.keyring import Keyring
 from app.keys.router import KeyringDep
-from app.pii.engine import Finding
-from app.pii.service import get_engine
 from app.policy.loader import Policy
-from app.records import reading, service
+from app.records import reading, service, storage
 from app.records.schemas import LookupIn, RecordIn, RectifyIn
 
 router = APIRouter(tags=["records"], responses=PROBLEM_RESPONSES)
@@ -44,12 +42,8 @@ def _policy(request: Request) -> Policy:
 
 def _keys(request: Request, keyring: Keyring) -> service.Keys:
     runtime = request.app.state.runtime
-    model = runtime.settings.nlp_model_en
-
-    def scan(text: str) -> list[Finding]:
-        return get_engine(model).analyze(text)[1] if text.strip() else []
-
-    return service.Keys(keyring=keyring, hash_key=runtime.pii_hash_key, scan=scan)
+    return service.Keys(keyring=keyring, hash_key=runtime.pii_hash_key,
+                        scan=storage.scanner(runtime.settings.nlp_model_en))
 
 
 def _etag(version: int) -> str:

@@ -18,7 +18,8 @@ class ProtectIn(StrictModel):
 
 
 class UnprotectIn(ProtectIn):
-    pass
+    # the encrypted originals of scanned free text, as /v1/protect returned them
+    originals: dict[str, str] = Field(default_factory=dict, max_length=200)
 
 
 class RecordIn(ProtectIn):

@@ -79,8 +79,8 @@ def create(session: Session, policy: Policy, keys: Keys, *, caller: Caller, subj
     now = utcnow()
     record_id = f"rec_{secrets.token_hex(12)}"
     stored = storage.protect_values(session, keys.keyring, subject_id=subject_id,
-                                    record_id=record_id, spec=spec, values=checked.values,
-                                    hash_key=keys.hash_key, scans=scans)
+                                    context=storage.record_context(record_id), spec=spec,
+                                    values=checked.values, hash_key=keys.hash_key, scans=scans)
     record = Record(id=record_id, subject_id=subject_id, record_type=record_type,
                     purpose=purpose, data=stored.data, originals=stored.originals,
                     created_by=caller.sub, created_at=now, updated_at=now,
@@ -133,8 +133,8 @@ def rectify(session: Session, policy: Policy, keys: Keys, *, caller: Caller, rec
                                action="record.rectify_refused", record_type=record.record_type)
     now = utcnow()
     stored = storage.protect_values(session, keys.keyring, subject_id=record.subject_id,
-                                    record_id=record.id, spec=spec, values=checked.values,
-                                    hash_key=keys.hash_key, scans=scans)
+                                    context=storage.record_context(record.id), spec=spec,
+                                    values=checked.values, hash_key=keys.hash_key, scans=scans)
     changed = set(stored.data) | set(removed)
     record.data = {k: v for k, v in record.data.items() if k not in changed} | stored.data
     record.originals = {k: v for k, v in record.originals.items() if k not in changed} | \

@@ -17,7 +17,7 @@ from app.keys.keyring import Keyring
 from app.keys.router import KeyringDep
 from app.policy.loader import Policy
 from app.policy.models import Access, DataField
-from app.records import protection
+from app.records import storage
 from app.records.access import consent_for, field_access, require_consent
 from app.records.schemas import ProtectIn, UnprotectIn
 from app.records.validation import check_purpose, check_record, record_type
@@ -39,21 +39,22 @@ def protect(body: ProtectIn, session: SessionDep, caller: Writer, keyring: Keyri
     policy: Policy = runtime.policy
     checked = check_record(policy, type_name=body.record_type, purpose=body.purpose,
                            data=body.data)
-    fields = checked.record_type.fields
-    sensitive = any(fields[name].sensitive for name in checked.values)
+    spec = checked.record_type
+    scans = storage.scan_texts(spec, checked.values, storage.scanner(runtime.settings.nlp_model_en))
+    sensitive = any(spec.fields[name].sensitive for name in checked.values)
     decision = require_consent(session, policy, caller=caller, subject_id=body.subject_id,
                                purpose=body.purpose, sensitive=sensitive,
                                action="record.protect_refused", record_type=body.record_type)
-    protected = {name: protection.protect(session, keyring, subject_id=body.subject_id,
-                                          context=_context(body.record_type), name=name,
-                                          spec=fields[name], value=value,
-                                          hash_key=runtime.pii_hash_key)
-                 for name, value in checked.values.items()}
+    stored = storage.protect_values(session, keyring, subject_id=body.subject_id,
+                                    context=_context(body.record_type), spec=spec,
+                                    values=checked.values, hash_key=runtime.pii_hash_key,
+                                    scans=scans, indexes=False)
     audit.record(session, caller=caller, action="record.protected", purpose=body.purpose,
                  subject_id=body.subject_id, resource=f"record_type:{body.record_type}",
-                 details={"fields": sorted(protected), "dropped": checked.dropped,
+                 details={"fields": sorted(stored.data), "dropped": checked.dropped,
                           "legal_basis": decision.legal_basis})
-    return {"subject_id": body.subject_id, "record_type": body.record_type, "data": protected,
+    return {"subject_id": body.subject_id, "record_type": body.record_type, "data": stored.data,
+            "originals": stored.originals, "findings": stored.findings,
             "dropped": checked.dropped,
             "decision": {"legal_basis": decision.legal_basis, "reason": decision.reason}}
 
@@ -93,6 +94,7 @@ def unprotect(body: UnprotectIn, session: SessionDep, caller: Reader, keyring: K
 
 def _reveal(session: Session, keyring: Keyring, body: UnprotectIn, name: str,
             spec: DataField, stored: Any, access: Access) -> Any:
-    return protection.reveal(session, keyring, subject_id=body.subject_id,
-                             context=_context(body.record_type), name=name, spec=spec,
-                             stored=stored, access=access)
+    return storage.reveal_value(session, keyring, subject_id=body.subject_id,
+                                context=_context(body.record_type), name=name, spec=spec,
+                                stored=stored, original=body.originals.get(name),
+                                clear=access is Access.CLEAR)

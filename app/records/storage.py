@@ -27,7 +27,7 @@ from app.keys.keyring import Keyring
 from app.pii import operators
 from app.pii.engine import Finding
 from app.pii.schemas import OperatorSpec
-from app.pii.service import redact
+from app.pii.service import get_engine, redact
 from app.policy.models import Access, DataField, FieldType, RecordType, Retention, RetentionTrigger
 from app.records import protection
 
@@ -45,6 +45,15 @@ class Stored:
     indexes: list[tuple[str, str, str]] = field(default_factory=list)  # field, kind, digest
 
 
+def scanner(model: str) -> Scanner:
+    """Finds PII in free text with the process's engine (loaded once per process)."""
+
+    def scan(text: str) -> list[Finding]:
+        return get_engine(model).analyze(text)[1] if text.strip() else []
+
+    return scan
+
+
 def record_context(record_id: str) -> str:
     return f"record:{record_id}"
 
@@ -57,11 +66,11 @@ def scan_texts(spec: RecordType, values: dict[str, Any],
             if spec.fields[name].scan_pii and isinstance(value, str)}
 
 
-def protect_values(session: Session, keyring: Keyring, *, subject_id: str, record_id: str,
+def protect_values(session: Session, keyring: Keyring, *, subject_id: str, context: str,
                    spec: RecordType, values: dict[str, Any], hash_key: bytes | None,
-                   scans: dict[str, list[Finding]]) -> Stored:
+                   scans: dict[str, list[Finding]], indexes: bool = True) -> Stored:
+    """Each value as policy protects it at rest; `context` is bound into every ciphertext."""
     stored = Stored()
-    context = record_context(record_id)
     index_key = None
     for name, value in values.items():
         declared = spec.fields[name]
@@ -79,7 +88,7 @@ def protect_values(session: Session, keyring: Keyring, *, subject_id: str, recor
                 session, keyring, subject_id=subject_id, context=context, name=name,
                 spec=declared, value=value, hash_key=hash_key)
         kind = INDEXED_TYPES.get(declared.type)
-        if declared.blind_index and kind is not None:
+        if indexes and declared.blind_index and kind is not None:
             index_key = index_key or keyring.service_key(session, BLIND_INDEX_KEY)
             stored.indexes.append((name, kind, blind_index(index_key, kind, str(value))))
     return stored
@@ -93,11 +102,10 @@ def _shown(text: str, found: list[Finding], spec: DataField) -> str:
                   operators.OperatorContext()).text
 
 
-def reveal_value(session: Session, keyring: Keyring, *, subject_id: str, record_id: str,
+def reveal_value(session: Session, keyring: Keyring, *, subject_id: str, context: str,
                  name: str, spec: DataField, stored: Any, original: str | None,
                  clear: bool) -> Any:
     """The field as the caller may see it: `clear`, or masked."""
-    context = record_context(record_id)
     if spec.scan_pii:
         if clear and original is not None:
             return decrypt_field(session, keyring, subject_id=subject_id,

@@ -153,3 +153,20 @@ def test_reads_are_audited_with_fields_requested_and_returned(live: LiveServer) 
     exported = c.get("/v1/audit/export").text
     assert "张伟" not in exported
     assert "13812345678" not in exported
+
+
+def test_free_text_is_scanned_and_the_original_travels_encrypted(live: LiveServer) -> None:
+    note = "Call me on 13912345678 after six, thanks"
+    writer = client(live, "compliance_officer")
+    response = protect(writer, purpose="customer_support", record_type="support_ticket",
+                       data={"subject": "Call back", "body": note, "channel": "web"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["data"]["body"] == "Call me on 139****5678 after six, thanks"
+    assert body["originals"]["body"].startswith("pgw1.")
+    assert body["findings"] == [{"field": "body", "type": "PHONE_NUMBER", "start": 11, "end": 22}]
+    data = {"body": body["data"]["body"]}
+    clear = unprotect(writer, data, record_type="support_ticket", originals=body["originals"])
+    assert clear["data"]["body"] == note
+    without = unprotect(writer, data, record_type="support_ticket")
+    assert without["data"]["body"] == "Call me on 139****5678 after six, thanks"
