@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from app.errors import GatewayError
 from app.keys.ciphers import BY_CODE, NONCE_BYTES
-from app.keys.keyring import Keyring
+from app.keys.keyring import DataKey, Keyring
 
 PREFIX = "pgw1."
 _HEADER_FORMAT = struct.Struct(">BI")  # cipher code, key version
@@ -31,11 +31,12 @@ class CiphertextInvalid(GatewayError):
     status, type, title = 422, "invalid-ciphertext", "Value does not decrypt"
 
 
-def _aad(subject_id: str, context: str, field: str, version: int, code: int) -> bytes:
+def _aad(subject_id: str, context: str, field: str, key: DataKey) -> bytes:
+    """pgw1, subject, context, field, key version and cipher code, NUL-separated."""
     if "\x00" in subject_id or "\x00" in context or "\x00" in field:
         # a NUL inside a name would make the encoding ambiguous
         raise ValueError("subject, context and field names cannot contain NUL")
-    return f"pgw1\x00{subject_id}\x00{context}\x00{field}\x00{version}\x00{code}".encode()
+    return f"pgw1\x00{subject_id}\x00{context}\x00{field}".encode() + key.aad_tail
 
 
 # Random 96-bit nonces, read from the OS in blocks: one system call per 512 nonces instead of
@@ -62,10 +63,8 @@ def encrypt_field(session: Session, keyring: Keyring, *, subject_id: str, field:
                   value: str, context: str = "", cipher: str | None = None) -> str:
     """Protect one value; `cipher` (a field's policy) overrides the deployment's PGW_CIPHER."""
     key = keyring.for_encryption(session, subject_id, cipher)
-    code = key.cipher.code
     nonce = _nonce()
-    sealed = key.aead.encrypt(nonce, value.encode(),
-                              _aad(subject_id, context, field, key.version, code))
+    sealed = key.aead.encrypt(nonce, value.encode(), _aad(subject_id, context, field, key))
     return PREFIX + binascii.b2a_base64(key.header + nonce + sealed, newline=False).decode()
 
 
@@ -96,7 +95,7 @@ def decrypt_field(session: Session, keyring: Keyring, *, subject_id: str, field:
     nonce = blob[_HEADER:_HEADER + NONCE_BYTES]
     try:
         plain = key.aead.decrypt(nonce, blob[_HEADER + NONCE_BYTES:],
-                                 _aad(subject_id, context, field, version, code))
+                                 _aad(subject_id, context, field, key))
     except InvalidTag:
         raise CiphertextInvalid("protected value does not decrypt here: it belongs to another "
                                 "subject, record or field, or was altered") from None

@@ -66,9 +66,11 @@ class DataKey:
     # under the GIL, so the hot path needs no lock.
     budget: Iterator[int] = field(default_factory=lambda: iter(()))
     header: bytes = b""  # cipher code and key version: the start of every ciphertext
+    aad_tail: bytes = b""  # key version and cipher code: the end of every associated data
 
     def __post_init__(self) -> None:
         self.header = bytes((self.cipher.code,)) + self.version.to_bytes(4, "big")
+        self.aad_tail = f"\x00{self.version}\x00{self.cipher.code}".encode()
 
 
 class Keyring:

@@ -195,3 +195,33 @@ def test_nonces_are_not_shared_between_threads_or_with_forked_children() -> None
         taken = list(pool.map(lambda _: [fields._nonce() for _ in range(600)], range(4)))
     everything = [nonce for batch in taken for nonce in batch]
     assert len(set(everything)) == len(everything) == 2400
+
+
+def test_concurrent_first_writes_for_a_subject_share_one_key(runtime: Runtime) -> None:
+    """Two transactions that both find no key for a new subject: one creates it, the other
+    uses that one instead of failing on the unique (subject, version)."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    assert runtime.keyring is not None
+    keyrings = [Keyring(kek=runtime.keyring.kek, cipher_name="aes-256-gcm", cache_size=10,
+                        ttl=60) for _ in range(4)]  # separate caches, as separate processes
+    barrier = Barrier(4)
+
+    def first_write(keyring: Keyring) -> str:
+        with runtime.session_factory() as session:
+            barrier.wait()
+            token = encrypt_field(session, keyring, subject_id="new-subj", field="email",
+                                  value="a@example.com")
+            session.commit()
+            return token
+
+    with ThreadPoolExecutor(4) as pool:
+        tokens = list(pool.map(first_write, keyrings))
+    with runtime.session_factory() as session:
+        versions = session.scalars(select(SubjectKey.version)
+                                   .where(SubjectKey.subject_id == "new-subj")).all()
+        assert versions == [1]
+        for token in tokens:
+            assert decrypt_field(session, keyrings[0], subject_id="new-subj", field="email",
+                                 token=token) == "a@example.com"

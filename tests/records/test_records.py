@@ -288,10 +288,17 @@ def test_subject_listing_shows_only_what_the_caller_may_see(clients: Clients,
                                                             admin: httpx.Client) -> None:
     client = clients()
     profile = write(client)["record_id"]
-    order = write(client, purpose="order_fulfilment", record_type="order",
-                  data={"order_number": "SO-1", "amount": "99.50",
-                        "shipping_address": "上海市浦东新区世纪大道100号",
-                        "recipient_phone": "13812345678"})["record_id"]
+    written = write(client, purpose="order_fulfilment", record_type="order",
+                    data={"order_number": "SO-1", "amount": "99.50",
+                          "shipping_address": "上海市浦东新区世纪大道100号",
+                          "recipient_phone": "13812345678"})
+    order = written["record_id"]
+    # the delivery details go after 180 days, the transaction record after five years
+    soon = datetime.now(UTC) + timedelta(days=180)
+    assert set(written["field_retention"]) == {"shipping_address", "recipient_phone"}
+    for due in written["field_retention"].values():
+        assert abs(datetime.fromisoformat(due) - soon) < timedelta(minutes=5)
+    assert datetime.fromisoformat(written["retention_until"]) > soon + timedelta(days=1000)
     write(client, subject_id="cust-2")
     warehouse = clients("fulfilment_operator", sub="warehouse")
     listing = warehouse.get("/v1/subjects/cust-1/records", params={"purpose": "order_fulfilment"})
