@@ -17,7 +17,7 @@ from app.config import Settings, check_production, load_settings
 from app.consent.router import router as consent_router
 from app.errors import install_handlers
 from app.keys.router import router as keys_router
-from app.middleware import BodyLimit, RequestContext
+from app.middleware import BodyLimit, RejectNul, RequestContext
 from app.ops.metrics import make_metrics
 from app.ops.router import router as ops_router
 from app.pii.router import router as pii_router
@@ -67,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(protect_router)
     app.include_router(access_router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RejectNul)
     app.add_middleware(RequestContext, metrics=metrics)
     return app
 

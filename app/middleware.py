@@ -20,11 +20,37 @@ _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 access_log = logging.getLogger("pgw.access")
 
 
-def _too_large(limit: int) -> bytes:
-    return json.dumps({
-        "type": PROBLEM_BASE + "payload-too-large", "title": "Content too large", "status": 413,
-        "detail": f"request body exceeds {limit} bytes (PGW_MAX_BODY_BYTES)",
-    }).encode()
+def _problem(status: int, slug: str, title: str, detail: str, **extra: Any) -> bytes:
+    return json.dumps({"type": PROBLEM_BASE + slug, "title": title, "status": status,
+                       "detail": detail, **extra}).encode()
+
+
+async def _send_problem(send: Send, status: int, body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
+        (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class RejectNul:
+    """422 for a NUL character in the path or query: no text we store or look up holds one,
+    and PostgreSQL refuses it in every string (request bodies are checked by their models)."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            where = ("path" if "\x00" in scope["path"] else
+                     "query" if b"%00" in scope["query_string"].lower() or
+                     b"\x00" in scope["query_string"] else None)
+            if where is not None:
+                detail = f"the {where} contains a NUL character"
+                await _send_problem(send, 422, _problem(
+                    422, "validation-error", "Unprocessable content", detail,
+                    errors=[{"field": where, "reason": detail}]))
+                return
+        await self.app(scope, receive, send)
 
 
 class BodyLimit:
@@ -39,7 +65,8 @@ class BodyLimit:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            body = _too_large(self.max_bytes)
+            body = _problem(413, "payload-too-large", "Content too large",
+                            f"request body exceeds {self.max_bytes} bytes (PGW_MAX_BODY_BYTES)")
             await send({"type": "http.response.start", "status": 413, "headers": [
                 (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
                 (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})

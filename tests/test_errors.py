@@ -108,3 +108,19 @@ def test_huge_declared_length_is_refused_before_reading(live: LiveServer) -> Non
                      b"Content-Length: 99999999999\r\n\r\n")
         reply = sock.recv(4096).decode()
     assert reply.startswith("HTTP/1.1 413")
+
+
+def test_nul_characters_are_refused_wherever_they_come(live: LiveServer) -> None:
+    client = live.client(make_token(scope="consent:write records:read"))
+    response = client.get("/v1/subjects/cust-1/records",
+                          params={"purpose": "account_management", "after": "rec_\x00"})
+    assert response.status_code == 422
+    assert response.json()["errors"] == [{"field": "query",
+                                          "reason": "the query contains a NUL character"}]
+    assert client.get("/v1/records/rec%00x", params={"purpose": "x"}).status_code == 422
+    response = client.post("/v1/notices", json={"notice_id": "marketing", "version": 1,
+                                                "language": "en", "text": "Hi\x00there"})
+    assert response.status_code == 422
+    [error] = response.json()["errors"]
+    assert error["field"] == "body"
+    assert error["reason"].endswith("text contains a NUL character")
