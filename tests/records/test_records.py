@@ -379,3 +379,12 @@ def test_erased_subject_reads_say_why(clients: Clients) -> None:
     assert seen["data"] == {}
     assert seen["access"]["email"] == {
         "decision": "denied", "reason": "subject-erased: the subject's key was destroyed"}
+
+
+def test_a_masked_reader_sees_scanned_text_as_stored(clients: Clients) -> None:
+    written = write(clients(), purpose="customer_support", record_type="support_ticket",
+                    data={"subject": "Delivery", "body": NOTE, "channel": "phone"})
+    agent = read(clients("support_agent", sub="agent"), written["record_id"], "customer_support")
+    assert agent["data"]["body"] == written["data"]["body"]
+    assert "13912345678" not in agent["data"]["body"]
+    assert agent["access"]["body"]["decision"] == "masked"
