@@ -177,6 +177,7 @@ class Keyring:
         now = utcnow()
         if retire is not None:
             retire.state, retire.retired_at = "retired", now
+            session.flush()  # before the new active key: one active key at a time
         latest = session.scalar(select(func.max(SubjectKey.version))
                                 .where(SubjectKey.subject_id == subject_id)) or 0
         version, kek_version = latest + 1, self.current_kek_version()

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Integer, LargeBinary, String, UniqueConstraint
+from sqlalchemy import BigInteger, Index, Integer, LargeBinary, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, UTCDateTime
@@ -30,7 +30,11 @@ class SubjectKey(Base):
     destroy_after: Mapped[datetime | None] = mapped_column(UTCDateTime)
     destroyed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
-    __table_args__ = (UniqueConstraint("subject_id", "version"),)
+    # one active key per subject and cipher, whatever races: a second is refused by the database
+    __table_args__ = (UniqueConstraint("subject_id", "version"),
+                      Index("uq_subject_keys_active", "subject_id", "cipher", unique=True,
+                            sqlite_where=text("state = 'active'"),
+                            postgresql_where=text("state = 'active'")))
 
 
 class ServiceKey(Base):
