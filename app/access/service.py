@@ -38,8 +38,7 @@ def apply(session: Session, policy: Policy, *, caller: Caller, subject_id: str |
           record_id: str | None, fields: list[str], purpose: str, justification: str,
           duration: timedelta) -> AccessRequest:
     """File a pending request for `fields` of one record or of all of one subject's records."""
-    if purpose not in policy.body.purposes:
-        raise Invalid(f"unknown purpose {purpose!r}", field="purpose")
+    policy.purpose(purpose)
     if not MIN_DURATION <= duration <= MAX_DURATION:
         raise Invalid(f"duration must be between {MIN_DURATION} and {MAX_DURATION}",
                       field="duration")

@@ -156,9 +156,7 @@ def record_grant(session: Session, policy: Policy, *, caller: Caller, grant: Gra
 def record_withdrawal(session: Session, policy: Policy, *, caller: Caller, subject_id: str,
                       purpose: str, channel: str = "api") -> ConsentEvent:
     """Withdrawing is one call with nothing to fill in (GDPR art. 7(3), PIPL art. 15)."""
-    if purpose not in policy.body.purposes:
-        raise Invalid(f"unknown purpose {purpose!r}", field="purpose",
-                      supported=sorted(policy.body.purposes))
+    policy.purpose(purpose)
     now = utcnow()
     event = ConsentEvent(subject_id=subject_id, purpose=purpose, event="withdrawn",
                          channel=channel, captured_at=now, recorded_at=now, evidence={},

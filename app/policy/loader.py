@@ -19,7 +19,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from app.policy.models import PolicyBody, PolicyFile
+from app.errors import Invalid
+from app.policy.models import PolicyBody, PolicyFile, Purpose
 
 SECTIONS = tuple(PolicyBody.model_fields)
 
@@ -37,6 +38,14 @@ class Policy:
     directory: Path
     version: str
     body: PolicyBody
+
+    def purpose(self, name: str) -> Purpose:
+        """The purpose called `name`, or a 422 naming the purposes there are."""
+        found = self.body.purposes.get(name)
+        if found is None:
+            raise Invalid(f"unknown purpose {name!r}", field="purpose",
+                          supported=sorted(self.body.purposes))
+        return found
 
 
 def policy_files(directory: Path) -> list[Path]:

@@ -54,12 +54,6 @@ class View:
                 "masked": sorted(n for n, a in self.access.items() if a["decision"] == "masked")}
 
 
-def check_purpose_known(policy: Policy, purpose: str) -> None:
-    if purpose not in policy.body.purposes:
-        raise Invalid(f"unknown purpose {purpose!r}", field="purpose",
-                      supported=sorted(policy.body.purposes))
-
-
 def _state(record: Record, name: str, now: datetime) -> str | None:
     """Why the field may not be used at all, whoever asks."""
     if record.restricted_at is not None:
@@ -115,7 +109,7 @@ def view(session: Session, policy: Policy, keyring: Keyring, *, caller: Caller, 
 
 def read_one(session: Session, policy: Policy, keyring: Keyring, *, caller: Caller,
              record_id: str, purpose: str, only: set[str] | None) -> View:
-    check_purpose_known(policy, purpose)
+    policy.purpose(purpose)
     record = session.get(Record, record_id)
     seen = None if record is None else view(session, policy, keyring, caller=caller,
                                             record=record, purpose=purpose, only=only)
@@ -135,7 +129,7 @@ def read_subject(session: Session, policy: Policy, keyring: Keyring, *, caller: 
                  after: str | None) -> tuple[list[View], str | None]:
     """The subject's records this caller may see for the purpose, in id order, and the cursor
     for the next page (None on the last)."""
-    check_purpose_known(policy, purpose)
+    policy.purpose(purpose)
     query = select(Record).where(Record.subject_id == subject_id).order_by(Record.id)
     if after is not None:
         query = query.where(Record.id > after)
@@ -171,7 +165,7 @@ def lookup(session: Session, policy: Policy, keyring: Keyring, *, caller: Caller
         if purpose is None:
             raise Invalid("a purpose is required to look up subjects with records:read",
                           field="purpose")
-        check_purpose_known(policy, purpose)
+        policy.purpose(purpose)
         if not _may_look_up(policy, caller, kind, purpose):
             audit.record(session, caller=caller, action="subject.lookup_refused",
                          outcome=audit.Outcome.DENIED, purpose=purpose,

@@ -41,9 +41,7 @@ def record_type(policy: Policy, name: str) -> RecordType:
 
 
 def check_purpose(policy: Policy, spec: RecordType, type_name: str, purpose: str) -> None:
-    if purpose not in policy.body.purposes:
-        raise Invalid(f"unknown purpose {purpose!r}", field="purpose",
-                      supported=sorted(policy.body.purposes))
+    policy.purpose(purpose)
     if not any(purpose in f.purposes for f in spec.fields.values()):
         raise PurposeNotAllowed(f"purpose {purpose!r} may not collect or use {type_name} "
                                 "records")
