@@ -156,6 +156,11 @@ async def _gateway_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, GatewayError)  # noqa: S101 - registered for GatewayError only
     if exc.status >= 500:
         logger.error("request failed: %s (%s)", exc.type, exc.detail)
+    return render(exc)
+
+
+def render(exc: GatewayError) -> JSONResponse:
+    """The problem response for an error (also an ASGI app, for middleware to send)."""
     return problem(exc.status, exc.type, exc.title, exc.detail, headers=exc.headers, **exc.extra)
 
 

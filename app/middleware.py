@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -12,24 +11,12 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import PROBLEM_BASE, PROBLEM_MEDIA_TYPE
+from app.errors import Invalid, PayloadTooLarge, render
 from app.ops.metrics import Metrics
 
 REQUEST_ID_HEADER = b"x-request-id"
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 access_log = logging.getLogger("pgw.access")
-
-
-def _problem(status: int, slug: str, title: str, detail: str, **extra: Any) -> bytes:
-    return json.dumps({"type": PROBLEM_BASE + slug, "title": title, "status": status,
-                       "detail": detail, **extra}).encode()
-
-
-async def _send_problem(send: Send, status: int, body: bytes) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
-        (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
 
 
 class RejectNul:
@@ -45,10 +32,8 @@ class RejectNul:
                      "query" if b"%00" in scope["query_string"].lower() or
                      b"\x00" in scope["query_string"] else None)
             if where is not None:
-                detail = f"the {where} contains a NUL character"
-                await _send_problem(send, 422, _problem(
-                    422, "validation-error", "Unprocessable content", detail,
-                    errors=[{"field": where, "reason": detail}]))
+                error = Invalid(f"the {where} contains a NUL character", field=where)
+                await render(error)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
@@ -65,12 +50,9 @@ class BodyLimit:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            body = _problem(413, "payload-too-large", "Content too large",
-                            f"request body exceeds {self.max_bytes} bytes (PGW_MAX_BODY_BYTES)")
-            await send({"type": "http.response.start", "status": 413, "headers": [
-                (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
-                (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
-            await send({"type": "http.response.body", "body": body})
+            error = PayloadTooLarge(f"request body exceeds {self.max_bytes} bytes "
+                                    "(PGW_MAX_BODY_BYTES)", headers={"connection": "close"})
+            await render(error)(scope, receive, send)
             return
         seen = 0
 
