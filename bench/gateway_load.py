@@ -38,6 +38,8 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.server import free_port, wait_until_up  # noqa: E402
+
 PGW = str(Path(sys.executable).with_name("pgw"))
 UVICORN = str(Path(sys.executable).with_name("uvicorn"))
 PG_ADMIN_URL = os.environ.get("PGW_BENCH_POSTGRES_URL",
@@ -94,37 +96,15 @@ class Server:
             self.process.kill()
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise TimeoutError(url)
-
-
 def start_gateway(database_url: str, workers: int, tmp: Path) -> Server:
     data_dir = tmp / f"data-{time.monotonic_ns()}"
     env = {**os.environ, "PGW_ENV": "dev", "PGW_DATA_DIR": str(data_dir),
            "PGW_DATABASE_URL": database_url, "PGW_POLICY_DIR": str(ROOT / "policies")}
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen([PGW, "serve", "--port", str(port), "--workers", str(workers)],
                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    _wait(url + "/readyz", process)
+    wait_until_up(process, url + "/readyz", timeout=180)
     token = subprocess.run(
         [PGW, "token", "--sub", "bench", "--scope", "records:write records:read",
          "--roles", "support_agent"], env=env, check=True, capture_output=True,
@@ -136,13 +116,13 @@ def start_bare(database_url: str, workers: int) -> Server:
     env = {**os.environ, "BARE_DATABASE_URL": database_url}
     subprocess.run([sys.executable, "-c", "from bench.bare_app import create_table; "
                     "create_table()"], env=env, check=True, cwd=ROOT)
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen([UVICORN, "bench.bare_app:app", "--port", str(port), "--workers",
                                 str(workers), "--log-level", "warning", "--no-access-log"],
                                env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    _wait(url + "/docs", process)
+    wait_until_up(process, url + "/docs", timeout=180)
     return Server(process, url, None)
 
 
