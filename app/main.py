@@ -15,6 +15,8 @@ from app.audit.router import router as audit_router
 from app.auth.tokens import load_verifier
 from app.config import Settings, check_production, load_settings
 from app.consent.router import router as consent_router
+from app.dsr.router import holds_router
+from app.dsr.router import router as dsr_router
 from app.errors import install_handlers
 from app.keys.router import router as keys_router
 from app.middleware import BodyLimit, RejectNul, RequestContext
@@ -26,6 +28,7 @@ from app.policy.router import router as policy_router
 from app.records.router import router as records_router
 from app.records.stateless import router as protect_router
 from app.runtime import open_runtime
+from app.webhooks.router import router as webhooks_router
 
 logger = logging.getLogger("pgw")
 
@@ -42,10 +45,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Load the PII engine now (once per process), not on the first request.
         await anyio.to_thread.run_sync(get_engine, settings.nlp_model_en)
         app.state.token_verifier = load_verifier(settings, create_dev_secret=settings.is_dev)
+        worker = None
+        if settings.is_dev and settings.worker_in_serve:
+            from app.jobs.worker import start_thread
+
+            worker = start_thread(runtime)
         logger.info("privacy gateway started")
         try:
             yield
         finally:
+            if worker is not None:
+                thread, stop = worker
+                stop.set()
+                await anyio.to_thread.run_sync(thread.join)
             runtime.close()
 
     app = FastAPI(
@@ -66,6 +78,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(records_router)
     app.include_router(protect_router)
     app.include_router(access_router)
+    app.include_router(dsr_router)
+    app.include_router(holds_router)
+    app.include_router(webhooks_router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RejectNul)
     app.add_middleware(RequestContext, metrics=metrics)

@@ -3,10 +3,14 @@
 from app.access.models import AccessRequest
 from app.audit.models import AuditCheckpoint, AuditEntry
 from app.consent.models import ConsentEvent, Notice
+from app.dsr.models import DsrEvent, DsrExport, DsrRequest, LegalHold, Tombstone
 from app.idempotency import IdempotencyKey
+from app.jobs.models import Job, JobAttempt
 from app.keys.models import KeyRotation, KeySetting, ServiceKey, SubjectKey
 from app.records.models import BlindIndex, Record
+from app.webhooks.models import Webhook
 
 __all__ = ["AccessRequest", "AuditCheckpoint", "AuditEntry", "BlindIndex", "ConsentEvent",
-           "IdempotencyKey", "KeyRotation", "KeySetting", "Notice", "Record", "ServiceKey",
-           "SubjectKey"]
+           "DsrEvent", "DsrExport", "DsrRequest", "IdempotencyKey", "Job", "JobAttempt",
+           "KeyRotation", "KeySetting", "LegalHold", "Notice", "Record", "ServiceKey",
+           "SubjectKey", "Tombstone", "Webhook"]

@@ -73,6 +73,7 @@ def load_hash_key(settings: Settings) -> bytes | None:
 def open_runtime(settings: Settings, *,
                  on_audit_failure: Callable[[], None] = lambda: None) -> Runtime:
     """Load policies and keys and open the database. Raises PolicyError on a bad policy."""
+    import app.dsr.holds  # noqa: F401 - registers the legal-hold check of key destruction
     import app.records.service  # noqa: F401 - registers the stored records' re-encryptor
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     policy = load_policy(settings.policy_dir)

@@ -54,7 +54,7 @@ def make_settings(tmp_path: Path, database_url: str) -> Callable[..., Settings]:
         values: dict[str, Any] = {
             "env": "dev", "data_dir": tmp_path / "data", "database_url": database_url,
             "policy_dir": REPO / "policies", "jwt_secret": TEST_SECRET,
-            "jwt_issuer": TEST_ISSUER,
+            "jwt_issuer": TEST_ISSUER, "worker_in_serve": False,
         }
         values.update(overrides)
         return Settings(**values)

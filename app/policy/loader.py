@@ -1,8 +1,8 @@
 """Reading the policy directory once at start-up.
 
 Each `*.yaml` file holds one or more sections (categories, purposes, record_types, roles,
-jurisdictions); together they must define each section exactly once. A bad file stops the
-service with the file, the path inside it and the reason.
+jurisdictions, schedules); together they must define each section exactly once (schedules has
+defaults). A bad file stops the service with the file, the path inside it and the reason.
 
 The version of a policy is the SHA-256 of its files (names and bytes, in name order), so the same
 files give the same version on every node, and any edit gives a new one. Every audit entry
@@ -114,7 +114,7 @@ def load_policy(directory: Path) -> Policy:
                 raise PolicyError(path, section, f"already defined in {owner[section].name}")
             sections[section], owner[section] = value, path
     for section in SECTIONS:
-        if section not in sections:
+        if section not in sections and PolicyBody.model_fields[section].is_required():
             raise PolicyError(directory, section, "no policy file defines this section")
     body = PolicyBody(**sections)
     _check_references(body, owner)

@@ -95,6 +95,10 @@ class DataField(Strict):
     scan_pii: bool = False
     pii_operator: str = "mask"
     retention: Retention | None = None  # overrides the record type's
+    # what de-identification at the end of retention does with the field: drop it, keep it,
+    # or generalise it (a date to its year, a string to its first characters); by default
+    # identifiers, contact data, free text and protected fields are dropped, dates generalised
+    deidentify: str | None = Field(default=None, pattern="^(drop|keep|generalize)$")
 
     @field_validator("protection")
     @classmethod
@@ -171,6 +175,47 @@ class Category(Strict):
     description: Text
 
 
+SCHEDULED_JOBS = ("retention_sweep", "dsr_deadlines", "key_destruction", "export_expiry")
+
+
+class Every(Strict):
+    minutes: int | None = Field(default=None, ge=1, le=1440)
+    hours: int | None = Field(default=None, ge=1, le=168)
+    days: int | None = Field(default=None, ge=1, le=31)
+
+    @model_validator(mode="after")
+    def _one(self) -> Every:
+        if sum(v is not None for v in (self.minutes, self.hours, self.days)) != 1:
+            raise ValueError("give exactly one of minutes, hours or days")
+        return self
+
+    @property
+    def seconds(self) -> int:
+        return 60 * (self.minutes or 0) + 3600 * (self.hours or 0) + 86400 * (self.days or 0)
+
+
+class Schedule(Strict):
+    """A periodic job: the worker queues one run per interval, whichever worker gets there."""
+
+    every: Every
+    enabled: bool = True
+
+
+def _default_schedules() -> dict[str, Schedule]:
+    return {"retention_sweep": Schedule(every=Every(hours=24)),
+            "dsr_deadlines": Schedule(every=Every(hours=1)),
+            "key_destruction": Schedule(every=Every(minutes=15)),
+            "export_expiry": Schedule(every=Every(hours=1))}
+
+
+def _known_schedules(value: dict[str, Schedule] | None) -> dict[str, Schedule] | None:
+    unknown = sorted(set(value or {}) - set(SCHEDULED_JOBS))
+    if unknown:
+        raise ValueError(f"unknown scheduled job {unknown[0]!r}; known: "
+                         f"{', '.join(SCHEDULED_JOBS)}")
+    return value
+
+
 class PolicyFile(Strict):
     """One policy file: any of the sections; the files together form the policy."""
 
@@ -179,6 +224,9 @@ class PolicyFile(Strict):
     record_types: dict[Identifier, RecordType] | None = None
     roles: dict[Identifier, Role] | None = None
     jurisdictions: dict[str, Jurisdiction] | None = None
+    schedules: dict[str, Schedule] | None = None
+
+    _schedules = field_validator("schedules")(_known_schedules)
 
 
 class PolicyBody(Strict):
@@ -187,3 +235,4 @@ class PolicyBody(Strict):
     record_types: dict[str, RecordType]
     roles: dict[str, Role]
     jurisdictions: dict[str, Jurisdiction]
+    schedules: dict[str, Schedule] = Field(default_factory=_default_schedules)

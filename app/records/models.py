@@ -28,6 +28,7 @@ class Record(Base):
     retention_until: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     field_retention: Mapped[dict[str, str]] = mapped_column(JSON)  # field -> ISO time
     restricted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # a DSR restriction
+    deidentified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # retention ended
     version: Mapped[int] = mapped_column(Integer)
 
     __mapper_args__ = {"version_id_col": version}

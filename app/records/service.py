@@ -116,8 +116,9 @@ def for_writer(session: Session, *, caller: Caller, record_id: str,
 
 
 def rectify(session: Session, policy: Policy, keys: Keys, *, caller: Caller, record: Record,
-            purpose: str, data: dict[str, Any]) -> Written:
-    """Correct some fields (null removes one) with the same checks as a write."""
+            purpose: str, data: dict[str, Any], basis: Decision | None = None) -> Written:
+    """Correct some fields (null removes one) with the same checks as a write. `basis` is for
+    corrections a law requires whatever the consent (a data subject's rectification request)."""
     checked = check_record(policy, type_name=record.record_type, purpose=purpose, data=data,
                            partial=True)
     spec = checked.record_type
@@ -128,9 +129,10 @@ def rectify(session: Session, policy: Policy, keys: Keys, *, caller: Caller, rec
     if required:
         raise Invalid(f"field {required[0]} is required and cannot be removed",
                       errors=[{"field": f"data.{n}", "reason": "required"} for n in required])
-    decision = require_consent(session, policy, caller=caller, subject_id=record.subject_id,
-                               purpose=purpose, sensitive=_sensitive(spec, checked.values),
-                               action="record.rectify_refused", record_type=record.record_type)
+    decision = basis or require_consent(
+        session, policy, caller=caller, subject_id=record.subject_id, purpose=purpose,
+        sensitive=_sensitive(spec, checked.values), action="record.rectify_refused",
+        record_type=record.record_type)
     now = utcnow()
     stored = storage.protect_values(session, keys.keyring, subject_id=record.subject_id,
                                     context=storage.record_context(record.id), spec=spec,

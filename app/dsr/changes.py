@@ -1,0 +1,83 @@
+"""Rectification, restriction and objection: changes to the subject's records and consent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.auth.guard import Caller
+from app.clock import utcnow
+from app.consent import service as consent
+from app.consent.decision import Decision
+from app.dsr import service
+from app.dsr.models import DsrRequest
+from app.policy.loader import Policy
+from app.policy.models import LegalBasis
+from app.records import service as records
+from app.records.models import Record
+from app.webhooks import outbox
+
+CALLER = Caller.system("dsr")
+RECTIFICATION_BASIS = Decision(allowed=True, reason="legal-basis",
+                               legal_basis=LegalBasis.LEGAL_OBLIGATION.value,
+                               detail="the data subject's right to rectification "
+                                      "(GDPR art. 16, PIPL art. 46)")
+
+
+def rectify(session: Session, policy: Policy, keys: records.Keys,
+            dsr: DsrRequest) -> dict[str, Any]:
+    """Apply the corrections to every record of the subject that holds those fields for its
+    purpose; downstream subscribers are told which fields changed (not the values)."""
+    corrections = service.corrections_of(session, keys.keyring, dsr)
+    changed: dict[str, list[str]] = {}
+    for record in session.scalars(select(Record).where(
+            Record.subject_id == dsr.subject_id, Record.deidentified_at.is_(None))
+            .order_by(Record.id).with_for_update()):
+        spec = policy.body.record_types.get(record.record_type)
+        if spec is None:
+            continue
+        data = {name: value for name, value in corrections.items()
+                if name in spec.fields and record.purpose in spec.fields[name].purposes}
+        if not data:
+            continue
+        records.rectify(session, policy, keys, caller=CALLER, record=record,
+                        purpose=record.purpose, data=data, basis=RECTIFICATION_BASIS)
+        changed[record.id] = sorted(data)
+    fields = sorted({name for names in changed.values() for name in names})
+    if changed:
+        outbox.publish(session, "subject.rectified", {"subject_id": dsr.subject_id,
+                                                      "dsr_id": dsr.id, "fields": fields,
+                                                      "records": sorted(changed)})
+    dsr.corrections = None  # applied: the request no longer needs to hold them
+    return {"records_rectified": len(changed), "fields": fields,
+            "not_held": sorted(set(corrections) - set(fields))}
+
+
+def restrict(session: Session, dsr: DsrRequest, *, purposes: set[str] | None = None
+             ) -> dict[str, Any]:
+    """Keep the subject's records (or those collected for `purposes`) stored but unused."""
+    now, count = utcnow(), 0
+    for record in session.scalars(select(Record).where(
+            Record.subject_id == dsr.subject_id, Record.restricted_at.is_(None))
+            .with_for_update()):
+        if purposes is None or record.purpose in purposes:
+            record.restricted_at = now
+            count += 1
+    return {"records_restricted": count}
+
+
+def object_to_processing(session: Session, policy: Policy, dsr: DsrRequest) -> dict[str, Any]:
+    """An objection (GDPR art. 21, PIPL art. 44): every consent still given is withdrawn, and
+    the records processed on legitimate interests are restricted."""
+    withdrawn = []
+    for purpose in sorted({e.purpose for e in consent.history(session, dsr.subject_id)}):
+        latest = consent.current(session, dsr.subject_id, purpose)
+        if latest is not None and latest.event == "granted" and purpose in policy.body.purposes:
+            consent.record_withdrawal(session, policy, caller=CALLER, subject_id=dsr.subject_id,
+                                      purpose=purpose, channel="dsr")
+            withdrawn.append(purpose)
+    interests = {name for name, purpose in policy.body.purposes.items()
+                 if purpose.legal_basis is LegalBasis.LEGITIMATE_INTEREST}
+    return {"consents_withdrawn": withdrawn, **restrict(session, dsr, purposes=interests)}

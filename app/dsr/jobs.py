@@ -1,0 +1,96 @@
+"""The jobs that carry out data-subject requests, and the periodic deadline check."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete, select
+
+from app.audit import service as audit
+from app.auth.guard import Caller
+from app.clock import utcnow
+from app.dsr import changes, erasure, export, service
+from app.dsr.models import DsrExport, DsrRequest
+from app.jobs import queue
+from app.jobs.queue import Claimed
+from app.records import service as records
+from app.records.storage import scanner
+from app.runtime import Runtime
+
+CALLER = Caller.system("dsr")
+
+
+def _keyring(runtime: Runtime) -> Any:
+    if runtime.keyring is None:
+        raise RuntimeError("the service is sealed: no key-encryption key")
+    return runtime.keyring
+
+
+def _failed(session: Any, claimed: Claimed, error: str) -> None:
+    dsr = session.get(DsrRequest, claimed.payload["dsr_id"])
+    if dsr is not None and dsr.status not in ("completed", "rejected"):
+        dsr.status = "failed"
+        service.add_event(session, dsr, "failed", actor=claimed.worker or "system:jobs",
+                          details={"error": error[:200]})
+        audit.record(session, caller=CALLER, action="dsr.failed", outcome=audit.Outcome.ERROR,
+                     subject_id=dsr.subject_id, resource=f"dsr:{dsr.id}",
+                     details={"type": dsr.type})
+
+
+@queue.handler("dsr.run", on_failure=_failed)
+def run_request(runtime: Runtime, claimed: Claimed) -> None:
+    keyring = _keyring(runtime)
+    dsr_id = claimed.payload["dsr_id"]
+    with runtime.transaction() as session:
+        dsr_type = service.get(session, dsr_id).type
+    if dsr_type == "erasure":
+        erasure.run(runtime.transaction, runtime.policy, keyring, runtime.receipt_signer, dsr_id)
+        return
+    with runtime.transaction() as session:
+        dsr = service.get(session, dsr_id, lock=True)
+        if dsr.status in ("completed", "rejected"):
+            return  # done by an earlier attempt that died before the job was marked done
+        if dsr.type in ("access", "portability"):
+            result = export.store(session, runtime.policy, keyring, dsr, ttl=timedelta(
+                hours=runtime.settings.export_ttl_hours))
+            action = "dsr.export.ready"
+        elif dsr.type == "rectification":
+            keys = records.Keys(keyring=keyring, hash_key=runtime.pii_hash_key,
+                                scan=scanner(runtime.settings.nlp_model_en))
+            result = changes.rectify(session, runtime.policy, keys, dsr)
+            action = "dsr.rectification.completed"
+        elif dsr.type == "restriction":
+            result = changes.restrict(session, dsr)
+            action = "dsr.restriction.completed"
+        else:
+            result = changes.object_to_processing(session, runtime.policy, dsr)
+            action = "dsr.objection.completed"
+        dsr.result = result
+        dsr.status, dsr.closed_at, dsr.step = "completed", utcnow(), "completed"
+        service.add_event(session, dsr, "completed", actor=claimed.worker)
+        audit.record(session, caller=CALLER, action=action, subject_id=dsr.subject_id,
+                     resource=f"dsr:{dsr.id}", details=result)
+
+
+@queue.handler("dsr_deadlines")
+def check_deadlines(runtime: Runtime, claimed: Claimed) -> None:
+    """Resume requests whose hold ended on its own, and log what is overdue or nearly due."""
+    with runtime.transaction() as session:
+        resumed = service.resume_released(session, caller=CALLER)
+        counts = service.deadline_counts(
+            session, soon=timedelta(days=runtime.settings.dsr_due_soon_days))
+        if resumed or counts["overdue"]:
+            audit.record(session, caller=CALLER, action="dsr.deadlines_checked",
+                         details={**counts, "resumed": len(resumed)})
+
+
+@queue.handler("export_expiry")
+def expire_exports(runtime: Runtime, claimed: Claimed) -> None:
+    with runtime.transaction() as session:
+        gone = list(session.scalars(select(DsrExport.dsr_id).where(
+            DsrExport.expires_at <= utcnow())))
+        if gone:
+            session.execute(delete(DsrExport).where(DsrExport.dsr_id.in_(gone)))
+            audit.record(session, caller=CALLER, action="dsr.exports_expired",
+                         details={"requests": gone[:100], "count": len(gone)})

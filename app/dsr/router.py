@@ -1,0 +1,159 @@
+"""Data-subject requests and legal holds over HTTP."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import Path as PathParam
+from sqlalchemy.orm import Session
+
+from app.audit import service as audit
+from app.auth.guard import Caller, RequireScope
+from app.auth.scopes import Scope
+from app.clock import utcnow
+from app.deps import SessionDep
+from app.dsr import export, holds, service
+from app.dsr.models import DsrExport, DsrRequest
+from app.dsr.schemas import DsrIn, DsrType, LegalHoldIn, ReasonIn
+from app.errors import PROBLEM_RESPONSES, GatewayError, NotFound
+from app.keys.router import KeyringDep
+
+router = APIRouter(prefix="/v1/dsr", tags=["data-subject requests"],
+                   responses=PROBLEM_RESPONSES)
+holds_router = APIRouter(prefix="/v1/legal-holds", tags=["data-subject requests"],
+                         responses=PROBLEM_RESPONSES)
+Submitter = Annotated[Caller, Depends(RequireScope(Scope.DSR_SUBMIT))]
+Manager = Annotated[Caller, Depends(RequireScope(Scope.DSR_MANAGE))]
+Viewer = Annotated[Caller, Depends(RequireScope(Scope.DSR_MANAGE, Scope.DSR_SUBMIT))]
+DsrId = Annotated[str, PathParam(min_length=1, max_length=40)]
+
+
+class Gone(GatewayError):
+    status, type, title = 410, "gone", "Gone"
+
+
+class NotReady(GatewayError):
+    status, type, title = 409, "not-ready", "Not ready yet"
+
+
+def _visible(session: Session, caller: Caller, dsr_id: str) -> DsrRequest:
+    """The request, for those who manage requests or the service that submitted it."""
+    dsr = session.get(DsrRequest, dsr_id)
+    if dsr is None or not (caller.has(Scope.DSR_MANAGE) or dsr.submitted_by == caller.sub):
+        raise NotFound("no such data-subject request")
+    return dsr
+
+
+@router.post("", status_code=202)
+def submit(body: DsrIn, session: SessionDep, caller: Submitter, keyring: KeyringDep,
+           request: Request) -> dict[str, Any]:
+    """Record a verified person's request; a job carries it out before the legal deadline."""
+    dsr = service.submit(session, request.app.state.runtime.policy, keyring, caller=caller,
+                         subject_id=body.subject_id,
+                         identifiers=body.identifiers.given() if body.identifiers else None,
+                         type=body.type, jurisdiction=body.jurisdiction,
+                         verification=body.verification, corrections=body.corrections,
+                         language=body.language)
+    return {"id": dsr.id, "status": dsr.status, "due_at": dsr.due_at.isoformat()}
+
+
+@router.get("")
+def list_requests(session: SessionDep, caller: Manager,
+                  status: Annotated[Literal["received", "in_progress", "on_hold", "completed",
+                                            "rejected", "failed"] | None, Query()] = None,
+                  type: Annotated[DsrType | None, Query()] = None,
+                  overdue: Annotated[bool | None, Query()] = None,
+                  subject_id: Annotated[str | None, Query(min_length=1, max_length=255)] = None,
+                  limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict[str, Any]:
+    found = service.listing(session, status=status, type=type, overdue=overdue,
+                            subject_id=subject_id, limit=limit)
+    now = utcnow()
+    return {"requests": [service.dsr_dict(d, now=now) for d in found]}
+
+
+@router.get("/{dsr_id}")
+def get_request(dsr_id: DsrId, session: SessionDep, caller: Viewer) -> dict[str, Any]:
+    """Status and a timeline of every step, job attempts and their errors included."""
+    dsr = _visible(session, caller, dsr_id)
+    return service.dsr_dict(dsr) | {"timeline": service.timeline(session, dsr)}
+
+
+@router.post("/{dsr_id}/extend")
+def extend(dsr_id: DsrId, body: ReasonIn, session: SessionDep, caller: Manager,
+           request: Request) -> dict[str, Any]:
+    """Extend the deadline once, within the first period, with the reason the person is told."""
+    dsr = service.extend(session, request.app.state.runtime.policy, caller=caller,
+                         dsr_id=dsr_id, reason=body.reason)
+    return service.dsr_dict(dsr)
+
+
+@router.post("/{dsr_id}/reject")
+def reject(dsr_id: DsrId, body: ReasonIn, session: SessionDep,
+           caller: Manager) -> dict[str, Any]:
+    return service.dsr_dict(service.reject(session, caller=caller, dsr_id=dsr_id,
+                                           reason=body.reason))
+
+
+@router.get("/{dsr_id}/export", responses={200: {"content": {"text/html": {}}}})
+def get_export(dsr_id: DsrId, session: SessionDep, caller: Viewer, keyring: KeyringDep,
+               format: Annotated[Literal["json", "html"], Query()] = "json") -> Response:
+    """The access or portability export, while its download window lasts."""
+    dsr = _visible(session, caller, dsr_id)
+    if dsr.type not in ("access", "portability"):
+        raise NotFound("this request has no export")
+    stored = session.get(DsrExport, dsr.id)
+    if stored is None:
+        if dsr.status == "completed":
+            raise Gone("the export has expired or the subject was erased")
+        raise NotReady(f"the export is not ready: the request is {dsr.status}")
+    if stored.expires_at <= utcnow():
+        raise Gone("the export has expired")
+    body = export.read(session, keyring, stored, format)
+    audit.record(session, caller=caller, action="dsr.export_read", subject_id=dsr.subject_id,
+                 resource=f"dsr:{dsr.id}", details={"format": format})
+    media = "application/json" if format == "json" else "text/html; charset=utf-8"
+    return Response(body, media_type=media, headers={
+        "Cache-Control": "no-store",
+        "Content-Disposition": f'attachment; filename="{dsr.id}.{format}"'})
+
+
+@router.get("/{dsr_id}/certificate")
+def certificate(dsr_id: DsrId, session: SessionDep, caller: Viewer,
+                request: Request) -> dict[str, Any]:
+    """The signed certificate of a completed erasure (verify with the receipt key)."""
+    dsr = _visible(session, caller, dsr_id)
+    if dsr.certificate is None:
+        raise NotFound("no certificate: the request is not a completed erasure")
+    signer = request.app.state.runtime.receipt_signer
+    return {"certificate": dsr.certificate, "key_id": signer.key_id if signer else None,
+            "public_key": signer.public_pem() if signer else None}
+
+
+@holds_router.post("", status_code=201)
+def place_hold(body: LegalHoldIn, session: SessionDep, caller: Manager,
+               request: Request) -> dict[str, Any]:
+    """Keep a subject's data, or every record of a type, from erasure and retention deletion."""
+    hold = holds.place(session, request.app.state.runtime.policy, caller=caller,
+                       subject_id=body.subject_id, record_type=body.record_type,
+                       reason=body.reason, until=body.until)
+    return holds.hold_dict(hold)
+
+
+@holds_router.get("")
+def list_holds(session: SessionDep, caller: Manager,
+               subject_id: Annotated[str | None, Query(min_length=1, max_length=255)] = None,
+               active: Annotated[bool, Query()] = True,
+               limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict[str, Any]:
+    found = holds.listing(session, subject_id=subject_id, active_only=active, limit=limit)
+    return {"legal_holds": [holds.hold_dict(h) for h in found]}
+
+
+@holds_router.post("/{hold_id}/release")
+def release_hold(hold_id: Annotated[str, PathParam(min_length=1, max_length=40)],
+                 session: SessionDep, caller: Manager) -> dict[str, Any]:
+    """End a hold; requests it kept on hold resume."""
+    hold = holds.release(session, caller=caller, hold_id=hold_id)
+    session.flush()
+    resumed = service.resume_released(session, caller=caller)
+    return holds.hold_dict(hold) | {"resumed_requests": resumed}

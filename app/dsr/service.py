@@ -1,0 +1,240 @@
+"""Submitting, listing, extending and rejecting data-subject requests; their timelines.
+
+A request is answered by a job (`dsr.run`, in `jobs.py`); what it does per type is in
+`export.py`, `erasure.py` and `changes.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.audit import service as audit
+from app.auth.guard import Caller
+from app.clock import utcnow
+from app.dsr.deadlines import add_period
+from app.dsr.models import DsrEvent, DsrRequest, Tombstone
+from app.errors import Conflict, Invalid, NotFound
+from app.jobs import queue
+from app.keys.fields import BLIND_INDEX_KEY, blind_index, decrypt_field, encrypt_field
+from app.keys.keyring import Keyring
+from app.policy.loader import Policy
+from app.records.models import BlindIndex
+
+TYPES = ("access", "portability", "erasure", "rectification", "restriction", "objection")
+OPEN = ("received", "in_progress", "on_hold")
+TOMBSTONE_KEY = "tombstone"
+LANGUAGES = {"PIPL": "zh"}
+
+
+def ref(dsr_id: str) -> str:
+    return f"dsr:{dsr_id}"
+
+
+def add_event(session: Session, dsr: DsrRequest, event: str, *, actor: str,
+              details: dict[str, Any] | None = None) -> None:
+    session.add(DsrEvent(dsr_id=dsr.id, at=utcnow(), event=event, actor=actor,
+                         details=details or {}))
+
+
+def resolve_subject(session: Session, keyring: Keyring, identifiers: dict[str, str]) -> str:
+    """The one subject whose records hold these identifiers (through the blind indexes)."""
+    key = keyring.service_key(session, BLIND_INDEX_KEY)
+    found: set[str] | None = None
+    for kind, value in identifiers.items():
+        digest = blind_index(key, kind, value)
+        subjects = set(session.scalars(select(BlindIndex.subject_id).where(
+            BlindIndex.kind == kind, BlindIndex.digest == digest)))
+        found = subjects if found is None else found & subjects
+    if not found:
+        raise NotFound("no data subject matches these identifiers", field="identifiers")
+    if len(found) > 1:
+        raise Conflict("these identifiers match more than one data subject; give subject_id",
+                       field="identifiers")
+    return found.pop()
+
+
+def tombstone_digest(session: Session, keyring: Keyring, subject_id: str) -> str:
+    return blind_index(keyring.service_key(session, TOMBSTONE_KEY), "subject", subject_id)
+
+
+def was_erased(session: Session, keyring: Keyring, subject_id: str) -> bool:
+    digest = tombstone_digest(session, keyring, subject_id)
+    return session.get(Tombstone, digest) is not None
+
+
+def submit(session: Session, policy: Policy, keyring: Keyring, *, caller: Caller,
+           subject_id: str | None, identifiers: dict[str, str] | None, type: str,
+           jurisdiction: str, verification: dict[str, Any],
+           corrections: dict[str, Any] | None, language: str | None) -> DsrRequest:
+    rules = policy.body.jurisdictions.get(jurisdiction)
+    if rules is None:
+        raise Invalid(f"unknown jurisdiction {jurisdiction!r}; supported: "
+                      f"{', '.join(sorted(policy.body.jurisdictions))}", field="jurisdiction")
+    if type == "rectification" and not corrections:
+        raise Invalid("a rectification request needs corrections", field="corrections")
+    if type != "rectification" and corrections:
+        raise Invalid("corrections belong to rectification requests only",
+                      field="corrections")
+    if corrections:
+        _check_corrections(policy, corrections)
+    if subject_id is None:
+        subject_id = resolve_subject(session, keyring, identifiers or {})
+    now = utcnow()
+    due = add_period(now, rules.request_deadline)
+    dsr = DsrRequest(
+        id=f"dsr_{secrets.token_hex(12)}", subject_id=subject_id, type=type,
+        jurisdiction=jurisdiction, status="received",
+        language=language or LANGUAGES.get(jurisdiction, "en"), verification=verification,
+        submitted_by=caller.sub, submitted_at=now, due_at=due, first_due_at=due, result={})
+    if corrections:
+        # the corrections are personal data: kept under the subject's key until applied
+        dsr.corrections = encrypt_field(session, keyring, subject_id=subject_id,
+                                        field="corrections", context=f"dsr:{dsr.id}",
+                                        value=json.dumps(corrections))
+    session.add(dsr)
+    session.flush()
+    erased = was_erased(session, keyring, subject_id)
+    add_event(session, dsr, "submitted", actor=caller.sub,
+              details={"due_at": due.isoformat(), "previously_erased": erased})
+    queue.enqueue(session, "dsr.run", {"dsr_id": dsr.id}, ref=ref(dsr.id))
+    audit.record(session, caller=caller, action="dsr.submitted", subject_id=subject_id,
+                 resource=f"dsr:{dsr.id}",
+                 details={"type": type, "jurisdiction": jurisdiction,
+                          "verification": sorted(verification), "due_at": due.isoformat()})
+    return dsr
+
+
+def _check_corrections(policy: Policy, corrections: dict[str, Any]) -> None:
+    known = {name for spec in policy.body.record_types.values() for name in spec.fields}
+    unknown = sorted(set(corrections) - known)
+    if unknown:
+        raise Invalid(f"no record type has a field {unknown[0]!r}",
+                      errors=[{"field": f"corrections.{n}", "reason": "unknown field"}
+                              for n in unknown])
+
+
+def corrections_of(session: Session, keyring: Keyring, dsr: DsrRequest) -> dict[str, Any]:
+    if dsr.corrections is None:
+        return {}
+    loaded: dict[str, Any] = json.loads(decrypt_field(
+        session, keyring, subject_id=dsr.subject_id, field="corrections",
+        context=f"dsr:{dsr.id}", token=dsr.corrections))
+    return loaded
+
+
+def get(session: Session, dsr_id: str, *, lock: bool = False) -> DsrRequest:
+    dsr = session.get(DsrRequest, dsr_id, with_for_update=lock)
+    if dsr is None:
+        raise NotFound("no such data-subject request")
+    return dsr
+
+
+def listing(session: Session, *, status: str | None, type: str | None, overdue: bool | None,
+            subject_id: str | None, limit: int, now: datetime | None = None
+            ) -> list[DsrRequest]:
+    now = now or utcnow()
+    query = select(DsrRequest).order_by(DsrRequest.due_at).limit(limit)
+    if status is not None:
+        query = query.where(DsrRequest.status == status)
+    if type is not None:
+        query = query.where(DsrRequest.type == type)
+    if subject_id is not None:
+        query = query.where(DsrRequest.subject_id == subject_id)
+    if overdue is not None:
+        late = DsrRequest.status.in_(OPEN) & (DsrRequest.due_at < now)
+        query = query.where(late if overdue else ~late)
+    return list(session.scalars(query))
+
+
+def extend(session: Session, policy: Policy, *, caller: Caller, dsr_id: str,
+           reason: str) -> DsrRequest:
+    """Extend the deadline once, while the first period runs (GDPR art. 12(3))."""
+    dsr = get(session, dsr_id, lock=True)
+    rules = policy.body.jurisdictions[dsr.jurisdiction]
+    if dsr.status not in OPEN:
+        raise Conflict(f"the request is {dsr.status}; only open requests can be extended")
+    if rules.extension is None:
+        raise Conflict(f"{dsr.jurisdiction} allows no extension of the deadline")
+    if dsr.extension_reason is not None:
+        raise Conflict("the deadline was already extended once")
+    now = utcnow()
+    if now >= dsr.first_due_at:
+        raise Conflict("the first period is over: an extension had to be made within it")
+    dsr.due_at, dsr.extension_reason = add_period(dsr.first_due_at, rules.extension), reason
+    add_event(session, dsr, "extended", actor=caller.sub,
+              details={"due_at": dsr.due_at.isoformat()})
+    audit.record(session, caller=caller, action="dsr.extended", subject_id=dsr.subject_id,
+                 resource=f"dsr:{dsr.id}", details={"due_at": dsr.due_at.isoformat()})
+    return dsr
+
+
+def reject(session: Session, *, caller: Caller, dsr_id: str, reason: str) -> DsrRequest:
+    """Refuse the request with the reason the subject is told (PIPL art. 50)."""
+    dsr = get(session, dsr_id, lock=True)
+    if dsr.status not in ("received", "on_hold"):
+        raise Conflict(f"the request is {dsr.status}; only requests not yet being carried out "
+                       "can be rejected")
+    dsr.status, dsr.rejection_reason, dsr.closed_at = "rejected", reason, utcnow()
+    add_event(session, dsr, "rejected", actor=caller.sub)
+    audit.record(session, caller=caller, action="dsr.rejected", subject_id=dsr.subject_id,
+                 resource=f"dsr:{dsr.id}", details={"type": dsr.type})
+    return dsr
+
+
+def resume_released(session: Session, *, caller: Caller) -> list[str]:
+    """Queue again the requests on hold whose subject no hold covers any more."""
+    from app.dsr.holds import subject_hold_reason
+
+    resumed = []
+    for dsr in session.scalars(select(DsrRequest).where(DsrRequest.status == "on_hold")
+                               .with_for_update()):
+        if subject_hold_reason(session, dsr.subject_id):
+            continue
+        dsr.status = "received"
+        add_event(session, dsr, "resumed", actor=caller.sub)
+        queue.enqueue(session, "dsr.run", {"dsr_id": dsr.id}, ref=ref(dsr.id))
+        resumed.append(dsr.id)
+    return resumed
+
+
+def timeline(session: Session, dsr: DsrRequest) -> list[dict[str, Any]]:
+    events = [{"at": e.at.isoformat(), "event": e.event, "actor": e.actor, **e.details}
+              for e in session.scalars(select(DsrEvent).where(DsrEvent.dsr_id == dsr.id)
+                                       .order_by(DsrEvent.at, DsrEvent.id))]
+    for job, attempt in queue.attempts_for(session, ref(dsr.id)):
+        entry = {"at": attempt.started_at.isoformat(), "event": f"job.{attempt.outcome}",
+                 "actor": attempt.worker, "job": job.kind, "attempt": attempt.attempt}
+        if attempt.error:
+            entry["error"] = attempt.error
+        events.append(entry)
+    return sorted(events, key=lambda e: e["at"])
+
+
+def dsr_dict(dsr: DsrRequest, *, now: datetime | None = None) -> dict[str, Any]:
+    now = now or utcnow()
+    return {"id": dsr.id, "subject_id": dsr.subject_id, "type": dsr.type,
+            "jurisdiction": dsr.jurisdiction, "status": dsr.status, "language": dsr.language,
+            "submitted_at": dsr.submitted_at.isoformat(), "due_at": dsr.due_at.isoformat(),
+            "overdue": dsr.status in OPEN and dsr.due_at < now,
+            "extended": dsr.extension_reason is not None,
+            "extension_reason": dsr.extension_reason, "rejection_reason": dsr.rejection_reason,
+            "closed_at": dsr.closed_at.isoformat() if dsr.closed_at else None,
+            "result": dsr.result}
+
+
+def deadline_counts(session: Session, *, soon: timedelta,
+                    now: datetime | None = None) -> dict[str, int]:
+    """Open requests past their deadline, and due within `soon`."""
+    now = now or utcnow()
+    overdue = session.scalar(select(func.count()).select_from(DsrRequest).where(
+        DsrRequest.status.in_(OPEN), DsrRequest.due_at < now)) or 0
+    due_soon = session.scalar(select(func.count()).select_from(DsrRequest).where(
+        DsrRequest.status.in_(OPEN), DsrRequest.due_at >= now,
+        DsrRequest.due_at < now + soon)) or 0
+    return {"overdue": overdue, "due_soon": due_soon}

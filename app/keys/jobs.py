@@ -1,0 +1,17 @@
+"""Destroying subject keys whose grace period has ended."""
+
+from __future__ import annotations
+
+from app.auth.guard import Caller
+from app.jobs import queue
+from app.jobs.queue import Claimed
+from app.keys import shred
+from app.runtime import Runtime
+
+
+@queue.handler("key_destruction")
+def destroy_due_keys(runtime: Runtime, claimed: Claimed) -> None:
+    if runtime.keyring is None:
+        raise RuntimeError("the service is sealed: no key-encryption key")
+    with runtime.transaction() as session:
+        shred.destroy_due(session, runtime.keyring, caller=Caller.system("key-destruction"))

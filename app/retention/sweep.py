@@ -1,0 +1,187 @@
+"""The retention sweep. `plan` says what a run would do; `run` does it in batches, each batch
+one transaction with its audit entry, and the run as a whole audited with its counts.
+
+- A record past `retention_until` is deleted, or de-identified: fields that identify or
+  contact the person, free text and protected values are dropped, dates generalised to the
+  year, blind indexes deleted, and the subject id replaced by a random one, so what remains no
+  longer links to the person.
+- A field past its own deadline is removed from the record.
+- Withdrawing consent starts the countdown of records whose retention is triggered by it:
+  the sweep sets their deadline from the withdrawal's time.
+- A legal hold on the subject or the record type keeps the record as it is.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from app.audit import service as audit
+from app.auth.guard import Caller
+from app.clock import utcnow
+from app.consent import service as consent
+from app.dsr import holds
+from app.policy.loader import Policy
+from app.policy.models import DataField, FieldType, RecordType, RetentionTrigger
+from app.records.models import BlindIndex, Record
+
+BATCH = 500
+CALLER = Caller.system("retention")
+Transaction = Callable[[], AbstractContextManager[Session]]
+IDENTIFYING_TYPES = (FieldType.NAME, FieldType.EMAIL, FieldType.PHONE, FieldType.CN_RESIDENT_ID,
+                     FieldType.ADDRESS, FieldType.FREE_TEXT)
+IDENTIFYING_CATEGORIES = ("identity", "contact", "communications")
+
+
+@dataclass
+class Report:
+    counts: dict[str, Counter[str]] = field(default_factory=dict)  # record type -> action -> n
+
+    def add(self, record_type: str, action: str, n: int = 1) -> None:
+        self.counts.setdefault(record_type, Counter())[action] += n
+
+    def as_dict(self) -> dict[str, dict[str, int]]:
+        return {name: dict(sorted(c.items())) for name, c in sorted(self.counts.items())}
+
+    def total(self, action: str) -> int:
+        return sum(c[action] for c in self.counts.values())
+
+
+def field_rule(spec: DataField) -> str:
+    if spec.deidentify:
+        return spec.deidentify
+    if spec.protection != "clear" or spec.scan_pii or spec.type in IDENTIFYING_TYPES or \
+            spec.category in IDENTIFYING_CATEGORIES:
+        return "drop"
+    return "generalize" if spec.type is FieldType.DATE else "keep"
+
+
+def _generalised(spec: DataField, value: Any) -> Any:
+    text = str(value)
+    if spec.type is FieldType.DATE:
+        return text[:4]
+    return text[:3] + "*" * max(0, len(text) - 3)
+
+
+def deidentify(session: Session, spec: RecordType | None, record: Record, now: datetime) -> None:
+    data = {}
+    for name, value in record.data.items():
+        field_spec = spec.fields.get(name) if spec else None
+        rule = field_rule(field_spec) if field_spec else "drop"
+        if rule == "keep":
+            data[name] = value
+        elif rule == "generalize" and field_spec is not None:
+            data[name] = _generalised(field_spec, value)
+    session.execute(delete(BlindIndex).where(BlindIndex.record_id == record.id))
+    record.data, record.originals, record.field_retention = data, {}, {}
+    record.subject_id = f"deidentified:{secrets.token_hex(12)}"
+    record.retention_until, record.deidentified_at = None, now
+
+
+def _consent_countdowns(session: Session, policy: Policy, now: datetime, report: Report,
+                        apply: bool) -> None:
+    """Start the countdown of records kept until consent is withdrawn, once it is."""
+    types = {name: spec for name, spec in policy.body.record_types.items()
+             if spec.retention.trigger is RetentionTrigger.CONSENT_WITHDRAWAL}
+    if not types:
+        return
+    after = ""
+    while True:
+        batch = list(session.scalars(select(Record).where(
+            Record.record_type.in_(types), Record.retention_until.is_(None),
+            Record.deidentified_at.is_(None), Record.id > after).order_by(Record.id)
+            .limit(BATCH)))
+        if not batch:
+            return
+        for record in batch:
+            latest = consent.current(session, record.subject_id, record.purpose)
+            if latest is not None and latest.event == "withdrawn":
+                days = types[record.record_type].retention.days
+                if apply:
+                    record.retention_until = latest.recorded_at + timedelta(days=days)
+                report.add(record.record_type, "countdown_started")
+        after = batch[-1].id
+
+
+def _batches(session: Session, query: Any) -> Iterator[list[Record]]:
+    after = ""
+    while True:
+        batch = list(session.scalars(query.where(Record.id > after).order_by(Record.id)
+                                     .limit(BATCH)))
+        if not batch:
+            return
+        yield batch
+        after = batch[-1].id
+
+
+def _sweep(session: Session, policy: Policy, now: datetime, *, apply: bool) -> Report:
+    report = Report()
+    _consent_countdowns(session, policy, now, report, apply)
+    held_subjects, held_types = holds.held_subjects(session, now), holds.held_types(session, now)
+    due = select(Record).where(Record.retention_until <= now, Record.deidentified_at.is_(None))
+    for batch in _batches(session, due):
+        for record in batch:
+            spec = policy.body.record_types.get(record.record_type)
+            if record.subject_id in held_subjects or record.record_type in held_types:
+                report.add(record.record_type, "held")
+                continue
+            action = str(spec.retention.action) if spec else "delete"
+            if apply:
+                if action == "delete":
+                    session.execute(delete(BlindIndex).where(BlindIndex.record_id == record.id))
+                    session.delete(record)
+                else:
+                    deidentify(session, spec, record, now)
+            report.add(record.record_type, action)
+        if apply:
+            session.flush()
+    fields = select(Record).where(Record.deidentified_at.is_(None))
+    for batch in _batches(session, fields):
+        for record in batch:
+            expired = sorted(n for n, when in record.field_retention.items()
+                             if datetime.fromisoformat(when) <= now)
+            if not expired:
+                continue
+            if record.subject_id in held_subjects or record.record_type in held_types:
+                report.add(record.record_type, "fields_held", len(expired))
+                continue
+            if apply:
+                _remove_fields(session, record, expired)
+            report.add(record.record_type, "fields_removed", len(expired))
+    return report
+
+
+def _remove_fields(session: Session, record: Record, names: list[str]) -> None:
+    record.data = {k: v for k, v in record.data.items() if k not in names}
+    record.originals = {k: v for k, v in record.originals.items() if k not in names}
+    record.field_retention = {k: v for k, v in record.field_retention.items()
+                              if k not in names}
+    session.execute(delete(BlindIndex).where(BlindIndex.record_id == record.id,
+                                             BlindIndex.field.in_(names)))
+
+
+def plan(transaction: Transaction, policy: Policy, *, now: datetime | None = None) -> Report:
+    """What the next run would do, changing nothing."""
+    with transaction() as session:
+        report = _sweep(session, policy, now or utcnow(), apply=False)
+        session.rollback()
+    return report
+
+
+def run(transaction: Transaction, policy: Policy, *, caller: Caller = CALLER,
+        now: datetime | None = None) -> Report:
+    """Apply retention in one transaction with its audit entry: all of it or none."""
+    now = now or utcnow()
+    with transaction() as session:
+        report = _sweep(session, policy, now, apply=True)
+        audit.record(session, caller=caller, action="retention.run",
+                     details={"at": now.isoformat(), "counts": report.as_dict()})
+    return report

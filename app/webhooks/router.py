@@ -1,0 +1,49 @@
+"""Registering webhook subscribers (scope dsr:manage)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi import Path as PathParam
+from pydantic import Field
+
+from app.auth.guard import Caller, RequireScope
+from app.auth.scopes import Scope
+from app.deps import SessionDep
+from app.errors import PROBLEM_RESPONSES
+from app.keys.router import KeyringDep
+from app.schemas import StrictModel
+from app.webhooks import outbox, service
+
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], responses=PROBLEM_RESPONSES)
+Manager = Annotated[Caller, Depends(RequireScope(Scope.DSR_MANAGE))]
+
+
+class WebhookIn(StrictModel):
+    url: str = Field(min_length=8, max_length=2048)
+    events: list[str] = Field(min_length=1, max_length=len(outbox.EVENTS),
+                              description=f"any of {', '.join(outbox.EVENTS)}")
+
+
+@router.post("", status_code=201)
+def register(body: WebhookIn, session: SessionDep, caller: Manager, keyring: KeyringDep,
+             request: Request) -> dict[str, Any]:
+    """Subscribe to erasure and rectification events. The signing secret is shown only here:
+    each delivery carries `PGW-Signature: t=<unix time>,v1=<HMAC-SHA256 of "t.body">`."""
+    webhook = service.register(session, caller=caller, url=body.url, events=body.events,
+                               require_https=not request.app.state.settings.is_dev)
+    return service.webhook_dict(webhook) | {"secret": outbox.secret(session, keyring,
+                                                                     webhook.id)}
+
+
+@router.get("")
+def list_webhooks(session: SessionDep, caller: Manager) -> dict[str, Any]:
+    return {"webhooks": [service.webhook_dict(w) for w in service.listing(session)]}
+
+
+@router.delete("/{webhook_id}", status_code=204)
+def remove(webhook_id: Annotated[str, PathParam(min_length=1, max_length=40)],
+           session: SessionDep, caller: Manager) -> Response:
+    service.disable(session, caller=caller, webhook_id=webhook_id)
+    return Response(status_code=204)
