@@ -15,6 +15,7 @@ from app.auth.guard import Caller
 from app.auth.scopes import Scope
 from app.clock import utcnow
 from app.consent.decision import Decision
+from app.dsr.service import was_erased
 from app.errors import Invalid, NotFound
 from app.keys.keyring import Keyring
 from app.keys.rotation import register_reencryptor
@@ -34,6 +35,7 @@ class Written:
     dropped: list[str]
     decision: Decision
     removed: list[str] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         record = self.record
@@ -42,7 +44,7 @@ class Written:
                 "findings": self.findings, "dropped": self.dropped,
                 "retention_until": _iso(record.retention_until),
                 "field_retention": record.field_retention,
-                "legal_basis": self.decision.legal_basis}
+                "legal_basis": self.decision.legal_basis, "flags": self.flags}
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -91,12 +93,16 @@ def create(session: Session, policy: Policy, keys: Keys, *, caller: Caller, subj
     session.add(record)
     session.flush()
     session.add_all(_index_rows(record, stored.indexes))
+    # an erased subject written again (a returning customer, or a system that missed the
+    # erasure event): allowed, flagged to the caller and in the audit log
+    flags = ["subject-previously-erased"] if was_erased(session, keys.keyring, subject_id) \
+        else []
     audit.record(session, caller=caller, action="record.created", purpose=purpose,
                  subject_id=subject_id, resource=f"record:{record_id}",
                  details={"record_type": record_type, "fields": sorted(stored.data),
                           "dropped": checked.dropped, "legal_basis": decision.legal_basis,
-                          "findings": _finding_counts(stored.findings)})
-    return Written(record, stored.findings, checked.dropped, decision)
+                          "findings": _finding_counts(stored.findings), "flags": flags})
+    return Written(record, stored.findings, checked.dropped, decision, flags=flags)
 
 
 def _finding_counts(findings: list[dict[str, Any]]) -> dict[str, int]:
