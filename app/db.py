@@ -9,6 +9,7 @@ concurrent requests queue on the busy timeout instead.
 from __future__ import annotations
 
 import os
+from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,12 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         if database and database != ":memory:":
             # The file holds personal data: owner-only, and SQLite gives -wal/-shm the same mode.
             Path(database).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            os.close(os.open(database, os.O_CREAT | os.O_WRONLY, 0o600))
+            # Only when it does not exist yet: closing any descriptor of the file would drop
+            # the SQLite locks this process's open connections hold on it, and another
+            # process closing its last connection would then delete the WAL under them.
+            if not Path(database).exists():
+                with suppress(FileExistsError):
+                    os.close(os.open(database, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
         engine = create_engine(
             url,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},

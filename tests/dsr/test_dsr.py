@@ -24,8 +24,8 @@ from tests.gateway import PROFILE, Clients, audit_entries, grant_consent, read, 
 from tests.server import LiveServer
 
 Drain = Callable[[], int]
-ORDER = {"order_number": "SO-7781", "amount": "199.00", "shipping_address": "上海市浦东新区世纪大道100号",
-         "recipient_phone": "13912345678"}
+ORDER = {"order_number": "SO-7781", "amount": "199.00",
+         "shipping_address": "上海市浦东新区世纪大道100号", "recipient_phone": "13912345678"}
 NOTE = "Customer called from 13698765432 asking about a refund"
 
 
@@ -90,8 +90,10 @@ def test_access_export_holds_everything_written_read_and_consented(
     page = crm.get(f"/v1/dsr/{submitted['id']}/export", params={"format": "html"})
     assert page.headers["content-type"].startswith("text/html")
     assert page.headers["cache-control"] == "no-store"
-    assert '<html lang="zh">' in page.text and "您的个人信息" in page.text
-    assert "张伟" in page.text and "电子邮箱" in page.text
+    assert '<html lang="zh">' in page.text
+    assert "您的个人信息" in page.text
+    assert "张伟" in page.text
+    assert "电子邮箱" in page.text
     assert [e["action"] for e in audit_entries(admin, "dsr.export_read")] == \
         ["dsr.export_read", "dsr.export_read"]
 
@@ -102,12 +104,14 @@ def test_the_export_is_stored_encrypted_and_english_under_gdpr(
     submitted = _submit(crm, type="portability", jurisdiction="GDPR")
     drain()
     page = crm.get(f"/v1/dsr/{submitted['id']}/export", params={"format": "html"}).text
-    assert "Your personal data" in page and "E-mail address" in page
+    assert "Your personal data" in page
+    assert "E-mail address" in page
     with runtime.session_factory() as session:
         from app.dsr.models import DsrExport
 
         stored = session.get(DsrExport, submitted["id"])
-        assert stored is not None and "张伟" not in stored.json_doc + stored.html_doc
+        assert stored is not None
+        assert "张伟" not in stored.json_doc + stored.html_doc
 
 
 def test_a_request_by_identifiers_finds_the_subject_through_blind_indexes(
@@ -146,7 +150,8 @@ def test_erasure_removes_every_copy_and_leaves_a_signed_certificate(
                    params={"purpose": "customer_support"}).status_code == 404
     with runtime.session_factory() as session:
         order = session.get(Record, ids["order"])
-        assert order is not None and order.restricted_at is not None
+        assert order is not None
+        assert order.restricted_at is not None
         assert order.data == {"order_number": "SO-7781", "amount": "199.00"}
         assert session.scalars(select(BlindIndex).where(
             BlindIndex.subject_id == "cust-9")).all() == []
@@ -160,24 +165,29 @@ def test_erasure_removes_every_copy_and_leaves_a_signed_certificate(
     gone = crm.post("/v1/unprotect", json={
         "subject_id": "cust-9", "purpose": "customer_support",
         "record_type": "customer_profile", "data": {"email": protected["data"]["email"]}})
-    assert gone.status_code == 410 and gone.json()["type"].endswith("subject-erased")
+    assert gone.status_code == 410
+    assert gone.json()["type"].endswith("subject-erased")
 
     body = admin.get(f"/v1/dsr/{submitted['id']}/certificate").json()
     claims = jwt.decode(body["certificate"], load_pem_public_key(body["public_key"].encode()),
                         algorithms=["EdDSA"], options={"verify_aud": False})
-    assert claims["jti"] == submitted["id"] and claims["records_deleted"] == 1
+    assert claims["jti"] == submitted["id"]
+    assert claims["records_deleted"] == 1
     assert claims["records_retained"] == {"order": 1}
     assert claims["retained_because"] == {"order": "transaction records kept 5 years"}
-    assert claims["keys_destroyed"] == 1 and "cust-9" not in body["certificate"]
+    assert claims["keys_destroyed"] == 1
+    assert "cust-9" not in body["certificate"]
 
     # subscribers hear of it, signed; the event names the subject, never their data
     drain()
     [(headers, event, raw)] = receiver.events
-    assert event["type"] == "subject.erased" and event["data"]["subject_id"] == "cust-9"
+    assert event["type"] == "subject.erased"
+    assert event["data"]["subject_id"] == "cust-9"
     timestamp, mac = headers["pgw-signature"].removeprefix("t=").split(",v1=")
     expected = hmac.new(hook["secret"].encode(), f"{timestamp}.".encode() + raw,
                         hashlib.sha256).hexdigest()
-    assert hmac.compare_digest(mac, expected) and headers["pgw-event-id"] == event["id"]
+    assert hmac.compare_digest(mac, expected)
+    assert headers["pgw-event-id"] == event["id"]
 
     # a later write for the erased subject is flagged
     again = write(crm, subject_id="cust-9")
@@ -274,7 +284,8 @@ def test_deadlines_extensions_and_overdue_requests(
     third = _submit(crm, jurisdiction="GDPR")
     monkeypatch.setattr("app.dsr.service.utcnow", lambda: later + timedelta(days=40))
     late = admin.post(f"/v1/dsr/{third['id']}/extend", json={"reason": "too late now"})
-    assert late.status_code == 409 and "first period" in late.json()["detail"]
+    assert late.status_code == 409
+    assert "first period" in late.json()["detail"]
     rejected = admin.post(f"/v1/dsr/{pipl['id']}/reject",
                           json={"reason": "manifestly unfounded: duplicate of dsr_x"})
     assert rejected.json()["status"] == "rejected"
@@ -291,7 +302,8 @@ def test_a_legal_hold_stops_erasure_until_released(
     assert _get(admin, submitted["id"])["status"] == "on_hold"
     assert read(crm, ids["profile"], "account_management")["data"]["name"] == "张伟"
     deleted = crm.delete(f"/v1/records/{ids['profile']}")
-    assert deleted.status_code == 409 and deleted.json()["type"].endswith("legal-hold")
+    assert deleted.status_code == 409
+    assert deleted.json()["type"].endswith("legal-hold")
     released = admin.post(f"/v1/legal-holds/{hold.json()['id']}/release")
     assert released.json()["resumed_requests"] == [submitted["id"]]
     drain()

@@ -84,7 +84,8 @@ def test_a_failing_job_is_retried_with_back_off_and_its_errors_kept(runtime: Run
     assert worker.run_once(runtime, worker="w", retry=Retry(base=timedelta(seconds=30))) == \
         "retry"
     job = _job(runtime, job_id)
-    assert job.state == "queued" and job.last_error == "ValueError: attempt 1 failed"
+    assert job.state == "queued"
+    assert job.last_error == "ValueError: attempt 1 failed"
     assert job.run_at is not None
     # not due yet: the back-off keeps it for about 30 s
     assert worker.run_once(runtime, worker="w") is None
@@ -101,8 +102,11 @@ def test_a_failing_job_is_retried_with_back_off_and_its_errors_kept(runtime: Run
 def test_back_off_doubles_up_to_a_cap() -> None:
     retry = Retry(base=timedelta(seconds=10), cap=timedelta(seconds=60))
     delays = [retry.delay(n).total_seconds() for n in (1, 2, 3, 4, 10)]
-    assert 8 <= delays[0] <= 12 and 16 <= delays[1] <= 24 and 32 <= delays[2] <= 48
-    assert 48 <= delays[3] <= 72 and delays[4] <= 72
+    assert 8 <= delays[0] <= 12
+    assert 16 <= delays[1] <= 24
+    assert 32 <= delays[2] <= 48
+    assert 48 <= delays[3] <= 72
+    assert delays[4] <= 72
 
 
 def test_a_job_gives_up_after_its_last_attempt(runtime: Runtime) -> None:
@@ -117,7 +121,8 @@ def test_a_job_gives_up_after_its_last_attempt(runtime: Runtime) -> None:
 def test_a_dead_workers_job_is_taken_over_after_its_lease(runtime: Runtime) -> None:
     [job_id] = _enqueue(runtime, "test.record")
     dead = queue.claim(runtime.session_factory, worker="dead", lease=timedelta(seconds=1))
-    assert dead is not None and dead.id == job_id
+    assert dead is not None
+    assert dead.id == job_id
     assert worker.run_once(runtime, worker="alive") is None  # the lease still holds
     time.sleep(1.1)
     assert worker.run_once(runtime, worker="alive") == "done"
@@ -157,6 +162,7 @@ def test_several_workers_never_run_a_job_twice(runtime: Runtime, dialect: str) -
     for thread in threads:
         thread.join()
     counts = Counter(job_id for job_id, _ in RAN)
-    assert set(counts) == ids and set(counts.values()) == {1}
+    assert set(counts) == ids
+    assert set(counts.values()) == {1}
     if dialect == "postgresql":  # SKIP LOCKED lets the workers share the queue
         assert len({name for _, name in RAN}) > 1
