@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
+from app.jobs import worker
+from app.runtime import Runtime
 from tests.server import LiveServer
 from tests.tokens import make_token
 
@@ -27,6 +30,12 @@ def clients(live: LiveServer) -> Clients:
         return live.client(make_token(sub=sub, scope=scope, roles=list(roles)))
 
     return make
+
+
+@pytest.fixture
+def drain(runtime: Runtime) -> Callable[[], int]:
+    """Run every due job to the end, as `pgw worker --until-idle` does."""
+    return lambda: worker.run(runtime, stop=threading.Event(), until_idle=True)
 
 
 @pytest.fixture

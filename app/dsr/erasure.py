@@ -78,6 +78,7 @@ def _keep(session: Session, keyring: Keyring, record: Record, keep: set[str]) ->
     record.data, record.originals = data, {}
     record.field_retention = {k: v for k, v in record.field_retention.items() if k in data}
     record.restricted_at = record.restricted_at or utcnow()
+    record.erased_at = utcnow()
 
 
 def _erase_batch(session: Session, policy: Policy, keyring: Keyring, dsr: DsrRequest) -> bool:

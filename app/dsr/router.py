@@ -95,6 +95,13 @@ def reject(dsr_id: DsrId, body: ReasonIn, session: SessionDep,
                                            reason=body.reason))
 
 
+@router.post("/{dsr_id}/retry")
+def retry(dsr_id: DsrId, session: SessionDep, caller: Manager) -> dict[str, Any]:
+    """Run a failed request again, once what made it fail is fixed; it resumes where it
+    stopped."""
+    return service.dsr_dict(service.retry(session, caller=caller, dsr_id=dsr_id))
+
+
 @router.get("/{dsr_id}/export", responses={200: {"content": {"text/html": {}}}})
 def get_export(dsr_id: DsrId, session: SessionDep, caller: Viewer, keyring: KeyringDep,
                format: Annotated[Literal["json", "html"], Query()] = "json") -> Response:

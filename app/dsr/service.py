@@ -25,6 +25,7 @@ from app.keys.fields import BLIND_INDEX_KEY, blind_index, decrypt_field, encrypt
 from app.keys.keyring import Keyring
 from app.policy.loader import Policy
 from app.records.models import BlindIndex
+from app.records.validation import normalise
 
 TYPES = ("access", "portability", "erasure", "rectification", "restriction", "objection")
 OPEN = ("received", "in_progress", "on_hold")
@@ -111,12 +112,27 @@ def submit(session: Session, policy: Policy, keyring: Keyring, *, caller: Caller
 
 
 def _check_corrections(policy: Policy, corrections: dict[str, Any]) -> None:
-    known = {name for spec in policy.body.record_types.values() for name in spec.fields}
-    unknown = sorted(set(corrections) - known)
-    if unknown:
-        raise Invalid(f"no record type has a field {unknown[0]!r}",
-                      errors=[{"field": f"corrections.{n}", "reason": "unknown field"}
-                              for n in unknown])
+    """Every correction names a known field and holds a valid value for each field of that
+    name, so the job does not fail on what could be refused now."""
+    errors = []
+    for name, value in corrections.items():
+        specs = [spec.fields[name] for spec in policy.body.record_types.values()
+                 if name in spec.fields]
+        if not specs:
+            errors.append({"field": f"corrections.{name}", "reason": "unknown field"})
+            continue
+        if value is None:
+            errors.append({"field": f"corrections.{name}",
+                           "reason": "a correction needs a value; ask for erasure to remove"})
+            continue
+        for spec in specs:
+            try:
+                normalise(spec, value)
+            except ValueError as exc:
+                errors.append({"field": f"corrections.{name}", "reason": str(exc)})
+                break
+    if errors:
+        raise Invalid(f"{errors[0]['field']}: {errors[0]['reason']}", errors=errors)
 
 
 def corrections_of(session: Session, keyring: Keyring, dsr: DsrRequest) -> dict[str, Any]:
@@ -183,6 +199,19 @@ def reject(session: Session, *, caller: Caller, dsr_id: str, reason: str) -> Dsr
     dsr.status, dsr.rejection_reason, dsr.closed_at = "rejected", reason, utcnow()
     add_event(session, dsr, "rejected", actor=caller.sub)
     audit.record(session, caller=caller, action="dsr.rejected", subject_id=dsr.subject_id,
+                 resource=f"dsr:{dsr.id}", details={"type": dsr.type})
+    return dsr
+
+
+def retry(session: Session, *, caller: Caller, dsr_id: str) -> DsrRequest:
+    """Run a failed request again, from the step it reached (its steps are idempotent)."""
+    dsr = get(session, dsr_id, lock=True)
+    if dsr.status != "failed":
+        raise Conflict(f"the request is {dsr.status}; only failed requests can be retried")
+    dsr.status = "received"
+    add_event(session, dsr, "retried", actor=caller.sub)
+    queue.enqueue(session, "dsr.run", {"dsr_id": dsr.id}, ref=ref(dsr.id))
+    audit.record(session, caller=caller, action="dsr.retried", subject_id=dsr.subject_id,
                  resource=f"dsr:{dsr.id}", details={"type": dsr.type})
     return dsr
 

@@ -217,4 +217,4 @@ def attempts_for(session: Session, ref: str) -> list[tuple[Job, JobAttempt]]:
 
 def counts(session: Session) -> dict[str, int]:
     rows = session.execute(select(Job.state, func.count()).group_by(Job.state))
-    return dict(rows)
+    return {state: int(n) for state, n in rows}

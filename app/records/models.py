@@ -29,6 +29,8 @@ class Record(Base):
     field_retention: Mapped[dict[str, str]] = mapped_column(JSON)  # field -> ISO time
     restricted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # a DSR restriction
     deidentified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # retention ended
+    # the subject was erased; a law keeps this record (restricted) until its retention ends
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     version: Mapped[int] = mapped_column(Integer)
 
     __mapper_args__ = {"version_id_col": version}

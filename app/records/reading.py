@@ -56,6 +56,8 @@ class View:
 
 def _state(record: Record, name: str, now: datetime) -> str | None:
     """Why the field may not be used at all, whoever asks."""
+    if record.erased_at is not None:
+        return "restricted: the subject was erased; a law keeps this record until it expires"
     if record.restricted_at is not None:
         return "restricted: a data-subject request restricts processing of this record"
     due = record.field_retention.get(name)

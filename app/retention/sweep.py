@@ -133,7 +133,9 @@ def _sweep(session: Session, policy: Policy, now: datetime, *, apply: bool) -> R
             if record.subject_id in held_subjects or record.record_type in held_types:
                 report.add(record.record_type, "held")
                 continue
-            action = str(spec.retention.action) if spec else "delete"
+            # kept only because a law said so after the subject was erased: now it goes
+            action = str(spec.retention.action) if spec and record.erased_at is None \
+                else "delete"
             if apply:
                 if action == "delete":
                     session.execute(delete(BlindIndex).where(BlindIndex.record_id == record.id))

@@ -1,4 +1,5 @@
-"""Jobs, data-subject requests, legal holds, tombstones, webhooks; records gain deidentified_at.
+"""Jobs, data-subject requests, legal holds, tombstones, webhooks; records gain deidentified_at and
+erased_at.
 
 Revision ID: 0006
 Revises: 0005
@@ -138,10 +139,12 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("records") as batch:
         batch.add_column(sa.Column("deidentified_at", sa.DateTime(), nullable=True))
+        batch.add_column(sa.Column("erased_at", sa.DateTime(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("records") as batch:
+        batch.drop_column("erased_at")
         batch.drop_column("deidentified_at")
     for table in ("webhooks", "legal_holds", "tombstones", "dsr_exports", "dsr_events",
                   "dsr_requests", "job_attempts", "jobs"):

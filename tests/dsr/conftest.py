@@ -2,20 +2,11 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-
-from app.jobs import worker
-from app.runtime import Runtime
-
-
-@pytest.fixture
-def drain(runtime: Runtime) -> Callable[[], int]:
-    """Run every due job to the end, as `pgw worker --until-idle` does."""
-    return lambda: worker.run(runtime, stop=threading.Event(), until_idle=True)
 
 
 class Receiver:

@@ -240,6 +240,9 @@ def test_rectification_corrects_every_copy_and_tells_subscribers(
     bad = _submit(crm, 422, type="rectification", corrections={"favourite_colour": "red"})
     assert bad["errors"][0]["field"] == "corrections.favourite_colour"
     assert _submit(crm, 422, type="rectification")["errors"][0]["field"] == "corrections"
+    invalid = _submit(crm, 422, type="rectification", corrections={"email": "not-an-address"})
+    assert invalid["errors"] == [{"field": "corrections.email",
+                                  "reason": "not an e-mail address"}]
 
 
 def test_restriction_and_objection(admin: httpx.Client, crm: httpx.Client,

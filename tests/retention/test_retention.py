@@ -4,6 +4,7 @@ legal hold keeps what it covers."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -23,7 +24,8 @@ DAY = timedelta(days=1)
 
 @pytest.fixture
 def crm(clients: Clients) -> httpx.Client:
-    return clients("compliance_officer", scope="records:write records:read consent:write")
+    return clients("compliance_officer",
+                   scope="records:write records:read consent:write dsr:submit")
 
 
 def _order(crm: httpx.Client, subject_id: str = "cust-r") -> str:
@@ -112,6 +114,26 @@ def test_withdrawing_consent_starts_the_countdown(crm: httpx.Client, runtime: Ru
     assert sweep.run(runtime.transaction, runtime.policy, now=now + 729 * DAY).as_dict() == {}
     assert sweep.run(runtime.transaction, runtime.policy, now=now + 731 * DAY).as_dict() == {
         "marketing_preferences": {"delete": 1}}
+
+
+def test_an_order_kept_by_law_after_erasure_is_deleted_when_its_period_ends(
+        crm: httpx.Client, runtime: Runtime, admin: httpx.Client,
+        drain: Callable[[], int]) -> None:
+    now = datetime.now(UTC)
+    order = _order(crm, "cust-x")
+    submitted = crm.post("/v1/dsr", json={"subject_id": "cust-x", "type": "erasure",
+                                          "jurisdiction": "PIPL",
+                                          "verification": {"method": "app_login"}})
+    assert submitted.status_code == 202, submitted.text
+    drain()
+    kept = _record(runtime, order)
+    assert kept is not None
+    assert kept.erased_at is not None
+    assert sweep.run(runtime.transaction, runtime.policy, now=now + 1824 * DAY).as_dict() == {}
+    # an erased subject's order is deleted, not de-identified like other orders
+    assert sweep.run(runtime.transaction, runtime.policy, now=now + 1826 * DAY).as_dict() == {
+        "order": {"delete": 1}}
+    assert _record(runtime, order) is None
 
 
 def test_the_command_line_plans_and_runs(crm: httpx.Client, settings: Settings,
