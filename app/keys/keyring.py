@@ -269,6 +269,11 @@ class Keyring:
             version = self.current_kek_version()
             row = ServiceKey(name=name, kek_version=version, created_at=utcnow(),
                              wrapped=self.kek.wrap(version, secrets.token_bytes(32), aad))
-            session.add(row)
-            session.flush()
+            try:
+                with session.begin_nested():
+                    session.add(row)
+            except IntegrityError:  # another transaction made it first: use theirs
+                row = session.get(ServiceKey, name)
+                if row is None:
+                    raise
         return self.kek.unwrap(row.kek_version, row.wrapped, aad)

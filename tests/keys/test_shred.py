@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from app.auth.guard import Caller
@@ -124,3 +125,33 @@ def test_destruction_over_the_api_is_audited(runtime: Runtime, keyring: Keyring,
     time.sleep(keyring.revalidate + 0.1)
     with runtime.session_factory() as session, pytest.raises(SubjectErased):
         read(session, keyring, token)
+
+
+def test_concurrent_first_uses_of_a_service_key_share_one(runtime: Runtime,
+                                                         dialect: str) -> None:
+    """Eight transactions asking for a service key that does not exist yet all get the same
+    one: the losers of the insert race read the winner's."""
+    if dialect != "postgresql":
+        pytest.skip("SQLite serialises write transactions: there is no race to lose")
+    assert runtime.keyring is not None
+    keyring = runtime.keyring
+    barrier = threading.Barrier(8)
+    keys: list[bytes | str] = []
+
+    def first_use() -> None:
+        with runtime.session_factory() as session:
+            session.execute(text("SELECT 1"))  # each in a transaction before the race
+            barrier.wait()
+            try:
+                keys.append(keyring.service_key(session, "race-key"))
+                session.commit()
+            except Exception as exc:  # noqa: BLE001 - collected for the assertion
+                keys.append(repr(exc))
+
+    threads = [threading.Thread(target=first_use) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(keys) == 8
+    assert len(set(keys)) == 1
