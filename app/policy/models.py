@@ -45,6 +45,9 @@ class Purpose(Strict):
     cross_border_transfer: bool = False
     ccpa_sale_or_sharing: bool = False
     consent_lifetime_days: int | None = Field(default=None, ge=1, le=36500)
+    # consent purposes: once the consent is withdrawn, records collected for the purpose are
+    # due this many days later (unless their record type says how long, or is due sooner)
+    after_withdrawal_days: int = Field(default=30, ge=0, le=3650)
     notice: str | None = None  # the notice id whose consent this purpose needs
 
 

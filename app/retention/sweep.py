@@ -6,8 +6,8 @@ one transaction with its audit entry, and the run as a whole audited with its co
   year, blind indexes deleted, and the subject id replaced by a random one, so what remains no
   longer links to the person.
 - A field past its own deadline is removed from the record.
-- Withdrawing consent starts the countdown of records whose retention is triggered by it:
-  the sweep sets their deadline from the withdrawal's time.
+- Withdrawing consent starts the countdown of records collected on that consent: the sweep
+  sets their deadline from the withdrawal's time (or keeps an earlier one).
 - A legal hold on the subject or the record type keeps the record as it is.
 """
 
@@ -30,7 +30,7 @@ from app.clock import utcnow
 from app.consent import service as consent
 from app.dsr import holds
 from app.policy.loader import Policy
-from app.policy.models import DataField, FieldType, RecordType, RetentionTrigger
+from app.policy.models import DataField, FieldType, LegalBasis, RecordType, RetentionTrigger
 from app.records.models import BlindIndex, Record
 
 BATCH = 500
@@ -86,29 +86,27 @@ def deidentify(session: Session, spec: RecordType | None, record: Record, now: d
     record.retention_until, record.deidentified_at = None, now
 
 
-def _consent_countdowns(session: Session, policy: Policy, now: datetime, report: Report,
-                        apply: bool) -> None:
-    """Start the countdown of records kept until consent is withdrawn, once it is."""
-    types = {name: spec for name, spec in policy.body.record_types.items()
-             if spec.retention.trigger is RetentionTrigger.CONSENT_WITHDRAWAL}
-    if not types:
-        return
-    after = ""
-    while True:
-        batch = list(session.scalars(select(Record).where(
-            Record.record_type.in_(types), Record.retention_until.is_(None),
-            Record.deidentified_at.is_(None), Record.id > after).order_by(Record.id)
-            .limit(BATCH)))
-        if not batch:
-            return
+def _consent_countdowns(session: Session, policy: Policy, report: Report, apply: bool) -> None:
+    """Records collected on consent are due after the consent is withdrawn: their type's
+    period if the type is kept "until consent is withdrawn", else the purpose's
+    `after_withdrawal_days`; or at their own deadline if that comes first."""
+    purposes = [name for name, purpose in policy.body.purposes.items()
+                if purpose.legal_basis is LegalBasis.CONSENT]
+    query = select(Record).where(Record.purpose.in_(purposes), Record.deidentified_at.is_(None))
+    for batch in _batches(session, query):
         for record in batch:
+            spec = policy.body.record_types.get(record.record_type)
             latest = consent.current(session, record.subject_id, record.purpose)
-            if latest is not None and latest.event == "withdrawn":
-                days = types[record.record_type].retention.days
+            if spec is None or latest is None or latest.event != "withdrawn":
+                continue
+            days = spec.retention.days if \
+                spec.retention.trigger is RetentionTrigger.CONSENT_WITHDRAWAL else \
+                policy.body.purposes[record.purpose].after_withdrawal_days
+            due = latest.recorded_at + timedelta(days=days)
+            if record.retention_until is None or due < record.retention_until:
                 if apply:
-                    record.retention_until = latest.recorded_at + timedelta(days=days)
+                    record.retention_until = due
                 report.add(record.record_type, "countdown_started")
-        after = batch[-1].id
 
 
 def _batches(session: Session, query: Any) -> Iterator[list[Record]]:
@@ -124,7 +122,7 @@ def _batches(session: Session, query: Any) -> Iterator[list[Record]]:
 
 def _sweep(session: Session, policy: Policy, now: datetime, *, apply: bool) -> Report:
     report = Report()
-    _consent_countdowns(session, policy, now, report, apply)
+    _consent_countdowns(session, policy, report, apply)
     held_subjects, held_types = holds.held_subjects(session, now), holds.held_types(session, now)
     due = select(Record).where(Record.retention_until <= now, Record.deidentified_at.is_(None))
     for batch in _batches(session, due):

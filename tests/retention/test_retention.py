@@ -116,6 +116,22 @@ def test_withdrawing_consent_starts_the_countdown(crm: httpx.Client, runtime: Ru
         "marketing_preferences": {"delete": 1}}
 
 
+def test_contact_data_collected_on_consent_goes_after_withdrawal(
+        crm: httpx.Client, runtime: Runtime, admin: httpx.Client) -> None:
+    grant_consent(admin, "cust-n", "marketing_email")
+    record_id = write(crm, subject_id="cust-n", purpose="marketing_email",
+                      data={"email": "news@example.cn"})["record_id"]
+    now = datetime.now(UTC)
+    assert sweep.run(runtime.transaction, runtime.policy, now=now).as_dict() == {}
+    admin.post("/v1/subjects/cust-n/consents/marketing_email/withdraw")
+    assert sweep.run(runtime.transaction, runtime.policy, now=now + DAY).as_dict() == {
+        "customer_profile": {"countdown_started": 1}}
+    assert sweep.run(runtime.transaction, runtime.policy, now=now + 29 * DAY).as_dict() == {}
+    assert sweep.run(runtime.transaction, runtime.policy, now=now + 31 * DAY).as_dict() == {
+        "customer_profile": {"delete": 1}}  # after_withdrawal_days: 30 in the policy
+    assert _record(runtime, record_id) is None
+
+
 def test_an_order_kept_by_law_after_erasure_is_deleted_when_its_period_ends(
         crm: httpx.Client, runtime: Runtime, admin: httpx.Client,
         drain: Callable[[], int]) -> None:
