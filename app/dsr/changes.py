@@ -69,8 +69,9 @@ def restrict(session: Session, dsr: DsrRequest, *, purposes: set[str] | None = N
 
 
 def object_to_processing(session: Session, policy: Policy, dsr: DsrRequest) -> dict[str, Any]:
-    """An objection (GDPR art. 21, PIPL art. 44): every consent still given is withdrawn, and
-    the records processed on legitimate interests are restricted."""
+    """An objection (GDPR art. 21, PIPL art. 44, CCPA opt-out): every consent still given is
+    withdrawn (under CCPA, every purpose that sells or shares data too), and the records
+    processed on legitimate interests are restricted."""
     withdrawn = []
     for purpose in sorted({e.purpose for e in consent.history(session, dsr.subject_id)}):
         latest = consent.current(session, dsr.subject_id, purpose)
@@ -78,6 +79,11 @@ def object_to_processing(session: Session, policy: Policy, dsr: DsrRequest) -> d
             consent.record_withdrawal(session, policy, caller=CALLER, subject_id=dsr.subject_id,
                                       purpose=purpose, channel="dsr")
             withdrawn.append(purpose)
+    if dsr.jurisdiction == "CCPA":  # opting out of sale and sharing needs no earlier consent
+        for event in consent.record_opt_out(session, policy, caller=CALLER,
+                                            subject_id=dsr.subject_id, gpc=False):
+            if event.purpose not in withdrawn:
+                withdrawn.append(event.purpose)
     interests = {name for name, purpose in policy.body.purposes.items()
                  if purpose.legal_basis is LegalBasis.LEGITIMATE_INTEREST}
     return {"consents_withdrawn": withdrawn, **restrict(session, dsr, purposes=interests)}

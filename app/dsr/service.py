@@ -87,7 +87,10 @@ def submit(session: Session, policy: Policy, keyring: Keyring, *, caller: Caller
     if subject_id is None:
         subject_id = resolve_subject(session, keyring, identifiers or {})
     now = utcnow()
-    due = add_period(now, rules.request_deadline)
+    # an objection under CCPA is an opt-out of sale and sharing: 15 business days, not 45
+    period = rules.opt_out_deadline if type == "objection" and rules.opt_out_deadline \
+        else rules.request_deadline
+    due = add_period(now, period)
     dsr = DsrRequest(
         id=f"dsr_{secrets.token_hex(12)}", subject_id=subject_id, type=type,
         jurisdiction=jurisdiction, status="received",

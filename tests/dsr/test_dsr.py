@@ -253,6 +253,12 @@ def test_restriction_and_objection(admin: httpx.Client, crm: httpx.Client,
     drain()
     consents = admin.get("/v1/subjects/cust-9/consents").json()
     assert consents["purposes"]["marketing_email"]["state"] == "withdrawn"
+    opt_out = _submit(crm, type="objection", jurisdiction="CCPA")
+    due = datetime.fromisoformat(opt_out["due_at"]) - datetime.now(UTC)
+    assert timedelta(days=18) < due < timedelta(days=22)  # 15 business days, not 45 days
+    drain()
+    consents = admin.get("/v1/subjects/cust-9/consents").json()
+    assert consents["purposes"]["partner_advertising"]["state"] == "withdrawn"
     _submit(crm, type="restriction", jurisdiction="GDPR")
     drain()
     view = read(crm, ids["profile"], "account_management")
