@@ -11,6 +11,7 @@ import socket
 import threading
 from datetime import timedelta
 
+import app.jobs.handlers  # noqa: F401 - registers every domain's job handlers
 from app.jobs import queue, schedule
 from app.jobs.queue import Claimed, Retry
 from app.runtime import Runtime
@@ -76,8 +77,6 @@ def run(runtime: Runtime, *, stop: threading.Event, worker: str | None = None,
         until_idle: bool = False) -> int:
     """Run jobs until `stop` is set (or, with `until_idle`, until none is due); returns how
     many ran. Periodic jobs from the policy's schedules are queued on the way."""
-    import app.jobs.handlers  # noqa: F401 - registers every domain's job handlers
-
     worker = worker or worker_name()
     poll = runtime.settings.worker_poll_seconds
     ran = 0
