@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi import Path as PathParam
 from sqlalchemy.orm import Session
 
+from app import idempotency
 from app.audit import service as audit
 from app.auth.guard import Caller, RequireScope
 from app.auth.scopes import Scope
@@ -47,15 +48,26 @@ def _visible(session: Session, caller: Caller, dsr_id: str) -> DsrRequest:
 
 @router.post("", status_code=202)
 def submit(body: DsrIn, session: SessionDep, caller: Submitter, keyring: KeyringDep,
-           request: Request) -> dict[str, Any]:
-    """Record a verified person's request; a job carries it out before the legal deadline."""
+           request: Request, response: Response,
+           idempotency_key: Annotated[str | None, Header(alias=idempotency.HEADER)] = None,
+           ) -> dict[str, Any]:
+    """Record a verified person's request; a job carries it out before the legal deadline.
+    Honours `Idempotency-Key`: a retried submission gives the same request, not a second."""
+    claimed = idempotency.begin(session, caller=caller.sub, key=idempotency_key,
+                                route="POST /v1/dsr", body=body.model_dump(mode="json"))
+    if claimed is not None and claimed.response is not None:
+        response.status_code = claimed.status_code or 202
+        return claimed.response
     dsr = service.submit(session, request.app.state.runtime.policy, keyring, caller=caller,
                          subject_id=body.subject_id,
                          identifiers=body.identifiers.given() if body.identifiers else None,
                          type=body.type, jurisdiction=body.jurisdiction,
                          verification=body.verification, corrections=body.corrections,
                          language=body.language)
-    return {"id": dsr.id, "status": dsr.status, "due_at": dsr.due_at.isoformat()}
+    result = {"id": dsr.id, "status": dsr.status, "due_at": dsr.due_at.isoformat()}
+    if claimed is not None:
+        idempotency.remember(claimed, 202, result)
+    return result
 
 
 @router.get("")

@@ -16,7 +16,7 @@ from app.auth.scopes import Scope
 from app.clock import utcnow
 from app.consent.decision import Decision
 from app.dsr.service import was_erased
-from app.errors import Invalid, NotFound
+from app.errors import Conflict, Invalid, NotFound
 from app.keys.keyring import Keyring
 from app.keys.rotation import register_reencryptor
 from app.keys.shred import LegalHoldActive, hold_reason
@@ -26,6 +26,10 @@ from app.records import storage
 from app.records.access import require_consent
 from app.records.models import BlindIndex, Record
 from app.records.validation import check_record
+
+
+class RecordClosed(Conflict):
+    type, title = "record-closed", "Record closed"
 
 
 @dataclass
@@ -125,6 +129,10 @@ def rectify(session: Session, policy: Policy, keys: Keys, *, caller: Caller, rec
             purpose: str, data: dict[str, Any], basis: Decision | None = None) -> Written:
     """Correct some fields (null removes one) with the same checks as a write. `basis` is for
     corrections a law requires whatever the consent (a data subject's rectification request)."""
+    if record.erased_at is not None or record.deidentified_at is not None:
+        raise RecordClosed("this record can no longer change: "
+                           + ("its subject was erased and a law keeps it as it is"
+                              if record.erased_at else "it was de-identified"))
     checked = check_record(policy, type_name=record.record_type, purpose=purpose, data=data,
                            partial=True)
     spec = checked.record_type

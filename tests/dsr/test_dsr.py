@@ -114,6 +114,20 @@ def test_the_export_is_stored_encrypted_and_english_under_gdpr(
         assert "张伟" not in stored.json_doc + stored.html_doc
 
 
+def test_a_retried_submission_with_its_idempotency_key_is_one_request(
+        crm: httpx.Client, admin: httpx.Client) -> None:
+    body = {"subject_id": "cust-9", "type": "access", "jurisdiction": "GDPR",
+            "verification": {"method": "call_centre", "ticket": "T-1"}}
+    headers = {"Idempotency-Key": "dsr-T-1"}
+    first = crm.post("/v1/dsr", json=body, headers=headers)
+    again = crm.post("/v1/dsr", json=body, headers=headers)
+    assert first.status_code == again.status_code == 202
+    assert first.json() == again.json()
+    assert len(admin.get("/v1/dsr").json()["requests"]) == 1
+    other = crm.post("/v1/dsr", json={**body, "type": "erasure"}, headers=headers)
+    assert other.status_code == 422
+
+
 def test_a_request_by_identifiers_finds_the_subject_through_blind_indexes(
         crm: httpx.Client) -> None:
     _subject(crm)
@@ -188,6 +202,12 @@ def test_erasure_removes_every_copy_and_leaves_a_signed_certificate(
                         hashlib.sha256).hexdigest()
     assert hmac.compare_digest(mac, expected)
     assert headers["pgw-event-id"] == event["id"]
+
+    # what a law keeps cannot be changed by its writer any more
+    patched = crm.patch(f"/v1/records/{ids['order']}",
+                        json={"purpose": "order_fulfilment", "data": {"amount": "1.00"}})
+    assert patched.status_code == 409
+    assert patched.json()["type"].endswith("record-closed")
 
     # a later write for the erased subject is flagged
     again = write(crm, subject_id="cust-9")
