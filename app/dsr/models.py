@@ -21,8 +21,10 @@ class DsrRequest(Base):
     # received in_progress on_hold completed rejected failed
     status: Mapped[str] = mapped_column(String(16), index=True)
     language: Mapped[str] = mapped_column(String(8))
-    verification: Mapped[dict[str, Any]] = mapped_column(JSON)
-    corrections: Mapped[str | None] = mapped_column(Text)  # encrypted under the subject's key
+    # how the person was verified, and the corrections asked for: both may hold personal data,
+    # so both are encrypted under the subject's key
+    verification: Mapped[str] = mapped_column(Text)
+    corrections: Mapped[str | None] = mapped_column(Text)
     submitted_by: Mapped[str] = mapped_column(String(255))
     submitted_at: Mapped[datetime] = mapped_column(UTCDateTime)
     due_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -91,16 +91,19 @@ def submit(session: Session, policy: Policy, keyring: Keyring, *, caller: Caller
     period = rules.opt_out_deadline if type == "objection" and rules.opt_out_deadline \
         else rules.request_deadline
     due = add_period(now, period)
+    dsr_id = f"dsr_{secrets.token_hex(12)}"
+
+    def sealed(name: str, value: Any) -> str:
+        return encrypt_field(session, keyring, subject_id=subject_id, field=name,
+                             context=f"dsr:{dsr_id}", value=json.dumps(value))
+
     dsr = DsrRequest(
-        id=f"dsr_{secrets.token_hex(12)}", subject_id=subject_id, type=type,
-        jurisdiction=jurisdiction, status="received",
-        language=language or LANGUAGES.get(jurisdiction, "en"), verification=verification,
+        id=dsr_id, subject_id=subject_id, type=type, jurisdiction=jurisdiction,
+        status="received", language=language or LANGUAGES.get(jurisdiction, "en"),
+        verification=sealed("verification", verification),
+        # the corrections stay under the subject's key until applied, then are dropped
+        corrections=sealed("corrections", corrections) if corrections else None,
         submitted_by=caller.sub, submitted_at=now, due_at=due, first_due_at=due, result={})
-    if corrections:
-        # the corrections are personal data: kept under the subject's key until applied
-        dsr.corrections = encrypt_field(session, keyring, subject_id=subject_id,
-                                        field="corrections", context=f"dsr:{dsr.id}",
-                                        value=json.dumps(corrections))
     session.add(dsr)
     session.flush()
     erased = was_erased(session, keyring, subject_id)

@@ -62,7 +62,7 @@ def upgrade() -> None:
         sa.Column("jurisdiction", sa.String(16), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("language", sa.String(8), nullable=False),
-        sa.Column("verification", sa.JSON(), nullable=False),
+        sa.Column("verification", sa.Text(), nullable=False),
         sa.Column("corrections", sa.Text(), nullable=True),
         sa.Column("submitted_by", sa.String(255), nullable=False),
         sa.Column("submitted_at", sa.DateTime(), nullable=False),
