@@ -60,6 +60,7 @@ def _token(args: argparse.Namespace, settings: Settings) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from app.audit import cli as audit_cli
     from app.consent import cli as consent_cli
+    from app.datasets import cli as datasets_cli
     from app.jobs import cli as jobs_cli
     from app.keys import cli as keys_cli
     from app.pii import cli as pii_cli
@@ -97,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     consent_cli.register(commands)
     jobs_cli.register(commands)
     retention_cli.register(commands)
+    datasets_cli.register(commands)
     return parser
 
 

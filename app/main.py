@@ -15,6 +15,7 @@ from app.audit.router import router as audit_router
 from app.auth.tokens import load_verifier
 from app.config import Settings, check_production, load_settings
 from app.consent.router import router as consent_router
+from app.datasets.router import router as datasets_router
 from app.dsr.router import holds_router
 from app.dsr.router import router as dsr_router
 from app.errors import install_handlers
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(dsr_router)
     app.include_router(holds_router)
     app.include_router(webhooks_router)
+    app.include_router(datasets_router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RejectNul)
     app.add_middleware(RequestContext, metrics=metrics)

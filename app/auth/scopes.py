@@ -15,3 +15,4 @@ class Scope(StrEnum):
     KEYS_ADMIN = "keys:admin"
     ACCESS_APPROVE = "access:approve"
     POLICY_READ = "policy:read"
+    DATASETS_EXPORT = "datasets:export"

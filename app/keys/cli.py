@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
 from sqlalchemy import select
@@ -15,16 +14,10 @@ from app.config import Settings
 from app.keys import rotation, shred
 from app.keys.models import KeyRotation, SubjectKey
 from app.keys.status import key_status
+from app.progress import bar
 from app.runtime import opened
 
 CALLER = Caller.system("cli")
-
-
-def _bar(done: int, total: int) -> None:
-    width = 30
-    filled = width if not total else min(width, width * done // total)
-    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
-    sys.stderr.flush()
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
@@ -38,7 +31,7 @@ def _rotate_kek(args: argparse.Namespace, settings: Settings) -> int:
     with opened(settings, need_keys=True) as runtime:
         assert runtime.keyring is not None  # noqa: S101 - need_keys
         done = rotation.run_kek_rotation(runtime.session_factory, runtime.keyring, caller=CALLER,
-                                         batch_size=args.batch_size, progress=_bar)
+                                         batch_size=args.batch_size, progress=bar)
     print(f"\nKEK version {done.target_version}: {done.processed} keys rewrapped")  # noqa: T201
     return 0
 
@@ -71,7 +64,7 @@ def _rotate_dek(args: argparse.Namespace, settings: Settings) -> int:
                                             subject_id=subject_id)
                 current = session.get_one(KeyRotation, record_id)
                 current.processed += 1
-                _bar(current.processed, current.total)
+                bar(current.processed, current.total)
         with runtime.transaction() as session:
             current = session.get_one(KeyRotation, record_id)
             current.status, current.finished_at = "done", utcnow()

@@ -85,6 +85,12 @@ def _check_references(body: PolicyBody, owner: dict[str, Path]) -> None:
                 if purpose not in body.purposes:
                     raise PolicyError(owner["record_types"], f"{where}.purposes",
                                       f"unknown purpose {purpose!r}")
+        if record_type.dataset is not None:
+            spec = record_type.dataset
+            for name in (*spec.direct_identifiers, *spec.quasi_identifiers, *spec.sensitive):
+                if name not in record_type.fields:
+                    raise PolicyError(owner["record_types"], f"record_types.{type_name}.dataset",
+                                      f"unknown field {name!r}")
     for role_name, role in body.roles.items():
         for category, by_purpose in role.access.items():
             where = f"roles.{role_name}.access.{category}"

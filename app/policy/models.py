@@ -137,10 +137,48 @@ class DataField(Strict):
         return value
 
 
+HIERARCHIES = ("date", "age", "postcode", "address", "category")
+
+
+class Dataset(Strict):
+    """How the record type is released as an anonymised dataset: direct identifiers dropped
+    or replaced by per-release pseudonyms, quasi-identifiers generalised along a hierarchy,
+    sensitive attributes kept and made diverse. Fields not named here are not released."""
+
+    direct_identifiers: dict[Identifier, str] = Field(default_factory=dict)
+    quasi_identifiers: dict[Identifier, str] = Field(min_length=1)
+    sensitive: list[Identifier] = Field(default_factory=list)
+
+    @field_validator("direct_identifiers")
+    @classmethod
+    def _treatment(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [name for name, how in value.items() if how not in ("drop", "pseudonymize")]
+        if bad:
+            raise ValueError(f"{bad[0]}: a direct identifier is dropped or pseudonymized")
+        return value
+
+    @field_validator("quasi_identifiers")
+    @classmethod
+    def _hierarchy(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [name for name, kind in value.items() if kind not in HIERARCHIES]
+        if bad:
+            raise ValueError(f"{bad[0]}: the hierarchy must be one of {', '.join(HIERARCHIES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> Dataset:
+        named = [*self.direct_identifiers, *self.quasi_identifiers, *self.sensitive]
+        twice = sorted({n for n in named if named.count(n) > 1})
+        if twice:
+            raise ValueError(f"{twice[0]} is named in more than one role")
+        return self
+
+
 class RecordType(Strict):
     description: Text
     fields: dict[Identifier, DataField] = Field(min_length=1)
     retention: Retention
+    dataset: Dataset | None = None  # how it may be released anonymised
     # a field the record type does not declare, or one the purpose does not need: refuse the
     # write (422), or drop the field and report that it was dropped
     undeclared_fields: str = Field(default="reject", pattern="^(reject|drop)$")
