@@ -5,16 +5,23 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
 from app.auth.guard import Caller
+from app.clock import utcnow
+from app.consent.decision import decide
 from app.datasets import anonymize as engine
 from app.errors import GatewayError, Invalid
+from app.keys.keyring import Keyring
 from app.policy.loader import Policy
 from app.policy.models import Dataset, LegalBasis
+from app.records import storage
+from app.records.models import Record
 
 
 class TargetUnreachable(GatewayError):
@@ -31,6 +38,53 @@ def spec_for(policy: Policy, record_type: str) -> Dataset:
     return spec.dataset
 
 
+def select_rows(session: Session, policy: Policy, keyring: Keyring, *, record_type: str,
+                purpose: str, created_after: datetime | None,
+                created_before: datetime | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The stored records of a type, decrypted to the fields the release uses, of the subjects
+    whose consent or another legal basis covers the purpose; the others are left out and
+    counted. Restricted, erased and de-identified records are never selected."""
+    record_spec = policy.body.record_types[record_type]
+    dataset = spec_for(policy, record_type)
+    policy.purpose(purpose)
+    # dropped identifiers are not even decrypted
+    wanted = {name for name, how in dataset.direct_identifiers.items()
+              if how == "pseudonymize"} | {*dataset.quasi_identifiers, *dataset.sensitive}
+    sensitive = any(record_spec.fields[name].sensitive for name in wanted)
+    query = select(Record).where(Record.record_type == record_type,
+                                 Record.restricted_at.is_(None), Record.erased_at.is_(None),
+                                 Record.deidentified_at.is_(None))
+    if created_after is not None:
+        query = query.where(Record.created_at >= created_after)
+    if created_before is not None:
+        query = query.where(Record.created_at < created_before)
+    now = utcnow()
+    allowed: dict[str, bool] = {}
+    rows, excluded, records = [], 0, 0
+    for record in session.scalars(query.order_by(Record.id)):
+        records += 1
+        if record.subject_id not in allowed:
+            allowed[record.subject_id] = decide(session, policy, subject_id=record.subject_id,
+                                                purpose=purpose, sensitive=sensitive).allowed
+        if not allowed[record.subject_id]:
+            excluded += 1
+            continue
+        context = storage.record_context(record.id)
+        row = {}
+        for name in wanted & set(record.data):
+            due = record.field_retention.get(name)
+            if due is not None and datetime.fromisoformat(due) <= now:
+                continue  # its retention is over: not for release either
+            row[name] = storage.reveal_value(
+                session, keyring, subject_id=record.subject_id, context=context, name=name,
+                spec=record_spec.fields[name], stored=record.data[name],
+                original=record.originals.get(name), clear=True)
+        rows.append(row)
+    return rows, {"source": "records", "record_type": record_type, "records": records,
+                  "excluded_without_basis": excluded,
+                  "subjects": sum(1 for ok in allowed.values() if ok)}
+
+
 def _check_purpose(policy: Policy, purpose: str) -> None:
     spec = policy.purpose(purpose)
     if spec.legal_basis is LegalBasis.CONSENT:
@@ -42,13 +96,16 @@ def _check_purpose(policy: Policy, purpose: str) -> None:
 
 def release(session: Session, policy: Policy, *, caller: Caller, record_type: str,
             purpose: str, rows: Sequence[dict[str, Any]], k: int, l: int,  # noqa: E741
-            max_suppression: float,
+            max_suppression: float, selection: dict[str, Any] | None = None,
             progress: Callable[[int, int], None] = lambda done, total: None) -> engine.Release:
-    """Anonymise uploaded rows; refused (and audited) when k and l cannot be reached."""
+    """Anonymise rows (uploaded, or selected by `select_rows` with their `selection`);
+    refused, and audited, when k and l cannot be reached."""
     spec = spec_for(policy, record_type)
-    _check_purpose(policy, purpose)
+    if selection is None:
+        _check_purpose(policy, purpose)
+        selection = {"source": "upload", "record_type": record_type}
+    selection = {**selection, "rows": len(rows)}
     release_id = f"rel_{secrets.token_hex(12)}"
-    selection = {"source": "upload", "record_type": record_type, "rows": len(rows)}
     try:
         result = engine.anonymize(rows, spec, k=k, l=l, max_suppression=max_suppression,
                                   progress=progress)
@@ -60,6 +117,7 @@ def release(session: Session, policy: Policy, *, caller: Caller, record_type: st
             f"k={k} and l={l} cannot be reached with at most {max_suppression:.1%} of the "
             "records suppressed; nothing was released", closest=exc.best) from None
     result.report["release_id"] = release_id
+    result.report["selection"] = selection
     audit.record(session, caller=caller, action="dataset.released", purpose=purpose,
                  resource=f"dataset:{release_id}",
                  details={**selection, "k": k, "l": l, "max_suppression": max_suppression,

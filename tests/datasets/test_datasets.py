@@ -71,10 +71,11 @@ def analyst(clients: Clients) -> httpx.Client:
     return clients(sub="analyst", scope="datasets:export")
 
 
-def _anonymize(client: httpx.Client, rows: list[dict[str, Any]], status: int = 200,
+def _anonymize(client: httpx.Client, rows: list[dict[str, Any]] | None, status: int = 200,
                **body: Any) -> dict[str, Any]:
+    """Uploaded `rows`, or (None) a selection of stored records in `body`."""
     payload = {"record_type": "customer_profile", "purpose": "legal_compliance",
-               "rows": rows, **body}
+               **({"rows": rows} if rows is not None else {}), **body}
     response = client.post("/v1/datasets/anonymize", json=payload)
     assert response.status_code == status, response.text
     return dict(response.json())
@@ -208,3 +209,36 @@ def test_the_command_line_anonymizes_files(tmp_path: Path, settings: Settings,
                    "0", "--out", str(tmp_path / "never.jsonl")])
     assert refused == 1
     assert not (tmp_path / "never.jsonl").exists()
+
+
+def test_stored_records_are_released_for_the_subjects_the_purpose_covers(
+        analyst: httpx.Client, clients: Clients, admin: httpx.Client) -> None:
+    crm = clients("compliance_officer", scope="records:write")
+    stored = profiles(40)
+    for i, row in enumerate(stored):
+        body = {"subject_id": f"cust-{i}", "purpose": "account_management",
+                "record_type": "customer_profile",
+                "data": {k: row[k] for k in ("name", "email", "birth_date", "gender",
+                                             "postcode", "address")}}
+        assert crm.post("/v1/records", json=body).status_code == 201
+    released = _anonymize(analyst, None, 200, select={}, k=2, max_suppression=0.5)
+    out, report = released["rows"], released["report"]
+    assert report["selection"]["records"] == 40
+    assert report["selection"]["excluded_without_basis"] == 0
+    assert independent_k_l(out, QIS)[0] >= 2
+    assert len(out) == 40 - report["suppressed"]
+    assert "客户" not in str(out)
+    assert not any(row["email"].endswith("example.cn") for row in out)
+    # a purpose resting on consent: only those who gave it are in the release
+    for i in range(10):
+        grant = {"subject_id": f"cust-{i}", "purpose": "marketing_email",
+                 "notice_id": "marketing", "notice_version": 1, "channel": "web",
+                 "captured_at": "2026-11-01T10:00:00Z", "evidence": {"form_id": "f"},
+                 "jurisdiction": "PIPL"}
+        assert admin.post("/v1/consents", json=grant).status_code == 201
+    consented = _anonymize(analyst, None, 200, select={}, k=2,
+                           purpose="marketing_email", max_suppression=0.5)["report"]
+    assert consented["selection"]["subjects"] == 10
+    assert consented["selection"]["excluded_without_basis"] == 30
+    both = _anonymize(analyst, profiles(5), 422, select={})
+    assert "exactly one" in str(both)
