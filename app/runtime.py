@@ -17,7 +17,7 @@ from app.db import make_engine, make_session_factory
 from app.keys import files
 from app.keys.files import KeyFileError
 from app.keys.kek import KekUnavailable, load_kek
-from app.keys.keyring import Keyring
+from app.keys.keyring import Keyring, Sealed
 from app.keys.signing import Signer, load_signer
 from app.policy.loader import Policy, load_policy
 
@@ -38,6 +38,12 @@ class Runtime:
     @property
     def sealed(self) -> bool:
         return self.keyring is None
+
+    def require_keyring(self) -> Keyring:
+        """The keyring; Sealed (503) when no key-encryption key is available."""
+        if self.keyring is None:
+            raise Sealed("the service is sealed: no key-encryption key is available")
+        return self.keyring
 
     def close(self) -> None:
         self.engine.dispose()

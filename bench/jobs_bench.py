@@ -30,7 +30,6 @@ from app.db import upgrade  # noqa: E402
 from app.dsr import service as dsr  # noqa: E402
 from app.jobs import queue, worker  # noqa: E402
 from app.jobs.models import Job  # noqa: E402
-from app.keys.keyring import Keyring  # noqa: E402
 from app.records import service as records  # noqa: E402
 from app.retention import sweep  # noqa: E402
 from app.runtime import Runtime, open_runtime  # noqa: E402
@@ -78,14 +77,8 @@ def bare_throughput(runtime: Runtime, n: int) -> float:
     return len(ids) / (time.perf_counter() - start)
 
 
-def _keyring(runtime: Runtime) -> Keyring:
-    if runtime.keyring is None:
-        raise SystemExit("sealed: no key-encryption key")
-    return runtime.keyring
-
-
 def _write(runtime: Runtime, subject: str, n: int) -> None:
-    keys = records.Keys(keyring=_keyring(runtime), hash_key=runtime.pii_hash_key,
+    keys = records.Keys(keyring=runtime.require_keyring(), hash_key=runtime.pii_hash_key,
                         scan=lambda text: [])  # no free text in these records
     with runtime.transaction() as session:
         for i in range(n):
@@ -102,7 +95,7 @@ def _write(runtime: Runtime, subject: str, n: int) -> None:
 def erasure_seconds(runtime: Runtime, n: int) -> float:
     _write(runtime, "bench-erase", n)
     with runtime.transaction() as session:
-        dsr.submit(session, runtime.policy, _keyring(runtime), caller=CALLER,
+        dsr.submit(session, runtime.policy, runtime.require_keyring(), caller=CALLER,
                    subject_id="bench-erase", identifiers=None, type="erasure",
                    jurisdiction="GDPR", verification={"method": "bench"}, corrections=None,
                    language=None)

@@ -21,12 +21,6 @@ from app.runtime import Runtime
 CALLER = Caller.system("dsr")
 
 
-def _keyring(runtime: Runtime) -> Any:
-    if runtime.keyring is None:
-        raise RuntimeError("the service is sealed: no key-encryption key")
-    return runtime.keyring
-
-
 def _failed(session: Any, claimed: Claimed, error: str) -> None:
     dsr = session.get(DsrRequest, claimed.payload["dsr_id"])
     if dsr is not None and dsr.status not in ("completed", "rejected"):
@@ -40,7 +34,7 @@ def _failed(session: Any, claimed: Claimed, error: str) -> None:
 
 @queue.handler("dsr.run", on_failure=_failed)
 def run_request(runtime: Runtime, claimed: Claimed) -> None:
-    keyring = _keyring(runtime)
+    keyring = runtime.require_keyring()
     dsr_id = claimed.payload["dsr_id"]
     with runtime.transaction() as session:
         dsr_type = service.get(session, dsr_id).type

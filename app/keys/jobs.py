@@ -11,7 +11,6 @@ from app.runtime import Runtime
 
 @queue.handler("key_destruction")
 def destroy_due_keys(runtime: Runtime, claimed: Claimed) -> None:
-    if runtime.keyring is None:
-        raise RuntimeError("the service is sealed: no key-encryption key")
+    keyring = runtime.require_keyring()
     with runtime.transaction() as session:
-        shred.destroy_due(session, runtime.keyring, caller=Caller.system("key-destruction"))
+        shred.destroy_due(session, keyring, caller=Caller.system("key-destruction"))

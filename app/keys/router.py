@@ -12,7 +12,7 @@ from app.auth.scopes import Scope
 from app.deps import SessionDep
 from app.errors import PROBLEM_RESPONSES, Invalid
 from app.keys import rotation, shred
-from app.keys.keyring import Keyring, Sealed
+from app.keys.keyring import Keyring
 from app.keys.status import key_status
 from app.schemas import StrictModel
 
@@ -21,9 +21,7 @@ KeyAdmin = Annotated[Caller, Depends(RequireScope(Scope.KEYS_ADMIN))]
 
 
 def keyring_or_sealed(request: Request) -> Keyring:
-    keyring: Keyring | None = request.app.state.runtime.keyring
-    if keyring is None:
-        raise Sealed("the service is sealed: no key-encryption key is available")
+    keyring: Keyring = request.app.state.runtime.require_keyring()
     return keyring
 
 

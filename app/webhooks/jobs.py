@@ -10,8 +10,7 @@ from app.webhooks import outbox
 
 @queue.handler(outbox.DELIVER, on_failure=outbox.gave_up)
 def deliver(runtime: Runtime, claimed: Claimed) -> None:
-    if runtime.keyring is None:
-        raise RuntimeError("the service is sealed: no key-encryption key")
+    keyring = runtime.require_keyring()
     with runtime.transaction() as session:
-        outbox.deliver(session, runtime.keyring, claimed.payload,
+        outbox.deliver(session, keyring, claimed.payload,
                        timeout=runtime.settings.webhook_timeout_seconds)
