@@ -151,19 +151,15 @@ def rectify(session: Session, policy: Policy, keys: Keys, *, caller: Caller, rec
     stored = storage.protect_values(session, keys.keyring, subject_id=record.subject_id,
                                     context=storage.record_context(record.id), spec=spec,
                                     values=checked.values, hash_key=keys.hash_key, scans=scans)
-    changed = set(stored.data) | set(removed)
-    record.data = {k: v for k, v in record.data.items() if k not in changed} | stored.data
-    record.originals = {k: v for k, v in record.originals.items() if k not in changed} | \
-        stored.originals
-    record.field_retention = {k: v for k, v in record.field_retention.items()
-                              if k not in changed} | \
+    drop_fields(session, record, set(stored.data) | set(removed))
+    record.data = record.data | stored.data
+    record.originals = record.originals | stored.originals
+    record.field_retention = record.field_retention | \
         storage.field_deadlines(spec, stored.data, collected=now, now=now)
     if spec.retention.trigger == "last_activity":
         record.retention_until = storage.deadline(spec.retention, collected=record.created_at,
                                                   now=now)
     record.updated_at = now
-    session.execute(delete(BlindIndex).where(BlindIndex.record_id == record.id,
-                                             BlindIndex.field.in_(changed)))
     session.add_all(_index_rows(record, stored.indexes))
     session.flush()
     audit.record(session, caller=caller, action="record.rectified", purpose=purpose,
@@ -172,6 +168,16 @@ def rectify(session: Session, policy: Policy, keys: Keys, *, caller: Caller, rec
                           "removed": removed, "dropped": checked.dropped,
                           "findings": _finding_counts(stored.findings)})
     return Written(record, stored.findings, checked.dropped, decision, removed)
+
+
+def drop_fields(session: Session, record: Record, names: set[str] | list[str]) -> None:
+    """Take fields out of a record: values, encrypted originals, deadlines, blind indexes."""
+    record.data = {k: v for k, v in record.data.items() if k not in names}
+    record.originals = {k: v for k, v in record.originals.items() if k not in names}
+    record.field_retention = {k: v for k, v in record.field_retention.items()
+                              if k not in names}
+    session.execute(delete(BlindIndex).where(BlindIndex.record_id == record.id,
+                                             BlindIndex.field.in_(names)))
 
 
 def remove(session: Session, *, caller: Caller, record: Record) -> None:

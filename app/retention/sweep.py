@@ -32,6 +32,7 @@ from app.dsr import holds
 from app.policy.loader import Policy
 from app.policy.models import DataField, FieldType, LegalBasis, RecordType, RetentionTrigger
 from app.records.models import BlindIndex, Record
+from app.records.service import drop_fields
 
 BATCH = 500
 CALLER = Caller.system("retention")
@@ -154,18 +155,9 @@ def _sweep(session: Session, policy: Policy, now: datetime, *, apply: bool) -> R
                 report.add(record.record_type, "fields_held", len(expired))
                 continue
             if apply:
-                _remove_fields(session, record, expired)
+                drop_fields(session, record, expired)
             report.add(record.record_type, "fields_removed", len(expired))
     return report
-
-
-def _remove_fields(session: Session, record: Record, names: list[str]) -> None:
-    record.data = {k: v for k, v in record.data.items() if k not in names}
-    record.originals = {k: v for k, v in record.originals.items() if k not in names}
-    record.field_retention = {k: v for k, v in record.field_retention.items()
-                              if k not in names}
-    session.execute(delete(BlindIndex).where(BlindIndex.record_id == record.id,
-                                             BlindIndex.field.in_(names)))
 
 
 def plan(transaction: Transaction, policy: Policy, *, now: datetime | None = None) -> Report:
