@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +20,9 @@ from app.keys.kek import KekUnavailable, load_kek
 from app.keys.keyring import Keyring, Sealed
 from app.keys.signing import Signer, load_signer
 from app.policy.loader import Policy, load_policy
+
+# What `Runtime.transaction` is: a context manager giving a session that commits at the end.
+Transaction = Callable[[], AbstractContextManager[Session]]
 
 
 @dataclass

@@ -16,9 +16,6 @@ A legal hold puts the request `on_hold` before any step; it resumes when the hol
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import jwt
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -41,11 +38,11 @@ from app.policy.loader import Policy
 from app.policy.models import LegalBasis, RecordType
 from app.records import storage
 from app.records.models import BlindIndex, Record
+from app.runtime import Transaction
 from app.webhooks import outbox
 
 BATCH = 200
 CALLER = Caller.system("dsr-erasure")
-Transaction = Callable[[], Any]  # a context manager giving a session that commits at the end
 
 
 def retained_fields(policy: Policy, spec: RecordType | None) -> set[str] | None:
@@ -175,9 +172,9 @@ def run(transaction: Transaction, policy: Policy, keyring: Keyring, signer: Sign
         with transaction() as session:
             dsr = service.get(session, dsr_id, lock=True)
             exports = session.execute(delete(DsrExport).where(
-                DsrExport.subject_id == dsr.subject_id)).rowcount
+                DsrExport.subject_id == dsr.subject_id)).rowcount  # type: ignore[attr-defined]
             requests = session.execute(delete(AccessRequest).where(
-                AccessRequest.subject_id == dsr.subject_id)).rowcount
+                AccessRequest.subject_id == dsr.subject_id)).rowcount  # type: ignore[attr-defined]
             dsr.result = {**dsr.result, "copies_deleted": exports + requests}
             dsr.step = step = "copies"
         crash_point("erasure.copies")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import secrets
 from datetime import datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
@@ -19,7 +19,7 @@ from app.policy.loader import Policy
 from app.records.models import Record
 
 
-def _active(now: datetime) -> object:
+def _active(now: datetime) -> ColumnElement[bool]:
     return (LegalHold.released_at.is_(None)) & (
         or_(LegalHold.until.is_(None), LegalHold.until > now))
 
@@ -67,7 +67,7 @@ def listing(session: Session, *, subject_id: str | None = None, active_only: boo
             limit: int = 100) -> list[LegalHold]:
     query = select(LegalHold).order_by(LegalHold.created_at.desc()).limit(limit)
     if active_only:
-        query = query.where(_active(utcnow()))  # type: ignore[arg-type]
+        query = query.where(_active(utcnow()))
     if subject_id is not None:
         query = query.where(LegalHold.subject_id == subject_id)
     return list(session.scalars(query))
@@ -76,12 +76,12 @@ def listing(session: Session, *, subject_id: str | None = None, active_only: boo
 def held_types(session: Session, now: datetime | None = None) -> set[str]:
     """Record types under a hold that covers every subject."""
     return set(session.scalars(select(LegalHold.record_type).where(
-        _active(now or utcnow()), LegalHold.record_type.is_not(None))))  # type: ignore[arg-type]
+        _active(now or utcnow()), LegalHold.record_type.is_not(None))))
 
 
 def held_subjects(session: Session, now: datetime | None = None) -> set[str]:
     return set(session.scalars(select(LegalHold.subject_id).where(
-        _active(now or utcnow()), LegalHold.subject_id.is_not(None))))  # type: ignore[arg-type]
+        _active(now or utcnow()), LegalHold.subject_id.is_not(None))))
 
 
 def subject_hold_reason(session: Session, subject_id: str) -> str | None:
@@ -89,13 +89,13 @@ def subject_hold_reason(session: Session, subject_id: str) -> str | None:
     have), or None. This is the check key destruction and erasure consult."""
     now = utcnow()
     hold = session.scalar(select(LegalHold).where(
-        _active(now), LegalHold.subject_id == subject_id).limit(1))  # type: ignore[arg-type]
+        _active(now), LegalHold.subject_id == subject_id).limit(1))
     if hold is None:
         types = held_types(session, now)
         if types and session.scalar(select(Record.id).where(
                 Record.subject_id == subject_id, Record.record_type.in_(types)).limit(1)):
             hold = session.scalar(select(LegalHold).where(
-                _active(now), LegalHold.record_type.in_(types)).limit(1))  # type: ignore[arg-type]
+                _active(now), LegalHold.record_type.in_(types)).limit(1))
     return f"{hold.id}: {hold.reason}" if hold is not None else None
 
 

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import secrets
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,10 +32,10 @@ from app.policy.loader import Policy
 from app.policy.models import DataField, FieldType, LegalBasis, RecordType, RetentionTrigger
 from app.records.models import BlindIndex, Record
 from app.records.service import drop_fields
+from app.runtime import Transaction
 
 BATCH = 500
 CALLER = Caller.system("retention")
-Transaction = Callable[[], AbstractContextManager[Session]]
 IDENTIFYING_TYPES = (FieldType.NAME, FieldType.EMAIL, FieldType.PHONE, FieldType.CN_RESIDENT_ID,
                      FieldType.ADDRESS, FieldType.FREE_TEXT)
 IDENTIFYING_CATEGORIES = ("identity", "contact", "communications")
