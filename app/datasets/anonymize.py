@@ -56,8 +56,7 @@ def anonymize(rows: Sequence[dict[str, Any]], spec: Dataset, *, k: int, l: int, 
               progress: Callable[[int, int], None] = lambda done, total: None) -> Release:
     names = list(spec.quasi_identifiers)
     columns = _columns(rows, spec)
-    sensitive = [["" if row.get(s) is None else str(row.get(s)) for row in rows]
-                 for s in spec.sensitive]
+    sensitive = risk.columns_of(rows, spec.sensitive)
     limit = int(max_suppression * len(rows))
     ranges = [range(top(kind) + 1) for kind in spec.quasi_identifiers.values()]
     nodes = sorted(itertools.product(*ranges), key=sum)
@@ -115,6 +114,5 @@ def assess(rows: Sequence[dict[str, Any]], spec: Dataset, *, k: int,
            l: int) -> dict[str, Any]:  # noqa: E741
     """The risk report of rows as they are, over the spec's quasi-identifiers."""
     keys = risk.keys_of(rows, list(spec.quasi_identifiers))
-    sensitive = [["" if row.get(s) is None else str(row.get(s)) for row in rows]
-                 for s in spec.sensitive]
+    sensitive = risk.columns_of(rows, spec.sensitive)
     return risk.report(risk.Classes.of(keys, sensitive), k=k, l=l, records=len(rows))

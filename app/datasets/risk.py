@@ -57,5 +57,14 @@ def report(classes: Classes, *, k: int, l: int, records: int,  # noqa: E741
     }
 
 
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
 def keys_of(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> list[tuple[str, ...]]:
-    return [tuple("" if row.get(n) is None else str(row.get(n)) for n in names) for row in rows]
+    return [tuple(_text(row.get(n)) for n in names) for row in rows]
+
+
+def columns_of(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> list[list[str]]:
+    """The named columns as text, one list per column (the sensitive attributes)."""
+    return [[_text(row.get(n)) for row in rows] for n in names]

@@ -20,11 +20,14 @@ Exporter = Annotated[Caller, Depends(RequireScope(Scope.DATASETS_EXPORT))]
 MAX_ROWS = 100_000
 
 
-class AssessIn(StrictModel):
+class _Target(StrictModel):
     record_type: str = Field(min_length=1, max_length=64)
-    rows: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_ROWS)
     k: int = Field(default=5, ge=2, le=1000)
     l: int = Field(default=2, ge=1, le=100)  # noqa: E741
+
+
+class AssessIn(_Target):
+    rows: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_ROWS)
 
 
 class Selection(StrictModel):
@@ -34,13 +37,10 @@ class Selection(StrictModel):
     created_before: IsoDateTime | None = None
 
 
-class AnonymizeIn(StrictModel):
-    record_type: str = Field(min_length=1, max_length=64)
+class AnonymizeIn(_Target):
     purpose: str = Field(min_length=1, max_length=64)
     rows: list[dict[str, Any]] | None = Field(default=None, min_length=1, max_length=MAX_ROWS)
     select: Selection | None = None
-    k: int = Field(default=5, ge=2, le=1000)
-    l: int = Field(default=2, ge=1, le=100)  # noqa: E741
     max_suppression: float = Field(default=0.05, ge=0, le=0.5, strict=False)
 
     @model_validator(mode="after")

@@ -124,11 +124,15 @@ def _sweep(session: Session, policy: Policy, now: datetime, *, apply: bool) -> R
     report = Report()
     _consent_countdowns(session, policy, report, apply)
     held_subjects, held_types = holds.held_subjects(session, now), holds.held_types(session, now)
+
+    def held(record: Record) -> bool:
+        return record.subject_id in held_subjects or record.record_type in held_types
+
     due = select(Record).where(Record.retention_until <= now, Record.deidentified_at.is_(None))
     for batch in _batches(session, due):
         for record in batch:
             spec = policy.body.record_types.get(record.record_type)
-            if record.subject_id in held_subjects or record.record_type in held_types:
+            if held(record):
                 report.add(record.record_type, "held")
                 continue
             # kept only because a law said so after the subject was erased: now it goes
@@ -150,7 +154,7 @@ def _sweep(session: Session, policy: Policy, now: datetime, *, apply: bool) -> R
                              if datetime.fromisoformat(when) <= now)
             if not expired:
                 continue
-            if record.subject_id in held_subjects or record.record_type in held_types:
+            if held(record):
                 report.add(record.record_type, "fields_held", len(expired))
                 continue
             if apply:
