@@ -6,6 +6,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from app.access.models import AccessRequest
+from app.clock import iso_or_none
 from app.schemas import StrictModel
 
 
@@ -30,14 +31,12 @@ class DecisionIn(StrictModel):
 
 
 def request_dict(request: AccessRequest) -> dict[str, Any]:
-    def iso(value: Any) -> str | None:
-        return value.isoformat() if value is not None else None
-
     return {"id": request.id, "status": request.status, "requester": request.requester,
             "subject_id": request.subject_id, "record_id": request.record_id,
             "fields": request.fields, "purpose": request.purpose,
             "justification": request.justification,
             "duration_seconds": request.duration_seconds,
-            "created_at": iso(request.created_at), "decided_by": request.decided_by,
-            "decided_at": iso(request.decided_at), "decision_reason": request.decision_reason,
-            "expires_at": iso(request.expires_at)}
+            "created_at": iso_or_none(request.created_at), "decided_by": request.decided_by,
+            "decided_at": iso_or_none(request.decided_at),
+            "decision_reason": request.decision_reason,
+            "expires_at": iso_or_none(request.expires_at)}

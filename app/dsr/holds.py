@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from app.audit import service as audit
 from app.auth.guard import Caller
-from app.clock import utcnow
+from app.clock import iso_or_none, utcnow
 from app.dsr.models import LegalHold
 from app.errors import Conflict, Invalid, NotFound
 from app.keys.shred import register_hold_check
@@ -38,8 +38,7 @@ def place(session: Session, policy: Policy, *, caller: Caller, subject_id: str |
     session.flush()
     audit.record(session, caller=caller, action="legal_hold.placed", subject_id=subject_id,
                  resource=f"legal_hold:{hold.id}",
-                 details={"record_type": record_type, "until": until.isoformat() if until
-                          else None})
+                 details={"record_type": record_type, "until": iso_or_none(until)})
     return hold
 
 
@@ -102,9 +101,9 @@ def subject_hold_reason(session: Session, subject_id: str) -> str | None:
 def hold_dict(hold: LegalHold) -> dict[str, object]:
     now = utcnow()
     return {"id": hold.id, "subject_id": hold.subject_id, "record_type": hold.record_type,
-            "reason": hold.reason, "until": hold.until.isoformat() if hold.until else None,
+            "reason": hold.reason, "until": iso_or_none(hold.until),
             "created_by": hold.created_by, "created_at": hold.created_at.isoformat(),
-            "released_at": hold.released_at.isoformat() if hold.released_at else None,
+            "released_at": iso_or_none(hold.released_at),
             "released_by": hold.released_by,
             "active": hold.released_at is None and (hold.until is None or hold.until > now)}
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from app.audit import service as audit
 from app.auth.guard import Caller
-from app.clock import utcnow
+from app.clock import iso_or_none, utcnow
 from app.dsr.deadlines import add_period
 from app.dsr.models import DsrEvent, DsrRequest, Tombstone
 from app.errors import Conflict, Invalid, NotFound
@@ -259,7 +259,7 @@ def dsr_dict(dsr: DsrRequest, *, now: datetime | None = None) -> dict[str, Any]:
             "overdue": dsr.status in OPEN and dsr.due_at < now,
             "extended": dsr.extension_reason is not None,
             "extension_reason": dsr.extension_reason, "rejection_reason": dsr.rejection_reason,
-            "closed_at": dsr.closed_at.isoformat() if dsr.closed_at else None,
+            "closed_at": iso_or_none(dsr.closed_at),
             "result": dsr.result}
 
 

@@ -39,6 +39,11 @@ class Claimed:
     attempt: int
     worker: str
 
+    @classmethod
+    def of(cls, job: Job, worker: str) -> Claimed:
+        return cls(id=job.id, kind=job.kind, payload=dict(job.payload), ref=job.ref,
+                   attempt=job.attempts, worker=worker)
+
 
 @dataclass(frozen=True)
 class Retry:
@@ -123,8 +128,7 @@ def claim(factory: sessionmaker[Session], *, worker: str, lease: timedelta,
             job.attempts += 1
             session.add(JobAttempt(job_id=job.id, attempt=job.attempts, worker=worker,
                                    started_at=now, outcome="running"))
-            claimed = Claimed(id=job.id, kind=job.kind, payload=dict(job.payload), ref=job.ref,
-                              attempt=job.attempts, worker=worker)
+            claimed = Claimed.of(job, worker)
             session.commit()
             return claimed
 
@@ -143,8 +147,7 @@ def _give_up(session: Session, job: Job, error: str) -> None:
     logger.error("job gave up", extra={"job_id": job.id, "kind": job.kind})
     callback = REGISTRY.on_failure.get(job.kind)
     if callback is not None:
-        callback(session, Claimed(id=job.id, kind=job.kind, payload=dict(job.payload),
-                                  ref=job.ref, attempt=job.attempts, worker=""), error)
+        callback(session, Claimed.of(job, ""), error)
 
 
 def _owned(session: Session, claimed: Claimed) -> Job | None:

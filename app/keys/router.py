@@ -9,6 +9,7 @@ from pydantic import Field
 from app.audit import service as audit
 from app.auth.guard import Caller, RequireScope
 from app.auth.scopes import Scope
+from app.clock import iso_or_none
 from app.deps import SessionDep
 from app.errors import PROBLEM_RESPONSES, Invalid
 from app.keys import rotation, shred
@@ -73,7 +74,7 @@ def destroy(subject_id: str, body: DestroyRequest, session: SessionDep, caller: 
     when = shred.destroy_subject_keys(session, keyring, caller=caller, subject_id=subject_id,
                                       grace=grace)
     return {"subject_id": subject_id, "destroyed": when is None,
-            "destroy_after": when.isoformat() if when else None}
+            "destroy_after": iso_or_none(when)}
 
 
 @router.post("/subjects/{subject_id}/cancel-destruction")

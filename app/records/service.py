@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -13,7 +12,7 @@ from sqlalchemy.orm import Session
 from app.audit import service as audit
 from app.auth.guard import Caller
 from app.auth.scopes import Scope
-from app.clock import utcnow
+from app.clock import iso_or_none, utcnow
 from app.consent.decision import Decision
 from app.dsr.service import was_erased
 from app.errors import Conflict, Invalid, NotFound
@@ -46,13 +45,9 @@ class Written:
         return {"record_id": record.id, "subject_id": record.subject_id,
                 "record_type": record.record_type, "data": record.data,
                 "findings": self.findings, "dropped": self.dropped,
-                "retention_until": _iso(record.retention_until),
+                "retention_until": iso_or_none(record.retention_until),
                 "field_retention": record.field_retention,
                 "legal_basis": self.decision.legal_basis, "flags": self.flags}
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
 
 
 @dataclass(frozen=True)
