@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
 
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_upload_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)  # dataset uploads
     audit_checkpoint_every: int = Field(default=256, ge=1)
     audit_signing_key_file: Path | None = None
     receipt_signing_key_file: Path | None = None

@@ -83,7 +83,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(holds_router)
     app.include_router(webhooks_router)
     app.include_router(datasets_router)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes,
+                       uploads={"/v1/datasets/": settings.max_upload_bytes})
     app.add_middleware(RejectNul)
     app.add_middleware(RequestContext, metrics=metrics)
     return app

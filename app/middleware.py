@@ -39,19 +39,28 @@ class RejectNul:
 
 
 class BodyLimit:
-    """413 for bodies over the limit, by Content-Length or while streaming a chunked body."""
+    """413 for bodies over the limit, by Content-Length or while streaming a chunked body.
+    Paths under an upload prefix (dataset uploads) have a limit of their own."""
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: ASGIApp, *, max_bytes: int,
+                 uploads: dict[str, int] | None = None):
+        self.app, self.max_bytes, self.uploads = app, max_bytes, uploads or {}
+
+    def _limit(self, path: str) -> tuple[int, str]:
+        for prefix, limit in self.uploads.items():
+            if path.startswith(prefix):
+                return limit, "PGW_MAX_UPLOAD_BYTES"
+        return self.max_bytes, "PGW_MAX_BODY_BYTES"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit, setting = self._limit(scope["path"])
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            error = PayloadTooLarge(f"request body exceeds {self.max_bytes} bytes "
-                                    "(PGW_MAX_BODY_BYTES)", headers={"connection": "close"})
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            error = PayloadTooLarge(f"request body exceeds {limit} bytes ({setting})",
+                                    headers={"connection": "close"})
             await render(error)(scope, receive, send)
             return
         seen = 0
@@ -61,10 +70,9 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
+                if seen > limit:
                     # FastAPI re-raises HTTPExceptions from body reading; our handler renders it.
-                    raise HTTPException(413, f"request body exceeds {self.max_bytes} bytes "
-                                             "(PGW_MAX_BODY_BYTES)")
+                    raise HTTPException(413, f"request body exceeds {limit} bytes ({setting})")
             return message
 
         await self.app(scope, limited_receive, send)

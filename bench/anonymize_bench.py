@@ -7,9 +7,10 @@ anjana cannot be installed beside the service (it pins typing_extensions==4.15.0
 needs >=4.16), so it runs in a virtual environment of its own: `--baseline-python` names its
 interpreter (made with `python3 -m venv V && V/bin/pip install anjana==1.2.3`).
 
-Information loss: per column, the level reached over the hierarchy's height (0 as given, 1
-nothing left), averaged over the columns; plus the share of records suppressed. The k reached
-is counted independently of both engines.
+Information loss: the loss metric (LM) on the data, the same arithmetic for both engines: a
+cell generalised to a value covering g of its column's D distinct values loses (g-1)/(D-1), a
+suppressed record 1 per column; averaged over records and columns. The k reached is counted
+independently of both engines.
 
 Usage: python bench/anonymize_bench.py [--rows 100000] [--baseline-python PATH]
        [--baseline-timeout 900]
@@ -31,8 +32,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import numpy as np  # noqa: E402
+
 from app.datasets.anonymize import anonymize  # noqa: E402
 from app.datasets.hierarchies import generalise, top  # noqa: E402
+from app.datasets.lattice import Column  # noqa: E402
 from app.policy.loader import load_policy  # noqa: E402
 
 POLICY = Path(__file__).resolve().parent.parent / "policies"
@@ -62,7 +66,7 @@ for qi in qis:
     levels[qi] = next((l for l, col in hierarchies[qi].items() if values <= set(col)), None)
 sizes = out.groupby(qis).size() if len(out) else []
 print(json.dumps({"seconds": seconds, "released": len(out), "levels": levels,
-                  "k": int(min(sizes)) if len(out) else None}))
+                  "k": int(min(sizes)) if len(out) else None, "kept": list(out["id"])}))
 '''
 
 
@@ -82,10 +86,14 @@ def independent_k(data: list[dict[str, Any]], qis: list[str]) -> int:
     return min(Counter(tuple(row[q] for q in qis) for row in data).values())
 
 
-def loss(levels: dict[str, int | None], kinds: dict[str, str]) -> float | None:
+def loss(data: list[dict[str, Any]], kinds: dict[str, str], levels: dict[str, int | None],
+         kept: set[str]) -> float | None:
     if any(level is None for level in levels.values()):
         return None
-    return round(sum((levels[q] or 0) / top(kinds[q]) for q in kinds) / len(kinds), 3)
+    keep = np.array([row["id"] in kept for row in data])
+    per_column = [(Column.of(kind, [row[q] for row in data]).cell_loss[levels[q] or 0][keep]
+                   .sum() + (~keep).sum()) / len(data) for q, kind in kinds.items()]
+    return round(float(sum(per_column) / len(per_column)), 4)
 
 
 def baseline(python: str, data: list[dict[str, Any]], kinds: dict[str, str], k: int,
@@ -128,7 +136,7 @@ def main() -> None:
         seconds = time.perf_counter() - start
         reached = independent_k(release.rows, list(kinds))
         print(f"k={k:<3} ours:    {seconds:7.1f} s  levels {release.levels}  "  # noqa: T201
-              f"loss {loss(dict(release.levels), kinds)}  suppressed "
+              f"loss {release.report['information_loss_mean']}  suppressed "
               f"{release.report['suppressed']}  k reached {reached}")
         if args.baseline_python:
             found = baseline(args.baseline_python, data, kinds, k, args.baseline_timeout)
@@ -136,7 +144,7 @@ def main() -> None:
                 print(f"k={k:<3} anjana:  {found['note']}")  # noqa: T201
                 continue
             print(f"k={k:<3} anjana:  {found['seconds']:7.1f} s  levels {found['levels']}  "  # noqa: T201
-                  f"loss {loss(found['levels'], kinds)}  suppressed "
+                  f"loss {loss(data, kinds, found['levels'], set(found['kept']))}  suppressed "
                   f"{args.rows - found['released']}  k reached {found['k']}")
 
 

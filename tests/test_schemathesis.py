@@ -10,7 +10,7 @@ from tests.server import LiveServer
 from tests.tokens import make_token
 
 SCOPES = ("pii:scan records:write records:read consent:write consent:read dsr:submit "
-          "dsr:manage audit:read keys:admin access:approve policy:read")
+          "dsr:manage audit:read keys:admin access:approve policy:read datasets:export")
 
 
 def test_no_server_error_anywhere(live: LiveServer, tmp_path: Path) -> None:

@@ -1,25 +1,21 @@
-"""Generalise quasi-identifiers to the least general levels that reach k and l, suppressing the
-records left in classes too small or too uniform, up to a limit.
+"""Generalise quasi-identifiers to the levels that lose the least information while reaching k
+and l, suppressing the records left in classes too small or too uniform, up to a limit.
 
-Full-domain generalisation (one level per column for the whole release): the search walks the
-lattice of level combinations by total height, and the first height with a combination that
-meets the target within the suppression limit holds the answer; among those, the one losing
-the least information wins. Direct identifiers are dropped or replaced by keyed pseudonyms
-whose key is random per release and never kept, so two releases cannot be joined.
+Full-domain generalisation (one level per column for the whole release), searched exactly by
+`lattice.search`. Direct identifiers are dropped or replaced by keyed pseudonyms whose key is
+random per release and never kept, so two releases cannot be joined.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import itertools
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from app.datasets import risk
-from app.datasets.hierarchies import generalise, top
+from app.datasets import lattice, risk
 from app.policy.models import Dataset
 
 
@@ -38,75 +34,47 @@ class Unreachable(Exception):
         self.best = best
 
 
-def _columns(rows: Sequence[dict[str, Any]], spec: Dataset) -> dict[str, list[list[str]]]:
-    """Every quasi-identifier at every level of its hierarchy, computed once."""
-    return {name: [[generalise(kind, row.get(name), level) for row in rows]
-                   for level in range(top(kind) + 1)]
-            for name, kind in spec.quasi_identifiers.items()}
-
-
-def _loss(spec: Dataset, levels: dict[str, int]) -> dict[str, float]:
-    """Per column, how far up its hierarchy it went (0: as given, 1: nothing left)."""
-    return {name: round(levels[name] / top(kind), 4)
-            for name, kind in spec.quasi_identifiers.items()}
-
-
 def anonymize(rows: Sequence[dict[str, Any]], spec: Dataset, *, k: int, l: int,  # noqa: E741
               max_suppression: float,
               progress: Callable[[int, int], None] = lambda done, total: None) -> Release:
     names = list(spec.quasi_identifiers)
-    columns = _columns(rows, spec)
-    sensitive = risk.columns_of(rows, spec.sensitive)
+    columns = [lattice.Column.of(kind, [row.get(name) for row in rows])
+               for name, kind in spec.quasi_identifiers.items()]
+    sensitive = [(codes, len(values)) for codes, values in
+                 (lattice.encode(column) for column in risk.columns_of(rows, spec.sensitive))]
     limit = int(max_suppression * len(rows))
-    ranges = [range(top(kind) + 1) for kind in spec.quasi_identifiers.values()]
-    nodes = sorted(itertools.product(*ranges), key=sum)
-    best: tuple[tuple[float, int], tuple[int, ...], risk.Classes, set[Any]] | None = None
-    closest: dict[str, Any] | None = None
-    for index, node in enumerate(nodes):
-        progress(index, len(nodes))
-        if best is not None and sum(node) > sum(best[1]):
-            break
-        keys = list(zip(*(columns[n][level] for n, level in zip(names, node, strict=True)),
-                        strict=True))
-        classes = risk.Classes.of(keys, sensitive)
-        failing = classes.failing(k, l)
-        suppressed = sum(classes.sizes[key] for key in failing)
-        if suppressed > limit:
-            if closest is None or suppressed < closest["suppressed"]:
-                closest = {"levels": dict(zip(names, node, strict=True)),
-                           "suppressed": suppressed, "suppression_limit": limit}
-            continue
-        loss = sum(_loss(spec, dict(zip(names, node, strict=True))).values())
-        if best is None or (loss, suppressed) < best[0]:
-            best = ((loss, suppressed), node, classes, failing)
-    progress(len(nodes), len(nodes))
+    best, closest = lattice.search(columns, sensitive, k=k, l=l, limit=limit,
+                                   progress=progress)
     if best is None:
-        raise Unreachable(closest or {})
-    _, node, classes, failing = best
-    levels = dict(zip(names, node, strict=True))
+        raise Unreachable({} if closest is None else {
+            "levels": lattice.levels_of(names, closest), "suppressed": closest.suppressed,
+            "suppression_limit": limit})
+    levels = lattice.levels_of(names, best)
     salt = secrets.token_bytes(32)
+    labels = [column.labels[level] for column, level in zip(columns, best.node, strict=True)]
+    codes = [column.codes[level].tolist() for column, level in
+             zip(columns, best.node, strict=True)]
     released = []
-    for i, row in enumerate(rows):
-        key = tuple(columns[n][levels[n]][i] for n in names)
-        if key in failing:
-            continue
+    for i in best.keep.nonzero()[0].tolist():
+        row = rows[i]
         out: dict[str, Any] = {}
         for name, how in spec.direct_identifiers.items():
             if how == "pseudonymize" and row.get(name) not in (None, ""):
                 out[name] = hmac.new(salt, str(row[name]).encode(),
                                      hashlib.sha256).hexdigest()[:24]
-        for name in names:
-            out[name] = key[names.index(name)]
+        for j, name in enumerate(names):
+            out[name] = labels[j][codes[j][i]]
         for name in spec.sensitive:
             out[name] = row.get(name)
         released.append(out)
-    kept = {key: size for key, size in classes.sizes.items() if key not in failing}
-    kept_classes = risk.Classes(sizes=kept, diversity={key: classes.diversity[key]
-                                                       for key in kept if classes.diversity})
-    report = risk.report(kept_classes, k=k, l=l, records=len(rows),
+    # the report counts the released rows themselves, apart from the search's arithmetic
+    kept = risk.Classes.of(risk.keys_of(released, names),
+                           risk.columns_of(released, spec.sensitive))
+    report = risk.report(kept, k=k, l=l, records=len(rows),
                          suppressed=len(rows) - len(released))
     report["levels"] = levels
-    report["information_loss"] = _loss(spec, levels)
+    report["information_loss"] = lattice.loss_of(names, best)
+    report["information_loss_mean"] = round(best.total, 4)
     return Release(rows=released, report=report, levels=levels)
 
 

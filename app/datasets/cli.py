@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
@@ -12,33 +11,19 @@ from typing import Any
 from app.config import Settings
 
 
-def _read(path: Path) -> list[dict[str, Any]]:
-    with path.open(encoding="utf-8", newline="") as handle:
-        if path.suffix.lower() == ".csv":
-            return [dict(row) for row in csv.DictReader(handle)]
-        return [json.loads(line) for line in handle if line.strip()]
-
-
-def _write(path: Path, rows: list[dict[str, Any]]) -> None:
-    with path.open("w", encoding="utf-8", newline="") as handle:
-        if path.suffix.lower() == ".csv":
-            names = list(dict.fromkeys(name for row in rows for name in row))
-            writer = csv.DictWriter(handle, fieldnames=names)
-            writer.writeheader()
-            writer.writerows(rows)
-        else:
-            for row in rows:
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
 def _anonymize(args: argparse.Namespace, settings: Settings) -> int:
     from app.auth.guard import Caller
-    from app.datasets import service
+    from app.datasets import files, service
     from app.errors import GatewayError
     from app.progress import bar
     from app.runtime import opened
 
-    rows = _read(args.input)
+    try:
+        rows = files.read(args.input)
+    except (GatewayError, UnicodeDecodeError, OSError) as exc:
+        detail = exc.detail if isinstance(exc, GatewayError) else str(exc)
+        print(f"pgw: {args.input}: {detail}", file=sys.stderr)  # noqa: T201
+        return 1
     with opened(settings) as runtime, runtime.transaction() as session:
         try:
             result = service.release(
@@ -49,7 +34,7 @@ def _anonymize(args: argparse.Namespace, settings: Settings) -> int:
             session.commit()  # the refusal is audited
             print(f"\npgw: {exc.detail}", file=sys.stderr)  # noqa: T201
             return 1
-    _write(args.out, result.rows)
+    files.write(args.out, result.rows)
     print(f"\n{json.dumps(result.report, ensure_ascii=False)}")  # noqa: T201
     return 0
 

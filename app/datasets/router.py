@@ -2,22 +2,105 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.routing import APIRoute
 from pydantic import Field, model_validator
 
 from app.auth.guard import Caller, RequireScope
 from app.auth.scopes import Scope
-from app.datasets import service
+from app.datasets import files, service
 from app.deps import SessionDep
 from app.errors import PROBLEM_RESPONSES, Invalid
 from app.keys.router import keyring_or_sealed
 from app.schemas import IsoDateTime, StrictModel
 
-router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=PROBLEM_RESPONSES)
-Exporter = Annotated[Caller, Depends(RequireScope(Scope.DATASETS_EXPORT))]
 MAX_ROWS = 100_000
+_NUMBERS = {"k": int, "l": int, "max_suppression": float}
+
+
+class _Uploaded(Request):
+    """A CSV or JSON Lines upload, seen by the route as the JSON body it stands for."""
+
+    def __init__(self, request: Request, body: bytes):
+        headers = [(name, value) for name, value in request.scope["headers"]
+                   if name != b"content-type"] + [(b"content-type", b"application/json")]
+        super().__init__({**request.scope, "headers": headers, "query_string": b""},
+                         request.receive)
+        self._json_body = body
+
+    async def body(self) -> bytes:
+        return self._json_body
+
+
+async def _as_json(request: Request, fmt: files.Format) -> Request:
+    """The rows of the upload, with the other fields of the body from the query string."""
+    try:
+        text = (await request.body()).decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise Invalid("the upload is not UTF-8 text", field="rows") from None
+    body: dict[str, Any] = {"rows": files.parse(text, fmt)}
+    for name, value in request.query_params.items():
+        try:
+            body[name] = _NUMBERS[name](value) if name in _NUMBERS else value
+        except ValueError:
+            raise Invalid(f"{name} must be a number", field=name) from None
+    return _Uploaded(request, json.dumps(body).encode())
+
+
+class UploadRoute(APIRoute):
+    """Takes the rows as CSV (`text/csv`) or JSON Lines (`application/x-ndjson`) as well as
+    JSON; the body's other fields then come in the query string."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            fmt = files.format_of_media_type(request.headers.get("content-type"))
+            if fmt is not None:
+                return await handler(await _as_json(request, fmt))
+            if request.query_params:
+                name = next(iter(request.query_params))
+                raise Invalid("query parameters go with CSV or JSON Lines uploads; a JSON "
+                              "body carries its own", field=name)
+            return await handler(request)
+
+        return route
+
+
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=PROBLEM_RESPONSES,
+                   route_class=UploadRoute)
+Exporter = Annotated[Caller, Depends(RequireScope(Scope.DATASETS_EXPORT))]
+
+
+def _upload_doc(*names: str) -> dict[str, Any]:
+    """The OpenAPI description of the upload forms of a body."""
+    schema = {"type": "string", "maxLength": 64}
+    numbers = {"k": {"type": "integer", "minimum": 2, "maximum": 1000},
+               "l": {"type": "integer", "minimum": 1, "maximum": 100},
+               "max_suppression": {"type": "number", "minimum": 0, "maximum": 0.5}}
+    return {
+        "requestBody": {"content": {
+            "text/csv": {"schema": {"type": "string", "description": "a header line, then "
+                                    "one row per line"}},
+            "application/x-ndjson": {"schema": {"type": "string", "description":
+                                                "one JSON object per line"}}}},
+        "parameters": [{"name": name, "in": "query", "required": False,
+                        "description": "with a CSV or JSON Lines body only",
+                        "schema": numbers.get(name, schema)} for name in names],
+    }
+
+
+def _reply(request: Request, rows: list[dict[str, Any]], report: dict[str, Any]) -> Any:
+    """JSON, or the rows as CSV or JSON Lines when asked (Accept), the report in a header."""
+    fmt = files.format_of_media_type(request.headers.get("accept"))
+    if fmt is None:
+        return {"rows": rows, "report": report}
+    return Response(files.render(rows, fmt), media_type=files.MEDIA_TYPE_OF[fmt],
+                    headers={"PGW-Risk-Report": json.dumps(report)})
 
 
 class _Target(StrictModel):
@@ -31,10 +114,15 @@ class AssessIn(_Target):
 
 
 class Selection(StrictModel):
-    """Stored records of the record type, optionally by when they were collected."""
+    """Which stored records of the record type: when they were collected, for which purposes,
+    and values of the fields the release holds (after decryption)."""
 
     created_after: IsoDateTime | None = None
     created_before: IsoDateTime | None = None
+    collected_for: list[str] | None = Field(default=None, min_length=1, max_length=32)
+    where: dict[str, list[str]] | None = Field(
+        default=None, min_length=1, max_length=16,
+        description="released field -> the values a record must have one of")
 
 
 class AnonymizeIn(_Target):
@@ -56,19 +144,28 @@ class AnonymizeIn(_Target):
                   "postcode": "200120", "address": "上海市浦东新区世纪大道100号"}]}]}}
 
 
-@router.post("/anonymize")
+_ROWS_OUT: dict[int | str, dict[str, Any]] = {200: {
+    "content": {"text/csv": {}, "application/x-ndjson": {}},
+    "description": "The rows and the report; with `Accept: text/csv` or "
+                   "`application/x-ndjson` the rows alone, the report in `PGW-Risk-Report`"}}
+
+
+@router.post("/anonymize", responses=_ROWS_OUT, openapi_extra=_upload_doc(
+    "record_type", "purpose", "k", "l", "max_suppression"))
 def anonymize(body: AnonymizeIn, session: SessionDep, caller: Exporter,
-              request: Request) -> dict[str, Any]:
-    """Drop or pseudonymise direct identifiers, generalise quasi-identifiers to the least
-    general levels reaching k and l, suppress the rest up to `max_suppression`; or release
-    nothing (422 anonymization-target-unreachable)."""
+              request: Request) -> Any:
+    """Drop or pseudonymise direct identifiers, generalise quasi-identifiers to the levels
+    that reach k and l losing the least information, suppress the rest up to
+    `max_suppression`; or release nothing (422 anonymization-target-unreachable).
+
+    The rows come as `rows` in a JSON body, as a CSV or JSON Lines body (the other fields
+    then in the query string), or from stored records (`select`)."""
     policy = request.app.state.runtime.policy
     rows, selection = body.rows, None
     if body.select is not None:
         rows, selection = service.select_rows(
             session, policy, keyring_or_sealed(request), record_type=body.record_type,
-            purpose=body.purpose, created_after=body.select.created_after,
-            created_before=body.select.created_before)
+            purpose=body.purpose, filters=service.Filters(**body.select.model_dump()))
         if not rows:
             raise Invalid("no stored record matches the selection with a legal basis for "
                           "this purpose", field="select")
@@ -76,10 +173,10 @@ def anonymize(body: AnonymizeIn, session: SessionDep, caller: Exporter,
     result = service.release(session, policy, caller=caller, record_type=body.record_type,
                              purpose=body.purpose, rows=rows, k=body.k, l=body.l,
                              max_suppression=body.max_suppression, selection=selection)
-    return {"rows": result.rows, "report": result.report}
+    return _reply(request, result.rows, result.report)
 
 
-@router.post("/assess")
+@router.post("/assess", openapi_extra=_upload_doc("record_type", "k", "l"))
 def assess(body: AssessIn, session: SessionDep, caller: Exporter,
            request: Request) -> dict[str, Any]:
     """The risk report of a dataset as given, without changing it."""

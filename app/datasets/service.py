@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -13,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from app.audit import service as audit
 from app.auth.guard import Caller
-from app.clock import utcnow
+from app.clock import iso_or_none, utcnow
 from app.consent.decision import decide
 from app.datasets import anonymize as engine
 from app.errors import GatewayError, Invalid
@@ -22,6 +23,38 @@ from app.policy.loader import Policy
 from app.policy.models import Dataset, LegalBasis
 from app.records import storage
 from app.records.models import Record
+
+
+@dataclass(frozen=True)
+class Filters:
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    collected_for: list[str] | None = None  # purposes the records were collected for
+    where: dict[str, list[str]] | None = None  # released field -> accepted values
+
+    def check(self, policy: Policy, dataset: Dataset) -> None:
+        for index, purpose in enumerate(self.collected_for or ()):
+            if purpose not in policy.body.purposes:
+                raise Invalid(f"unknown purpose {purpose!r}",
+                              field=f"select.collected_for.{index}")
+        released = {*dataset.quasi_identifiers, *dataset.sensitive}
+        for name, values in (self.where or {}).items():
+            if name not in released:
+                raise Invalid(f"{name} is not a field the release holds; filter on one of "
+                              f"{', '.join(sorted(released))}", field=f"select.where.{name}")
+            if not values:
+                raise Invalid("give at least one value", field=f"select.where.{name}")
+
+    def described(self) -> dict[str, Any]:
+        """For the report and the audit: the filter values of `where` are data, so only
+        how many there were."""
+        return {"created_after": iso_or_none(self.created_after),
+                "created_before": iso_or_none(self.created_before),
+                "collected_for": self.collected_for,
+                "where": {name: len(values) for name, values in (self.where or {}).items()}}
+
+    def matches(self, row: dict[str, Any]) -> bool:
+        return all(str(row.get(name)) in values for name, values in (self.where or {}).items())
 
 
 class TargetUnreachable(GatewayError):
@@ -39,14 +72,15 @@ def spec_for(policy: Policy, record_type: str) -> Dataset:
 
 
 def select_rows(session: Session, policy: Policy, keyring: Keyring, *, record_type: str,
-                purpose: str, created_after: datetime | None,
-                created_before: datetime | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The stored records of a type, decrypted to the fields the release uses, of the subjects
-    whose consent or another legal basis covers the purpose; the others are left out and
-    counted. Restricted, erased and de-identified records are never selected."""
-    record_spec = policy.body.record_types[record_type]
+                purpose: str, filters: Filters) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The stored records of a type that pass the filters, decrypted to the fields the
+    release uses, of the subjects whose consent or another legal basis covers the purpose;
+    the others are left out and counted. Restricted, erased and de-identified records are
+    never selected."""
     dataset = spec_for(policy, record_type)
+    record_spec = policy.body.record_types[record_type]
     policy.purpose(purpose)
+    filters.check(policy, dataset)
     # dropped identifiers are not even decrypted
     wanted = {name for name, how in dataset.direct_identifiers.items()
               if how == "pseudonymize"} | {*dataset.quasi_identifiers, *dataset.sensitive}
@@ -54,13 +88,16 @@ def select_rows(session: Session, policy: Policy, keyring: Keyring, *, record_ty
     query = select(Record).where(Record.record_type == record_type,
                                  Record.restricted_at.is_(None), Record.erased_at.is_(None),
                                  Record.deidentified_at.is_(None))
-    if created_after is not None:
-        query = query.where(Record.created_at >= created_after)
-    if created_before is not None:
-        query = query.where(Record.created_at < created_before)
+    if filters.created_after is not None:
+        query = query.where(Record.created_at >= filters.created_after)
+    if filters.created_before is not None:
+        query = query.where(Record.created_at < filters.created_before)
+    if filters.collected_for:
+        query = query.where(Record.purpose.in_(filters.collected_for))
     now = utcnow()
     allowed: dict[str, bool] = {}
-    rows, excluded, records = [], 0, 0
+    rows, excluded, records, filtered = [], 0, 0, 0
+    subjects: set[str] = set()
     for record in session.scalars(query.order_by(Record.id)):
         records += 1
         if record.subject_id not in allowed:
@@ -79,10 +116,14 @@ def select_rows(session: Session, policy: Policy, keyring: Keyring, *, record_ty
                 session, keyring, subject_id=record.subject_id, context=context, name=name,
                 spec=record_spec.fields[name], stored=record.data[name],
                 original=record.originals.get(name), clear=True)
+        if not filters.matches(row):
+            filtered += 1
+            continue
         rows.append(row)
+        subjects.add(record.subject_id)
     return rows, {"source": "records", "record_type": record_type, "records": records,
-                  "excluded_without_basis": excluded,
-                  "subjects": sum(1 for ok in allowed.values() if ok)}
+                  "excluded_without_basis": excluded, "excluded_by_filter": filtered,
+                  "subjects": len(subjects), "filters": filters.described()}
 
 
 def _check_purpose(policy: Policy, purpose: str) -> None:
@@ -101,6 +142,8 @@ def release(session: Session, policy: Policy, *, caller: Caller, record_type: st
     """Anonymise rows (uploaded, or selected by `select_rows` with their `selection`);
     refused, and audited, when k and l cannot be reached."""
     spec = spec_for(policy, record_type)
+    if not rows:
+        raise Invalid("there are no rows to release", field="rows")
     if selection is None:
         _check_purpose(policy, purpose)
         selection = {"source": "upload", "record_type": record_type}
