@@ -66,7 +66,10 @@ for qi in qis:
     levels[qi] = next((l for l, col in hierarchies[qi].items() if values <= set(col)), None)
 sizes = out.groupby(qis).size() if len(out) else []
 print(json.dumps({"seconds": seconds, "released": len(out), "levels": levels,
-                  "k": int(min(sizes)) if len(out) else None, "kept": list(out["id"])}))
+                  "k": int(min(sizes)) if len(out) else None,
+                  # with suppression anjana renumbers the rows and keeps the old numbers in
+                  # an "index" column
+                  "kept": [int(i) for i in (out["index"] if "index" in out else out.index)]}))
 '''
 
 
@@ -87,10 +90,11 @@ def independent_k(data: list[dict[str, Any]], qis: list[str]) -> int:
 
 
 def loss(data: list[dict[str, Any]], kinds: dict[str, str], levels: dict[str, int | None],
-         kept: set[str]) -> float | None:
+         kept: list[int]) -> float | None:
     if any(level is None for level in levels.values()):
         return None
-    keep = np.array([row["id"] in kept for row in data])
+    keep = np.zeros(len(data), dtype=bool)
+    keep[kept] = True
     per_column = [(Column.of(kind, [row[q] for row in data]).cell_loss[levels[q] or 0][keep]
                    .sum() + (~keep).sum()) / len(data) for q, kind in kinds.items()]
     return round(float(sum(per_column) / len(per_column)), 4)
@@ -144,7 +148,7 @@ def main() -> None:
                 print(f"k={k:<3} anjana:  {found['note']}")  # noqa: T201
                 continue
             print(f"k={k:<3} anjana:  {found['seconds']:7.1f} s  levels {found['levels']}  "  # noqa: T201
-                  f"loss {loss(data, kinds, found['levels'], set(found['kept']))}  suppressed "
+                  f"loss {loss(data, kinds, found['levels'], found['kept'])}  suppressed "
                   f"{args.rows - found['released']}  k reached {found['k']}")
 
 

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.routing import APIRoute
 from pydantic import Field, model_validator
+from starlette.concurrency import run_in_threadpool
 
 from app.auth.guard import Caller, RequireScope
 from app.auth.scopes import Scope
@@ -19,7 +20,8 @@ from app.keys.router import keyring_or_sealed
 from app.schemas import IsoDateTime, StrictModel
 
 MAX_ROWS = 100_000
-_NUMBERS = {"k": int, "l": int, "max_suppression": float}
+_NUMBERS: dict[str, tuple[Callable[[str], Any], str]] = {
+    "k": (int, "an integer"), "l": (int, "an integer"), "max_suppression": (float, "a number")}
 
 
 class _Uploaded(Request):
@@ -36,19 +38,27 @@ class _Uploaded(Request):
         return self._json_body
 
 
-async def _as_json(request: Request, fmt: files.Format) -> Request:
-    """The rows of the upload, with the other fields of the body from the query string."""
+def _json_body(upload: bytes, fmt: files.Format, query: dict[str, str]) -> bytes:
+    """The JSON body an upload stands for: its rows, and the other fields from the query."""
     try:
-        text = (await request.body()).decode("utf-8-sig")
+        text = upload.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise Invalid("the upload is not UTF-8 text", field="rows") from None
     body: dict[str, Any] = {"rows": files.parse(text, fmt)}
-    for name, value in request.query_params.items():
+    for name, value in query.items():
+        convert, what = _NUMBERS.get(name, (str, "text"))
         try:
-            body[name] = _NUMBERS[name](value) if name in _NUMBERS else value
+            body[name] = convert(value)
         except ValueError:
-            raise Invalid(f"{name} must be a number", field=name) from None
-    return _Uploaded(request, json.dumps(body).encode())
+            raise Invalid(f"{name} must be {what}", field=name) from None
+    return json.dumps(body).encode()
+
+
+async def _as_json(request: Request, fmt: files.Format) -> Request:
+    # parsing a large upload takes a while: not on the event loop
+    body = await run_in_threadpool(_json_body, await request.body(), fmt,
+                                   dict(request.query_params))
+    return _Uploaded(request, body)
 
 
 class UploadRoute(APIRoute):
