@@ -1,5 +1,6 @@
-"""Generalise quasi-identifiers to the levels that lose the least information while reaching k
-and l, suppressing the records left in classes too small or too uniform, up to a limit.
+"""Generalise quasi-identifiers to the least general levels that reach k and l, losing the
+least information, and suppress the records left in classes too small or too uniform, up to a
+limit.
 
 Full-domain generalisation (one level per column for the whole release), searched exactly by
 `lattice.search`. Direct identifiers are dropped or replaced by keyed pseudonyms whose key is

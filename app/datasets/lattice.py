@@ -1,9 +1,16 @@
-"""The search for the generalisation that loses the least information while reaching k and l.
+"""The search for the least general generalisation that reaches k and l, losing the least
+information.
 
 Every quasi-identifier is encoded once at every level of its hierarchy as integer codes, so a
 combination of levels (a node of the lattice) is judged with a few vectorised passes: the
 equivalence classes, their sizes, the distinct sensitive values in each, and the records that
 would have to be suppressed.
+
+A node qualifies when at most `limit` records fall in classes that miss k or l, and when it is
+least general: one level lower on any column would need more suppression than that. (Nodes that
+meet the target form an upward-closed set, since merging classes never makes them smaller or
+less diverse, so a node with no qualifying neighbour below has no qualifying node below at all.)
+Among the qualifying nodes the one losing the least information wins.
 
 Information loss is the loss metric (LM, Iyengar 2002), measured on the data: a cell
 generalised to a value that covers g of the column's D distinct values loses (g - 1) / (D - 1);
@@ -11,7 +18,7 @@ a suppressed record loses 1 in every column. A column's loss is the mean over al
 the release's the mean over the columns. Generalisation alone gives each node a lower bound,
 so nodes are judged in the order of their bound and the search stops at the first bound that
 cannot beat the best node found (branch and bound, exact). A node more specific than one that
-failed fails too (classes only split going down), and is skipped.
+failed fails too, and is skipped.
 """
 
 from __future__ import annotations
@@ -109,18 +116,27 @@ def judge(columns: Sequence[Column], sensitive: Sequence[tuple[Codes, int]], nod
 def search(columns: Sequence[Column], sensitive: Sequence[tuple[Codes, int]], *, k: int,
            l: int, limit: int,  # noqa: E741
            progress: Callable[[int, int], None]) -> tuple[Judged | None, Judged | None]:
-    """The node of least information loss suppressing at most `limit` records, if any; and
-    the failing node that came closest (fewest suppressed)."""
+    """The least general node suppressing at most `limit` records that loses the least
+    information, if any; and the failing node that came closest (fewest suppressed)."""
     heights = [len(column.codes) for column in columns]
     mean_loss = [[float(loss.mean()) for loss in column.cell_loss] for column in columns]
+    judged: dict[Node, Judged] = {}
 
     def bound(node: Node) -> float:
         return sum(mean_loss[i][level] for i, level in enumerate(node)) / len(node)
 
+    def meets(node: Node) -> bool:
+        if node not in judged:
+            judged[node] = judge(columns, sensitive, node, k=k, l=l)
+        return judged[node].suppressed <= limit
+
+    def least_general(node: Node) -> bool:
+        below = (node[:i] + (level - 1,) + node[i + 1:] for i, level in enumerate(node) if level)
+        return not any(meets(lower) for lower in below)
+
     nodes = sorted(itertools.product(*(range(h) for h in heights)),
                    key=lambda node: (bound(node), sum(node)))
     best: Judged | None = None
-    closest: Judged | None = None
     failed: list[Node] = []
     for index, node in enumerate(nodes):
         progress(index, len(nodes))
@@ -128,15 +144,16 @@ def search(columns: Sequence[Column], sensitive: Sequence[tuple[Codes, int]], *,
             break
         if any(all(a <= b for a, b in zip(node, f, strict=True)) for f in failed):
             continue
-        judged = judge(columns, sensitive, node, k=k, l=l)
-        if judged.suppressed > limit:
+        if not meets(node):
             failed.append(node)
-            if closest is None or judged.suppressed < closest.suppressed:
-                closest = judged
-        elif best is None or (judged.total, judged.suppressed) < (best.total, best.suppressed):
-            best = judged
+            continue
+        found = judged[node]
+        if least_general(node) and (best is None or (found.total, found.suppressed)
+                                    < (best.total, best.suppressed)):
+            best = found
     progress(len(nodes), len(nodes))
-    return best, closest
+    misses = [j for j in judged.values() if j.suppressed > limit]
+    return best, min(misses, key=lambda j: j.suppressed, default=None)
 
 
 def levels_of(names: Sequence[str], judged: Judged) -> dict[str, int]:

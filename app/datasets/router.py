@@ -164,9 +164,10 @@ _ROWS_OUT: dict[int | str, dict[str, Any]] = {200: {
     "record_type", "purpose", "k", "l", "max_suppression"))
 def anonymize(body: AnonymizeIn, session: SessionDep, caller: Exporter,
               request: Request) -> Any:
-    """Drop or pseudonymise direct identifiers, generalise quasi-identifiers to the levels
-    that reach k and l losing the least information, suppress the rest up to
-    `max_suppression`; or release nothing (422 anonymization-target-unreachable).
+    """Drop or pseudonymise direct identifiers, generalise quasi-identifiers to the least
+    general levels that reach k and l (of those, the one losing the least information),
+    suppress the rest up to `max_suppression`; or release nothing (422
+    anonymization-target-unreachable).
 
     The rows come as `rows` in a JSON body, as a CSV or JSON Lines body (the other fields
     then in the query string), or from stored records (`select`)."""
