@@ -146,7 +146,8 @@ class Dataset(Strict):
     sensitive attributes kept and made diverse. Fields not named here are not released."""
 
     direct_identifiers: dict[Identifier, str] = Field(default_factory=dict)
-    quasi_identifiers: dict[Identifier, str] = Field(min_length=1)
+    # at most six: the search judges every combination of levels, up to 6^6 of them
+    quasi_identifiers: dict[Identifier, str] = Field(min_length=1, max_length=6)
     sensitive: list[Identifier] = Field(default_factory=list)
 
     @field_validator("direct_identifiers")

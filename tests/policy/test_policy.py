@@ -73,6 +73,9 @@ def test_version_is_the_content_hash(pack: Path) -> None:
     ("record_types.yaml", "retention: {days: 730, trigger: collection, action: delete}",
      "retention: {days: 730, trigger: forever, action: delete}",
      "record_types.support_ticket.retention.trigger", "Input should be"),
+    ("record_types.yaml", "quasi_identifiers: {shipping_address: address}",
+     "quasi_identifiers: {shipping_address: address, q_a: age, q_b: age, q_c: age, q_d: age, "
+     "q_e: age, q_f: age}", "record_types.order.dataset.quasi_identifiers", "at most 6 items"),
 ])
 def test_mistakes_name_file_path_and_reason(pack: Path, file: str, old: str, new: str,
                                             path: str, reason: str) -> None:
