@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
+from app.db import insert_or_ignore
 from app.errors import Conflict, GatewayError, ServiceUnavailable
 from app.keys.ciphers import Aead, CipherSpec, cipher
 from app.keys.kek import KekProvider, KekUnavailable
@@ -142,19 +143,28 @@ class Keyring:
             .order_by(SubjectKey.version.desc()).limit(1).with_for_update())
 
     def _refill(self, session: Session, subject_id: str, spec: CipherSpec) -> DataKey:
-        row = self._active_row(session, subject_id, spec)
+        # every key of the subject (a handful), locked: the active one and the latest version
+        # in one round trip
+        rows = list(session.scalars(select(SubjectKey).where(SubjectKey.subject_id == subject_id)
+                                    .order_by(SubjectKey.version.desc()).with_for_update()))
+        row = next((r for r in rows if r.cipher == spec.name and r.state == "active"), None)
         if row is None or row.uses >= self.rotate_after:
-            created = self._new_version(session, subject_id, spec, retire=row,
-                                        reserve=RESERVE_BLOCK)
-            if created is not None:
-                row, dek = created
-                key = self._data_key(row, dek)
-                key.budget = iter(range(RESERVE_BLOCK - 1))
-                return self._activate(key)
-            # another transaction made the subject's first key at the same moment: use it
-            row = self._active_row(session, subject_id, spec)
-            if row is None:
-                raise Conflict("the subject's key changed during this request; try again")
+            latest: int | None = rows[0].version if rows else 0
+            for _ in range(8):
+                created = self._new_version(session, subject_id, spec, retire=row,
+                                            reserve=RESERVE_BLOCK, latest=latest)
+                if created is not None:
+                    key = self._data_key(subject_id, *created, spec=spec)
+                    key.budget = iter(range(RESERVE_BLOCK - 1))
+                    return self._activate(key)
+                # another transaction made a key of the subject just now: use it if it is of
+                # this cipher, else take the version after it
+                row = self._active_row(session, subject_id, spec)
+                if row is not None:
+                    break
+                latest = None
+            else:
+                raise Conflict("the subject's keys changed during this request; try again")
         uses = session.execute(
             update(SubjectKey).where(SubjectKey.id == row.id)
             .values(uses=SubjectKey.uses + RESERVE_BLOCK).returning(SubjectKey.uses)
@@ -170,32 +180,30 @@ class Keyring:
         return key
 
     def _new_version(self, session: Session, subject_id: str, spec: CipherSpec,
-                     retire: SubjectKey | None,
-                     reserve: int = 0) -> tuple[SubjectKey, bytes] | None:
-        """A new active key (and its clear DEK) with `reserve` uses spent; None if a concurrent
-        transaction created the same version first."""
+                     retire: SubjectKey | None, reserve: int = 0,
+                     latest: int | None = None) -> tuple[int, bytes] | None:
+        """A new active key's version and clear DEK, with `reserve` uses spent; None if a
+        concurrent transaction created the same version (or an active key) first. `latest`:
+        the subject's newest version, when the caller has just read it under lock."""
         now = utcnow()
         if retire is not None:
             retire.state, retire.retired_at = "retired", now
             session.flush()  # before the new active key: one active key at a time
-        latest = session.scalar(select(func.max(SubjectKey.version))
-                                .where(SubjectKey.subject_id == subject_id)) or 0
+        if latest is None:
+            latest = session.scalar(select(func.max(SubjectKey.version))
+                                    .where(SubjectKey.subject_id == subject_id)) or 0
         version, kek_version = latest + 1, self.current_kek_version()
         dek = secrets.token_bytes(spec.key_bytes)
-        row = SubjectKey(subject_id=subject_id, version=version, cipher=spec.name,
-                         wrapped_dek=self.kek.wrap(kek_version, dek,
-                                                   dek_aad(subject_id, version, spec.name)),
-                         kek_version=kek_version, state="active", uses=reserve, created_at=now)
-        try:
-            with session.begin_nested():
-                session.add(row)
-        except IntegrityError:
-            return None
-        return row, dek
+        inserted = session.execute(insert_or_ignore(session, SubjectKey).values(
+            subject_id=subject_id, version=version, cipher=spec.name,
+            wrapped_dek=self.kek.wrap(kek_version, dek, dek_aad(subject_id, version, spec.name)),
+            kek_version=kek_version, state="active", uses=reserve, created_at=now,
+        ).returning(SubjectKey.id)).scalar_one_or_none()
+        return None if inserted is None else (version, dek)
 
-    def _data_key(self, row: SubjectKey, dek: bytes) -> DataKey:
-        spec = cipher(row.cipher)
-        return DataKey(subject_id=row.subject_id, version=row.version, cipher=spec,
+    def _data_key(self, subject_id: str, version: int, dek: bytes, *,
+                  spec: CipherSpec) -> DataKey:
+        return DataKey(subject_id=subject_id, version=version, cipher=spec,
                        aead=spec.aead(dek), expires=self._clock() + self.ttl)
 
     def rotate(self, session: Session, subject_id: str) -> list[tuple[int, int]]:
@@ -210,7 +218,7 @@ class Keyring:
             created = self._new_version(session, subject_id, cipher(old.cipher), retire=old)
             if created is None:
                 raise Conflict("the subject's keys changed during the rotation; try again")
-            replaced.append((old.version, created[0].version))
+            replaced.append((old.version, created[0]))
         self.evict(subject_id)
         return replaced
 
@@ -242,7 +250,7 @@ class Keyring:
                                   dek_aad(row.subject_id, row.version, row.cipher))
         except KekUnavailable as exc:
             raise Sealed(str(exc)) from None
-        return self._data_key(row, dek)
+        return self._data_key(row.subject_id, row.version, dek, spec=cipher(row.cipher))
 
     # -- KEK versions and service keys -------------------------------------------------------
 

@@ -225,3 +225,36 @@ def test_concurrent_first_writes_for_a_subject_share_one_key(runtime: Runtime) -
         for token in tokens:
             assert decrypt_field(session, keyrings[0], subject_id="new-subj", field="email",
                                  token=token) == "a@example.com"
+
+
+def test_concurrent_first_keys_of_two_ciphers_take_two_versions(runtime: Runtime) -> None:
+    """An AES and an SM4 key made at the same moment for a new subject both want version 1:
+    the one that loses takes version 2 instead of failing."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    assert runtime.keyring is not None
+    names = ["aes-256-gcm", "sm4-gcm"] * 2
+    keyrings = [Keyring(kek=runtime.keyring.kek, cipher_name=name, cache_size=10, ttl=60)
+                for name in names]
+    barrier = Barrier(len(keyrings))
+
+    def first_write(keyring: Keyring) -> str:
+        with runtime.session_factory() as session:
+            barrier.wait()
+            token = encrypt_field(session, keyring, subject_id="two-ciphers", field="email",
+                                  value="b@example.com")
+            session.commit()
+            return token
+
+    with ThreadPoolExecutor(len(keyrings)) as pool:
+        tokens = list(pool.map(first_write, keyrings))
+    with runtime.session_factory() as session:
+        keys = session.execute(select(SubjectKey.version, SubjectKey.cipher)
+                               .where(SubjectKey.subject_id == "two-ciphers")
+                               .order_by(SubjectKey.version)).all()
+        assert sorted(cipher for _, cipher in keys) == ["aes-256-gcm", "sm4-gcm"]
+        assert [version for version, _ in keys] == [1, 2]
+        for token, keyring in zip(tokens, keyrings, strict=True):
+            assert decrypt_field(session, keyring, subject_id="two-ciphers", field="email",
+                                 token=token) == "b@example.com"
