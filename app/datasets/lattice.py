@@ -113,6 +113,10 @@ def judge(columns: Sequence[Column], sensitive: Sequence[tuple[Codes, int]], nod
     return Judged(node=node, suppressed=int(sizes[failing].sum()), loss=loss, keep=keep)
 
 
+def _below(node: Node, other: Node) -> bool:
+    return all(a <= b for a, b in zip(node, other, strict=True))
+
+
 def search(columns: Sequence[Column], sensitive: Sequence[tuple[Codes, int]], *, k: int,
            l: int, limit: int,  # noqa: E741
            progress: Callable[[int, int], None]) -> tuple[Judged | None, Judged | None]:
@@ -120,15 +124,27 @@ def search(columns: Sequence[Column], sensitive: Sequence[tuple[Codes, int]], *,
     information, if any; and the failing node that came closest (fewest suppressed)."""
     heights = [len(column.codes) for column in columns]
     mean_loss = [[float(loss.mean()) for loss in column.cell_loss] for column in columns]
-    judged: dict[Node, Judged] = {}
+    seen: dict[Node, tuple[int, float]] = {}  # suppressed, loss; records' masks are not kept
+    failed: list[Node] = []  # the most general nodes known to fail: all below them fail too
+    best: tuple[float, int, Node] | None = None
+    closest: Judged | None = None
 
     def bound(node: Node) -> float:
         return sum(mean_loss[i][level] for i, level in enumerate(node)) / len(node)
 
+    def evaluate(node: Node) -> tuple[int, float]:
+        nonlocal closest, failed
+        if node not in seen:
+            found = judge(columns, sensitive, node, k=k, l=l)
+            seen[node] = (found.suppressed, found.total)
+            if found.suppressed > limit:
+                failed = [f for f in failed if not _below(f, node)] + [node]
+                if closest is None or found.suppressed < closest.suppressed:
+                    closest = found
+        return seen[node]
+
     def meets(node: Node) -> bool:
-        if node not in judged:
-            judged[node] = judge(columns, sensitive, node, k=k, l=l)
-        return judged[node].suppressed <= limit
+        return not any(_below(node, f) for f in failed) and evaluate(node)[0] <= limit
 
     def least_general(node: Node) -> bool:
         below = (node[:i] + (level - 1,) + node[i + 1:] for i, level in enumerate(node) if level)
@@ -136,24 +152,16 @@ def search(columns: Sequence[Column], sensitive: Sequence[tuple[Codes, int]], *,
 
     nodes = sorted(itertools.product(*(range(h) for h in heights)),
                    key=lambda node: (bound(node), sum(node)))
-    best: Judged | None = None
-    failed: list[Node] = []
     for index, node in enumerate(nodes):
         progress(index, len(nodes))
-        if best is not None and bound(node) >= best.total - 1e-12:
+        if best is not None and bound(node) >= best[0] - 1e-12:
             break
-        if any(all(a <= b for a, b in zip(node, f, strict=True)) for f in failed):
-            continue
-        if not meets(node):
-            failed.append(node)
-            continue
-        found = judged[node]
-        if least_general(node) and (best is None or (found.total, found.suppressed)
-                                    < (best.total, best.suppressed)):
-            best = found
+        if meets(node) and least_general(node):
+            count, total = seen[node]
+            if best is None or (total, count) < best[:2]:
+                best = (total, count, node)
     progress(len(nodes), len(nodes))
-    misses = [j for j in judged.values() if j.suppressed > limit]
-    return best, min(misses, key=lambda j: j.suppressed, default=None)
+    return (None if best is None else judge(columns, sensitive, best[2], k=k, l=l)), closest
 
 
 def levels_of(names: Sequence[str], judged: Judged) -> dict[str, int]:

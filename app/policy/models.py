@@ -7,11 +7,14 @@ assembled, with the path of the offending value.
 
 from __future__ import annotations
 
+import math
 import re
 from enum import StrEnum
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from app.datasets.hierarchies import HIERARCHY, top
 
 Identifier = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{1,63}$")]
 MASK_OPERATORS = ("mask", "redact", "replace", "generalize")
@@ -137,7 +140,7 @@ class DataField(Strict):
         return value
 
 
-HIERARCHIES = ("date", "age", "postcode", "address", "category")
+MAX_LATTICE = 10_000  # combinations of levels a release may have to judge
 
 
 class Dataset(Strict):
@@ -146,8 +149,7 @@ class Dataset(Strict):
     sensitive attributes kept and made diverse. Fields not named here are not released."""
 
     direct_identifiers: dict[Identifier, str] = Field(default_factory=dict)
-    # at most six: the search judges every combination of levels, up to 6^6 of them
-    quasi_identifiers: dict[Identifier, str] = Field(min_length=1, max_length=6)
+    quasi_identifiers: dict[Identifier, str] = Field(min_length=1)
     sensitive: list[Identifier] = Field(default_factory=list)
 
     @field_validator("direct_identifiers")
@@ -161,9 +163,13 @@ class Dataset(Strict):
     @field_validator("quasi_identifiers")
     @classmethod
     def _hierarchy(cls, value: dict[str, str]) -> dict[str, str]:
-        bad = [name for name, kind in value.items() if kind not in HIERARCHIES]
+        bad = [name for name, kind in value.items() if kind not in HIERARCHY]
         if bad:
-            raise ValueError(f"{bad[0]}: the hierarchy must be one of {', '.join(HIERARCHIES)}")
+            raise ValueError(f"{bad[0]}: the hierarchy must be one of {', '.join(HIERARCHY)}")
+        combinations = math.prod(top(kind) + 1 for kind in value.values())
+        if combinations > MAX_LATTICE:
+            raise ValueError(f"these hierarchies make {combinations} combinations of levels; "
+                             f"a release can search at most {MAX_LATTICE}")
         return value
 
     @model_validator(mode="after")

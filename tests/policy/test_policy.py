@@ -74,8 +74,9 @@ def test_version_is_the_content_hash(pack: Path) -> None:
      "retention: {days: 730, trigger: forever, action: delete}",
      "record_types.support_ticket.retention.trigger", "Input should be"),
     ("record_types.yaml", "quasi_identifiers: {shipping_address: address}",
-     "quasi_identifiers: {shipping_address: address, q_a: age, q_b: age, q_c: age, q_d: age, "
-     "q_e: age, q_f: age}", "record_types.order.dataset.quasi_identifiers", "at most 6 items"),
+     "quasi_identifiers: {shipping_address: address, q_a: date, q_b: date, q_c: date, "
+     "q_d: date, q_e: date}", "record_types.order.dataset.quasi_identifiers",
+     "38880 combinations of levels; a release can search at most 10000"),
 ])
 def test_mistakes_name_file_path_and_reason(pack: Path, file: str, old: str, new: str,
                                             path: str, reason: str) -> None:
