@@ -197,27 +197,35 @@ def test_nonces_are_not_shared_between_threads_or_with_forked_children() -> None
     assert len(set(everything)) == len(everything) == 2400
 
 
-def test_concurrent_first_writes_for_a_subject_share_one_key(runtime: Runtime) -> None:
-    """Two transactions that both find no key for a new subject: one creates it, the other
-    uses that one instead of failing on the unique (subject, version)."""
+def _first_writes_at_once(runtime: Runtime, ciphers: list[str], subject: str,
+                          value: str) -> tuple[list[Keyring], list[str]]:
+    """One encryption per cipher for a new subject, each in its own transaction and with its
+    own key cache (as separate processes), all let go at the same moment."""
     from concurrent.futures import ThreadPoolExecutor
     from threading import Barrier
 
     assert runtime.keyring is not None
-    keyrings = [Keyring(kek=runtime.keyring.kek, cipher_name="aes-256-gcm", cache_size=10,
-                        ttl=60) for _ in range(4)]  # separate caches, as separate processes
-    barrier = Barrier(4)
+    keyrings = [Keyring(kek=runtime.keyring.kek, cipher_name=name, cache_size=10, ttl=60)
+                for name in ciphers]
+    barrier = Barrier(len(keyrings))
 
     def first_write(keyring: Keyring) -> str:
         with runtime.session_factory() as session:
             barrier.wait()
-            token = encrypt_field(session, keyring, subject_id="new-subj", field="email",
-                                  value="a@example.com")
+            token = encrypt_field(session, keyring, subject_id=subject, field="email",
+                                  value=value)
             session.commit()
             return token
 
-    with ThreadPoolExecutor(4) as pool:
-        tokens = list(pool.map(first_write, keyrings))
+    with ThreadPoolExecutor(len(keyrings)) as pool:
+        return keyrings, list(pool.map(first_write, keyrings))
+
+
+def test_concurrent_first_writes_for_a_subject_share_one_key(runtime: Runtime) -> None:
+    """Transactions that all find no key for a new subject: one creates it, the others use
+    that one instead of failing on the unique (subject, version)."""
+    keyrings, tokens = _first_writes_at_once(runtime, ["aes-256-gcm"] * 4, "new-subj",
+                                             "a@example.com")
     with runtime.session_factory() as session:
         versions = session.scalars(select(SubjectKey.version)
                                    .where(SubjectKey.subject_id == "new-subj")).all()
@@ -230,25 +238,8 @@ def test_concurrent_first_writes_for_a_subject_share_one_key(runtime: Runtime) -
 def test_concurrent_first_keys_of_two_ciphers_take_two_versions(runtime: Runtime) -> None:
     """An AES and an SM4 key made at the same moment for a new subject both want version 1:
     the one that loses takes version 2 instead of failing."""
-    from concurrent.futures import ThreadPoolExecutor
-    from threading import Barrier
-
-    assert runtime.keyring is not None
-    names = ["aes-256-gcm", "sm4-gcm"] * 2
-    keyrings = [Keyring(kek=runtime.keyring.kek, cipher_name=name, cache_size=10, ttl=60)
-                for name in names]
-    barrier = Barrier(len(keyrings))
-
-    def first_write(keyring: Keyring) -> str:
-        with runtime.session_factory() as session:
-            barrier.wait()
-            token = encrypt_field(session, keyring, subject_id="two-ciphers", field="email",
-                                  value="b@example.com")
-            session.commit()
-            return token
-
-    with ThreadPoolExecutor(len(keyrings)) as pool:
-        tokens = list(pool.map(first_write, keyrings))
+    keyrings, tokens = _first_writes_at_once(runtime, ["aes-256-gcm", "sm4-gcm"] * 2,
+                                             "two-ciphers", "b@example.com")
     with runtime.session_factory() as session:
         keys = session.execute(select(SubjectKey.version, SubjectKey.cipher)
                                .where(SubjectKey.subject_id == "two-ciphers")
