@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.routing import APIRoute
-from pydantic import Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
 from app.auth.guard import Caller, RequireScope
@@ -20,8 +20,7 @@ from app.keys.router import keyring_or_sealed
 from app.schemas import IsoDateTime, StrictModel
 
 MAX_ROWS = 100_000
-_NUMBERS: dict[str, tuple[Callable[[str], Any], str]] = {
-    "k": (int, "an integer"), "l": (int, "an integer"), "max_suppression": (float, "a number")}
+_ROW_SOURCES = ("rows", "select")  # the body's fields an upload replaces
 
 
 class _Uploaded(Request):
@@ -46,7 +45,7 @@ def _json_body(upload: bytes, fmt: files.Format, query: dict[str, str]) -> bytes
         raise Invalid("the upload is not UTF-8 text", field="rows") from None
     body: dict[str, Any] = {"rows": files.parse(text, fmt)}
     for name, value in query.items():
-        convert, what = _NUMBERS.get(name, (str, "text"))
+        convert, what = _NUMBERS.get(_QUERY_TYPES.get(name, "string"), (str, "text"))
         try:
             body[name] = convert(value)
         except ValueError:
@@ -86,12 +85,14 @@ router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=PROBLEM_R
 Exporter = Annotated[Caller, Depends(RequireScope(Scope.DATASETS_EXPORT))]
 
 
-def _upload_doc(*names: str) -> dict[str, Any]:
+def _query_schemas(model: type[BaseModel]) -> dict[str, dict[str, Any]]:
+    """The JSON schema of each body field an upload takes from the query string."""
+    return {name: schema for name, schema in model.model_json_schema()["properties"].items()
+            if name not in _ROW_SOURCES}
+
+
+def _upload_doc(model: type[BaseModel]) -> dict[str, Any]:
     """The OpenAPI description of the upload forms of a body."""
-    schema = {"type": "string", "maxLength": 64}
-    numbers = {"k": {"type": "integer", "minimum": 2, "maximum": 1000},
-               "l": {"type": "integer", "minimum": 1, "maximum": 100},
-               "max_suppression": {"type": "number", "minimum": 0, "maximum": 0.5}}
     return {
         "requestBody": {"content": {
             "text/csv": {"schema": {"type": "string", "description": "a header line, then "
@@ -99,8 +100,8 @@ def _upload_doc(*names: str) -> dict[str, Any]:
             "application/x-ndjson": {"schema": {"type": "string", "description":
                                                 "one JSON object per line"}}}},
         "parameters": [{"name": name, "in": "query", "required": False,
-                        "description": "with a CSV or JSON Lines body only",
-                        "schema": numbers.get(name, schema)} for name in names],
+                        "description": "with a CSV or JSON Lines body only", "schema": schema}
+                       for name, schema in _query_schemas(model).items()],
     }
 
 
@@ -154,14 +155,20 @@ class AnonymizeIn(_Target):
                   "postcode": "200120", "address": "上海市浦东新区世纪大道100号"}]}]}}
 
 
+# how a query value becomes the body's value, by the field's JSON schema type
+_NUMBERS: dict[str, tuple[Callable[[str], Any], str]] = {
+    "integer": (int, "an integer"), "number": (float, "a number")}
+# AnonymizeIn's query fields include AssessIn's
+_QUERY_TYPES = {name: schema.get("type", "string")
+                for name, schema in _query_schemas(AnonymizeIn).items()}
+
 _ROWS_OUT: dict[int | str, dict[str, Any]] = {200: {
     "content": {"text/csv": {}, "application/x-ndjson": {}},
     "description": "The rows and the report; with `Accept: text/csv` or "
                    "`application/x-ndjson` the rows alone, the report in `PGW-Risk-Report`"}}
 
 
-@router.post("/anonymize", responses=_ROWS_OUT, openapi_extra=_upload_doc(
-    "record_type", "purpose", "k", "l", "max_suppression"))
+@router.post("/anonymize", responses=_ROWS_OUT, openapi_extra=_upload_doc(AnonymizeIn))
 def anonymize(body: AnonymizeIn, session: SessionDep, caller: Exporter,
               request: Request) -> Any:
     """Drop or pseudonymise direct identifiers, generalise quasi-identifiers to the least
@@ -187,7 +194,7 @@ def anonymize(body: AnonymizeIn, session: SessionDep, caller: Exporter,
     return _reply(request, result.rows, result.report)
 
 
-@router.post("/assess", openapi_extra=_upload_doc("record_type", "k", "l"))
+@router.post("/assess", openapi_extra=_upload_doc(AssessIn))
 def assess(body: AssessIn, session: SessionDep, caller: Exporter,
            request: Request) -> dict[str, Any]:
     """The risk report of a dataset as given, without changing it."""
