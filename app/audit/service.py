@@ -138,15 +138,12 @@ def _lock_head(session: Session) -> tuple[int, str]:
     if is_postgres(session):
         session.execute(select(func.pg_advisory_xact_lock(AUDIT_LOCK_KEY)))
     # the head and the last signed size in one round trip (this runs on every request)
-    last = session.execute(
-        select(AuditEntry.seq, AuditEntry.hash,
-               select(func.max(AuditCheckpoint.size)).scalar_subquery())
-        .order_by(AuditEntry.seq.desc()).limit(1)).first()
-    if last is None:
-        seq, head_hash = 0, chain.GENESIS_HASH
-        signed = session.scalar(select(func.max(AuditCheckpoint.size))) or 0
-    else:
-        seq, head_hash, signed = last[0], last[1], last[2] or 0
+    signed_size = select(func.max(AuditCheckpoint.size)).scalar_subquery()
+    last = session.execute(select(AuditEntry.seq, AuditEntry.hash, signed_size)
+                           .order_by(AuditEntry.seq.desc()).limit(1)).first()
+    seq, head_hash, signed = last if last is not None else \
+        (0, chain.GENESIS_HASH, session.scalar(select(signed_size)))
+    signed = signed or 0
     if signed > seq:
         logger.error("audit log has fewer entries (%d) than its last signed checkpoint (%d): "
                      "it was truncated; run `pgw audit verify`", seq, signed)
