@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, text
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -124,13 +122,6 @@ def is_postgres(session_or_engine: Session | Engine) -> bool:
     bind = session_or_engine.get_bind() if isinstance(session_or_engine, Session) else \
         session_or_engine
     return bind.dialect.name == "postgresql"
-
-
-def insert_or_ignore(session: Session, model: Any) -> Any:
-    """`INSERT ... ON CONFLICT DO NOTHING` in the session's dialect: one statement where a
-    savepoint around a plain insert takes three round trips."""
-    insert = postgresql_insert if is_postgres(session) else sqlite_insert
-    return insert(model).on_conflict_do_nothing()
 
 
 def migrations_dir() -> Path:

@@ -24,7 +24,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
-from app.db import insert_or_ignore
 from app.errors import Conflict, GatewayError, ServiceUnavailable
 from app.keys.ciphers import Aead, CipherSpec, cipher
 from app.keys.kek import KekProvider, KekUnavailable
@@ -143,16 +142,14 @@ class Keyring:
             .order_by(SubjectKey.version.desc()).limit(1).with_for_update())
 
     def _refill(self, session: Session, subject_id: str, spec: CipherSpec) -> DataKey:
-        # every key of the subject (a handful), locked: the active one and the latest version
-        # in one round trip
-        rows = list(session.scalars(select(SubjectKey).where(SubjectKey.subject_id == subject_id)
-                                    .order_by(SubjectKey.version.desc()).with_for_update()))
-        row = next((r for r in rows if r.cipher == spec.name and r.state == "active"), None)
+        # Only this cipher's active key is locked: locking all the subject's keys here, to
+        # read the latest version in the same round trip, deadlocked racing first keys of two
+        # ciphers on PostgreSQL.
+        row = self._active_row(session, subject_id, spec)
         if row is None or row.uses >= self.rotate_after:
-            latest: int | None = rows[0].version if rows else 0
             for _ in range(8):
                 created = self._new_version(session, subject_id, spec, retire=row,
-                                            reserve=RESERVE_BLOCK, latest=latest)
+                                            reserve=RESERVE_BLOCK)
                 if created is not None:
                     key = self._data_key(subject_id, *created, spec=spec)
                     key.budget = iter(range(RESERVE_BLOCK - 1))
@@ -162,7 +159,6 @@ class Keyring:
                 row = self._active_row(session, subject_id, spec)
                 if row is not None:
                     break
-                latest = None
             else:
                 raise Conflict("the subject's keys changed during this request; try again")
         uses = session.execute(
@@ -180,26 +176,27 @@ class Keyring:
         return key
 
     def _new_version(self, session: Session, subject_id: str, spec: CipherSpec,
-                     retire: SubjectKey | None, reserve: int = 0,
-                     latest: int | None = None) -> tuple[int, bytes] | None:
+                     retire: SubjectKey | None, reserve: int = 0) -> tuple[int, bytes] | None:
         """A new active key's version and clear DEK, with `reserve` uses spent; None if a
-        concurrent transaction created the same version (or an active key) first. `latest`:
-        the subject's newest version, when the caller has just read it under lock."""
+        concurrent transaction created the same version (or an active key) first."""
         now = utcnow()
         if retire is not None:
             retire.state, retire.retired_at = "retired", now
             session.flush()  # before the new active key: one active key at a time
-        if latest is None:
-            latest = session.scalar(select(func.max(SubjectKey.version))
-                                    .where(SubjectKey.subject_id == subject_id)) or 0
+        latest = session.scalar(select(func.max(SubjectKey.version))
+                                .where(SubjectKey.subject_id == subject_id)) or 0
         version, kek_version = latest + 1, self.current_kek_version()
         dek = secrets.token_bytes(spec.key_bytes)
-        inserted = session.execute(insert_or_ignore(session, SubjectKey).values(
-            subject_id=subject_id, version=version, cipher=spec.name,
-            wrapped_dek=self.kek.wrap(kek_version, dek, dek_aad(subject_id, version, spec.name)),
-            kek_version=kek_version, state="active", uses=reserve, created_at=now,
-        ).returning(SubjectKey.id)).scalar_one_or_none()
-        return None if inserted is None else (version, dek)
+        row = SubjectKey(subject_id=subject_id, version=version, cipher=spec.name,
+                         wrapped_dek=self.kek.wrap(kek_version, dek,
+                                                   dek_aad(subject_id, version, spec.name)),
+                         kek_version=kek_version, state="active", uses=reserve, created_at=now)
+        try:
+            with session.begin_nested():
+                session.add(row)
+        except IntegrityError:
+            return None
+        return version, dek
 
     def _data_key(self, subject_id: str, version: int, dek: bytes, *,
                   spec: CipherSpec) -> DataKey:
