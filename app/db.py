@@ -9,6 +9,7 @@ concurrent requests queue on the busy timeout instead.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,14 +62,17 @@ def normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
-    dbapi_connection.isolation_level = None  # SQLAlchemy's begin event issues BEGIN itself
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
+def _sqlite_on_connect(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy's begin event issues BEGIN itself
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    return on_connect
 
 
 READ_ONLY = "pgw_read_only"
@@ -80,8 +84,14 @@ def _sqlite_on_begin(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> Engine:
+def make_engine(url: str, *, pool_size: int = 10, max_overflow: int | None = None,
+                pool_timeout: float = 30, connect_timeout: float = 10,
+                busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> Engine:
+    """An engine whose waits are all bounded: for a pooled connection (`pool_timeout`), for a
+    new one (`connect_timeout`) and, on SQLite, for the write lock (`busy_timeout_ms`)."""
     url = normalise_url(url)
+    pool = {"pool_size": pool_size, "max_overflow": pool_size if max_overflow is None
+            else max_overflow, "pool_timeout": pool_timeout}
     if make_url(url).get_backend_name() == "sqlite":
         database = make_url(url).database
         if database and database != ":memory:":
@@ -93,22 +103,24 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
             if not Path(database).exists():
                 with suppress(FileExistsError):
                     os.close(os.open(database, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        busy_ms = busy_timeout_ms
         engine = create_engine(
             url,
-            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+            connect_args={"timeout": busy_ms / 1000, "check_same_thread": False},
             hide_parameters=True,  # parameters are customer data: keep them out of errors
+            **pool if database and database != ":memory:" else {},
         )
-        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "connect", _sqlite_on_connect(busy_ms))
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
     return create_engine(
         url,
-        pool_size=pool_size,
-        max_overflow=pool_size,
+        **pool,
         pool_pre_ping=True,
         pool_recycle=1800,
         isolation_level="READ COMMITTED",
         hide_parameters=True,
+        connect_args={"connect_timeout": max(1, int(connect_timeout))},
     )
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 logger = logging.getLogger("pgw.errors")
@@ -111,6 +112,45 @@ class AuditWriteFailed(GatewayError):
     status, type, title = 500, "audit-write-failed", "Audit log unavailable"
 
 
+class DatabaseUnavailable(ServiceUnavailable):
+    type, title = "database-unavailable", "Database unavailable"
+
+
+class DatabaseBusy(ServiceUnavailable):
+    type, title = "database-busy", "Database busy"
+
+
+class StorageFull(ServiceUnavailable):
+    type, title = "storage-full", "Storage full"
+
+
+def database_error(exc: BaseException) -> GatewayError | None:
+    """The 503 a database failure means for the client (an outage, a full disk, no free
+    connection, a lock or deadlock to retry), or None for a defect. Only fixed texts: the
+    driver's message may quote values."""
+    from sqlalchemy import exc as sa
+
+    if isinstance(exc, sa.TimeoutError):
+        return DatabaseBusy("no database connection became free in time; try again",
+                            headers={"Retry-After": "1"})
+    if not isinstance(exc, sa.DBAPIError):
+        return None
+    message = str(exc.orig).lower()
+    sqlstate = str(getattr(exc.orig, "sqlstate", "") or "")
+    if sqlstate == "53100" or any(text in message for text in (
+            "database or disk is full", "no space left on device", "could not extend file",
+            "disk i/o error")):
+        return StorageFull("the database's storage is full, so nothing was changed",
+                           headers={"Retry-After": "30"})
+    if sqlstate.startswith("40") or "database is locked" in message:
+        return DatabaseBusy("the database was busy (lock or deadlock); nothing was changed, "
+                            "try again", headers={"Retry-After": "1"})
+    if isinstance(exc, sa.OperationalError | sa.InterfaceError) or exc.connection_invalidated:
+        return DatabaseUnavailable("the database cannot be reached; nothing was changed",
+                                   headers={"Retry-After": "5"})
+    return None
+
+
 _PROBLEM_SCHEMA = {
     "type": "object",
     "required": ["type", "title", "status"],
@@ -182,6 +222,16 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
                    detail, headers=getattr(exc, "headers", None))
 
 
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    # Handled here rather than by the catch-all, which re-raises: the server would then drop
+    # the keep-alive connection after the response.
+    known = database_error(exc)
+    if known is None:
+        return await _unhandled(request, exc)
+    logger.warning("request failed: %s (%s)", known.type, type(exc).__name__)
+    return render(known)
+
+
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
     # Never echo the exception: it may carry values or configuration. This handler runs outside
     # the request-id middleware, so it sets the header itself.
@@ -195,4 +245,5 @@ def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(GatewayError, _gateway_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(SQLAlchemyError, _database_error)
     app.add_exception_handler(Exception, _unhandled)

@@ -6,11 +6,12 @@ from app.consent.models import ConsentEvent, Notice
 from app.dsr.models import DsrEvent, DsrExport, DsrRequest, LegalHold, Tombstone
 from app.idempotency import IdempotencyKey
 from app.jobs.models import Job, JobAttempt
-from app.keys.models import KeyRotation, KeySetting, ServiceKey, SubjectKey
+from app.keys.models import KekVersion, KeyRotation, KeySetting, ServiceKey, SubjectKey
+from app.ops.models import Heartbeat
 from app.records.models import BlindIndex, Record
 from app.webhooks.models import Webhook
 
 __all__ = ["AccessRequest", "AuditCheckpoint", "AuditEntry", "BlindIndex", "ConsentEvent",
-           "DsrEvent", "DsrExport", "DsrRequest", "IdempotencyKey", "Job", "JobAttempt",
-           "KeyRotation", "KeySetting", "LegalHold", "Notice", "Record", "ServiceKey",
-           "SubjectKey", "Tombstone", "Webhook"]
+           "DsrEvent", "DsrExport", "DsrRequest", "Heartbeat", "IdempotencyKey", "Job",
+           "JobAttempt", "KekVersion", "KeyRotation", "KeySetting", "LegalHold", "Notice",
+           "Record", "ServiceKey", "SubjectKey", "Tombstone", "Webhook"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -9,17 +10,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.audit import service as audit
 from app.config import Settings
 from app.db import make_engine, make_session_factory
+from app.deps import Admission
 from app.keys import files
 from app.keys.files import KeyFileError
 from app.keys.kek import KekUnavailable, load_kek
 from app.keys.keyring import Keyring, Sealed
 from app.keys.signing import Signer, load_signer
 from app.policy.loader import Policy, load_policy
+
+logger = logging.getLogger("pgw.runtime")
 
 # What `Runtime.transaction` is: a context manager giving a session that commits at the end.
 Transaction = Callable[[], AbstractContextManager[Session]]
@@ -37,19 +42,38 @@ class Runtime:
     pii_hash_key: bytes | None = field(default=None, repr=False)
     receipt_signer: Signer | None = None
     keyring: Keyring | None = None
+    # A connection of its own for readiness, so probes never wait behind requests in the pool.
+    probe_engine: Engine | None = None
+    probe_session_factory: sessionmaker[Session] | None = None
+    admission: Admission = field(default_factory=lambda: Admission(limit=40))
 
     @property
     def sealed(self) -> bool:
-        return self.keyring is None
+        return self.keyring is None or bool(self.keyring.seal_reasons)
 
     def require_keyring(self) -> Keyring:
-        """The keyring; Sealed (503) when no key-encryption key is available."""
+        """The keyring; Sealed (503) when no key-encryption key is available, or the one this
+        process has does not match the check values in the database."""
         if self.keyring is None:
             raise Sealed("the service is sealed: no key-encryption key is available")
+        if self.keyring.seal_reasons:
+            raise Sealed(f"the service is sealed: {'; '.join(self.keyring.seal_reasons)}")
         return self.keyring
+
+    def sync_keys(self, factory: sessionmaker[Session] | None = None) -> list[str]:
+        """Compare the KEK with the database's check values (and record missing ones) in a
+        transaction of its own; the reasons keys cannot be served, if any."""
+        if self.keyring is None:
+            return []  # the reason is in key_problems already
+        with (factory or self.session_factory)() as session:
+            problems = self.keyring.sync(session)
+            session.commit()
+            return problems
 
     def close(self) -> None:
         self.engine.dispose()
+        if self.probe_engine is not None:
+            self.probe_engine.dispose()
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -98,11 +122,17 @@ def open_runtime(settings: Settings, *,
     except KekUnavailable as exc:
         keyring = None
         problems.append(f"sealed: {exc}")
-    engine = make_engine(settings.sqlalchemy_url)
+    engine = make_engine(settings.sqlalchemy_url, pool_size=settings.db_pool_size,
+                         pool_timeout=settings.db_pool_timeout_seconds,
+                         connect_timeout=settings.db_connect_timeout_seconds)
+    probe_timeout = settings.readiness_timeout_seconds
+    probe_engine = make_engine(settings.sqlalchemy_url, pool_size=1, max_overflow=0,
+                               pool_timeout=probe_timeout, connect_timeout=probe_timeout,
+                               busy_timeout_ms=int(probe_timeout * 1000))
     writer = audit.AuditWriter(policy_version=policy.version, signer=signer,
                                checkpoint_every=settings.audit_checkpoint_every,
                                on_failure=on_audit_failure)
-    return Runtime(
+    runtime = Runtime(
         settings=settings,
         engine=engine,
         session_factory=make_session_factory(engine, info={audit.WRITER_KEY: writer}),
@@ -113,7 +143,16 @@ def open_runtime(settings: Settings, *,
         pii_hash_key=hash_key,
         receipt_signer=receipt_signer,
         keyring=keyring,
+        probe_engine=probe_engine,
+        probe_session_factory=make_session_factory(probe_engine,
+                                                   info={audit.WRITER_KEY: writer}),
+        admission=Admission(limit=2 * settings.db_pool_size + settings.db_max_waiting),
     )
+    try:
+        runtime.sync_keys()  # a wrong KEK seals the process now, not at its first use
+    except SQLAlchemyError as exc:  # not reachable or not migrated yet: checked on first use
+        logger.warning("KEK check values not compared at start: %s", type(exc).__name__)
+    return runtime
 
 
 @contextmanager

@@ -39,6 +39,7 @@ class KekProvider(Protocol):
     name: str
 
     def versions(self) -> list[int]: ...
+    def reload(self) -> None: ...
     def create_version(self) -> int: ...
     def wrap(self, version: int, dek: bytes, aad: bytes) -> bytes: ...
     def unwrap(self, version: int, wrapped: bytes, aad: bytes) -> bytes: ...
@@ -52,6 +53,9 @@ class _SoftwareKeks:
 
     def versions(self) -> list[int]:
         return sorted(self._keys)
+
+    def reload(self) -> None:
+        """Learn versions added since start (nothing to learn by default)."""
 
     def _aead(self, version: int) -> AESGCM:
         try:
@@ -81,6 +85,12 @@ class LocalKeks(_SoftwareKeks):
             raise KekUnavailable(f"no KEK file in {directory} (PGW_KEK_PROVIDER=local)")
         super().__init__(keys)
 
+    def reload(self) -> None:
+        """Pick up versions another process created (a rotation run from the CLI); versions
+        already loaded are kept as they are."""
+        for version, key in self._read().items():
+            self._keys.setdefault(version, AESGCM(key))
+
     def _read(self) -> dict[int, bytes]:
         if not self.directory.is_dir():
             return {}
@@ -95,10 +105,13 @@ class LocalKeks(_SoftwareKeks):
         return keys
 
     def create_version(self) -> int:
-        version = max(self.versions()) + 1
-        files.write_new(self.directory / f"kek-v{version}.key", secrets.token_bytes(32))
-        self._keys[version] = AESGCM(files.read(self.directory / f"kek-v{version}.key"))
-        return version
+        while True:  # another process may create the same version first: take the next one
+            self.reload()
+            version = max(self.versions()) + 1
+            path = self.directory / f"kek-v{version}.key"
+            if files.write_new(path, secrets.token_bytes(32)):
+                self._keys[version] = AESGCM(files.read(path))
+                return version
 
 
 class EnvKeks(_SoftwareKeks):
@@ -160,6 +173,11 @@ class Pkcs11Keks:
 
     def versions(self) -> list[int]:
         return sorted(self._keys)
+
+    def reload(self) -> None:
+        with self._lock:
+            for version, key in self._find().items():
+                self._keys.setdefault(version, key)
 
     def create_version(self) -> int:
         attribute = self._pkcs11.Attribute

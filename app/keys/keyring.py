@@ -2,9 +2,17 @@
 short time, and rotated long before a random-nonce key may safely be used 2^32 times.
 
 Only unwrapped DEKs are cached (bounded, time-limited); every other fact about keys is read
-from the database when needed. Destroying keys bumps a shred epoch in the same transaction; every
-process compares it at most once per `revalidate` seconds (default 1) and drops its whole cache
-when it moved, so a destroyed key stops working everywhere within about a second.
+from the database when needed. Each transaction that uses keys first reads, in one round trip,
+the shred epoch and the newest recorded KEK version:
+- destroying keys bumps the shred epoch in the same transaction, and a process that sees it
+  moved drops its whole cache, so a destroyed key stops working at once everywhere;
+- a write also takes a key-share lock on the row of the key it encrypts with, in its own
+  transaction: a destruction waits for the write to commit (and then destroys what it wrote),
+  or the write sees the key destroyed and makes a new one; never a value stored under a key
+  that was already destroyed;
+- a KEK version created by another process (a rotation) is loaded on first sight, and its
+  check value compared, so rotation needs no restart; material that does not match the check
+  value seals the keyring with the reason.
 
 Nonce accounting: each encryption spends one use of its key. Uses are reserved in the database
 in blocks, in the caller's transaction, so the count can only over-state what was spent.
@@ -19,20 +27,23 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from cryptography.exceptions import InvalidTag
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
 from app.errors import Conflict, GatewayError, ServiceUnavailable
+from app.keys import kek_versions
 from app.keys.ciphers import Aead, CipherSpec, cipher
 from app.keys.kek import KekProvider, KekUnavailable
-from app.keys.models import KeySetting, ServiceKey, SubjectKey
+from app.keys.models import KekVersion, KeySetting, ServiceKey, SubjectKey
 
 ROTATE_AFTER_USES = 2**31  # half the NIST SP 800-38D bound for random 96-bit nonces
 RESERVE_BLOCK = 4096
 MIN_KEK_SETTING = "kek_min_version"
 SHRED_EPOCH_SETTING = "shred_epoch"
+_CHECKED = "pgw_keys_checked"  # session.info: (transaction, keys locked in it as still active)
 
 
 class SubjectErased(GatewayError):
@@ -45,6 +56,13 @@ class Sealed(ServiceUnavailable):
 
 class KeyRetired(ServiceUnavailable):
     type, title = "key-retired", "Key retired"
+
+
+class KeyDamaged(GatewayError):
+    """A wrapped key that does not authenticate under a KEK whose check value does: the stored
+    key itself was altered. Retrying cannot help; an operator restores it from a backup."""
+
+    status, type, title = 500, "key-damaged", "Data key damaged"
 
 
 def dek_aad(subject_id: str, version: int, cipher_name: str) -> bytes:
@@ -62,6 +80,7 @@ class DataKey:
     cipher: CipherSpec
     aead: Aead
     expires: float
+    row_id: int = 0
     # Uses reserved in the database and not yet spent. A range iterator: next() on it is atomic
     # under the GIL, so the hot path needs no lock.
     budget: Iterator[int] = field(default_factory=lambda: iter(()))
@@ -75,7 +94,7 @@ class DataKey:
 
 class Keyring:
     def __init__(self, *, kek: KekProvider, cipher_name: str, cache_size: int, ttl: float,
-                 rotate_after: int = ROTATE_AFTER_USES, revalidate: float = 1.0,
+                 rotate_after: int = ROTATE_AFTER_USES,
                  clock: Callable[[], float] = time.monotonic):
         self.kek = kek
         self.cipher = cipher(cipher_name)
@@ -86,20 +105,56 @@ class Keyring:
         # each subject's key for encrypting, per cipher
         self._active: dict[tuple[str, str], DataKey] = {}
         self._lock = threading.Lock()
-        self.revalidate = revalidate
         self._epoch: int | None = None
-        self._epoch_checked = float("-inf")
+        self._kek_latest: int | None = None  # the newest version recorded in the database
+        self._verified = False
+        self.seal_reasons: list[str] = []
 
-    def _check_epoch(self, session: Session, now: float) -> None:
-        """Drop every cached key if any key was destroyed anywhere since the last look."""
-        epoch = session.scalar(select(KeySetting.value)
-                               .where(KeySetting.name == SHRED_EPOCH_SETTING)) or 0
+    def _checked(self, session: Session) -> set[tuple[str, int]]:
+        """Once per transaction: drop cached keys if any key was destroyed anywhere, learn new
+        KEK versions; refuse if the KEK material is wrong. The keys this transaction has locked
+        as active (filled by `for_encryption`)."""
+        state = session.info.get(_CHECKED)
+        if state is not None and state[0] is session.get_transaction():
+            known: set[tuple[str, int]] = state[1]
+            return known
+        epoch, latest = session.execute(select(
+            select(KeySetting.value).where(KeySetting.name == SHRED_EPOCH_SETTING)
+            .scalar_subquery(),
+            select(func.max(KekVersion.version)).scalar_subquery())).one()
         with self._lock:
-            if epoch != self._epoch:
+            if (epoch or 0) != self._epoch:
                 self._cache.clear()
                 self._active.clear()
-                self._epoch = epoch
-            self._epoch_checked = now
+                self._epoch = epoch or 0
+        if not self._verified or (latest is not None and latest not in self.kek.versions()):
+            self._learn(session)
+        self._kek_latest = latest
+        if self.seal_reasons:
+            raise Sealed("; ".join(self.seal_reasons))
+        checked: set[tuple[str, int]] = set()
+        session.info[_CHECKED] = (session.get_transaction(), checked)
+        return checked
+
+    def _learn(self, session: Session) -> None:
+        """Load KEK versions created elsewhere and compare every version with its check value."""
+        with self._lock:
+            self.kek.reload()
+            self.seal_reasons = kek_versions.mismatches(
+                self.kek, kek_versions.recorded(session), min_version=self.min_kek_version(session))
+            self._verified = True
+
+    def sync(self, session: Session) -> list[str]:
+        """Check the KEK against the database and record versions in use that have no check
+        value yet (start-up, readiness). The reasons this process cannot serve, if any."""
+        unrecordable = kek_versions.record_all(session, self.kek)
+        self._learn(session)
+        with self._lock:
+            self.seal_reasons = [*self.seal_reasons, *unrecordable]
+        checks = kek_versions.recorded(session)
+        self._kek_latest = max(checks, default=None)
+        return [*self.seal_reasons, *kek_versions.missing(
+            self.kek, checks, min_version=self.min_kek_version(session))]
 
     # -- cache -------------------------------------------------------------------------------
 
@@ -124,22 +179,34 @@ class Keyring:
     def for_encryption(self, session: Session, subject_id: str,
                        cipher_name: str | None = None) -> DataKey:
         """The subject's active key for a cipher (the deployment's by default), with one use
-        spent; created if the subject has none."""
+        spent; created if the subject has none. The key's row is locked (key share) in the
+        caller's transaction and seen active there, so it cannot be destroyed under the write."""
         spec = self.cipher if cipher_name is None else cipher(cipher_name)
-        now = self._clock()
-        if now - self._epoch_checked >= self.revalidate:
-            self._check_epoch(session, now)
+        checked = self._checked(session)
         key = self._active.get((subject_id, spec.name))
-        if key is not None and key.expires >= now and next(key.budget, None) is not None:
-            return key
-        return self._refill(session, subject_id, spec)
+        if key is not None and key.expires >= self._clock() and \
+                next(key.budget, None) is not None:
+            if (subject_id, key.version) in checked or self._still_active(session, key):
+                checked.add((subject_id, key.version))
+                return key
+            self.evict(subject_id)
+        key = self._refill(session, subject_id, spec)
+        checked.add((subject_id, key.version))
+        return key
+
+    def _still_active(self, session: Session, key: DataKey) -> bool:
+        # FOR KEY SHARE: a destruction's FOR UPDATE waits for this transaction, while another
+        # write's refill (FOR NO KEY UPDATE) does not.
+        return session.scalar(select(SubjectKey.id).where(
+            SubjectKey.id == key.row_id, SubjectKey.state == "active")
+            .with_for_update(read=True, key_share=True)) is not None
 
     def _active_row(self, session: Session, subject_id: str, spec: CipherSpec) -> SubjectKey | None:
         return session.scalar(
             select(SubjectKey).where(SubjectKey.subject_id == subject_id,
                                      SubjectKey.cipher == spec.name,
                                      SubjectKey.state == "active")
-            .order_by(SubjectKey.version.desc()).limit(1).with_for_update())
+            .order_by(SubjectKey.version.desc()).limit(1).with_for_update(key_share=True))
 
     def _refill(self, session: Session, subject_id: str, spec: CipherSpec) -> DataKey:
         # Only this cipher's active key is locked: locking all the subject's keys here, to
@@ -151,7 +218,8 @@ class Keyring:
                 created = self._new_version(session, subject_id, spec, retire=row,
                                             reserve=RESERVE_BLOCK)
                 if created is not None:
-                    key = self._data_key(subject_id, *created, spec=spec)
+                    key = self._data_key(subject_id, *created[:2], spec=spec)
+                    key.row_id = created[2]
                     key.budget = iter(range(RESERVE_BLOCK - 1))
                     return self._activate(key)
                 # another transaction made a key of the subject just now: use it if it is of
@@ -176,9 +244,10 @@ class Keyring:
         return key
 
     def _new_version(self, session: Session, subject_id: str, spec: CipherSpec,
-                     retire: SubjectKey | None, reserve: int = 0) -> tuple[int, bytes] | None:
-        """A new active key's version and clear DEK, with `reserve` uses spent; None if a
-        concurrent transaction created the same version (or an active key) first."""
+                     retire: SubjectKey | None, reserve: int = 0
+                     ) -> tuple[int, bytes, int] | None:
+        """A new active key's version, clear DEK and row id, with `reserve` uses spent; None if
+        a concurrent transaction created the same version (or an active key) first."""
         now = utcnow()
         if retire is not None:
             retire.state, retire.retired_at = "retired", now
@@ -188,15 +257,15 @@ class Keyring:
         version, kek_version = latest + 1, self.current_kek_version()
         dek = secrets.token_bytes(spec.key_bytes)
         row = SubjectKey(subject_id=subject_id, version=version, cipher=spec.name,
-                         wrapped_dek=self.kek.wrap(kek_version, dek,
-                                                   dek_aad(subject_id, version, spec.name)),
+                         wrapped_dek=self._wrap(kek_version, dek,
+                                                dek_aad(subject_id, version, spec.name)),
                          kek_version=kek_version, state="active", uses=reserve, created_at=now)
         try:
             with session.begin_nested():
                 session.add(row)
         except IntegrityError:
             return None
-        return version, dek
+        return version, dek, row.id
 
     def _data_key(self, subject_id: str, version: int, dek: bytes, *,
                   spec: CipherSpec) -> DataKey:
@@ -205,6 +274,7 @@ class Keyring:
 
     def rotate(self, session: Session, subject_id: str) -> list[tuple[int, int]]:
         """Replace each of the subject's active keys: [(old version, new version), ...]."""
+        self._checked(session)
         current = list(session.scalars(select(SubjectKey).where(
             SubjectKey.subject_id == subject_id, SubjectKey.state == "active")
             .order_by(SubjectKey.version).with_for_update()))
@@ -220,9 +290,8 @@ class Keyring:
         return replaced
 
     def for_decryption(self, session: Session, subject_id: str, version: int) -> DataKey:
+        self._checked(session)
         now = self._clock()
-        if now - self._epoch_checked >= self.revalidate:
-            self._check_epoch(session, now)
         key = self._cache.get((subject_id, version))  # a read: no lock needed under the GIL
         if key is not None and key.expires >= now:
             return key
@@ -242,12 +311,30 @@ class Keyring:
         if row.kek_version < self.min_kek_version(session):
             raise KeyRetired(f"this key is wrapped under KEK version {row.kek_version}, which "
                              "is retired")
+        if row.kek_version not in self.kek.versions():  # made by a rotation elsewhere
+            self._learn(session)
+            if self.seal_reasons:
+                raise Sealed("; ".join(self.seal_reasons))
+        aad = dek_aad(row.subject_id, row.version, row.cipher)
         try:
-            dek = self.kek.unwrap(row.kek_version, row.wrapped_dek,
-                                  dek_aad(row.subject_id, row.version, row.cipher))
+            dek = self.kek.unwrap(row.kek_version, row.wrapped_dek, aad)
         except KekUnavailable as exc:
             raise Sealed(str(exc)) from None
-        return self._data_key(row.subject_id, row.version, dek, spec=cipher(row.cipher))
+        except (InvalidTag, ValueError):
+            raise KeyDamaged(f"data key version {row.version} of subject {row.subject_id!r} does "
+                             f"not authenticate under KEK version {row.kek_version}, whose check "
+                             "value does: the stored key is damaged; restore it from a backup",
+                             subject_id=row.subject_id, key_version=row.version) from None
+        key = self._data_key(row.subject_id, row.version, dek, spec=cipher(row.cipher))
+        key.row_id = row.id
+        return key
+
+    def _wrap(self, version: int, secret: bytes, aad: bytes) -> bytes:
+        try:
+            return self.kek.wrap(version, secret, aad)
+        except KekUnavailable as exc:
+            raise Sealed(f"{exc}: new keys are wrapped under the newest recorded version, "
+                         "which this process lacks") from None
 
     # -- KEK versions and service keys -------------------------------------------------------
 
@@ -260,7 +347,9 @@ class Keyring:
         session.flush()
 
     def current_kek_version(self) -> int:
-        return max(self.kek.versions())
+        """The version new keys are wrapped under: the newest recorded in the database (as of
+        this transaction's check), else this process's newest."""
+        return self._kek_latest or max(self.kek.versions())
 
     def min_kek_version(self, session: Session) -> int:
         return session.scalar(select(KeySetting.value)
@@ -268,12 +357,13 @@ class Keyring:
 
     def service_key(self, session: Session, name: str) -> bytes:
         """A 256-bit key of the service (e.g. for blind indexes), created on first use."""
+        self._checked(session)
         aad = service_key_aad(name)
         row = session.get(ServiceKey, name)
         if row is None:
             version = self.current_kek_version()
             row = ServiceKey(name=name, kek_version=version, created_at=utcnow(),
-                             wrapped=self.kek.wrap(version, secrets.token_bytes(32), aad))
+                             wrapped=self._wrap(version, secrets.token_bytes(32), aad))
             try:
                 with session.begin_nested():
                     session.add(row)
@@ -281,4 +371,12 @@ class Keyring:
                 row = session.get(ServiceKey, name)
                 if row is None:
                     raise
-        return self.kek.unwrap(row.kek_version, row.wrapped, aad)
+        if row.kek_version not in self.kek.versions():
+            self._learn(session)
+        try:
+            return self.kek.unwrap(row.kek_version, row.wrapped, aad)
+        except KekUnavailable as exc:
+            raise Sealed(str(exc)) from None
+        except (InvalidTag, ValueError):
+            raise KeyDamaged(f"service key {name!r} does not authenticate under KEK version "
+                             f"{row.kek_version}: the stored key is damaged") from None

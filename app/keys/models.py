@@ -71,3 +71,18 @@ class KeyRotation(Base):
     total: Mapped[int] = mapped_column(BigInteger, default=0)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class KekVersion(Base):
+    """A KEK version the deployment uses, with a check value wrapped under it.
+
+    Every process compares its own key material with the check value, so a wrong key file or
+    `PGW_KEK` seals the service at once instead of failing every call; and every process learns
+    from this table that a new version exists (a rotation run by another process).
+    """
+
+    __tablename__ = "kek_versions"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    check_value: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -19,6 +19,7 @@ from app.auth.guard import Caller
 from app.clock import utcnow
 from app.db import is_postgres
 from app.errors import Conflict
+from app.keys import kek_versions
 from app.keys.keyring import MIN_KEK_SETTING, Keyring, dek_aad, service_key_aad
 from app.keys.models import KeyRotation, KeySetting, ServiceKey, SubjectKey
 
@@ -40,7 +41,10 @@ def start_kek_rotation(session: Session, keyring: Keyring, *, caller: Caller) ->
     running = _running(session, "kek")
     if running is not None:
         return running
-    target = keyring.kek.create_version()
+    target = kek_versions.next_version(session, keyring.kek)
+    reason = kek_versions.record(session, keyring.kek, target)
+    if reason:
+        raise Conflict(reason)
     rotation = KeyRotation(kind="kek", target_version=target, status="running", processed=0,
                            total=_pending(session, target), started_at=utcnow())
     session.add(rotation)

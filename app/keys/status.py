@@ -21,8 +21,10 @@ def key_status(session: Session, keyring: Keyring) -> dict[str, Any]:
     pending = session.scalar(select(func.count()).select_from(SubjectKey).where(
         SubjectKey.destroy_after.is_not(None))) or 0
     rotations = session.scalars(select(KeyRotation).order_by(KeyRotation.id.desc()).limit(5))
+    problems = keyring.sync(session)
     return {
-        "sealed": False,
+        "sealed": bool(keyring.seal_reasons),
+        "problems": problems,
         "provider": keyring.kek.name,
         "cipher": keyring.cipher.name,
         "kek": {"versions": keyring.kek.versions(), "current": keyring.current_kek_version(),

@@ -4,40 +4,49 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import anyio
+import anyio.to_thread
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.db import migration_state, ping
+from app.ops import readiness
 
 router = APIRouter(tags=["operations"])
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 @router.get("/healthz")
-def healthz() -> dict[str, str]:
-    """The process is alive."""
+async def healthz() -> dict[str, str]:
+    """The process is alive. Answered on the event loop: it waits for no thread and no
+    database connection."""
     return {"status": "ok"}
 
 
+# Readiness checks run on threads of their own, never queued behind requests.
+_PROBES = anyio.CapacityLimiter(2)
+
+
 @router.get("/readyz")
-def readyz(request: Request) -> JSONResponse:
-    """Ready to serve: database reachable and migrated, policies loaded, keys available."""
+async def readyz(request: Request) -> JSONResponse:
+    """Ready to serve: database reachable, migrated and writable, audit log appendable, keys
+    available and right, disk left. Answers within PGW_READINESS_TIMEOUT_SECONDS whatever
+    the database does."""
     runtime = request.app.state.runtime
-    problems: list[str] = []
+    timeout = runtime.settings.readiness_timeout_seconds
     try:
-        ping(runtime.engine)
-        current, head = migration_state(runtime.engine)
-        if current != head:
-            problems.append(f"database at migration {current}, expected {head}: run pgw migrate")
-    except SQLAlchemyError:
-        problems.append("database unreachable")
-    problems.extend(runtime.key_problems)
+        with anyio.fail_after(timeout):
+            problems = await anyio.to_thread.run_sync(readiness.problems, runtime,
+                                                      limiter=_PROBES, abandon_on_cancel=True)
+    except TimeoutError:
+        problems = [f"database did not answer within {timeout:g} s"]
+    problems = [*runtime.key_problems, *problems]
     status = "sealed" if runtime.sealed else "ready" if not problems else "not ready"
     body = {"status": status, "reasons": problems,
             "policy_version": runtime.policy.version}
-    return JSONResponse(body, status_code=200 if not problems else 503)
+    headers = {"Retry-After": "5"} if problems else None
+    return JSONResponse(body, status_code=200 if not problems else 503, headers=headers)
 
 
 def _gauges(request: Request) -> bytes:
