@@ -76,6 +76,7 @@ class Settings(BaseSettings):
     db_pool_timeout_seconds: float = Field(default=5, gt=0, le=60)
     db_max_waiting: int = Field(default=20, ge=0, le=1000)
     db_connect_timeout_seconds: int = Field(default=5, ge=1, le=60)
+    sqlite_busy_timeout_seconds: float = Field(default=30, gt=0, le=300)  # wait for the write lock
     readiness_timeout_seconds: float = Field(default=3, gt=0, le=30)
     min_free_disk_mb: int = Field(default=100, ge=0)  # below this in PGW_DATA_DIR: not ready
 

@@ -194,7 +194,9 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
 
 async def _gateway_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, GatewayError)  # noqa: S101 - registered for GatewayError only
-    if exc.status >= 500:
+    if exc.status == 503:  # the service's limits or its database's state: expected, retried
+        logger.warning("request refused: %s (%s)", exc.type, exc.detail)
+    elif exc.status >= 500:
         logger.error("request failed: %s (%s)", exc.type, exc.detail)
     return render(exc)
 

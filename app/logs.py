@@ -1,4 +1,5 @@
-"""JSON logs on stdout. Records carry the request id, never request bodies or query values."""
+"""JSON logs on stderr, never mixed into a command's data output on stdout. Records carry the
+request id, never request bodies or query values."""
 
 from __future__ import annotations
 
@@ -28,12 +29,12 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False)
 
 
-class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever sys.stdout is at the time (test runners swap it)."""
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is at the time (test runners swap it)."""
 
     @property
     def stream(self) -> Any:
-        return sys.stdout
+        return sys.stderr
 
     @stream.setter
     def stream(self, value: Any) -> None:
@@ -41,7 +42,7 @@ class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 def configure(level: str) -> None:
-    handler = _StdoutHandler()
+    handler = _StderrHandler()
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -124,7 +124,8 @@ def open_runtime(settings: Settings, *,
         problems.append(f"sealed: {exc}")
     engine = make_engine(settings.sqlalchemy_url, pool_size=settings.db_pool_size,
                          pool_timeout=settings.db_pool_timeout_seconds,
-                         connect_timeout=settings.db_connect_timeout_seconds)
+                         connect_timeout=settings.db_connect_timeout_seconds,
+                         busy_timeout_ms=int(settings.sqlite_busy_timeout_seconds * 1000))
     probe_timeout = settings.readiness_timeout_seconds
     probe_engine = make_engine(settings.sqlalchemy_url, pool_size=1, max_overflow=0,
                                pool_timeout=probe_timeout, connect_timeout=probe_timeout,

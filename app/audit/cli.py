@@ -59,10 +59,9 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
             size, head = audit.prepare_export(session, caller=CALLER, signer=signer)
         # The export holds subject ids: it is personal data, so it is written owner-only.
         fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, files.SECRET_FILE_MODE)
-        with os.fdopen(fd, "w", encoding="utf-8") as out, \
-                runtime.read_session_factory() as session:
-            out.writelines(audit.export_lines(session, size=size, head_hash=head,
-                                              key_id=signer.key_id))
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.writelines(audit.export_chunks(runtime.read_session_factory, size=size,
+                                               head_hash=head, key_id=signer.key_id))
     print(f"exported {size} entries to {args.out}")  # noqa: T201
     return 0
 

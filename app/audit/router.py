@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -116,16 +115,11 @@ def export_audit(session: SessionDep, caller: AuditReader, request: Request) -> 
     """The whole log as JSON Lines, ending on a checkpoint signed for this export."""
     signer = _signer(request)
     size, head = audit.prepare_export(session, caller=caller, signer=signer)
+    # Read page by page after the request's session has committed (with its audit entry) and
+    # closed: a client that stops reading holds no database connection.
     factory: sessionmaker[Session] = request.app.state.runtime.read_session_factory
     return StreamingResponse(
-        _stream(factory, size=size, head=head, key_id=signer.key_id),
+        audit.export_chunks(factory, size=size, head_hash=head, key_id=signer.key_id),
         media_type="application/jsonl",
         headers={"Content-Disposition": 'attachment; filename="audit-export.jsonl"'},
     )
-
-
-def _stream(factory: sessionmaker[Session], *, size: int, head: str,
-            key_id: str) -> Iterator[str]:
-    # Its own session: the request's session has committed and closed before streaming starts.
-    with factory() as session:
-        yield from audit.export_lines(session, size=size, head_hash=head, key_id=key_id)

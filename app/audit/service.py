@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import event, func, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from app.audit import chain, export
@@ -25,7 +26,7 @@ from app.audit.models import AuditCheckpoint, AuditEntry
 from app.auth.guard import Caller
 from app.clock import isoformat, utcnow
 from app.db import is_postgres
-from app.errors import AuditWriteFailed
+from app.errors import AuditWriteFailed, database_error
 from app.keys.signing import Signer
 
 AUDIT_LOCK_KEY = 0x7067_7761_7564  # any fixed 64-bit value; shared by every writer
@@ -33,6 +34,7 @@ PENDING_KEY = "pgw.audit.pending"
 WRITER_KEY = "audit_writer"
 MAX_DETAIL_STRING = 200
 BATCH = 2000
+EXPORT_PAGE = 500  # entries per page of an export; a page is about 250 KB
 logger = logging.getLogger("pgw.audit")
 
 
@@ -119,7 +121,8 @@ def _append_on_commit(session: Session) -> None:
         append(session, drafts=drafts, writer=writer)
     except Exception as exc:
         writer.on_failure()
-        raise AuditWriteFailed(
+        # An outage or a full disk is the database's, and says so with a 503 to retry.
+        raise database_error(exc) or AuditWriteFailed(
             "the audit entry could not be written, so nothing was changed"
         ) from exc
 
@@ -230,20 +233,28 @@ def list_entries(session: Session, *, since: datetime | None = None,
     return list(session.scalars(query.order_by(AuditEntry.seq).limit(limit)))
 
 
-def list_checkpoints(session: Session, *, after_size: int = 0,
+def list_checkpoints(session: Session, *, after_size: int = 0, up_to: int | None = None,
                      limit: int = 100) -> list[AuditCheckpoint]:
     query = select(AuditCheckpoint).where(AuditCheckpoint.size > after_size)
+    if up_to is not None:
+        query = query.where(AuditCheckpoint.size <= up_to)
     return list(session.scalars(query.order_by(AuditCheckpoint.size).limit(limit)))
+
+
+def entries_after(session: Session, *, after_seq: int, up_to: int | None = None,
+                  limit: int) -> list[AuditEntry]:
+    """The next `limit` entries in sequence order after `after_seq`, up to `up_to`."""
+    query = select(AuditEntry).where(AuditEntry.seq > after_seq)
+    if up_to is not None:
+        query = query.where(AuditEntry.seq <= up_to)
+    return list(session.scalars(query.order_by(AuditEntry.seq).limit(limit)))
 
 
 def iter_entries(session: Session, *, up_to: int | None = None) -> Iterator[dict[str, Any]]:
     """Every entry in sequence order, fetched in batches so memory stays flat."""
     last = 0
     while True:
-        query = select(AuditEntry).where(AuditEntry.seq > last)
-        if up_to is not None:
-            query = query.where(AuditEntry.seq <= up_to)
-        batch = list(session.scalars(query.order_by(AuditEntry.seq).limit(BATCH)))
+        batch = entries_after(session, after_seq=last, up_to=up_to, limit=BATCH)
         if not batch:
             return
         last = batch[-1].seq
@@ -273,12 +284,50 @@ def prepare_export(session: Session, *, caller: Caller, signer: Signer) -> tuple
     return size, head_hash
 
 
-def export_lines(session: Session, *, size: int, head_hash: str,
-                 key_id: str) -> Iterator[str]:
-    """The export file's lines: header, checkpoints up to `size`, entries up to `size`."""
-    yield export.header_line(size=size, head=head_hash, key_id=key_id)
-    for checkpoint in session.scalars(select(AuditCheckpoint).where(
-            AuditCheckpoint.size <= size).order_by(AuditCheckpoint.size)):
-        yield export.checkpoint_line(checkpoint_dict(checkpoint))
-    for entry in iter_entries(session, up_to=size):
-        yield export.entry_line(entry)
+def export_chunks(read_session: Callable[[], Session], *, size: int, head_hash: str,
+                  key_id: str, page_size: int = EXPORT_PAGE) -> Iterator[str]:
+    """The export file (header, checkpoints up to `size`, entries up to `size`) in chunks of
+    whole lines, one chunk per page of the log.
+
+    Each page is read in a short transaction of its own, whose connection is back in the pool
+    before the page is yielded: a client that stops reading holds one page, never a connection.
+    Rows up to `size` never change, so the pages need no common snapshot. The header goes out
+    with the first page, so an export the database cuts short always fails verification.
+    """
+    header = export.header_line(size=size, head=head_hash, key_id=key_id)
+    done = 0
+    try:
+        for page in _pages(read_session, lambda session, after, limit: [
+                checkpoint_dict(c) for c in list_checkpoints(
+                    session, after_size=after, up_to=size, limit=limit)],
+                key="size", page_size=page_size):
+            yield header + "".join(export.checkpoint_line(c) for c in page)
+            header = ""
+        if header:  # an empty log has no checkpoint
+            yield header
+        for page in _pages(read_session, lambda session, after, limit: [
+                entry_dict(e) for e in entries_after(
+                    session, after_seq=after, up_to=size, limit=limit)],
+                key="seq", page_size=page_size):
+            yield "".join(export.entry_line(entry) for entry in page)
+            done = page[-1]["seq"]
+    except SQLAlchemyError as exc:
+        # The caller aborts the transfer; what the client got ends early and fails verification.
+        logger.error("audit export of %d entries stopped after entry %d: database error %s",
+                     size, done, type(exc).__name__)
+        raise
+
+
+def _pages(read_session: Callable[[], Session],
+           read: Callable[[Session, int, int], list[dict[str, Any]]], *, key: str,
+           page_size: int) -> Iterator[list[dict[str, Any]]]:
+    """Keyset pages on `key`; each read's session is closed before its page is yielded."""
+    after = 0
+    while True:
+        with read_session() as session:
+            page = read(session, after, page_size)
+        if page:
+            yield page
+        if len(page) < page_size:
+            return
+        after = page[-1][key]

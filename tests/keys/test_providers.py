@@ -133,3 +133,39 @@ def test_pkcs11_wrong_pin_starts_sealed(settings: Settings, softhsm: dict[str, s
     assert sealed == "True"
     assert "PKCS#11 token 'pgw-test' unavailable (PinIncorrect)" in problem
     assert "0000" not in problem
+
+
+def test_a_process_without_a_version_in_use_is_not_ready_and_says_which(
+        settings: Settings, make_settings: Callable[..., Settings]) -> None:
+    """After a rotation to version 2, a process given only version 1 (PGW_KEK not updated)
+    keeps reading what it can and names what it lacks; once given version 2 it matches."""
+    from app.auth.guard import Caller
+    from app.keys import rotation
+
+    local = open_runtime(settings)
+    assert local.keyring is not None
+    round_trip(settings)
+    v1 = base64.b64encode((settings.data_dir / "kek" / "kek-v1.key").read_bytes()).decode()
+    rotation.run_kek_rotation(local.session_factory, local.keyring,
+                              caller=Caller.system("test"))
+    v2 = base64.b64encode((settings.data_dir / "kek" / "kek-v2.key").read_bytes()).decode()
+    local.close()
+    lacking = open_runtime(make_settings(kek_provider="env", kek=f"1:{v1}"))
+    try:
+        assert lacking.sync_keys() == ["KEK version 2 is in use but not available to this "
+                                       "process"]
+        assert not lacking.sealed  # what is wrapped under version 1 still opens
+    finally:
+        lacking.close()
+    wrong = base64.b64encode(os.urandom(32)).decode()
+    mistyped = open_runtime(make_settings(kek_provider="env", kek=f"1:{v1},2:{wrong}"))
+    try:
+        assert mistyped.sealed
+        assert mistyped.sync_keys()[0].startswith("KEK version 2 does not match")
+    finally:
+        mistyped.close()
+    complete = open_runtime(make_settings(kek_provider="env", kek=f"1:{v1},2:{v2}"))
+    try:
+        assert complete.sync_keys() == []
+    finally:
+        complete.close()
