@@ -21,11 +21,12 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from app.db import upgrade
     from app.keys.signing import load_signer
     from app.ops.metrics import MULTIPROC_ENV
+    from app.runtime import private_data_dir
 
     check_production(settings)
+    private_data_dir(settings.data_dir)
     if settings.is_dev:
         # Made once here, before workers start, so they do not race to create them.
-        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         load_verifier(settings, create_dev_secret=True)
         load_signer(settings.audit_key_file, create=True)
     if args.migrate if args.migrate is not None else settings.is_dev:

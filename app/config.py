@@ -6,6 +6,8 @@ variable, so a misconfigured production deployment never serves a request.
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -19,6 +21,7 @@ ASYMMETRIC_ALGORITHMS = frozenset(
 )
 DEV_ISSUER = "pgw-dev"
 MIN_HMAC_SECRET_BYTES = 32
+MIN_HMAC_SECRET_BITS = 128
 
 
 class Environment(StrEnum):
@@ -45,6 +48,12 @@ class Settings(BaseSettings):
     jwt_issuer: str = DEV_ISSUER
     jwt_audience: str = "privacy-gateway"
     jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    jwt_max_lifetime_seconds: int = Field(default=86400, ge=60, le=30 * 86400)  # exp - iat
+    metrics_require_token: bool = False  # /metrics then needs a token with `metrics:read`
+    allow_sqlite_in_prod: bool = False
+    # per caller and route class (`/v1/<class>/...`): rate per second/burst; 0 is unlimited
+    rate_limits: str = "default=200/400,pii=50/100,datasets=5/10"
+    pii_chars_per_second: int = Field(default=1_000_000, ge=0)  # per caller; 0 is unlimited
 
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     max_upload_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)  # dataset uploads
@@ -88,6 +97,14 @@ class Settings(BaseSettings):
     def _split_algorithms(cls, value: object) -> object:
         if isinstance(value, str):
             value = tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _valid_limits(cls, value: str) -> str:
+        from app.auth.limits import parse_limits
+
+        parse_limits(value)
         return value
 
     @field_validator("cipher")
@@ -144,10 +161,21 @@ class Settings(BaseSettings):
         return any(alg in ASYMMETRIC_ALGORITHMS for alg in self.jwt_algorithms)
 
 
+def _entropy_bits(secret: str) -> float:
+    """The secret's length times the Shannon entropy of its characters: a lower bound an
+    attacker's guessing would beat only for secrets made of words or patterns."""
+    counts = Counter(secret)
+    per_char = -sum(n / len(secret) * math.log2(n / len(secret)) for n in counts.values())
+    return per_char * len(secret)
+
+
 def check_production(settings: Settings) -> None:
     """Raise ConfigError naming the first variable that is unsafe for production."""
     if settings.is_dev:
         return
+    if settings.sqlalchemy_url.startswith("sqlite") and not settings.allow_sqlite_in_prod:
+        raise ConfigError("PGW_DATABASE_URL: prod runs on PostgreSQL; set "
+                          "PGW_ALLOW_SQLITE_IN_PROD=true to run a single process on SQLite")
     if settings.jwt_issuer == DEV_ISSUER:
         raise ConfigError("PGW_JWT_ISSUER must be set to your identity provider's issuer in prod")
     if settings.uses_hmac:
@@ -157,6 +185,11 @@ def check_production(settings: Settings) -> None:
         if len(secret.encode()) < MIN_HMAC_SECRET_BYTES:
             raise ConfigError(
                 f"PGW_JWT_SECRET must be at least {MIN_HMAC_SECRET_BYTES} bytes in prod"
+            )
+        if _entropy_bits(secret) < MIN_HMAC_SECRET_BITS:
+            raise ConfigError(
+                "PGW_JWT_SECRET is too predictable (too few different characters) for prod; "
+                "generate one, e.g. `openssl rand -base64 48`"
             )
         if settings.dev_jwt_secret_file.exists() and (
             settings.dev_jwt_secret_file.read_text().strip() == secret

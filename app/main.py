@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from app import logs
 from app.access.router import router as access_router
 from app.audit.router import router as audit_router
+from app.auth.limits import PII_CHARACTERS, Limit, RateLimiter, parse_limits
 from app.auth.tokens import load_verifier
 from app.config import Settings, check_production, load_settings
 from app.consent.router import router as consent_router
@@ -69,6 +70,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    limits = parse_limits(settings.rate_limits)
+    if settings.pii_chars_per_second:
+        limits[PII_CHARACTERS] = Limit(rate=settings.pii_chars_per_second,
+                                       burst=2 * settings.pii_chars_per_second)
+    app.state.rate_limiter = RateLimiter(limits)
     install_handlers(app)
     app.include_router(ops_router)
     app.include_router(audit_router)
@@ -86,7 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes,
                        uploads={"/v1/datasets/": settings.max_upload_bytes})
     app.add_middleware(RejectNul)
-    app.add_middleware(RequestContext, metrics=metrics)
+    app.add_middleware(RequestContext, metrics=metrics, hsts=not settings.is_dev)
     return app
 
 

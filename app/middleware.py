@@ -78,11 +78,40 @@ class BodyLimit:
         await self.app(scope, limited_receive, send)
 
 
-class RequestContext:
-    """Accepts or makes X-Request-ID, echoes it, logs the request and counts it."""
+# Sent on every response: an API of personal data is never cached, sniffed, framed or
+# embedded elsewhere, and runs no script (the interactive docs load theirs, so they are exempt
+# from the content security policy).
+SECURITY_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+    (b"permissions-policy", b"interest-cohort=()"),
+)
+API_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
+HSTS = (b"strict-transport-security", b"max-age=63072000; includeSubDomains")
+_DOCS = ("/docs", "/redoc")
 
-    def __init__(self, app: ASGIApp, *, metrics: Metrics):
-        self.app, self.metrics = app, metrics
+
+def _security_headers(path: str, headers: list[tuple[bytes, bytes]], *,
+                      hsts: bool) -> list[tuple[bytes, bytes]]:
+    names = {name.lower() for name, _ in headers}
+    added = [h for h in SECURITY_HEADERS if h[0] not in names]
+    if b"cache-control" not in names:
+        added.append((b"cache-control", b"no-store"))
+    if not path.startswith(_DOCS) and API_CSP[0] not in names:
+        added.append(API_CSP)
+    if hsts:
+        added.append(HSTS)
+    return [*headers, *added]
+
+
+class RequestContext:
+    """Accepts or makes X-Request-ID, echoes it, adds the security headers, logs the request
+    and counts it."""
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, hsts: bool = False):
+        self.app, self.metrics, self.hsts = app, metrics, hsts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -99,6 +128,7 @@ class RequestContext:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = [h for h in message.get("headers", []) if h[0] != REQUEST_ID_HEADER]
+                headers = _security_headers(scope["path"], headers, hsts=self.hsts)
                 message = {**message, "headers": [*headers,
                                                   (REQUEST_ID_HEADER, request_id.encode())]}
             await send(message)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -103,12 +104,26 @@ def load_hash_key(settings: Settings) -> bytes | None:
         return None
 
 
+def private_data_dir(path: Path) -> None:
+    """The data dir holds keys and the embedded database: owner-only. One made earlier with a
+    looser mode is tightened; one owned by another user is refused."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    info = path.stat()
+    if info.st_uid != os.geteuid():
+        raise KeyFileError(f"PGW_DATA_DIR {path} belongs to another user; refusing to keep "
+                           "keys there")
+    if info.st_mode & 0o077:
+        logger.warning("PGW_DATA_DIR %s was readable by others (mode %o); tightened to 0700",
+                       path, info.st_mode & 0o777)
+        path.chmod(0o700)
+
+
 def open_runtime(settings: Settings, *,
                  on_audit_failure: Callable[[], None] = lambda: None) -> Runtime:
     """Load policies and keys and open the database. Raises PolicyError on a bad policy."""
     import app.dsr.holds  # noqa: F401 - registers the legal-hold check of key destruction
     import app.records.service  # noqa: F401 - registers the stored records' re-encryptor
-    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_data_dir(settings.data_dir)
     policy = load_policy(settings.policy_dir)
     problems: list[str] = []
     signer = _signer(settings.audit_key_file, "audit signing key", settings, problems)

@@ -1,5 +1,6 @@
 """Base for every request and response body: unknown fields are rejected, not ignored."""
 
+import math
 import re
 from datetime import datetime
 from typing import Annotated, Any
@@ -20,18 +21,33 @@ def _iso_only(value: Any) -> Any:
 IsoDateTime = Annotated[datetime, BeforeValidator(_iso_only)]
 
 
-def _nul_at(value: Any, path: str) -> str | None:
-    """Where a NUL character hides in a value (keys included), if anywhere."""
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _bad_text(text: str) -> str | None:
+    if "\x00" in text:
+        return "contains a NUL character"
+    if _LONE_SURROGATE.search(text):  # a pair decodes to one character; a lone half cannot
+        return "contains an unpaired UTF-16 surrogate (not valid Unicode text)"
+    return None
+
+
+def _invalid_at(value: Any, path: str) -> tuple[str, str] | None:
+    """Where a value (keys included) holds what no stored text or number may: a NUL, a lone
+    surrogate, an infinite or undefined number. (path, reason), or None."""
     if isinstance(value, str):
-        return path if "\x00" in value else None
+        reason = _bad_text(value)
+        return (path, reason) if reason else None
+    if isinstance(value, float) and not math.isfinite(value):
+        return path, "is not a finite number"
     if isinstance(value, dict):
         for key, item in value.items():
-            found = _nul_at(key, path) or _nul_at(item, f"{path}.{key}")
+            found = _invalid_at(key, path) or _invalid_at(item, f"{path}.{key}")
             if found:
                 return found
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            found = _nul_at(item, f"{path}[{index}]")
+            found = _invalid_at(item, f"{path}[{index}]")
             if found:
                 return found
     return None
@@ -43,10 +59,12 @@ class StrictModel(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _no_nul(cls, data: Any) -> Any:
-        # No text we keep holds a NUL, and PostgreSQL refuses one in any string.
+    def _valid_text_and_numbers(cls, data: Any) -> Any:
+        # No text we keep holds a NUL (PostgreSQL refuses one in any string) or half a
+        # surrogate pair (it cannot be encoded as UTF-8); no number is infinite (JSON's 1e999).
         if isinstance(data, dict):
-            found = _nul_at(data, "")
+            found = _invalid_at(data, "")
             if found is not None:
-                raise ValueError(f"{found.lstrip('.') or 'a key'} contains a NUL character")
+                path, reason = found
+                raise ValueError(f"{path.lstrip('.') or 'a key'} {reason}")
         return data

@@ -11,6 +11,8 @@ from app.config import ConfigError, Settings, check_production
 from app.main import create_app
 from tests.tokens import TEST_ISSUER
 
+PROD_SECRET = "q7Vd0-LkT3pX9wYbR2mZ8sNcH4fJ6gA1eU5iO"  # random-looking, 37 characters
+
 
 @pytest.fixture
 def prod(make_settings: Callable[..., Settings], tmp_path: Path) -> Callable[..., Settings]:
@@ -20,9 +22,9 @@ def prod(make_settings: Callable[..., Settings], tmp_path: Path) -> Callable[...
     receipts.write_text("placeholder")
 
     def make(**overrides: object) -> Settings:
-        values = {"env": "prod", "jwt_issuer": TEST_ISSUER, "jwt_secret": "s" * 40,
+        values = {"env": "prod", "jwt_issuer": TEST_ISSUER, "jwt_secret": PROD_SECRET,
                   "audit_signing_key_file": key, "receipt_signing_key_file": receipts,
-                  **overrides}
+                  "allow_sqlite_in_prod": True, **overrides}
         return make_settings(**values)
 
     return make
@@ -36,6 +38,8 @@ def test_safe_production_settings_pass(prod: Callable[..., Settings]) -> None:
     ({"jwt_issuer": "pgw-dev"}, "PGW_JWT_ISSUER"),
     ({"jwt_secret": None}, "PGW_JWT_SECRET"),
     ({"jwt_secret": "short"}, "PGW_JWT_SECRET"),
+    ({"jwt_secret": "a" * 32}, "PGW_JWT_SECRET is too predictable"),
+    ({"jwt_secret": "ab" * 24}, "PGW_JWT_SECRET is too predictable"),
     ({"jwt_algorithms": "RS256", "jwt_secret": None}, "PGW_JWT_PUBLIC_KEY_FILE"),
     ({"jwt_algorithms": "RS256", "jwt_public_key_file": Path("/nonexistent.pem")},
      "PGW_JWT_PUBLIC_KEY_FILE"),
@@ -52,9 +56,16 @@ def test_unsafe_production_settings_are_refused(prod: Callable[..., Settings],
 def test_generated_dev_secret_is_refused_in_prod(prod: Callable[..., Settings]) -> None:
     settings = prod()
     settings.data_dir.mkdir(parents=True)
-    settings.dev_jwt_secret_file.write_text("d" * 40)
+    settings.dev_jwt_secret_file.write_text(PROD_SECRET)
     with pytest.raises(ConfigError, match="PGW_JWT_SECRET is the generated development secret"):
-        check_production(prod(jwt_secret="d" * 40))
+        check_production(prod())
+
+
+def test_sqlite_in_prod_needs_saying_so(prod: Callable[..., Settings], tmp_path: Path) -> None:
+    on_sqlite = {"database_url": f"sqlite:///{tmp_path / 'prod.sqlite3'}"}
+    with pytest.raises(ConfigError, match="PGW_ALLOW_SQLITE_IN_PROD"):
+        check_production(prod(allow_sqlite_in_prod=False, **on_sqlite))
+    check_production(prod(allow_sqlite_in_prod=True, **on_sqlite))
 
 
 def test_unknown_algorithm_is_refused(make_settings: Callable[..., Settings]) -> None:

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 
+import anyio
+import anyio.to_thread
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
 
+from app.auth import limits
+from app.auth.limits import RateLimiter
 from app.auth.scopes import Scope
 from app.auth.tokens import TokenVerifier
 from app.errors import InsufficientScope, Unauthorized
@@ -49,9 +54,75 @@ class RequireScope:
             raise Unauthorized("a bearer token is required")
         verifier: TokenVerifier = request.app.state.token_verifier
         claims = verifier.verify(credentials.credentials)
+        caller = Caller(sub=claims.sub, roles=claims.roles, scopes=claims.scopes,
+                        request_id=getattr(request.state, "request_id", None))
+        await spend(request, caller)
         if not any(scope.value in claims.scopes for scope in self.scopes):
+            required = " ".join(s.value for s in self.scopes)
+            await audit_denial(request, caller, action="auth.scope_denied",
+                               details={"required": required})
             names = " or ".join(repr(scope.value) for scope in self.scopes)
             raise InsufficientScope(f"this operation needs the scope {names}",
-                                    required_scope=" ".join(s.value for s in self.scopes))
-        return Caller(sub=claims.sub, roles=claims.roles, scopes=claims.scopes,
-                      request_id=getattr(request.state, "request_id", None))
+                                    required_scope=required)
+        return caller
+
+
+def _route(request: Request) -> str:
+    route = request.scope.get("route")
+    return f"{request.method} {getattr(route, 'path', None) or 'unmatched'}"
+
+
+async def audit_denial(request: Request, caller: Caller, *, action: str,
+                       details: dict[str, Any]) -> None:
+    """Audit a refusal in a transaction of its own, before the refusal is answered; if the
+    entry cannot be written, the caller gets that error instead."""
+    from app.audit import service as audit  # the audit domain imports Caller from here
+
+    runtime = request.app.state.runtime
+
+    def write() -> None:
+        with runtime.transaction() as session:
+            audit.record(session, caller=caller, action=action, outcome=audit.Outcome.DENIED,
+                         resource=f"route:{_route(request)}", details=details)
+
+    await anyio.to_thread.run_sync(write)
+
+
+def _refusal(request: Request, caller: Caller, amount: float,
+             kind: str) -> tuple[limits.RateLimited, dict[str, Any] | None] | None:
+    """The 429 for spending `amount`, and the audit details if this refusal is to be audited."""
+    limiter: RateLimiter = request.app.state.rate_limiter
+    refused = limiter.take(caller.sub, kind, amount)
+    if refused is None:
+        return None
+    wait, due = refused
+    details = {"route_class": kind, "refused_since_last_entry":
+               limiter.refused_since_audit(caller.sub, kind)} if due else None
+    return limits.RateLimited(
+        f"the rate limit for {kind!r} is spent (PGW_RATE_LIMITS); try again in {wait} s",
+        headers={"Retry-After": str(wait)}), details
+
+
+async def spend(request: Request, caller: Caller) -> None:
+    """One request from the caller's rate limit for the route's class; 429 when spent."""
+    refused = _refusal(request, caller, 1, limits.route_class(request.url.path))
+    if refused is not None:
+        error, details = refused
+        if details is not None:
+            await audit_denial(request, caller, action="auth.rate_limited", details=details)
+        raise error
+
+
+def spend_characters(request: Request, session: Session, caller: Caller, count: int) -> None:
+    """Characters to scan from the caller's PII budget; 429 (audited with the request's
+    denials, at most once a minute) when spent."""
+    from app.audit import service as audit
+
+    refused = _refusal(request, caller, count, limits.PII_CHARACTERS)
+    if refused is not None:
+        error, details = refused
+        if details is not None:
+            audit.record(session, caller=caller, action="auth.rate_limited",
+                         outcome=audit.Outcome.DENIED, resource=f"route:{_route(request)}",
+                         details=details)
+        raise error

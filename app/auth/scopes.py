@@ -16,3 +16,4 @@ class Scope(StrEnum):
     ACCESS_APPROVE = "access:approve"
     POLICY_READ = "policy:read"
     DATASETS_EXPORT = "datasets:export"
+    METRICS_READ = "metrics:read"

@@ -47,6 +47,7 @@ class TokenVerifier:
     issuer: str
     audience: str
     leeway: int
+    max_lifetime: int = 86400
     hmac_secret: bytes | None = field(default=None, repr=False)
     public_key: Any = field(default=None, repr=False)
     jwks: dict[str, jwt.PyJWK] = field(default_factory=dict, repr=False)
@@ -85,7 +86,7 @@ class TokenVerifier:
             raise Unauthorized("token signature does not verify") from None
         except (jwt.PyJWTError, ValueError, TypeError):
             raise Unauthorized("token is invalid") from None
-        return _claims(payload)
+        return _claims(payload, max_lifetime=self.max_lifetime)
 
     def _key_for(self, alg: str, kid: object) -> Any:
         if alg in HMAC_ALGORITHMS:
@@ -116,7 +117,21 @@ def _header(token: str) -> dict[str, Any]:
     return header
 
 
-def _claims(payload: dict[str, Any]) -> Claims:
+def _number(payload: dict[str, Any], name: str) -> float:
+    value = payload[name]
+    # PyJWT accepts "1700000000" as a time; a time claim is a NumericDate (RFC 7519 §2)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise Unauthorized(f"token claim {name!r} must be a number")
+    return float(value)
+
+
+def _claims(payload: dict[str, Any], *, max_lifetime: int) -> Claims:
+    issued, expires = _number(payload, "iat"), _number(payload, "exp")
+    if "nbf" in payload:
+        _number(payload, "nbf")
+    if expires - issued > max_lifetime:
+        raise Unauthorized(f"token lives longer than {max_lifetime} s "
+                           "(PGW_JWT_MAX_LIFETIME_SECONDS)")
     sub = payload["sub"]
     if not isinstance(sub, str) or not sub or len(sub) > MAX_SUBJECT_LENGTH:
         raise Unauthorized("token subject is invalid")
@@ -160,6 +175,7 @@ def load_verifier(settings: Settings, *, create_dev_secret: bool = True) -> Toke
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
         leeway=settings.jwt_leeway_seconds,
+        max_lifetime=settings.jwt_max_lifetime_seconds,
         hmac_secret=hmac_secret,
         public_key=public_key,
         jwks=jwks,

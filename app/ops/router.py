@@ -8,9 +8,12 @@ import anyio
 import anyio.to_thread
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.auth.guard import RequireScope
+from app.auth.scopes import Scope
 from app.ops import readiness
 
 router = APIRouter(tags=["operations"])
@@ -74,7 +77,20 @@ def _gauges(request: Request) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
+async def _metrics_caller(request: Request) -> None:
+    """With PGW_METRICS_REQUIRE_TOKEN, a bearer token with `metrics:read` (checked here rather
+    than as a declared dependency: the route is public by default)."""
+    if not request.app.state.settings.metrics_require_token:
+        return
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    credentials = HTTPAuthorizationCredentials(scheme=scheme, credentials=token.strip()) \
+        if scheme.lower() == "bearer" and token.strip() else None
+    await RequireScope(Scope.METRICS_READ)(request, credentials)
+
+
 @router.get("/metrics", response_class=Response)
-def metrics(request: Request) -> Response:
-    body = request.app.state.metrics.render() + _gauges(request)
+async def metrics(request: Request) -> Response:
+    await _metrics_caller(request)
+    gauges = await anyio.to_thread.run_sync(_gauges, request, limiter=_PROBES)
+    body = request.app.state.metrics.render() + gauges
     return Response(body, media_type=CONTENT_TYPE_LATEST)

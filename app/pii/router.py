@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 
 from app.audit import service as audit
-from app.auth.guard import Caller, RequireScope
+from app.auth.guard import Caller, RequireScope, spend_characters
 from app.auth.scopes import Scope
 from app.config import Settings
 from app.deps import SessionDep
@@ -65,6 +65,7 @@ def scan(body: ScanRequest, session: SessionDep, caller: Scanner,
     """Find personal data in free text; offsets index the text exactly as sent."""
     engine = _engine(request)
     _check(request, engine, [body.text], [body.language], body.entities)
+    spend_characters(request, session, caller, len(body.text))
     language, findings = engine.analyze(body.text, language=body.language,
                                         entities=body.entities, threshold=body.score_threshold)
     audit.record(session, caller=caller, action="pii.scanned",
@@ -81,6 +82,7 @@ def scan_batch(body: BatchScanRequest, session: SessionDep, caller: Scanner,
     texts = [item.text for item in body.items]
     languages = [item.language for item in body.items]
     _check(request, engine, texts, languages, body.entities, field_prefix="items.")
+    spend_characters(request, session, caller, sum(map(len, texts)))
     results = engine.analyze_batch(texts, languages=languages, entities=body.entities,
                                    threshold=body.score_threshold)
     everything = [f for _, findings in results for f in findings]
@@ -97,6 +99,7 @@ def redact(body: RedactRequest, session: SessionDep, caller: Scanner,
     """Find personal data and replace each finding by its entity type's operator."""
     engine = _engine(request)
     _check(request, engine, [body.text], [body.language], body.entities)
+    spend_characters(request, session, caller, len(body.text))
     for key in body.operators:
         if key != "DEFAULT" and key not in engine.supported_entities:
             raise Invalid(f"operators: unknown entity type {key!r}", field=f"operators.{key}",
