@@ -162,7 +162,7 @@ _PROBLEM_SCHEMA = {
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"description": _TITLES[status],
              "content": {PROBLEM_MEDIA_TYPE: {"schema": _PROBLEM_SCHEMA}}}
-    for status in (400, 401, 403, 404, 409, 413, 415, 422, 500, 503)
+    for status in (400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503)
 }
 
 
