@@ -6,11 +6,11 @@ import csv
 import io
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from app.errors import Invalid
+from app.errors import Invalid, PayloadTooLarge
 
 Format = Literal["csv", "jsonl"]
 MEDIA_TYPES: dict[str, Format] = {"text/csv": "csv", "application/x-ndjson": "jsonl",
@@ -40,17 +40,25 @@ def format_of_path(path: Path) -> Format:
 def parse(text: str, fmt: Format) -> list[dict[str, Any]]:
     """Rows from CSV (a header line, then one record per line) or JSON Lines (one object per
     line); an error names the line."""
+    return rows_of(io.StringIO(text, newline=""), fmt)
+
+
+def rows_of(lines: Iterable[str], fmt: Format, *, fields: Collection[str] | None = None,
+            max_rows: int | None = None) -> list[dict[str, Any]]:
+    """Rows read line by line, each keeping only `fields` (all when None), stopping at the
+    first row over `max_rows`: an upload is never held whole, nor its unused columns."""
+    rows: list[dict[str, Any]] = []
+
+    def add(row: dict[str, Any]) -> None:
+        if max_rows is not None and len(rows) >= max_rows:
+            raise PayloadTooLarge(f"the upload has more than {max_rows} rows (the limit per "
+                                  "upload)", headers={"connection": "close"})
+        rows.append(row)
+
     if fmt == "csv":
-        reader = csv.DictReader(io.StringIO(text, newline=""))
-        rows = []
-        for row in reader:
-            if None in row:  # more cells than the header names
-                raise Invalid(f"line {reader.line_num} has more cells than the header",
-                              field="rows")
-            rows.append({name: value for name, value in row.items() if value is not None})
+        _csv_rows(lines, fields, add)
         return rows
-    rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
@@ -59,8 +67,27 @@ def parse(text: str, fmt: Format) -> list[dict[str, Any]]:
             raise Invalid(f"line {number} is not JSON", field="rows") from None
         if not isinstance(row, dict):
             raise Invalid(f"line {number} is not a JSON object", field="rows")
-        rows.append(row)
+        add(row if fields is None else {k: v for k, v in row.items() if k in fields})
     return rows
+
+
+def _csv_rows(lines: Iterable[str], fields: Collection[str] | None,
+              add: Callable[[dict[str, Any]], None]) -> None:
+    reader = csv.reader(lines)
+    try:
+        header = next(reader, None)
+        if header is None:
+            return
+        kept = [(i, name) for i, name in enumerate(header) if fields is None or name in fields]
+        for cells in reader:
+            if not cells:
+                continue  # a blank line
+            if len(cells) > len(header):
+                raise Invalid(f"line {reader.line_num} has more cells than the header",
+                              field="rows")
+            add({name: cells[i] for i, name in kept if i < len(cells)})
+    except csv.Error as exc:
+        raise Invalid(f"line {reader.line_num}: {exc}", field="rows") from None
 
 
 def _cell(value: Any) -> Any:

@@ -135,6 +135,22 @@ def _check_purpose(policy: Policy, purpose: str) -> None:
                       field="purpose")
 
 
+# What a release's report says of its selection. How many stored records there were, how
+# many lacked a legal basis or failed the filters and how many subjects they were belong to
+# people outside the release, in any number down to one: they go to the audit log only.
+_SELECTION_IN_REPORT = ("source", "record_type", "filters", "rows")
+
+
+def _refused_selection(k: int, l: int, max_suppression: float) -> TargetUnreachable:  # noqa: E741
+    """The one refusal for stored records, whatever the reason: no match, fewer than k, or
+    too few alike. It says nothing that depends on the records, so a selection narrowed to
+    one person tells neither whether that person is stored nor anything of their values."""
+    return TargetUnreachable(
+        f"the selected records cannot be released at k={k} and l={l} with at most "
+        f"{max_suppression:.1%} of them suppressed (too few match the selection, or too few "
+        "are alike); nothing was released")
+
+
 def release(session: Session, policy: Policy, *, caller: Caller, record_type: str,
             purpose: str, rows: Sequence[dict[str, Any]], k: int, l: int,  # noqa: E741
             max_suppression: float, selection: dict[str, Any] | None = None,
@@ -142,29 +158,40 @@ def release(session: Session, policy: Policy, *, caller: Caller, record_type: st
     """Anonymise rows (uploaded, or selected by `select_rows` with their `selection`);
     refused, and audited, when k and l cannot be reached."""
     spec = spec_for(policy, record_type)
-    if not rows:
-        raise Invalid("there are no rows to release", field="rows")
+    stored = selection is not None
     if selection is None:
+        if not rows:
+            raise Invalid("there are no rows to release", field="rows")
         _check_purpose(policy, purpose)
         selection = {"source": "upload", "record_type": record_type}
     selection = {**selection, "rows": len(rows)}
     release_id = f"rel_{secrets.token_hex(12)}"
+    details = {**selection, "k": k, "l": l, "max_suppression": max_suppression}
+
+    def refused(reason: str) -> None:
+        audit.record(session, caller=caller, action="dataset.refused", purpose=purpose,
+                     outcome=audit.Outcome.DENIED, resource=f"dataset:{release_id}",
+                     details={**details, "reason": reason})
+
+    if stored and len(rows) < k:
+        refused("fewer than k records selected")
+        raise _refused_selection(k, l, max_suppression)
     try:
         result = engine.anonymize(rows, spec, k=k, l=l, max_suppression=max_suppression,
                                   progress=progress)
     except engine.Unreachable as exc:
-        audit.record(session, caller=caller, action="dataset.refused", purpose=purpose,
-                     outcome=audit.Outcome.DENIED, resource=f"dataset:{release_id}",
-                     details={**selection, "k": k, "l": l, "max_suppression": max_suppression})
+        refused("target unreachable")
+        if stored:  # how close it came depends on records the caller may not see
+            raise _refused_selection(k, l, max_suppression) from None
         raise TargetUnreachable(
             f"k={k} and l={l} cannot be reached with at most {max_suppression:.1%} of the "
             "records suppressed; nothing was released", closest=exc.best) from None
     result.report["release_id"] = release_id
-    result.report["selection"] = selection
+    result.report["selection"] = {name: selection[name] for name in _SELECTION_IN_REPORT
+                                  if name in selection}
     audit.record(session, caller=caller, action="dataset.released", purpose=purpose,
                  resource=f"dataset:{release_id}",
-                 details={**selection, "k": k, "l": l, "max_suppression": max_suppression,
-                          "released": result.report["released"],
+                 details={**details, "released": result.report["released"],
                           "suppressed": result.report["suppressed"],
                           "levels": result.levels})
     return result

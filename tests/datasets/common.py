@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -61,3 +62,16 @@ def anonymize(client: httpx.Client, rows: list[dict[str, Any]] | None, status: i
     response = client.post("/v1/datasets/anonymize", json=payload)
     assert response.status_code == status, response.text
     return dict(response.json())
+
+
+def store(clients: Callable[..., httpx.Client], rows: list[dict[str, Any]], *,
+          record_type: str = "customer_profile", purpose: str = "account_management",
+          fields: tuple[str, ...] = ("name", "email", "birth_date", "gender", "postcode",
+                                     "address")) -> None:
+    """Write `rows` as stored records of subjects cust-0, cust-1, ..."""
+    crm = clients("compliance_officer", scope="records:write")
+    for i, row in enumerate(rows):
+        body = {"subject_id": f"cust-{i}", "purpose": purpose, "record_type": record_type,
+                "data": {name: row[name] for name in fields}}
+        response = crm.post("/v1/records", json=body)
+        assert response.status_code == 201, response.text

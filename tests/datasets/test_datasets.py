@@ -209,8 +209,12 @@ def test_stored_records_are_released_for_the_subjects_the_purpose_covers(
         assert crm.post("/v1/records", json=body).status_code == 201
     released = anonymize(analyst, None, 200, select={}, k=2, max_suppression=0.5)
     out, report = released["rows"], released["report"]
-    assert report["selection"]["records"] == 40
-    assert report["selection"]["excluded_without_basis"] == 0
+    assert report["selection"]["rows"] == 40
+    # counts of people left out are for the audit log, not the caller
+    assert "excluded_without_basis" not in report["selection"]
+    entry = audit_entries(admin, "dataset.released")[-1]
+    assert entry["details"]["records"] == 40
+    assert entry["details"]["excluded_without_basis"] == 0
     assert independent_k_l(out, QIS)[0] >= 2
     assert len(out) == 40 - report["suppressed"]
     assert "客户" not in str(out)
@@ -224,7 +228,9 @@ def test_stored_records_are_released_for_the_subjects_the_purpose_covers(
         assert admin.post("/v1/consents", json=grant).status_code == 201
     consented = anonymize(analyst, None, 200, select={}, k=2,
                            purpose="marketing_email", max_suppression=0.5)["report"]
-    assert consented["selection"]["subjects"] == 10
-    assert consented["selection"]["excluded_without_basis"] == 30
+    assert consented["selection"]["rows"] == 10
+    entry = audit_entries(admin, "dataset.released")[-1]
+    assert entry["details"]["subjects"] == 10
+    assert entry["details"]["excluded_without_basis"] == 30
     both = anonymize(analyst, profiles(5), 422, select={})
     assert "exactly one" in str(both)
