@@ -6,7 +6,9 @@ variable, so a misconfigured production deployment never serves a request.
 
 from __future__ import annotations
 
+import ipaddress
 import math
+import re
 from collections import Counter
 from enum import StrEnum
 from pathlib import Path
@@ -77,7 +79,11 @@ class Settings(BaseSettings):
     job_retry_base_seconds: float = Field(default=5, gt=0, le=3600)
     export_ttl_hours: int = Field(default=168, ge=1, le=24 * 90)  # how long a DSR export lasts
     dsr_due_soon_days: int = Field(default=7, ge=1, le=30)
+    # how long a stored response answers a retried POST with the same Idempotency-Key
+    idempotency_ttl_hours: int = Field(default=24, ge=1, le=24 * 30)
     webhook_timeout_seconds: float = Field(default=10, gt=0, le=60)
+    # host names, addresses and CIDR networks webhooks may reach although they are internal
+    webhook_allow_hosts: Annotated[tuple[str, ...], NoDecode] = ()
 
     # Connections per process: the pool, how long a request waits for one, and how many
     # requests beyond the pool's size may wait at all (the rest get 503 at once).
@@ -105,6 +111,25 @@ class Settings(BaseSettings):
         from app.auth.limits import parse_limits
 
         parse_limits(value)
+        return value
+
+    @field_validator("webhook_allow_hosts", mode="before")
+    @classmethod
+    def _split_allowed_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("webhook_allow_hosts")
+    @classmethod
+    def _known_host_forms(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry.strip("[]"), strict=False)
+            except ValueError:
+                if not re.fullmatch(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.?", entry):
+                    raise ValueError(f"PGW_WEBHOOK_ALLOW_HOSTS: {entry!r} is not a host name, "
+                                     "an address or a CIDR network") from None
         return value
 
     @field_validator("cipher")

@@ -60,18 +60,30 @@ class Retry:
 class Registry:
     handlers: dict[str, Callable[..., None]] = field(default_factory=dict)
     on_failure: dict[str, Callable[[Session, Claimed, str], None]] = field(default_factory=dict)
+    # kind -> lane: kinds whose jobs wait on others (a webhook receiver) run in a lane of their
+    # own, so that a slow one never holds up the rest of the queue
+    lanes: dict[str, str] = field(default_factory=dict)
+
+    def lane_kinds(self) -> dict[str, tuple[str, ...]]:
+        kinds: dict[str, list[str]] = {}
+        for kind, lane in self.lanes.items():
+            kinds.setdefault(lane, []).append(kind)
+        return {lane: tuple(sorted(names)) for lane, names in kinds.items()}
 
 
 REGISTRY = Registry()
 
 
-def handler(kind: str, *, on_failure: Callable[[Session, Claimed, str], None] | None = None
-            ) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    """Register the function that runs jobs of `kind` (and what to do when they give up)."""
+def handler(kind: str, *, on_failure: Callable[[Session, Claimed, str], None] | None = None,
+            lane: str | None = None) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Register the function that runs jobs of `kind` (and what to do when they give up);
+    with `lane`, a running worker gives them a thread of their own."""
     def register(function: Callable[..., None]) -> Callable[..., None]:
         REGISTRY.handlers[kind] = function
         if on_failure is not None:
             REGISTRY.on_failure[kind] = on_failure
+        if lane is not None:
+            REGISTRY.lanes[kind] = lane
         return function
     return register
 
@@ -98,23 +110,28 @@ def enqueue(session: Session, kind: str, payload: dict[str, Any] | None = None, 
     return job
 
 
-def _claimable(now: datetime, kinds: tuple[str, ...] | None) -> Any:
+def _claimable(now: datetime, kinds: tuple[str, ...] | None,
+               exclude: tuple[str, ...] = ()) -> Any:
     query = select(Job).where(or_(
         (Job.state == "queued") & (Job.run_at <= now),
         (Job.state == "running") & (Job.lease_until < now),
     ))
     if kinds:
         query = query.where(Job.kind.in_(kinds))
+    if exclude:
+        query = query.where(Job.kind.not_in(exclude))
     return query.order_by(Job.run_at, Job.id).limit(1).with_for_update(skip_locked=True)
 
 
 def claim(factory: sessionmaker[Session], *, worker: str, lease: timedelta,
-          kinds: tuple[str, ...] | None = None) -> Claimed | None:
-    """Take the next due job (or one whose worker's lease ran out) and hold it for `lease`."""
+          kinds: tuple[str, ...] | None = None, exclude: tuple[str, ...] = ()
+          ) -> Claimed | None:
+    """Take the next due job (or one whose worker's lease ran out) and hold it for `lease`;
+    only of `kinds` if given, and of none of `exclude`."""
     with factory() as session:
         while True:
             now = utcnow()
-            job = session.scalar(_claimable(now, kinds))
+            job = session.scalar(_claimable(now, kinds, exclude))
             if job is None:
                 session.commit()
                 return None

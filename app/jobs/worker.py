@@ -62,11 +62,13 @@ def execute(runtime: Runtime, claimed: Claimed, *, lease: timedelta, retry: Retr
 
 
 def run_once(runtime: Runtime, *, worker: str, lease: timedelta | None = None,
-             retry: Retry | None = None) -> str | None:
-    """Claim and run one due job; None if there was none."""
+             retry: Retry | None = None, kinds: tuple[str, ...] | None = None,
+             exclude: tuple[str, ...] = ()) -> str | None:
+    """Claim and run one due job (of `kinds`, of none of `exclude`); None if there was none."""
     settings = runtime.settings
     lease = lease or timedelta(seconds=settings.job_lease_seconds)
-    claimed = queue.claim(runtime.session_factory, worker=worker, lease=lease)
+    claimed = queue.claim(runtime.session_factory, worker=worker, lease=lease, kinds=kinds,
+                          exclude=exclude)
     if claimed is None:
         return None
     return execute(runtime, claimed, lease=lease,
@@ -76,15 +78,37 @@ def run_once(runtime: Runtime, *, worker: str, lease: timedelta | None = None,
 def run(runtime: Runtime, *, stop: threading.Event, worker: str | None = None,
         until_idle: bool = False) -> int:
     """Run jobs until `stop` is set (or, with `until_idle`, until none is due); returns how
-    many ran. Periodic jobs from the policy's schedules are queued on the way."""
+    many ran. Periodic jobs from the policy's schedules are queued on the way. A running
+    worker gives each lane (webhook deliveries) a thread of its own, so that jobs of other
+    kinds never wait behind them; with `until_idle` one thread runs everything in order."""
     worker = worker or worker_name()
+    lanes = {} if until_idle else queue.REGISTRY.lane_kinds()
+    threads = [threading.Thread(target=_loop, args=(runtime,), name=f"pgw-worker-{lane}",
+                                kwargs={"stop": stop, "worker": f"{worker}/{lane}",
+                                        "kinds": kinds}, daemon=True)
+               for lane, kinds in lanes.items()]
+    for thread in threads:
+        thread.start()
+    try:
+        laned = tuple(kind for kinds in lanes.values() for kind in kinds)
+        return _loop(runtime, stop=stop, worker=worker, until_idle=until_idle, exclude=laned,
+                     periodic=True)
+    finally:
+        for thread in threads:
+            thread.join()
+
+
+def _loop(runtime: Runtime, *, stop: threading.Event, worker: str, until_idle: bool = False,
+          kinds: tuple[str, ...] | None = None, exclude: tuple[str, ...] = (),
+          periodic: bool = False) -> int:
     poll = runtime.settings.worker_poll_seconds
     ran = 0
     logger.info("worker started", extra={"worker": worker})
     while not stop.is_set():
         try:
-            schedule.queue_due(runtime)
-            outcome = run_once(runtime, worker=worker)
+            if periodic:
+                schedule.queue_due(runtime)
+            outcome = run_once(runtime, worker=worker, kinds=kinds, exclude=exclude)
         except Exception:  # the database went away: wait and try again
             logger.exception("worker loop failed")
             outcome = None

@@ -1,16 +1,24 @@
-"""Delivering webhook events from the outbox."""
+"""Delivering webhook events from the outbox: read and sign in one short transaction, send with
+none open, and let the worker record the outcome in another (the job's completion or retry)."""
 
 from __future__ import annotations
 
 from app.jobs import queue
+from app.jobs.faults import crash_point
 from app.jobs.queue import Claimed
 from app.runtime import Runtime
-from app.webhooks import outbox
+from app.webhooks import delivery, outbox, targets
 
 
-@queue.handler(outbox.DELIVER, on_failure=outbox.gave_up)
+@queue.handler(outbox.DELIVER, on_failure=outbox.gave_up, lane="webhooks")
 def deliver(runtime: Runtime, claimed: Claimed) -> None:
     keyring = runtime.require_keyring()
     with runtime.transaction() as session:
-        outbox.deliver(session, keyring, claimed.payload,
-                       timeout=runtime.settings.webhook_timeout_seconds)
+        request = outbox.prepare(session, keyring, claimed.payload)
+    if request is None:
+        return
+    settings = runtime.settings
+    delivery.post(request.url, body=request.body, headers=request.headers,
+                  allow=targets.allow_list(settings.webhook_allow_hosts),
+                  require_https=not settings.is_dev, timeout=settings.webhook_timeout_seconds)
+    crash_point("webhook.sent")

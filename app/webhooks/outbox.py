@@ -9,8 +9,7 @@ import hmac
 import json
 import secrets
 import time
-import urllib.error
-import urllib.request
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -20,7 +19,6 @@ from app.audit import service as audit
 from app.auth.guard import Caller
 from app.clock import isoformat, utcnow
 from app.jobs import queue
-from app.jobs.faults import crash_point
 from app.keys.keyring import Keyring
 from app.webhooks.models import Webhook
 
@@ -54,31 +52,27 @@ def publish(session: Session, event_type: str, data: dict[str, Any]) -> str:
     return event_id
 
 
-def deliver(session: Session, keyring: Keyring, payload: dict[str, Any], *,
-            timeout: float) -> None:
-    """POST one event; raises (so the job retries with back-off) unless the receiver says 2xx."""
+@dataclass(frozen=True)
+class Delivery:
+    """One request, ready to send once the transaction that read it is over."""
+
+    url: str
+    body: bytes
+    headers: dict[str, str]
+
+
+def prepare(session: Session, keyring: Keyring, payload: dict[str, Any]) -> Delivery | None:
+    """The signed request for one event; None if its webhook was removed."""
     webhook = session.get(Webhook, payload["webhook_id"])
     if webhook is None or webhook.disabled_at is not None:
-        return
+        return None
     body = json.dumps(payload["event"], separators=(",", ":"), ensure_ascii=False).encode()
-    # the URL was checked to be http(s) when the webhook was registered
     headers = {
         "Content-Type": "application/json", "User-Agent": "privacy-gateway-webhooks",
         "PGW-Event-Id": payload["event"]["id"], "PGW-Event-Type": payload["event"]["type"],
         "PGW-Signature": signature(secret(session, keyring, webhook.id), int(time.time()),
                                    body)}
-    request = urllib.request.Request(webhook.url, data=body, method="POST",  # noqa: S310
-                                     headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-            status = response.status
-    except urllib.error.HTTPError as exc:
-        raise RuntimeError(f"the receiver answered {exc.code}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise RuntimeError(f"delivery failed: {type(exc).__name__}") from None
-    crash_point("webhook.sent")
-    if not 200 <= status < 300:
-        raise RuntimeError(f"the receiver answered {status}")
+    return Delivery(url=webhook.url, body=body, headers=headers)
 
 
 def gave_up(session: Session, claimed: queue.Claimed, error: str) -> None:

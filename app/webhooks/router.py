@@ -14,7 +14,7 @@ from app.deps import SessionDep
 from app.errors import PROBLEM_RESPONSES
 from app.keys.router import KeyringDep
 from app.schemas import StrictModel
-from app.webhooks import outbox, service
+from app.webhooks import outbox, service, targets
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], responses=PROBLEM_RESPONSES)
 Manager = Annotated[Caller, Depends(RequireScope(Scope.DSR_MANAGE))]
@@ -30,9 +30,14 @@ class WebhookIn(StrictModel):
 def register(body: WebhookIn, session: SessionDep, caller: Manager, keyring: KeyringDep,
              request: Request) -> dict[str, Any]:
     """Subscribe to erasure and rectification events. The signing secret is shown only here:
-    each delivery carries `PGW-Signature: t=<unix time>,v1=<HMAC-SHA256 of "t.body">`."""
+    each delivery carries `PGW-Signature: t=<unix time>,v1=<HMAC-SHA256 of "t.body">`. The URL
+    must be http(s) (https in production) without credentials or control characters, and its
+    host must not be internal (loopback, private, link-local, metadata) unless the operator's
+    PGW_WEBHOOK_ALLOW_HOSTS names it."""
+    settings = request.app.state.settings
     webhook = service.register(session, caller=caller, url=body.url, events=body.events,
-                               require_https=not request.app.state.settings.is_dev)
+                               allow=targets.allow_list(settings.webhook_allow_hosts),
+                               require_https=not settings.is_dev)
     return service.webhook_dict(webhook) | {"secret": outbox.secret(session, keyring,
                                                                      webhook.id)}
 

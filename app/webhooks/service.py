@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -12,20 +11,18 @@ from app.audit import service as audit
 from app.auth.guard import Caller
 from app.clock import utcnow
 from app.errors import Invalid, NotFound
+from app.webhooks import targets
 from app.webhooks.models import Webhook
 from app.webhooks.outbox import EVENTS
+from app.webhooks.targets import AllowList
 
 
 def register(session: Session, *, caller: Caller, url: str, events: list[str],
-             require_https: bool) -> Webhook:
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise Invalid("url must be an absolute http(s) URL", field="url")
-    if require_https and parts.scheme != "https":
-        raise Invalid("url must use https in production", field="url")
-    if parts.username or parts.password:
-        raise Invalid("url must not carry credentials; verify the signature instead",
-                      field="url")
+             allow: AllowList, require_https: bool) -> Webhook:
+    try:
+        target = targets.check_registration(url, allow=allow, require_https=require_https)
+    except targets.Refused as exc:
+        raise Invalid(str(exc), field="url") from None
     unknown = sorted(set(events) - set(EVENTS))
     if unknown:
         raise Invalid(f"unknown event {unknown[0]!r}; known: {', '.join(EVENTS)}",
@@ -36,7 +33,7 @@ def register(session: Session, *, caller: Caller, url: str, events: list[str],
     session.flush()
     audit.record(session, caller=caller, action="webhook.registered",
                  resource=f"webhook:{webhook.id}",
-                 details={"host": parts.hostname, "events": webhook.events})
+                 details={"host": target.host, "events": webhook.events})
     return webhook
 
 
