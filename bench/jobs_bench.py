@@ -35,7 +35,7 @@ from app.retention import sweep  # noqa: E402
 from app.runtime import Runtime, open_runtime  # noqa: E402
 
 POLICY = Path(__file__).resolve().parent.parent / "policies"
-CALLER = Caller(sub="bench", roles=("compliance_officer",), scopes=frozenset())
+CALLER = Caller(sub="bench", roles=("compliance_officer",), scopes=frozenset({"dsr:verify"}))
 
 
 @queue.handler("bench.noop")
@@ -97,7 +97,7 @@ def erasure_seconds(runtime: Runtime, n: int) -> float:
     with runtime.transaction() as session:
         dsr.submit(session, runtime.policy, runtime.require_keyring(), caller=CALLER,
                    subject_id="bench-erase", identifiers=None, type="erasure",
-                   jurisdiction="GDPR", verification={"method": "bench"}, corrections=None,
+                   jurisdiction="GDPR", verification={"method": "id_document"}, corrections=None,
                    language=None)
     start = time.perf_counter()
     while (outcome := worker.run_once(runtime, worker="bench")) is not None:

@@ -11,6 +11,7 @@ class Scope(StrEnum):
     CONSENT_READ = "consent:read"
     DSR_SUBMIT = "dsr:submit"
     DSR_MANAGE = "dsr:manage"
+    DSR_VERIFY = "dsr:verify"  # may assert that a data subject's identity was verified
     AUDIT_READ = "audit:read"
     KEYS_ADMIN = "keys:admin"
     ACCESS_APPROVE = "access:approve"

@@ -6,7 +6,8 @@ where the last commit left it and repeats nothing that matters (each step is ide
 1. `records`: in batches, records deleted with their blind indexes; records a law requires us
    to keep are restricted instead, stripped to the fields that law needs, and deleted by the
    retention sweep when that period ends.
-2. `copies`: exports and elevated-access requests about the subject deleted.
+2. `copies`: exports, elevated-access requests and stored idempotent responses about the
+   subject deleted.
 3. `keys`: the subject's data keys destroyed (crypto-shredding): whatever was returned to
    upstream systems, or sits in backups, can no longer be decrypted.
 4. `completed`: tombstone, signed certificate, webhook events, `dsr.erasure.completed`, once.
@@ -20,6 +21,7 @@ import jwt
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from app import idempotency
 from app.access.models import AccessRequest
 from app.audit import service as audit
 from app.auth.guard import Caller
@@ -175,7 +177,9 @@ def run(transaction: Transaction, policy: Policy, keyring: Keyring, signer: Sign
                 DsrExport.subject_id == dsr.subject_id)).rowcount  # type: ignore[attr-defined]
             requests = session.execute(delete(AccessRequest).where(
                 AccessRequest.subject_id == dsr.subject_id)).rowcount  # type: ignore[attr-defined]
-            dsr.result = {**dsr.result, "copies_deleted": exports + requests}
+            # responses kept for retried writes are copies too (sealed, but purged besides)
+            replays = idempotency.forget_subject(session, subject_id=dsr.subject_id)
+            dsr.result = {**dsr.result, "copies_deleted": exports + requests + replays}
             dsr.step = step = "copies"
         crash_point("erasure.copies")
     if step == "copies":

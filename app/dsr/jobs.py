@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
+from app import idempotency
 from app.audit import service as audit
 from app.auth.guard import Caller
 from app.clock import utcnow
@@ -81,6 +82,8 @@ def check_deadlines(runtime: Runtime, claimed: Claimed) -> None:
 
 @queue.handler("export_expiry")
 def expire_exports(runtime: Runtime, claimed: Claimed) -> None:
+    """Delete expired exports, and expired idempotency entries (the copies of responses kept
+    for retries) with them."""
     with runtime.transaction() as session:
         gone = list(session.scalars(select(DsrExport.dsr_id).where(
             DsrExport.expires_at <= utcnow())))
@@ -88,3 +91,8 @@ def expire_exports(runtime: Runtime, claimed: Claimed) -> None:
             session.execute(delete(DsrExport).where(DsrExport.dsr_id.in_(gone)))
             audit.record(session, caller=CALLER, action="dsr.exports_expired",
                          details={"requests": gone[:100], "count": len(gone)})
+    with runtime.transaction() as session:
+        expired = idempotency.purge_expired(session)
+        if expired:
+            audit.record(session, caller=CALLER, action="idempotency.expired",
+                         details={"count": expired})

@@ -18,13 +18,18 @@ class DsrRequest(Base):
     subject_id: Mapped[str] = mapped_column(String(255), index=True)
     type: Mapped[str] = mapped_column(String(16))
     jurisdiction: Mapped[str] = mapped_column(String(16))
-    # received in_progress on_hold completed rejected failed
+    # unverified received in_progress on_hold completed rejected failed
     status: Mapped[str] = mapped_column(String(16), index=True)
     language: Mapped[str] = mapped_column(String(8))
     # how the person was verified, and the corrections asked for: both may hold personal data,
     # so both are encrypted under the subject's key
     verification: Mapped[str] = mapped_column(Text)
     corrections: Mapped[str | None] = mapped_column(Text)
+    # the method asserted by a caller trusted to verify identities (scope dsr:verify), who
+    # asserted it and when; None while the request waits for verification and does nothing
+    verification_method: Mapped[str | None] = mapped_column(String(64))
+    verified_by: Mapped[str | None] = mapped_column(String(255))
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     submitted_by: Mapped[str] = mapped_column(String(255))
     submitted_at: Mapped[datetime] = mapped_column(UTCDateTime)
     due_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

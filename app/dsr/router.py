@@ -14,9 +14,9 @@ from app.auth.guard import Caller, RequireScope
 from app.auth.scopes import Scope
 from app.clock import utcnow
 from app.deps import SessionDep
-from app.dsr import export, holds, service
+from app.dsr import export, holds, service, verification
 from app.dsr.models import DsrExport, DsrRequest
-from app.dsr.schemas import DsrIn, DsrType, LegalHoldIn, ReasonIn
+from app.dsr.schemas import DsrIn, DsrType, LegalHoldIn, ReasonIn, VerificationIn
 from app.errors import PROBLEM_RESPONSES, GatewayError, NotFound
 from app.keys.router import KeyringDep
 
@@ -27,6 +27,7 @@ holds_router = APIRouter(prefix="/v1/legal-holds", tags=["data-subject requests"
 Submitter = Annotated[Caller, Depends(RequireScope(Scope.DSR_SUBMIT))]
 Manager = Annotated[Caller, Depends(RequireScope(Scope.DSR_MANAGE))]
 Viewer = Annotated[Caller, Depends(RequireScope(Scope.DSR_MANAGE, Scope.DSR_SUBMIT))]
+Verifier = Annotated[Caller, Depends(RequireScope(Scope.DSR_VERIFY))]
 DsrId = Annotated[str, PathParam(min_length=1, max_length=40)]
 
 
@@ -38,10 +39,18 @@ class NotReady(GatewayError):
     status, type, title = 409, "not-ready", "Not ready yet"
 
 
-def _visible(session: Session, caller: Caller, dsr_id: str) -> DsrRequest:
-    """The request, for those who manage requests or the service that submitted it."""
+def _visible(session: Session, caller: Caller, dsr_id: str, *, operation: str,
+             verified_only: bool = False) -> DsrRequest:
+    """The request, for those who manage requests or the service that submitted it (once the
+    person was verified, where `verified_only`). Every refusal is audited."""
     dsr = session.get(DsrRequest, dsr_id)
-    if dsr is None or not (caller.has(Scope.DSR_MANAGE) or dsr.submitted_by == caller.sub):
+    allowed = dsr is not None and (caller.has(Scope.DSR_MANAGE) or (
+        dsr.submitted_by == caller.sub and not (verified_only and dsr.verified_at is None)))
+    if dsr is None or not allowed:
+        audit.record(session, caller=caller, action="dsr.access_denied",
+                     outcome=audit.Outcome.DENIED,
+                     subject_id=dsr.subject_id if dsr is not None else None,
+                     resource=f"dsr:{dsr_id}", details={"operation": operation})
         raise NotFound("no such data-subject request")
     return dsr
 
@@ -51,10 +60,15 @@ def submit(body: DsrIn, session: SessionDep, caller: Submitter, keyring: Keyring
            request: Request, response: Response,
            idempotency_key: Annotated[str | None, Header(alias=idempotency.HEADER)] = None,
            ) -> dict[str, Any]:
-    """Record a verified person's request; a job carries it out before the legal deadline.
-    Honours `Idempotency-Key`: a retried submission gives the same request, not a second."""
-    claimed = idempotency.begin(session, caller=caller.sub, key=idempotency_key,
-                                route="POST /v1/dsr", body=body.model_dump(mode="json"))
+    """Record a person's request; a job carries it out before the legal deadline once the
+    person is verified (status `received`; `unverified` until then). Identifiers that match
+    nobody give the same answer as a match. Honours `Idempotency-Key`: a retried submission
+    gives the same request, not a second."""
+    # the response names no subject and holds no personal data: it is stored in clear (the
+    # keyring keys the hash of the body, which does)
+    claimed = idempotency.begin(session, caller=caller, key=idempotency_key,
+                                route="POST /v1/dsr", body=body.model_dump(mode="json"),
+                                settings=request.app.state.runtime.settings, keyring=keyring)
     if claimed is not None and claimed.response is not None:
         response.status_code = claimed.status_code or 202
         return claimed.response
@@ -62,7 +76,8 @@ def submit(body: DsrIn, session: SessionDep, caller: Submitter, keyring: Keyring
                          subject_id=body.subject_id,
                          identifiers=body.identifiers.given() if body.identifiers else None,
                          type=body.type, jurisdiction=body.jurisdiction,
-                         verification=body.verification, corrections=body.corrections,
+                         verification=body.verification.model_dump(),
+                         corrections=body.corrections,
                          language=body.language)
     result = {"id": dsr.id, "status": dsr.status, "due_at": dsr.due_at.isoformat()}
     if claimed is not None:
@@ -72,23 +87,45 @@ def submit(body: DsrIn, session: SessionDep, caller: Submitter, keyring: Keyring
 
 @router.get("")
 def list_requests(session: SessionDep, caller: Manager,
-                  status: Annotated[Literal["received", "in_progress", "on_hold", "completed",
-                                            "rejected", "failed"] | None, Query()] = None,
+                  status: Annotated[Literal["unverified", "received", "in_progress", "on_hold",
+                                            "completed", "rejected", "failed"] | None,
+                                    Query()] = None,
                   type: Annotated[DsrType | None, Query()] = None,
                   overdue: Annotated[bool | None, Query()] = None,
                   subject_id: Annotated[str | None, Query(min_length=1, max_length=255)] = None,
                   limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict[str, Any]:
     found = service.listing(session, status=status, type=type, overdue=overdue,
                             subject_id=subject_id, limit=limit)
+    audit.record(session, caller=caller, action="dsr.listed", subject_id=subject_id,
+                 details={"count": len(found), "status": status, "type": type,
+                          "overdue": overdue})
     now = utcnow()
     return {"requests": [service.dsr_dict(d, now=now) for d in found]}
 
 
 @router.get("/{dsr_id}")
 def get_request(dsr_id: DsrId, session: SessionDep, caller: Viewer) -> dict[str, Any]:
-    """Status and a timeline of every step, job attempts and their errors included."""
-    dsr = _visible(session, caller, dsr_id)
+    """Status and, for `dsr:manage`, the subject and a timeline of every step, job attempts
+    and their errors included."""
+    dsr = _visible(session, caller, dsr_id, operation="read")
+    audit.record(session, caller=caller, action="dsr.read", subject_id=dsr.subject_id,
+                 resource=f"dsr:{dsr.id}", details={"type": dsr.type})
+    if not caller.has(Scope.DSR_MANAGE):
+        return service.submitter_view(dsr)
     return service.dsr_dict(dsr) | {"timeline": service.timeline(session, dsr)}
+
+
+@router.post("/{dsr_id}/verify")
+def verify(dsr_id: DsrId, body: VerificationIn, session: SessionDep, caller: Verifier,
+           keyring: KeyringDep, request: Request) -> dict[str, Any]:
+    """Assert that the person behind an unverified request was verified, by a method the
+    policy lists that suffices for the request's type; the request then runs."""
+    dsr = service.get(session, dsr_id, lock=True)
+    verification.verify(session, request.app.state.runtime.policy, keyring, caller=caller,
+                        dsr=dsr, method=body.method, reference=body.reference)
+    if not caller.has(Scope.DSR_MANAGE):
+        return service.submitter_view(dsr)
+    return service.dsr_dict(dsr)
 
 
 @router.post("/{dsr_id}/extend")
@@ -117,8 +154,9 @@ def retry(dsr_id: DsrId, session: SessionDep, caller: Manager) -> dict[str, Any]
 @router.get("/{dsr_id}/export", responses={200: {"content": {"text/html": {}}}})
 def get_export(dsr_id: DsrId, session: SessionDep, caller: Viewer, keyring: KeyringDep,
                format: Annotated[Literal["json", "html"], Query()] = "json") -> Response:
-    """The access or portability export, while its download window lasts."""
-    dsr = _visible(session, caller, dsr_id)
+    """The access or portability export, while its download window lasts: for `dsr:manage`,
+    or the submitter of a verified request."""
+    dsr = _visible(session, caller, dsr_id, operation="export", verified_only=True)
     if dsr.type not in ("access", "portability"):
         raise NotFound("this request has no export")
     stored = session.get(DsrExport, dsr.id)
@@ -141,9 +179,11 @@ def get_export(dsr_id: DsrId, session: SessionDep, caller: Viewer, keyring: Keyr
 def certificate(dsr_id: DsrId, session: SessionDep, caller: Viewer,
                 request: Request) -> dict[str, Any]:
     """The signed certificate of a completed erasure (verify with the receipt key)."""
-    dsr = _visible(session, caller, dsr_id)
+    dsr = _visible(session, caller, dsr_id, operation="certificate", verified_only=True)
     if dsr.certificate is None:
         raise NotFound("no certificate: the request is not a completed erasure")
+    audit.record(session, caller=caller, action="dsr.certificate_read",
+                 subject_id=dsr.subject_id, resource=f"dsr:{dsr.id}")
     signer = request.app.state.runtime.receipt_signer
     return {"certificate": dsr.certificate, "key_id": signer.key_id if signer else None,
             "public_key": signer.public_pem() if signer else None}

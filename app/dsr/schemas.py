@@ -19,14 +19,23 @@ class Identifiers(StrictModel):
         return {k: v for k, v in self.model_dump().items() if v is not None}
 
 
+class VerificationIn(StrictModel):
+    method: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]{0,63}$",
+                        description="a method listed in the policy (policies/verification.yaml)")
+    reference: str | None = Field(default=None, min_length=1, max_length=200,
+                                  description="the verifier's own reference, e.g. a session or "
+                                  "ticket id; stored encrypted under the subject's key")
+
+
 class DsrIn(StrictModel):
     subject_id: str | None = Field(default=None, min_length=1, max_length=255)
     identifiers: Identifiers | None = None
     type: DsrType
     jurisdiction: str = Field(min_length=2, max_length=16)
-    verification: dict[str, Any] = Field(
-        min_length=1, description="how the person was verified, e.g. "
-        '{"method": "logged_in_session", "reference": "sess-123"}')
+    verification: VerificationIn = Field(
+        description="how the person was verified; it counts only when asserted by a caller "
+        "with scope dsr:verify, by a method sufficient for the type; otherwise the request "
+        'waits as "unverified"')
     corrections: dict[str, Any] | None = Field(
         default=None, description="rectification only: field name -> corrected value")
     language: Literal["en", "zh"] | None = Field(

@@ -17,18 +17,18 @@ from sqlalchemy.orm import Session
 from app.audit import service as audit
 from app.auth.guard import Caller
 from app.clock import iso_or_none, utcnow
+from app.dsr import verification as verifier
 from app.dsr.deadlines import add_period
 from app.dsr.models import DsrEvent, DsrRequest, Tombstone
 from app.errors import Conflict, Invalid, NotFound
 from app.jobs import queue
-from app.keys.fields import BLIND_INDEX_KEY, blind_index, decrypt_field, encrypt_field
+from app.keys.fields import blind_index, decrypt_field, encrypt_field
 from app.keys.keyring import Keyring
 from app.policy.loader import Policy
-from app.records.models import BlindIndex
 from app.records.validation import normalise
 
 TYPES = ("access", "portability", "erasure", "rectification", "restriction", "objection")
-OPEN = ("received", "in_progress", "on_hold")
+OPEN = ("unverified", "received", "in_progress", "on_hold")
 TOMBSTONE_KEY = "tombstone"
 LANGUAGES = {"PIPL": "zh"}
 
@@ -41,23 +41,6 @@ def add_event(session: Session, dsr: DsrRequest, event: str, *, actor: str,
               details: dict[str, Any] | None = None) -> None:
     session.add(DsrEvent(dsr_id=dsr.id, at=utcnow(), event=event, actor=actor,
                          details=details or {}))
-
-
-def resolve_subject(session: Session, keyring: Keyring, identifiers: dict[str, str]) -> str:
-    """The one subject whose records hold these identifiers (through the blind indexes)."""
-    key = keyring.service_key(session, BLIND_INDEX_KEY)
-    found: set[str] | None = None
-    for kind, value in identifiers.items():
-        digest = blind_index(key, kind, value)
-        subjects = set(session.scalars(select(BlindIndex.subject_id).where(
-            BlindIndex.kind == kind, BlindIndex.digest == digest)))
-        found = subjects if found is None else found & subjects
-    if not found:
-        raise NotFound("no data subject matches these identifiers", field="identifiers")
-    if len(found) > 1:
-        raise Conflict("these identifiers match more than one data subject; give subject_id",
-                       field="identifiers")
-    return found.pop()
 
 
 def tombstone_digest(session: Session, keyring: Keyring, subject_id: str) -> str:
@@ -84,8 +67,9 @@ def submit(session: Session, policy: Policy, keyring: Keyring, *, caller: Caller
                       field="corrections")
     if corrections:
         _check_corrections(policy, corrections)
+    verifier.check_method(policy, verification["method"])
     if subject_id is None:
-        subject_id = resolve_subject(session, keyring, identifiers or {})
+        subject_id = verifier.resolve_subject(session, keyring, identifiers or {})
     now = utcnow()
     # an objection under CCPA is an opt-out of sale and sharing: 15 business days, not 45
     period = rules.opt_out_deadline if type == "objection" and rules.opt_out_deadline \
@@ -99,7 +83,7 @@ def submit(session: Session, policy: Policy, keyring: Keyring, *, caller: Caller
 
     dsr = DsrRequest(
         id=dsr_id, subject_id=subject_id, type=type, jurisdiction=jurisdiction,
-        status="received", language=language or LANGUAGES.get(jurisdiction, "en"),
+        status=verifier.UNVERIFIED, language=language or LANGUAGES.get(jurisdiction, "en"),
         verification=sealed("verification", verification),
         # the corrections stay under the subject's key until applied, then are dropped
         corrections=sealed("corrections", corrections) if corrections else None,
@@ -109,11 +93,17 @@ def submit(session: Session, policy: Policy, keyring: Keyring, *, caller: Caller
     erased = was_erased(session, keyring, subject_id)
     add_event(session, dsr, "submitted", actor=caller.sub,
               details={"due_at": due.isoformat(), "previously_erased": erased})
-    queue.enqueue(session, "dsr.run", {"dsr_id": dsr.id}, ref=ref(dsr.id))
+    method = verification["method"]
     audit.record(session, caller=caller, action="dsr.submitted", subject_id=subject_id,
                  resource=f"dsr:{dsr.id}",
                  details={"type": type, "jurisdiction": jurisdiction,
-                          "verification": sorted(verification), "due_at": due.isoformat()})
+                          "verification_claimed": method, "due_at": due.isoformat()})
+    if verifier.trusted(policy, caller, method=method, dsr_type=type) and \
+            not subject_id.startswith(verifier.AMBIGUOUS):
+        verifier.mark_verified(session, policy, caller=caller, dsr=dsr, method=method,
+                               reference=verification.get("reference"))
+        dsr.status = "received"
+        queue.enqueue(session, "dsr.run", {"dsr_id": dsr.id}, ref=ref(dsr.id))
     return dsr
 
 
@@ -199,7 +189,7 @@ def extend(session: Session, policy: Policy, *, caller: Caller, dsr_id: str,
 def reject(session: Session, *, caller: Caller, dsr_id: str, reason: str) -> DsrRequest:
     """Refuse the request with the reason the subject is told (PIPL art. 50)."""
     dsr = get(session, dsr_id, lock=True)
-    if dsr.status not in ("received", "on_hold"):
+    if dsr.status not in ("unverified", "received", "on_hold"):
         raise Conflict(f"the request is {dsr.status}; only requests not yet being carried out "
                        "can be rejected")
     dsr.status, dsr.rejection_reason, dsr.closed_at = "rejected", reason, utcnow()
@@ -260,7 +250,17 @@ def dsr_dict(dsr: DsrRequest, *, now: datetime | None = None) -> dict[str, Any]:
             "extended": dsr.extension_reason is not None,
             "extension_reason": dsr.extension_reason, "rejection_reason": dsr.rejection_reason,
             "closed_at": iso_or_none(dsr.closed_at),
-            "result": dsr.result}
+            "verification": verifier.view(dsr), "result": dsr.result}
+
+
+def submitter_view(dsr: DsrRequest, *, now: datetime | None = None) -> dict[str, Any]:
+    """What the service that submitted a request sees: no subject id (which tells a matched
+    subject from an unmatched one), and no result until the person was verified."""
+    shown = dsr_dict(dsr, now=now)
+    del shown["subject_id"]
+    if dsr.verified_at is None:
+        shown["result"] = {}
+    return shown
 
 
 def deadline_counts(session: Session, *, soon: timedelta,

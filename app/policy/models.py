@@ -223,6 +223,39 @@ class Category(Strict):
     description: Text
 
 
+DSR_TYPES = ("access", "portability", "erasure", "rectification", "restriction", "objection")
+
+
+class VerificationMethod(Strict):
+    """A way a data subject's identity is checked, and how much assurance it gives."""
+
+    description: Text
+    level: int = Field(ge=1, le=3)  # 1 low, 2 substantial, 3 high
+
+
+class Verification(Strict):
+    """Which verification methods a trusted caller (scope `dsr:verify`) may assert, and the
+    level each type of request needs before it is carried out. No method: nothing is verified,
+    every request waits."""
+
+    methods: dict[Identifier, VerificationMethod] = Field(default_factory=dict)
+    required_level: dict[str, int] = Field(
+        default_factory=lambda: dict.fromkeys(DSR_TYPES, 3))
+
+    @field_validator("required_level")
+    @classmethod
+    def _every_type(cls, value: dict[str, int]) -> dict[str, int]:
+        if set(value) != set(DSR_TYPES):
+            raise ValueError(f"give a level (1-3) for each of {', '.join(DSR_TYPES)}")
+        if any(not 1 <= level <= 3 for level in value.values()):
+            raise ValueError("levels are 1 (low), 2 (substantial) or 3 (high)")
+        return value
+
+    def suffices(self, method: str, dsr_type: str) -> bool:
+        known = self.methods.get(method)
+        return known is not None and known.level >= self.required_level[dsr_type]
+
+
 SCHEDULED_JOBS = ("retention_sweep", "dsr_deadlines", "key_destruction", "export_expiry")
 
 
@@ -273,6 +306,7 @@ class PolicyFile(Strict):
     roles: dict[Identifier, Role] | None = None
     jurisdictions: dict[str, Jurisdiction] | None = None
     schedules: dict[str, Schedule] | None = None
+    verification: Verification | None = None
 
     _schedules = field_validator("schedules")(_known_schedules)
 
@@ -284,3 +318,4 @@ class PolicyBody(Strict):
     roles: dict[str, Role]
     jurisdictions: dict[str, Jurisdiction]
     schedules: dict[str, Schedule] = Field(default_factory=_default_schedules)
+    verification: Verification = Field(default_factory=Verification)

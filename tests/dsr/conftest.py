@@ -2,11 +2,19 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+
+from app.config import Settings
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    """The webhook receivers of these tests listen on loopback, which must be allowed."""
+    return make_settings(webhook_allow_hosts=("127.0.0.1",))
 
 
 class Receiver:

@@ -35,7 +35,8 @@ def _worker(settings: Settings, crash_at: str | None) -> int:
             "PGW_JWT_SECRET": settings.jwt_secret.get_secret_value(),
             "PGW_JWT_ISSUER": settings.jwt_issuer,
             "PGW_JOB_LEASE_SECONDS": str(LEASE_SECONDS), "PGW_WORKER_POLL_SECONDS": "0.1",
-            "PGW_JOB_RETRY_BASE_SECONDS": "0.1", "PGW_LOG_LEVEL": "WARNING"}
+            "PGW_JOB_RETRY_BASE_SECONDS": "0.1", "PGW_LOG_LEVEL": "WARNING",
+            "PGW_WEBHOOK_ALLOW_HOSTS": ",".join(settings.webhook_allow_hosts)}
     if crash_at:
         env["PGW_CRASH_AT"] = crash_at
     done = subprocess.run([sys.executable, "-m", "app.cli", "worker", "--until-idle"],
@@ -46,7 +47,8 @@ def _worker(settings: Settings, crash_at: str | None) -> int:
 def test_erasure_completes_once_after_a_kill_at_every_step(
         admin: httpx.Client, clients: Clients, settings: Settings, runtime: Runtime,
         receiver: Receiver) -> None:
-    crm = clients("compliance_officer", scope="records:write records:read dsr:submit")
+    crm = clients("compliance_officer",
+                  scope="records:write records:read dsr:submit dsr:verify")
     admin.post("/v1/webhooks", json={"url": receiver.url, "events": ["subject.erased"]})
     write(crm, subject_id="cust-k", data={**PROFILE, "notes": "call 13698765432 after 6pm"})
     write(crm, subject_id="cust-k", purpose="order_fulfilment", record_type="order",
@@ -58,7 +60,7 @@ def test_erasure_completes_once_after_a_kill_at_every_step(
     assert kept.status_code == 200, kept.text
     submitted = crm.post("/v1/dsr", json={"subject_id": "cust-k", "type": "erasure",
                                           "jurisdiction": "GDPR",
-                                          "verification": {"method": "account_login"}})
+                                          "verification": {"method": "app_login"}})
     assert submitted.status_code == 202, submitted.text
     dsr_id = submitted.json()["id"]
 

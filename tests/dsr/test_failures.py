@@ -28,12 +28,13 @@ Drain = Callable[[], int]
 
 @pytest.fixture
 def settings(make_settings: Callable[..., Settings]) -> Settings:
-    return make_settings(job_retry_base_seconds=0.05)
+    return make_settings(job_retry_base_seconds=0.05, webhook_allow_hosts=("127.0.0.1",))
 
 
 @pytest.fixture
 def crm(clients: Clients) -> httpx.Client:
-    return clients("compliance_officer", scope="records:write records:read dsr:submit")
+    return clients("compliance_officer",
+                   scope="records:write records:read dsr:submit dsr:verify")
 
 
 def _drain_until(drain: Drain, done: Callable[[], bool], seconds: float = 10) -> None:
@@ -49,7 +50,7 @@ def test_a_failing_request_shows_its_errors_gives_up_and_can_be_retried(
     write(crm, subject_id="cust-f")
     dsr_id = crm.post("/v1/dsr", json={"subject_id": "cust-f", "type": "erasure",
                                        "jurisdiction": "GDPR",
-                                       "verification": {"method": "email_link"}}).json()["id"]
+                                       "verification": {"method": "app_login"}}).json()["id"]
     signer, runtime.receipt_signer = runtime.receipt_signer, None  # certificates cannot be signed
     with runtime.transaction() as session:
         session.execute(update(Job).where(Job.kind == "dsr.run").values(max_attempts=3))
@@ -83,7 +84,8 @@ def test_webhooks_are_retried_until_the_receiver_takes_them(
     write(crm, subject_id="cust-w")
     receiver.fail_next = 2
     crm.post("/v1/dsr", json={"subject_id": "cust-w", "type": "rectification",
-                              "jurisdiction": "GDPR", "verification": {"method": "email_link"},
+                              "jurisdiction": "GDPR",
+                              "verification": {"method": "logged_in_session"},
                               "corrections": {"email": "w@example.cn"}})
     _drain_until(drain, lambda: len(receiver.events) == 1)
     assert admin.delete(f"/v1/webhooks/{hook['id']}").status_code == 204
@@ -95,7 +97,7 @@ def test_an_expired_export_is_gone(admin: httpx.Client, crm: httpx.Client, drain
     write(crm, subject_id="cust-e")
     dsr_id = crm.post("/v1/dsr", json={"subject_id": "cust-e", "type": "access",
                                        "jurisdiction": "GDPR",
-                                       "verification": {"method": "email_link"}}).json()["id"]
+                                       "verification": {"method": "app_login"}}).json()["id"]
     drain()
     assert crm.get(f"/v1/dsr/{dsr_id}/export").status_code == 200
     with runtime.transaction() as session:
@@ -115,7 +117,8 @@ def test_the_development_server_runs_jobs_itself(
         start_server: Callable[..., LiveServer]) -> None:
     live = start_server(create_app(make_settings(worker_in_serve=True,
                                                  worker_poll_seconds=0.1)))
-    crm = live.client(make_token(sub="svc-crm", scope="records:write dsr:submit dsr:manage",
+    crm = live.client(make_token(sub="svc-crm",
+                                 scope="records:write dsr:submit dsr:verify dsr:manage",
                                  roles=["compliance_officer"]))
     assert crm.post("/v1/records", json={
         "subject_id": "cust-s", "purpose": "account_management",

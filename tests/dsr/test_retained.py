@@ -37,7 +37,7 @@ def test_an_encrypted_field_kept_by_law_is_rekeyed_and_readable(
         "[order_fulfilment]", "[order_fulfilment, legal_compliance]")), encoding="utf-8")
     settings = make_settings(policy_dir=policies)
     live = start_server(create_app(settings))
-    crm = live.client(make_token(sub="svc", scope="records:write dsr:submit",
+    crm = live.client(make_token(sub="svc", scope="records:write dsr:submit dsr:verify",
                                  roles=["compliance_officer"]))
     written = crm.post("/v1/records", json={
         "subject_id": "cust-t", "purpose": "order_fulfilment", "record_type": "order",
@@ -47,7 +47,7 @@ def test_an_encrypted_field_kept_by_law_is_rekeyed_and_readable(
     record_id = written.json()["record_id"]
     assert crm.post("/v1/dsr", json={"subject_id": "cust-t", "type": "erasure",
                                      "jurisdiction": "PIPL",
-                                     "verification": {"method": "app"}}).status_code == 202
+                                     "verification": {"method": "app_login"}}).status_code == 202
     runtime = open_runtime(settings)
     try:
         worker.run(runtime, stop=threading.Event(), until_idle=True)

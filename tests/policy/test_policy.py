@@ -146,7 +146,7 @@ def test_service_refuses_to_start_on_a_bad_policy(pack: Path, settings: Settings
 def test_json_schema_for_editors() -> None:
     schema = json_schema()
     assert set(schema["properties"]) == {"categories", "purposes", "record_types", "roles",
-                                         "jurisdictions", "schedules"}
+                                         "jurisdictions", "schedules", "verification"}
     assert schema["additionalProperties"] is False
     assert json.loads(cli("schema").stdout) == schema
 
