@@ -29,7 +29,7 @@ def apply(body: AccessRequestIn, session: SessionDep, caller: Requester,
                             subject_id=body.subject_id, record_id=body.record_id,
                             fields=body.fields, purpose=body.purpose,
                             justification=body.justification, duration=body.duration)
-    return request_dict(created)
+    return request_dict(created, show_subject=service.shows_subject(created, caller=caller))
 
 
 @router.get("")
@@ -39,24 +39,28 @@ def list_requests(session: SessionDep, caller: Viewer,
                   limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict[str, Any]:
     """Approvers see every request; anyone else sees their own."""
     found = service.listing(session, caller=caller, status=status, limit=limit)
-    return {"access_requests": [request_dict(r) for r in found]}
+    return {"access_requests": [request_dict(r, show_subject=service.shows_subject(
+        r, caller=caller)) for r in found]}
 
 
 @router.get("/{request_id}")
 def get_request(request_id: RequestId, session: SessionDep, caller: Viewer) -> dict[str, Any]:
-    return request_dict(service.get_visible(session, caller=caller, request_id=request_id))
+    found = service.get_visible(session, caller=caller, request_id=request_id)
+    return request_dict(found, show_subject=service.shows_subject(found, caller=caller))
 
 
 @router.post("/{request_id}/approve")
 def approve(request_id: RequestId, body: DecisionIn, session: SessionDep,
             caller: Approver) -> dict[str, Any]:
     """Grant the request for its duration; the approver cannot be the requester."""
-    return request_dict(service.decide(session, caller=caller, request_id=request_id,
-                                       approve=True, reason=body.reason))
+    decided = service.decide(session, caller=caller, request_id=request_id, approve=True,
+                             reason=body.reason)
+    return request_dict(decided, show_subject=service.shows_subject(decided, caller=caller))
 
 
 @router.post("/{request_id}/deny")
 def deny(request_id: RequestId, body: DecisionIn, session: SessionDep,
          caller: Approver) -> dict[str, Any]:
-    return request_dict(service.decide(session, caller=caller, request_id=request_id,
-                                       approve=False, reason=body.reason))
+    decided = service.decide(session, caller=caller, request_id=request_id, approve=False,
+                             reason=body.reason)
+    return request_dict(decided, show_subject=service.shows_subject(decided, caller=caller))

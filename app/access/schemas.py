@@ -30,9 +30,12 @@ class DecisionIn(StrictModel):
     reason: str | None = Field(default=None, min_length=1, max_length=2000)
 
 
-def request_dict(request: AccessRequest) -> dict[str, Any]:
+def request_dict(request: AccessRequest, *, show_subject: bool) -> dict[str, Any]:
+    """`show_subject`: whether the viewer may learn whose data the request is about (see
+    `service.shows_subject`); otherwise `subject_id` is null."""
     return {"id": request.id, "status": request.status, "requester": request.requester,
-            "subject_id": request.subject_id, "record_id": request.record_id,
+            "subject_id": request.subject_id if show_subject else None,
+            "record_id": request.record_id,
             "fields": request.fields, "purpose": request.purpose,
             "justification": request.justification,
             "duration_seconds": request.duration_seconds,

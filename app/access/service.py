@@ -68,6 +68,12 @@ def apply(session: Session, policy: Policy, *, caller: Caller, subject_id: str |
     return request
 
 
+def shows_subject(request: AccessRequest, *, caller: Caller) -> bool:
+    """A request filed by `record_id` does not tell its requester whose record it is: their
+    roles may give them nothing of it. Approvers see the subject, which they decide on."""
+    return request.record_id is None or caller.has(Scope.ACCESS_APPROVE)
+
+
 def get_visible(session: Session, *, caller: Caller, request_id: str) -> AccessRequest:
     """The request, if the caller filed it or may decide it; otherwise not found."""
     request = session.get(AccessRequest, request_id)

@@ -57,8 +57,10 @@ def register_notice(body: NoticeIn, session: SessionDep, caller: Writer) -> dict
 def grant(body: ConsentIn, session: SessionDep, caller: Writer, request: Request,
           response: Response, idempotency_key: IdempotencyHeader = None) -> dict[str, Any]:
     """Record a consent and return its signed receipt. Honours `Idempotency-Key`."""
-    claimed = idempotency.begin(session, caller=caller.sub, key=idempotency_key,
-                                route="POST /v1/consents", body=body.model_dump(mode="json"))
+    claimed = idempotency.begin(session, caller=caller, key=idempotency_key,
+                                route="POST /v1/consents", body=body.model_dump(mode="json"),
+                                settings=request.app.state.runtime.settings,
+                                subject_id=body.subject_id)
     if claimed is not None and claimed.response is not None:  # a replay: nothing recorded again
         response.status_code = claimed.status_code or 201
         return claimed.response

@@ -2,6 +2,16 @@
 
 Consent events are append-only; the current state of a subject and purpose is the latest event.
 Two simultaneous changes both land as events, in the order the database commits them.
+
+A write that relies on consent and a withdrawal are serialised through a lock on the subject's
+consent state (`lock_state`): the write holds it shared from its consent check to its commit,
+the withdrawal exclusively. A withdrawal therefore commits only after the writes already in
+flight, and a write that checks after it sees it. The lock is a PostgreSQL transaction-scoped
+advisory lock keyed by the subject, so it exists before the subject has any consent event (an
+append-only table has no row to lock for a subject never seen). Every transaction takes it before
+record rows, key rows and the audit head, so it adds no lock-order inversion. On SQLite every
+transaction holds the database's write lock from its beginning (BEGIN IMMEDIATE), which
+serialises them all the same. Either way the withdrawal's time is read once it holds the lock.
 """
 
 from __future__ import annotations
@@ -13,13 +23,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import jwt
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
 from app.auth.guard import Caller
 from app.clock import isoformat, utcnow
 from app.consent.models import ConsentEvent, Notice
+from app.db import is_postgres
 from app.errors import Conflict, Invalid
 from app.keys.signing import Signer
 from app.policy.loader import Policy
@@ -27,6 +38,10 @@ from app.policy.models import LegalBasis
 
 CHANNELS = ("web", "app", "store", "phone", "paper", "gpc", "api")
 RECEIPT_TYPE = "consent-receipt+jwt"
+# The advisory-lock key space of subjects' consent state: the two-integer form, apart from the
+# single 64-bit keys other domains use (the audit head).
+STATE_LOCK_SPACE = 0x70677763
+_STATE_LOCKS = "pgw_consent_locks"  # session.info: (transaction, {subject_id: exclusive})
 
 
 @dataclass(frozen=True)
@@ -84,6 +99,36 @@ def latest_reconsent_version(session: Session, notice_id: str) -> int:
     """The newest version of a notice that changed what consent covers (0 if none)."""
     return session.scalar(select(func.max(Notice.version)).where(
         Notice.notice_id == notice_id, Notice.requires_reconsent.is_(True))) or 0
+
+
+# -- the lock on a subject's consent state ----------------------------------------------------
+
+def lock_state(session: Session, *, subject_id: str, exclusive: bool = False) -> None:
+    """Lock the subject's consent state until the transaction ends: shared for a write that
+    relies on the consent it reads, exclusive for a change to it. Taken once per transaction."""
+    held = session.info.get(_STATE_LOCKS)
+    if held is None or held[0] is not session.get_transaction():
+        held = (session.get_transaction(), {})
+        session.info[_STATE_LOCKS] = held
+    subjects: dict[str, bool] = held[1]
+    if subject_id in subjects and (subjects[subject_id] or not exclusive):
+        return
+    if is_postgres(session):
+        function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+        session.execute(text(f"SELECT {function}(CAST(:space AS integer), "
+                             "CAST(:key AS integer))"),
+                        {"space": STATE_LOCK_SPACE, "key": _state_key(subject_id)})
+    else:
+        # SQLite: beginning the transaction takes the database's write lock (BEGIN IMMEDIATE),
+        # so a withdrawal's time is read after the writes before it have committed
+        session.connection()
+    subjects[subject_id] = exclusive
+
+
+def _state_key(subject_id: str) -> int:
+    # 32 bits of a hash: two subjects sharing a key only wait for each other, harmlessly
+    digest = hashlib.sha256(subject_id.encode()).digest()
+    return int.from_bytes(digest[:4], "big", signed=True)
 
 
 # -- grants, withdrawals, opt-outs -----------------------------------------------------------
@@ -155,8 +200,10 @@ def record_grant(session: Session, policy: Policy, *, caller: Caller, grant: Gra
 
 def record_withdrawal(session: Session, policy: Policy, *, caller: Caller, subject_id: str,
                       purpose: str, channel: str = "api") -> ConsentEvent:
-    """Withdrawing is one call with nothing to fill in (GDPR art. 7(3), PIPL art. 15)."""
+    """Withdrawing is one call with nothing to fill in (GDPR art. 7(3), PIPL art. 15). It waits
+    for writes in flight that rely on the subject's consent, and is recorded as of then."""
     policy.purpose(purpose)
+    lock_state(session, subject_id=subject_id, exclusive=True)
     now = utcnow()
     event = ConsentEvent(subject_id=subject_id, purpose=purpose, event="withdrawn",
                          channel=channel, captured_at=now, recorded_at=now, evidence={},

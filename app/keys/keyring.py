@@ -50,6 +50,11 @@ class SubjectErased(GatewayError):
     status, type, title = 410, "subject-erased", "Data subject erased"
 
 
+class NoSuchKey(SubjectErased):
+    """The subject never had a key of this version. Where a caller presents a value of their
+    own choosing, this must look like a value that does not open, not like an erasure."""
+
+
 class Sealed(ServiceUnavailable):
     type, title = "sealed", "Service sealed"
 
@@ -298,7 +303,7 @@ class Keyring:
         row = session.scalar(select(SubjectKey).where(SubjectKey.subject_id == subject_id,
                                                       SubjectKey.version == version))
         if row is None:
-            raise SubjectErased("no key for this subject: it was erased or never existed")
+            raise NoSuchKey("no key for this subject: it was erased or never existed")
         key = self._unwrap(session, row)
         with self._lock:
             self._remember(key)

@@ -3,6 +3,8 @@ field's category and the purpose, and what the subject's consent allows."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,10 +12,12 @@ from sqlalchemy.orm import Session
 
 from app.audit import service as audit
 from app.auth.guard import Caller
+from app.consent import service as consent_service
 from app.consent.decision import Decision, decide
 from app.errors import Forbidden
 from app.policy.loader import Policy
-from app.policy.models import Access, DataField
+from app.policy.models import Access, DataField, LegalBasis
+from app.records.validation import PurposeNotAllowed
 
 RANK = {Access.DENIED: 0, Access.MASKED: 1, Access.CLEAR: 2}
 
@@ -36,6 +40,19 @@ class ConsentDenied(Forbidden):
         self.title = decision.reason.replace("-", " ").capitalize()
 
 
+@contextmanager
+def refusal_audited(session: Session, *, caller: Caller, action: str, purpose: str,
+                    subject_id: str, record_type: str) -> Iterator[None]:
+    """A purpose that may not use the record type (403) leaves a denied entry under `action`."""
+    try:
+        yield
+    except PurposeNotAllowed:
+        audit.record(session, caller=caller, action=action, outcome=audit.Outcome.DENIED,
+                     purpose=purpose, subject_id=subject_id,
+                     details={"reason": "purpose-not-allowed", "record_type": record_type})
+        raise
+
+
 def consent_for(session: Session, policy: Policy, *, caller: Caller, subject_id: str,
                 purpose: str, sensitive: bool, action: str, record_type: str) -> Decision:
     """The consent decision for using the subject's data for the purpose; a denial is audited
@@ -49,9 +66,19 @@ def consent_for(session: Session, policy: Policy, *, caller: Caller, subject_id:
     return decision
 
 
+def hold_consent(session: Session, policy: Policy, *, subject_id: str, purpose: str) -> None:
+    """For a write that relies on the subject's consent to the purpose: a withdrawal now waits
+    until this transaction ends, and one already committed is seen by the check that follows."""
+    spec = policy.body.purposes.get(purpose)
+    if spec is not None and spec.legal_basis is LegalBasis.CONSENT:
+        consent_service.lock_state(session, subject_id=subject_id)
+
+
 def require_consent(session: Session, policy: Policy, *, caller: Caller, subject_id: str,
                     purpose: str, sensitive: bool, action: str, record_type: str) -> Decision:
-    """As `consent_for`, but a denial is a 403 whose type says what the client can do."""
+    """As `consent_for`, for a write: the consent state is held until the write commits
+    (`hold_consent`), and a denial is a 403 whose type says what the client can do."""
+    hold_consent(session, policy, subject_id=subject_id, purpose=purpose)
     decision = consent_for(session, policy, caller=caller, subject_id=subject_id,
                            purpose=purpose, sensitive=sensitive, action=action,
                            record_type=record_type)

@@ -57,8 +57,10 @@ def create_record(body: RecordIn, session: SessionDep, caller: Writer, keyring: 
                   ) -> dict[str, Any]:
     """Check purpose, minimisation, field types and consent; scan free text; protect and store
     the record. Returns the storage view: what the upstream may keep."""
-    claimed = idempotency.begin(session, caller=caller.sub, key=idempotency_key,
-                                route="POST /v1/records", body=body.model_dump(mode="json"))
+    claimed = idempotency.begin(session, caller=caller, key=idempotency_key,
+                                route="POST /v1/records", body=body.model_dump(mode="json"),
+                                settings=request.app.state.runtime.settings,
+                                subject_id=body.subject_id, keyring=keyring)
     if claimed is not None and claimed.response is not None:
         response.status_code = claimed.status_code or 201
         return claimed.response
@@ -90,8 +92,10 @@ def rectify_record(record_id: RecordId, body: RectifyIn, session: SessionDep, ca
                    keyring: KeyringDep, request: Request, response: Response,
                    if_match: Annotated[str | None, Header(max_length=64)] = None,
                    ) -> dict[str, Any]:
-    """Rectify fields (null removes an optional one) with the same checks as a write."""
-    record = service.for_writer(session, caller=caller, record_id=record_id, lock=True)
+    """Rectify fields (null removes an optional one) with the same checks as a write, against
+    the purpose the record was collected for (`purpose` must name it)."""
+    record = service.for_rectification(session, _policy(request), caller=caller,
+                                       record_id=record_id)
     if if_match is not None and if_match != _etag(record.version):
         raise PreconditionFailed("the record changed since you read it", etag=_etag(
             record.version))
@@ -109,7 +113,8 @@ def rectify_record(record_id: RecordId, body: RectifyIn, session: SessionDep, ca
 @router.delete("/v1/records/{record_id}", status_code=204)
 def delete_record(record_id: RecordId, session: SessionDep, caller: Writer) -> Response:
     """Delete the record and its blind indexes (refused under a legal hold)."""
-    record = service.for_writer(session, caller=caller, record_id=record_id, lock=True)
+    record = service.for_writer(session, caller=caller, record_id=record_id,
+                                refused="record.delete_refused", lock=True)
     service.remove(session, caller=caller, record=record)
     return Response(status_code=204)
 

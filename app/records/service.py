@@ -21,8 +21,8 @@ from app.keys.rotation import register_reencryptor
 from app.keys.shred import LegalHoldActive, hold_reason
 from app.policy.loader import Policy
 from app.policy.models import RecordType
-from app.records import storage
-from app.records.access import require_consent
+from app.records import storage, validation
+from app.records.access import hold_consent, refusal_audited, require_consent
 from app.records.models import BlindIndex, Record
 from app.records.validation import check_record
 
@@ -71,7 +71,9 @@ def _sensitive(spec: RecordType, names: Any) -> bool:
 def create(session: Session, policy: Policy, keys: Keys, *, caller: Caller, subject_id: str,
            purpose: str, record_type: str, data: dict[str, Any]) -> Written:
     """Check, protect and store a record; the record and its audit entry commit together."""
-    checked = check_record(policy, type_name=record_type, purpose=purpose, data=data)
+    with refusal_audited(session, caller=caller, action="record.write_refused", purpose=purpose,
+                         subject_id=subject_id, record_type=record_type):
+        checked = check_record(policy, type_name=record_type, purpose=purpose, data=data)
     spec = checked.record_type
     scans = storage.scan_texts(spec, checked.values, keys.scan)
     decision = require_consent(session, policy, caller=caller, subject_id=subject_id,
@@ -111,25 +113,52 @@ def _finding_counts(findings: list[dict[str, Any]]) -> dict[str, int]:
     return counts
 
 
-def for_writer(session: Session, *, caller: Caller, record_id: str,
+def for_writer(session: Session, *, caller: Caller, record_id: str, refused: str,
                lock: bool = False) -> Record:
-    """The record, if this caller wrote it or manages data-subject requests; else not found."""
+    """The record, if this caller wrote it or manages data-subject requests; else not found,
+    the same answer as for an id that does not exist, and audited under `refused`."""
     record = session.get(Record, record_id, with_for_update=lock)
     if record is None or not (record.created_by == caller.sub or caller.has(Scope.DSR_MANAGE)):
+        audit.record(session, caller=caller, action=refused, outcome=audit.Outcome.DENIED,
+                     subject_id=None if record is None else record.subject_id,
+                     resource=f"record:{record_id}",
+                     details={"reason": "no such record" if record is None
+                              else "not the record's writer"})
         raise NotFound("no such record")
     return record
 
 
+def for_rectification(session: Session, policy: Policy, *, caller: Caller,
+                      record_id: str) -> Record:
+    """As `for_writer`, locked for a change. The subject's consent state is locked first (shared,
+    when the record's purpose rests on consent), then the record's row: the order a withdrawal
+    and a data-subject request take them in, so none of them can deadlock with this one."""
+    record = for_writer(session, caller=caller, record_id=record_id,
+                        refused="record.rectify_refused")
+    hold_consent(session, policy, subject_id=record.subject_id, purpose=record.purpose)
+    locked = session.get(Record, record_id, with_for_update=True, populate_existing=True)
+    if locked is None:  # deleted meanwhile
+        raise NotFound("no such record")
+    return locked
+
+
 def rectify(session: Session, policy: Policy, keys: Keys, *, caller: Caller, record: Record,
             purpose: str, data: dict[str, Any], basis: Decision | None = None) -> Written:
-    """Correct some fields (null removes one) with the same checks as a write. `basis` is for
-    corrections a law requires whatever the consent (a data subject's rectification request)."""
+    """Correct some fields (null removes one) with the same checks as a write, against the
+    purpose the record was collected for, which `purpose` must name. `basis` is for corrections
+    a law requires whatever the consent (a data subject's rectification request)."""
     if record.erased_at is not None or record.deidentified_at is not None:
+        audit.record(session, caller=caller, action="record.rectify_refused",
+                     outcome=audit.Outcome.DENIED, purpose=purpose,
+                     subject_id=record.subject_id, resource=f"record:{record.id}",
+                     details={"reason": "record closed"})
         raise RecordClosed("this record can no longer change: "
                            + ("its subject was erased and a law keeps it as it is"
                               if record.erased_at else "it was de-identified"))
-    checked = check_record(policy, type_name=record.record_type, purpose=purpose, data=data,
-                           partial=True)
+    _check_purpose_limitation(session, policy, caller=caller, record=record, purpose=purpose,
+                              data=data)
+    checked = check_record(policy, type_name=record.record_type, purpose=record.purpose,
+                           data=data, partial=True)
     spec = checked.record_type
     scans = storage.scan_texts(spec, checked.values, keys.scan)
     removed = sorted(name for name, value in data.items()
@@ -139,7 +168,7 @@ def rectify(session: Session, policy: Policy, keys: Keys, *, caller: Caller, rec
         raise Invalid(f"field {required[0]} is required and cannot be removed",
                       errors=[{"field": f"data.{n}", "reason": "required"} for n in required])
     decision = basis or require_consent(
-        session, policy, caller=caller, subject_id=record.subject_id, purpose=purpose,
+        session, policy, caller=caller, subject_id=record.subject_id, purpose=record.purpose,
         sensitive=_sensitive(spec, checked.values), action="record.rectify_refused",
         record_type=record.record_type)
     now = utcnow()
@@ -157,12 +186,40 @@ def rectify(session: Session, policy: Policy, keys: Keys, *, caller: Caller, rec
     record.updated_at = now
     session.add_all(_index_rows(record, stored.indexes))
     session.flush()
-    audit.record(session, caller=caller, action="record.rectified", purpose=purpose,
+    audit.record(session, caller=caller, action="record.rectified", purpose=record.purpose,
                  subject_id=record.subject_id, resource=f"record:{record.id}",
                  details={"record_type": record.record_type, "fields": sorted(stored.data),
                           "removed": removed, "dropped": checked.dropped,
                           "findings": _finding_counts(stored.findings)})
     return Written(record, stored.findings, checked.dropped, decision, removed)
+
+
+def _check_purpose_limitation(session: Session, policy: Policy, *, caller: Caller,
+                              record: Record, purpose: str, data: dict[str, Any]) -> None:
+    """Rectification corrects what was collected for the record's purpose and cannot widen it:
+    a field that purpose does not collect, or another purpose, needs a new record (which gets
+    that purpose's own checks and consent). A refusal is audited: it is an attempt to store
+    data beyond what the purpose allows."""
+    spec = validation.record_type(policy, record.record_type)
+    collected = record.purpose
+    outside = [] if spec.unneeded_fields == "drop" else sorted(
+        name for name in data
+        if name in spec.fields and collected not in spec.fields[name].purposes)
+    errors = [{"field": f"data.{name}",
+               "reason": f"field {name} is not collected for purpose {collected}, the purpose "
+                         "this record was collected for"} for name in outside]
+    if purpose != collected:
+        errors.append({"field": "purpose",
+                       "reason": f"this record was collected for {collected}; data for "
+                                 f"{purpose} needs a new record"})
+    if not errors:
+        return
+    audit.record(session, caller=caller, action="record.rectify_refused",
+                 outcome=audit.Outcome.DENIED, purpose=purpose, subject_id=record.subject_id,
+                 resource=f"record:{record.id}",
+                 details={"reason": "purpose-limitation", "record_purpose": collected,
+                          "fields": outside})
+    raise Invalid(errors[0]["reason"], errors=errors)
 
 
 def drop_fields(session: Session, record: Record, names: set[str] | list[str]) -> None:

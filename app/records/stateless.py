@@ -13,12 +13,13 @@ from app.auth.guard import Caller, RequireScope
 from app.auth.scopes import Scope
 from app.deps import SessionDep
 from app.errors import PROBLEM_RESPONSES, Invalid
-from app.keys.keyring import Keyring
+from app.keys.fields import CiphertextInvalid
+from app.keys.keyring import Keyring, NoSuchKey
 from app.keys.router import KeyringDep
 from app.policy.loader import Policy
 from app.policy.models import Access, DataField
 from app.records import storage
-from app.records.access import consent_for, field_access, require_consent
+from app.records.access import consent_for, field_access, refusal_audited, require_consent
 from app.records.schemas import ProtectIn, UnprotectIn
 from app.records.validation import check_purpose, check_record, record_type
 
@@ -37,8 +38,11 @@ def protect(body: ProtectIn, session: SessionDep, caller: Writer, keyring: Keyri
     """Protect values for storage elsewhere; erasing the subject makes them unreadable."""
     runtime = request.app.state.runtime
     policy: Policy = runtime.policy
-    checked = check_record(policy, type_name=body.record_type, purpose=body.purpose,
-                           data=body.data)
+    with refusal_audited(session, caller=caller, action="record.protect_refused",
+                         purpose=body.purpose, subject_id=body.subject_id,
+                         record_type=body.record_type):
+        checked = check_record(policy, type_name=body.record_type, purpose=body.purpose,
+                               data=body.data)
     spec = checked.record_type
     scans = storage.scan_texts(spec, checked.values, storage.scanner(runtime.settings.nlp_model_en))
     sensitive = any(spec.fields[name].sensitive for name in checked.values)
@@ -66,7 +70,10 @@ def unprotect(body: UnprotectIn, session: SessionDep, caller: Reader, keyring: K
     the purpose and the subject's consent."""
     policy: Policy = request.app.state.runtime.policy
     spec = record_type(policy, body.record_type)
-    check_purpose(policy, spec, body.record_type, body.purpose)
+    with refusal_audited(session, caller=caller, action="record.unprotect_refused",
+                         purpose=body.purpose, subject_id=body.subject_id,
+                         record_type=body.record_type):
+        check_purpose(policy, spec, body.record_type, body.purpose)
     unknown = [name for name in body.data if name not in spec.fields]
     if unknown:
         raise Invalid(f"{body.record_type} has no field {unknown[0]!r}",
@@ -81,8 +88,8 @@ def unprotect(body: UnprotectIn, session: SessionDep, caller: Reader, keyring: K
                                spec=spec.fields[name], consent=decision)
         access[name] = granted.as_dict()
         if granted.decision is not Access.DENIED:
-            data[name] = _reveal(session, keyring, body, name, spec.fields[name], stored,
-                                 granted.decision)
+            data[name] = _reveal(session, keyring, caller, body, name, spec.fields[name],
+                                 stored, granted.decision)
     audit.record(session, caller=caller, action="record.unprotected", purpose=body.purpose,
                  subject_id=body.subject_id, resource=f"record_type:{body.record_type}",
                  details={"requested": sorted(body.data), "returned": sorted(data),
@@ -92,9 +99,22 @@ def unprotect(body: UnprotectIn, session: SessionDep, caller: Reader, keyring: K
             "access": access}
 
 
-def _reveal(session: Session, keyring: Keyring, body: UnprotectIn, name: str,
+def _reveal(session: Session, keyring: Keyring, caller: Caller, body: UnprotectIn, name: str,
             spec: DataField, stored: Any, access: Access) -> Any:
-    return storage.reveal_value(session, keyring, subject_id=body.subject_id,
-                                context=_context(body.record_type), name=name, spec=spec,
-                                stored=stored, original=body.originals.get(name),
-                                clear=access is Access.CLEAR)
+    """A value that does not open answers alike whether or not the subject has keys: only a
+    key that existed and was destroyed says `subject-erased` (410). Anything else would tell
+    whether someone is a customer to a caller presenting another subject's value."""
+    try:
+        return storage.reveal_value(session, keyring, subject_id=body.subject_id,
+                                    context=_context(body.record_type), name=name, spec=spec,
+                                    stored=stored, original=body.originals.get(name),
+                                    clear=access is Access.CLEAR)
+    except (CiphertextInvalid, NoSuchKey):
+        audit.record(session, caller=caller, action="record.unprotect_refused",
+                     outcome=audit.Outcome.DENIED, purpose=body.purpose,
+                     subject_id=body.subject_id, resource=f"record_type:{body.record_type}",
+                     details={"reason": "invalid-ciphertext", "field": name})
+        raise CiphertextInvalid(
+            f"data.{name} does not open for this subject, record type and field: it belongs to "
+            "another, is malformed or was altered", errors=[
+                {"field": f"data.{name}", "reason": "does not open for this subject"}]) from None

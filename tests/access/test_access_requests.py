@@ -31,7 +31,7 @@ def test_request_approve_use_and_expire(clients: Clients, admin: httpx.Client, r
     assert read(agent, record_id, "customer_support")["data"]["email"] == "Z***@Example.cn"
     pending = apply(agent, record_id=record_id)
     assert pending["status"] == "pending"
-    assert pending["subject_id"] == "cust-1"
+    assert pending["subject_id"] is None  # filed by record: whose it is stays unsaid
     # still masked while pending
     assert read(agent, record_id, "customer_support")["data"]["email"] == "Z***@Example.cn"
 
@@ -118,3 +118,24 @@ def test_a_subject_wide_grant_covers_every_record(clients: Clients, record_id: s
         f"/v1/access-requests/{pending['id']}/approve", json={})
     listing = agent.get("/v1/subjects/cust-1/records", params={"purpose": "customer_support"})
     assert listing.json()["records"][0]["data"]["name"] == "张伟"
+
+
+def test_a_request_by_record_does_not_reveal_whose_record_it_is(clients: Clients,
+                                                               record_id: str) -> None:
+    analyst = clients("marketing_analyst", sub="analyst-3")
+    read(analyst, record_id, "customer_support", 404)  # nothing of it is theirs to see
+    filed = analyst.post("/v1/access-requests", json={
+        "record_id": record_id, "fields": ["email"], "purpose": "customer_support",
+        "justification": "Checking a bounced campaign address", "duration": "PT1H"})
+    assert filed.status_code == 201, filed.text
+    shown = analyst.get(f"/v1/access-requests/{filed.json()['id']}")
+    listed = analyst.get("/v1/access-requests")
+    assert shown.status_code == listed.status_code == 200
+    for response in (filed, shown, listed):
+        assert "cust-1" not in response.text
+    assert filed.json()["subject_id"] is None
+    assert filed.json()["record_id"] == record_id
+    # the approver decides knowing whose data it is
+    supervisor = clients(sub="supervisor-2", scope="access:approve")
+    assert supervisor.get(f"/v1/access-requests/{filed.json()['id']}").json()[
+        "subject_id"] == "cust-1"

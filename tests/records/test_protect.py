@@ -131,6 +131,29 @@ def test_values_of_one_subject_do_not_open_for_another(live: LiveServer) -> None
     assert response.json()["type"] == "urn:pgw:problem:invalid-ciphertext"
 
 
+def test_a_value_that_does_not_open_says_nothing_of_whether_the_subject_exists(
+        live: LiveServer) -> None:
+    c = client(live, "compliance_officer")
+    email = protect(c).json()["data"]["email"]
+    protect(c, subject_id="cust-2")  # a customer: they have keys
+
+    def foreign(subject_id: str) -> httpx.Response:
+        return c.post("/v1/unprotect", json={
+            "subject_id": subject_id, "purpose": "customer_support",
+            "record_type": "customer_profile", "data": {"email": email}})
+
+    customer, stranger = foreign("cust-2"), foreign("never-seen-9")
+    assert customer.status_code == stranger.status_code == 422
+    assert customer.json()["type"] == stranger.json()["type"] == \
+        "urn:pgw:problem:invalid-ciphertext"
+    assert customer.json()["detail"] == stranger.json()["detail"]
+    assert customer.json()["errors"] == stranger.json()["errors"] == [
+        {"field": "data.email", "reason": "does not open for this subject"}]
+    refused = c.get("/v1/audit", params={"action": "record.unprotect_refused"}).json()["items"]
+    assert sorted(e["subject_id"] for e in refused) == ["cust-2", "never-seen-9"]
+    assert {e["outcome"] for e in refused} == {"denied"}
+
+
 def test_erasing_the_subject_makes_copies_unreadable(live: LiveServer) -> None:
     c = client(live, "compliance_officer")
     protected = protect(c).json()["data"]
