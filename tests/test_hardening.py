@@ -165,3 +165,31 @@ def test_a_loose_data_directory_is_tightened(make_settings: Callable[..., Settin
     data.chmod(0o755)
     open_runtime(make_settings(data_dir=data)).close()
     assert data.stat().st_mode & 0o777 == 0o700
+
+
+@pytest.mark.parametrize(("data", "field", "reason"), [
+    ({"birth_date": "9999-12-31"}, "data.birth_date", "out of range"),
+    ({"birth_date": "2199-01-01"}, "data.birth_date", "in the future"),
+    ({"email": "a@" + "b" * 300 + ".cn"}, "data.email", "not an e-mail address"),
+    ({"email": "a@-bad-.cn"}, "data.email", "not an e-mail address"),
+])
+def test_values_out_of_any_sensible_range_are_named(live: LiveServer, data: dict[str, str],
+                                                    field: str, reason: str) -> None:
+    body = make_record(purpose="account_management")
+    body["data"].update(data)
+    response = live.client(WRITER).post("/v1/records", json=body)
+    assert response.status_code == 422, response.text
+    errors = response.json()["errors"]
+    assert any(e["field"] == field and e["reason"].startswith(reason) for e in errors), errors
+
+
+@pytest.mark.parametrize("amount", ["1e999999", "1E+16", "0.0000000000001", 1e300])
+def test_amounts_out_of_range_are_refused(amount: object) -> None:
+    from app.policy.loader import load_policy
+    from app.records.validation import normalise
+    from tests.conftest import REPO
+
+    spec = load_policy(REPO / "policies").body.record_types["order"].fields["amount"]
+    with pytest.raises(ValueError, match="out of range"):
+        normalise(spec, amount)
+    assert normalise(spec, "199.99") == "199.99"

@@ -96,6 +96,7 @@ class DataField(Strict):
     blind_index: bool = False
     purposes: list[Identifier] = Field(min_length=1)
     required: bool = False
+    not_in_future: bool = False  # a date that cannot lie ahead, such as a birth date
     # free text: PII found in it is shown through `pii_operator` in the stored view, and the
     # original is kept encrypted under the subject's key
     scan_pii: bool = False

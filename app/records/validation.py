@@ -11,12 +11,19 @@ from typing import Any
 
 import phonenumbers
 
+from app.clock import utcnow
 from app.errors import Forbidden, Invalid
 from app.pii.checksums import valid_resident_id
 from app.policy.loader import Policy
 from app.policy.models import DataField, FieldType, RecordType
 
-EMAIL = re.compile(r"^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}$")
+# RFC 5321 limits: a local part of at most 64 characters, domain labels of 1-63 that neither
+# start nor end with a hyphen, and at most 254 characters in all.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+EMAIL = re.compile(rf"^[A-Za-z0-9._%+-]{{1,64}}@(?:{_LABEL}\.)+[A-Za-z]{{2,24}}$")
+MAX_EMAIL = 254
+EARLIEST, LATEST = date(1850, 1, 1), date(2200, 12, 31)  # any date a record can mean
+MAX_DECIMAL_EXPONENT = 15  # amounts below 10^16, with at most 12 decimal places
 MAX_TEXT = {FieldType.FREE_TEXT: 20_000}
 DEFAULT_MAX_TEXT = 1_000
 
@@ -103,6 +110,11 @@ def normalise(spec: DataField, value: Any) -> Any:
             number = None
         if number is None or not number.is_finite():
             raise ValueError("expected a decimal number")
+        exponent = number.as_tuple().exponent
+        if number and (number.adjusted() > MAX_DECIMAL_EXPONENT or
+                       (isinstance(exponent, int) and exponent < -12)):
+            raise ValueError(f"out of range: at most {MAX_DECIMAL_EXPONENT + 1} digits before "
+                             "the point and 12 after it")
         return str(number)
     if not isinstance(value, str):
         raise ValueError("expected text")
@@ -110,7 +122,7 @@ def normalise(spec: DataField, value: Any) -> Any:
     if len(value) > limit:
         raise ValueError(f"longer than {limit} characters")
     if kind is FieldType.EMAIL:
-        if not EMAIL.match(value.strip()):
+        if len(value.strip()) > MAX_EMAIL or not EMAIL.match(value.strip()):
             raise ValueError("not an e-mail address")
         return value.strip()
     if kind is FieldType.PHONE:
@@ -127,8 +139,17 @@ def normalise(spec: DataField, value: Any) -> Any:
             raise ValueError("not a valid resident ID (check character, region or birth date)")
         return compact
     if kind is FieldType.DATE:
-        try:
-            return date.fromisoformat(value.strip()).isoformat()
-        except ValueError:
-            raise ValueError("expected a date as YYYY-MM-DD") from None
+        return _date(spec, value).isoformat()
     return value
+
+
+def _date(spec: DataField, value: str) -> date:
+    try:
+        day = date.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError("expected a date as YYYY-MM-DD") from None
+    if not EARLIEST <= day <= LATEST:
+        raise ValueError(f"out of range: expected a date from {EARLIEST} to {LATEST}")
+    if spec.not_in_future and day > utcnow().date():
+        raise ValueError("in the future, which this field cannot be")
+    return day
