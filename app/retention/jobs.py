@@ -10,4 +10,6 @@ from app.runtime import Runtime
 
 @queue.handler("retention_sweep")
 def retention_sweep(runtime: Runtime, claimed: Claimed) -> None:
-    sweep.run(runtime.transaction, runtime.policy)
+    # the run's audit entries name the job attempt, whose error says why a run stopped midway
+    sweep.run(runtime.transaction, runtime.policy,
+              run_id=f"job-{claimed.id}-{claimed.attempt}")

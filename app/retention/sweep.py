@@ -1,5 +1,4 @@
-"""The retention sweep. `plan` says what a run would do; `run` does it in batches, each batch
-one transaction with its audit entry, and the run as a whole audited with its counts.
+"""The retention sweep. `plan` says what a run would do; `run` does it.
 
 - A record past `retention_until` is deleted, or de-identified: fields that identify or
   contact the person, free text and protected values are dropped, dates generalised to the
@@ -9,18 +8,28 @@ one transaction with its audit entry, and the run as a whole audited with its co
 - Withdrawing consent starts the countdown of records collected on that consent: the sweep
   sets their deadline from the withdrawal's time (or keeps an earlier one).
 - A legal hold on the subject or the record type keeps the record as it is.
+
+Why in batches: one transaction for a whole sweep held SQLite's write lock, or PostgreSQL's
+row locks, for its whole length. Each batch is its own short transaction: its records (locked),
+its changes and its `retention.batch` audit entry land together or not at all, and other
+writers get in between batches. A run that stops between batches leaves the batches before it
+committed and audited, and the next run completes the rest exactly once: what a batch did takes
+its records out of the queries (deleted, de-identified, the field gone, the deadline set). The
+run ends with one `retention.run` entry whose counts are the sum of its batch entries (the same
+`resource`); a run with batch entries and no `retention.run` entry stopped midway.
 """
 
 from __future__ import annotations
 
 import secrets
+import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import Select, delete, select
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
@@ -35,6 +44,9 @@ from app.records.service import drop_fields
 from app.runtime import Transaction
 
 BATCH = 500
+# After a full batch: SQLite's busy handler retries a waiting writer at most every 100 ms, so
+# a sweep that began its next batch at once could keep the write lock from it for good.
+PAUSE_SECONDS = 0.1
 CALLER = Caller.system("retention")
 IDENTIFYING_TYPES = (FieldType.NAME, FieldType.EMAIL, FieldType.PHONE, FieldType.CN_RESIDENT_ID,
                      FieldType.ADDRESS, FieldType.FREE_TEXT)
@@ -48,11 +60,28 @@ class Report:
     def add(self, record_type: str, action: str, n: int = 1) -> None:
         self.counts.setdefault(record_type, Counter())[action] += n
 
+    def merge(self, other: Report) -> None:
+        for record_type, actions in other.counts.items():
+            self.counts.setdefault(record_type, Counter()).update(actions)
+
     def as_dict(self) -> dict[str, dict[str, int]]:
         return {name: dict(sorted(c.items())) for name, c in sorted(self.counts.items())}
 
     def total(self, action: str) -> int:
         return sum(c[action] for c in self.counts.values())
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A batch of a run, committed with its audit entry: what `on_batch` is told."""
+
+    run_id: str
+    number: int  # 1, 2, ... in the order of the run's `retention.batch` entries
+    phase: str
+    report: Report
+
+
+OnBatch = Callable[[Batch], None]
 
 
 def field_rule(spec: DataField) -> str:
@@ -86,97 +115,175 @@ def deidentify(session: Session, spec: RecordType | None, record: Record, now: d
     record.retention_until, record.deidentified_at = None, now
 
 
-def _consent_countdowns(session: Session, policy: Policy, report: Report, apply: bool) -> None:
+def _consent_query(policy: Policy, now: datetime) -> Select[Record]:
+    purposes = [name for name, purpose in policy.body.purposes.items()
+                if purpose.legal_basis is LegalBasis.CONSENT]
+    return select(Record).where(Record.purpose.in_(purposes), Record.deidentified_at.is_(None))
+
+
+def _start_countdowns(session: Session, policy: Policy, now: datetime, records: list[Record],
+                      report: Report, apply: bool) -> None:
     """Records collected on consent are due after the consent is withdrawn: their type's
     period if the type is kept "until consent is withdrawn", else the purpose's
     `after_withdrawal_days`; or at their own deadline if that comes first."""
-    purposes = [name for name, purpose in policy.body.purposes.items()
-                if purpose.legal_basis is LegalBasis.CONSENT]
-    query = select(Record).where(Record.purpose.in_(purposes), Record.deidentified_at.is_(None))
-    for batch in _batches(session, query):
-        for record in batch:
-            spec = policy.body.record_types.get(record.record_type)
-            latest = consent.current(session, record.subject_id, record.purpose)
-            if spec is None or latest is None or latest.event != "withdrawn":
-                continue
-            days = spec.retention.days if \
-                spec.retention.trigger is RetentionTrigger.CONSENT_WITHDRAWAL else \
-                policy.body.purposes[record.purpose].after_withdrawal_days
-            due = latest.recorded_at + timedelta(days=days)
-            if record.retention_until is None or due < record.retention_until:
-                if apply:
-                    record.retention_until = due
-                report.add(record.record_type, "countdown_started")
+    for record in records:
+        spec = policy.body.record_types.get(record.record_type)
+        latest = consent.current(session, record.subject_id, record.purpose)
+        if spec is None or latest is None or latest.event != "withdrawn":
+            continue
+        days = spec.retention.days if \
+            spec.retention.trigger is RetentionTrigger.CONSENT_WITHDRAWAL else \
+            policy.body.purposes[record.purpose].after_withdrawal_days
+        due = latest.recorded_at + timedelta(days=days)
+        if record.retention_until is None or due < record.retention_until:
+            if apply:
+                record.retention_until = due
+            report.add(record.record_type, "countdown_started")
 
 
-def _batches(session: Session, query: Any) -> Iterator[list[Record]]:
+def _holding(session: Session, now: datetime) -> Callable[[Record], bool]:
+    """Whether a legal hold keeps a record, as the holds stand in this batch's transaction."""
+    subjects, types = holds.held_subjects(session, now), holds.held_types(session, now)
+    return lambda record: record.subject_id in subjects or record.record_type in types
+
+
+def _due_query(policy: Policy, now: datetime) -> Select[Record]:
+    return select(Record).where(Record.retention_until <= now, Record.deidentified_at.is_(None))
+
+
+def _expire_records(session: Session, policy: Policy, now: datetime, records: list[Record],
+                    report: Report, apply: bool) -> None:
+    held = _holding(session, now)
+    for record in records:
+        spec = policy.body.record_types.get(record.record_type)
+        if held(record):
+            report.add(record.record_type, "held")
+            continue
+        # kept only because a law said so after the subject was erased: now it goes
+        action = str(spec.retention.action) if spec and record.erased_at is None else "delete"
+        if apply:
+            if action == "delete":
+                session.execute(delete(BlindIndex).where(BlindIndex.record_id == record.id))
+                session.delete(record)
+            else:
+                deidentify(session, spec, record, now)
+        report.add(record.record_type, action)
+
+
+def _fields_query(policy: Policy, now: datetime) -> Select[Record]:
+    return select(Record).where(Record.deidentified_at.is_(None))
+
+
+def _expire_fields(session: Session, policy: Policy, now: datetime, records: list[Record],
+                   report: Report, apply: bool) -> None:
+    held = _holding(session, now)
+    for record in records:
+        expired = sorted(n for n, when in record.field_retention.items()
+                         if datetime.fromisoformat(when) <= now)
+        if not expired:
+            continue
+        if held(record):
+            report.add(record.record_type, "fields_held", len(expired))
+            continue
+        if apply:
+            drop_fields(session, record, expired)
+        report.add(record.record_type, "fields_removed", len(expired))
+
+
+Query = Callable[[Policy, datetime], Select[Record]]
+Step = Callable[[Session, Policy, datetime, list[Record], Report, bool], None]
+PHASES: tuple[tuple[str, Query, Step], ...] = (
+    ("countdowns", _consent_query, _start_countdowns),  # first: what they make due goes now
+    ("records", _due_query, _expire_records),
+    ("fields", _fields_query, _expire_fields),
+)
+
+
+@dataclass(frozen=True)
+class _Sweep:
+    """What every batch of one run or plan needs."""
+
+    transaction: Transaction
+    policy: Policy
+    now: datetime
+    apply: bool
+    batch_size: int
+    caller: Caller
+    run_id: str
+    on_batch: OnBatch | None
+
+
+def _batch(sweep: _Sweep, phase: str, query: Query, step: Step, *, after: str,
+           number: int) -> tuple[int, str, Report]:
+    """One batch in one transaction: how many records it took (none: the phase is done), the
+    last one's id, and its counts."""
+    with sweep.transaction() as session:
+        select_next = query(sweep.policy, sweep.now).where(Record.id > after) \
+            .order_by(Record.id).limit(sweep.batch_size)
+        if sweep.apply:  # a concurrent writer, or sweep, waits; a row gone by then drops out
+            select_next = select_next.with_for_update()
+        records = list(session.scalars(select_next))
+        last = records[-1].id if records else after
+        report = Report()
+        step(session, sweep.policy, sweep.now, records, report, sweep.apply)
+        if not sweep.apply:
+            session.rollback()
+        elif report.counts:
+            audit.record(session, caller=sweep.caller, action="retention.batch",
+                         resource=f"retention_run:{sweep.run_id}",
+                         details={"at": sweep.now.isoformat(), "batch": number,
+                                  "phase": phase, "counts": report.as_dict()})
+    return len(records), last, report
+
+
+def _phase(sweep: _Sweep, phase: str, query: Query, step: Step, total: Report,
+           batches: int) -> int:
+    """Every batch of one phase, added to `total`; returns how many batches the run has had.
+    It ends on an empty batch, not a short one: rows a concurrent sweep took drop out of a
+    locked batch on PostgreSQL and make it short."""
     after = ""
     while True:
-        batch = list(session.scalars(query.where(Record.id > after).order_by(Record.id)
-                                     .limit(BATCH)))
-        if not batch:
-            return
-        yield batch
-        after = batch[-1].id
+        taken, after, report = _batch(sweep, phase, query, step, after=after,
+                                      number=batches + 1)
+        if report.counts:
+            batches += 1
+            total.merge(report)
+            if sweep.on_batch is not None:
+                sweep.on_batch(Batch(sweep.run_id, batches, phase, report))
+        if not taken:
+            return batches
+        if taken == sweep.batch_size:
+            time.sleep(PAUSE_SECONDS)
 
 
-def _sweep(session: Session, policy: Policy, now: datetime, *, apply: bool) -> Report:
-    report = Report()
-    _consent_countdowns(session, policy, report, apply)
-    held_subjects, held_types = holds.held_subjects(session, now), holds.held_types(session, now)
-
-    def held(record: Record) -> bool:
-        return record.subject_id in held_subjects or record.record_type in held_types
-
-    due = select(Record).where(Record.retention_until <= now, Record.deidentified_at.is_(None))
-    for batch in _batches(session, due):
-        for record in batch:
-            spec = policy.body.record_types.get(record.record_type)
-            if held(record):
-                report.add(record.record_type, "held")
-                continue
-            # kept only because a law said so after the subject was erased: now it goes
-            action = str(spec.retention.action) if spec and record.erased_at is None \
-                else "delete"
-            if apply:
-                if action == "delete":
-                    session.execute(delete(BlindIndex).where(BlindIndex.record_id == record.id))
-                    session.delete(record)
-                else:
-                    deidentify(session, spec, record, now)
-            report.add(record.record_type, action)
-        if apply:
-            session.flush()
-    fields = select(Record).where(Record.deidentified_at.is_(None))
-    for batch in _batches(session, fields):
-        for record in batch:
-            expired = sorted(n for n, when in record.field_retention.items()
-                             if datetime.fromisoformat(when) <= now)
-            if not expired:
-                continue
-            if held(record):
-                report.add(record.record_type, "fields_held", len(expired))
-                continue
-            if apply:
-                drop_fields(session, record, expired)
-            report.add(record.record_type, "fields_removed", len(expired))
-    return report
+def _sweep(sweep: _Sweep) -> tuple[Report, int]:
+    total, batches = Report(), 0
+    for phase, query, step in PHASES:
+        batches = _phase(sweep, phase, query, step, total, batches)
+    return total, batches
 
 
-def plan(transaction: Transaction, policy: Policy, *, now: datetime | None = None) -> Report:
+def plan(transaction: Transaction, policy: Policy, *, now: datetime | None = None,
+         batch_size: int = BATCH) -> Report:
     """What the next run would do, changing nothing."""
-    with transaction() as session:
-        report = _sweep(session, policy, now or utcnow(), apply=False)
-        session.rollback()
+    report, _ = _sweep(_Sweep(transaction, policy, now or utcnow(), apply=False,
+                              batch_size=batch_size, caller=CALLER, run_id="plan",
+                              on_batch=None))
     return report
 
 
 def run(transaction: Transaction, policy: Policy, *, caller: Caller = CALLER,
-        now: datetime | None = None) -> Report:
-    """Apply retention in one transaction with its audit entry: all of it or none."""
+        now: datetime | None = None, batch_size: int = BATCH, run_id: str | None = None,
+        on_batch: OnBatch | None = None) -> Report:
+    """Apply retention in batches that each commit with their audit entry, then audit the
+    run's totals; `on_batch` is called after each batch that did or counted something."""
     now = now or utcnow()
+    run_id = run_id or secrets.token_hex(8)
+    report, batches = _sweep(_Sweep(transaction, policy, now, apply=True, batch_size=batch_size,
+                                    caller=caller, run_id=run_id, on_batch=on_batch))
     with transaction() as session:
-        report = _sweep(session, policy, now, apply=True)
         audit.record(session, caller=caller, action="retention.run",
-                     details={"at": now.isoformat(), "counts": report.as_dict()})
+                     resource=f"retention_run:{run_id}",
+                     details={"at": now.isoformat(), "batches": batches,
+                              "counts": report.as_dict()})
     return report

@@ -16,24 +16,11 @@ from app.config import Settings
 from app.records.models import BlindIndex, Record
 from app.retention import sweep
 from app.runtime import Runtime
-from tests.gateway import Clients, audit_entries, grant_consent, write
+from tests.gateway import audit_entries, grant_consent, write
+from tests.retention.conftest import write_order
 from tests.test_cli import cli_env
 
 DAY = timedelta(days=1)
-
-
-@pytest.fixture
-def crm(clients: Clients) -> httpx.Client:
-    return clients("compliance_officer",
-                   scope="records:write records:read consent:write dsr:submit")
-
-
-def _order(crm: httpx.Client, subject_id: str = "cust-r") -> str:
-    return str(write(crm, subject_id=subject_id, purpose="order_fulfilment",
-                     record_type="order",
-                     data={"order_number": "SO-9", "amount": "15.00",
-                           "shipping_address": "广州市天河区体育西路1号",
-                           "recipient_phone": "13912345678"})["record_id"])
 
 
 def _record(runtime: Runtime, record_id: str) -> Record | None:
@@ -45,7 +32,7 @@ def test_nothing_goes_before_its_time_and_everything_on_time(
         crm: httpx.Client, runtime: Runtime, admin: httpx.Client) -> None:
     now = datetime.now(UTC)
     profile = write(crm, subject_id="cust-r")["record_id"]
-    order = _order(crm)
+    order = write_order(crm)
     policy = runtime.policy
 
     assert sweep.plan(runtime.transaction, policy, now=now + 179 * DAY).as_dict() == {}
@@ -81,7 +68,7 @@ def test_a_legal_hold_keeps_what_it_covers(crm: httpx.Client, runtime: Runtime,
     now = datetime.now(UTC)
     held = write(crm, subject_id="cust-held")["record_id"]
     free = write(crm, subject_id="cust-free")["record_id"]
-    order = _order(crm, "cust-free")
+    order = write_order(crm, "cust-free")
     assert admin.post("/v1/legal-holds", json={"subject_id": "cust-held",
                                                 "reason": "tax audit 2026"}).status_code == 201
     assert admin.post("/v1/legal-holds", json={"record_type": "order",
@@ -136,7 +123,7 @@ def test_an_order_kept_by_law_after_erasure_is_deleted_when_its_period_ends(
         crm: httpx.Client, runtime: Runtime, admin: httpx.Client,
         drain: Callable[[], int]) -> None:
     now = datetime.now(UTC)
-    order = _order(crm, "cust-x")
+    order = write_order(crm, "cust-x")
     submitted = crm.post("/v1/dsr", json={"subject_id": "cust-x", "type": "erasure",
                                           "jurisdiction": "PIPL",
                                           "verification": {"method": "app_login"}})
