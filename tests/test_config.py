@@ -40,6 +40,7 @@ def test_safe_production_settings_pass(prod: Callable[..., Settings]) -> None:
     ({"jwt_secret": "short"}, "PGW_JWT_SECRET"),
     ({"jwt_secret": "a" * 32}, "PGW_JWT_SECRET is too predictable"),
     ({"jwt_secret": "ab" * 24}, "PGW_JWT_SECRET is too predictable"),
+    ({"jwt_secret": "abcdefghijklmnopqrstuvwxyz0123456789"}, "PGW_JWT_SECRET is too predictable"),
     ({"jwt_algorithms": "RS256", "jwt_secret": None}, "PGW_JWT_PUBLIC_KEY_FILE"),
     ({"jwt_algorithms": "RS256", "jwt_public_key_file": Path("/nonexistent.pem")},
      "PGW_JWT_PUBLIC_KEY_FILE"),

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
@@ -174,10 +174,29 @@ def _evidence(evidence: Evidence, hash_key: bytes | None) -> dict[str, Any]:
             "user_agent": (evidence.user_agent or "")[:512] or None}
 
 
+CLOCK_SKEW = timedelta(minutes=5)
+EARLIEST_CONSENT = datetime(1990, 1, 1, tzinfo=UTC)
+LATEST_EXPIRY = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def _check_times(grant: Grant, lifetime: int | None) -> None:
+    """A consent was given in the past (a future one would count before it was given) and
+    ends no later than the purpose's consent lifetime after it was given."""
+    if not EARLIEST_CONSENT <= grant.captured_at <= utcnow() + CLOCK_SKEW:
+        raise Invalid("captured_at must be a past time (after 1990)", field="captured_at")
+    if grant.expires_at is None:
+        return
+    latest = grant.captured_at + timedelta(days=lifetime) if lifetime else LATEST_EXPIRY
+    if not grant.captured_at < grant.expires_at <= min(latest, LATEST_EXPIRY):
+        raise Invalid(f"expires_at must fall after captured_at and no later than {latest:%Y-%m-%d}"
+                      " (the purpose's consent lifetime)", field="expires_at")
+
+
 def record_grant(session: Session, policy: Policy, *, caller: Caller, grant: Grant,
                  hash_key: bytes | None) -> ConsentEvent:
     _validate(session, policy, grant)
     lifetime = policy.body.purposes[grant.purpose].consent_lifetime_days
+    _check_times(grant, lifetime)
     expires_at = grant.expires_at or (grant.captured_at + timedelta(days=lifetime)
                                       if lifetime else None)
     guardian = None if grant.guardian is None else grant.guardian.__dict__

@@ -246,3 +246,23 @@ def test_out_of_range_integers_are_422_not_500(client: httpx.Client, field: str)
     grant = client.post("/v1/consents", json=make_consent(notice_version=2**70))
     assert grant.status_code == 422
     assert grant.json()["errors"][0]["field"] == "notice_version"
+
+
+@pytest.mark.parametrize(("overrides", "field"), [
+    ({"captured_at": "2099-01-01T00:00:00Z"}, "captured_at"),
+    ({"captured_at": "9999-12-31T23:59:59Z"}, "captured_at"),
+    ({"captured_at": "0001-01-01T00:00:00Z"}, "captured_at"),
+    ({"expires_at": "9999-12-31T23:59:59Z"}, "expires_at"),
+    ({"expires_at": (NOW + timedelta(days=800)).isoformat()}, "expires_at"),
+    ({"expires_at": (NOW - timedelta(days=1)).isoformat()}, "expires_at"),
+])
+def test_a_consent_cannot_be_dated_ahead_or_outlive_its_lifetime(
+        client: httpx.Client, overrides: dict[str, Any], field: str) -> None:
+    """A future consent would count before it was given; an expiry past the purpose's
+    consent lifetime (730 days for marketing_email) would extend it without limit."""
+    response = client.post("/v1/consents", json=make_consent(**overrides))
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"] == field
+    within = client.post("/v1/consents", json=make_consent(
+        expires_at=(NOW + timedelta(days=30)).isoformat()))
+    assert within.status_code == 201, within.text
