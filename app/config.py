@@ -82,6 +82,7 @@ class Settings(BaseSettings):
     # how long a stored response answers a retried POST with the same Idempotency-Key
     idempotency_ttl_hours: int = Field(default=24, ge=1, le=24 * 30)
     webhook_timeout_seconds: float = Field(default=10, gt=0, le=60)
+    webhook_delivery_threads: int = Field(default=4, ge=1, le=64)  # per running worker
     # host names, addresses and CIDR networks webhooks may reach although they are internal
     webhook_allow_hosts: Annotated[tuple[str, ...], NoDecode] = ()
 

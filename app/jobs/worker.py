@@ -79,14 +79,16 @@ def run(runtime: Runtime, *, stop: threading.Event, worker: str | None = None,
         until_idle: bool = False) -> int:
     """Run jobs until `stop` is set (or, with `until_idle`, until none is due); returns how
     many ran. Periodic jobs from the policy's schedules are queued on the way. A running
-    worker gives each lane (webhook deliveries) a thread of its own, so that jobs of other
+    worker gives each lane (webhook deliveries) threads of its own, so that jobs of other
     kinds never wait behind them; with `until_idle` one thread runs everything in order."""
     worker = worker or worker_name()
     lanes = {} if until_idle else queue.REGISTRY.lane_kinds()
-    threads = [threading.Thread(target=_loop, args=(runtime,), name=f"pgw-worker-{lane}",
-                                kwargs={"stop": stop, "worker": f"{worker}/{lane}",
+    # several threads per lane, so that one stalling receiver delays no other subscriber
+    per_lane = runtime.settings.webhook_delivery_threads
+    threads = [threading.Thread(target=_loop, args=(runtime,), name=f"pgw-worker-{lane}-{n}",
+                                kwargs={"stop": stop, "worker": f"{worker}/{lane}-{n}",
                                         "kinds": kinds}, daemon=True)
-               for lane, kinds in lanes.items()]
+               for lane, kinds in lanes.items() for n in range(per_lane)]
     for thread in threads:
         thread.start()
     try:

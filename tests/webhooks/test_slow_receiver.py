@@ -140,3 +140,24 @@ def test_a_running_worker_runs_other_jobs_while_a_delivery_waits(
         slow.release.set()
         thread.join(15)
     assert not thread.is_alive()
+
+
+def test_a_stalling_receiver_delays_no_other_subscriber(
+        admin: httpx.Client, runtime: Runtime, network: Network, receivers: Receivers) -> None:
+    runtime.settings = runtime.settings.model_copy(update={"worker_poll_seconds": 0.05})
+    slow, healthy = receivers("stall"), receivers()
+    _register(admin, slow.url)  # first, so its delivery is claimed first
+    _register(admin, healthy.url)
+    publish(runtime)
+    thread, stop = worker.start_thread(runtime)
+    try:
+        assert slow.arrived.wait(10), "the delivery did not reach the receiver"
+        start = time.monotonic()
+        assert healthy.arrived.wait(5), "the other subscriber waited behind the stalled one"
+        assert time.monotonic() - start < PROMPT
+        assert not slow.release.is_set()
+    finally:
+        stop.set()
+        slow.release.set()
+        thread.join(15)
+    assert not thread.is_alive()
