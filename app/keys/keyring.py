@@ -184,27 +184,32 @@ class Keyring:
     def for_encryption(self, session: Session, subject_id: str,
                        cipher_name: str | None = None) -> DataKey:
         """The subject's active key for a cipher (the deployment's by default), with one use
-        spent; created if the subject has none. The key's row is locked (key share) in the
-        caller's transaction and seen active there, so it cannot be destroyed under the write."""
+        spent; created if the subject has none. The subject's active keys are locked (key share)
+        in the caller's transaction and seen active there, so none can be destroyed under the
+        write."""
         spec = self.cipher if cipher_name is None else cipher(cipher_name)
         checked = self._checked(session)
+        if (subject_id, 0) not in checked:
+            checked.add((subject_id, 0))  # version 0: this subject's keys are locked
+            checked.update((subject_id, v) for v in self._lock_active(session, subject_id))
         key = self._active.get((subject_id, spec.name))
         if key is not None and key.expires >= self._clock() and \
                 next(key.budget, None) is not None:
-            if (subject_id, key.version) in checked or self._still_active(session, key):
-                checked.add((subject_id, key.version))
+            if (subject_id, key.version) in checked:
                 return key
-            self.evict(subject_id)
+            self.evict(subject_id)  # destroyed or rotated since it was cached
         key = self._refill(session, subject_id, spec)
         checked.add((subject_id, key.version))
         return key
 
-    def _still_active(self, session: Session, key: DataKey) -> bool:
-        # FOR KEY SHARE: a destruction's FOR UPDATE waits for this transaction, while another
-        # write's refill (FOR NO KEY UPDATE) does not.
-        return session.scalar(select(SubjectKey.id).where(
-            SubjectKey.id == key.row_id, SubjectKey.state == "active")
-            .with_for_update(read=True, key_share=True)) is not None
+    def _lock_active(self, session: Session, subject_id: str) -> list[int]:
+        # FOR KEY SHARE, all of the subject's active keys at once and in id order: a
+        # destruction locks them FOR UPDATE in the same order, so it waits for this transaction
+        # and the two never deadlock; another write's refill (FOR NO KEY UPDATE) does not wait.
+        return list(session.scalars(
+            select(SubjectKey.version).where(SubjectKey.subject_id == subject_id,
+                                             SubjectKey.state == "active")
+            .order_by(SubjectKey.id).with_for_update(read=True, key_share=True)))
 
     def _active_row(self, session: Session, subject_id: str, spec: CipherSpec) -> SubjectKey | None:
         return session.scalar(

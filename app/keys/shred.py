@@ -43,7 +43,8 @@ def hold_reason(session: Session, subject_id: str) -> str | None:
 
 def _live_keys(session: Session, subject_id: str) -> list[SubjectKey]:
     return list(session.scalars(select(SubjectKey).where(
-        SubjectKey.subject_id == subject_id, SubjectKey.state != "destroyed").with_for_update()))
+        SubjectKey.subject_id == subject_id, SubjectKey.state != "destroyed")
+        .order_by(SubjectKey.id).with_for_update()))  # the order writers lock them in
 
 
 def _check_hold(session: Session, caller: Caller, subject_id: str) -> None:
