@@ -141,25 +141,26 @@ class Keyring:
         session.info[_CHECKED] = (session.get_transaction(), checked)
         return checked
 
-    def _learn(self, session: Session) -> None:
-        """Load KEK versions created elsewhere and compare every version with its check value."""
+    def _learn(self, session: Session) -> tuple[dict[int, bytes], int]:
+        """Load KEK versions created elsewhere and compare every version with its check value;
+        the recorded check values and the minimum version accepted, as read for that."""
+        checks, min_version = kek_versions.recorded(session), self.min_kek_version(session)
         with self._lock:
             self.kek.reload()
-            self.seal_reasons = kek_versions.mismatches(
-                self.kek, kek_versions.recorded(session), min_version=self.min_kek_version(session))
+            self.seal_reasons = kek_versions.mismatches(self.kek, checks, min_version=min_version)
             self._verified = True
+        return checks, min_version
 
     def sync(self, session: Session) -> list[str]:
         """Check the KEK against the database and record versions in use that have no check
         value yet (start-up, readiness). The reasons this process cannot serve, if any."""
         unrecordable = kek_versions.record_all(session, self.kek)
-        self._learn(session)
+        checks, min_version = self._learn(session)
         with self._lock:
             self.seal_reasons = [*self.seal_reasons, *unrecordable]
-        checks = kek_versions.recorded(session)
         self._kek_latest = max(checks, default=None)
-        return [*self.seal_reasons, *kek_versions.missing(
-            self.kek, checks, min_version=self.min_kek_version(session))]
+        return [*self.seal_reasons,
+                *kek_versions.missing(self.kek, checks, min_version=min_version)]
 
     # -- cache -------------------------------------------------------------------------------
 

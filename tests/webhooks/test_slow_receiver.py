@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -126,20 +127,12 @@ def test_a_running_worker_runs_other_jobs_while_a_delivery_waits(
     slow = receivers("stall")
     _register(admin, slow.url)
     publish(runtime)
-    thread, stop = worker.start_thread(runtime)
-    try:
-        assert slow.arrived.wait(10), "the delivery did not reach the receiver"
+    with _worker_stalled_on(runtime, slow):
         start = time.monotonic()
         with runtime.transaction() as session:
             queue.enqueue(session, "test.other")
         assert ran.wait(5)
         assert time.monotonic() - start < PROMPT
-        assert not slow.release.is_set()
-    finally:
-        stop.set()
-        slow.release.set()
-        thread.join(15)
-    assert not thread.is_alive()
 
 
 def test_a_stalling_receiver_delays_no_other_subscriber(
@@ -149,12 +142,20 @@ def test_a_stalling_receiver_delays_no_other_subscriber(
     _register(admin, slow.url)  # first, so its delivery is claimed first
     _register(admin, healthy.url)
     publish(runtime)
-    thread, stop = worker.start_thread(runtime)
-    try:
-        assert slow.arrived.wait(10), "the delivery did not reach the receiver"
+    with _worker_stalled_on(runtime, slow):
         start = time.monotonic()
         assert healthy.arrived.wait(5), "the other subscriber waited behind the stalled one"
         assert time.monotonic() - start < PROMPT
+
+
+@contextmanager
+def _worker_stalled_on(runtime: Runtime, slow: Receiver) -> Iterator[None]:
+    """A running worker whose delivery to `slow` has arrived and is held there for the block;
+    then the receiver answers and the worker stops."""
+    thread, stop = worker.start_thread(runtime)
+    try:
+        assert slow.arrived.wait(10), "the delivery did not reach the receiver"
+        yield
         assert not slow.release.is_set()
     finally:
         stop.set()
