@@ -14,7 +14,7 @@ from typing import Any
 from app.config import Settings
 from app.runtime import load_hash_key
 
-# spaCy, Presidio and jieba are imported by the handlers, not when `pgw` starts.
+# spaCy, Presidio and the Chinese model are imported by the handlers, not when `pgw` starts.
 
 CHUNK = 64
 _worker: dict[str, Any] = {}

@@ -20,7 +20,7 @@ from typing import Any
 
 from app.clock import utcnow
 from app.pii.checksums import resident_id_birth_date
-from app.pii.recognizers.cn_names import COMPOUND_SURNAMES
+from app.pii.recognizers.cn_entities import COMPOUND_SURNAMES
 
 
 @dataclass(frozen=True)
@@ -74,10 +74,9 @@ def _mask_name(value: str, char: str) -> str:
     if any("\u4e00" <= c <= "\u9fff" for c in value):
         surname = 2 if value[:2] in COMPOUND_SURNAMES else 1
         return value[:surname] + char * (len(value) - surname)
-    words = value.split()
-    if len(words) == 1:
-        return value[0] + char * (len(value) - 1)
-    return " ".join(char * len(w) for w in words[:-1]) + " " + words[-1]
+    # Latin script: initials at most (J*** S****); a surname is as identifying as a given name.
+    return "".join(c if i == 0 or not value[i - 1].isalpha() or not c.isalpha() else char
+                   for i, c in enumerate(value))
 
 
 def _mask_email(value: str, char: str) -> str:

@@ -17,7 +17,8 @@ from presidio_analyzer.predefined_recognizers import (
     UsSsnRecognizer,
 )
 
-from app.pii.recognizers import cn_address, cn_ids, cn_names, contact, english
+from app.pii.recognizers import cn_ids, contact, english
+from app.pii.recognizers.cn_entities import ChineseEntityRecognizer
 from app.pii.recognizers.phone import PhoneNumberRecognizer
 
 SPACY_ENTITIES = ["PERSON", "LOCATION", "NRP", "DATE_TIME", "ORGANIZATION"]
@@ -47,8 +48,6 @@ def build_recognizers() -> list[EntityRecognizer]:
         UsItinRecognizer(supported_language="en"),
         *english.recognizers(),
     ]
-    chinese_only: list[EntityRecognizer] = [
-        cn_names.ChineseNameRecognizer(),
-        cn_address.ChineseAddressRecognizer(),
-    ]
-    return [*_shared("en"), *english_only, *_shared("zh"), *chinese_only]
+    # Chinese names in English text too ("Refund for 李雷"): the tagger skips text without Han.
+    return [*_shared("en"), *english_only, ChineseEntityRecognizer("en"),
+            *_shared("zh"), ChineseEntityRecognizer("zh")]

