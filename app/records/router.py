@@ -43,7 +43,7 @@ def _policy(request: Request) -> Policy:
 def _keys(request: Request, keyring: Keyring) -> service.Keys:
     runtime = request.app.state.runtime
     return service.Keys(keyring=keyring, hash_key=runtime.pii_hash_key,
-                        scan=storage.scanner(runtime.settings.nlp_model_en))
+                        scan=storage.scanner(runtime.settings))
 
 
 def _etag(version: int) -> str:

