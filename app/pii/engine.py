@@ -23,7 +23,7 @@ from spacy.language import Language
 
 from app.errors import ServiceUnavailable
 from app.pii.context import WindowContextEnhancer
-from app.pii.language import detect_language, han_count, latin_word_count
+from app.pii.language import detect_language, han_count, latin_word_count, recase_shouting
 from app.pii.normalize import Normalized, normalize
 from app.pii.recognizers.catalog import build_recognizers
 from app.pii.recognizers.cn_entities import ChineseEntityRecognizer
@@ -175,8 +175,8 @@ class PiiEngine:
         if not wanted:
             return {}
         with self._nlp_lock:
-            batch = self.nlp_engine.process_batch([text for _, text in wanted], "en",
-                                                  batch_size=NLP_GROUP)
+            batch = self.nlp_engine.process_batch([recase_shouting(text) for _, text in wanted],
+                                                  "en", batch_size=NLP_GROUP)
             return {key: item[1] for (key, _), item in zip(wanted, batch, strict=True)}
 
     def _analyze_window(self, text: str, window: Window, language: str, en: NlpArtifacts | None,

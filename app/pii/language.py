@@ -22,3 +22,43 @@ def detect_language(text: str) -> str:
     """
     han = han_count(text)
     return "zh" if han and han >= min(4, latin_word_count(text) + 1) else "en"
+
+
+_LINE = re.compile(r"[^\n]+")
+_CAPS_WORD = re.compile(r"\b[A-Z][A-Z'’\-]+\b")
+SMALL_WORDS = frozenset(
+    "a an and as at be by for from in into is it of on or over the to up vs with".split())
+
+
+def recase_shouting(text: str) -> str:
+    """Lines written in capitals (news headlines, shouted messages) in ordinary case.
+
+    An NER model trained on mixed-case text takes every capitalised word for a name, or none: it
+    finds people and places in `JAPAN GET LUCKY WIN` only as `Japan Get Lucky Win`. The result is
+    as long as the text, character for character, so every offset stays valid.
+    """
+    return _LINE.sub(_recase_line, text) if _has_caps_line(text) else text
+
+
+def _has_caps_line(text: str) -> bool:
+    return any(_is_shouting(line.group()) for line in _LINE.finditer(text))
+
+
+def _is_shouting(line: str) -> bool:
+    letters = [c for c in line if c.isascii() and c.isalpha()]
+    return len(letters) >= 8 and sum(c.isupper() for c in letters) >= 0.8 * len(letters)
+
+
+def _recase_line(line: re.Match[str]) -> str:
+    if not _is_shouting(line.group()):
+        return line.group()
+    return _CAPS_WORD.sub(_recase_word, line.group())
+
+
+def _recase_word(word: re.Match[str]) -> str:
+    value = word.group()
+    if value.lower() in SMALL_WORDS and word.start() > 0:
+        return value.lower()
+    if len(value) <= 3:  # US, UK, BBC: abbreviations stay as they are
+        return value
+    return value[0] + value[1:].lower()

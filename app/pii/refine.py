@@ -5,6 +5,7 @@ Spans here are in the normalised text; the engine maps them back to the original
 
 from __future__ import annotations
 
+import bisect
 import re
 
 import regex
@@ -37,12 +38,13 @@ def is_false_positive(text: str, result: RecognizerResult) -> bool:
     if kind in ("PERSON", "ORGANIZATION", "LOCATION") and value.lower() in NOT_ENTITIES:
         return True  # SSN, IBAN, CEO, HQ tagged as names or organisations
     if kind == "PERSON" and (any(c.isdigit() for c in value) or "@" in value):
-        return True
+        return True  # relabel() has already cut a name off the score after it
     if kind == "DATE_TIME" and not _DATE_SHAPE.search(value):
         return True  # "yesterday", "83", "144A": no date that could identify anyone
     return kind == "URL" and "@" in text[max(0, result.start - 1):result.start]
 
 
+_FIRST_DIGIT = re.compile(r"\d")
 STREET_WORDS = frozenset(
     "street st road rd avenue ave lane ln drive dr boulevard blvd row way rua rue via calle "
     "avenida strasse straße gasse platz crescent close terrace court place square".split()
@@ -58,6 +60,9 @@ def relabel(text: str, result: RecognizerResult) -> None:
         line_break = text.find("\n", result.start, result.end)
         if line_break > result.start:
             result.end = len(text[result.start:line_break].rstrip()) + result.start
+        digits = _FIRST_DIGIT.search(text, result.start, result.end)
+        if digits and digits.start() > result.start:  # "Younis 4-95": the name, not the score
+            result.end = len(text[result.start:digits.start()].rstrip()) + result.start
         words = {w.lower().strip(".,") for w in text[result.start:result.end].split()}
         if words & STREET_WORDS:
             result.entity_type = "LOCATION"
@@ -68,6 +73,7 @@ def merge_locations(text: str, results: list[RecognizerResult]) -> list[Recogniz
     locations = sorted((r for r in results if r.entity_type == "LOCATION"),
                        key=lambda r: r.start)
     others = [r for r in results if r.entity_type != "LOCATION"]
+    other_starts = sorted(r.start for r in others)
     merged: list[RecognizerResult] = []
     for result in locations:
         before = _NUMBER_BEFORE.search(text, max(0, result.start - 12), result.start)
@@ -78,8 +84,10 @@ def merge_locations(text: str, results: list[RecognizerResult]) -> list[Recogniz
             result.end += after.end(1)
         while result.entity_type == "LOCATION":
             trailing = _TRAILING_PART.match(text, result.end)
-            if trailing is None or not trailing.group().strip(" \t\n,"):
-                break
+            if trailing is None or not trailing.group().strip(" \t\n,") or \
+                    bisect.bisect_left(other_starts, result.end) < \
+                    bisect.bisect_left(other_starts, trailing.end()):
+                break  # "Tripoli , Tadeusz Awdankiewicz": the next part is a name, not a town
             result.end = trailing.end()
         if merged and (result.start <= merged[-1].end or
                        _GAP.match(text[merged[-1].end:result.start])):

@@ -9,6 +9,7 @@ import pytest
 from presidio_analyzer import RecognizerResult
 
 from app.pii.engine import OVERLAP, WINDOW, PiiEngine, ScanTimeout, windows
+from app.pii.language import recase_shouting
 from app.pii.refine import relabel
 from app.pii.zh_model import MODEL_FILES, LacTagger, ModelMismatch, chunks, verify
 from tests.pii.conftest import found
@@ -168,3 +169,20 @@ def test_a_slow_scan_does_not_stall_a_short_one(engine: PiiEngine) -> None:
     long_took = time.monotonic() - started
     thread.join()
     assert short_took[0] < long_took / 2
+
+
+def test_a_headline_in_capitals_is_read_in_ordinary_case() -> None:
+    assert recase_shouting("SOCCER - JAPAN GET LUCKY WIN , CHINA IN SURPRISE DEFEAT .") == \
+        "Soccer - Japan Get Lucky Win , China in Surprise Defeat ."
+    assert recase_shouting("LIMITS US / UK / JP") == "Limits US / UK / JP"  # abbreviations kept
+    text = "Normal text with an IBAN GB82WEST12345698765432"
+    assert recase_shouting(text) == text
+
+
+def test_a_score_after_a_name_is_cut_off_not_the_name_dropped(engine: PiiEngine) -> None:
+    assert "Younis" in " ".join(names(engine, "Waqar Younis 4-95 )"))
+
+
+def test_a_name_after_a_town_is_not_swallowed_into_an_address(engine: PiiEngine) -> None:
+    text = "China 's top negotiator with Taipei , Tang Shubei , said on Monday"
+    assert "Taipei , Tang Shubei" not in places(engine, text)

@@ -6,8 +6,7 @@ at all. The rules do what a sequence tagger does not:
 - the pieces of one address become one LOCATION, from the first place name to the room number
   (浙江省杭州市西湖区文三路90号东部软件园3号楼502室), and the address starts where a place word
   starts, never inside the word before it;
-- a surname followed by an honorific is a name even where the model hesitated (单位 is not one:
-  the surname must stand at a word start).
+- a name ends at its honorific where the model ran on (张总明天上午 is 张总).
 Identifiers, order numbers and amounts are numbers to the model and never names.
 """
 
@@ -43,7 +42,6 @@ ADDRESS_TAIL = regex.compile(
     r"(?:路|街|大道|巷|胡同|弄|里|号院|号楼|号|栋|幢|座|单元|楼|层|室|小区|花园|大厦|广场|公寓|"
     r"新村|苑|园区|园|中心|村|组|期|区)){1,8}", regex.VERSION1)
 MODEL_SCORE = 0.85
-RULE_SCORE = 0.7
 ORG_SCORE = 0.6
 
 
@@ -62,22 +60,14 @@ class ChineseEntityRecognizer(EntityRecognizer):
         words = tagger().tag(text)
         if not words:
             return []
-        results = [*self._names(text, words), *self._places(text, words)]
+        results = [*self._names(words), *self._places(text, words)]
         results += [self._result("ORGANIZATION", w.start, w.end, ORG_SCORE)
                     for w in words if w.tag == "ORG"]
         return [r for r in results if r.entity_type in entities]
 
-    def _names(self, text: str, words: list[Word]) -> list[RecognizerResult]:
-        found = [self._result("PERSON", w.start, w.start + _name_length(w.text), MODEL_SCORE)
-                 for w in words if w.tag == "PER" and len(w.text) >= 2]
-        starts, ends = {w.start for w in words}, {w.end for w in words}
-        single = {(w.start, w.end) for w in words}  # 施工 is one word, not 施 + 工
-        for match in _HONORIFIC_NAME.finditer(text):
-            start, end = match.span()
-            if start in starts and end in ends and (start, end) not in single and \
-                    not _covered(found, start, end):
-                found.append(self._result("PERSON", start, end, RULE_SCORE))
-        return found
+    def _names(self, words: list[Word]) -> list[RecognizerResult]:
+        return [self._result("PERSON", w.start, w.start + _name_length(w.text), MODEL_SCORE)
+                for w in words if w.tag == "PER" and len(w.text) >= 2]
 
     def _places(self, text: str, words: list[Word]) -> list[RecognizerResult]:
         found: list[RecognizerResult] = []
@@ -115,7 +105,3 @@ def _name_length(word: str) -> int:
 def _is_house_number(word: Word) -> bool:
     """A number word straight after a place, as in 文三路 90号: part of the address."""
     return word.tag == "m" and word.text[-1:] in "号弄栋幢" and word.text[:-1].isdigit()
-
-
-def _covered(found: list[RecognizerResult], start: int, end: int) -> bool:
-    return any(r.start < end and start < r.end for r in found)

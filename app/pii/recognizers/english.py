@@ -67,6 +67,10 @@ PERSON_PATTERNS = [
     rf"(?i:\bmy name is|\bmy name's|\bname:|\bcall me|\bcalls me)[ \t]+\K{WORD}(?:[ ]+{WORD})?",
     rf"\b(?:Hi|Hello|Hey|Dear|Thanks|Mr\.?|Mrs\.?|Ms\.?|Miss|Dr\.?|Prof\.?)[ ]+\K{CAPNAME}",
     rf"(?m)^[ \t]*\K{CAPWORD}(?=:[ ]+\S)",
+]
+# Before a verb of speech: countries and companies say things too, so this only adds names the
+# model missed and loses to any entity the model found there (its score is lower).
+SPEAKER_PATTERNS = [
     rf"\b{CAPNAME}(?=[ ]+(?:said|says|shouted|asked|told|lives|had given|was born|is from|has been|"
     r"wrote|replied|called)\b)",
 ]
@@ -77,6 +81,10 @@ def _person_score(value: str) -> float | None:
     if not words or words[0].lower() in NOT_NAMES or words[-1].lower() in NOT_NAMES:
         return None
     return 0.9
+
+
+def _speaker_score(value: str) -> float | None:
+    return None if _person_score(value) is None else 0.5
 
 
 def _place_score(value: str) -> float | None:
@@ -98,6 +106,8 @@ def recognizers() -> list[EntityRecognizer]:
                     score=lambda value: 0.5, context=POSTCODE_CONTEXT),
         PatternUnit(name="PersonContextRecognizer", entity="PERSON", language="en",
                     patterns=PERSON_PATTERNS, score=_person_score),
+        PatternUnit(name="SpeakerRecognizer", entity="PERSON", language="en",
+                    patterns=SPEAKER_PATTERNS, score=_speaker_score),
         PatternUnit(name="PostcodeRecognizer", entity="LOCATION", language="en",
                     patterns=[r"\b\d{4,5}(?:-\d{4})?\b"],
                     score=lambda value: 0.1, context=POSTCODE_CONTEXT, flags=regex.IGNORECASE),
