@@ -20,6 +20,7 @@ import thinc.api
 from presidio_analyzer import AnalyzerEngine, RecognizerRegistry, RecognizerResult
 from presidio_analyzer.nlp_engine import NerModelConfiguration, NlpArtifacts, SpacyNlpEngine
 from spacy.language import Language
+from spacy.tokens import Doc
 
 from app.errors import ServiceUnavailable
 from app.pii.context import WindowContextEnhancer
@@ -104,6 +105,10 @@ class PiiEngine:
             supported_languages=list(SUPPORTED_LANGUAGES),
             context_aware_enhancer=WindowContextEnhancer(),
         )
+        # Chinese recognizers read the text itself: no spaCy tokens to build for them
+        self._no_artifacts = NlpArtifacts(entities=[], tokens=Doc(pipelines["zh"].vocab, words=[]),
+                                          tokens_indices=[], lemmas=[],
+                                          nlp_engine=self.nlp_engine, language="zh")
         # English NER for the Latin-script stretches of Chinese text (the Chinese model has run)
         self._mixed_recognizers = [
             r for r in registry.get_recognizers("en", all_fields=True)
@@ -191,6 +196,7 @@ class PiiEngine:
                                             score_threshold=threshold)
         else:
             results = self.analyzer.analyze(part, "zh", entities=wanted,
+                                            nlp_artifacts=self._no_artifacts,
                                             score_threshold=threshold)
             if en is not None:  # Latin-script stretches in Chinese text: English names, places
                 mixed = [e for e in (wanted or MIXED_TEXT_ENTITIES) if e in MIXED_TEXT_ENTITIES]

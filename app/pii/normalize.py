@@ -31,6 +31,9 @@ CONFUSABLES = {
     "Ο": "O", "Ρ": "P", "Τ": "T", "Υ": "Y", "Χ": "X",
 }
 
+# Characters that folding changes even in NFKC text: text without them is left as it is.
+_FOLDED = re.compile("[" + re.escape("".join(sorted(INVISIBLE | set(CONFUSABLES)))) + "]")
+
 _OPEN, _CLOSE = r"[\[\(\{<]?", r"[\]\)\}>]?"
 _AT = rf"\s*{_OPEN}\s*(?:at|AT|At)\s*{_CLOSE}\s*"
 _DOT = rf"\s*{_OPEN}\s*(?:dot|DOT|Dot)\s*{_CLOSE}\s*"
@@ -73,7 +76,8 @@ def _char_form(char: str) -> str:
 
 
 def normalize(text: str) -> Normalized:
-    if text.isascii() and "\\" not in text:
+    if "\\" not in text and (text.isascii() or (unicodedata.is_normalized("NFKC", text)
+                                                and not _FOLDED.search(text))):
         base = Normalized(text, text, tuple(range(len(text))), tuple(range(1, len(text) + 1)))
     else:
         base = _fold(text)
