@@ -37,14 +37,16 @@ def is_false_positive(text: str, result: RecognizerResult) -> bool:
     kind = result.entity_type
     if kind in ("PERSON", "ORGANIZATION", "LOCATION") and value.lower() in NOT_ENTITIES:
         return True  # SSN, IBAN, CEO, HQ tagged as names or organisations
-    if kind == "PERSON" and (any(c.isdigit() for c in value) or "@" in value):
-        return True  # relabel() has already cut a name off the score after it
+    if kind == "PERSON" and not _HANDLE.match(value) and (any(c.isdigit() for c in value) or
+                                                          "@" in value):
+        return True  # relabel() has already cut a name off the score after it; e-mail parts
     if kind == "DATE_TIME" and not _DATE_SHAPE.search(value):
         return True  # "yesterday", "83", "144A": no date that could identify anyone
     return kind == "URL" and "@" in text[max(0, result.start - 1):result.start]
 
 
 _FIRST_DIGIT = re.compile(r"\d")
+_HANDLE = re.compile(r"^@\w{2,30}$")  # a social-media handle names a person
 STREET_WORDS = frozenset(
     "street st road rd avenue ave lane ln drive dr boulevard blvd row way rua rue via calle "
     "avenida strasse straße gasse platz crescent close terrace court place square".split()
@@ -61,7 +63,8 @@ def relabel(text: str, result: RecognizerResult) -> None:
         if line_break > result.start:
             result.end = len(text[result.start:line_break].rstrip()) + result.start
         digits = _FIRST_DIGIT.search(text, result.start, result.end)
-        if digits and digits.start() > result.start:  # "Younis 4-95": the name, not the score
+        if digits and digits.start() > result.start and \
+                not _HANDLE.match(text[result.start:result.end]):  # "Younis 4-95": the name
             result.end = len(text[result.start:digits.start()].rstrip()) + result.start
         words = {w.lower().strip(".,") for w in text[result.start:result.end].split()}
         if words & STREET_WORDS:

@@ -10,7 +10,7 @@ from presidio_analyzer import RecognizerResult
 
 from app.pii.engine import OVERLAP, WINDOW, PiiEngine, ScanTimeout, windows
 from app.pii.language import recase_shouting
-from app.pii.refine import relabel
+from app.pii.refine import is_false_positive, relabel
 from app.pii.zh_model import MODEL_FILES, LacTagger, ModelMismatch, chunks, verify
 from tests.pii.conftest import found
 
@@ -186,3 +186,12 @@ def test_a_score_after_a_name_is_cut_off_not_the_name_dropped(engine: PiiEngine)
 def test_a_name_after_a_town_is_not_swallowed_into_an_address(engine: PiiEngine) -> None:
     text = "China 's top negotiator with Taipei , Tang Shubei , said on Monday"
     assert "Taipei , Tang Shubei" not in places(engine, text)
+
+
+def test_a_social_media_handle_is_a_person_but_an_e_mail_part_is_not() -> None:
+    text = "thanks @Dando1 and mail jo@example.com"
+    handle = RecognizerResult("PERSON", 7, 14, 0.85)
+    relabel(text, handle)
+    assert text[handle.start:handle.end] == "@Dando1"
+    assert not is_false_positive(text, handle)
+    assert is_false_positive(text, RecognizerResult("PERSON", 24, 38, 0.85))
