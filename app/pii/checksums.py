@@ -30,12 +30,18 @@ def resident_id_check_char(first17: str) -> str:
 
 
 def valid_resident_id(value: str) -> bool:
-    """18-character ID (GB 11643-1999): region, real birth date, check character."""
+    """18-character ID (GB 11643-1999): region, real birth date, check character.
+
+    Also the 18-character IDs of the same layout: residence permits for Hong Kong, Macau and
+    Taiwan residents (810000, 820000, 830000) and foreigners' permanent residence ID cards.
+    """
     value = value.upper()
     if len(value) != 18 or not value[:17].isdigit() or not (value[17].isdigit() or
                                                            value[17] == "X"):
         return False
-    if int(value[:2]) not in REGION_PREFIXES:
+    # 9 + province: the foreigner's permanent residence ID card (2023), same layout and check
+    region = int(value[1:3]) if value[0] == "9" else int(value[:2])
+    if region not in REGION_PREFIXES:
         return False
     if not _real_date(int(value[6:10]), int(value[10:12]), int(value[12:14])):
         return False
@@ -76,25 +82,29 @@ def luhn_valid(digits: str) -> bool:
 
 
 def _org_code_valid(code: str) -> bool:
-    """The 9-character organisation code inside a USCC (GB 11714)."""
-    try:
-        values = [USCC_ALPHABET.index(c) for c in code[:8]]
-    except ValueError:
+    """The 9-character organisation code inside a USCC (GB 11714).
+
+    Its letters take their GB 11714 values (A=10 ... Z=35, all 26 letters), not their place
+    in the USCC alphabet, which skips I O S V Z: 91310115MA1K3BTP2B is valid.
+    """
+    if not code[:8].isalnum() or not code[:8].isascii():
         return False
-    if any(v > 35 for v in values):
-        return False
+    values = [int(c, 36) for c in code[:8]]  # GB 11714: 0-9, then A=10 ... Z=35
     remainder = 11 - sum(v * w for v, w in zip(values, ORG_CODE_WEIGHTS, strict=True)) % 11
     expected = {10: "X", 11: "0"}.get(remainder, str(remainder))
     return code[8] == expected
 
 
-def valid_uscc(value: str) -> bool:
-    """Unified Social Credit Code (GB 32100-2015), including its organisation code."""
+def uscc_check_valid(value: str) -> bool:
+    """The USCC's own check character (GB 32100-2015), without its organisation code."""
     value = value.upper()
     if len(value) != 18 or any(c not in USCC_ALPHABET for c in value):
         return False
     total = sum(USCC_ALPHABET.index(c) * w for c, w in zip(value[:17], USCC_WEIGHTS,
                                                             strict=True))
-    if USCC_ALPHABET[(31 - total % 31) % 31] != value[17]:
-        return False
-    return _org_code_valid(value[8:17])
+    return USCC_ALPHABET[(31 - total % 31) % 31] == value[17]
+
+
+def valid_uscc(value: str) -> bool:
+    """Unified Social Credit Code (GB 32100-2015), including its organisation code."""
+    return uscc_check_valid(value) and _org_code_valid(value.upper()[8:17])

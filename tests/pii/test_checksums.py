@@ -41,3 +41,14 @@ def test_uscc() -> None:
     assert valid_uscc("913502000728319549")
     assert not valid_uscc("913502000728319548")
     assert not valid_uscc("91350200072831954I")  # I is not in the alphabet
+
+
+@pytest.mark.parametrize("value", ["91310115MA1K3BTP2B", "91340600MA2PBM9HXD",
+                                   "92340621MA2UK3CE6L"])
+def test_uscc_organisation_code_values_letters_as_gb_11714(value: str) -> None:
+    assert valid_uscc(value)  # letters A=10 ... Z=35 in chars 9-17, not their USCC places
+
+
+def test_foreigners_permanent_residence_id() -> None:
+    assert valid_resident_id("932682198501010017")
+    assert not valid_resident_id("992682198501010017")  # 99 is no province

@@ -7,9 +7,7 @@ from presidio_analyzer.predefined_recognizers import (
     CreditCardRecognizer,
     DateRecognizer,
     IbanRecognizer,
-    IpRecognizer,
     SpacyRecognizer,
-    UrlRecognizer,
     UsBankRecognizer,
     UsItinRecognizer,
     UsLicenseRecognizer,
@@ -17,7 +15,7 @@ from presidio_analyzer.predefined_recognizers import (
     UsSsnRecognizer,
 )
 
-from app.pii.recognizers import cn_ids, contact, english
+from app.pii.recognizers import cn_ids, contact, english, network
 from app.pii.recognizers.cn_entities import ChineseEntityRecognizer
 from app.pii.recognizers.phone import PhoneNumberRecognizer
 
@@ -32,8 +30,8 @@ def _shared(language: str) -> list[EntityRecognizer]:
         *cn_ids.recognizers(language),
         CreditCardRecognizer(supported_language=language),
         IbanRecognizer(supported_language=language),
-        IpRecognizer(supported_language=language),
-        UrlRecognizer(supported_language=language),
+        network.IpRecognizer(language),
+        network.UrlRecognizer(language),
     ]
 
 

@@ -3,9 +3,18 @@
 Presidio's PhoneRecognizer runs libphonenumber's matcher once per region over the whole text,
 which costs a pass per region. This finds number-shaped candidates with one expression and asks
 libphonenumber only about those: valid with a country code, or valid in one of the regions.
+
+A candidate must look like a phone number as people write one, not merely be digits that some
+region's numbering plan accepts: digit groups from a score table ("3 1 2 0 4 5") are not joined
+into a number, and a bare run of digits without a country code, trunk prefix or separators is
+reported only with context, since account, passport and social security numbers look the same.
+A candidate that is valid in none of the regions is not reported, context or not.
 """
 
 from __future__ import annotations
+
+import re
+from functools import cache, lru_cache
 
 import phonenumbers
 import regex
@@ -17,34 +26,110 @@ from app.pii.recognizers.base import make_result
 REGIONS = ("US", "GB", "CA", "AU", "IN", "DE", "FR", "IT", "ES", "NL", "BE", "SE", "NO", "DK",
            "FI", "CH", "AT", "IE", "PL", "CZ", "HU", "PT", "BR", "MX", "CN", "HK", "SG", "JP",
            "KR", "ZA", "NZ", "IL", "TR", "GR", "IS", "CY", "SI", "UY", "TN", "RU")
+# "number" alone is not here: account, passport and social security numbers have it too.
+NATIONAL_REGIONS = {"zh": ("CN", "HK")}  # where a number without country code in a text is from
 CONTEXT = ("phone", "mobile", "tel", "telephone", "call", "cell", "fax", "desk", "office",
-           "number", "contact", "reach", "whatsapp", "sms", "text")
+           "contact", "reach", "whatsapp", "sms", "text", "电话", "手机", "致电", "联系")
+# After a label's colon ("phone:415-555-0132") but not inside a time (10:30) or an IPv6 group.
 CANDIDATE = regex.compile(
-    r"(?<![\w+/.:-])(?:\+|00)?(?:\(\+?\d{1,4}\)[ .-]?)?\d[\d .()/-]{5,20}\d(?![\w/])")
+    r"(?<![A-Za-z0-9_+/.\-])(?<![0-9]:)(?<!:[0-9A-Fa-f]{1,4}:)"
+    r"(?:\+|00)?(?:\(\+?[0-9]{1,4}\)[ .\-]?)?[0-9][0-9 .()/\-]{5,20}[0-9](?![A-Za-z0-9_/])",
+    regex.VERSION1)
+GROUP = regex.compile(r"\+?[0-9]++")
 NOT_PHONES = regex.compile(
     r"^\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|^\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}$|^\d+\.\d+\.\d+\.\d+$|"
     r"^\d{1,3}(?:,\d{3})+|^\d{3}-\d{2}-\d{4}$")  # dates, IPs, amounts, US SSNs
+BUSINESS_NUMBERS = frozenset({phonenumbers.PhoneNumberType.TOLL_FREE,
+                              phonenumbers.PhoneNumberType.SHARED_COST,
+                              phonenumbers.PhoneNumberType.PREMIUM_RATE,
+                              phonenumbers.PhoneNumberType.UAN})
+INTERNATIONAL_SCORE = 0.75
+NATIONAL_SCORE = 0.55
+BARE_SCORE = 0.3  # a bare digit run, valid somewhere: reported with context only
 
 
-def phone_score(candidate: str) -> float | None:
-    digits = sum(c.isdigit() for c in candidate)
-    if not 7 <= digits <= 15 or NOT_PHONES.match(candidate):
+@lru_cache(maxsize=4096)
+def phone_score(candidate: str, regions: tuple[str, ...] = REGIONS) -> float | None:
+    """A valid number written as phone numbers are; a valid bare digit run needs context.
+
+    A number without a country code is checked against `regions` only: in Chinese text a
+    number valid only in Germany's or India's numbering plan is not a phone number.
+    """
+    digits = "".join(c for c in candidate if c.isdigit())
+    if not 7 <= len(digits) <= 15 or NOT_PHONES.match(candidate):
         return None
-    international = candidate.startswith(("+", "00"))
-    for region in (None,) if international else REGIONS:
-        try:
-            number = phonenumbers.parse(candidate, region)
-        except phonenumbers.NumberParseException:
+    if candidate.startswith(("+", "00")):
+        return INTERNATIONAL_SCORE if _valid(candidate, None) else None
+    if not any(_valid(candidate, region) for region in _plausible_regions(digits, regions)):
+        return None
+    return NATIONAL_SCORE if _written_as_phone(candidate) else BARE_SCORE
+
+
+def _valid(candidate: str, region: str | None) -> bool:
+    """A valid number of a person or a line, not a company's hotline (400-800-8888)."""
+    try:
+        number = phonenumbers.parse(candidate, region)
+    except phonenumbers.NumberParseException:
+        return False
+    return bool(phonenumbers.is_valid_number(number)) and \
+        phonenumbers.number_type(number) not in BUSINESS_NUMBERS
+
+
+@cache
+def _region_patterns() -> list[tuple[str, re.Pattern[str], str]]:
+    """Each region's pattern for any national number: a cheap test before libphonenumber's."""
+    patterns = []
+    for region in REGIONS:
+        metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+        general = metadata.general_desc if metadata is not None else None
+        if metadata is None or general is None or not general.national_number_pattern:
             continue
-        if phonenumbers.is_valid_number(number):
-            return 0.75 if international else 0.55
-    return 0.3 if digits >= 8 else None  # phone-shaped: reported with context only
+        patterns.append((region, re.compile(str(general.national_number_pattern)),
+                         str(metadata.national_prefix or "")))
+    return patterns
+
+
+def _plausible_regions(digits: str, regions: tuple[str, ...]) -> list[str]:
+    return [region for region, pattern, prefix in _region_patterns() if region in regions and (
+            pattern.fullmatch(digits) or
+            (prefix and digits.startswith(prefix) and pattern.fullmatch(digits[len(prefix):])))]
+
+
+def _written_as_phone(candidate: str) -> bool:
+    """Grouped digits, ten or more after a trunk prefix 0, or a North American number.
+
+    Two groups split by a space and shorter than ten digits ("1222 4146 Port Washington
+    Road") are as often house numbers and postcodes as a local phone number.
+    """
+    digits = sum(c.isdigit() for c in candidate)
+    if not candidate.isdigit():
+        spaced_pair = len(candidate.split()) == 2 and not any(c in candidate for c in "-.()/")
+        return not (spaced_pair and digits < 10)
+    if candidate.startswith("0"):
+        return len(candidate) >= 10
+    return len(candidate) == 10 and _valid(candidate, "US")
+
+
+def precise_start(candidate: str) -> int:
+    """Where the phone number starts in a candidate: leading digit groups of a score table
+    ("Tottenham 2 1 0 1") are dropped until at most one group is a single digit."""
+    groups: list[tuple[int, bool]] = [(int(g.start()), len(g.group().strip("+")) == 1)
+                                      for g in GROUP.finditer(candidate)]
+    singles = sum(single for _, single in groups)
+    if singles <= 1:
+        return 0
+    for start, single in groups:
+        if singles <= 1:
+            return start
+        singles -= single
+    return len(candidate)
 
 
 class PhoneNumberRecognizer(EntityRecognizer):
     def __init__(self, language: str):
         super().__init__(supported_entities=["PHONE_NUMBER"], name="PhoneNumberRecognizer",
                          supported_language=language, context=list(CONTEXT))
+        self._regions = NATIONAL_REGIONS.get(language, REGIONS)
 
     def load(self) -> None:
         return None
@@ -53,10 +138,13 @@ class PhoneNumberRecognizer(EntityRecognizer):
                 nlp_artifacts: NlpArtifacts | None = None) -> list[RecognizerResult]:
         results = []
         for match in CANDIDATE.finditer(text):
-            value = match.group().rstrip(" .-/(")
-            score = phone_score(value)
+            value = match.group()
+            offset = precise_start(value)
+            value = value[offset:].rstrip(" .-/(")
+            score = phone_score(value, self._regions) if value else None
             if score is None:
                 continue
-            results.append(make_result(self, entity="PHONE_NUMBER", start=match.start(),
-                                       end=match.start() + len(value), score=score))
+            start = match.start() + offset
+            results.append(make_result(self, entity="PHONE_NUMBER", start=start,
+                                       end=start + len(value), score=score))
         return results
