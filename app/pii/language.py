@@ -62,3 +62,23 @@ def _recase_word(word: re.Match[str]) -> str:
     if len(value) <= 3:  # US, UK, BBC: abbreviations stay as they are
         return value
     return value[0] + value[1:].lower()
+
+
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+# What cannot be part of a name or a place: a lone letter, digits, underscores, punctuation.
+_NOT_WORD = re.compile(r"(?<![^\W\d_])[^\W\d_](?![^\W\d_])|[\d_]+|[^\w\s]+")
+MAX_TOKENS_PER_CHAR = 0.4  # English prose has about 0.2; tables and junk have up to 1
+
+
+def ner_input(text: str) -> str:
+    """What the English NER model reads for `text`: as long as the text, character for character.
+
+    The model's cost is per token. Prose has a token for every four or five characters, but a
+    score table or a run like `a-a-a-…` has one for every character, and a scan of 100,000 of
+    those characters would take the model seconds. In such text only words of two or more
+    letters reach the model (the rest becomes spaces): no name is shorter or made of digits.
+    """
+    text = recase_shouting(text)
+    if len(_TOKEN.findall(text)) <= MAX_TOKENS_PER_CHAR * len(text):
+        return text
+    return _NOT_WORD.sub(lambda m: " " * len(m.group()), text)

@@ -10,7 +10,7 @@ import pytest
 from presidio_analyzer import RecognizerResult
 
 from app.pii.engine import OVERLAP, WINDOW, PiiEngine, ScanTimeout, windows
-from app.pii.language import recase_shouting
+from app.pii.language import ner_input, recase_shouting
 from app.pii.refine import is_false_positive, relabel
 from app.pii.zh_model import MODEL_FILES, LacTagger, ModelMismatch, chunks, verify, viterbi
 from tests.pii.conftest import found
@@ -134,6 +134,8 @@ WORST_CASES = {
     "URL-like": "http://" + "a." * 49_996,
     "one long number": "1" * 100_000,
     "phone numbers": "13812345678 " * 8_333,
+    "token-dense": "a-" * 50_000,
+    "digits and spaces": "1 " * 50_000,
 }
 
 
@@ -210,3 +212,12 @@ def test_viterbi_pays_the_start_and_stop_transitions_as_paddle_decodes() -> None
     [short, longer] = viterbi(np.repeat(emissions, 2, axis=0), transitions, np.array([1, 3]))
     assert short.tolist() == [1]
     assert longer.tolist() == [1, 0, 1]
+
+
+def test_only_words_reach_the_ner_model_in_token_dense_text() -> None:
+    prose = "John Smith met Mary Jones in London on Tuesday."
+    assert ner_input(prose) == prose
+    junk = "a-" * 50 + "Ab 12 ;; " * 20
+    thinned = ner_input(junk)
+    assert len(thinned) == len(junk)
+    assert set(thinned.split()) == {"Ab"}
