@@ -35,6 +35,29 @@ def make_result(recognizer: EntityRecognizer, *, entity: str, start: int, end: i
     )
 
 
+Span = tuple[int, int, float]  # start, end, score
+
+
+class SpanRecognizer(EntityRecognizer):
+    """One entity type, whose subclass finds (start, end, score) spans in `find`."""
+
+    def __init__(self, *, name: str, entity: str, language: str, context: Iterable[str] = ()):
+        super().__init__(supported_entities=[entity], name=name, supported_language=language,
+                         context=list(context))
+
+    def load(self) -> None:
+        return None
+
+    def find(self, text: str) -> Iterable[Span]:
+        raise NotImplementedError
+
+    def analyze(self, text: str, entities: list[str],
+                nlp_artifacts: NlpArtifacts | None = None) -> list[RecognizerResult]:
+        entity = self.supported_entities[0]
+        return [make_result(self, entity=entity, start=start, end=end, score=score)
+                for start, end, score in self.find(text)]
+
+
 class PatternUnit(EntityRecognizer):
     def __init__(self, *, name: str, entity: str, language: str, patterns: Sequence[str],
                  score: Scorer, context: Iterable[str] = (), flags: int = 0):

@@ -8,11 +8,18 @@ prose after a CJK TLD (例子.中国请回复) from the domain.
 
 from __future__ import annotations
 
-import regex
-from presidio_analyzer import EntityRecognizer, RecognizerResult
-from presidio_analyzer.nlp_engine import NlpArtifacts
+from collections.abc import Iterator
 
-from app.pii.recognizers.base import NOT_BEFORE_ALNUM, PatternUnit, digits_only, make_result
+import regex
+from presidio_analyzer import EntityRecognizer
+
+from app.pii.recognizers.base import (
+    NOT_BEFORE_ALNUM,
+    PatternUnit,
+    Span,
+    SpanRecognizer,
+    digits_only,
+)
 from app.pii.recognizers.domains import cut_tld, valid_host
 
 _LOCAL_CHAR = r"[\p{L}\p{N}_%+\-]"
@@ -28,23 +35,16 @@ PHONE_CONTEXT = ("手机", "电话", "联系", "致电", "座机", "号码", "�
                  "phone", "mobile", "tel", "call", "cell", "fax", "whatsapp")
 
 
-class EmailRecognizer(EntityRecognizer):
+class EmailRecognizer(SpanRecognizer):
     def __init__(self, language: str):
-        super().__init__(supported_entities=["EMAIL_ADDRESS"], name="EmailRecognizer",
-                         supported_language=language, context=list(EMAIL_CONTEXT))
+        super().__init__(name="EmailRecognizer", entity="EMAIL_ADDRESS", language=language,
+                         context=EMAIL_CONTEXT)
 
-    def load(self) -> None:
-        return None
-
-    def analyze(self, text: str, entities: list[str],
-                nlp_artifacts: NlpArtifacts | None = None) -> list[RecognizerResult]:
-        results = []
+    def find(self, text: str) -> Iterator[Span]:
         for match in EMAIL.finditer(text):
             span = email_span(text, match)
             if span is not None:
-                results.append(make_result(self, entity="EMAIL_ADDRESS", start=span[0],
-                                           end=span[1], score=1.0))
-        return results
+                yield span[0], span[1], 1.0
 
 
 def email_span(text: str, match: regex.Match[str]) -> tuple[int, int] | None:

@@ -11,10 +11,8 @@ from __future__ import annotations
 import ipaddress
 
 import regex
-from presidio_analyzer import EntityRecognizer, RecognizerResult
-from presidio_analyzer.nlp_engine import NlpArtifacts
 
-from app.pii.recognizers.base import make_result
+from app.pii.recognizers.base import Span, SpanRecognizer
 from app.pii.recognizers.domains import cut_tld, valid_host
 
 IP_SCORE = 0.6
@@ -43,24 +41,19 @@ URL_TAIL = regex.compile(
 TRAILING = ".,;:!?'\"-"
 
 
-class IpRecognizer(EntityRecognizer):
+class IpRecognizer(SpanRecognizer):
     def __init__(self, language: str):
-        super().__init__(supported_entities=["IP_ADDRESS"], name="IpRecognizer",
-                         supported_language=language, context=list(IP_CONTEXT))
+        super().__init__(name="IpRecognizer", entity="IP_ADDRESS", language=language,
+                         context=IP_CONTEXT)
 
-    def load(self) -> None:
-        return None
-
-    def analyze(self, text: str, entities: list[str],
-                nlp_artifacts: NlpArtifacts | None = None) -> list[RecognizerResult]:
+    def find(self, text: str) -> list[Span]:
         spans = [span for match in IPV6.finditer(text) if (span := _ipv6(match)) is not None]
         for match in IPV4.finditer(text):
             if any(start <= match.start() < end for start, end, _ in spans):
                 continue  # the IPv4 tail of an IPv6 address already found
             if (span := _ipv4(match)) is not None:
                 spans.append(span)
-        return [make_result(self, entity="IP_ADDRESS", start=start, end=end, score=score)
-                for start, end, score in spans]
+        return spans
 
 
 def _ipv4(match: regex.Match[str]) -> tuple[int, int, float] | None:
@@ -107,37 +100,29 @@ def _valid_ipv6(address: str) -> bool:
     return True
 
 
-class UrlRecognizer(EntityRecognizer):
+class UrlRecognizer(SpanRecognizer):
     """URLs with a scheme (any host name), and bare host names that end in a common TLD."""
 
     def __init__(self, language: str):
-        super().__init__(supported_entities=["URL"], name="UrlRecognizer",
-                         supported_language=language, context=list(URL_CONTEXT))
+        super().__init__(name="UrlRecognizer", entity="URL", language=language,
+                         context=URL_CONTEXT)
 
-    def load(self) -> None:
-        return None
-
-    def analyze(self, text: str, entities: list[str],
-                nlp_artifacts: NlpArtifacts | None = None) -> list[RecognizerResult]:
-        results = []
+    def find(self, text: str) -> list[Span]:
+        spans = []
         for match in SCHEME_URL.finditer(text):
             host = cut_tld(match.group(1).rstrip("-"))
-            if not valid_host(host):
-                continue
-            end = _url_end(text, match.start(1) + len(host))
-            results.append(make_result(self, entity="URL", start=match.start(), end=end,
-                                       score=URL_SCORE))
-        covered = [(r.start, r.end) for r in results]
+            if valid_host(host):
+                spans.append((match.start(), _url_end(text, match.start(1) + len(host)),
+                              URL_SCORE))
+        with_scheme = list(spans)
         for match in BARE_URL.finditer(text):
-            if any(start <= match.start() < end for start, end in covered):
+            if any(start <= match.start() < end for start, end, _ in with_scheme):
                 continue
             host = match.group(1).rstrip("-")
-            if not valid_host(host, common=True):
-                continue
-            end = _url_end(text, match.start(1) + len(host))
-            results.append(make_result(self, entity="URL", start=match.start(), end=end,
-                                       score=BARE_URL_SCORE))
-        return results
+            if valid_host(host, common=True):
+                spans.append((match.start(), _url_end(text, match.start(1) + len(host)),
+                              BARE_URL_SCORE))
+        return spans
 
 
 def _url_end(text: str, host_end: int) -> int:

@@ -14,14 +14,13 @@ A candidate that is valid in none of the regions is not reported, context or not
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from functools import cache, lru_cache
 
 import phonenumbers
 import regex
-from presidio_analyzer import EntityRecognizer, RecognizerResult
-from presidio_analyzer.nlp_engine import NlpArtifacts
 
-from app.pii.recognizers.base import make_result
+from app.pii.recognizers.base import Span, SpanRecognizer
 
 REGIONS = ("US", "GB", "CA", "AU", "IN", "DE", "FR", "IT", "ES", "NL", "BE", "SE", "NO", "DK",
            "FI", "CH", "AT", "IE", "PL", "CZ", "HU", "PT", "BR", "MX", "CN", "HK", "SG", "JP",
@@ -125,26 +124,18 @@ def precise_start(candidate: str) -> int:
     return len(candidate)
 
 
-class PhoneNumberRecognizer(EntityRecognizer):
+class PhoneNumberRecognizer(SpanRecognizer):
     def __init__(self, language: str):
-        super().__init__(supported_entities=["PHONE_NUMBER"], name="PhoneNumberRecognizer",
-                         supported_language=language, context=list(CONTEXT))
+        super().__init__(name="PhoneNumberRecognizer", entity="PHONE_NUMBER", language=language,
+                         context=CONTEXT)
         self._regions = NATIONAL_REGIONS.get(language, REGIONS)
 
-    def load(self) -> None:
-        return None
-
-    def analyze(self, text: str, entities: list[str],
-                nlp_artifacts: NlpArtifacts | None = None) -> list[RecognizerResult]:
-        results = []
+    def find(self, text: str) -> Iterator[Span]:
         for match in CANDIDATE.finditer(text):
             value = match.group()
             offset = precise_start(value)
             value = value[offset:].rstrip(" .-/(")
             score = phone_score(value, self._regions) if value else None
-            if score is None:
-                continue
-            start = match.start() + offset
-            results.append(make_result(self, entity="PHONE_NUMBER", start=start,
-                                       end=start + len(value), score=score))
-        return results
+            if score is not None:
+                start = match.start() + offset
+                yield start, start + len(value), score
