@@ -66,9 +66,12 @@ def relabel(text: str, result: RecognizerResult) -> None:
         if digits and digits.start() > result.start and \
                 not _HANDLE.match(text[result.start:result.end]):  # "Younis 4-95": the name
             result.end = len(text[result.start:digits.start()].rstrip()) + result.start
-        words = {w.lower().strip(".,") for w in text[result.start:result.end].split()}
-        if words & STREET_WORDS:
+        if _words(text, result) & STREET_WORDS:
             result.entity_type = "LOCATION"
+
+
+def _words(text: str, result: RecognizerResult) -> set[str]:
+    return {w.lower().strip(".,") for w in text[result.start:result.end].split()}
 
 
 def merge_locations(text: str, results: list[RecognizerResult]) -> list[RecognizerResult]:
@@ -80,7 +83,9 @@ def merge_locations(text: str, results: list[RecognizerResult]) -> list[Recogniz
     merged: list[RecognizerResult] = []
     for result in locations:
         before = _NUMBER_BEFORE.search(text, max(0, result.start - 12), result.start)
-        if before and not text[before.start() - 1:before.start()].isalnum():
+        last_word = text[result.start:result.end].rsplit(None, 1)[-1].lower().strip(".,")
+        if before and not text[before.start() - 1:before.start()].isalnum() and \
+                last_word in STREET_WORDS:  # 22 Baker Street; never "0 Paris St Germain"
             result.start = before.start(1)
         after = _POSTCODE_AFTER.match(text[result.end:result.end + 16])
         if after:

@@ -221,3 +221,15 @@ def test_only_words_reach_the_ner_model_in_token_dense_text() -> None:
     thinned = ner_input(junk)
     assert len(thinned) == len(junk)
     assert set(thinned.split()) == {"Ab"}
+
+
+@pytest.mark.parametrize("text", [
+    "COLORADO 10 St Louis 5",
+    "Nancy 0 Paris St Germain 0 .",
+])
+def test_scores_and_saints_are_not_street_addresses(engine: PiiEngine, text: str) -> None:
+    assert not any(c.isdigit() for place in places(engine, text) for c in place)
+
+
+def test_a_numbered_street_keeps_its_number(engine: PiiEngine) -> None:
+    assert "22 Baker Street" in " ".join(places(engine, "She lives at 22 Baker Street, London."))

@@ -8,11 +8,17 @@ from presidio_analyzer import EntityRecognizer
 
 from app.pii.recognizers.base import PatternUnit
 
+# "St" before a capitalised word is Saint (St Louis, Paris St Germain), not Street.
 SUFFIXES = (
-    "Street|St|Avenue|Ave|Road|Rd|Lane|Ln|Drive|Dr|Boulevard|Blvd|Court|Ct|Place|Pl|Way|"
-    "Terrace|Circle|Cir|Highway|Hwy|Parkway|Pkwy|Square|Sq|Trail|Crescent|Close|Row|Walk|Loop|"
+    r"Street|St(?!\.?[ ]+\p{Lu}\p{Ll})|Avenue|Ave|Road|Rd|Lane|Ln|Drive|Dr|Boulevard|Blvd|Court|"
+    "Ct|Place|Pl|Way|Terrace|Circle|Cir|Highway|Hwy|Parkway|Pkwy|Square|Sq|Trail|Crescent|Close|Row|Walk|Loop|"
     "Alley|Plaza|Heights|Gardens|Greens?|Hill|View|Ridge|Mews|Grove|Rise|Wharf|Quay|Mall|"
     "Esplanade|Promenade|Causeway|Crossing|Pike|Point|Meadows?|Mills?|Park|Estate|Str"
+)
+# Without a house number only these make a street: Park, Hill or Point name clubs and estates.
+STREET_SUFFIXES = (
+    r"Street|St(?!\.?[ ]+\p{Lu}\p{Ll})|Avenue|Ave|Road|Rd|Lane|Ln|Drive|Boulevard|Blvd|Terrace|"
+    "Highway|Hwy|Parkway|Pkwy|Crescent|Close|Row|Mews|Str"
 )
 PREFIXES = (
     "Via|Viale|Piazza|Corso|Largo|Vicolo|Rue|Avenue|Boulevard|Chemin|Allée|Impasse|Calle|"
@@ -33,7 +39,7 @@ ADDRESS_PATTERNS = [
     rf"\b(?:{PREFIXES})[ ]+{NAME}(?:[ ]+{NUM})?\b",                          # Via Leopardi 83
     rf"\b(?:{CAP})?{GLUED}[ ]+{NUM}\b",                                      # Hadikgasse 49
     rf"\b{UNIT}\b",                                                          # Apt. 559
-    rf"\b{CAP}(?:[ ]+{CAP}){{0,2}}[ ]+(?:{SUFFIXES})\b\.?",                   # Pisano Row
+    rf"\b{CAP}(?:[ ]+{CAP}){{0,2}}[ ]+(?:{STREET_SUFFIXES})\b\.?",            # Pisano Row
     r"\bP\.?[ ]?O\.?[ ]+Box[ ]+\d{1,6}\b",
     r"\bPSC[ ]+\d{3,5}(?:,[ ]*Box[ ]+\d{1,5})?\b",
     r"\b(?:APO|FPO|DPO)[ ]+(?:AA|AE|AP)[ ]+\d{5}\b",
