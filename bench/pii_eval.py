@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import random
 import resource
 import subprocess
@@ -303,7 +304,9 @@ def worst_cases(model: str, presidio_limit: float = 30.0) -> None:
         started = time.process_time()
         engine.analyze(text)
         ours_s = time.process_time() - started
-        with ProcessPoolExecutor(1) as pool:
+        # spawned, not forked: Presidio finds its default recognizers among the subclasses of
+        # EntityRecognizer, and a fork would carry ours (same names) into its registry
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
             future = pool.submit(_presidio_time, model, text)
             try:
                 theirs = f"{future.result(timeout=presidio_limit + 20):.2f}"

@@ -47,6 +47,7 @@ def is_false_positive(text: str, result: RecognizerResult) -> bool:
 
 _FIRST_DIGIT = re.compile(r"\d")
 _HANDLE = re.compile(r"^@\w{2,30}$")  # a social-media handle names a person
+STREET_PREFIXES = frozenset("rua rue via viale calle avenida avda ul ulica piazza".split())
 STREET_WORDS = frozenset(
     "street st road rd avenue ave lane ln drive dr boulevard blvd row way rua rue via calle "
     "avenida strasse straße gasse platz crescent close terrace court place square".split()
@@ -56,7 +57,9 @@ STREET_WORDS = frozenset(
 def relabel(text: str, result: RecognizerResult) -> None:
     """Correct spaCy's small English model where it is predictably wrong.
 
-    A name never spans a line break, and a "name" with a street word in it is a street.
+    A name never spans a line break, and a "name" with a street word in it is a street; so is
+    an "organisation" that starts or ends like one (Pollen Crescent, Rue de Bouillon 316), while
+    the Wall Street Journal stays a newspaper.
     """
     if result.entity_type == "PERSON":
         line_break = text.find("\n", result.start, result.end)
@@ -67,6 +70,11 @@ def relabel(text: str, result: RecognizerResult) -> None:
                 not _HANDLE.match(text[result.start:result.end]):  # "Younis 4-95": the name
             result.end = len(text[result.start:digits.start()].rstrip()) + result.start
         if _words(text, result) & STREET_WORDS:
+            result.entity_type = "LOCATION"
+    elif result.entity_type == "ORGANIZATION":
+        words = [w.lower().strip(".,") for w in text[result.start:result.end].split()
+                 if not w.isdigit()]
+        if words and (words[-1] in STREET_WORDS or words[0] in STREET_PREFIXES):
             result.entity_type = "LOCATION"
 
 

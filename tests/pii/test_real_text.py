@@ -233,3 +233,14 @@ def test_scores_and_saints_are_not_street_addresses(engine: PiiEngine, text: str
 
 def test_a_numbered_street_keeps_its_number(engine: PiiEngine) -> None:
     assert "22 Baker Street" in " ".join(places(engine, "She lives at 22 Baker Street, London."))
+
+
+def test_an_organisation_shaped_like_a_street_is_a_street() -> None:
+    for text in ("The bus station is on Pollen Crescent", "post it to Rue de Bouillon 316"):
+        start = text.index(next(w for w in ("Pollen", "Rue") if w in text))
+        result = RecognizerResult("ORGANIZATION", start, len(text), 0.85)
+        relabel(text, result)
+        assert result.entity_type == "LOCATION"
+    paper = RecognizerResult("ORGANIZATION", 4, 23, 0.85)
+    relabel("the Wall Street Journal said", paper)
+    assert paper.entity_type == "ORGANIZATION"
