@@ -124,6 +124,10 @@ class PiiEngine:
             r for r in registry.get_recognizers("en", all_fields=True)
             if set(r.supported_entities) & set(MIXED_TEXT_ENTITIES)
             and not isinstance(r, ChineseEntityRecognizer)]
+        self._english_only = sorted(
+            set(self.analyzer.get_supported_entities("en"))
+            - set(self.analyzer.get_supported_entities("zh")) - set(MIXED_TEXT_ENTITIES)
+            - {"ORGANIZATION"})
         for recognizer in registry.recognizers:  # load now, not on the first request
             recognizer.load()
             recognizer.is_loaded = True
@@ -213,6 +217,13 @@ class PiiEngine:
                 results += [r for recognizer in self._mixed_recognizers
                             for r in recognizer.analyze(part, mixed, en)
                             if r.score >= threshold and not han_count(part[r.start:r.end])]
+            # English-only identifiers (SSN, US licence, dates...) in Chinese text too: a few
+            # Chinese characters must not hide them
+            extra = [e for e in (wanted or self._english_only) if e in self._english_only]
+            if extra:
+                results += [r for r in self.analyzer.analyze(
+                    part, "en", entities=extra, nlp_artifacts=en or self._no_artifacts,
+                    score_threshold=threshold) if not han_count(part[r.start:r.end])]
         kept = []
         for result in results:
             if window.owns(window.start + result.start):
@@ -273,7 +284,7 @@ def windows(text: str) -> list[Window]:
     cuts = []
     start = 0
     while len(text) - start > WINDOW:
-        end = _cut(text, start + WINDOW - OVERLAP // 2, start + WINDOW)
+        end = _cut(text, start + WINDOW // 2, start + WINDOW)
         cuts.append((start, end))
         start = end - OVERLAP
     cuts.append((start, len(text)))
@@ -286,7 +297,10 @@ def windows(text: str) -> list[Window]:
 
 
 def _cut(text: str, low: int, high: int) -> int:
-    """Where to end a window: after the last line break, sentence end or space in [low, high)."""
+    """Where to end a window: after the last line break, sentence end or space in [low, high).
+
+    Looking back as far as half a window, a window ends inside a token (a long URL) only where
+    the text has no space for 1,000 characters."""
     for breaks in ("\n", "。！？.!?；;", " \t，,、"):
         best = max(text.rfind(c, low, high) for c in breaks)
         if best >= low:
@@ -299,8 +313,19 @@ def resolve_overlaps(results: list[RecognizerResult]) -> list[RecognizerResult]:
 
     An identifier (a match that passed a checksum or a strict format) beats a named entity of
     another type over the same characters, whatever the model's score: `2001:db8::1` is an IP
-    address, not a date and an organisation. Then the higher score wins, then the longer span.
+    address, not a date and an organisation. An identifier inside a longer one (the e-mail
+    address in a URL) goes, so the whole URL is protected. Then the higher score wins, then the
+    longer span.
     """
+    identifiers = sorted((r for r in results if r.entity_type not in NAMED_ENTITIES),
+                         key=lambda r: (r.start, -r.end))
+    inside = set()  # an identifier within a longer one (the e-mail in a URL) goes with it
+    reach = -1
+    for result in identifiers:
+        if result.end <= reach:
+            inside.add(id(result))
+        reach = max(reach, result.end)
+    results = [r for r in results if id(r) not in inside]
     kept: list[RecognizerResult] = []  # disjoint, in text order
     starts: list[int] = []
     for result in sorted(results, key=lambda r: (r.entity_type in NAMED_ENTITIES, -r.score,

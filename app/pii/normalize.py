@@ -32,11 +32,15 @@ CONFUSABLES = {
 }
 
 # Characters that folding changes even in NFKC text: text without them is left as it is.
-_FOLDED = re.compile("[" + re.escape("".join(sorted(INVISIBLE | set(CONFUSABLES)))) + "]")
+_FOLDED = re.compile("[" + re.escape("".join(sorted(INVISIBLE | set(CONFUSABLES)))) +
+                     "\ud800-\udfff]")
 
 _OPEN, _CLOSE = r"[\[\(\{<]?", r"[\]\)\}>]?"
-_AT = rf"\s*{_OPEN}\s*(?:at|AT|At)\s*{_CLOSE}\s*"
-_DOT = rf"\s*{_OPEN}\s*(?:dot|DOT|Dot)\s*{_CLOSE}\s*"
+# At most three blanks on each side: an unbounded run backtracked quadratically ("x at y" and
+# thousands of spaces took seconds, before any deadline check).
+_S = r"\s{0,3}"
+_AT = rf"{_S}{_OPEN}{_S}(?:at|AT|At){_S}{_CLOSE}{_S}"
+_DOT = rf"{_S}{_OPEN}{_S}(?:dot|DOT|Dot){_S}{_CLOSE}{_S}"
 SPELLED_EMAIL = re.compile(
     rf"(?<![A-Za-z0-9_.@])([A-Za-z0-9][A-Za-z0-9._%+-]*){_AT}([A-Za-z0-9-]+(?:{_DOT}[A-Za-z0-9-]+)*"
     rf"{_DOT}[A-Za-z]{{2,24}})(?![A-Za-z0-9_])"
@@ -64,6 +68,8 @@ class Normalized:
 
 
 def _char_form(char: str) -> str:
+    if "\ud800" <= char <= "\udfff":
+        return "\ufffd"  # a lone surrogate (JSON allows them) would break the models
     if char in INVISIBLE:
         return ""
     mapped = CONFUSABLES.get(char)
@@ -72,6 +78,11 @@ def _char_form(char: str) -> str:
     if char.isascii():
         return char
     folded = unicodedata.normalize("NFKC", char)
+    return "".join(CONFUSABLES.get(c, c) for c in folded if c not in INVISIBLE)
+
+
+def _cluster_form(cluster: str) -> str:
+    folded = unicodedata.normalize("NFKC", cluster)
     return "".join(CONFUSABLES.get(c, c) for c in folded if c not in INVISIBLE)
 
 
@@ -102,11 +113,14 @@ def _fold(text: str) -> Normalized:
             ends.append(index + 2)
             index += 2
             continue
-        form = _char_form(char)
+        end = index + 1
+        while end < len(text) and unicodedata.combining(text[end]):
+            end += 1  # a letter and its accents (decomposed text, as macOS writes it): one unit
+        form = _char_form(char) if end == index + 1 else _cluster_form(text[index:end])
         out.append(form)
         starts.extend([index] * len(form))
-        ends.extend([index + 1] * len(form))
-        index += 1
+        ends.extend([end] * len(form))
+        index = end
     return Normalized(text, "".join(out), tuple(starts), tuple(ends))
 
 

@@ -75,8 +75,20 @@ def _mask_name(value: str, char: str) -> str:
         surname = 2 if value[:2] in COMPOUND_SURNAMES else 1
         return value[:surname] + char * (len(value) - surname)
     # Latin script: initials at most (J*** S****); a surname is as identifying as a given name.
-    return "".join(c if i == 0 or not value[i - 1].isalpha() or not c.isalpha() else char
-                   for i, c in enumerate(value))
+    # Invisible characters and accents do not start a word (J\u200bohn, E\u0301mile), an
+    # apostrophe does not either (O'Brien), and digits are masked like letters.
+    out, in_word = [], False
+    for c in value:
+        if unicodedata.combining(c) or unicodedata.category(c) == "Cf":
+            out.append(c if not in_word else "")
+            continue
+        if c.isalnum():
+            out.append(char if in_word else c)
+            in_word = True
+        else:
+            out.append(c)
+            in_word = in_word and c in "'’"
+    return "".join(out)
 
 
 def _mask_email(value: str, char: str) -> str:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import threading
 import time
+import unicodedata
 
 import numpy as np
 import pytest
 from presidio_analyzer import RecognizerResult
 
+from app.pii import operators
 from app.pii.engine import OVERLAP, WINDOW, PiiEngine, ScanTimeout, windows
 from app.pii.language import ner_input, recase_shouting
+from app.pii.normalize import normalize
 from app.pii.refine import is_false_positive, relabel
 from app.pii.zh_model import MODEL_FILES, LacTagger, ModelMismatch, chunks, verify, viterbi
 from tests.pii.conftest import found
@@ -244,3 +247,44 @@ def test_an_organisation_shaped_like_a_street_is_a_street() -> None:
     paper = RecognizerResult("ORGANIZATION", 4, 23, 0.85)
     relabel("the Wall Street Journal said", paper)
     assert paper.entity_type == "ORGANIZATION"
+
+
+def test_a_spelled_out_e_mail_pattern_runs_in_linear_time() -> None:
+    started = time.process_time()
+    normalize("see you at home" + " " * 20_000 + "end.")
+    assert time.process_time() - started < 1
+
+
+def test_a_few_chinese_characters_do_not_hide_english_identifiers(engine: PiiEngine) -> None:
+    text = "Hi, my SSN is 536-22-8197, DOB 1985-03-12. 我叫王伟，谢谢"
+    kinds = {kind for kind, _ in found(engine, text)}
+    assert {"US_SSN", "PERSON"} <= kinds
+
+
+def test_an_identifier_inside_a_url_goes_with_the_url(engine: PiiEngine) -> None:
+    text = "Reset link: https://example.com/reset?token=abc123&email=jane@example.com thanks"
+    assert found(engine, text) == [
+        ("URL", "https://example.com/reset?token=abc123&email=jane@example.com")]
+
+
+def test_a_long_url_across_a_window_boundary_is_found_whole(engine: PiiEngine) -> None:
+    url = "https://example.com/" + "a1b2c3d4" * 25
+    text = "Some words here. " * 110 + url + " and more words. " * 100
+    assert ("URL", url) in found(engine, text)
+
+
+def test_decomposed_accents_and_lone_surrogates(engine: PiiEngine) -> None:
+    text = unicodedata.normalize("NFD", "Write to josé@example.com today")
+    assert [kind for kind, value in found(engine, text) if value.startswith("jos")] == \
+        ["EMAIL_ADDRESS"]
+    engine.analyze("John Smith \ud800 lives in Paris")  # no UnicodeEncodeError
+
+
+@pytest.mark.parametrize(("name", "masked"), [
+    ("J\u200bo\u200bh\u200bn S\u200bm\u200bi\u200bt\u200bh", "J*** S****"),
+    ("Christ\u00adopher", "C**********"),
+    ("O'Brien", "O'*****"),
+    ("Sm1th", "S****"),
+])
+def test_a_masked_latin_name_keeps_initials_at_most(name: str, masked: str) -> None:
+    assert operators.apply("mask", name, "PERSON", {}, operators.OperatorContext()) == masked
