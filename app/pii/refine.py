@@ -14,7 +14,8 @@ from presidio_analyzer import RecognizerResult
 # Abbreviations that spaCy's small model tags as names or organisations in forms and notes.
 NOT_ENTITIES = frozenset(
     "ssn sin nin iban bic swift ceo cfo cto coo hq hr it id dob vat ein itin tin pin otp cvv "
-    "atm usb pdf url ip faq ok eta asap fyi rsvp usd eur gbp cny rmb n/a tbd tba".split())
+    "atm usb pdf url ip faq ok eta asap fyi rsvp usd eur gbp cny rmb n/a tbd tba "
+    "mr mrs ms dr patient email e-mail phone name address".split())
 # A date that can identify someone has a month, a year, a day-month-year shape or a time.
 _DATE_SHAPE = re.compile(
     r"\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b|\b(?:1[5-9]|20)\d{2}\b|"
@@ -35,8 +36,9 @@ _POSTCODE_AFTER = re.compile(r"^(?:[ \t,]|\\n)*"
 def is_false_positive(text: str, result: RecognizerResult) -> bool:
     value = text[result.start:result.end]
     kind = result.entity_type
-    if kind in ("PERSON", "ORGANIZATION", "LOCATION") and value.lower() in NOT_ENTITIES:
-        return True  # SSN, IBAN, CEO, HQ tagged as names or organisations
+    if kind in ("PERSON", "ORGANIZATION", "LOCATION") and (
+            value.lower().strip(".") in NOT_ENTITIES or not any(c.isalpha() for c in value)):
+        return True  # SSN, IBAN, CEO, HQ, form labels or a run of emoji as names
     if kind == "PERSON" and not _HANDLE.match(value) and (any(c.isdigit() for c in value) or
                                                           "@" in value):
         return True  # relabel() has already cut a name off the score after it; e-mail parts
@@ -61,6 +63,13 @@ def relabel(text: str, result: RecognizerResult) -> None:
     an "organisation" that starts or ends like one (Pollen Crescent, Rue de Bouillon 316), while
     the Wall Street Journal stays a newspaper.
     """
+    if result.entity_type in ("PERSON", "LOCATION", "ORGANIZATION"):
+        value = text[result.start:result.end]
+        trimmed = value.rstrip()
+        if trimmed.endswith((",", ";", ":", "!", "?")) or trimmed[-2:-1].islower() and \
+                trimmed.endswith("."):  # "Virginia Beach." ends at the word, "D.C." keeps its dot
+            trimmed = trimmed[:-1]
+        result.end = result.start + len(trimmed)
     if result.entity_type == "PERSON":
         line_break = text.find("\n", result.start, result.end)
         if line_break > result.start:

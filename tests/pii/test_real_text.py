@@ -288,3 +288,13 @@ def test_decomposed_accents_and_lone_surrogates(engine: PiiEngine) -> None:
 ])
 def test_a_masked_latin_name_keeps_initials_at_most(name: str, masked: str) -> None:
     assert operators.apply("mask", name, "PERSON", {}, operators.OperatorContext()) == masked
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("We moved to Virginia Beach.", [("LOCATION", "Virginia Beach")]),
+    ("😀😀😀 hello there friend", []),
+    ("Patient: John Smith", [("PERSON", "John Smith")]),
+])
+def test_named_entity_spans_end_at_the_word(engine: PiiEngine, text: str,
+                                            expected: list[tuple[str, str]]) -> None:
+    assert found(engine, text) == expected
