@@ -100,7 +100,7 @@ def merge_locations(text: str, results: list[RecognizerResult]) -> list[Recogniz
     merged: list[RecognizerResult] = []
     for result in locations:
         before = _NUMBER_BEFORE.search(text, max(0, result.start - 12), result.start)
-        last_word = text[result.start:result.end].rsplit(None, 1)[-1].lower().strip(".,")
+        last_word = (text[result.start:result.end].split() or [""])[-1].lower().strip(".,")
         if before and not text[before.start() - 1:before.start()].isalnum() and \
                 last_word in STREET_WORDS:  # 22 Baker Street; never "0 Paris St Germain"
             result.start = before.start(1)
