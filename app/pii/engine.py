@@ -212,18 +212,19 @@ class PiiEngine:
             results = self.analyzer.analyze(part, "zh", entities=wanted,
                                             nlp_artifacts=self._no_artifacts,
                                             score_threshold=threshold)
+            english: list[RecognizerResult] = []
             if en is not None:  # Latin-script stretches in Chinese text: English names, places
                 mixed = [e for e in (wanted or MIXED_TEXT_ENTITIES) if e in MIXED_TEXT_ENTITIES]
-                results += [r for recognizer in self._mixed_recognizers
-                            for r in recognizer.analyze(part, mixed, en)
-                            if r.score >= threshold and not han_count(part[r.start:r.end])]
+                english += [r for recognizer in self._mixed_recognizers
+                            for r in recognizer.analyze(part, mixed, en) if r.score >= threshold]
             # English-only identifiers (SSN, US licence, dates...) in Chinese text too: a few
             # Chinese characters must not hide them
             extra = [e for e in (wanted or self._english_only) if e in self._english_only]
             if extra:
-                results += [r for r in self.analyzer.analyze(
-                    part, "en", entities=extra, nlp_artifacts=en or self._no_artifacts,
-                    score_threshold=threshold) if not han_count(part[r.start:r.end])]
+                english += self.analyzer.analyze(part, "en", entities=extra,
+                                                 nlp_artifacts=en or self._no_artifacts,
+                                                 score_threshold=threshold)
+            results += [r for r in english if not han_count(part[r.start:r.end])]
         kept = []
         for result in results:
             if window.owns(window.start + result.start):
@@ -253,10 +254,10 @@ class ScanTimeout(ServiceUnavailable):
 class Deadline:
     def __init__(self, seconds: float | None):
         self.seconds = seconds
-        self._at = None if seconds is None else time.monotonic() + seconds
+        self._at = time.monotonic() + (seconds or 0)
 
     def check(self) -> None:
-        if self._at is not None and self.seconds is not None and time.monotonic() > self._at:
+        if self.seconds is not None and time.monotonic() > self._at:
             raise ScanTimeout(self.seconds)
 
 

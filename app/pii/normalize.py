@@ -77,13 +77,14 @@ def _char_form(char: str) -> str:
         return mapped
     if char.isascii():
         return char
-    folded = unicodedata.normalize("NFKC", char)
-    return "".join(CONFUSABLES.get(c, c) for c in folded if c not in INVISIBLE)
+    return _nfkc_form(char)
 
 
-def _cluster_form(cluster: str) -> str:
-    folded = unicodedata.normalize("NFKC", cluster)
-    return "".join(CONFUSABLES.get(c, c) for c in folded if c not in INVISIBLE)
+def _nfkc_form(chars: str) -> str:
+    """NFKC, then look-alikes mapped, invisible characters dropped and lone surrogates replaced."""
+    folded = unicodedata.normalize("NFKC", chars)
+    return "".join("\ufffd" if "\ud800" <= c <= "\udfff" else CONFUSABLES.get(c, c)
+                   for c in folded if c not in INVISIBLE)
 
 
 def normalize(text: str) -> Normalized:
@@ -116,7 +117,7 @@ def _fold(text: str) -> Normalized:
         end = index + 1
         while end < len(text) and unicodedata.combining(text[end]):
             end += 1  # a letter and its accents (decomposed text, as macOS writes it): one unit
-        form = _char_form(char) if end == index + 1 else _cluster_form(text[index:end])
+        form = _char_form(char) if end == index + 1 else _nfkc_form(text[index:end])
         out.append(form)
         starts.extend([index] * len(form))
         ends.extend([end] * len(form))
