@@ -10,7 +10,10 @@ from typing import Any
 
 from app.clock import isoformat, utcnow
 
-_FIELDS = ("request_id", "method", "route", "status", "duration_ms")
+# What every LogRecord has; anything else on a record came from `extra=` and is kept.
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message", "asctime", "taskName"}
+_RESERVED = frozenset({"ts", "level", "logger", "msg", "error", "trace"})
 
 
 class JsonFormatter(logging.Formatter):
@@ -19,14 +22,13 @@ class JsonFormatter(logging.Formatter):
             "ts": isoformat(utcnow()), "level": record.levelname, "logger": record.name,
             "msg": record.getMessage(),
         }
-        for name in _FIELDS:
-            value = getattr(record, name, None)
-            if value is not None:
-                line[name] = value
+        for name, value in vars(record).items():
+            if name not in _STANDARD and value is not None:
+                line[f"extra_{name}" if name in _RESERVED else name] = value
         if record.exc_info and record.exc_info[0] is not None:
             line["error"] = record.exc_info[0].__name__
             line["trace"] = self.formatException(record.exc_info)
-        return json.dumps(line, ensure_ascii=False)
+        return json.dumps(line, ensure_ascii=False, default=str)
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
