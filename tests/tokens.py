@@ -21,7 +21,7 @@ def claims(**overrides: Any) -> dict[str, Any]:
     now = int(time.time())
     base: dict[str, Any] = {
         "sub": "svc-crm", "iss": TEST_ISSUER, "aud": TEST_AUDIENCE, "iat": now,
-        "exp": now + 600, "scope": "audit:read", "roles": ["auditor"],
+        "exp": now + 600, "scope": "audit:read", "roles": [],
     }
     base.update(overrides)
     return {k: v for k, v in base.items() if v is not OMIT}

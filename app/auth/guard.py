@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import difflib
+import logging
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Any
 
 import anyio
@@ -15,8 +17,10 @@ from app.auth import limits
 from app.auth.limits import RateLimiter
 from app.auth.scopes import Scope
 from app.auth.tokens import TokenVerifier
-from app.errors import InsufficientScope, Unauthorized
+from app.config import Settings, UnknownRoles
+from app.errors import Forbidden, InsufficientScope, Unauthorized
 
+logger = logging.getLogger("pgw.auth")
 _bearer = HTTPBearer(auto_error=False, description="JWT issued by your identity provider")
 
 
@@ -53,10 +57,12 @@ class RequireScope:
         if credentials is None:
             raise Unauthorized("a bearer token is required")
         verifier: TokenVerifier = request.app.state.token_verifier
+        await verifier.prepare(credentials.credentials)
         claims = verifier.verify(credentials.credentials)
         caller = Caller(sub=claims.sub, roles=claims.roles, scopes=claims.scopes,
                         request_id=getattr(request.state, "request_id", None))
         await spend(request, caller)
+        caller = await known_roles(request, caller, verifier)
         if not any(scope.value in claims.scopes for scope in self.scopes):
             required = " ".join(s.value for s in self.scopes)
             await audit_denial(request, caller, action="auth.scope_denied",
@@ -65,6 +71,52 @@ class RequireScope:
             raise InsufficientScope(f"this operation needs the scope {names}",
                                     required_scope=required)
         return caller
+
+
+class UnknownRole(Forbidden):
+    type, title = "unknown-role", "Unknown role"
+
+
+_LOGGED_UNKNOWN: set[str] = set()  # names already logged by this process (bounded)
+
+
+def _log_ignored(names: list[str]) -> None:
+    fresh = [n for n in names if n not in _LOGGED_UNKNOWN]
+    if fresh and len(_LOGGED_UNKNOWN) < 1000:
+        _LOGGED_UNKNOWN.update(fresh)
+        logger.warning("ignoring token roles no policy defines (PGW_JWT_UNKNOWN_ROLES=ignore): "
+                       "%s", ", ".join(repr(n[:64]) for n in fresh))
+
+
+def _unknown_role_detail(unknown: list[str], known: list[str]) -> str:
+    named = []
+    for name in unknown[:10]:
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+        named.append(repr(name[:64]) + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return ("the token carries roles no policy defines: " + ", ".join(named) + "; fix the "
+            "role in the identity provider or the policy, or set PGW_JWT_UNKNOWN_ROLES=ignore")
+
+
+async def known_roles(request: Request, caller: Caller, verifier: TokenVerifier) -> Caller:
+    """The caller with only the roles the policy defines. A role it does not define is a 403
+    naming it (audited), never a silent narrowing that reads like a missing record; with
+    PGW_JWT_UNKNOWN_ROLES=ignore it is logged, counted and dropped."""
+    settings: Settings = request.app.state.settings
+    defined = request.app.state.runtime.policy.body.roles
+    ignored = settings.jwt_ignored_roles
+    unknown = [r for r in caller.roles if r not in defined and r not in ignored]
+    known = tuple(r for r in caller.roles if r in defined)
+    if unknown:
+        handling = "ignored" if settings.jwt_unknown_roles is UnknownRoles.IGNORE else "refused"
+        if verifier.metrics is not None:
+            verifier.metrics.unknown_roles.labels(handling=handling).inc()
+        if handling == "refused":
+            await audit_denial(request, caller, action="auth.unknown_role",
+                               details={"unknown_roles": [n[:64] for n in unknown[:10]]})
+            raise UnknownRole(_unknown_role_detail(unknown, sorted(defined)),
+                              unknown_roles=[n[:64] for n in unknown[:10]])
+        _log_ignored(unknown)
+    return caller if known == caller.roles else replace(caller, roles=known)
 
 
 def _route(request: Request) -> str:

@@ -3,7 +3,8 @@
 The accepted algorithms are a fixed list from settings; the token's header only selects among
 them. The verification key is chosen by algorithm family, so an HS256 token is never checked
 against an RSA public key used as an HMAC secret. `jku` and `x5u` headers are never followed:
-keys come only from the configured secret, PEM file or local JWKS file.
+keys come only from the configured secret, PEM file, local JWKS file, or the identity provider
+named by PGW_OIDC_ISSUER or PGW_JWT_JWKS_URL (see app/auth/jwks.py).
 """
 
 from __future__ import annotations
@@ -20,17 +21,23 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from app.auth.jwks import AuthMetrics, JwksCache
 from app.config import HMAC_ALGORITHMS, Settings
-from app.errors import Unauthorized
+from app.errors import ServiceUnavailable, Unauthorized
 from app.keys import files
 
 REQUIRED_CLAIMS = ("sub", "exp", "iat", "iss", "aud")
 MAX_TOKEN_LENGTH = 8192
 MAX_SUBJECT_LENGTH = 255
+MAX_KID_LENGTH = 256
 
 
 class TokenConfigError(Exception):
     """The verification keys could not be loaded; the message names the setting."""
+
+
+class KeysUnavailable(ServiceUnavailable):
+    type, title = "identity-provider-unavailable", "Identity provider keys unavailable"
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,24 @@ class TokenVerifier:
     hmac_secret: bytes | None = field(default=None, repr=False)
     public_key: Any = field(default=None, repr=False)
     jwks: dict[str, jwt.PyJWK] = field(default_factory=dict, repr=False)
+    key_set: JwksCache | None = None
+    roles_claim: str = "roles"
+    scopes_claim: str = "scope"
+    metrics: AuthMetrics | None = None
+
+    async def prepare(self, token: str) -> None:
+        """Refetch the identity provider's keys first if the token names a key id they lack
+        (rate-limited); malformed tokens are left for `verify` to refuse."""
+        if self.key_set is None or not token or len(token) > MAX_TOKEN_LENGTH:
+            return
+        try:
+            header = _header(token)
+        except Unauthorized:
+            return
+        kid, alg = header.get("kid"), header.get("alg")
+        if isinstance(kid, str) and 0 < len(kid) <= MAX_KID_LENGTH and kid not in self.jwks \
+                and alg in self.algorithms and alg not in HMAC_ALGORITHMS:
+            await self.key_set.prepare(kid)
 
     def verify(self, token: str) -> Claims:
         if not token or len(token) > MAX_TOKEN_LENGTH:
@@ -86,7 +111,8 @@ class TokenVerifier:
             raise Unauthorized("token signature does not verify") from None
         except (jwt.PyJWTError, ValueError, TypeError):
             raise Unauthorized("token is invalid") from None
-        return _claims(payload, max_lifetime=self.max_lifetime)
+        return _claims(payload, max_lifetime=self.max_lifetime, roles_claim=self.roles_claim,
+                       scopes_claim=self.scopes_claim)
 
     def _key_for(self, alg: str, kid: object) -> Any:
         if alg in HMAC_ALGORITHMS:
@@ -94,12 +120,29 @@ class TokenVerifier:
                 raise Unauthorized("token algorithm is not accepted")
             return self.hmac_secret
         if kid is not None:
-            if not isinstance(kid, str) or kid not in self.jwks:
+            if not isinstance(kid, str):
                 raise Unauthorized("token key id is unknown")
-            return self.jwks[kid].key
+            if kid in self.jwks:
+                return self.jwks[kid].key
+            return self._remote_key(alg, kid)
         if self.public_key is None:
             raise Unauthorized("token key id is missing")
         return self.public_key
+
+
+    def _remote_key(self, alg: str, kid: str) -> Any:
+        if self.key_set is None:
+            raise Unauthorized("token key id is unknown")
+        if not self.key_set.loaded:
+            raise KeysUnavailable(f"the identity provider's signing keys are not loaded yet "
+                                  f"({self.key_set.setting}); try again shortly",
+                                  headers={"Retry-After": "5"})
+        key = self.key_set.get(kid)
+        if key is None:
+            raise Unauthorized("token key id is unknown")
+        if not key.fits(alg):
+            raise Unauthorized("token algorithm does not match its key")
+        return key.key
 
 
 def _header(token: str) -> dict[str, Any]:
@@ -125,7 +168,39 @@ def _number(payload: dict[str, Any], name: str) -> float:
     return float(value)
 
 
-def _claims(payload: dict[str, Any], *, max_lifetime: int) -> Claims:
+def claim_at(payload: dict[str, Any], path: str) -> Any:
+    """The value at a dotted path (`realm_access.roles`), or None where the path ends early."""
+    value: Any = payload
+    for name in path.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(name)
+    return value
+
+
+def _scopes(payload: dict[str, Any], path: str) -> frozenset[str]:
+    value = claim_at(payload, path)
+    if value is None:
+        return frozenset()
+    if isinstance(value, str):
+        return frozenset(value.split())
+    if isinstance(value, list) and all(isinstance(s, str) for s in value):
+        return frozenset(value)
+    raise Unauthorized(f"token claim {path!r} (PGW_JWT_SCOPES_CLAIM) must be a space-separated "
+                       "string or a list of strings")
+
+
+def _roles(payload: dict[str, Any], path: str) -> tuple[str, ...]:
+    value = claim_at(payload, path)
+    if value is None:
+        return ()
+    if isinstance(value, list) and all(isinstance(r, str) for r in value):
+        return tuple(dict.fromkeys(value))
+    raise Unauthorized(f"token claim {path!r} (PGW_JWT_ROLES_CLAIM) must be a list of strings")
+
+
+def _claims(payload: dict[str, Any], *, max_lifetime: int, roles_claim: str = "roles",
+            scopes_claim: str = "scope") -> Claims:
     issued, expires = _number(payload, "iat"), _number(payload, "exp")
     if "nbf" in payload:
         _number(payload, "nbf")
@@ -135,13 +210,8 @@ def _claims(payload: dict[str, Any], *, max_lifetime: int) -> Claims:
     sub = payload["sub"]
     if not isinstance(sub, str) or not sub or len(sub) > MAX_SUBJECT_LENGTH:
         raise Unauthorized("token subject is invalid")
-    scope = payload.get("scope", "")
-    roles = payload.get("roles", [])
-    if not isinstance(scope, str):
-        raise Unauthorized("token scope must be a space-separated string")
-    if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
-        raise Unauthorized("token roles must be a list of strings")
-    return Claims(sub=sub, scopes=frozenset(scope.split()), roles=tuple(roles), raw=payload)
+    return Claims(sub=sub, scopes=_scopes(payload, scopes_claim),
+                  roles=_roles(payload, roles_claim), raw=payload)
 
 
 def dev_secret(settings: Settings, *, create: bool) -> bytes:
@@ -160,7 +230,29 @@ def dev_secret(settings: Settings, *, create: bool) -> bytes:
         raise TokenConfigError(f"PGW_JWT_SECRET: {exc}") from None
 
 
-def load_verifier(settings: Settings, *, create_dev_secret: bool = True) -> TokenVerifier:
+def remote_key_set(settings: Settings, metrics: AuthMetrics | None = None) -> JwksCache | None:
+    """The cache of the identity provider's keys, not fetched yet (`refresh` does)."""
+    if not settings.remote_keys:
+        return None
+    return JwksCache(issuer=settings.oidc_issuer, jwks_url=settings.jwt_jwks_url,
+                     dev=settings.is_dev, timeout=settings.jwks_fetch_timeout_seconds,
+                     max_cache_seconds=settings.jwks_cache_seconds,
+                     min_interval=settings.jwks_refresh_min_interval_seconds, metrics=metrics)
+
+
+def provider_problems(settings: Settings) -> list[str]:
+    """For `pgw check`: fetch the identity provider's keys once, as start-up would; why they
+    cannot be had, or nothing (also when no provider is configured)."""
+    key_set = remote_key_set(settings)
+    if key_set is None or key_set.refresh("check"):
+        return []
+    return [key_set.last_error or f"{key_set.setting}: the keys cannot be fetched"]
+
+
+def load_verifier(settings: Settings, *, create_dev_secret: bool = True,
+                  metrics: AuthMetrics | None = None) -> TokenVerifier:
+    """The verifier; keys from an identity provider are fetched later, by the caller, since
+    loading must not wait on the network (see `remote_key_set`)."""
     hmac_secret = dev_secret(settings, create=create_dev_secret) if settings.uses_hmac else None
     public_key = None
     if settings.jwt_public_key_file is not None:
@@ -172,13 +264,17 @@ def load_verifier(settings: Settings, *, create_dev_secret: bool = True) -> Toke
     jwks = _load_jwks(settings) if settings.jwt_jwks_file is not None else {}
     return TokenVerifier(
         algorithms=settings.jwt_algorithms,
-        issuer=settings.jwt_issuer,
+        issuer=settings.token_issuer,
         audience=settings.jwt_audience,
         leeway=settings.jwt_leeway_seconds,
         max_lifetime=settings.jwt_max_lifetime_seconds,
         hmac_secret=hmac_secret,
         public_key=public_key,
         jwks=jwks,
+        key_set=remote_key_set(settings, metrics),
+        roles_claim=settings.jwt_roles_claim,
+        scopes_claim=settings.jwt_scopes_claim,
+        metrics=metrics,
     )
 
 

@@ -47,12 +47,12 @@ def test_time_filters(runtime: Runtime, live: LiveServer) -> None:
 
 
 def test_reading_the_log_is_audited(live: LiveServer) -> None:
-    client = live.client(make_token(sub="auditor-7", roles=["auditor"]))
+    client = live.client(make_token(sub="auditor-7", roles=["compliance_officer"]))
     client.get("/v1/audit", params={"actor": "nobody"})
     entry = client.get("/v1/audit").json()["items"][0]
     assert entry["action"] == "audit.read"
     assert entry["actor"] == "auditor-7"
-    assert entry["roles"] == ["auditor"]
+    assert entry["roles"] == ["compliance_officer"]
     assert entry["details"] == {"returned": 0, "filters": ["actor"]}
     assert entry["outcome"] == "allowed"
     assert len(entry["policy_version"]) == 16

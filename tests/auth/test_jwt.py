@@ -119,7 +119,8 @@ def test_missing_or_other_scheme_is_rejected(live: LiveServer, header: str | Non
 
 @pytest.mark.parametrize(("sub", "roles", "scope"), [
     ("", ["a"], "audit:read"), ("x" * 300, ["a"], "audit:read"), (42, ["a"], "audit:read"),
-    ("svc", "admin", "audit:read"), ("svc", [1], "audit:read"), ("svc", [], ["audit:read"]),
+    ("svc", "admin", "audit:read"), ("svc", [1], "audit:read"), ("svc", [], [1]),
+    ("svc", [], {"audit:read": True}), ("svc", {"role": "x"}, "audit:read"),
 ])
 def test_malformed_claims_are_rejected(live: LiveServer, sub: Any, roles: Any,
                                        scope: Any) -> None:

@@ -1,0 +1,122 @@
+"""A small identity provider on loopback: a real HTTP server in a thread that serves a discovery
+document and a key set, signs tokens, rotates its keys, counts what it is asked for, and can be
+made to fail or be switched off."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+KEYS_PATH = "/protocol/openid-connect/certs"
+
+
+def new_key(alg: str) -> Any:
+    if alg.startswith(("RS", "PS")):
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    if alg == "ES256":
+        return ec.generate_private_key(ec.SECP256R1())
+    if alg == "EdDSA":
+        return ed25519.Ed25519PrivateKey.generate()
+    raise ValueError(alg)
+
+
+def public_jwk(key: Any, *, kid: str, alg: str, publish_alg: bool = True) -> dict[str, Any]:
+    jwk = dict(jwt.get_algorithm_by_name(alg).to_jwk(key.public_key(), as_dict=True))
+    jwk.update({"kid": kid, "use": "sig"})
+    if publish_alg:
+        jwk["alg"] = alg
+    return jwk
+
+
+class FakeIdP:
+    def __init__(self, path: str = "/realms/pgw", *, alg: str = "RS256",
+                 publish_alg: bool = True) -> None:
+        self.hits: Counter[str] = Counter()
+        self.available = True  # False: every request gets 503
+        self.delay = 0.0  # seconds before answering
+        self.big = False  # True: the key set is larger than the gateway accepts
+        self.cache_control: str | None = None
+        self.publish_alg = publish_alg
+        self.keys: dict[str, tuple[Any, str]] = {}
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self.server.daemon_threads = True
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.issuer = self.base + path
+        self.discovery_issuer = self.issuer  # what the discovery document claims
+        self.jwks_uri = self.issuer + KEYS_PATH
+        self.rotate("k1", alg)
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def rotate(self, kid: str, alg: str = "RS256", *, keep: bool = False) -> None:
+        """Publish a new key `kid` (and, with keep, the old ones too)."""
+        if not keep:
+            self.keys.clear()
+        self.keys[kid] = (new_key(alg), alg)
+
+    def token(self, claims: dict[str, Any], *, kid: str = "k1", **header: Any) -> str:
+        key, alg = self.keys[kid]
+        now = int(time.time())
+        payload = {"iat": now, "exp": now + 300, "iss": self.issuer, **claims}
+        return jwt.encode(payload, key, algorithm=alg, headers={"kid": kid, **header})
+
+    def key_set(self) -> dict[str, Any]:
+        keys = [public_jwk(key, kid=kid, alg=alg, publish_alg=self.publish_alg)
+                for kid, (key, alg) in self.keys.items()]
+        if self.big:
+            keys += [{"kty": "RSA", "kid": f"pad-{i}", "n": "x" * 1000, "e": "AQAB"}
+                     for i in range(600)]
+        return {"keys": keys}
+
+    def document(self, path: str) -> dict[str, Any] | None:
+        if path == self.issuer.removeprefix(self.base) + "/.well-known/openid-configuration":
+            return {"issuer": self.discovery_issuer, "jwks_uri": self.jwks_uri,
+                    "id_token_signing_alg_values_supported": ["RS256"]}
+        if path == self.jwks_uri.removeprefix(self.base):
+            return self.key_set()
+        return None
+
+    def jwks_hits(self) -> int:
+        return self.hits[self.jwks_uri.removeprefix(self.base)]
+
+    def discovery_hits(self) -> int:
+        return self.hits[self.issuer.removeprefix(self.base) + "/.well-known/openid-configuration"]
+
+    def stop(self) -> None:
+        """Switch the provider off: its port refuses connections from now on."""
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _handler(idp: FakeIdP) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            idp.hits[self.path] += 1
+            if idp.delay:
+                time.sleep(idp.delay)
+            document = idp.document(self.path)
+            if not idp.available or document is None:
+                self.send_response(503 if not idp.available else 404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            body = json.dumps(document).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            if idp.cache_control:
+                self.send_header("Cache-Control", idp.cache_control)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            pass
+
+    return Handler
