@@ -43,13 +43,14 @@ class BodyLimit:
     Paths under an upload prefix (dataset uploads) have a limit of their own."""
 
     def __init__(self, app: ASGIApp, *, max_bytes: int,
-                 uploads: dict[str, int] | None = None):
+                 uploads: dict[str, int | tuple[int, str]] | None = None):
         self.app, self.max_bytes, self.uploads = app, max_bytes, uploads or {}
 
     def _limit(self, path: str) -> tuple[int, str]:
         for prefix, limit in self.uploads.items():
             if path.startswith(prefix):
-                return limit, "PGW_MAX_UPLOAD_BYTES"
+                # a bare number is an upload limit; else (limit, the setting that sets it)
+                return limit if isinstance(limit, tuple) else (limit, "PGW_MAX_UPLOAD_BYTES")
         return self.max_bytes, "PGW_MAX_BODY_BYTES"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -79,8 +80,8 @@ class BodyLimit:
 
 
 # Sent on every response: an API of personal data is never cached, sniffed, framed or
-# embedded elsewhere, and runs no script (the interactive docs load theirs, so they are exempt
-# from the content security policy).
+# embedded elsewhere, and runs no script (the docs page at /docs sends a policy of its own
+# that allows its packaged script; app/ops/docs.py).
 SECURITY_HEADERS = (
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
@@ -90,16 +91,15 @@ SECURITY_HEADERS = (
 )
 API_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
 HSTS = (b"strict-transport-security", b"max-age=63072000; includeSubDomains")
-_DOCS = ("/docs", "/redoc")
 
 
-def _security_headers(path: str, headers: list[tuple[bytes, bytes]], *,
+def _security_headers(headers: list[tuple[bytes, bytes]], *,
                       hsts: bool) -> list[tuple[bytes, bytes]]:
     names = {name.lower() for name, _ in headers}
     added = [h for h in SECURITY_HEADERS if h[0] not in names]
     if b"cache-control" not in names:
         added.append((b"cache-control", b"no-store"))
-    if not path.startswith(_DOCS) and API_CSP[0] not in names:
+    if API_CSP[0] not in names:
         added.append(API_CSP)
     if hsts:
         added.append(HSTS)
@@ -128,7 +128,7 @@ class RequestContext:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = [h for h in message.get("headers", []) if h[0] != REQUEST_ID_HEADER]
-                headers = _security_headers(scope["path"], headers, hsts=self.hsts)
+                headers = _security_headers(headers, hsts=self.hsts)
                 message = {**message, "headers": [*headers,
                                                   (REQUEST_ID_HEADER, request_id.encode())]}
             await send(message)
