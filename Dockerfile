@@ -20,8 +20,12 @@ USER pgw
 VOLUME ["/var/lib/pgw"]
 EXPOSE 8000
 
+# The gateway's health check; compose.yaml turns it off for the worker and the one-shot steps.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2).status != 200)"]
 
-# Migrate once, then serve; workers do not run migrations themselves.
-CMD ["sh", "-c", "pgw migrate && exec pgw serve --host 0.0.0.0 --port 8000 --no-migrate --workers ${PGW_WORKERS:-2}"]
+# One image, every role: the arguments are a `pgw` command. The default serves (after
+# `docker run IMAGE migrate` once); `docker run IMAGE worker` runs jobs, and production needs
+# at least one worker or data-subject requests are never carried out (see compose.yaml).
+ENTRYPOINT ["pgw"]
+CMD ["serve", "--host", "0.0.0.0", "--port", "8000", "--no-migrate", "--workers", "2"]

@@ -1,10 +1,16 @@
-"""Legal deadlines of data-subject requests from the jurisdictions in policy."""
+"""Legal deadlines of data-subject requests from the jurisdictions in policy, and which open
+requests are past them or close to them."""
 
 from __future__ import annotations
 
 import calendar
 from datetime import datetime, timedelta
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.clock import utcnow
+from app.dsr.models import DsrRequest
 from app.policy.models import Period
 
 
@@ -26,3 +32,19 @@ def add_period(start: datetime, period: Period) -> datetime:
             if moment.weekday() < 5:
                 left -= 1
     return moment
+
+
+def needing_attention(session: Session, *, soon: timedelta, now: datetime | None = None,
+                      ) -> dict[str, list[str]]:
+    """Ids of open requests past their deadline (`overdue`) and of those due within `soon`
+    (`at_risk`), the most urgent first: what the periodic deadline check reports."""
+    from app.dsr.service import OPEN  # service imports this module
+
+    now = now or utcnow()
+    rows = session.execute(select(DsrRequest.id, DsrRequest.due_at).where(
+        DsrRequest.status.in_(OPEN), DsrRequest.due_at < now + soon)
+        .order_by(DsrRequest.due_at, DsrRequest.id))
+    found: dict[str, list[str]] = {"overdue": [], "at_risk": []}
+    for dsr_id, due_at in rows:
+        found["overdue" if due_at < now else "at_risk"].append(dsr_id)
+    return found

@@ -14,6 +14,7 @@ from datetime import timedelta
 import app.jobs.handlers  # noqa: F401 - registers every domain's job handlers
 from app.jobs import queue, schedule
 from app.jobs.queue import Claimed, Retry
+from app.ops import workers
 from app.runtime import Runtime
 
 logger = logging.getLogger("pgw.jobs")
@@ -89,6 +90,9 @@ def run(runtime: Runtime, *, stop: threading.Event, worker: str | None = None,
                                 kwargs={"stop": stop, "worker": f"{worker}/{lane}-{n}",
                                         "kinds": kinds}, daemon=True)
                for lane, kinds in lanes.items() for n in range(per_lane)]
+    if not until_idle:  # a standing worker tells gateways it is alive (app.ops.workers)
+        threads.append(workers.Beating(runtime.session_factory, worker=worker, stale=timedelta(
+            seconds=runtime.settings.worker_stale_seconds)))
     for thread in threads:
         thread.start()
     try:
@@ -97,6 +101,8 @@ def run(runtime: Runtime, *, stop: threading.Event, worker: str | None = None,
                      periodic=True)
     finally:
         for thread in threads:
+            if isinstance(thread, workers.Beating):
+                thread.stopped.set()
             thread.join()
 
 

@@ -6,6 +6,7 @@ the database does not."""
 from __future__ import annotations
 
 import shutil
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import update
@@ -17,6 +18,7 @@ from app.auth.guard import Caller
 from app.clock import utcnow
 from app.db import migration_state
 from app.errors import GatewayError, database_error
+from app.ops import workers
 from app.ops.models import Heartbeat
 
 if TYPE_CHECKING:
@@ -89,3 +91,22 @@ def problems(runtime: Runtime) -> list[str]:
     except (SQLAlchemyError, GatewayError) as exc:
         found.append(_why(exc, "keys cannot be checked"))
     return found
+
+
+def worker_liveness(runtime: Runtime) -> workers.Liveness | None:
+    """Whether a worker runs jobs: not a reason to stop serving (records, consent and reads
+    need none), so /readyz reports it as a warning, and an alert on the metric pages someone."""
+    try:
+        with runtime.read_session_factory() as session:
+            return workers.liveness(session, stale=stale(runtime))
+    except SQLAlchemyError:
+        return None  # the database problem is a reason of its own already
+
+
+def stale(runtime: Runtime) -> timedelta:
+    return timedelta(seconds=runtime.settings.worker_stale_seconds)
+
+
+def probe(runtime: Runtime) -> tuple[list[str], workers.Liveness | None]:
+    """`problems` and then `worker_liveness`. Blocking: run off the loop."""
+    return problems(runtime), worker_liveness(runtime)

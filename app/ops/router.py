@@ -14,7 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.auth.guard import RequireScope
 from app.auth.scopes import Scope
-from app.ops import readiness
+from app.ops import readiness, workers
 
 router = APIRouter(tags=["operations"])
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -35,44 +35,73 @@ _PROBES = anyio.CapacityLimiter(2)
 async def readyz(request: Request) -> JSONResponse:
     """Ready to serve: database reachable, migrated and writable, audit log appendable, keys
     available and right, disk left. Answers within PGW_READINESS_TIMEOUT_SECONDS whatever
-    the database does."""
+    the database does. Jobs queued with no live worker make it `degraded`: still 200 (the
+    gateway serves), with the reason in `warnings` and the figures in `workers`."""
     runtime = request.app.state.runtime
     timeout = runtime.settings.readiness_timeout_seconds
+    alive: workers.Liveness | None = None
     try:
         with anyio.fail_after(timeout):
-            problems = await anyio.to_thread.run_sync(readiness.problems, runtime,
-                                                      limiter=_PROBES, abandon_on_cancel=True)
+            problems, alive = await anyio.to_thread.run_sync(
+                readiness.probe, runtime, limiter=_PROBES, abandon_on_cancel=True)
     except TimeoutError:
         problems = [f"database did not answer within {timeout:g} s"]
     problems = [*runtime.key_problems, *problems]
-    status = "sealed" if runtime.sealed else "ready" if not problems else "not ready"
-    body = {"status": status, "reasons": problems,
+    warned = workers.warning(alive, stale=readiness.stale(runtime)) if alive else None
+    warnings = [warned] if warned else []
+    status = "sealed" if runtime.sealed else "not ready" if problems else \
+        "degraded" if warnings else "ready"
+    body = {"status": status, "reasons": problems, "warnings": warnings,
+            "workers": alive.as_dict() if alive else None,
             "policy_version": runtime.policy.version}
     headers = {"Retry-After": "5"} if problems else None
     return JSONResponse(body, status_code=200 if not problems else 503, headers=headers)
 
 
+def _gauge(name: str, help: str, *values: tuple[str, float | str]) -> list[str]:
+    return [f"# HELP {name} {help}", f"# TYPE {name} gauge",
+            *(f"{name}{labels} {value}" for labels, value in values)]
+
+
 def _gauges(request: Request) -> bytes:
-    """Figures read from the database at scrape time, so every worker reports the same."""
+    """Figures read from the database at scrape time, so every worker reports the same; and
+    this process's own state (sealed, ready)."""
     from app.dsr.service import deadline_counts
     from app.jobs.queue import counts
 
     runtime = request.app.state.runtime
+    lines = _gauge("pgw_sealed", "1 when the process answering the scrape is sealed (no "
+                   "usable key-encryption key)", ("", int(runtime.sealed)))
+    try:
+        problems = [*runtime.key_problems, *readiness.problems(runtime)]
+    except Exception:  # noqa: BLE001 - whatever failed, the process is not ready
+        problems = ["readiness probe failed"]
+    lines += _gauge("pgw_ready", "1 when the process answering the scrape passes every "
+                    "readiness check (see /readyz for the reasons when it does not)",
+                    ("", int(not problems)))
     try:
         with runtime.read_session_factory() as session:
             dsr = deadline_counts(session, soon=timedelta(
                 days=runtime.settings.dsr_due_soon_days))
             jobs = counts(session)
+            alive = workers.liveness(session, stale=readiness.stale(runtime))
     except SQLAlchemyError:
-        return b""
-    lines = [
-        "# HELP pgw_dsr_overdue Open data-subject requests past their legal deadline",
-        "# TYPE pgw_dsr_overdue gauge", f"pgw_dsr_overdue {dsr['overdue']}",
-        "# HELP pgw_dsr_due_soon Open data-subject requests due within PGW_DSR_DUE_SOON_DAYS",
-        "# TYPE pgw_dsr_due_soon gauge", f"pgw_dsr_due_soon {dsr['due_soon']}",
-        "# HELP pgw_jobs Background jobs by state", "# TYPE pgw_jobs gauge",
-        *(f'pgw_jobs{{state="{state}"}} {jobs.get(state, 0)}'
-          for state in ("queued", "running", "done", "failed")),
+        return ("\n".join(lines) + "\n").encode()
+    seen = "+Inf" if alive.last_seen_seconds is None else alive.last_seen_seconds
+    lines += [
+        *_gauge("pgw_dsr_overdue", "Open data-subject requests past their legal deadline",
+                ("", dsr["overdue"])),
+        *_gauge("pgw_dsr_due_soon", "Open data-subject requests at risk: due within "
+                "PGW_DSR_DUE_SOON_DAYS", ("", dsr["due_soon"])),
+        *_gauge("pgw_jobs", "Background jobs by state",
+                *((f'{{state="{state}"}}', jobs.get(state, 0))
+                  for state in ("queued", "running", "done", "failed"))),
+        *_gauge("pgw_workers_alive", "Worker processes seen within PGW_WORKER_STALE_SECONDS",
+                ("", alive.alive)),
+        *_gauge("pgw_worker_last_seen_seconds", "Seconds since any worker was last seen "
+                "(+Inf: none ever was)", ("", seen)),
+        *_gauge("pgw_jobs_queued_without_worker", "Queued jobs while no worker is alive",
+                ("", alive.stranded)),
     ]
     return ("\n".join(lines) + "\n").encode()
 
