@@ -31,10 +31,12 @@ from app.auth.guard import Caller
 from app.clock import isoformat, utcnow
 from app.consent.models import ConsentEvent, Notice
 from app.db import is_postgres
-from app.errors import Conflict, Invalid
+from app.errors import Conflict, Invalid, NotFound
 from app.keys.signing import Signer
 from app.policy.loader import Policy
 from app.policy.models import LegalBasis
+from app.webhooks import outbox
+from app.webhooks.events import Event
 
 CHANNELS = ("web", "app", "store", "phone", "paper", "gpc", "api")
 RECEIPT_TYPE = "consent-receipt+jwt"
@@ -93,6 +95,22 @@ def register_notice(session: Session, *, caller: Caller, notice_id: str, version
                  resource=f"notice:{notice_id}:{version}:{language}",
                  details={"requires_reconsent": requires_reconsent, "sha256": notice.sha256})
     return notice
+
+
+def notices(session: Session, *, notice_id: str | None = None) -> list[Notice]:
+    """Registered notices (every version and language), or one notice's, oldest first."""
+    query = select(Notice).order_by(Notice.notice_id, Notice.version, Notice.language)
+    if notice_id is not None:
+        query = query.where(Notice.notice_id == notice_id)
+    return list(session.scalars(query))
+
+
+def notice_dict(notice: Notice, *, text: bool = False) -> dict[str, Any]:
+    shown = {"notice_id": notice.notice_id, "version": notice.version,
+             "language": notice.language, "sha256": notice.sha256,
+             "requires_reconsent": notice.requires_reconsent,
+             "created_at": isoformat(notice.created_at)}
+    return shown | {"text": notice.text} if text else shown
 
 
 def latest_reconsent_version(session: Session, notice_id: str) -> int:
@@ -214,6 +232,10 @@ def record_grant(session: Session, policy: Policy, *, caller: Caller, grant: Gra
                  details={"notice_id": grant.notice_id, "notice_version": grant.notice_version,
                           "channel": grant.channel, "separate": grant.separate,
                           "guardian": grant.guardian is not None})
+    outbox.publish(session, Event.CONSENT_GIVEN, {
+        "consent_event_id": event.id, "subject_id": event.subject_id, "purpose": event.purpose,
+        "notice_id": event.notice_id, "notice_version": event.notice_version,
+        "channel": event.channel})
     return event
 
 
@@ -232,6 +254,9 @@ def record_withdrawal(session: Session, policy: Policy, *, caller: Caller, subje
     audit.record(session, caller=caller, action="consent.withdrawn", purpose=purpose,
                  subject_id=subject_id, resource=f"consent_event:{event.id}",
                  details={"channel": channel})
+    outbox.publish(session, Event.CONSENT_WITHDRAWN, {
+        "consent_event_id": event.id, "subject_id": subject_id, "purpose": purpose,
+        "channel": channel})
     return event
 
 
@@ -249,6 +274,13 @@ def record_opt_out(session: Session, policy: Policy, *, caller: Caller, subject_
 def history(session: Session, subject_id: str) -> list[ConsentEvent]:
     return list(session.scalars(select(ConsentEvent).where(ConsentEvent.subject_id == subject_id)
                                 .order_by(ConsentEvent.id)))
+
+
+def get_event(session: Session, event_id: int) -> ConsentEvent:
+    event = session.get(ConsentEvent, event_id)
+    if event is None:
+        raise NotFound("no such consent event")
+    return event
 
 
 def current(session: Session, subject_id: str, purpose: str) -> ConsentEvent | None:

@@ -18,6 +18,7 @@ from app.policy.models import LegalBasis
 from app.records import service as records
 from app.records.models import Record
 from app.webhooks import outbox
+from app.webhooks.events import Event
 
 CALLER = Caller.system("dsr")
 RECTIFICATION_BASIS = Decision(allowed=True, reason="legal-basis",
@@ -47,25 +48,35 @@ def rectify(session: Session, policy: Policy, keys: records.Keys,
         changed[record.id] = sorted(data)
     fields = sorted({name for names in changed.values() for name in names})
     if changed:
-        outbox.publish(session, "subject.rectified", {"subject_id": dsr.subject_id,
-                                                      "dsr_id": dsr.id, "fields": fields,
-                                                      "records": sorted(changed)})
+        outbox.publish(session, Event.SUBJECT_RECTIFIED, {"subject_id": dsr.subject_id,
+                                                          "dsr_id": dsr.id, "fields": fields,
+                                                          "records": sorted(changed)})
     dsr.corrections = None  # applied: the request no longer needs to hold them
     return {"records_rectified": len(changed), "fields": fields,
             "not_held": sorted(set(corrections) - set(fields))}
 
 
-def restrict(session: Session, dsr: DsrRequest, *, purposes: set[str] | None = None
-             ) -> dict[str, Any]:
-    """Keep the subject's records (or those collected for `purposes`) stored but unused."""
-    now, count = utcnow(), 0
+def _restrict_records(session: Session, dsr: DsrRequest, purposes: set[str] | None
+                      ) -> list[str]:
+    """Keep the subject's records (or those collected for `purposes`) stored but unused;
+    returns the ids of those newly restricted."""
+    now, restricted = utcnow(), []
     for record in session.scalars(select(Record).where(
             Record.subject_id == dsr.subject_id, Record.restricted_at.is_(None))
-            .with_for_update()):
+            .order_by(Record.id).with_for_update()):
         if purposes is None or record.purpose in purposes:
             record.restricted_at = now
-            count += 1
-    return {"records_restricted": count}
+            restricted.append(record.id)
+    return restricted
+
+
+def restrict(session: Session, dsr: DsrRequest) -> dict[str, Any]:
+    """Restriction of processing (GDPR art. 18): every record of the subject kept, unused;
+    subscribers are told, so that their copies stop being used too."""
+    restricted = _restrict_records(session, dsr, None)
+    outbox.publish(session, Event.SUBJECT_RESTRICTED, {"subject_id": dsr.subject_id,
+                                                       "dsr_id": dsr.id, "records": restricted})
+    return {"records_restricted": len(restricted)}
 
 
 def object_to_processing(session: Session, policy: Policy, dsr: DsrRequest) -> dict[str, Any]:
@@ -86,4 +97,8 @@ def object_to_processing(session: Session, policy: Policy, dsr: DsrRequest) -> d
                 withdrawn.append(event.purpose)
     interests = {name for name, purpose in policy.body.purposes.items()
                  if purpose.legal_basis is LegalBasis.LEGITIMATE_INTEREST}
-    return {"consents_withdrawn": withdrawn, **restrict(session, dsr, purposes=interests)}
+    restricted = _restrict_records(session, dsr, interests)
+    outbox.publish(session, Event.SUBJECT_OBJECTED, {
+        "subject_id": dsr.subject_id, "dsr_id": dsr.id, "consents_withdrawn": withdrawn,
+        "records": restricted})
+    return {"consents_withdrawn": withdrawn, "records_restricted": len(restricted)}

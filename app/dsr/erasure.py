@@ -27,7 +27,7 @@ from app.audit import service as audit
 from app.auth.guard import Caller
 from app.clock import isoformat, utcnow
 from app.consent.models import ConsentEvent
-from app.dsr import service
+from app.dsr import events, service
 from app.dsr.holds import subject_hold_reason
 from app.dsr.models import DsrExport, DsrRequest, Tombstone
 from app.errors import NotFound
@@ -42,6 +42,7 @@ from app.records import storage
 from app.records.models import BlindIndex, Record
 from app.runtime import Transaction
 from app.webhooks import outbox
+from app.webhooks.events import Event
 
 BATCH = 200
 CALLER = Caller.system("dsr-erasure")
@@ -220,7 +221,8 @@ def _complete(session: Session, policy: Policy, keyring: Keyring, signer: Signer
     dsr.certificate = certificate(signer, dsr, subject_digest=digest, policy=policy)
     dsr.status, dsr.closed_at, dsr.step = "completed", utcnow(), "completed"
     service.add_event(session, dsr, "completed", actor=CALLER.sub)
-    outbox.publish(session, "subject.erased", {"subject_id": dsr.subject_id,
-                                               "dsr_id": dsr.id})
+    outbox.publish(session, Event.SUBJECT_ERASED, {"subject_id": dsr.subject_id,
+                                                   "dsr_id": dsr.id})
+    events.publish(session, dsr, Event.DSR_COMPLETED)
     audit.record(session, caller=CALLER, action="dsr.erasure.completed",
                  subject_id=dsr.subject_id, resource=f"dsr:{dsr.id}", details=dsr.result)

@@ -25,6 +25,7 @@ from app.audit import service as audit
 from app.auth.guard import Caller
 from app.auth.scopes import Scope
 from app.clock import utcnow
+from app.dsr import events
 from app.dsr.models import DsrRequest
 from app.errors import Conflict, Invalid
 from app.jobs import queue
@@ -32,6 +33,7 @@ from app.keys.fields import BLIND_INDEX_KEY, blind_index, encrypt_field
 from app.keys.keyring import Keyring
 from app.policy.loader import Policy
 from app.records.models import BlindIndex
+from app.webhooks.events import Event
 
 UNVERIFIED = "unverified"
 UNMATCHED = "unmatched:"  # identifiers that match no subject
@@ -92,6 +94,7 @@ def verify(session: Session, policy: Policy, keyring: Keyring, *, caller: Caller
     dsr.status = "received"
     add_event(session, dsr, "verified", actor=caller.sub, details={"method": method})
     queue.enqueue(session, "dsr.run", {"dsr_id": dsr.id}, ref=ref(dsr.id))
+    events.publish(session, dsr, Event.DSR_RECEIVED)
 
 
 def mark_verified(session: Session, policy: Policy, *, caller: Caller, dsr: DsrRequest,

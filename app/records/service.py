@@ -25,6 +25,8 @@ from app.records import storage, validation
 from app.records.access import hold_consent, refusal_audited, require_consent
 from app.records.models import BlindIndex, Record
 from app.records.validation import check_record
+from app.webhooks import outbox
+from app.webhooks.events import Event
 
 
 class RecordClosed(Conflict):
@@ -245,6 +247,9 @@ def remove(session: Session, *, caller: Caller, record: Record) -> None:
     session.flush()
     audit.record(session, caller=caller, action="record.deleted", subject_id=record.subject_id,
                  resource=f"record:{record.id}", details={"record_type": record.record_type})
+    outbox.publish(session, Event.RECORD_DELETED, {"reason": "api", "records": [
+        {"record_id": record.id, "record_type": record.record_type, "purpose": record.purpose,
+         "subject_id": record.subject_id}]})
 
 
 def reencrypt_subject(session: Session, keyring: Keyring, subject_id: str) -> int:

@@ -42,6 +42,8 @@ from app.policy.models import DataField, FieldType, LegalBasis, RecordType, Rete
 from app.records.models import BlindIndex, Record
 from app.records.service import drop_fields
 from app.runtime import Transaction
+from app.webhooks import outbox
+from app.webhooks.events import Event
 
 BATCH = 500
 # After a full batch: SQLite's busy handler retries a waiting writer at most every 100 ms, so
@@ -154,6 +156,8 @@ def _due_query(policy: Policy, now: datetime) -> Select[Record]:
 def _expire_records(session: Session, policy: Policy, now: datetime, records: list[Record],
                     report: Report, apply: bool) -> None:
     held = _holding(session, now)
+    deleted: list[dict[str, str]] = []
+    deidentified: list[dict[str, str]] = []
     for record in records:
         spec = policy.body.record_types.get(record.record_type)
         if held(record):
@@ -162,12 +166,22 @@ def _expire_records(session: Session, policy: Policy, now: datetime, records: li
         # kept only because a law said so after the subject was erased: now it goes
         action = str(spec.retention.action) if spec and record.erased_at is None else "delete"
         if apply:
+            item = {"record_id": record.id, "record_type": record.record_type,
+                    "purpose": record.purpose}
             if action == "delete":
+                deleted.append(item | {"subject_id": record.subject_id})
                 session.execute(delete(BlindIndex).where(BlindIndex.record_id == record.id))
                 session.delete(record)
             else:
+                deidentified.append(item)  # without the subject: that link is what goes
                 deidentify(session, spec, record, now)
         report.add(record.record_type, action)
+    # one event per batch and kind, in the batch's transaction: a sweep of many records
+    # queues one delivery per batch and subscriber, not one per record
+    for event, items in ((Event.RECORD_DELETED, deleted),
+                         (Event.RECORD_DEIDENTIFIED, deidentified)):
+        if items:
+            outbox.publish(session, event, {"reason": "retention", "records": items})
 
 
 def _fields_query(policy: Policy, now: datetime) -> Select[Record]:

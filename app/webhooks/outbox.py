@@ -20,9 +20,11 @@ from app.auth.guard import Caller
 from app.clock import isoformat, utcnow
 from app.jobs import queue
 from app.keys.keyring import Keyring
+from app.webhooks import events
+from app.webhooks.events import Event
 from app.webhooks.models import Webhook
 
-EVENTS = ("subject.erased", "subject.rectified")
+EVENTS = tuple(event.value for event in Event)
 SIGNING_KEY = "webhook-signing"
 DELIVER = "webhook.deliver"
 MAX_ATTEMPTS = 12  # with back-off capped at an hour: about six hours of trying
@@ -39,14 +41,16 @@ def signature(secret_hex: str, timestamp: int, body: bytes) -> str:
     return f"t={timestamp},v1={mac.hexdigest()}"
 
 
-def publish(session: Session, event_type: str, data: dict[str, Any]) -> str:
-    """Queue the event for every subscriber; returns its id. `data` holds ids and field names,
-    never personal data."""
+def publish(session: Session, event_type: Event, data: dict[str, Any]) -> str:
+    """Queue the event for every subscriber that chose it; returns its id. `data` holds the
+    keys `events.DATA` documents: ids, types and field names, never personal data."""
+    event_type = Event(event_type)
+    events.check_data(event_type, data)
     event_id = f"evt_{secrets.token_hex(12)}"
-    event = {"id": event_id, "type": event_type, "occurred_at": isoformat(utcnow()),
-             "data": data}
+    event = {"id": event_id, "type": event_type.value, "version": events.VERSION,
+             "occurred_at": isoformat(utcnow()), "data": data}
     for webhook in session.scalars(select(Webhook).where(Webhook.disabled_at.is_(None))):
-        if event_type in webhook.events:
+        if events.matches(webhook.events, event_type):
             queue.enqueue(session, DELIVER, {"webhook_id": webhook.id, "event": event},
                           ref=f"webhook:{webhook.id}", max_attempts=MAX_ATTEMPTS)
     return event_id

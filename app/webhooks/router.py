@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi import Path as PathParam
-from pydantic import Field
+from pydantic import Field, WithJsonSchema
 
 from app.auth.guard import Caller, RequireScope
 from app.auth.scopes import Scope
@@ -14,23 +14,31 @@ from app.deps import SessionDep
 from app.errors import PROBLEM_RESPONSES
 from app.keys.router import KeyringDep
 from app.schemas import StrictModel
-from app.webhooks import outbox, service, targets
+from app.webhooks import events, outbox, service, targets
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], responses=PROBLEM_RESPONSES)
 Manager = Annotated[Caller, Depends(RequireScope(Scope.DSR_MANAGE))]
 
 
+# The OpenAPI document lists the names from the registry; registration checks them, so an
+# unknown one is a 422 whose detail names it (also for the CLI, which skips this schema).
+EventName = Annotated[str, WithJsonSchema({"type": "string", "enum": list(events.PATTERNS)})]
+
+
 class WebhookIn(StrictModel):
     url: str = Field(min_length=8, max_length=2048)
-    events: list[str] = Field(min_length=1, max_length=len(outbox.EVENTS),
-                              description=f"any of {', '.join(outbox.EVENTS)}")
+    events: list[EventName] = Field(
+        min_length=1, max_length=len(events.PATTERNS),
+        description="the events to receive: names, a family (`dsr.*`, which also takes "
+                    "events added to it later) or `*` for all")
 
 
 @router.post("", status_code=201)
 def register(body: WebhookIn, session: SessionDep, caller: Manager, keyring: KeyringDep,
              request: Request) -> dict[str, Any]:
-    """Subscribe to erasure and rectification events. The signing secret is shown only here:
-    each delivery carries `PGW-Signature: t=<unix time>,v1=<HMAC-SHA256 of "t.body">`. The URL
+    """Subscribe to events (the README lists each one's data). The signing secret is shown
+    only here: each delivery carries `PGW-Signature: t=<unix time>,v1=<HMAC-SHA256 of
+    "t.body">`. The URL
     must be http(s) (https in production) without credentials or control characters, and its
     host must not be internal (loopback, private, link-local, metadata) unless the operator's
     PGW_WEBHOOK_ALLOW_HOSTS names it."""

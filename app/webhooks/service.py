@@ -11,9 +11,9 @@ from app.audit import service as audit
 from app.auth.guard import Caller
 from app.clock import utcnow
 from app.errors import Invalid, NotFound
+from app.webhooks import events as webhook_events
 from app.webhooks import targets
 from app.webhooks.models import Webhook
-from app.webhooks.outbox import EVENTS
 from app.webhooks.targets import AllowList
 
 
@@ -23,10 +23,11 @@ def register(session: Session, *, caller: Caller, url: str, events: list[str],
         target = targets.check_registration(url, allow=allow, require_https=require_https)
     except targets.Refused as exc:
         raise Invalid(str(exc), field="url") from None
-    unknown = sorted(set(events) - set(EVENTS))
-    if unknown:
-        raise Invalid(f"unknown event {unknown[0]!r}; known: {', '.join(EVENTS)}",
-                      field="events")
+    for index, name in enumerate(events):
+        try:
+            webhook_events.check(name)
+        except ValueError as exc:
+            raise Invalid(str(exc), field=f"events.{index}") from None
     webhook = Webhook(id=f"whk_{secrets.token_hex(12)}", url=url, events=sorted(set(events)),
                       created_by=caller.sub, created_at=utcnow())
     session.add(webhook)
@@ -49,6 +50,20 @@ def disable(session: Session, *, caller: Caller, webhook_id: str) -> None:
     webhook.disabled_at = utcnow()
     audit.record(session, caller=caller, action="webhook.disabled",
                  resource=f"webhook:{webhook.id}")
+
+
+def deliveries(session: Session, *, webhook_id: str, limit: int = 100) -> list[dict[str, object]]:
+    """The webhook's deliveries, newest first: event, state, attempts and the last error."""
+    from app.jobs import queue
+
+    if session.get(Webhook, webhook_id) is None:
+        raise NotFound("no such webhook")
+    return [{"job_id": job.id, "event_id": job.payload["event"]["id"],
+             "event_type": job.payload["event"]["type"], "state": job.state,
+             "attempts": job.attempts, "created_at": job.created_at.isoformat(),
+             "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+             "last_error": job.last_error}
+            for job in queue.jobs_for(session, f"webhook:{webhook_id}", limit=limit)]
 
 
 def webhook_dict(webhook: Webhook) -> dict[str, object]:
