@@ -85,12 +85,14 @@ def get_visible(session: Session, *, caller: Caller, request_id: str) -> AccessR
 
 
 def decide(session: Session, *, caller: Caller, request_id: str, approve: bool,
-           reason: str | None) -> AccessRequest:
+           reason: str | None, also_known_as: str | None = None) -> AccessRequest:
+    """`also_known_as`: another name of the decider (an operator's user name, which a token's
+    `sub` may carry), so nobody decides their own request under a second identity."""
     request = session.get(AccessRequest, request_id, with_for_update=True)
     if request is None:
         raise NotFound("no such access request")
     action = "access.approved" if approve else "access.denied"
-    if request.requester == caller.sub:
+    if request.requester in (caller.sub, also_known_as):
         audit.record(session, caller=caller, action=action, outcome=audit.Outcome.DENIED,
                      subject_id=request.subject_id, resource=f"access_request:{request.id}",
                      details={"reason": "the requester cannot decide their own request"})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,14 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"TAMPERED: {exc}")  # noqa: T201
                 return 1
     with opened(settings) as runtime, runtime.read_session_factory() as session:
-        return _report(audit.verify_log(session, signer=runtime.audit_signer))
+        return _report(audit.verify_log(session, signer=runtime.audit_signer,
+                                        progress=_progress(args)))
+
+
+def _progress(args: argparse.Namespace) -> Callable[[int, int], None] | None:
+    from app import progress
+
+    return progress.reporter(True) if progress.wanted(args.progress) else None
 
 
 def _signer_or_exit(runtime: Runtime) -> Signer:
@@ -60,8 +68,12 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
         # The export holds subject ids: it is personal data, so it is written owner-only.
         fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, files.SECRET_FILE_MODE)
         with os.fdopen(fd, "w", encoding="utf-8") as out:
+            show = _progress(args)
+            if show is not None:
+                show(0, size)
             out.writelines(audit.export_chunks(runtime.read_session_factory, size=size,
-                                               head_hash=head, key_id=signer.key_id))
+                                               head_hash=head, key_id=signer.key_id,
+                                               progress=show))
     print(f"exported {size} entries to {args.out}")  # noqa: T201
     return 0
 
@@ -102,6 +114,9 @@ def register(commands: Any) -> None:
     exp = sub.add_parser("export", help="write the log as JSON Lines for offline verification")
     exp.add_argument("--out", type=Path, required=True)
     exp.set_defaults(handler=_export)
+    for command in (verify, exp):
+        command.add_argument("--progress", action="store_true",
+                             help="a progress bar on stderr (default: when it is a terminal)")
 
     sub.add_parser("checkpoint", help="sign the current head now").set_defaults(
         handler=_checkpoint)

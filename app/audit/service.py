@@ -270,10 +270,25 @@ def head(session: Session) -> tuple[int, str]:
     return (last.seq, last.hash) if last else (0, chain.GENESIS_HASH)
 
 
-def verify_log(session: Session, *, signer: Signer | None) -> chain.Verification:
+def verify_log(session: Session, *, signer: Signer | None,
+               progress: Callable[[int, int], None] | None = None) -> chain.Verification:
     checkpoints = [checkpoint_dict(c) for c in session.scalars(select(AuditCheckpoint))]
     public_key = signer.public_key if signer is not None else None
-    return chain.verify(iter_entries(session), checkpoints, public_key)
+    entries = iter_entries(session)
+    if progress is not None:
+        entries = _counted(entries, total=head(session)[0], progress=progress)
+    return chain.verify(entries, checkpoints, public_key)
+
+
+def _counted(entries: Iterator[dict[str, Any]], *, total: int,
+             progress: Callable[[int, int], None]) -> Iterator[dict[str, Any]]:
+    done = 0
+    progress(0, total)
+    for done, entry in enumerate(entries, start=1):  # noqa: B007 - read after the loop
+        yield entry
+        if done % BATCH == 0:
+            progress(done, total)
+    progress(max(done, total), total)
 
 
 def prepare_export(session: Session, *, caller: Caller, signer: Signer) -> tuple[int, str]:
@@ -285,7 +300,8 @@ def prepare_export(session: Session, *, caller: Caller, signer: Signer) -> tuple
 
 
 def export_chunks(read_session: Callable[[], Session], *, size: int, head_hash: str,
-                  key_id: str, page_size: int = EXPORT_PAGE) -> Iterator[str]:
+                  key_id: str, page_size: int = EXPORT_PAGE,
+                  progress: Callable[[int, int], None] | None = None) -> Iterator[str]:
     """The export file (header, checkpoints up to `size`, entries up to `size`) in chunks of
     whole lines, one chunk per page of the log.
 
@@ -311,6 +327,8 @@ def export_chunks(read_session: Callable[[], Session], *, size: int, head_hash: 
                 key="seq", page_size=page_size):
             yield "".join(export.entry_line(entry) for entry in page)
             done = page[-1]["seq"]
+            if progress is not None:
+                progress(done, size)
     except SQLAlchemyError as exc:
         # The caller aborts the transfer; what the client got ends early and fails verification.
         logger.error("audit export of %d entries stopped after entry %d: database error %s",

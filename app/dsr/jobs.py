@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import Any
 
@@ -11,15 +12,17 @@ from app import idempotency
 from app.audit import service as audit
 from app.auth.guard import Caller
 from app.clock import utcnow
-from app.dsr import changes, erasure, export, service
+from app.dsr import changes, deadlines, erasure, events, export, service
 from app.dsr.models import DsrExport, DsrRequest
 from app.jobs import queue
 from app.jobs.queue import Claimed
 from app.records import service as records
 from app.records.storage import scanner
 from app.runtime import Runtime
+from app.webhooks.events import Event
 
 CALLER = Caller.system("dsr")
+logger = logging.getLogger("pgw.dsr")
 
 
 def _failed(session: Any, claimed: Claimed, error: str) -> None:
@@ -64,6 +67,7 @@ def run_request(runtime: Runtime, claimed: Claimed) -> None:
         dsr.result = result
         dsr.status, dsr.closed_at, dsr.step = "completed", utcnow(), "completed"
         service.add_event(session, dsr, "completed", actor=claimed.worker)
+        events.publish(session, dsr, Event.DSR_COMPLETED)
         audit.record(session, caller=CALLER, action=action, subject_id=dsr.subject_id,
                      resource=f"dsr:{dsr.id}", details=result)
 
@@ -73,11 +77,18 @@ def check_deadlines(runtime: Runtime, claimed: Claimed) -> None:
     """Resume requests whose hold ended on its own, and log what is overdue or nearly due."""
     with runtime.transaction() as session:
         resumed = service.resume_released(session, caller=CALLER)
-        counts = service.deadline_counts(
+        announced = events.announce_overdue(session, actor=CALLER.sub)
+        found = deadlines.needing_attention(
             session, soon=timedelta(days=runtime.settings.dsr_due_soon_days))
-        if resumed or counts["overdue"]:
+        counts = {"overdue": len(found["overdue"]), "due_soon": len(found["at_risk"])}
+        if found["overdue"] or found["at_risk"]:
+            logger.warning("data-subject requests overdue or at risk", extra={
+                **counts, "due_soon_days": runtime.settings.dsr_due_soon_days})
+        if resumed or found["overdue"] or found["at_risk"]:
             audit.record(session, caller=CALLER, action="dsr.deadlines_checked",
-                         details={**counts, "resumed": len(resumed)})
+                         details={**counts, "resumed": len(resumed),
+                                  "newly_overdue": announced[:100],
+                                  "at_risk": found["at_risk"][:100]})
 
 
 @queue.handler("export_expiry")

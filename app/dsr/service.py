@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from app.audit import service as audit
 from app.auth.guard import Caller
 from app.clock import iso_or_none, utcnow
+from app.dsr import events
 from app.dsr import verification as verifier
 from app.dsr.deadlines import add_period
 from app.dsr.models import DsrEvent, DsrRequest, Tombstone
@@ -26,6 +27,7 @@ from app.keys.fields import blind_index, decrypt_field, encrypt_field
 from app.keys.keyring import Keyring
 from app.policy.loader import Policy
 from app.records.validation import normalise
+from app.webhooks.events import Event
 
 TYPES = ("access", "portability", "erasure", "rectification", "restriction", "objection")
 OPEN = ("unverified", "received", "in_progress", "on_hold")
@@ -104,6 +106,7 @@ def submit(session: Session, policy: Policy, keyring: Keyring, *, caller: Caller
                                reference=verification.get("reference"))
         dsr.status = "received"
         queue.enqueue(session, "dsr.run", {"dsr_id": dsr.id}, ref=ref(dsr.id))
+        events.publish(session, dsr, Event.DSR_RECEIVED)
     return dsr
 
 
@@ -148,10 +151,12 @@ def get(session: Session, dsr_id: str, *, lock: bool = False) -> DsrRequest:
 
 
 def listing(session: Session, *, status: str | None, type: str | None, overdue: bool | None,
-            subject_id: str | None, limit: int, now: datetime | None = None
-            ) -> list[DsrRequest]:
+            subject_id: str | None, limit: int, now: datetime | None = None,
+            due_within: timedelta | None = None) -> list[DsrRequest]:
     now = now or utcnow()
     query = select(DsrRequest).order_by(DsrRequest.due_at).limit(limit)
+    if due_within is not None:  # open requests whose deadline (passed or not) falls before
+        query = query.where(DsrRequest.status.in_(OPEN), DsrRequest.due_at < now + due_within)
     if status is not None:
         query = query.where(DsrRequest.status == status)
     if type is not None:
@@ -194,6 +199,7 @@ def reject(session: Session, *, caller: Caller, dsr_id: str, reason: str) -> Dsr
                        "can be rejected")
     dsr.status, dsr.rejection_reason, dsr.closed_at = "rejected", reason, utcnow()
     add_event(session, dsr, "rejected", actor=caller.sub)
+    events.publish(session, dsr, Event.DSR_REJECTED)
     audit.record(session, caller=caller, action="dsr.rejected", subject_id=dsr.subject_id,
                  resource=f"dsr:{dsr.id}", details={"type": dsr.type})
     return dsr

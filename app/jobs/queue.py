@@ -235,6 +235,12 @@ def attempts_for(session: Session, ref: str) -> list[tuple[Job, JobAttempt]]:
     return [(job, attempt) for job, attempt in rows]
 
 
+def jobs_for(session: Session, ref: str, *, limit: int = 100) -> list[Job]:
+    """The jobs about `ref`, newest first."""
+    return list(session.scalars(select(Job).where(Job.ref == ref)
+                                .order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)))
+
+
 def counts(session: Session) -> dict[str, int]:
     rows = session.execute(select(Job.state, func.count()).group_by(Job.state))
     return {state: int(n) for state, n in rows}

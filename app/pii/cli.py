@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from itertools import islice
 from pathlib import Path
@@ -86,24 +86,43 @@ def _run(args: argparse.Namespace, settings: Settings, mode: str) -> int:
     hash_key = load_hash_key(settings) if mode == "redact" else None
     init_args = (settings.nlp_model_en, mode, specs, hash_key)
     errors = 0
+    progress = _progress(args)
     if args.workers > 1:
         with ProcessPoolExecutor(args.workers, initializer=_init, initargs=init_args) as pool:
             batches = pool.map(_process, _chunks(args.file))
-            errors = _write(batches)
+            errors = _write(batches, progress)
     else:
         _init(*init_args)
-        errors = _write(map(_process, _chunks(args.file)))
+        errors = _write(map(_process, _chunks(args.file)), progress)
     if errors:
         print(f"pgw: {errors} line(s) could not be processed", file=sys.stderr)  # noqa: T201
     return 1 if errors else 0
 
 
-def _write(batches: Iterator[list[str]]) -> int:
-    errors = 0
+def _progress(args: argparse.Namespace) -> Callable[[int], None] | None:
+    """A bar over the file's lines (counted first, which costs little next to scanning)."""
+    from app import progress
+
+    if not progress.wanted(args.progress):
+        return None
+    with args.file.open(encoding="utf-8") as handle:
+        total = sum(1 for line in handle if line.strip())
+    show = progress.reporter(True)
+    show(0, total)
+    return lambda done: show(done, total)
+
+
+def _write(batches: Iterator[list[str]],
+           progress: Callable[[int], None] | None = None) -> int:
+    errors = done = 0
     for batch in batches:
         for line in batch:
             errors += line.startswith('{"error"')
             sys.stdout.write(line + "\n")
+        done += len(batch)
+        if progress is not None:
+            sys.stdout.flush()
+            progress(done)
     sys.stdout.flush()
     return errors
 
@@ -115,6 +134,8 @@ def register(commands: Any) -> None:
         command = sub.add_parser(mode, help=f"{mode} each line's text; results on stdout")
         command.add_argument("file", type=Path, help='JSON Lines: {"text", "language"?}')
         command.add_argument("--workers", type=int, default=1, help="processes to spread over")
+        command.add_argument("--progress", action="store_true",
+                             help="a progress bar on stderr (default: when it is a terminal)")
         if mode == "redact":
             command.add_argument("--operators", default='{"DEFAULT": {"type": "replace"}}',
                                  help='JSON, e.g. {"DEFAULT": {"type": "mask"}}')

@@ -39,11 +39,25 @@ def _plan(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from app.progress import counter
     from app.retention import sweep
     from app.runtime import opened
 
+    show = counter(args.progress)
+    handled = 0
+
+    def on_batch(batch: sweep.Batch) -> None:
+        # The size of a run is not known before it: the count of what it did so far.
+        nonlocal handled
+        handled += sum(sum(actions.values()) for actions in batch.report.counts.values())
+        show(f"retention: batch {batch.number} ({batch.phase}), {handled} handled")
+
     with opened(settings) as runtime:
-        _print(sweep.run(runtime.transaction, runtime.policy, now=_at(args.at)), "was due")
+        report = sweep.run(runtime.transaction, runtime.policy, now=_at(args.at),
+                           on_batch=on_batch)
+    if handled:
+        show("")
+    _print(report, "was due")
     return 0
 
 
@@ -55,4 +69,6 @@ def register(commands: Any) -> None:
     plan.set_defaults(handler=_plan)
     run = sub.add_parser("run", help="delete or de-identify what is due, holds respected")
     run.add_argument("--at", help="as if it were this time (ISO 8601 with zone)")
+    run.add_argument("--progress", action="store_true",
+                     help="batches done on stderr (default: when it is a terminal)")
     run.set_defaults(handler=_run)
