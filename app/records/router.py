@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 from sqlalchemy.orm.exc import StaleDataError
 
 from app import idempotency
+from app.auth import limits
 from app.auth.guard import Caller, RequireScope
 from app.auth.scopes import Scope
 from app.deps import SessionDep
-from app.errors import PROBLEM_RESPONSES, Conflict, GatewayError
+from app.errors import PROBLEM_RESPONSES, Conflict, GatewayError, Invalid
 from app.keys.keyring import Keyring
 from app.keys.router import KeyringDep
 from app.policy.loader import Policy
-from app.records import reading, service, storage
+from app.records import batch, reading, service, storage
 from app.records.schemas import LookupIn, RecordIn, RectifyIn
 
 router = APIRouter(tags=["records"], responses=PROBLEM_RESPONSES)
@@ -72,6 +76,61 @@ def create_record(body: RecordIn, session: SessionDep, caller: Writer, keyring: 
         idempotency.remember(claimed, 201, result)
     response.headers["Location"] = f"/v1/records/{written.record.id}"
     response.headers["ETag"] = _etag(written.record.version)
+    return result
+
+
+async def _batch_body(request: Request, caller: Writer) -> batch.BatchIn:
+    """The batch, read only once the caller is authenticated (PGW_MAX_BATCH_BYTES bounds it)."""
+    try:
+        raw = json.loads(await request.body())
+    except ValueError:
+        raise Invalid("the request body is not JSON", field="body") from None
+    try:
+        return batch.BatchIn.model_validate(raw)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
+
+
+_BATCH_SCHEMA = {"type": "object", "required": ["records"], "additionalProperties": False,
+                 "properties": {"records": {"type": "array", "minItems": 1,
+                                            "maxItems": batch.MAX_ITEMS,
+                                            "items": {"$ref": "#/components/schemas/RecordIn"}}}}
+
+
+@router.post("/v1/records/batch", openapi_extra={"requestBody": {
+    "required": True, "content": {"application/json": {"schema": _BATCH_SCHEMA}}}})
+def create_records(caller: Writer, body: Annotated[batch.BatchIn, Depends(_batch_body)],
+                   session: SessionDep, keyring: KeyringDep, request: Request,
+                   idempotency_key: Annotated[str | None, Header(alias=idempotency.HEADER)] = None,
+                   ) -> dict[str, Any]:
+    """Up to 1,000 records, each as `POST /v1/records` takes it. Always 200 once the batch is
+    accepted: `results` holds one entry per item, in order, `created` with its `record_id` or
+    `error` with its problem; the items that failed changed nothing."""
+    settings = request.app.state.runtime.settings
+    # parsed and scanned before the first statement: on SQLite that takes the write lock
+    prepared = batch.prepare(_policy(request), settings, body.records)
+    claimed = idempotency.begin(session, caller=caller, key=idempotency_key, route=batch.ROUTE,
+                                body=body.model_dump(mode="json"), settings=settings,
+                                keyring=keyring)
+    if claimed is not None and claimed.response is not None:
+        return claimed.response
+    limiter: limits.RateLimiter = request.app.state.rate_limiter
+    route_class = limits.route_class(request.url.path)
+
+    def allow(index: int) -> GatewayError | None:
+        # the request paid for its first item; each further one spends a request's worth
+        refused = None if index == 0 else limiter.take(caller.sub, route_class)
+        if refused is None:
+            return None
+        return limits.RateLimited(f"the rate limit for {route_class!r} is spent "
+                                  f"(PGW_RATE_LIMITS); try again in {refused[0]} s",
+                                  retry_after=refused[0])
+
+    result = batch.create_many(session, _policy(request), _keys(request, keyring), caller=caller,
+                               prepared=prepared, allow=allow)
+    if claimed is not None:
+        idempotency.remember(claimed, 200, result)
     return result
 
 
