@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from app import logs
-from app.config import ConfigError, Settings, check_production, load_settings
+from app.config import ConfigError, Settings, load_settings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -20,10 +20,14 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from app.auth.tokens import load_verifier
     from app.db import upgrade
     from app.keys.signing import load_signer
+    from app.ops import setup
     from app.ops.metrics import MULTIPROC_ENV
     from app.runtime import private_data_dir
 
-    check_production(settings)
+    if not settings.is_dev:
+        found = setup.problems(settings, serving=True)
+        if found:
+            raise ConfigError(*found)
     private_data_dir(settings.data_dir)
     if settings.is_dev:
         # Made once here, before workers start, so they do not race to create them.
@@ -52,6 +56,10 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
 def _token(args: argparse.Namespace, settings: Settings) -> int:
     from app.auth.tokens import issue_dev_token
 
+    if not settings.is_dev:
+        print("pgw token: development tokens are refused when PGW_ENV=prod; "  # noqa: T201
+              "get a token from your identity provider", file=sys.stderr)
+        return 2
     roles = [r for part in args.roles for r in part.split(",") if r]
     print(issue_dev_token(settings, sub=args.sub, scopes=args.scope.split(),  # noqa: T201
                           roles=roles, ttl=args.ttl))
@@ -59,14 +67,19 @@ def _token(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from app.access import cli as access_cli
     from app.audit import cli as audit_cli
     from app.consent import cli as consent_cli
     from app.datasets import cli as datasets_cli
+    from app.dsr import cli as dsr_cli
     from app.jobs import cli as jobs_cli
     from app.keys import cli as keys_cli
+    from app.ops import cli as ops_cli
     from app.pii import cli as pii_cli
     from app.policy import cli as policy_cli
+    from app.records import cli as records_cli
     from app.retention import cli as retention_cli
+    from app.webhooks import cli as webhooks_cli
 
     parser = argparse.ArgumentParser(prog="pgw", description="Privacy-compliance gateway")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -97,22 +110,39 @@ def build_parser() -> argparse.ArgumentParser:
     keys_cli.register(commands)
     policy_cli.register(commands)
     consent_cli.register(commands)
+    dsr_cli.register(commands)
+    access_cli.register(commands)
+    webhooks_cli.register(commands)
     jobs_cli.register(commands)
     retention_cli.register(commands)
     datasets_cli.register(commands)
+    records_cli.register(commands)
+    ops_cli.register(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from pydantic import ValidationError
+
     args = build_parser().parse_args(argv)
     try:
-        settings = load_settings()
+        try:
+            settings = load_settings()
+        except ValidationError as exc:
+            from app.ops.setup import settings_problems
+
+            raise ConfigError(*settings_problems(exc)) from None
         logs.configure(settings.log_level)
         handler: Handler = args.handler
         return handler(args, settings)
     except ConfigError as exc:
-        print(f"pgw: configuration error: {exc}", file=sys.stderr)  # noqa: T201
-        return 2
+        if len(exc.problems) == 1:
+            print(f"pgw: configuration error: {exc}", file=sys.stderr)  # noqa: T201
+        else:
+            print(f"pgw: {len(exc.problems)} configuration problems:", file=sys.stderr)  # noqa: T201
+            for problem in exc.problems:
+                print(f"  - {problem}", file=sys.stderr)  # noqa: T201
+        return int(getattr(args, "config_error_exit", 2))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
@@ -31,8 +31,26 @@ class Environment(StrEnum):
     PROD = "prod"
 
 
+class UnknownRoles(StrEnum):
+    """What a token's role that no policy defines does: refuse the request (403 naming it), or
+    be logged, counted and ignored."""
+
+    REFUSE = "refuse"
+    IGNORE = "ignore"
+
+
 class ConfigError(Exception):
-    """A setting is missing or unsafe; the message names the variable."""
+    """Settings are missing or unsafe; each problem names its variable, and all of them are
+    reported together so a deployment is fixed in one round, not one error per attempt."""
+
+    def __init__(self, *problems: str):
+        super().__init__(*problems)
+        self.problems = list(problems)
+
+    def __str__(self) -> str:
+        if len(self.problems) == 1:
+            return self.problems[0]
+        return f"{len(self.problems)} problems: " + "; ".join(self.problems)
 
 
 class Settings(BaseSettings):
@@ -51,6 +69,18 @@ class Settings(BaseSettings):
     jwt_audience: str = "privacy-gateway"
     jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
     jwt_max_lifetime_seconds: int = Field(default=86400, ge=60, le=30 * 86400)  # exp - iat
+    # Keys from the operator's identity provider: its discovery document, or a JWKS URL.
+    oidc_issuer: str | None = None
+    jwt_jwks_url: str | None = None
+    jwks_cache_seconds: int = Field(default=900, ge=60, le=86400)  # longest between refreshes
+    jwks_refresh_min_interval_seconds: float = Field(default=30, ge=1, le=3600)  # unknown kid
+    jwks_fetch_timeout_seconds: float = Field(default=5, gt=0, le=30)
+    # Where the claims are, as dotted paths: `realm_access.roles`, `scp`, `groups`.
+    jwt_roles_claim: str = "roles"
+    jwt_scopes_claim: str = "scope"
+    jwt_unknown_roles: UnknownRoles = UnknownRoles.REFUSE
+    # roles the identity provider puts in every token that mean nothing here (offline_access)
+    jwt_ignored_roles: Annotated[tuple[str, ...], NoDecode] = ()
     metrics_require_token: bool = False  # /metrics then needs a token with `metrics:read`
     allow_sqlite_in_prod: bool = False
     # per caller and route class (`/v1/<class>/...`): rate per second/burst; 0 is unlimited
@@ -58,6 +88,7 @@ class Settings(BaseSettings):
     pii_chars_per_second: int = Field(default=1_000_000, ge=0)  # per caller; 0 is unlimited
 
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_batch_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)  # POST /v1/records/batch
     max_upload_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)  # dataset uploads
     audit_checkpoint_every: int = Field(default=256, ge=1)
     audit_signing_key_file: Path | None = None
@@ -75,6 +106,8 @@ class Settings(BaseSettings):
 
     worker_in_serve: bool = True  # dev only: `pgw serve` runs a job worker in a thread
     worker_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    # a worker not seen for this long counts as gone; workers beat six times within it
+    worker_stale_seconds: float = Field(default=60, ge=1, le=3600)
     job_lease_seconds: float = Field(default=60, ge=1, le=3600)
     job_retry_base_seconds: float = Field(default=5, gt=0, le=3600)
     export_ttl_hours: int = Field(default=168, ge=1, le=24 * 90)  # how long a DSR export lasts
@@ -101,12 +134,45 @@ class Settings(BaseSettings):
     # A scan that takes longer fails closed: the write is refused, the scan answers 503.
     pii_scan_seconds: float = Field(default=10, gt=0, le=300)
 
-    @field_validator("jwt_algorithms", mode="before")
+    @model_validator(mode="before")
+    @classmethod
+    def _asymmetric_for_remote_keys(cls, values: object) -> object:
+        # keys fetched from an identity provider are public keys: HS256 makes no sense there
+        if isinstance(values, dict) and "jwt_algorithms" not in values and (
+                values.get("oidc_issuer") or values.get("jwt_jwks_url")):
+            values = {**values, "jwt_algorithms": tuple(sorted(ASYMMETRIC_ALGORITHMS))}
+        return values
+
+    @field_validator("jwt_algorithms", "jwt_ignored_roles", mode="before")
     @classmethod
     def _split_algorithms(cls, value: object) -> object:
         if isinstance(value, str):
             value = tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @field_validator("jwt_roles_claim", "jwt_scopes_claim")
+    @classmethod
+    def _claim_path(cls, value: str) -> str:
+        if not value or any(not part.strip() for part in value.split(".")):
+            raise ValueError("a claim path is one or more names joined by dots, "
+                             "e.g. realm_access.roles")
+        return value
+
+    @model_validator(mode="after")
+    def _identity_provider_urls(self) -> Settings:
+        from app.auth.oidc import url_problem
+
+        sources = [name for name, value in (
+            ("PGW_OIDC_ISSUER", self.oidc_issuer), ("PGW_JWT_JWKS_URL", self.jwt_jwks_url),
+            ("PGW_JWT_JWKS_FILE", self.jwt_jwks_file)) if value]
+        if len(sources) > 1:
+            raise ValueError(f"set one of {' and '.join(sources)}, not several")
+        for name, url in (("PGW_OIDC_ISSUER", self.oidc_issuer),
+                          ("PGW_JWT_JWKS_URL", self.jwt_jwks_url)):
+            problem = url_problem(url, dev=self.is_dev) if url else None
+            if problem:
+                raise ValueError(f"{name}: {problem}")
+        return self
 
     @field_validator("rate_limits")
     @classmethod
@@ -181,6 +247,18 @@ class Settings(BaseSettings):
         return self.audit_signing_key_file or self.data_dir / "audit-signing-key.pem"
 
     @property
+    def token_issuer(self) -> str:
+        """The `iss` tokens must carry: PGW_JWT_ISSUER when set (Entra's v1 tokens differ
+        from the discovery issuer), else PGW_OIDC_ISSUER."""
+        if self.oidc_issuer and self.jwt_issuer == DEV_ISSUER:
+            return self.oidc_issuer
+        return self.jwt_issuer
+
+    @property
+    def remote_keys(self) -> bool:
+        return bool(self.oidc_issuer or self.jwt_jwks_url)
+
+    @property
     def uses_hmac(self) -> bool:
         return any(alg in HMAC_ALGORITHMS for alg in self.jwt_algorithms)
 
@@ -203,50 +281,59 @@ def _entropy_bits(secret: str) -> float:
     return min(_shannon_bits(codes), _shannon_bits(steps) if steps else 0.0)
 
 
-def check_production(settings: Settings) -> None:
-    """Raise ConfigError naming the first variable that is unsafe for production."""
+def _jwt_secret_problems(settings: Settings) -> list[str]:
+    secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else ""
+    if not secret:
+        return ["PGW_JWT_SECRET is required in prod when an HS algorithm is accepted "
+                "(PGW_JWT_ALGORITHMS)"]
+    if len(secret.encode()) < MIN_HMAC_SECRET_BYTES:
+        return [f"PGW_JWT_SECRET must be at least {MIN_HMAC_SECRET_BYTES} bytes in prod"]
+    if _entropy_bits(secret) < MIN_HMAC_SECRET_BITS:
+        return ["PGW_JWT_SECRET is too predictable (too few different characters) for prod; "
+                "generate one, e.g. `openssl rand -base64 48`"]
+    if settings.dev_jwt_secret_file.exists() and (
+        settings.dev_jwt_secret_file.read_text().strip() == secret
+    ):
+        return ["PGW_JWT_SECRET is the generated development secret"]
+    return []
+
+
+def production_problems(settings: Settings) -> list[str]:
+    """Every setting that is unsafe for production, each naming its variable (none in dev)."""
     if settings.is_dev:
-        return
+        return []
+    found: list[str] = []
     if settings.sqlalchemy_url.startswith("sqlite") and not settings.allow_sqlite_in_prod:
-        raise ConfigError("PGW_DATABASE_URL: prod runs on PostgreSQL; set "
-                          "PGW_ALLOW_SQLITE_IN_PROD=true to run a single process on SQLite")
-    if settings.jwt_issuer == DEV_ISSUER:
-        raise ConfigError("PGW_JWT_ISSUER must be set to your identity provider's issuer in prod")
+        found.append("PGW_DATABASE_URL: prod runs on PostgreSQL; set "
+                     "PGW_ALLOW_SQLITE_IN_PROD=true to run a single process on SQLite")
+    if settings.token_issuer == DEV_ISSUER:
+        found.append("PGW_JWT_ISSUER must be set to your identity provider's issuer in prod")
     if settings.uses_hmac:
-        secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else ""
-        if not secret:
-            raise ConfigError("PGW_JWT_SECRET is required in prod when an HS algorithm is accepted")
-        if len(secret.encode()) < MIN_HMAC_SECRET_BYTES:
-            raise ConfigError(
-                f"PGW_JWT_SECRET must be at least {MIN_HMAC_SECRET_BYTES} bytes in prod"
-            )
-        if _entropy_bits(secret) < MIN_HMAC_SECRET_BITS:
-            raise ConfigError(
-                "PGW_JWT_SECRET is too predictable (too few different characters) for prod; "
-                "generate one, e.g. `openssl rand -base64 48`"
-            )
-        if settings.dev_jwt_secret_file.exists() and (
-            settings.dev_jwt_secret_file.read_text().strip() == secret
-        ):
-            raise ConfigError("PGW_JWT_SECRET is the generated development secret")
-    if settings.uses_asymmetric and not (settings.jwt_public_key_file or settings.jwt_jwks_file):
-        raise ConfigError(
-            "PGW_JWT_PUBLIC_KEY_FILE or PGW_JWT_JWKS_FILE is required in prod "
-            "when an asymmetric algorithm is accepted"
-        )
+        found += _jwt_secret_problems(settings)
+    if settings.uses_asymmetric and not (settings.jwt_public_key_file or settings.jwt_jwks_file
+                                         or settings.remote_keys):
+        found.append("PGW_JWT_PUBLIC_KEY_FILE or PGW_JWT_JWKS_FILE is required in prod "
+                     "when an asymmetric algorithm is accepted")
     for name, path in (
         ("PGW_JWT_PUBLIC_KEY_FILE", settings.jwt_public_key_file),
         ("PGW_JWT_JWKS_FILE", settings.jwt_jwks_file),
     ):
         if path is not None and not path.is_file():
-            raise ConfigError(f"{name} points to {path}, which does not exist")
-    for name, path, command in (
-        ("PGW_AUDIT_SIGNING_KEY_FILE", settings.audit_key_file, "pgw audit init-key"),
-        ("PGW_RECEIPT_SIGNING_KEY_FILE", settings.receipt_key_file, "pgw consent init-key"),
+            found.append(f"{name} points to {path}, which does not exist")
+    for name, path in (
+        ("PGW_AUDIT_SIGNING_KEY_FILE", settings.audit_key_file),
+        ("PGW_RECEIPT_SIGNING_KEY_FILE", settings.receipt_key_file),
     ):
         if not path.is_file():
-            raise ConfigError(f"{name}: no signing key at {path}; create one with `{command}` "
-                              "before starting")
+            found.append(f"{name}: no signing key at {path}; create it with `pgw init`")
+    return found
+
+
+def check_production(settings: Settings) -> None:
+    """Raise ConfigError listing every setting that is unsafe for production."""
+    found = production_problems(settings)
+    if found:
+        raise ConfigError(*found)
 
 
 def load_settings() -> Settings:

@@ -12,9 +12,11 @@ from fastapi import FastAPI
 from app import logs
 from app.access.router import router as access_router
 from app.audit.router import router as audit_router
+from app.auth.jwks import AuthMetrics, refreshing
 from app.auth.limits import PII_CHARACTERS, Limit, RateLimiter, parse_limits
+from app.auth.openapi import install_openapi
 from app.auth.tokens import load_verifier
-from app.config import Settings, check_production, load_settings
+from app.config import ConfigError, Settings, load_settings
 from app.consent.router import router as consent_router
 from app.datasets.router import router as datasets_router
 from app.dsr.router import holds_router
@@ -22,6 +24,7 @@ from app.dsr.router import router as dsr_router
 from app.errors import install_handlers
 from app.keys.router import router as keys_router
 from app.middleware import BodyLimit, RejectNul, RequestContext
+from app.ops.docs import install_docs
 from app.ops.metrics import make_metrics
 from app.ops.router import router as ops_router
 from app.pii.router import router as pii_router
@@ -37,8 +40,14 @@ logger = logging.getLogger("pgw")
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
-    check_production(settings)
+    if not settings.is_dev:
+        from app.ops.setup import problems
+
+        found = problems(settings, serving=True)  # all of them in one message
+        if found:
+            raise ConfigError(*found)
     metrics = make_metrics()
+    auth_metrics = AuthMetrics.register(metrics.registry)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -46,7 +55,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.runtime = runtime
         # Load the PII engine now (once per process), not on the first request.
         await anyio.to_thread.run_sync(get_engine, settings.nlp_model_en)
-        app.state.token_verifier = load_verifier(settings, create_dev_secret=settings.is_dev)
+        app.state.token_verifier = verifier = load_verifier(
+            settings, create_dev_secret=settings.is_dev, metrics=auth_metrics)
         worker = None
         if settings.is_dev and settings.worker_in_serve:
             from app.jobs.worker import start_thread
@@ -54,7 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             worker = start_thread(runtime)
         logger.info("privacy gateway started")
         try:
-            yield
+            async with refreshing(verifier.key_set):  # the identity provider's keys, if any
+                yield
         finally:
             if worker is not None:
                 thread, stop = worker
@@ -67,6 +78,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         summary="Consent, purpose limitation, PII protection and a tamper-evident audit log.",
         lifespan=lifespan,
+        docs_url=None,  # served from packaged assets by install_docs, not from a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = metrics
@@ -89,8 +102,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(holds_router)
     app.include_router(webhooks_router)
     app.include_router(datasets_router)
+    install_docs(app, title=app.title)
+    install_openapi(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes,
-                       uploads={"/v1/datasets/": settings.max_upload_bytes})
+                       uploads={"/v1/datasets/": settings.max_upload_bytes,
+                                "/v1/records/batch": (settings.max_batch_bytes,
+                                                      "PGW_MAX_BATCH_BYTES")})
     app.add_middleware(RejectNul)
     app.add_middleware(RequestContext, metrics=metrics, hsts=not settings.is_dev)
     return app
