@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     max_upload_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)  # dataset uploads
     audit_checkpoint_every: int = Field(default=256, ge=1)
+    audit_checkpoint_seconds: float = Field(default=60, gt=0, le=86400)
+    audit_sequencer_poll_seconds: float = Field(default=0.2, gt=0, le=60)
+    audit_origin: str | None = Field(default=None, min_length=1, max_length=200,
+                                     pattern=r"^[\x21-\x7e]+$")
     audit_signing_key_file: Path | None = None
     receipt_signing_key_file: Path | None = None
     log_level: str = "INFO"

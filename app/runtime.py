@@ -8,6 +8,7 @@ import secrets
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -145,9 +146,11 @@ def open_runtime(settings: Settings, *,
     probe_engine = make_engine(settings.sqlalchemy_url, pool_size=1, max_overflow=0,
                                pool_timeout=probe_timeout, connect_timeout=probe_timeout,
                                busy_timeout_ms=int(probe_timeout * 1000))
-    writer = audit.AuditWriter(policy_version=policy.version, signer=signer,
-                               checkpoint_every=settings.audit_checkpoint_every,
-                               on_failure=on_audit_failure)
+    writer = audit.AuditWriter(
+        policy_version=policy.version, signer=signer,
+        checkpoint_every=settings.audit_checkpoint_every, on_failure=on_audit_failure,
+        origin=settings.audit_origin or f"privacy-gateway/{signer.key_id if signer else 'log'}",
+        checkpoint_interval=timedelta(seconds=settings.audit_checkpoint_seconds))
     runtime = Runtime(
         settings=settings,
         engine=engine,

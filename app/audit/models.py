@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Index, Integer, String
+from sqlalchemy import JSON, BigInteger, Index, Integer, SmallInteger, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, UTCDateTime
@@ -38,7 +38,8 @@ class AuditEntry(Base):
 
 
 class AuditCheckpoint(Base):
-    """A signed statement of the chain's size and head hash at one moment."""
+    """A signed statement of the log's size, chain head and Merkle root at one moment. Those
+    made before the Merkle tree existed have no root and no note."""
 
     __tablename__ = "audit_checkpoints"
 
@@ -48,3 +49,17 @@ class AuditCheckpoint(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     key_id: Mapped[str] = mapped_column(String(64))
     signature: Mapped[str] = mapped_column(String(200))
+    root: Mapped[str | None] = mapped_column(String(64))
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class AuditTreeNode(Base):
+    """The hash of one perfect subtree of the Merkle tree over the entries: level 0 holds the
+    leaves (entry `seq` is leaf `seq - 1`), level l node i covers leaves [i * 2^l, (i+1) * 2^l).
+    Written once by the sequencer; the database refuses UPDATE and DELETE."""
+
+    __tablename__ = "audit_tree_nodes"
+
+    level: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    idx: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[str] = mapped_column(String(64))

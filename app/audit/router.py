@@ -7,18 +7,22 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.audit import service as audit
+from app.audit import tree
+from app.audit.models import AuditCheckpoint
 from app.audit.schemas import (
     AuditEntryOut,
     AuditPage,
     CheckpointOut,
     CheckpointPage,
+    ConsistencyProofOut,
+    InclusionProofOut,
     VerificationOut,
 )
 from app.audit.service import Outcome
 from app.auth.guard import Caller, RequireScope
 from app.auth.scopes import Scope
 from app.deps import SessionDep
-from app.errors import PROBLEM_RESPONSES, Invalid, ServiceUnavailable
+from app.errors import PROBLEM_RESPONSES, Invalid, NotFound, ServiceUnavailable
 from app.keys.signing import Signer
 from app.schemas import IsoDateTime
 
@@ -95,7 +99,8 @@ def list_checkpoints(
 def create_checkpoint(session: SessionDep, caller: AuditReader,
                       request: Request) -> CheckpointOut | Response:
     """Sign the current head now (checkpoints are also made every N entries)."""
-    checkpoint = audit.create_checkpoint(session, signer=_signer(request))
+    _signer(request)
+    checkpoint = audit.create_checkpoint(session)
     if checkpoint is None:
         return Response(status_code=204)
     audit.record(session, caller=caller, action="audit.checkpoint.created",
@@ -114,7 +119,7 @@ def public_key(caller: AuditReader, request: Request) -> str:
 def export_audit(session: SessionDep, caller: AuditReader, request: Request) -> StreamingResponse:
     """The whole log as JSON Lines, ending on a checkpoint signed for this export."""
     signer = _signer(request)
-    size, head = audit.prepare_export(session, caller=caller, signer=signer)
+    size, head = audit.prepare_export(session, caller=caller)
     # Read page by page after the request's session has committed (with its audit entry) and
     # closed: a client that stops reading holds no database connection.
     factory: sessionmaker[Session] = request.app.state.runtime.read_session_factory
@@ -123,3 +128,73 @@ def export_audit(session: SessionDep, caller: AuditReader, request: Request) -> 
         media_type="application/jsonl",
         headers={"Content-Disposition": 'attachment; filename="audit-export.jsonl"'},
     )
+
+
+def _signed_tree(session: Session, request: Request, size: int | None, *,
+                 covering: int = 0) -> AuditCheckpoint:
+    """The signed checkpoint at `size`, or the latest one covering entry `covering` (signed now
+    if there is none yet)."""
+    if size is not None:
+        checkpoint = tree.checkpoint_at(session, size)
+        if checkpoint is None:
+            raise NotFound(f"there is no signed checkpoint at tree size {size}; list them at "
+                           "/v1/audit/checkpoints", field="tree_size")
+        return checkpoint
+    _signer(request)
+    audit.catch_up(session)
+    checkpoint = tree.latest_checkpoint(session)
+    if checkpoint is None or checkpoint.size < covering:
+        checkpoint = audit.create_checkpoint(session)
+    if checkpoint is None or checkpoint.size < covering:
+        raise NotFound("the audit log is empty" if covering == 0
+                       else f"there is no audit entry {covering}")
+    return checkpoint
+
+
+@router.get("/checkpoint", response_class=PlainTextResponse,
+            responses={200: {"content": {"text/plain": {}}}})
+def latest_checkpoint(session: SessionDep, caller: AuditReader, request: Request) -> str:
+    """The latest signed checkpoint as a signed note (origin, tree size, base64 root), the
+    form witnesses and transparency-log tools read."""
+    checkpoint = _signed_tree(session, request, None)
+    return checkpoint.note or ""
+
+
+@router.get("/entries/{seq}/proof", response_model=InclusionProofOut)
+def inclusion_proof(
+    session: SessionDep, caller: AuditReader, request: Request, seq: int,
+    tree_size: int | None = Query(default=None, ge=1),
+) -> InclusionProofOut:
+    """Proof that entry `seq` is in the signed tree (the latest, or the one of `tree_size`)."""
+    if seq < 1:
+        raise Invalid("sequence numbers start at 1", field="seq")
+    checkpoint = _signed_tree(session, request, tree_size, covering=seq)
+    if seq > checkpoint.size:
+        raise Invalid(f"entry {seq} is not in the tree of {checkpoint.size} entries",
+                      field="tree_size")
+    entry = audit.entries_after(session, after_seq=seq - 1, up_to=seq, limit=1)
+    if not entry:
+        raise NotFound(f"there is no audit entry {seq}")
+    proof = tree.inclusion_proof(session, seq=seq, size=checkpoint.size)
+    audit.record(session, caller=caller, action="audit.read",
+                 details={"returned": 1, "proof": "inclusion", "seq": seq})
+    return InclusionProofOut(entry=AuditEntryOut(**audit.entry_dict(entry[0])),
+                             tree_size=checkpoint.size, proof=[p.hex() for p in proof],
+                             checkpoint=checkpoint.note or "")
+
+
+@router.get("/consistency", response_model=ConsistencyProofOut)
+def consistency_proof(
+    session: SessionDep, caller: AuditReader, request: Request,
+    from_size: int = Query(ge=1, description="the size of the checkpoint you kept"),
+    to_size: int | None = Query(default=None, ge=1,
+                                description="a signed tree size (default: the latest)"),
+) -> ConsistencyProofOut:
+    """Proof that the signed tree of `to_size` entries extends the one of `from_size`."""
+    checkpoint = _signed_tree(session, request, to_size, covering=from_size)
+    if from_size > checkpoint.size:
+        raise Invalid(f"the log has {checkpoint.size} entries in its signed tree",
+                      field="from_size")
+    proof = tree.consistency_proof(session, first=from_size, second=checkpoint.size)
+    return ConsistencyProofOut(from_size=from_size, to_size=checkpoint.size,
+                               proof=[p.hex() for p in proof], checkpoint=checkpoint.note or "")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -21,7 +21,7 @@ from sqlalchemy import event, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from app.audit import chain, export
+from app.audit import export, tree, verifier
 from app.audit.models import AuditCheckpoint, AuditEntry
 from app.auth.guard import Caller
 from app.clock import isoformat, utcnow
@@ -65,6 +65,8 @@ class AuditWriter:
     signer: Signer | None
     checkpoint_every: int
     on_failure: Callable[[], None] = field(default=lambda: None)
+    origin: str = "privacy-gateway"  # the log's name in its signed checkpoints
+    checkpoint_interval: timedelta = timedelta(seconds=60)
 
 
 def record(session: Session, *, caller: Caller, action: str, outcome: Outcome = Outcome.ALLOWED,
@@ -145,7 +147,7 @@ def _lock_head(session: Session) -> tuple[int, str]:
     last = session.execute(select(AuditEntry.seq, AuditEntry.hash, signed_size)
                            .order_by(AuditEntry.seq.desc()).limit(1)).first()
     seq, head_hash, signed = last if last is not None else \
-        (0, chain.GENESIS_HASH, session.scalar(select(signed_size)))
+        (0, verifier.GENESIS_HASH, session.scalar(select(signed_size)))
     signed = signed or 0
     if signed > seq:
         logger.error("audit log has fewer entries (%d) than its last signed checkpoint (%d): "
@@ -154,7 +156,8 @@ def _lock_head(session: Session) -> tuple[int, str]:
 
 
 def append(session: Session, *, drafts: list[Draft], writer: AuditWriter) -> int:
-    """Link drafts onto the chain head; returns the new head sequence number."""
+    """Link drafts onto the chain head; returns the new head sequence number. The sequencer
+    adds them to the Merkle tree and signs checkpoints after they commit."""
     first_seq, prev = _lock_head(session)
     seq, now = first_seq, utcnow()
     for draft in drafts:
@@ -166,53 +169,60 @@ def append(session: Session, *, drafts: list[Draft], writer: AuditWriter) -> int
             "request_id": draft.request_id, "policy_version": writer.policy_version,
             "prev_hash": prev,
         }
-        prev = chain.entry_hash(fields)
+        prev = verifier.entry_hash(fields)
         session.add(AuditEntry(**{**fields, "ts": now, "hash": prev}))
     session.flush()
-    if writer.signer is not None and seq // writer.checkpoint_every > \
-            first_seq // writer.checkpoint_every:
-        _add_checkpoint(session, signer=writer.signer, size=seq, head=prev, now=now)
     return seq
 
 
-def _add_checkpoint(session: Session, *, signer: Signer, size: int, head: str,
-                    now: datetime) -> AuditCheckpoint:
-    body = {"size": size, "head": head, "created_at": isoformat(now), "key_id": signer.key_id}
-    checkpoint = AuditCheckpoint(size=size, head=head, created_at=now, key_id=signer.key_id,
-                                 signature=signer.sign(chain.checkpoint_message(body)))
-    session.add(checkpoint)
-    session.flush()
-    return checkpoint
+def integrate(session: Session, *, wait: bool = False, force_checkpoint: bool = False,
+              limit: int = tree.BATCH) -> tree.Integration | None:
+    """One sequencer step in the session's transaction (see `tree.integrate`)."""
+    writer: AuditWriter | None = session.info.get(WRITER_KEY)
+    if writer is None:
+        raise AuditWriteFailed("no audit writer is configured for this session")
+    return tree.integrate(session, signer=writer.signer, origin=writer.origin,
+                          checkpoint_every=writer.checkpoint_every,
+                          checkpoint_interval=timedelta(0) if force_checkpoint
+                          else writer.checkpoint_interval, wait=wait, limit=limit)
 
 
-def create_checkpoint(session: Session, *, signer: Signer) -> AuditCheckpoint | None:
-    """Sign the current head (on demand). None while the log is empty."""
-    _lock_head(session)
-    size, head_hash = head(session)
-    if size == 0:
+def catch_up(session: Session) -> int:
+    """Integrate what is committed before a reader looks at the tree (the sequencer normally
+    has, within a second); returns the tree size. A backlog larger than a few batches is left
+    to the sequencer."""
+    size = 0
+    for _ in range(5):
+        result = integrate(session, wait=True)
+        size = result.size if result else size
+        if result is None or result.added < tree.BATCH:
+            break
+    return size
+
+
+def create_checkpoint(session: Session) -> AuditCheckpoint | None:
+    """Integrate everything committed and sign the tree now with the process's audit key.
+    None while the log is empty."""
+    catch_up(session)
+    result = integrate(session, wait=True, force_checkpoint=True)
+    if result is None or result.size == 0:
         return None
-    existing = session.scalar(select(AuditCheckpoint).where(AuditCheckpoint.size == size))
-    if existing is not None:
-        return existing
-    return _add_checkpoint(session, signer=signer, size=size, head=head_hash, now=utcnow())
+    return tree.checkpoint_at(session, result.size)
 
 
 def entry_dict(entry: AuditEntry) -> dict[str, Any]:
-    return {
-        "seq": entry.seq, "ts": isoformat(entry.ts), "actor": entry.actor, "roles": entry.roles,
-        "action": entry.action, "purpose": entry.purpose, "subject_id": entry.subject_id,
-        "resource": entry.resource, "outcome": entry.outcome, "details": entry.details,
-        "request_id": entry.request_id, "policy_version": entry.policy_version,
-        "prev_hash": entry.prev_hash, "hash": entry.hash,
-    }
+    return {**tree.entry_fields(entry), "hash": entry.hash}
 
 
 def checkpoint_dict(checkpoint: AuditCheckpoint) -> dict[str, Any]:
-    return {
+    body = {
         "size": checkpoint.size, "head": checkpoint.head,
         "created_at": isoformat(checkpoint.created_at), "key_id": checkpoint.key_id,
         "signature": checkpoint.signature,
     }
+    if checkpoint.root is not None:
+        body.update(root=checkpoint.root, note=checkpoint.note)
+    return body
 
 
 def list_entries(session: Session, *, since: datetime | None = None,
@@ -267,18 +277,25 @@ def head(session: Session) -> tuple[int, str]:
     last = session.execute(
         select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)
     ).first()
-    return (last.seq, last.hash) if last else (0, chain.GENESIS_HASH)
+    return (last.seq, last.hash) if last else (0, verifier.GENESIS_HASH)
 
 
-def verify_log(session: Session, *, signer: Signer | None) -> chain.Verification:
+def verify_log(session: Session, *, signer: Signer | None) -> verifier.Verification:
+    """Recompute the chain and the tree from the entries; compare them with every checkpoint
+    and with the tree the sequencer stored."""
     checkpoints = [checkpoint_dict(c) for c in session.scalars(select(AuditCheckpoint))]
     public_key = signer.public_key if signer is not None else None
-    return chain.verify(iter_entries(session), checkpoints, public_key)
+    size = tree.tree_size(session)
+    result = verifier.verify(iter_entries(session), checkpoints, public_key, roots_at=[size])
+    if result.ok and size and result.roots.get(size) != tree.root_at(session, size):
+        result.ok, result.reason = False, (f"the stored Merkle tree of {size} entries does not "
+                                           "match the entries")
+    return result
 
 
-def prepare_export(session: Session, *, caller: Caller, signer: Signer) -> tuple[int, str]:
+def prepare_export(session: Session, *, caller: Caller) -> tuple[int, str]:
     """Sign the head for an export and audit it; returns the (size, head) the export covers."""
-    checkpoint = create_checkpoint(session, signer=signer)
+    checkpoint = create_checkpoint(session)
     size, head_hash = (checkpoint.size, checkpoint.head) if checkpoint else head(session)
     record(session, caller=caller, action="audit.exported", details={"entries": size})
     return size, head_hash

@@ -1,6 +1,7 @@
 """Workers: claim a job, run its handler while a heartbeat keeps the lease, then finish it or
-schedule a retry. `pgw worker` runs one in the foreground; `pgw serve` in development runs one
-in a thread unless PGW_WORKER_IN_SERVE is false."""
+schedule a retry; beside them runs the audit log's sequencer. `pgw worker` runs one in the
+foreground; `pgw serve` in development runs one in a thread unless PGW_WORKER_IN_SERVE is
+false."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import threading
 from datetime import timedelta
 
 import app.jobs.handlers  # noqa: F401 - registers every domain's job handlers
+from app.audit import sequencer
 from app.jobs import queue, schedule
 from app.jobs.queue import Claimed, Retry
 from app.runtime import Runtime
@@ -89,6 +91,10 @@ def run(runtime: Runtime, *, stop: threading.Event, worker: str | None = None,
                                 kwargs={"stop": stop, "worker": f"{worker}/{lane}-{n}",
                                         "kinds": kinds}, daemon=True)
                for lane, kinds in lanes.items() for n in range(per_lane)]
+    if not until_idle:  # the audit log's Merkle tree grows while jobs run
+        threads.append(threading.Thread(target=sequencer.run, args=(runtime,),
+                                        kwargs={"stop": stop}, name="pgw-audit-sequencer",
+                                        daemon=True))
     for thread in threads:
         thread.start()
     try:

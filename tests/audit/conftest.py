@@ -29,8 +29,9 @@ def tamper(engine: Engine, *statements: str) -> None:
         if engine.dialect.name == "postgresql":
             conn.execute(text("ALTER TABLE audit_entries DISABLE TRIGGER USER"))
             conn.execute(text("ALTER TABLE audit_checkpoints DISABLE TRIGGER USER"))
+            conn.execute(text("ALTER TABLE audit_tree_nodes DISABLE TRIGGER USER"))
         else:
-            for table in ("audit_entries", "audit_checkpoints"):
+            for table in ("audit_entries", "audit_checkpoints", "audit_tree_nodes"):
                 for op in ("update", "delete"):
                     conn.execute(text(f"DROP TRIGGER IF EXISTS {table}_no_{op}"))
         for statement in statements:

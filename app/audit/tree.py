@@ -1,0 +1,251 @@
+"""The Merkle tree over the audit log: integration of committed entries, signed checkpoints,
+and inclusion and consistency proofs (RFC 9162).
+
+Only the sequencer writes the tree. Each integration is one transaction that takes the
+sequencer's lock (a PostgreSQL advisory lock of its own, never the one entries are appended
+under; SQLite serialises every write transaction anyway), reads the tree size from the database,
+adds the leaves and every perfect subtree they complete, and may sign a checkpoint. Two
+sequencers therefore take turns, and one killed mid-batch leaves nothing behind: no gap, no
+fork, no duplicate (a duplicate node would also violate the primary key).
+
+Proofs are built from stored perfect-subtree hashes: every range the RFC's recursion asks for
+is either such a subtree or splits into them, so a proof costs one query of O(log² n) rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, insert, select, tuple_
+from sqlalchemy.orm import Session
+
+from app.audit import verifier
+from app.audit.models import AuditCheckpoint, AuditEntry, AuditTreeNode
+from app.clock import isoformat, utcnow
+from app.db import is_postgres
+from app.keys.signing import Signer
+
+SEQUENCER_LOCK_KEY = 0x7067_7773_6571  # any fixed 64-bit value, distinct from the append lock
+BATCH = 2000
+logger = logging.getLogger("pgw.audit.tree")
+NodeKey = tuple[int, int]
+Getter = Callable[[int, int], bytes]
+
+
+@dataclass(frozen=True)
+class Integration:
+    size: int          # tree size after this integration
+    added: int         # leaves added
+    checkpoint: AuditCheckpoint | None
+
+
+def tree_size(session: Session) -> int:
+    last = session.scalar(select(func.max(AuditTreeNode.idx)).where(AuditTreeNode.level == 0))
+    return 0 if last is None else last + 1
+
+
+def lock(session: Session, *, wait: bool) -> bool:
+    """Take the sequencer's lock for this transaction; False if `wait` is off and it is held."""
+    if not is_postgres(session):
+        return True
+    if wait:
+        session.execute(select(func.pg_advisory_xact_lock(SEQUENCER_LOCK_KEY)))
+        return True
+    return bool(session.scalar(select(func.pg_try_advisory_xact_lock(SEQUENCER_LOCK_KEY))))
+
+
+def _peaks_at(size: int) -> list[NodeKey]:
+    """The perfect subtrees whose hashes make the compact range of a tree of `size` leaves."""
+    keys, start = [], 0
+    for level in range(size.bit_length() - 1, -1, -1):
+        if size >> level & 1:
+            keys.append((level, start >> level))
+            start += 1 << level
+    return keys
+
+
+def _fetch(session: Session, keys: Iterable[NodeKey]) -> dict[NodeKey, bytes]:
+    wanted = sorted(set(keys))
+    found: dict[NodeKey, bytes] = {}
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start:start + 500]
+        rows = session.execute(select(AuditTreeNode.level, AuditTreeNode.idx, AuditTreeNode.hash)
+                               .where(tuple_(AuditTreeNode.level, AuditTreeNode.idx).in_(chunk)))
+        found.update({(level, idx): bytes.fromhex(h) for level, idx, h in rows})
+    missing = [key for key in wanted if key not in found]
+    if missing:
+        raise LookupError(f"the audit tree lacks node {missing[0]}: it was tampered with")
+    return found
+
+
+def compact_range(session: Session, size: int) -> verifier.CompactRange:
+    keys = _peaks_at(size)
+    nodes = _fetch(session, keys)
+    return verifier.CompactRange(size, [nodes[key] for key in keys])
+
+
+def integrate(session: Session, *, signer: Signer | None, origin: str, checkpoint_every: int,
+              checkpoint_interval: timedelta, wait: bool = False,
+              limit: int = BATCH) -> Integration | None:
+    """Add up to `limit` committed entries to the tree; sign a checkpoint when the size crosses
+    a multiple of `checkpoint_every` or the last one is older than `checkpoint_interval`.
+    None when another sequencer holds the lock (and `wait` is off)."""
+    if not lock(session, wait=wait):
+        return None
+    size = tree_size(session)
+    entries = list(session.scalars(select(AuditEntry).where(AuditEntry.seq > size)
+                                   .order_by(AuditEntry.seq).limit(limit)))
+    tree = compact_range(session, size)
+    rows: list[dict[str, object]] = []
+    for entry in entries:
+        if entry.seq != tree.size + 1:
+            raise LookupError(f"audit entry {tree.size + 1} is missing: the log has a gap")
+        leaf = verifier.entry_leaf_hash(entry_fields(entry))
+        rows.extend({"level": level, "idx": idx, "hash": node.hex()}
+                    for level, idx, node in tree.append(leaf))
+    if rows:
+        session.execute(insert(AuditTreeNode), rows)
+    checkpoint = None
+    if signer is not None and tree.size > 0 and _checkpoint_due(
+            session, size=size, new_size=tree.size, every=checkpoint_every,
+            interval=checkpoint_interval):
+        head = entries[-1].hash if entries else _head_at(session, tree.size)
+        checkpoint = _sign(session, signer=signer, origin=origin, size=tree.size, head=head,
+                           root=tree.root())
+    session.flush()
+    return Integration(tree.size, len(entries), checkpoint)
+
+
+def _checkpoint_due(session: Session, *, size: int, new_size: int, every: int,
+                    interval: timedelta) -> bool:
+    last = session.execute(select(AuditCheckpoint.size, AuditCheckpoint.created_at,
+                                  AuditCheckpoint.root)
+                           .order_by(AuditCheckpoint.size.desc()).limit(1)).first()
+    if last is None or last.root is None:
+        return True  # the first checkpoint with a root
+    if last.size >= new_size:
+        return False
+    return new_size // every > size // every or utcnow() - last.created_at >= interval
+
+
+def _head_at(session: Session, size: int) -> str:
+    head = session.scalar(select(AuditEntry.hash).where(AuditEntry.seq == size))
+    if head is None:
+        raise LookupError(f"audit entry {size} is missing")
+    return head
+
+
+def _sign(session: Session, *, signer: Signer, origin: str, size: int, head: str,
+          root: bytes) -> AuditCheckpoint:
+    existing = session.scalar(select(AuditCheckpoint).where(AuditCheckpoint.size == size))
+    if existing is not None:
+        return existing
+    now = utcnow()
+    body = {"size": size, "head": head, "created_at": isoformat(now), "key_id": signer.key_id}
+    note = verifier.note_body(origin, size, root)
+    signature = signer.private_key.sign(note.encode())
+    note += "\n" + verifier.signature_line(origin, signer.public_key, signature)
+    checkpoint = AuditCheckpoint(size=size, head=head, created_at=now, key_id=signer.key_id,
+                                 signature=signer.sign(verifier.checkpoint_message(body)),
+                                 root=root.hex(), note=note)
+    session.add(checkpoint)
+    return checkpoint
+
+
+def entry_fields(entry: AuditEntry) -> dict[str, object]:
+    return {"seq": entry.seq, "ts": isoformat(entry.ts), "actor": entry.actor,
+            "roles": entry.roles, "action": entry.action, "purpose": entry.purpose,
+            "subject_id": entry.subject_id, "resource": entry.resource,
+            "outcome": entry.outcome, "details": entry.details,
+            "request_id": entry.request_id, "policy_version": entry.policy_version,
+            "prev_hash": entry.prev_hash}
+
+
+# --- proofs -----------------------------------------------------------------------------------
+
+def _range_hash(start: int, end: int, node: Getter) -> bytes:
+    """MTH of leaves [start, end) as the RFC's recursion splits it: aligned perfect subtrees
+    are stored nodes, anything else splits at the largest power of two."""
+    width = end - start
+    if width & (width - 1) == 0 and start % width == 0:
+        level = width.bit_length() - 1
+        return node(level, start >> level)
+    k = verifier.largest_power_of_two_below(width)
+    return verifier.node_hash(_range_hash(start, start + k, node),
+                              _range_hash(start + k, end, node))
+
+
+def _path(index: int, start: int, end: int, node: Getter) -> list[bytes]:
+    """RFC 9162 PATH(m, D[start:end]), leaf `index` counted from `start`."""
+    if end - start == 1:
+        return []
+    k = verifier.largest_power_of_two_below(end - start)
+    if index < k:
+        return _path(index, start, start + k, node) + [_range_hash(start + k, end, node)]
+    return _path(index - k, start + k, end, node) + [_range_hash(start, start + k, node)]
+
+
+def _subproof(m: int, start: int, end: int, complete: bool, node: Getter) -> list[bytes]:
+    """RFC 9162 SUBPROOF(m, D[start:end], b)."""
+    n = end - start
+    if m == n:
+        return [] if complete else [_range_hash(start, end, node)]
+    k = verifier.largest_power_of_two_below(n)
+    if m <= k:
+        return _subproof(m, start, start + k, complete, node) + [
+            _range_hash(start + k, end, node)]
+    return _subproof(m - k, start + k, end, False, node) + [_range_hash(start, start + k, node)]
+
+
+def _with_nodes(session: Session, build: Callable[[Getter], list[bytes]]) -> list[bytes]:
+    """Run `build` twice: once to learn which nodes it reads, then on those nodes fetched in
+    one query."""
+    wanted: set[NodeKey] = set()
+
+    def record(level: int, idx: int) -> bytes:
+        wanted.add((level, idx))
+        return b"\x00" * 32
+
+    build(record)
+    nodes = _fetch(session, wanted)
+    return build(lambda level, idx: nodes[(level, idx)])
+
+
+def inclusion_proof(session: Session, *, seq: int, size: int) -> list[bytes]:
+    if not 1 <= seq <= size:
+        raise ValueError("the entry is outside the tree")
+    return _with_nodes(session, lambda node: _path(seq - 1, 0, size, node))
+
+
+def consistency_proof(session: Session, *, first: int, second: int) -> list[bytes]:
+    if not 0 <= first <= second:
+        raise ValueError("the first size must not exceed the second")
+    if first in (0, second):
+        return []
+    return _with_nodes(session, lambda node: _subproof(first, 0, second, True, node))
+
+
+def root_at(session: Session, size: int) -> bytes:
+    if size == 0:
+        return verifier.EMPTY_ROOT
+    return _with_nodes(session, lambda node: [_range_hash(0, size, node)])[0]
+
+
+def latest_checkpoint(session: Session) -> AuditCheckpoint | None:
+    return session.scalar(select(AuditCheckpoint).where(AuditCheckpoint.root.is_not(None))
+                          .order_by(AuditCheckpoint.size.desc()).limit(1))
+
+
+def checkpoint_at(session: Session, size: int) -> AuditCheckpoint | None:
+    return session.scalar(select(AuditCheckpoint).where(AuditCheckpoint.size == size,
+                                                        AuditCheckpoint.root.is_not(None)))
+
+
+def integration_lag(session: Session, *, now: datetime | None = None) -> float:
+    """Seconds since the oldest entry not yet in the tree was written (0 when none waits)."""
+    size = tree_size(session)
+    oldest = session.scalar(select(AuditEntry.ts).where(AuditEntry.seq == size + 1))
+    return 0.0 if oldest is None else max(0.0, ((now or utcnow()) - oldest).total_seconds())
