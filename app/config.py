@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     env: Environment = Environment.DEV
     data_dir: Path = Path("./data")
     database_url: str | None = None
+    # PostgreSQL: migrations run as the tables' owner, the service as a role that may not
+    # rewrite the audit log (see `pgw migrate` and README "Database roles")
+    migration_database_url: str | None = None
+    service_role: str | None = Field(default=None, pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     policy_dir: Path = Path("./policies")
 
     jwt_algorithms: Annotated[tuple[str, ...], NoDecode] = ("HS256",)
@@ -167,6 +171,11 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'pgw.sqlite3').resolve()}"
+
+    @property
+    def migration_url(self) -> str:
+        """The owner role's URL for `pgw migrate` (the service's own when not set)."""
+        return self.migration_database_url or self.sqlalchemy_url
 
     @property
     def dev_jwt_secret_file(self) -> Path:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event, text
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -152,10 +152,55 @@ def alembic_config(url: str | None = None) -> Any:
     return config
 
 
-def upgrade(url: str, revision: str = "head") -> None:
+def upgrade(url: str, revision: str = "head", *, service_role: str | None = None) -> None:
+    """Migrate (as the tables' owner); then, on PostgreSQL, grant `service_role` what the
+    service needs and no more."""
     from alembic import command
 
     command.upgrade(alembic_config(url), revision)
+    if service_role is not None:
+        engine = make_engine(url, pool_size=1)
+        try:
+            with engine.begin() as connection:
+                grant_service_role(connection, service_role)
+        finally:
+            engine.dispose()
+
+
+# Tables whose rows are never changed or removed once written: the service may only add to them.
+APPEND_ONLY = ("audit_entries", "audit_checkpoints", "audit_tree_nodes", "consent_events")
+QUEUES = ("audit_pending",)  # added to by writers, emptied by the sequencer
+
+
+def grant_service_role(connection: Connection, role: str) -> None:
+    """Give the service's role read and write on its tables, but only SELECT and INSERT on the
+    append-only ones (and DELETE on the audit queue). Not owning them, it cannot ALTER them,
+    disable their triggers, or TRUNCATE them; `session_replication_role` needs a superuser."""
+    if connection.dialect.name != "postgresql":
+        raise ValueError("database roles are a PostgreSQL feature")
+    quoted = connection.dialect.identifier_preparer.quote(role)
+    tables = [row[0] for row in connection.execute(text(
+        "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"))]
+    connection.execute(text(f"GRANT USAGE ON SCHEMA {_schema(connection)} TO {quoted}"))
+    for table in tables:
+        name = connection.dialect.identifier_preparer.quote(table)
+        connection.execute(text(f"REVOKE ALL ON {name} FROM {quoted}"))
+        if table in APPEND_ONLY:
+            rights = "SELECT, INSERT"
+        elif table in QUEUES:
+            rights = "SELECT, INSERT, DELETE"
+        elif table == "alembic_version":
+            rights = "SELECT"
+        else:
+            rights = "SELECT, INSERT, UPDATE, DELETE"
+        connection.execute(text(f"GRANT {rights} ON {name} TO {quoted}"))
+    connection.execute(text(
+        f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {_schema(connection)} TO {quoted}"))
+
+
+def _schema(connection: Connection) -> str:
+    schema = connection.execute(text("SELECT current_schema()")).scalar_one()
+    return str(connection.dialect.identifier_preparer.quote(schema))
 
 
 def migration_state(engine: Engine) -> tuple[str | None, str | None]:

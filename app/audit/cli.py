@@ -44,8 +44,11 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
         except (verifier.ExportFormatError, verifier.NoteError) as exc:
             print(f"TAMPERED: {exc}")  # noqa: T201
             return 1
-    with opened(settings) as runtime, runtime.read_session_factory() as session:
-        return _report(audit.verify_log(session, signer=runtime.audit_signer))
+    with opened(settings) as runtime:
+        with runtime.transaction() as session:
+            audit.catch_up(session)
+        with runtime.read_session_factory() as session:
+            return _report(audit.verify_log(session, signer=runtime.audit_signer))
 
 
 def _check_proof(args: argparse.Namespace, settings: Settings) -> int:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -29,6 +29,7 @@ from app.schemas import IsoDateTime
 router = APIRouter(prefix="/v1/audit", tags=["audit"], responses=PROBLEM_RESPONSES)
 AuditReader = Annotated[Caller, Depends(RequireScope(Scope.AUDIT_READ))]
 MAX_PAGE = 1000
+MAX_SEQ = 2**62  # far beyond any log; keeps sizes inside a BIGINT
 
 
 def _cursor(value: str | None) -> int:
@@ -58,6 +59,7 @@ def list_audit(
     for name, moment in (("since", since), ("until", until)):
         if moment is not None and moment.tzinfo is None:
             raise Invalid("give a time zone, for example 2026-01-01T00:00:00Z", field=name)
+    audit.catch_up(session)
     entries = audit.list_entries(session, since=since, until=until, actor=actor, action=action,
                                  subject_id=subject_id, outcome=outcome,
                                  after_seq=_cursor(cursor), limit=limit)
@@ -74,6 +76,7 @@ def list_audit(
 @router.get("/verify", response_model=VerificationOut)
 def verify_audit(session: SessionDep, caller: AuditReader, request: Request) -> VerificationOut:
     """Recompute the whole chain and check every signed checkpoint."""
+    audit.catch_up(session)
     result = audit.verify_log(session, signer=request.app.state.runtime.audit_signer)
     audit.record(session, caller=caller, action="audit.verified",
                  outcome=Outcome.ALLOWED,
@@ -88,6 +91,7 @@ def list_checkpoints(
     cursor: str | None = Query(default=None, pattern=r"^[0-9]{1,18}$"),
     limit: int = Query(default=100, ge=1, le=MAX_PAGE),
 ) -> CheckpointPage:
+    audit.catch_up(session)
     checkpoints = audit.list_checkpoints(session, after_size=_cursor(cursor), limit=limit)
     next_cursor = str(checkpoints[-1].size) if len(checkpoints) == limit else None
     return CheckpointPage(items=[CheckpointOut(**audit.checkpoint_dict(c)) for c in checkpoints],
@@ -162,12 +166,11 @@ def latest_checkpoint(session: SessionDep, caller: AuditReader, request: Request
 
 @router.get("/entries/{seq}/proof", response_model=InclusionProofOut)
 def inclusion_proof(
-    session: SessionDep, caller: AuditReader, request: Request, seq: int,
-    tree_size: int | None = Query(default=None, ge=1),
+    session: SessionDep, caller: AuditReader, request: Request,
+    seq: Annotated[int, Path(ge=1, le=MAX_SEQ)],
+    tree_size: int | None = Query(default=None, ge=1, le=MAX_SEQ),
 ) -> InclusionProofOut:
     """Proof that entry `seq` is in the signed tree (the latest, or the one of `tree_size`)."""
-    if seq < 1:
-        raise Invalid("sequence numbers start at 1", field="seq")
     checkpoint = _signed_tree(session, request, tree_size, covering=seq)
     if seq > checkpoint.size:
         raise Invalid(f"entry {seq} is not in the tree of {checkpoint.size} entries",
@@ -186,8 +189,8 @@ def inclusion_proof(
 @router.get("/consistency", response_model=ConsistencyProofOut)
 def consistency_proof(
     session: SessionDep, caller: AuditReader, request: Request,
-    from_size: int = Query(ge=1, description="the size of the checkpoint you kept"),
-    to_size: int | None = Query(default=None, ge=1,
+    from_size: int = Query(ge=1, le=MAX_SEQ, description="the size of the checkpoint you kept"),
+    to_size: int | None = Query(default=None, ge=1, le=MAX_SEQ,
                                 description="a signed tree size (default: the latest)"),
 ) -> ConsistencyProofOut:
     """Proof that the signed tree of `to_size` entries extends the one of `from_size`."""

@@ -32,8 +32,9 @@ def run(runtime: Runtime, *, stop: threading.Event) -> None:
     while not stop.is_set():
         try:
             result = step(runtime)
-        except Exception:  # the database went away, or the tree is damaged: say so, retry
+        except Exception:  # the database went away, or the log is damaged: say so, retry
             logger.exception("audit sequencer step failed")
-            result = None
+            stop.wait(min(30.0, poll * 50))
+            continue
         if result is None or result.added < tree.BATCH:
             stop.wait(poll)

@@ -1,35 +1,33 @@
 """Writing and reading the audit log.
 
-Services call `record()`, which only queues a draft on the session. The drafts are appended to the
-chain in the session's `before_commit` hook, inside the same transaction as the change they
-describe: the entry and the change commit together or not at all, and the chain head is locked
-only between the append and the commit. On PostgreSQL a transaction-scoped advisory lock
-serialises appends from every worker and process, so the chain has no gaps and no forks; on
-SQLite every transaction already holds the write lock (BEGIN IMMEDIATE).
+Services call `record()`, which only queues a draft on the session. The drafts are written to
+the log's queue in the session's `before_commit` hook, inside the same transaction as the change
+they describe: the entry and the change commit together or not at all. Writers share no lock:
+the sequencer (`tree.integrate`, one at a time on a lock of its own) numbers committed entries,
+links them onto the hash chain and adds them to the Merkle tree, within a second. Readers of the
+log first integrate what is committed (`catch_up`), so they never miss an entry.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import event, func, select
+from sqlalchemy import event, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from app.audit import export, tree, verifier
-from app.audit.models import AuditCheckpoint, AuditEntry
+from app.audit.models import AuditCheckpoint, AuditEntry, AuditPending
 from app.auth.guard import Caller
 from app.clock import isoformat, utcnow
-from app.db import is_postgres
 from app.errors import AuditWriteFailed, database_error
 from app.keys.signing import Signer
 
-AUDIT_LOCK_KEY = 0x7067_7761_7564  # any fixed 64-bit value; shared by every writer
 PENDING_KEY = "pgw.audit.pending"
 WRITER_KEY = "audit_writer"
 MAX_DETAIL_STRING = 200
@@ -134,45 +132,17 @@ def _discard_on_rollback(session: Session) -> None:
     session.info.pop(PENDING_KEY, None)
 
 
-def _lock_head(session: Session) -> tuple[int, str]:
-    """Lock the chain head; returns the sequence number to continue after, and the head hash.
-
-    If rows were removed below a signed checkpoint, numbering continues after the checkpoint, so
-    the gap stays where verification finds it instead of being filled by new entries.
-    """
-    if is_postgres(session):
-        session.execute(select(func.pg_advisory_xact_lock(AUDIT_LOCK_KEY)))
-    # the head and the last signed size in one round trip (this runs on every request)
-    signed_size = select(func.max(AuditCheckpoint.size)).scalar_subquery()
-    last = session.execute(select(AuditEntry.seq, AuditEntry.hash, signed_size)
-                           .order_by(AuditEntry.seq.desc()).limit(1)).first()
-    seq, head_hash, signed = last if last is not None else \
-        (0, verifier.GENESIS_HASH, session.scalar(select(signed_size)))
-    signed = signed or 0
-    if signed > seq:
-        logger.error("audit log has fewer entries (%d) than its last signed checkpoint (%d): "
-                     "it was truncated; run `pgw audit verify`", seq, signed)
-    return max(seq, signed), head_hash
-
-
-def append(session: Session, *, drafts: list[Draft], writer: AuditWriter) -> int:
-    """Link drafts onto the chain head; returns the new head sequence number. The sequencer
-    adds them to the Merkle tree and signs checkpoints after they commit."""
-    first_seq, prev = _lock_head(session)
-    seq, now = first_seq, utcnow()
-    for draft in drafts:
-        seq += 1
-        fields = {
-            "seq": seq, "ts": isoformat(now), "actor": draft.actor, "roles": list(draft.roles),
-            "action": draft.action, "purpose": draft.purpose, "subject_id": draft.subject_id,
-            "resource": draft.resource, "outcome": draft.outcome.value, "details": draft.details,
-            "request_id": draft.request_id, "policy_version": writer.policy_version,
-            "prev_hash": prev,
-        }
-        prev = verifier.entry_hash(fields)
-        session.add(AuditEntry(**{**fields, "ts": now, "hash": prev}))
+def append(session: Session, *, drafts: list[Draft], writer: AuditWriter) -> None:
+    """Queue drafts in the caller's transaction: one insert, no lock, nothing read. The
+    sequencer gives them sequence numbers, links them onto the chain and into the Merkle tree
+    after they commit (`tree.integrate`)."""
+    now = utcnow()
+    session.add_all([AuditPending(
+        ts=now, actor=draft.actor, roles=list(draft.roles), action=draft.action,
+        purpose=draft.purpose, subject_id=draft.subject_id, resource=draft.resource,
+        outcome=draft.outcome.value, details=draft.details, request_id=draft.request_id,
+        policy_version=writer.policy_version) for draft in drafts])
     session.flush()
-    return seq
 
 
 def integrate(session: Session, *, wait: bool = False, force_checkpoint: bool = False,
@@ -193,7 +163,12 @@ def catch_up(session: Session) -> int:
     to the sequencer."""
     size = 0
     for _ in range(5):
-        result = integrate(session, wait=True)
+        try:
+            with session.begin_nested():
+                result = integrate(session, wait=True)
+        except LookupError as exc:  # a damaged log: readers still see it, and verify says why
+            logger.error("the audit sequencer cannot continue: %s", exc)
+            return tree.tree_size(session)
         size = result.size if result else size
         if result is None or result.added < tree.BATCH:
             break
@@ -249,6 +224,15 @@ def list_checkpoints(session: Session, *, after_size: int = 0, up_to: int | None
     if up_to is not None:
         query = query.where(AuditCheckpoint.size <= up_to)
     return list(session.scalars(query.order_by(AuditCheckpoint.size).limit(limit)))
+
+
+def reads_of_subject(session: Session, *, subject_id: str,
+                     actions: Iterable[str]) -> list[AuditEntry]:
+    """Allowed reads of one subject's data, oldest first (for the subject's own copy)."""
+    catch_up(session)
+    return list(session.scalars(select(AuditEntry).where(
+        AuditEntry.subject_id == subject_id, AuditEntry.action.in_(list(actions)),
+        AuditEntry.outcome == Outcome.ALLOWED.value).order_by(AuditEntry.seq)))
 
 
 def entries_after(session: Session, *, after_seq: int, up_to: int | None = None,

@@ -19,11 +19,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, insert, select, tuple_
+from sqlalchemy import delete, func, insert, select, tuple_
 from sqlalchemy.orm import Session
 
 from app.audit import verifier
-from app.audit.models import AuditCheckpoint, AuditEntry, AuditTreeNode
+from app.audit.models import AuditCheckpoint, AuditEntry, AuditPending, AuditTreeNode
 from app.clock import isoformat, utcnow
 from app.db import is_postgres
 from app.keys.signing import Signer
@@ -90,33 +90,75 @@ def compact_range(session: Session, size: int) -> verifier.CompactRange:
 def integrate(session: Session, *, signer: Signer | None, origin: str, checkpoint_every: int,
               checkpoint_interval: timedelta, wait: bool = False,
               limit: int = BATCH) -> Integration | None:
-    """Add up to `limit` committed entries to the tree; sign a checkpoint when the size crosses
-    a multiple of `checkpoint_every` or the last one is older than `checkpoint_interval`.
-    None when another sequencer holds the lock (and `wait` is off)."""
+    """Sequence up to `limit` committed entries: number them, link them onto the hash chain and
+    add them to the tree; sign a checkpoint when the size crosses a multiple of
+    `checkpoint_every` or the last one is older than `checkpoint_interval`. None when another
+    sequencer holds the lock (and `wait` is off)."""
     if not lock(session, wait=wait):
         return None
     size = tree_size(session)
-    entries = list(session.scalars(select(AuditEntry).where(AuditEntry.seq > size)
-                                   .order_by(AuditEntry.seq).limit(limit)))
     tree = compact_range(session, size)
-    rows: list[dict[str, object]] = []
-    for entry in entries:
-        if entry.seq != tree.size + 1:
-            raise LookupError(f"audit entry {tree.size + 1} is missing: the log has a gap")
-        leaf = verifier.entry_leaf_hash(entry_fields(entry))
-        rows.extend({"level": level, "idx": idx, "hash": node.hex()}
-                    for level, idx, node in tree.append(leaf))
-    if rows:
-        session.execute(insert(AuditTreeNode), rows)
+    nodes: list[dict[str, object]] = []
+    head = _numbered(session, tree, nodes, limit)
+    if tree.size - size < limit:
+        head = _sequence_queue(session, tree, nodes, limit - (tree.size - size)) or head
+    if nodes:
+        session.execute(insert(AuditTreeNode), nodes)
     checkpoint = None
     if signer is not None and tree.size > 0 and _checkpoint_due(
             session, size=size, new_size=tree.size, every=checkpoint_every,
             interval=checkpoint_interval):
-        head = entries[-1].hash if entries else _head_at(session, tree.size)
-        checkpoint = _sign(session, signer=signer, origin=origin, size=tree.size, head=head,
-                           root=tree.root())
+        checkpoint = _sign(session, signer=signer, origin=origin, size=tree.size,
+                           head=head or _head_at(session, tree.size), root=tree.root())
     session.flush()
-    return Integration(tree.size, len(entries), checkpoint)
+    return Integration(tree.size, tree.size - size, checkpoint)
+
+
+def _add_leaf(tree: verifier.CompactRange, nodes: list[dict[str, object]],
+              fields: dict[str, object]) -> None:
+    leaf = verifier.entry_leaf_hash(fields)
+    nodes.extend({"level": level, "idx": idx, "hash": node.hex()}
+                 for level, idx, node in tree.append(leaf))
+
+
+def _numbered(session: Session, tree: verifier.CompactRange, nodes: list[dict[str, object]],
+              limit: int) -> str | None:
+    """Entries numbered but not in the tree yet (those written before the tree existed)."""
+    head = None
+    for entry in session.scalars(select(AuditEntry).where(AuditEntry.seq > tree.size)
+                                 .order_by(AuditEntry.seq).limit(limit)):
+        if entry.seq != tree.size + 1:
+            raise LookupError(f"audit entry {tree.size + 1} is missing: the log has a gap")
+        _add_leaf(tree, nodes, entry_fields(entry))
+        head = entry.hash
+    return head
+
+
+def _sequence_queue(session: Session, tree: verifier.CompactRange,
+                    nodes: list[dict[str, object]], limit: int) -> str | None:
+    """Move committed entries from the queue onto the chain, in the order they were queued."""
+    pending = list(session.scalars(select(AuditPending).order_by(AuditPending.id).limit(limit)))
+    if not pending:
+        return None
+    signed = session.scalar(select(func.max(AuditCheckpoint.size))) or 0
+    if signed > tree.size:
+        raise LookupError(f"the audit log has {tree.size} entries in its tree and a signed "
+                          f"checkpoint of {signed}: it was truncated; run `pgw audit verify`")
+    prev = _head_at(session, tree.size) if tree.size else verifier.GENESIS_HASH
+    entries = []
+    for item in pending:
+        fields: dict[str, object] = {
+            "seq": tree.size + 1, "ts": isoformat(item.ts), "actor": item.actor,
+            "roles": item.roles, "action": item.action, "purpose": item.purpose,
+            "subject_id": item.subject_id, "resource": item.resource, "outcome": item.outcome,
+            "details": item.details, "request_id": item.request_id,
+            "policy_version": item.policy_version, "prev_hash": prev}
+        prev = verifier.entry_hash(fields)
+        entries.append({**fields, "ts": item.ts, "hash": prev})
+        _add_leaf(tree, nodes, fields)
+    session.execute(insert(AuditEntry), entries)
+    session.execute(delete(AuditPending).where(AuditPending.id.in_([p.id for p in pending])))
+    return prev
 
 
 def _checkpoint_due(session: Session, *, size: int, new_size: int, every: int,
@@ -244,8 +286,9 @@ def checkpoint_at(session: Session, size: int) -> AuditCheckpoint | None:
                                                         AuditCheckpoint.root.is_not(None)))
 
 
-def integration_lag(session: Session, *, now: datetime | None = None) -> float:
-    """Seconds since the oldest entry not yet in the tree was written (0 when none waits)."""
-    size = tree_size(session)
-    oldest = session.scalar(select(AuditEntry.ts).where(AuditEntry.seq == size + 1))
-    return 0.0 if oldest is None else max(0.0, ((now or utcnow()) - oldest).total_seconds())
+def integration_lag(session: Session, *, now: datetime | None = None) -> tuple[int, float]:
+    """Entries waiting for the sequencer, and seconds since the oldest of them was written."""
+    count, oldest = session.execute(select(func.count(), func.min(AuditPending.ts))).one()
+    if not count:
+        return 0, 0.0
+    return count, max(0.0, ((now or utcnow()) - oldest).total_seconds())

@@ -1,7 +1,8 @@
-"""Audit log as a Merkle tree: the nodes the sequencer integrates, and checkpoint roots and notes.
+"""Audit log as a Merkle tree: a queue of entries written by business transactions without a
+shared lock, the tree nodes the sequencer integrates, and checkpoint roots and notes.
 
 The entries stay as they are (their hash chain still verifies); the sequencer integrates every
-existing entry into the tree the first time it runs.
+existing entry into the tree the first time it runs, then sequences the queue after them.
 
 Revision ID: 0011
 Revises: 0010
@@ -22,6 +23,23 @@ TABLE = "audit_tree_nodes"
 
 
 def upgrade() -> None:
+    op.create_table(
+        "audit_pending",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+                  autoincrement=True, nullable=False),
+        sa.Column("ts", sa.DateTime(), nullable=False),
+        sa.Column("actor", sa.String(255), nullable=False),
+        sa.Column("roles", sa.JSON(), nullable=False),
+        sa.Column("action", sa.String(100), nullable=False),
+        sa.Column("purpose", sa.String(100), nullable=True),
+        sa.Column("subject_id", sa.String(255), nullable=True),
+        sa.Column("resource", sa.String(255), nullable=True),
+        sa.Column("outcome", sa.String(16), nullable=False),
+        sa.Column("details", sa.JSON(), nullable=False),
+        sa.Column("request_id", sa.String(128), nullable=True),
+        sa.Column("policy_version", sa.String(80), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_pending")),
+    )
     op.create_table(
         TABLE,
         sa.Column("level", sa.SmallInteger(), autoincrement=False, nullable=False),
@@ -51,3 +69,4 @@ def downgrade() -> None:
         batch.drop_column("note")
         batch.drop_column("root")
     op.drop_table(TABLE)
+    op.drop_table("audit_pending")

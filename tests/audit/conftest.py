@@ -10,6 +10,9 @@ from app.audit import service as audit
 from app.auth.guard import Caller
 from app.config import Settings
 from app.runtime import Runtime
+from tests.audit_log import sequenced
+
+__all__ = ["sequenced", "tamper", "write_entries"]
 
 
 def write_entries(runtime: Runtime, count: int, *, actor: str = "svc-test",
