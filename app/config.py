@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     # rewrite the audit log (see `pgw migrate` and README "Database roles")
     migration_database_url: str | None = None
     service_role: str | None = Field(default=None, pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    sequencer_database_url: str | None = None  # the audit sequencer's own role, if separate
+    sequencer_role: str | None = Field(default=None, pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     policy_dir: Path = Path("./policies")
 
     jwt_algorithms: Annotated[tuple[str, ...], NoDecode] = ("HS256",)
@@ -67,7 +69,7 @@ class Settings(BaseSettings):
     audit_checkpoint_seconds: float = Field(default=60, gt=0, le=86400)
     audit_sequencer_poll_seconds: float = Field(default=0.2, gt=0, le=60)
     audit_origin: str | None = Field(default=None, min_length=1, max_length=200,
-                                     pattern=r"^[\x21-\x7e]+$")
+                                     pattern=r"^[\x21-\x2a\x2c-\x7e]+$")  # no space, no +
     audit_signing_key_file: Path | None = None
     receipt_signing_key_file: Path | None = None
     log_level: str = "INFO"

@@ -40,9 +40,12 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
         try:
             return verifier.run(argparse.Namespace(
                 what="export", file=args.file, public_key=args.public_key,
-                checkpoint=args.checkpoint, against=args.against))
+                checkpoint=args.checkpoint, against=args.against, witness=args.witness))
         except (verifier.ExportFormatError, verifier.NoteError) as exc:
             print(f"TAMPERED: {exc}")  # noqa: T201
+            return 1
+        except ValueError as exc:
+            print(f"FAILED: {exc}")  # noqa: T201
             return 1
     with opened(settings) as runtime:
         with runtime.transaction() as session:
@@ -119,7 +122,10 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
 def _checkpoint(args: argparse.Namespace, settings: Settings) -> int:
     with opened(settings) as runtime, runtime.transaction() as session:
         _signer_or_exit(runtime)
-        checkpoint = audit.create_checkpoint(session)
+        try:
+            checkpoint = audit.create_checkpoint(session)
+        except audit.CheckpointUnavailable as exc:
+            raise SystemExit(f"pgw: {exc} (PGW_SEQUENCER_DATABASE_URL is set)") from None
         if checkpoint is not None:
             audit.record(session, caller=CALLER, action="audit.checkpoint.created",
                          details={"size": checkpoint.size})
@@ -152,6 +158,8 @@ def register(commands: Any) -> None:
                         help="a checkpoint (signed note) you kept from earlier (with --file)")
     verify.add_argument("--against", type=Path,
                         help="an older export, to name the first entry that differs")
+    verify.add_argument("--witness", action="append", default=[], metavar="NAME=PEM",
+                        help="a witness that must have co-signed each kept checkpoint")
     verify.set_defaults(handler=_verify)
 
     proof = sub.add_parser("check-proof", help="check an inclusion or consistency proof "

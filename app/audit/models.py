@@ -76,6 +76,15 @@ class AuditCheckpoint(Base):
     note: Mapped[str | None] = mapped_column(Text)
 
 
+class AuditSequencer(Base):
+    """One row, locked (FOR UPDATE) by the sequencer for each batch. A row lock needs UPDATE on
+    the table, which only the sequencer's role has: the service's role cannot stall it."""
+
+    __tablename__ = "audit_sequencer"
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+
+
 class AuditTreeNode(Base):
     """The hash of one perfect subtree of the Merkle tree over the entries: level 0 holds the
     leaves (entry `seq` is leaf `seq - 1`), level l node i covers leaves [i * 2^l, (i+1) * 2^l).

@@ -22,7 +22,7 @@ from app.audit.service import Outcome
 from app.auth.guard import Caller, RequireScope
 from app.auth.scopes import Scope
 from app.deps import SessionDep
-from app.errors import PROBLEM_RESPONSES, Invalid, NotFound, ServiceUnavailable
+from app.errors import PROBLEM_RESPONSES, Conflict, Invalid, NotFound, ServiceUnavailable
 from app.keys.signing import Signer
 from app.schemas import IsoDateTime
 
@@ -77,7 +77,11 @@ def list_audit(
 def verify_audit(session: SessionDep, caller: AuditReader, request: Request) -> VerificationOut:
     """Recompute the whole chain and check every signed checkpoint."""
     audit.catch_up(session)
-    result = audit.verify_log(session, signer=request.app.state.runtime.audit_signer)
+    session.commit()  # what catch_up integrated, before the read below
+    runtime = request.app.state.runtime
+    # a long read in a read-only transaction of its own: no write waits behind it on SQLite
+    with runtime.read_session_factory() as reading:
+        result = audit.verify_log(reading, signer=runtime.audit_signer)
     audit.record(session, caller=caller, action="audit.verified",
                  outcome=Outcome.ALLOWED,
                  details={"ok": result.ok, "entries": result.entries,
@@ -104,7 +108,13 @@ def create_checkpoint(session: SessionDep, caller: AuditReader,
                       request: Request) -> CheckpointOut | Response:
     """Sign the current head now (checkpoints are also made every N entries)."""
     _signer(request)
-    checkpoint = audit.create_checkpoint(session)
+    try:
+        # explicit and audited (and rate-limited per caller like every route)
+        checkpoint = audit.create_checkpoint(session)
+    except audit.CheckpointUnavailable as exc:
+        raise Conflict(f"not signed now: {exc}; the sequencer signs every "
+                       f"{request.app.state.settings.audit_checkpoint_seconds:g} s",
+                       headers={"Retry-After": "1"}) from None
     if checkpoint is None:
         return Response(status_code=204)
     audit.record(session, caller=caller, action="audit.checkpoint.created",
@@ -148,10 +158,16 @@ def _signed_tree(session: Session, request: Request, size: int | None, *,
     audit.catch_up(session)
     checkpoint = tree.latest_checkpoint(session)
     if checkpoint is None or checkpoint.size < covering:
-        checkpoint = audit.create_checkpoint(session)
-    if checkpoint is None or checkpoint.size < covering:
-        raise NotFound("the audit log is empty" if covering == 0
-                       else f"there is no audit entry {covering}")
+        if covering > tree.tree_size(session):
+            raise NotFound("the audit log is empty" if covering == 0
+                           else f"there is no audit entry {covering}")
+        try:  # a reader may have the tree signed, but not more often than every 5 s
+            checkpoint = audit.create_checkpoint(session, at_most_every=5.0)
+        except audit.CheckpointUnavailable:
+            raise Conflict(f"entry {covering} is not in a signed checkpoint yet; it will be "
+                           "within seconds", headers={"Retry-After": "5"}) from None
+    if checkpoint is None:
+        raise NotFound("the audit log is empty")
     return checkpoint
 
 

@@ -18,7 +18,8 @@ logger = logging.getLogger("pgw.audit.sequencer")
 
 def step(runtime: Runtime, *, limit: int = tree.BATCH) -> tree.Integration | None:
     """One batch in a transaction of its own; None when another sequencer holds the lock."""
-    with runtime.session_factory() as session:
+    factory = runtime.sequencer_session_factory or runtime.session_factory
+    with factory() as session:
         result = audit.integrate(session, limit=limit)
         session.commit()
     if result is not None and result.checkpoint is not None:

@@ -11,13 +11,14 @@ log first integrate what is committed (`catch_up`), so they never miss an entry.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import event, select
+from sqlalchemy import event, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -25,6 +26,7 @@ from app.audit import export, tree, verifier
 from app.audit.models import AuditCheckpoint, AuditEntry, AuditPending
 from app.auth.guard import Caller
 from app.clock import isoformat, utcnow
+from app.db import is_postgres
 from app.errors import AuditWriteFailed, database_error
 from app.keys.signing import Signer
 
@@ -65,6 +67,9 @@ class AuditWriter:
     on_failure: Callable[[], None] = field(default=lambda: None)
     origin: str = "privacy-gateway"  # the log's name in its signed checkpoints
     checkpoint_interval: timedelta = timedelta(seconds=60)
+    # Sessions in which this process may sequence (integrate, sign). None when a separate
+    # sequencer role does it: readers then wait for it instead.
+    sequencer_sessions: Callable[[], Session] | None = None
 
 
 def record(session: Session, *, caller: Caller, action: str, outcome: Outcome = Outcome.ALLOWED,
@@ -73,10 +78,13 @@ def record(session: Session, *, caller: Caller, action: str, outcome: Outcome = 
     """Queue an audit entry; it is written when the session commits, or never."""
     details = details or {}
     _check_details(details)
-    session.info.setdefault(PENDING_KEY, []).append(Draft(
+    draft = Draft(
         actor=caller.sub, roles=caller.roles, action=action, outcome=outcome, purpose=purpose,
         subject_id=subject_id, resource=resource, details=details, request_id=caller.request_id,
-    ))
+    )
+    # what the chain cannot hash (a lone surrogate, say) fails its own request, not the sequencer
+    verifier.canonical({**asdict(draft), "roles": list(draft.roles)})
+    session.info.setdefault(PENDING_KEY, []).append(draft)
 
 
 def take_unsuccessful(session: Session) -> list[Draft]:
@@ -137,11 +145,12 @@ def append(session: Session, *, drafts: list[Draft], writer: AuditWriter) -> Non
     sequencer gives them sequence numbers, links them onto the chain and into the Merkle tree
     after they commit (`tree.integrate`)."""
     now = utcnow()
-    session.add_all([AuditPending(
+    entries = [AuditPending(
         ts=now, actor=draft.actor, roles=list(draft.roles), action=draft.action,
         purpose=draft.purpose, subject_id=draft.subject_id, resource=draft.resource,
         outcome=draft.outcome.value, details=draft.details, request_id=draft.request_id,
-        policy_version=writer.policy_version) for draft in drafts])
+        policy_version=writer.policy_version) for draft in drafts]
+    session.add_all(entries)
     session.flush()
 
 
@@ -157,29 +166,71 @@ def integrate(session: Session, *, wait: bool = False, force_checkpoint: bool = 
                           else writer.checkpoint_interval, wait=wait, limit=limit)
 
 
-def catch_up(session: Session) -> int:
-    """Integrate what is committed before a reader looks at the tree (the sequencer normally
-    has, within a second); returns the tree size. A backlog larger than a few batches is left
-    to the sequencer."""
-    size = 0
-    for _ in range(5):
-        try:
-            with session.begin_nested():
-                result = integrate(session, wait=True)
-        except LookupError as exc:  # a damaged log: readers still see it, and verify says why
-            logger.error("the audit sequencer cannot continue: %s", exc)
-            return tree.tree_size(session)
-        size = result.size if result else size
+def catch_up(session: Session, *, timeout: float = 2.0) -> None:
+    """Before a reader looks at the log: make sure what committed before it is in the log.
+
+    A process that may sequence integrates it itself, in a short transaction of its own (on
+    SQLite in the reader's, which holds the write lock anyway), so no reader holds the
+    sequencer's lock for its whole request. Otherwise it waits, at most `timeout` seconds, for
+    the sequencer. A log the sequencer cannot extend is logged; readers still see what is
+    there, and verify says what is wrong.
+    """
+    writer: AuditWriter = session.info[WRITER_KEY]
+    try:
+        if not is_postgres(session) and session.in_transaction():
+            with session.begin_nested():  # this transaction holds SQLite's write lock already
+                _integrate_all(session)
+        elif writer.sequencer_sessions is not None:
+            with writer.sequencer_sessions() as own:
+                _integrate_all(own)
+                own.commit()
+        else:
+            _wait_for_sequencer(session, timeout)
+    except (LookupError, SQLAlchemyError, ValueError) as exc:
+        logger.error("the audit log could not be brought up to date: %s: %s",
+                     type(exc).__name__, exc)
+
+
+def _integrate_all(session: Session, *, rounds: int = 5) -> None:
+    for _ in range(rounds):  # a larger backlog is left to the sequencer
+        result = integrate(session, wait=True)
         if result is None or result.added < tree.BATCH:
-            break
-    return size
+            return
 
 
-def create_checkpoint(session: Session) -> AuditCheckpoint | None:
-    """Integrate everything committed and sign the tree now with the process's audit key.
-    None while the log is empty."""
+def _wait_for_sequencer(session: Session, timeout: float) -> None:
+    mark = session.scalar(select(func.max(AuditPending.id)))
+    deadline = time.monotonic() + timeout
+    while mark is not None and time.monotonic() < deadline:
+        if session.scalar(select(AuditPending.id).where(AuditPending.id <= mark).limit(1)) \
+                is None:
+            return
+        time.sleep(0.05)
+
+
+class CheckpointUnavailable(Exception):
+    """This process may not sign (a separate sequencer does), or signed one a moment ago."""
+
+
+def create_checkpoint(session: Session, *, at_most_every: float = 0.0) -> AuditCheckpoint | None:
+    """Bring the log up to date and sign its tree now with the process's audit key; None while
+    the log is empty. With `at_most_every`, a checkpoint younger than that many seconds is
+    returned instead of signing another (readers cannot make it sign at will)."""
+    writer: AuditWriter = session.info[WRITER_KEY]
+    sequencer_sessions = writer.sequencer_sessions
+    if sequencer_sessions is None:
+        raise CheckpointUnavailable("checkpoints are signed by the sequencer")
     catch_up(session)
-    result = integrate(session, wait=True, force_checkpoint=True)
+    recent = tree.latest_checkpoint(session)
+    if recent is not None and at_most_every and \
+            (utcnow() - recent.created_at).total_seconds() < at_most_every:
+        raise CheckpointUnavailable("a checkpoint was signed moments ago")
+    if is_postgres(session):
+        with sequencer_sessions() as own:
+            result = integrate(own, wait=True, force_checkpoint=True)
+            own.commit()
+    else:
+        result = integrate(session, wait=True, force_checkpoint=True)
     if result is None or result.size == 0:
         return None
     return tree.checkpoint_at(session, result.size)
@@ -278,9 +329,15 @@ def verify_log(session: Session, *, signer: Signer | None) -> verifier.Verificat
 
 
 def prepare_export(session: Session, *, caller: Caller) -> tuple[int, str]:
-    """Sign the head for an export and audit it; returns the (size, head) the export covers."""
-    checkpoint = create_checkpoint(session)
-    size, head_hash = (checkpoint.size, checkpoint.head) if checkpoint else head(session)
+    """Sign the tree for an export (or, where the sequencer signs, take its latest checkpoint)
+    and audit it; returns the (size, head) the export covers."""
+    try:
+        checkpoint = create_checkpoint(session)
+    except CheckpointUnavailable:
+        catch_up(session)
+        checkpoint = tree.latest_checkpoint(session)
+    size, head_hash = (checkpoint.size, checkpoint.head) if checkpoint else (
+        0, verifier.GENESIS_HASH)
     record(session, caller=caller, action="audit.exported", details={"entries": size})
     return size, head_hash
 

@@ -1,9 +1,10 @@
 """The Merkle tree over the audit log: integration of committed entries, signed checkpoints,
 and inclusion and consistency proofs (RFC 9162).
 
-Only the sequencer writes the tree. Each integration is one transaction that takes the
-sequencer's lock (a PostgreSQL advisory lock of its own, never the one entries are appended
-under; SQLite serialises every write transaction anyway), reads the tree size from the database,
+Only the sequencer writes the log and the tree. Each integration is one transaction that locks
+the sequencer's row (`audit_sequencer`, FOR UPDATE: only a role that may UPDATE it can, so the
+service's role cannot stall the sequencer; SQLite serialises every write transaction anyway),
+reads the tree size from the database, moves committed entries from the queue onto the chain,
 adds the leaves and every perfect subtree they complete, and may sign a checkpoint. Two
 sequencers therefore take turns, and one killed mid-batch leaves nothing behind: no gap, no
 fork, no duplicate (a duplicate node would also violate the primary key).
@@ -23,12 +24,17 @@ from sqlalchemy import delete, func, insert, select, tuple_
 from sqlalchemy.orm import Session
 
 from app.audit import verifier
-from app.audit.models import AuditCheckpoint, AuditEntry, AuditPending, AuditTreeNode
+from app.audit.models import (
+    AuditCheckpoint,
+    AuditEntry,
+    AuditPending,
+    AuditSequencer,
+    AuditTreeNode,
+)
 from app.clock import isoformat, utcnow
 from app.db import is_postgres
 from app.keys.signing import Signer
 
-SEQUENCER_LOCK_KEY = 0x7067_7773_6571  # any fixed 64-bit value, distinct from the append lock
 BATCH = 2000
 logger = logging.getLogger("pgw.audit.tree")
 NodeKey = tuple[int, int]
@@ -48,13 +54,15 @@ def tree_size(session: Session) -> int:
 
 
 def lock(session: Session, *, wait: bool) -> bool:
-    """Take the sequencer's lock for this transaction; False if `wait` is off and it is held."""
+    """Lock the sequencer's row for this transaction; False if `wait` is off and it is held.
+    (SQLite: every write transaction already holds the database's write lock.)"""
     if not is_postgres(session):
         return True
-    if wait:
-        session.execute(select(func.pg_advisory_xact_lock(SEQUENCER_LOCK_KEY)))
-        return True
-    return bool(session.scalar(select(func.pg_try_advisory_xact_lock(SEQUENCER_LOCK_KEY))))
+    query = select(AuditSequencer.id).where(AuditSequencer.id == 1)
+    row = session.scalar(query.with_for_update(skip_locked=not wait))
+    if row is None and wait:
+        raise LookupError("the audit_sequencer row is missing: run pgw migrate")
+    return row is not None
 
 
 def _peaks_at(size: int) -> list[NodeKey]:
@@ -101,7 +109,8 @@ def integrate(session: Session, *, signer: Signer | None, origin: str, checkpoin
     nodes: list[dict[str, object]] = []
     head = _numbered(session, tree, nodes, limit)
     if tree.size - size < limit:
-        head = _sequence_queue(session, tree, nodes, limit - (tree.size - size)) or head
+        head = _sequence_queue(session, tree, nodes, limit - (tree.size - size),
+                               signer=signer) or head
     if nodes:
         session.execute(insert(AuditTreeNode), nodes)
     checkpoint = None
@@ -123,25 +132,32 @@ def _add_leaf(tree: verifier.CompactRange, nodes: list[dict[str, object]],
 
 def _numbered(session: Session, tree: verifier.CompactRange, nodes: list[dict[str, object]],
               limit: int) -> str | None:
-    """Entries numbered but not in the tree yet (those written before the tree existed)."""
+    """Entries numbered but not in the tree yet (those written before the tree existed). Each
+    must be the next valid link of the chain: a row planted out of turn stops the sequencer
+    (and is named by verify) instead of being integrated."""
     head = None
+    prev = _head_at(session, tree.size) if tree.size else verifier.GENESIS_HASH
     for entry in session.scalars(select(AuditEntry).where(AuditEntry.seq > tree.size)
                                  .order_by(AuditEntry.seq).limit(limit)):
+        fields = entry_fields(entry)
         if entry.seq != tree.size + 1:
             raise LookupError(f"audit entry {tree.size + 1} is missing: the log has a gap")
-        _add_leaf(tree, nodes, entry_fields(entry))
-        head = entry.hash
+        if entry.prev_hash != prev or verifier.entry_hash(fields) != entry.hash:
+            raise LookupError(f"audit entry {entry.seq} is not a valid link of the chain")
+        _add_leaf(tree, nodes, fields)
+        head = prev = entry.hash
     return head
 
 
 def _sequence_queue(session: Session, tree: verifier.CompactRange,
-                    nodes: list[dict[str, object]], limit: int) -> str | None:
+                    nodes: list[dict[str, object]], limit: int,
+                    signer: Signer | None) -> str | None:
     """Move committed entries from the queue onto the chain, in the order they were queued."""
     pending = list(session.scalars(select(AuditPending).order_by(AuditPending.id).limit(limit)))
     if not pending:
         return None
-    signed = session.scalar(select(func.max(AuditCheckpoint.size))) or 0
-    if signed > tree.size:
+    signed = _signed_beyond(session, tree.size, signer)
+    if signed is not None:
         raise LookupError(f"the audit log has {tree.size} entries in its tree and a signed "
                           f"checkpoint of {signed}: it was truncated; run `pgw audit verify`")
     prev = _head_at(session, tree.size) if tree.size else verifier.GENESIS_HASH
@@ -159,6 +175,19 @@ def _sequence_queue(session: Session, tree: verifier.CompactRange,
     session.execute(insert(AuditEntry), entries)
     session.execute(delete(AuditPending).where(AuditPending.id.in_([p.id for p in pending])))
     return prev
+
+
+def _signed_beyond(session: Session, size: int, signer: Signer | None) -> int | None:
+    """The size of a genuinely signed checkpoint beyond `size`, if there is one (rows nobody
+    signed are not evidence of anything)."""
+    for checkpoint in session.scalars(select(AuditCheckpoint).where(AuditCheckpoint.size > size)
+                                      .order_by(AuditCheckpoint.size.desc()).limit(20)):
+        body = {"size": checkpoint.size, "head": checkpoint.head,
+                "created_at": isoformat(checkpoint.created_at), "key_id": checkpoint.key_id,
+                "signature": checkpoint.signature}
+        if signer is None or verifier.checkpoint_signature_ok(body, signer.public_key):
+            return checkpoint.size
+    return None
 
 
 def _checkpoint_due(session: Session, *, size: int, new_size: int, every: int,

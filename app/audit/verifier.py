@@ -211,12 +211,18 @@ class NoteError(ValueError):
     pass
 
 
+def _decimal(text: str) -> bool:
+    """ASCII digits without a leading zero (str.isdigit also takes other scripts' digits)."""
+    return text.isascii() and text.isdigit() and (text == "0" or not text.startswith("0"))
+
+
 def parse_note(text: str) -> Note:
     body, sep, sigs = text.partition("\n\n")
-    if not sep:
-        raise NoteError("a signed note has a body, a blank line, then signature lines")
+    if not sep or not text.endswith("\n"):
+        raise NoteError("a signed note has a body, a blank line, then signature lines, each "
+                        "ending with a newline")
     lines = body.split("\n")
-    if len(lines) < 3 or not lines[1].isdigit():
+    if len(lines) < 3 or not _decimal(lines[1]):
         raise NoteError("a checkpoint body is the origin, the tree size and the root hash")
     try:
         root = base64.b64decode(lines[2], validate=True)
@@ -250,6 +256,40 @@ def note_signed_by(note: Note, name: str, public_key: Ed25519PublicKey) -> bool:
 
 def any_signature_by(note: Note, public_key: Ed25519PublicKey) -> bool:
     return any(note_signed_by(note, name, public_key) for name, _ in note.signatures)
+
+
+# A witness's co-signature (C2SP tlog-cosignature): key hash over type 0x04, and the signed
+# message binds the time of co-signing, carried in the signature as 8 bytes big-endian.
+COSIGNATURE_TYPE = b"\x04"
+
+
+def cosignature_key_hash(name: str, public_key: Ed25519PublicKey) -> bytes:
+    raw = public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return hashlib.sha256(name.encode() + b"\n" + COSIGNATURE_TYPE + raw).digest()[:4]
+
+
+def cosignature_message(body: str, timestamp: int) -> bytes:
+    return f"cosignature/v1\ntime {timestamp}\n{body}".encode()
+
+
+def cosignature_line(name: str, public_key: Ed25519PublicKey, timestamp: int,
+                     signature: bytes) -> str:
+    blob = cosignature_key_hash(name, public_key) + timestamp.to_bytes(8, "big") + signature
+    return f"\u2014 {name} {base64.b64encode(blob).decode()}\n"
+
+
+def cosigned_by(note: Note, name: str, public_key: Ed25519PublicKey) -> int | None:
+    """The time `name` co-signed this checkpoint, if its co-signature verifies."""
+    wanted = cosignature_key_hash(name, public_key)
+    for signer, blob in note.signatures:
+        if signer == name and blob[:4] == wanted and len(blob) == 76:
+            timestamp = int.from_bytes(blob[4:12], "big")
+            try:
+                public_key.verify(blob[12:], cosignature_message(note.body, timestamp))
+                return timestamp
+            except InvalidSignature:
+                return None
+    return None
 
 
 # --- walking a log: chain, tree and checkpoints -----------------------------------------------
@@ -402,7 +442,7 @@ def verify_export(lines: Iterable[str], public_key: Ed25519PublicKey, *,
                   kept: Sequence[Note] = ()) -> Verification:
     """Verify an export: the chain, the tree, every checkpoint signature, full coverage, and
     that the log extends each checkpoint the auditor `kept` from earlier."""
-    _, checkpoints, entries = read_export(lines)
+    header, checkpoints, entries = read_export(lines)
     for note in kept:
         if not any_signature_by(note, public_key):
             raise ExportFormatError(f"the kept checkpoint at size {note.size} is not signed by "
@@ -414,6 +454,8 @@ def verify_export(lines: Iterable[str], public_key: Ed25519PublicKey, *,
     if covered < result.entries:
         return _failed(result, covered + 1, f"entries {covered + 1} to {result.entries} are "
                        "not covered by a signed checkpoint")
+    if (header.get("entries"), header.get("head")) != (result.entries, result.head):
+        return _failed(result, None, "the header does not describe the entries that follow")
     for note in kept:
         if note.size > result.entries:
             return _failed(result, result.entries + 1, f"log truncated: the checkpoint you kept "
@@ -443,13 +485,33 @@ def _failed(result: Verification, seq: int | None, reason: str) -> Verification:
     return result
 
 
+ENTRY_KEYS = frozenset({*ENTRY_FIELDS, "hash", "type"})
+CHECKPOINT_KEYS = frozenset({*CHECKPOINT_FIELDS, "signature", "root", "note", "type"})
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        raise ExportFormatError("a key appears twice in one object")
+    return value
+
+
 def _parse(line: str, number: int) -> dict[str, Any]:
     try:
-        value = json.loads(line)
+        value = json.loads(line, object_pairs_hook=_unique)
     except json.JSONDecodeError:
         raise ExportFormatError(f"line {number} is not JSON") from None
+    except ExportFormatError as exc:
+        raise ExportFormatError(f"line {number}: {exc}") from None
     if not isinstance(value, dict):
         raise ExportFormatError(f"line {number} is not a JSON object")
+    kind = value.get("type")
+    allowed = {"entry": ENTRY_KEYS, "checkpoint": CHECKPOINT_KEYS}.get(str(kind))
+    if allowed is not None and not set(value) <= allowed:
+        raise ExportFormatError(f"line {number}: unknown fields "
+                                f"{sorted(set(value) - allowed)}")
+    if kind == "checkpoint" and ("root" in value) != ("note" in value):
+        raise ExportFormatError(f"line {number}: a checkpoint has a root and a note, or neither")
     return value
 
 
@@ -495,10 +557,24 @@ def _public_key(path: Path) -> Ed25519PublicKey:
     return key
 
 
+def _witnessed(note: Note, witnesses: Sequence[str]) -> Note:
+    """`note`, once every witness named (NAME=PEM) has co-signed it."""
+    for spec in witnesses:
+        name, sep, path = spec.partition("=")
+        if not sep:
+            raise ValueError(f"--witness takes NAME=PEM, not {spec!r}")
+        if cosigned_by(note, name, _public_key(Path(path))) is None:
+            raise ValueError(f"the checkpoint at size {note.size} is not co-signed by the "
+                             f"witness {name}")
+    return note
+
+
 def run(args: argparse.Namespace) -> int:
     public_key = _public_key(args.public_key)
+    witnesses = getattr(args, "witness", None) or []
     if args.what == "export":
-        kept = [parse_note(p.read_text(encoding="utf-8")) for p in args.checkpoint]
+        kept = [_witnessed(parse_note(p.read_text(encoding="utf-8")), witnesses)
+                for p in args.checkpoint]
         with args.file.open(encoding="utf-8") as lines:
             result = verify_export(lines, public_key, kept=kept)
         if not result.ok and args.against is not None:
@@ -519,7 +595,7 @@ def run(args: argparse.Namespace) -> int:
         print(check_inclusion_proof(json.loads(args.file.read_text()), public_key))  # noqa: T201
         return 0
     document = json.loads(args.file.read_text())
-    old = parse_note(args.checkpoint[0].read_text(encoding="utf-8"))
+    old = _witnessed(parse_note(args.checkpoint[0].read_text(encoding="utf-8")), witnesses)
     new = parse_note(document["checkpoint"])
     print(check_consistency_proof(old, new, document["proof"], public_key))  # noqa: T201
     return 0
@@ -534,6 +610,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a checkpoint (signed note) you kept from earlier")
     parser.add_argument("--against", type=Path,
                         help="an older export, to name the first entry that differs")
+    parser.add_argument("--witness", action="append", default=[], metavar="NAME=PEM",
+                        help="a witness that must have co-signed each kept checkpoint")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

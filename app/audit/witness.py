@@ -2,10 +2,16 @@
 
 It keeps the last checkpoint it co-signed in a directory of its own, with its own Ed25519 key.
 For each new checkpoint it checks the log's signature, then that the new tree extends the one it
-saw last (an RFC 9162 consistency proof fetched from the gateway), and only then adds its own
-signature line to the note and stores it. A smaller tree (a truncated log), the same size with
-another root, or a failed proof (a rewritten log) is refused: nothing is co-signed, the refusal
-is kept beside the state with both checkpoints, and the witness exits non-zero in `--once` mode.
+saw last (an RFC 9162 consistency proof fetched from the gateway), and only then co-signs it
+(C2SP tlog-cosignature: the time of co-signing is signed too) and stores it. A smaller tree (a
+truncated log), the same size with another root, a failed proof (a rewritten log) or a larger
+signed tree the gateway cannot prove is refused: nothing is co-signed, the refusal is kept beside
+the state, and the witness exits non-zero in `--once` mode. Auditors take their checkpoints from
+the witness's directory and check its co-signature (`verify_audit.py --witness NAME=PEM`): the
+gateway alone cannot then show them a log of its own making.
+
+What the witness vouches for is the tree: an entry row edited in place, tree untouched, is found
+by verification and by inclusion proofs, not by the witness.
 """
 
 from __future__ import annotations
@@ -87,18 +93,31 @@ class Witness:
                 raise Refused(f"two different trees of {new.size} entries: the log was "
                               "rewritten")
             return
-        document = json.loads(self._get("/v1/audit/consistency", from_size=old.size,
-                                        to_size=new.size))
-        proof = [bytes.fromhex(h) for h in document["proof"]]
+        try:
+            document = json.loads(self._get("/v1/audit/consistency", from_size=old.size,
+                                            to_size=new.size))
+            proof = [bytes.fromhex(h) for h in document["proof"]]
+        except urllib.error.HTTPError as exc:
+            raise Refused(f"the log signed a tree of {new.size} entries but cannot prove it "
+                          f"extends the one of {old.size} witnessed before (HTTP {exc.code})"
+                          ) from None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise Refused(f"the consistency proof from {old.size} to {new.size} is malformed: "
+                          f"{exc}") from None
         if not verifier.verify_consistency(old.size, new.size, old.root, new.root, proof):
             raise Refused(f"the tree of {new.size} entries does not extend the one of "
                           f"{old.size} witnessed before: the log was rewritten")
 
     def _cosign(self, note: verifier.Note) -> verifier.Note:
-        signature = self.signer.private_key.sign(note.body.encode())
+        timestamp = int(time.time())
+        signature = self.signer.private_key.sign(
+            verifier.cosignature_message(note.body, timestamp))
+        # only the log's own signature line, verified above, is kept beside ours
         lines = [f"\u2014 {name} {base64.b64encode(blob).decode()}\n"
-                 for name, blob in note.signatures if name != self.name]
-        lines.append(verifier.signature_line(self.name, self.signer.public_key, signature))
+                 for name, blob in note.signatures
+                 if verifier.note_signed_by(note, name, self.log_key)]
+        lines.append(verifier.cosignature_line(self.name, self.signer.public_key, timestamp,
+                                               signature))
         text = note.body + "\n" + "".join(lines)
         _write(self.latest_path, text.encode())
         history = self.state_dir / "checkpoints"

@@ -47,6 +47,12 @@ def upgrade() -> None:
         sa.Column("hash", sa.String(64), nullable=False),
         sa.PrimaryKeyConstraint("level", "idx", name=op.f("pk_audit_tree_nodes")),
     )
+    sequencer = op.create_table(
+        "audit_sequencer",
+        sa.Column("id", sa.SmallInteger(), autoincrement=False, nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_sequencer")),
+    )
+    op.bulk_insert(sequencer, [{"id": 1}])
     op.add_column("audit_checkpoints", sa.Column("root", sa.String(64), nullable=True))
     op.add_column("audit_checkpoints", sa.Column("note", sa.Text(), nullable=True))
     if op.get_bind().dialect.name == "postgresql":
@@ -69,4 +75,5 @@ def downgrade() -> None:
         batch.drop_column("note")
         batch.drop_column("root")
     op.drop_table(TABLE)
+    op.drop_table("audit_sequencer")
     op.drop_table("audit_pending")

@@ -284,3 +284,133 @@ def test_the_single_file_verifier_runs_without_the_gateway(
                             text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith("OK: 6 entries")
+
+
+# --- from the outside review: what a damaged or hostile database must not achieve -------------
+
+def test_an_unsigned_checkpoint_row_does_not_stop_the_sequencer(runtime: Runtime) -> None:
+    write_entries(runtime, 3)
+    drain(runtime)
+    with runtime.engine.begin() as conn:
+        conn.execute(text("INSERT INTO audit_checkpoints (size, head, created_at, key_id, "
+                          "signature) VALUES (1000000000000, 'x', '2026-01-01', 'k', 'bm90')"))
+    write_entries(runtime, 2)
+    assert drain(runtime) == 5  # nobody signed that row: it is not evidence of a truncation
+
+
+def test_a_planted_entry_stops_the_sequencer_and_verify_names_it(
+        runtime: Runtime, live: LiveServer) -> None:
+    write_entries(runtime, 3)
+    drain(runtime)
+    with runtime.engine.begin() as conn:
+        conn.execute(text("INSERT INTO audit_entries (seq, ts, actor, roles, action, outcome, "
+                          "details, prev_hash, hash) VALUES (4, '2026-01-01', 'mallory', '[]', "
+                          "'record.read', 'allowed', '{}', 'x', 'planted')"))
+    write_entries(runtime, 2)
+    with pytest.raises(LookupError, match="entry 4 is not a valid link"):
+        sequencer.step(runtime)
+    client = live.client(make_token())
+    assert client.get("/v1/audit").status_code == 200  # readers still see the log
+    verified = client.get("/v1/audit/verify").json()
+    assert (verified["ok"], verified["first_bad_seq"]) == (False, 4)
+
+
+def test_what_the_chain_cannot_hash_fails_its_own_request(runtime: Runtime) -> None:
+    with runtime.session_factory() as session, pytest.raises(UnicodeEncodeError):
+        audit.record(session, caller=audit.Caller(sub="svc"), action="record.read",
+                     details={"field": "\ud800"})
+    write_entries(runtime, 1)
+    assert drain(runtime) == 1
+
+
+def test_readers_cannot_make_the_log_sign_at_will(runtime: Runtime, live: LiveServer) -> None:
+    write_entries(runtime, 2)
+    client = live.client(make_token())
+    assert client.get("/v1/audit/entries/2/proof").status_code == 200  # signs: first checkpoint
+    # entry 3 (the audit of that read) is in the tree but in no checkpoint yet
+    answers = [client.get("/v1/audit/entries/3/proof").status_code for _ in range(5)]
+    assert answers == [409] * 5  # signing on a reader's behalf waits 5 s after the last one
+    with runtime.session_factory() as session:
+        assert session.scalar(select(func.count()).select_from(AuditCheckpoint)) <= 2
+
+
+def test_a_kept_checkpoint_must_carry_the_witness_cosignature(
+        runtime: Runtime, live: LiveServer, tmp_path: Path, cli_env: Callable[[], dict[str, str]],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert runtime.audit_signer is not None
+    log_key = tmp_path / "log.pem"
+    log_key.write_text(runtime.audit_signer.public_pem())
+    watcher = witness.open_witness(
+        name="witness.example", key_file=tmp_path / "w" / "key.pem",
+        log_key=runtime.audit_signer.public_key, state_dir=tmp_path / "w", url=live.url,
+        token=make_token())
+    write_entries(runtime, 4)
+    assert witness.run(watcher, once=True, interval=0) == 0
+    witness_pem = tmp_path / "witness.pem"
+    witness_pem.write_text(watcher.signer.public_pem())
+    cosigned, plain = tmp_path / "w" / "checkpoint", tmp_path / "plain.note"
+    plain.write_text(checkpoint_note(live))
+    note = verifier.parse_note(cosigned.read_text())
+    assert verifier.cosigned_by(note, "witness.example", watcher.signer.public_key) is not None
+    export = export_to(tmp_path, "log.jsonl")
+    base = ["audit", "verify", "--file", str(export), "--public-key", str(log_key),
+            "--witness", f"witness.example={witness_pem}"]
+    capsys.readouterr()
+    assert pgw([*base, "--checkpoint", str(cosigned)]) == 0
+    assert pgw([*base, "--checkpoint", str(plain)]) == 1
+    assert "not co-signed by the witness witness.example" in capsys.readouterr().out
+
+
+def test_the_witness_refuses_a_larger_tree_the_gateway_cannot_prove(
+        runtime: Runtime, live: LiveServer, tmp_path: Path) -> None:
+    assert runtime.audit_signer is not None
+    watcher = witness.open_witness(
+        name="w", key_file=tmp_path / "w" / "key.pem", log_key=runtime.audit_signer.public_key,
+        state_dir=tmp_path / "w", url=live.url, token=make_token())
+    write_entries(runtime, 5)
+    assert witness.run(watcher, once=True, interval=0) == 0
+    write_entries(runtime, 6)
+    drain(runtime)
+    with runtime.session_factory() as session:
+        assert audit.create_checkpoint(session) is not None
+        session.commit()
+    tamper(runtime.engine, "DELETE FROM audit_tree_nodes WHERE level = 0 AND idx = 5")
+    assert witness.run(watcher, once=True, interval=0) == 1
+    [refusal] = (tmp_path / "w").glob("refused-*.txt")
+    assert "cannot prove" in refusal.read_text()
+
+
+@pytest.mark.parametrize(("change", "reason"), [
+    (lambda line: line.replace('"actor":', '"actor":"alice","actor":', 1), "twice"),
+    (lambda line: line.replace('{"type":"entry",', '{"type":"entry","extra":1,', 1),
+     "unknown fields"),
+])
+def test_the_offline_verifier_refuses_ambiguous_lines(
+        runtime: Runtime, tmp_path: Path, cli_env: Callable[[], dict[str, str]],
+        capsys: pytest.CaptureFixture[str], change: Callable[[str], str], reason: str) -> None:
+    assert runtime.audit_signer is not None
+    write_entries(runtime, 3)
+    export = export_to(tmp_path, "log.jsonl")
+    lines = export.read_text().splitlines(keepends=True)
+    lines[-2] = change(lines[-2])
+    export.write_text("".join(lines))
+    key = tmp_path / "log.pem"
+    key.write_text(runtime.audit_signer.public_pem())
+    capsys.readouterr()
+    assert pgw(["audit", "verify", "--file", str(export), "--public-key", str(key)]) == 1
+    assert reason in capsys.readouterr().out
+
+
+def test_a_header_that_lies_about_the_log_is_refused(
+        runtime: Runtime, tmp_path: Path, cli_env: Callable[[], dict[str, str]],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert runtime.audit_signer is not None
+    write_entries(runtime, 3)
+    export = export_to(tmp_path, "log.jsonl")
+    header, *rest = export.read_text().splitlines(keepends=True)
+    export.write_text(header.replace('"entries":', '"entries":99,"was":', 1) + "".join(rest))
+    key = tmp_path / "log.pem"
+    key.write_text(runtime.audit_signer.public_pem())
+    capsys.readouterr()
+    assert pgw(["audit", "verify", "--file", str(export), "--public-key", str(key)]) == 1
+    assert "header does not describe" in capsys.readouterr().out
