@@ -4,8 +4,8 @@ shared lock, the tree nodes the sequencer integrates, and checkpoint roots and n
 The entries stay as they are (their hash chain still verifies); the sequencer integrates every
 existing entry into the tree the first time it runs, then sequences the queue after them.
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-11-28
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0011"
+revision: str = "0009"
 down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
