@@ -34,7 +34,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         load_verifier(settings, create_dev_secret=True)
         load_signer(settings.audit_key_file, create=True)
     if args.migrate if args.migrate is not None else settings.is_dev:
-        upgrade(settings.sqlalchemy_url)
+        upgrade(settings.migration_url, service_role=settings.service_role,
+                sequencer_role=settings.sequencer_role)
     if args.workers > 1 and not os.environ.get(MULTIPROC_ENV):
         metrics_dir = settings.data_dir / "metrics"
         shutil.rmtree(metrics_dir, ignore_errors=True)
@@ -48,8 +49,11 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     from app.db import upgrade
 
-    upgrade(settings.sqlalchemy_url, args.revision)
-    print(f"database at {args.revision}")  # noqa: T201
+    upgrade(settings.migration_url, args.revision, service_role=settings.service_role,
+            sequencer_role=settings.sequencer_role)
+    print(f"database at {args.revision}"  # noqa: T201
+          + (f"; role {settings.service_role} granted what the service needs"
+             if settings.service_role else ""))
     return 0
 
 

@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     env: Environment = Environment.DEV
     data_dir: Path = Path("./data")
     database_url: str | None = None
+    # PostgreSQL: migrations run as the tables' owner, the service as a role that may not
+    # rewrite the audit log (see `pgw migrate` and README "Database roles")
+    migration_database_url: str | None = None
+    service_role: str | None = Field(default=None, pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    sequencer_database_url: str | None = None  # the audit sequencer's own role, if separate
+    sequencer_role: str | None = Field(default=None, pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     policy_dir: Path = Path("./policies")
 
     jwt_algorithms: Annotated[tuple[str, ...], NoDecode] = ("HS256",)
@@ -91,6 +97,10 @@ class Settings(BaseSettings):
     max_batch_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)  # POST /v1/records/batch
     max_upload_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)  # dataset uploads
     audit_checkpoint_every: int = Field(default=256, ge=1)
+    audit_checkpoint_seconds: float = Field(default=60, gt=0, le=86400)
+    audit_sequencer_poll_seconds: float = Field(default=0.2, gt=0, le=60)
+    audit_origin: str | None = Field(default=None, min_length=1, max_length=200,
+                                     pattern=r"^[\x21-\x2a\x2c-\x7e]+$")  # no space, no +
     audit_signing_key_file: Path | None = None
     receipt_signing_key_file: Path | None = None
     log_level: str = "INFO"
@@ -229,6 +239,11 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'pgw.sqlite3').resolve()}"
+
+    @property
+    def migration_url(self) -> str:
+        """The owner role's URL for `pgw migrate` (the service's own when not set)."""
+        return self.migration_database_url or self.sqlalchemy_url
 
     @property
     def dev_jwt_secret_file(self) -> Path:

@@ -1,7 +1,13 @@
 """Imports every domain's models so that Base.metadata knows all tables (Alembic, tests)."""
 
 from app.access.models import AccessRequest
-from app.audit.models import AuditCheckpoint, AuditEntry
+from app.audit.models import (
+    AuditCheckpoint,
+    AuditEntry,
+    AuditPending,
+    AuditSequencer,
+    AuditTreeNode,
+)
 from app.consent.models import ConsentEvent, Notice
 from app.dsr.models import DsrEvent, DsrExport, DsrRequest, LegalHold, Tombstone
 from app.idempotency import IdempotencyKey
@@ -11,7 +17,8 @@ from app.ops.models import Heartbeat
 from app.records.models import BlindIndex, Record
 from app.webhooks.models import Webhook
 
-__all__ = ["AccessRequest", "AuditCheckpoint", "AuditEntry", "BlindIndex", "ConsentEvent",
-           "DsrEvent", "DsrExport", "DsrRequest", "Heartbeat", "IdempotencyKey", "Job",
-           "JobAttempt", "KekVersion", "KeyRotation", "KeySetting", "LegalHold", "Notice",
+__all__ = ["AccessRequest", "AuditCheckpoint", "AuditEntry", "AuditPending", "AuditSequencer",
+           "AuditTreeNode", "BlindIndex",
+           "ConsentEvent", "DsrEvent", "DsrExport", "DsrRequest", "Heartbeat", "IdempotencyKey",
+           "Job", "JobAttempt", "KekVersion", "KeyRotation", "KeySetting", "LegalHold", "Notice",
            "Record", "ServiceKey", "SubjectKey", "Tombstone", "Webhook"]

@@ -8,6 +8,7 @@ import secrets
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -47,6 +48,9 @@ class Runtime:
     probe_engine: Engine | None = None
     probe_session_factory: sessionmaker[Session] | None = None
     admission: Admission = field(default_factory=lambda: Admission(limit=40))
+    # The audit sequencer's sessions: the service's own, or its own role's when separate.
+    sequencer_session_factory: sessionmaker[Session] | None = None
+    sequencer_engine: Engine | None = None
 
     @property
     def sealed(self) -> bool:
@@ -73,6 +77,8 @@ class Runtime:
 
     def close(self) -> None:
         self.engine.dispose()
+        if self.sequencer_engine is not None:
+            self.sequencer_engine.dispose()
         if self.probe_engine is not None:
             self.probe_engine.dispose()
 
@@ -145,9 +151,11 @@ def open_runtime(settings: Settings, *,
     probe_engine = make_engine(settings.sqlalchemy_url, pool_size=1, max_overflow=0,
                                pool_timeout=probe_timeout, connect_timeout=probe_timeout,
                                busy_timeout_ms=int(probe_timeout * 1000))
-    writer = audit.AuditWriter(policy_version=policy.version, signer=signer,
-                               checkpoint_every=settings.audit_checkpoint_every,
-                               on_failure=on_audit_failure)
+    writer = audit.AuditWriter(
+        policy_version=policy.version, signer=signer,
+        checkpoint_every=settings.audit_checkpoint_every, on_failure=on_audit_failure,
+        origin=settings.audit_origin or f"privacy-gateway/{signer.key_id if signer else 'log'}",
+        checkpoint_interval=timedelta(seconds=settings.audit_checkpoint_seconds))
     runtime = Runtime(
         settings=settings,
         engine=engine,
@@ -164,6 +172,17 @@ def open_runtime(settings: Settings, *,
                                                    info={audit.WRITER_KEY: writer}),
         admission=Admission(limit=2 * settings.db_pool_size + settings.db_max_waiting),
     )
+    # The sequencer's connections are its own: a reader bringing the log up to date while its
+    # request holds a pooled connection must never wait for a second one from the same pool.
+    runtime.sequencer_engine = make_engine(
+        settings.sequencer_database_url or settings.sqlalchemy_url, pool_size=2, max_overflow=0,
+        pool_timeout=settings.db_pool_timeout_seconds,
+        connect_timeout=settings.db_connect_timeout_seconds,
+        busy_timeout_ms=int(settings.sqlite_busy_timeout_seconds * 1000))
+    runtime.sequencer_session_factory = make_session_factory(
+        runtime.sequencer_engine, info={audit.WRITER_KEY: writer})
+    if not settings.sequencer_database_url:  # the service's role sequences too
+        writer.sequencer_sessions = runtime.sequencer_session_factory
     try:
         runtime.sync_keys()  # a wrong KEK seals the process now, not at its first use
     except SQLAlchemyError as exc:  # not reachable or not migrated yet: checked on first use

@@ -18,6 +18,7 @@ from app.audit.models import AuditEntry
 from app.config import Settings
 from app.main import create_app
 from app.runtime import open_runtime
+from tests.audit_log import sequenced
 from tests.gateway import make_record
 from tests.server import LiveServer
 from tests.test_routes import _scopes, api_routes
@@ -75,6 +76,7 @@ def test_every_response_carries_the_security_headers(live: LiveServer) -> None:
 def audit_entries(settings: Settings, action: str) -> list[AuditEntry]:
     runtime = open_runtime(settings)
     try:
+        sequenced(runtime)
         with runtime.session_factory() as session:
             return list(session.scalars(select(AuditEntry).where(AuditEntry.action == action)
                                         .order_by(AuditEntry.seq)))

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from app.audit import export
+from app.audit import sequencer, verifier, witness
 from app.audit import service as audit
-from app.audit.chain import Verification
+from app.audit.verifier import Verification
 from app.auth.guard import Caller
 from app.config import Settings
 from app.keys import files
@@ -36,22 +38,73 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
         if args.public_key is None:
             print("pgw: --file needs --public-key", file=sys.stderr)  # noqa: T201
             return 2
-        public_key = load_public_key(args.public_key.read_bytes())
-        with args.file.open(encoding="utf-8") as lines:
-            try:
-                return _report(export.verify_export(lines, public_key))
-            except export.ExportFormatError as exc:
-                print(f"TAMPERED: {exc}")  # noqa: T201
-                return 1
-    with opened(settings) as runtime, runtime.read_session_factory() as session:
-        return _report(audit.verify_log(session, signer=runtime.audit_signer,
-                                        progress=_progress(args)))
+        try:
+            return verifier.run(argparse.Namespace(
+                what="export", file=args.file, public_key=args.public_key,
+                checkpoint=args.checkpoint, against=args.against, witness=args.witness))
+        except (verifier.ExportFormatError, verifier.NoteError) as exc:
+            print(f"TAMPERED: {exc}")  # noqa: T201
+            return 1
+        except ValueError as exc:
+            print(f"FAILED: {exc}")  # noqa: T201
+            return 1
+    with opened(settings) as runtime:
+        with runtime.transaction() as session:
+            audit.catch_up(session)
+        with runtime.read_session_factory() as session:
+            return _report(audit.verify_log(session, signer=runtime.audit_signer,
+                                            progress=_progress(args)))
 
 
 def _progress(args: argparse.Namespace) -> Callable[[int, int], None] | None:
     from app import progress
 
     return progress.reporter(True) if progress.wanted(args.progress) else None
+
+
+def _check_proof(args: argparse.Namespace, settings: Settings) -> int:
+    if args.what == "consistency" and len(args.checkpoint) != 1:
+        print("pgw: a consistency proof needs the --checkpoint you kept", file=sys.stderr)  # noqa: T201
+        return 2
+    try:
+        return verifier.run(args)
+    except (ValueError, KeyError, TypeError) as exc:
+        print(f"FAILED: {exc}")  # noqa: T201
+        return 1
+
+
+def _verifier_script(args: argparse.Namespace, settings: Settings) -> int:
+    sys.stdout.write(Path(verifier.__file__).read_text(encoding="utf-8"))
+    return 0
+
+
+def _sequence(args: argparse.Namespace, settings: Settings) -> int:
+    with opened(settings) as runtime:
+        if args.once:
+            result = sequencer.step(runtime)
+            print("another sequencer holds the lock" if result is None  # noqa: T201
+                  else f"tree size {result.size} (+{result.added})")
+            return 0
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            sequencer.run(runtime, stop=stop)
+        except KeyboardInterrupt:
+            stop.set()
+    return 0
+
+
+def _witness(args: argparse.Namespace, settings: Settings) -> int:
+    token = (args.token_file.read_text(encoding="utf-8").strip() if args.token_file
+             else os.environ.get("PGW_WITNESS_TOKEN", ""))
+    if not token:
+        print("pgw: the witness needs a token with audit:read (--token-file or "  # noqa: T201
+              "PGW_WITNESS_TOKEN)", file=sys.stderr)
+        return 2
+    state = witness.open_witness(
+        name=args.name, key_file=args.key, state_dir=args.state, url=args.url, token=token,
+        log_key=load_public_key(args.log_key.read_bytes()))
+    return witness.run(state, once=args.once, interval=args.interval)
 
 
 def _signer_or_exit(runtime: Runtime) -> Signer:
@@ -64,7 +117,7 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
     with opened(settings) as runtime:
         signer = _signer_or_exit(runtime)
         with runtime.transaction() as session:
-            size, head = audit.prepare_export(session, caller=CALLER, signer=signer)
+            size, head = audit.prepare_export(session, caller=CALLER)
         # The export holds subject ids: it is personal data, so it is written owner-only.
         fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, files.SECRET_FILE_MODE)
         with os.fdopen(fd, "w", encoding="utf-8") as out:
@@ -80,7 +133,11 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
 
 def _checkpoint(args: argparse.Namespace, settings: Settings) -> int:
     with opened(settings) as runtime, runtime.transaction() as session:
-        checkpoint = audit.create_checkpoint(session, signer=_signer_or_exit(runtime))
+        _signer_or_exit(runtime)
+        try:
+            checkpoint = audit.create_checkpoint(session)
+        except audit.CheckpointUnavailable as exc:
+            raise SystemExit(f"pgw: {exc} (PGW_SEQUENCER_DATABASE_URL is set)") from None
         if checkpoint is not None:
             audit.record(session, caller=CALLER, action="audit.checkpoint.created",
                          details={"size": checkpoint.size})
@@ -109,7 +166,40 @@ def register(commands: Any) -> None:
     verify = sub.add_parser("verify", help="verify the configured database, or an export file")
     verify.add_argument("--file", type=Path, help="an export made by `pgw audit export`")
     verify.add_argument("--public-key", type=Path, help="PEM public key (with --file)")
+    verify.add_argument("--checkpoint", type=Path, action="append", default=[],
+                        help="a checkpoint (signed note) you kept from earlier (with --file)")
+    verify.add_argument("--against", type=Path,
+                        help="an older export, to name the first entry that differs")
+    verify.add_argument("--witness", action="append", default=[], metavar="NAME=PEM",
+                        help="a witness that must have co-signed each kept checkpoint")
     verify.set_defaults(handler=_verify)
+
+    proof = sub.add_parser("check-proof", help="check an inclusion or consistency proof "
+                           "fetched from /v1/audit/entries/{seq}/proof or /v1/audit/consistency")
+    verifier.add_arguments(proof)
+    proof.set_defaults(handler=_check_proof)
+
+    sub.add_parser("verifier-script", help="print the single-file offline verifier (Python)")\
+        .set_defaults(handler=_verifier_script)
+
+    seq = sub.add_parser("sequence", help="integrate entries into the Merkle tree and sign "
+                         "checkpoints (every `pgw worker` does this too)")
+    seq.add_argument("--once", action="store_true", help="one batch, then exit")
+    seq.set_defaults(handler=_sequence)
+
+    wit = sub.add_parser("witness", help="co-sign checkpoints from outside the database, "
+                         "refusing a rewritten or truncated log")
+    wit.add_argument("--url", required=True, help="the gateway's base URL")
+    wit.add_argument("--log-key", type=Path, required=True,
+                     help="the log's public key (`pgw audit public-key`)")
+    wit.add_argument("--key", type=Path, required=True,
+                     help="the witness's own Ed25519 key (PEM; created if missing)")
+    wit.add_argument("--state", type=Path, required=True, help="the witness's own directory")
+    wit.add_argument("--name", default="pgw-witness", help="the witness's name in notes")
+    wit.add_argument("--token-file", type=Path, help="a bearer token with audit:read")
+    wit.add_argument("--interval", type=float, default=60.0, help="seconds between checks")
+    wit.add_argument("--once", action="store_true", help="check once and exit (1: refused)")
+    wit.set_defaults(handler=_witness)
 
     exp = sub.add_parser("export", help="write the log as JSON Lines for offline verification")
     exp.add_argument("--out", type=Path, required=True)

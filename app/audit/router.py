@@ -2,29 +2,34 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.audit import service as audit
+from app.audit import tree
+from app.audit.models import AuditCheckpoint
 from app.audit.schemas import (
     AuditEntryOut,
     AuditPage,
     CheckpointOut,
     CheckpointPage,
+    ConsistencyProofOut,
+    InclusionProofOut,
     VerificationOut,
 )
 from app.audit.service import Outcome
 from app.auth.guard import Caller, RequireScope
 from app.auth.scopes import Scope
 from app.deps import SessionDep
-from app.errors import PROBLEM_RESPONSES, Invalid, ServiceUnavailable
+from app.errors import PROBLEM_RESPONSES, Conflict, Invalid, NotFound, ServiceUnavailable
 from app.keys.signing import Signer
 from app.schemas import IsoDateTime
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"], responses=PROBLEM_RESPONSES)
 AuditReader = Annotated[Caller, Depends(RequireScope(Scope.AUDIT_READ))]
 MAX_PAGE = 1000
+MAX_SEQ = 2**62  # far beyond any log; keeps sizes inside a BIGINT
 
 
 def _cursor(value: str | None) -> int:
@@ -54,6 +59,7 @@ def list_audit(
     for name, moment in (("since", since), ("until", until)):
         if moment is not None and moment.tzinfo is None:
             raise Invalid("give a time zone, for example 2026-01-01T00:00:00Z", field=name)
+    audit.catch_up(session)
     entries = audit.list_entries(session, since=since, until=until, actor=actor, action=action,
                                  subject_id=subject_id, outcome=outcome,
                                  after_seq=_cursor(cursor), limit=limit)
@@ -70,7 +76,12 @@ def list_audit(
 @router.get("/verify", response_model=VerificationOut)
 def verify_audit(session: SessionDep, caller: AuditReader, request: Request) -> VerificationOut:
     """Recompute the whole chain and check every signed checkpoint."""
-    result = audit.verify_log(session, signer=request.app.state.runtime.audit_signer)
+    audit.catch_up(session)
+    session.commit()  # what catch_up integrated, before the read below
+    runtime = request.app.state.runtime
+    # a long read in a read-only transaction of its own: no write waits behind it on SQLite
+    with runtime.read_session_factory() as reading:
+        result = audit.verify_log(reading, signer=runtime.audit_signer)
     audit.record(session, caller=caller, action="audit.verified",
                  outcome=Outcome.ALLOWED,
                  details={"ok": result.ok, "entries": result.entries,
@@ -84,6 +95,7 @@ def list_checkpoints(
     cursor: str | None = Query(default=None, pattern=r"^[0-9]{1,18}$"),
     limit: int = Query(default=100, ge=1, le=MAX_PAGE),
 ) -> CheckpointPage:
+    audit.catch_up(session)
     checkpoints = audit.list_checkpoints(session, after_size=_cursor(cursor), limit=limit)
     next_cursor = str(checkpoints[-1].size) if len(checkpoints) == limit else None
     return CheckpointPage(items=[CheckpointOut(**audit.checkpoint_dict(c)) for c in checkpoints],
@@ -95,7 +107,14 @@ def list_checkpoints(
 def create_checkpoint(session: SessionDep, caller: AuditReader,
                       request: Request) -> CheckpointOut | Response:
     """Sign the current head now (checkpoints are also made every N entries)."""
-    checkpoint = audit.create_checkpoint(session, signer=_signer(request))
+    _signer(request)
+    try:
+        # explicit and audited (and rate-limited per caller like every route)
+        checkpoint = audit.create_checkpoint(session)
+    except audit.CheckpointUnavailable as exc:
+        raise Conflict(f"not signed now: {exc}; the sequencer signs every "
+                       f"{request.app.state.settings.audit_checkpoint_seconds:g} s",
+                       headers={"Retry-After": "1"}) from None
     if checkpoint is None:
         return Response(status_code=204)
     audit.record(session, caller=caller, action="audit.checkpoint.created",
@@ -114,7 +133,7 @@ def public_key(caller: AuditReader, request: Request) -> str:
 def export_audit(session: SessionDep, caller: AuditReader, request: Request) -> StreamingResponse:
     """The whole log as JSON Lines, ending on a checkpoint signed for this export."""
     signer = _signer(request)
-    size, head = audit.prepare_export(session, caller=caller, signer=signer)
+    size, head = audit.prepare_export(session, caller=caller)
     # Read page by page after the request's session has committed (with its audit entry) and
     # closed: a client that stops reading holds no database connection.
     factory: sessionmaker[Session] = request.app.state.runtime.read_session_factory
@@ -123,3 +142,78 @@ def export_audit(session: SessionDep, caller: AuditReader, request: Request) -> 
         media_type="application/jsonl",
         headers={"Content-Disposition": 'attachment; filename="audit-export.jsonl"'},
     )
+
+
+def _signed_tree(session: Session, request: Request, size: int | None, *,
+                 covering: int = 0) -> AuditCheckpoint:
+    """The signed checkpoint at `size`, or the latest one covering entry `covering` (signed now
+    if there is none yet)."""
+    if size is not None:
+        checkpoint = tree.checkpoint_at(session, size)
+        if checkpoint is None:
+            raise NotFound(f"there is no signed checkpoint at tree size {size}; list them at "
+                           "/v1/audit/checkpoints", field="tree_size")
+        return checkpoint
+    _signer(request)
+    audit.catch_up(session)
+    checkpoint = tree.latest_checkpoint(session)
+    if checkpoint is None or checkpoint.size < covering:
+        if covering > tree.tree_size(session):
+            raise NotFound("the audit log is empty" if covering == 0
+                           else f"there is no audit entry {covering}")
+        try:  # a reader may have the tree signed, but not more often than every 5 s
+            checkpoint = audit.create_checkpoint(session, at_most_every=5.0)
+        except audit.CheckpointUnavailable:
+            raise Conflict(f"entry {covering} is not in a signed checkpoint yet; it will be "
+                           "within seconds", headers={"Retry-After": "5"}) from None
+    if checkpoint is None:
+        raise NotFound("the audit log is empty")
+    return checkpoint
+
+
+@router.get("/checkpoint", response_class=PlainTextResponse,
+            responses={200: {"content": {"text/plain": {}}}})
+def latest_checkpoint(session: SessionDep, caller: AuditReader, request: Request) -> str:
+    """The latest signed checkpoint as a signed note (origin, tree size, base64 root), the
+    form witnesses and transparency-log tools read."""
+    checkpoint = _signed_tree(session, request, None)
+    return checkpoint.note or ""
+
+
+@router.get("/entries/{seq}/proof", response_model=InclusionProofOut)
+def inclusion_proof(
+    session: SessionDep, caller: AuditReader, request: Request,
+    seq: Annotated[int, Path(ge=1, le=MAX_SEQ)],
+    tree_size: int | None = Query(default=None, ge=1, le=MAX_SEQ),
+) -> InclusionProofOut:
+    """Proof that entry `seq` is in the signed tree (the latest, or the one of `tree_size`)."""
+    checkpoint = _signed_tree(session, request, tree_size, covering=seq)
+    if seq > checkpoint.size:
+        raise Invalid(f"entry {seq} is not in the tree of {checkpoint.size} entries",
+                      field="tree_size")
+    entry = audit.entries_after(session, after_seq=seq - 1, up_to=seq, limit=1)
+    if not entry:
+        raise NotFound(f"there is no audit entry {seq}")
+    proof = tree.inclusion_proof(session, seq=seq, size=checkpoint.size)
+    audit.record(session, caller=caller, action="audit.read",
+                 details={"returned": 1, "proof": "inclusion", "seq": seq})
+    return InclusionProofOut(entry=AuditEntryOut(**audit.entry_dict(entry[0])),
+                             tree_size=checkpoint.size, proof=[p.hex() for p in proof],
+                             checkpoint=checkpoint.note or "")
+
+
+@router.get("/consistency", response_model=ConsistencyProofOut)
+def consistency_proof(
+    session: SessionDep, caller: AuditReader, request: Request,
+    from_size: int = Query(ge=1, le=MAX_SEQ, description="the size of the checkpoint you kept"),
+    to_size: int | None = Query(default=None, ge=1, le=MAX_SEQ,
+                                description="a signed tree size (default: the latest)"),
+) -> ConsistencyProofOut:
+    """Proof that the signed tree of `to_size` entries extends the one of `from_size`."""
+    checkpoint = _signed_tree(session, request, to_size, covering=from_size)
+    if from_size > checkpoint.size:
+        raise Invalid(f"the log has {checkpoint.size} entries in its signed tree",
+                      field="from_size")
+    proof = tree.consistency_proof(session, first=from_size, second=checkpoint.size)
+    return ConsistencyProofOut(from_size=from_size, to_size=checkpoint.size,
+                               proof=[p.hex() for p in proof], checkpoint=checkpoint.note or "")

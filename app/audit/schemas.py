@@ -33,6 +33,8 @@ class CheckpointOut(BaseModel):
     created_at: str
     key_id: str
     signature: str
+    root: str | None = None  # hex Merkle root; absent on checkpoints older than the tree
+    note: str | None = None  # the same checkpoint as a signed note (transparency-log format)
 
 
 class CheckpointPage(BaseModel):
@@ -47,3 +49,24 @@ class VerificationOut(BaseModel):
     first_bad_seq: int | None
     reason: str | None
     checkpoints: int
+    root: str | None = None
+
+
+class InclusionProofOut(BaseModel):
+    """Entry `entry.seq` is leaf `seq - 1` of the tree of `tree_size` entries that `checkpoint`
+    signs; `proof` is the RFC 9162 audit path, hex, leaf upwards."""
+
+    entry: AuditEntryOut
+    tree_size: int
+    proof: list[str]
+    checkpoint: str
+
+
+class ConsistencyProofOut(BaseModel):
+    """The RFC 9162 consistency proof that the tree signed by `checkpoint` (size `to`) extends
+    the tree of size `from` (the auditor's own, earlier checkpoint)."""
+
+    from_size: int
+    to_size: int
+    proof: list[str]
+    checkpoint: str

@@ -1,19 +1,20 @@
 """Writing and reading the audit log.
 
-Services call `record()`, which only queues a draft on the session. The drafts are appended to the
-chain in the session's `before_commit` hook, inside the same transaction as the change they
-describe: the entry and the change commit together or not at all, and the chain head is locked
-only between the append and the commit. On PostgreSQL a transaction-scoped advisory lock
-serialises appends from every worker and process, so the chain has no gaps and no forks; on
-SQLite every transaction already holds the write lock (BEGIN IMMEDIATE).
+Services call `record()`, which only queues a draft on the session. The drafts are written to
+the log's queue in the session's `before_commit` hook, inside the same transaction as the change
+they describe: the entry and the change commit together or not at all. Writers share no lock:
+the sequencer (`tree.integrate`, one at a time on a lock of its own) numbers committed entries,
+links them onto the hash chain and adds them to the Merkle tree, within a second. Readers of the
+log first integrate what is committed (`catch_up`), so they never miss an entry.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import datetime
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -21,15 +22,14 @@ from sqlalchemy import event, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from app.audit import chain, export
-from app.audit.models import AuditCheckpoint, AuditEntry
+from app.audit import export, tree, verifier
+from app.audit.models import AuditCheckpoint, AuditEntry, AuditPending
 from app.auth.guard import Caller
 from app.clock import isoformat, utcnow
 from app.db import is_postgres
 from app.errors import AuditWriteFailed, database_error
 from app.keys.signing import Signer
 
-AUDIT_LOCK_KEY = 0x7067_7761_7564  # any fixed 64-bit value; shared by every writer
 PENDING_KEY = "pgw.audit.pending"
 WRITER_KEY = "audit_writer"
 MAX_DETAIL_STRING = 200
@@ -65,6 +65,11 @@ class AuditWriter:
     signer: Signer | None
     checkpoint_every: int
     on_failure: Callable[[], None] = field(default=lambda: None)
+    origin: str = "privacy-gateway"  # the log's name in its signed checkpoints
+    checkpoint_interval: timedelta = timedelta(seconds=60)
+    # Sessions in which this process may sequence (integrate, sign). None when a separate
+    # sequencer role does it: readers then wait for it instead.
+    sequencer_sessions: Callable[[], Session] | None = None
 
 
 def record(session: Session, *, caller: Caller, action: str, outcome: Outcome = Outcome.ALLOWED,
@@ -73,10 +78,13 @@ def record(session: Session, *, caller: Caller, action: str, outcome: Outcome = 
     """Queue an audit entry; it is written when the session commits, or never."""
     details = details or {}
     _check_details(details)
-    session.info.setdefault(PENDING_KEY, []).append(Draft(
+    draft = Draft(
         actor=caller.sub, roles=caller.roles, action=action, outcome=outcome, purpose=purpose,
         subject_id=subject_id, resource=resource, details=details, request_id=caller.request_id,
-    ))
+    )
+    # what the chain cannot hash (a lone surrogate, say) fails its own request, not the sequencer
+    verifier.canonical({**asdict(draft), "roles": list(draft.roles)})
+    session.info.setdefault(PENDING_KEY, []).append(draft)
 
 
 def take_unsuccessful(session: Session) -> list[Draft]:
@@ -132,87 +140,115 @@ def _discard_on_rollback(session: Session) -> None:
     session.info.pop(PENDING_KEY, None)
 
 
-def _lock_head(session: Session) -> tuple[int, str]:
-    """Lock the chain head; returns the sequence number to continue after, and the head hash.
+def append(session: Session, *, drafts: list[Draft], writer: AuditWriter) -> None:
+    """Queue drafts in the caller's transaction: one insert, no lock, nothing read. The
+    sequencer gives them sequence numbers, links them onto the chain and into the Merkle tree
+    after they commit (`tree.integrate`)."""
+    now = utcnow()
+    entries = [AuditPending(
+        ts=now, actor=draft.actor, roles=list(draft.roles), action=draft.action,
+        purpose=draft.purpose, subject_id=draft.subject_id, resource=draft.resource,
+        outcome=draft.outcome.value, details=draft.details, request_id=draft.request_id,
+        policy_version=writer.policy_version) for draft in drafts]
+    session.add_all(entries)
+    session.flush()
 
-    If rows were removed below a signed checkpoint, numbering continues after the checkpoint, so
-    the gap stays where verification finds it instead of being filled by new entries.
+
+def integrate(session: Session, *, wait: bool = False, force_checkpoint: bool = False,
+              limit: int = tree.BATCH) -> tree.Integration | None:
+    """One sequencer step in the session's transaction (see `tree.integrate`)."""
+    writer: AuditWriter | None = session.info.get(WRITER_KEY)
+    if writer is None:
+        raise AuditWriteFailed("no audit writer is configured for this session")
+    return tree.integrate(session, signer=writer.signer, origin=writer.origin,
+                          checkpoint_every=writer.checkpoint_every,
+                          checkpoint_interval=timedelta(0) if force_checkpoint
+                          else writer.checkpoint_interval, wait=wait, limit=limit)
+
+
+def catch_up(session: Session, *, timeout: float = 2.0) -> None:
+    """Before a reader looks at the log: make sure what committed before it is in the log.
+
+    A process that may sequence integrates it itself, in a short transaction of its own (on
+    SQLite in the reader's, which holds the write lock anyway), so no reader holds the
+    sequencer's lock for its whole request. Otherwise it waits, at most `timeout` seconds, for
+    the sequencer. A log the sequencer cannot extend is logged; readers still see what is
+    there, and verify says what is wrong.
     """
+    writer: AuditWriter = session.info[WRITER_KEY]
+    try:
+        if not is_postgres(session) and session.in_transaction():
+            with session.begin_nested():  # this transaction holds SQLite's write lock already
+                _integrate_all(session)
+        elif writer.sequencer_sessions is not None:
+            with writer.sequencer_sessions() as own:
+                _integrate_all(own)
+                own.commit()
+        else:
+            _wait_for_sequencer(session, timeout)
+    except (LookupError, SQLAlchemyError, ValueError) as exc:
+        logger.error("the audit log could not be brought up to date: %s: %s",
+                     type(exc).__name__, exc)
+
+
+def _integrate_all(session: Session, *, rounds: int = 5) -> None:
+    for _ in range(rounds):  # a larger backlog is left to the sequencer
+        result = integrate(session, wait=True)
+        if result is None or result.added < tree.BATCH:
+            return
+
+
+def _wait_for_sequencer(session: Session, timeout: float) -> None:
+    mark = session.scalar(select(func.max(AuditPending.id)))
+    deadline = time.monotonic() + timeout
+    while mark is not None and time.monotonic() < deadline:
+        if session.scalar(select(AuditPending.id).where(AuditPending.id <= mark).limit(1)) \
+                is None:
+            return
+        time.sleep(0.05)
+
+
+class CheckpointUnavailable(Exception):
+    """This process may not sign (a separate sequencer does), or signed one a moment ago."""
+
+
+def create_checkpoint(session: Session, *, at_most_every: float = 0.0) -> AuditCheckpoint | None:
+    """Bring the log up to date and sign its tree now with the process's audit key; None while
+    the log is empty. With `at_most_every`, a checkpoint younger than that many seconds is
+    returned instead of signing another (readers cannot make it sign at will)."""
+    writer: AuditWriter = session.info[WRITER_KEY]
+    sequencer_sessions = writer.sequencer_sessions
+    if sequencer_sessions is None:
+        raise CheckpointUnavailable("checkpoints are signed by the sequencer")
+    catch_up(session)
+    recent = tree.latest_checkpoint(session)
+    if recent is not None and at_most_every and \
+            (utcnow() - recent.created_at).total_seconds() < at_most_every:
+        raise CheckpointUnavailable("a checkpoint was signed moments ago")
     if is_postgres(session):
-        session.execute(select(func.pg_advisory_xact_lock(AUDIT_LOCK_KEY)))
-    # the head and the last signed size in one round trip (this runs on every request)
-    signed_size = select(func.max(AuditCheckpoint.size)).scalar_subquery()
-    last = session.execute(select(AuditEntry.seq, AuditEntry.hash, signed_size)
-                           .order_by(AuditEntry.seq.desc()).limit(1)).first()
-    seq, head_hash, signed = last if last is not None else \
-        (0, chain.GENESIS_HASH, session.scalar(select(signed_size)))
-    signed = signed or 0
-    if signed > seq:
-        logger.error("audit log has fewer entries (%d) than its last signed checkpoint (%d): "
-                     "it was truncated; run `pgw audit verify`", seq, signed)
-    return max(seq, signed), head_hash
-
-
-def append(session: Session, *, drafts: list[Draft], writer: AuditWriter) -> int:
-    """Link drafts onto the chain head; returns the new head sequence number."""
-    first_seq, prev = _lock_head(session)
-    seq, now = first_seq, utcnow()
-    for draft in drafts:
-        seq += 1
-        fields = {
-            "seq": seq, "ts": isoformat(now), "actor": draft.actor, "roles": list(draft.roles),
-            "action": draft.action, "purpose": draft.purpose, "subject_id": draft.subject_id,
-            "resource": draft.resource, "outcome": draft.outcome.value, "details": draft.details,
-            "request_id": draft.request_id, "policy_version": writer.policy_version,
-            "prev_hash": prev,
-        }
-        prev = chain.entry_hash(fields)
-        session.add(AuditEntry(**{**fields, "ts": now, "hash": prev}))
-    session.flush()
-    if writer.signer is not None and seq // writer.checkpoint_every > \
-            first_seq // writer.checkpoint_every:
-        _add_checkpoint(session, signer=writer.signer, size=seq, head=prev, now=now)
-    return seq
-
-
-def _add_checkpoint(session: Session, *, signer: Signer, size: int, head: str,
-                    now: datetime) -> AuditCheckpoint:
-    body = {"size": size, "head": head, "created_at": isoformat(now), "key_id": signer.key_id}
-    checkpoint = AuditCheckpoint(size=size, head=head, created_at=now, key_id=signer.key_id,
-                                 signature=signer.sign(chain.checkpoint_message(body)))
-    session.add(checkpoint)
-    session.flush()
-    return checkpoint
-
-
-def create_checkpoint(session: Session, *, signer: Signer) -> AuditCheckpoint | None:
-    """Sign the current head (on demand). None while the log is empty."""
-    _lock_head(session)
-    size, head_hash = head(session)
-    if size == 0:
+        with sequencer_sessions() as own:
+            result = integrate(own, wait=True, force_checkpoint=True)
+            own.commit()
+    else:
+        result = integrate(session, wait=True, force_checkpoint=True)
+    if result is None or result.size == 0:
         return None
-    existing = session.scalar(select(AuditCheckpoint).where(AuditCheckpoint.size == size))
-    if existing is not None:
-        return existing
-    return _add_checkpoint(session, signer=signer, size=size, head=head_hash, now=utcnow())
+    return tree.checkpoint_at(session, result.size)
 
 
 def entry_dict(entry: AuditEntry) -> dict[str, Any]:
-    return {
-        "seq": entry.seq, "ts": isoformat(entry.ts), "actor": entry.actor, "roles": entry.roles,
-        "action": entry.action, "purpose": entry.purpose, "subject_id": entry.subject_id,
-        "resource": entry.resource, "outcome": entry.outcome, "details": entry.details,
-        "request_id": entry.request_id, "policy_version": entry.policy_version,
-        "prev_hash": entry.prev_hash, "hash": entry.hash,
-    }
+    return {**tree.entry_fields(entry), "hash": entry.hash}
 
 
 def checkpoint_dict(checkpoint: AuditCheckpoint) -> dict[str, Any]:
-    return {
+    body = {
         "size": checkpoint.size, "head": checkpoint.head,
         "created_at": isoformat(checkpoint.created_at), "key_id": checkpoint.key_id,
         "signature": checkpoint.signature,
     }
+    if checkpoint.root is not None:
+        body.update(root=checkpoint.root, note=checkpoint.note)
+    return body
 
 
 def list_entries(session: Session, *, since: datetime | None = None,
@@ -241,6 +277,15 @@ def list_checkpoints(session: Session, *, after_size: int = 0, up_to: int | None
     return list(session.scalars(query.order_by(AuditCheckpoint.size).limit(limit)))
 
 
+def reads_of_subject(session: Session, *, subject_id: str,
+                     actions: Iterable[str]) -> list[AuditEntry]:
+    """Allowed reads of one subject's data, oldest first (for the subject's own copy)."""
+    catch_up(session)
+    return list(session.scalars(select(AuditEntry).where(
+        AuditEntry.subject_id == subject_id, AuditEntry.action.in_(list(actions)),
+        AuditEntry.outcome == Outcome.ALLOWED.value).order_by(AuditEntry.seq)))
+
+
 def entries_after(session: Session, *, after_seq: int, up_to: int | None = None,
                   limit: int) -> list[AuditEntry]:
     """The next `limit` entries in sequence order after `after_seq`, up to `up_to`."""
@@ -267,17 +312,24 @@ def head(session: Session) -> tuple[int, str]:
     last = session.execute(
         select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)
     ).first()
-    return (last.seq, last.hash) if last else (0, chain.GENESIS_HASH)
+    return (last.seq, last.hash) if last else (0, verifier.GENESIS_HASH)
 
 
 def verify_log(session: Session, *, signer: Signer | None,
-               progress: Callable[[int, int], None] | None = None) -> chain.Verification:
+               progress: Callable[[int, int], None] | None = None) -> verifier.Verification:
+    """Recompute the chain and the tree from the entries; compare them with every checkpoint
+    and with the tree the sequencer stored."""
     checkpoints = [checkpoint_dict(c) for c in session.scalars(select(AuditCheckpoint))]
     public_key = signer.public_key if signer is not None else None
+    size = tree.tree_size(session)
     entries = iter_entries(session)
     if progress is not None:
         entries = _counted(entries, total=head(session)[0], progress=progress)
-    return chain.verify(entries, checkpoints, public_key)
+    result = verifier.verify(entries, checkpoints, public_key, roots_at=[size])
+    if result.ok and size and result.roots.get(size) != tree.root_at(session, size):
+        result.ok, result.reason = False, (f"the stored Merkle tree of {size} entries does not "
+                                           "match the entries")
+    return result
 
 
 def _counted(entries: Iterator[dict[str, Any]], *, total: int,
@@ -291,10 +343,16 @@ def _counted(entries: Iterator[dict[str, Any]], *, total: int,
     progress(max(done, total), total)
 
 
-def prepare_export(session: Session, *, caller: Caller, signer: Signer) -> tuple[int, str]:
-    """Sign the head for an export and audit it; returns the (size, head) the export covers."""
-    checkpoint = create_checkpoint(session, signer=signer)
-    size, head_hash = (checkpoint.size, checkpoint.head) if checkpoint else head(session)
+def prepare_export(session: Session, *, caller: Caller) -> tuple[int, str]:
+    """Sign the tree for an export (or, where the sequencer signs, take its latest checkpoint)
+    and audit it; returns the (size, head) the export covers."""
+    try:
+        checkpoint = create_checkpoint(session)
+    except CheckpointUnavailable:
+        catch_up(session)
+        checkpoint = tree.latest_checkpoint(session)
+    size, head_hash = (checkpoint.size, checkpoint.head) if checkpoint else (
+        0, verifier.GENESIS_HASH)
     record(session, caller=caller, action="audit.exported", details={"entries": size})
     return size, head_hash
 

@@ -9,7 +9,7 @@ the withdrawal exclusively. A withdrawal therefore commits only after the writes
 flight, and a write that checks after it sees it. The lock is a PostgreSQL transaction-scoped
 advisory lock keyed by the subject, so it exists before the subject has any consent event (an
 append-only table has no row to lock for a subject never seen). Every transaction takes it before
-record rows, key rows and the audit head, so it adds no lock-order inversion. On SQLite every
+record rows and key rows, so it adds no lock-order inversion. On SQLite every
 transaction holds the database's write lock from its beginning (BEGIN IMMEDIATE), which
 serialises them all the same. Either way the withdrawal's time is read once it holds the lock.
 """
@@ -41,7 +41,7 @@ from app.webhooks.events import Event
 CHANNELS = ("web", "app", "store", "phone", "paper", "gpc", "api")
 RECEIPT_TYPE = "consent-receipt+jwt"
 # The advisory-lock key space of subjects' consent state: the two-integer form, apart from the
-# single 64-bit keys other domains use (the audit head).
+# single 64-bit keys other domains use (the audit sequencer).
 STATE_LOCK_SPACE = 0x70677763
 _STATE_LOCKS = "pgw_consent_locks"  # session.info: (transaction, {subject_id: exclusive})
 

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.audit.models import AuditEntry
+from app.audit import service as audit
 from app.clock import isoformat, utcnow
 from app.consent import service as consent
 from app.dsr.models import DsrExport, DsrRequest
@@ -72,9 +72,7 @@ def _purposes(policy: Policy, names: set[str], lang: str) -> dict[str, Any]:
 
 
 def _access_log(session: Session, subject_id: str) -> list[dict[str, Any]]:
-    entries = session.scalars(select(AuditEntry).where(
-        AuditEntry.subject_id == subject_id, AuditEntry.action.in_(READ_ACTIONS),
-        AuditEntry.outcome == "allowed").order_by(AuditEntry.seq))
+    entries = audit.reads_of_subject(session, subject_id=subject_id, actions=READ_ACTIONS)
     return [{"at": isoformat(e.ts), "by": e.actor, "roles": e.roles, "action": e.action,
              "purpose": e.purpose} for e in entries]
 

@@ -1,6 +1,7 @@
 """Workers: claim a job, run its handler while a heartbeat keeps the lease, then finish it or
-schedule a retry. `pgw worker` runs one in the foreground; `pgw serve` in development runs one
-in a thread unless PGW_WORKER_IN_SERVE is false."""
+schedule a retry; beside them runs the audit log's sequencer. `pgw worker` runs one in the
+foreground; `pgw serve` in development runs one in a thread unless PGW_WORKER_IN_SERVE is
+false."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import threading
 from datetime import timedelta
 
 import app.jobs.handlers  # noqa: F401 - registers every domain's job handlers
+from app.audit import sequencer
 from app.jobs import queue, schedule
 from app.jobs.queue import Claimed, Retry
 from app.ops import workers
@@ -93,6 +95,10 @@ def run(runtime: Runtime, *, stop: threading.Event, worker: str | None = None,
     if not until_idle:  # a standing worker tells gateways it is alive (app.ops.workers)
         threads.append(workers.Beating(runtime.session_factory, worker=worker, stale=timedelta(
             seconds=runtime.settings.worker_stale_seconds)))
+        # and grows the audit log's Merkle tree while jobs run
+        threads.append(threading.Thread(target=sequencer.run, args=(runtime,),
+                                        kwargs={"stop": stop}, name="pgw-audit-sequencer",
+                                        daemon=True))
     for thread in threads:
         thread.start()
     try:

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_public_key,
 )
 
-from app.audit.chain import key_id
+from app.audit.verifier import key_id
 from app.keys import files
 
 

@@ -10,6 +10,9 @@ from app.audit import service as audit
 from app.auth.guard import Caller
 from app.config import Settings
 from app.runtime import Runtime
+from tests.audit_log import sequenced
+
+__all__ = ["sequenced", "tamper", "write_entries"]
 
 
 def write_entries(runtime: Runtime, count: int, *, actor: str = "svc-test",
@@ -29,8 +32,9 @@ def tamper(engine: Engine, *statements: str) -> None:
         if engine.dialect.name == "postgresql":
             conn.execute(text("ALTER TABLE audit_entries DISABLE TRIGGER USER"))
             conn.execute(text("ALTER TABLE audit_checkpoints DISABLE TRIGGER USER"))
+            conn.execute(text("ALTER TABLE audit_tree_nodes DISABLE TRIGGER USER"))
         else:
-            for table in ("audit_entries", "audit_checkpoints"):
+            for table in ("audit_entries", "audit_checkpoints", "audit_tree_nodes"):
                 for op in ("update", "delete"):
                     conn.execute(text(f"DROP TRIGGER IF EXISTS {table}_no_{op}"))
         for statement in statements:

@@ -4,6 +4,7 @@ from collections.abc import Callable
 
 import pytest
 
+from app.audit import sequencer
 from app.config import Settings
 from app.main import create_app
 from app.runtime import Runtime
@@ -73,7 +74,7 @@ def test_page_size_is_bounded(live: LiveServer, limit: int) -> None:
     assert response.json()["errors"][0]["field"] == "limit"
 
 
-def test_checkpoints_are_made_every_n_entries(make_settings: Callable[..., Settings],
+def test_the_sequencer_signs_checkpoints_every_n_entries(make_settings: Callable[..., Settings],
                                               start_server: Callable[..., LiveServer]) -> None:
     settings = make_settings(audit_checkpoint_every=5)
     from app.runtime import open_runtime
@@ -81,6 +82,8 @@ def test_checkpoints_are_made_every_n_entries(make_settings: Callable[..., Setti
     runtime = open_runtime(settings)
     try:
         write_entries(runtime, 12)
+        while (step := sequencer.step(runtime, limit=5)) and step.added == 5:
+            pass  # batches of 5: the first is signed, then each that crosses a multiple of 5
     finally:
         runtime.close()
     server = start_server(create_app(settings))

@@ -1,4 +1,5 @@
-"""Several processes appending at once still build one unbroken chain with an exact count."""
+"""Several processes appending at once, each also running a sequencer, still build one unbroken
+chain and one tree with an exact count."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import text
 
+from app.audit import sequencer
 from app.audit import service as audit
 from app.auth.guard import Caller
 from app.config import Settings
@@ -26,6 +28,8 @@ def _append(settings: Settings, worker: int) -> None:
                 audit.record(session, caller=Caller(sub=f"worker-{worker}"),
                              action="record.written", details={"i": i})
                 session.commit()
+            if i % 7 == worker:  # the processes' sequencers race each other and the writers
+                sequencer.step(runtime, limit=5)
     finally:
         runtime.close()
 
@@ -39,6 +43,8 @@ def test_concurrent_appends_form_one_chain(settings: Settings, runtime: Runtime)
         process.join(timeout=300)
         assert process.exitcode == 0
     with runtime.session_factory() as session:
+        audit.catch_up(session)
+        session.commit()
         result = audit.verify_log(session, signer=runtime.audit_signer)
     assert result.ok, result.reason
     assert result.entries == PROCESSES * EACH

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from app.audit import chain
+from app.audit import verifier
 from app.cli import main as pgw
 from app.keys.signing import Signer
 from app.runtime import Runtime
@@ -95,11 +95,11 @@ def test_forged_checkpoint_is_found(exported: Path, public_key_file: Path) -> No
     prev = str(entries[3]["hash"])
     for entry in entries[4:]:
         entry["prev_hash"] = prev
-        entry["hash"] = prev = chain.entry_hash(entry)
+        entry["hash"] = prev = verifier.entry_hash(entry)
     forger = Signer(Ed25519PrivateKey.generate())
     body = {"size": 20, "head": prev, "created_at": "2026-01-01T00:00:00.000000Z",
             "key_id": str(items[1]["key_id"])}
-    forged = {"type": "checkpoint", **body, "signature": forger.sign(chain.checkpoint_message(
+    forged = {"type": "checkpoint", **body, "signature": forger.sign(verifier.checkpoint_message(
         body))}
     rewrite(exported, [items[0], forged, *entries])
     result = offline_verify(exported, public_key_file)

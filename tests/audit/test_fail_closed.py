@@ -16,7 +16,7 @@ from app.deps import SessionDep
 from app.errors import Forbidden
 from app.main import create_app
 from app.runtime import Runtime
-from tests.audit.conftest import write_entries
+from tests.audit.conftest import sequenced, write_entries
 from tests.server import LiveServer
 from tests.tokens import make_token
 
@@ -28,10 +28,10 @@ def break_audit_inserts(runtime: Runtime) -> None:
         if runtime.engine.dialect.name == "postgresql":
             conn.execute(text("CREATE FUNCTION test_refuse_insert() RETURNS trigger "
                               "LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk full'; END $$"))
-            conn.execute(text("CREATE TRIGGER test_refuse BEFORE INSERT ON audit_entries "
+            conn.execute(text("CREATE TRIGGER test_refuse BEFORE INSERT ON audit_pending "
                               "FOR EACH ROW EXECUTE FUNCTION test_refuse_insert()"))
         else:
-            conn.execute(text("CREATE TRIGGER test_refuse BEFORE INSERT ON audit_entries "
+            conn.execute(text("CREATE TRIGGER test_refuse BEFORE INSERT ON audit_pending "
                               "BEGIN SELECT RAISE(ABORT, 'disk full'); END"))
 
 
@@ -42,13 +42,15 @@ def count(runtime: Runtime, table: str) -> int:
 
 def test_state_change_fails_and_is_rolled_back(runtime: Runtime, live: LiveServer) -> None:
     write_entries(runtime, 3)
+    sequenced(runtime)
+    checkpoints = count(runtime, "audit_checkpoints")
     break_audit_inserts(runtime)
     response = live.client(make_token()).post("/v1/audit/checkpoints")
     assert response.status_code == 500
     body = response.json()
     assert body["type"] == "urn:pgw:problem:audit-write-failed"
     assert "disk full" not in response.text
-    assert count(runtime, "audit_checkpoints") == 0  # the checkpoint was not committed
+    assert count(runtime, "audit_checkpoints") == checkpoints  # the new one was not committed
     assert count(runtime, "audit_entries") == 3
     metrics = live.client().get("/metrics").text
     assert "pgw_audit_append_failures_total 1.0" in metrics
@@ -77,6 +79,7 @@ def test_a_denial_outlives_the_rollback_of_its_request(settings: Settings, runti
     server = start_server(app)
     response = server.client(make_token()).post("/test/deny")
     assert response.status_code == 403
+    sequenced(runtime)
     with runtime.engine.connect() as conn:
         rows = conn.execute(text("SELECT action, outcome FROM audit_entries")).all()
     assert [tuple(row) for row in rows] == [("test.denied", "denied")]

@@ -11,7 +11,7 @@ from sqlalchemy import text
 from app.audit import service as audit
 from app.cli import main as pgw
 from app.runtime import Runtime
-from tests.audit.conftest import tamper, write_entries
+from tests.audit.conftest import sequenced, tamper, write_entries
 from tests.server import PGW, LiveServer
 from tests.tokens import make_token
 
@@ -33,6 +33,7 @@ def verify_cli(capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
 @pytest.fixture
 def logged(runtime: Runtime, cli_env: Callable[[], dict[str, str]]) -> Runtime:
     write_entries(runtime, 12)
+    sequenced(runtime)
     return runtime
 
 
@@ -94,7 +95,7 @@ def test_installed_cli_reports_tampering(logged: Runtime,
 def test_database_refuses_update_and_delete(logged: Runtime) -> None:
     assert logged.audit_signer is not None
     with logged.session_factory() as session:
-        assert audit.create_checkpoint(session, signer=logged.audit_signer) is not None
+        assert audit.create_checkpoint(session) is not None
         session.commit()
     for statement in ("UPDATE audit_entries SET actor = 'x' WHERE seq = 1",
                       "DELETE FROM audit_entries WHERE seq = 1",

@@ -15,6 +15,7 @@ from sqlalchemy import text
 from app.consent.decision import decide
 from app.consent.service import verify_receipt
 from app.runtime import Runtime
+from tests.audit_log import sequenced
 from tests.server import LiveServer
 from tests.tokens import make_token
 
@@ -190,6 +191,7 @@ def test_idempotency_key(client: httpx.Client, runtime: Runtime) -> None:
     other = client.post("/v1/consents", json=make_consent(channel="app"), headers=headers)
     assert other.status_code == 422
     assert other.json()["errors"][0]["field"] == "Idempotency-Key"
+    sequenced(runtime)
     with runtime.engine.connect() as conn:
         events = conn.execute(text("SELECT count(*) FROM consent_events")).scalar()
         audited = conn.execute(text("SELECT count(*) FROM audit_entries WHERE action = "

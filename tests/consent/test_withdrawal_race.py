@@ -20,8 +20,10 @@ from sqlalchemy import Engine, create_engine, event, select
 from sqlalchemy.orm import Session
 
 from app.audit.models import AuditEntry
+from app.config import Settings
 from app.consent.models import ConsentEvent
 from app.records.models import Record
+from tests.audit_log import sequence
 from tests.gateway import Clients, grant_consent, write
 from tests.server import LiveServer
 
@@ -114,7 +116,7 @@ def _late_writes(database_url: str, subject_id: str) -> tuple[list[int], list[st
 
 
 def test_no_write_relying_on_consent_commits_after_its_withdrawal(
-        clients: Clients, admin: httpx.Client, database_url: str,
+        clients: Clients, admin: httpx.Client, database_url: str, settings: Settings,
         slow_record_writes: None) -> None:
     for subject_id in SUBJECTS:
         grant_consent(admin, subject_id, PURPOSE)
@@ -123,6 +125,7 @@ def test_no_write_relying_on_consent_commits_after_its_withdrawal(
         # writes went through before the withdrawal and were refused after it, with no
         # deadlock or other failure on the way
         assert {status for _, status in statuses} <= {200, 201, 403}, statuses
+        sequence(settings)
         late, changed = _late_writes(database_url, subject_id)
         assert late == [], f"{subject_id}: writes audited after the withdrawal: {late}"
         assert changed == [], f"{subject_id}: records written after the withdrawal: {changed}"

@@ -187,7 +187,8 @@ def test_free_text_pii_is_protected_in_the_stored_view(clients: Clients,
 def _dump(database_url: str) -> str:
     engine = create_engine(database_url)
     with engine.connect() as connection:
-        rows = [str(row) for table in ("records", "blind_indexes", "audit_entries")
+        rows = [str(row) for table in ("records", "blind_indexes", "audit_entries",
+                                       "audit_pending")
                 for row in connection.execute(text(f"SELECT * FROM {table}"))]  # noqa: S608
     engine.dispose()
     return "\n".join(rows)

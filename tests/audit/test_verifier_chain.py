@@ -6,19 +6,19 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from app.audit import chain
+from app.audit import verifier
 from app.keys.signing import Signer
 
 
 def make_chain(count: int) -> list[dict[str, Any]]:
-    entries, prev = [], chain.GENESIS_HASH
+    entries, prev = [], verifier.GENESIS_HASH
     for seq in range(1, count + 1):
         entry = {"seq": seq, "ts": f"2026-01-01T00:00:{seq:02d}.000000Z", "actor": "svc",
                  "roles": ["agent"], "action": "record.read", "purpose": "support",
                  "subject_id": f"s{seq}", "resource": None, "outcome": "allowed",
                  "details": {"n": seq}, "request_id": None, "policy_version": "p1",
                  "prev_hash": prev}
-        entry["hash"] = prev = chain.entry_hash(entry)
+        entry["hash"] = prev = verifier.entry_hash(entry)
         entries.append(entry)
     return entries
 
@@ -26,7 +26,7 @@ def make_chain(count: int) -> list[dict[str, Any]]:
 def make_checkpoint(signer: Signer, entries: list[dict[str, Any]], size: int) -> dict[str, Any]:
     body = {"size": size, "head": entries[size - 1]["hash"],
             "created_at": "2026-01-01T01:00:00.000000Z", "key_id": signer.key_id}
-    return {**body, "signature": signer.sign(chain.checkpoint_message(body))}
+    return {**body, "signature": signer.sign(verifier.checkpoint_message(body))}
 
 
 SIGNER = Signer(Ed25519PrivateKey.generate())
@@ -34,20 +34,24 @@ SIGNER = Signer(Ed25519PrivateKey.generate())
 
 def test_intact_chain_verifies() -> None:
     entries = make_chain(10)
-    result = chain.verify(entries, [make_checkpoint(SIGNER, entries, 10)], SIGNER.public_key)
+    result = verifier.verify(entries, [make_checkpoint(SIGNER, entries, 10)], SIGNER.public_key)
+    tree = verifier.CompactRange()
+    for entry in entries:
+        tree.append(verifier.entry_leaf_hash(entry))
     assert result.as_dict() == {"ok": True, "entries": 10, "head": entries[-1]["hash"],
-                                "first_bad_seq": None, "reason": None, "checkpoints": 1}
+                                "first_bad_seq": None, "reason": None, "checkpoints": 1,
+                                "root": tree.root().hex()}
 
 
 def test_hash_is_stable_across_key_order() -> None:
     entry = make_chain(1)[0]
-    assert chain.entry_hash(dict(reversed(list(entry.items())))) == entry["hash"]
+    assert verifier.entry_hash(dict(reversed(list(entry.items())))) == entry["hash"]
 
 
 def test_edited_entry_is_located() -> None:
     entries = make_chain(10)
     entries[6]["details"] = {"n": 999}
-    result = chain.verify(entries, [], None)
+    result = verifier.verify(entries, [], None)
     assert (result.ok, result.first_bad_seq, result.entries) == (False, 7, 6)
     assert "altered" in (result.reason or "")
 
@@ -55,15 +59,15 @@ def test_edited_entry_is_located() -> None:
 def test_rehashed_edit_breaks_the_next_link() -> None:
     entries = make_chain(10)
     entries[3]["actor"] = "someone-else"
-    entries[3]["hash"] = chain.entry_hash(entries[3])
-    result = chain.verify(entries, [], None)
+    entries[3]["hash"] = verifier.entry_hash(entries[3])
+    result = verifier.verify(entries, [], None)
     assert (result.ok, result.first_bad_seq) == (False, 5)
 
 
 def test_removed_entry_is_located() -> None:
     entries = make_chain(10)
     del entries[4]
-    result = chain.verify(entries, [], None)
+    result = verifier.verify(entries, [], None)
     assert (result.ok, result.first_bad_seq) == (False, 5)
     assert "missing" in (result.reason or "")
 
@@ -71,14 +75,14 @@ def test_removed_entry_is_located() -> None:
 def test_reordered_entries_are_located() -> None:
     entries = make_chain(10)
     entries[2], entries[3] = entries[3], entries[2]
-    result = chain.verify(entries, [], None)
+    result = verifier.verify(entries, [], None)
     assert (result.ok, result.first_bad_seq) == (False, 3)
 
 
 def test_truncation_below_a_checkpoint_is_detected() -> None:
     entries = make_chain(10)
     checkpoint = make_checkpoint(SIGNER, entries, 10)
-    result = chain.verify(entries[:7], [checkpoint], SIGNER.public_key)
+    result = verifier.verify(entries[:7], [checkpoint], SIGNER.public_key)
     assert (result.ok, result.first_bad_seq) == (False, 8)
     assert "truncated" in (result.reason or "")
 
@@ -88,7 +92,7 @@ def test_forged_checkpoint_is_rejected() -> None:
     forger = Signer(Ed25519PrivateKey.generate())
     forged = make_checkpoint(forger, entries, 5)
     forged["key_id"] = SIGNER.key_id
-    result = chain.verify(entries, [forged], SIGNER.public_key)
+    result = verifier.verify(entries, [forged], SIGNER.public_key)
     assert not result.ok
     assert "signature" in (result.reason or "")
 
@@ -97,7 +101,7 @@ def test_checkpoint_with_changed_head_is_rejected() -> None:
     entries = make_chain(5)
     checkpoint = make_checkpoint(SIGNER, entries, 5)
     checkpoint["head"] = "f" * 64
-    assert not chain.verify(entries, [checkpoint], SIGNER.public_key).ok
+    assert not verifier.verify(entries, [checkpoint], SIGNER.public_key).ok
 
 
 def test_rewritten_chain_does_not_match_the_signed_head() -> None:
@@ -109,6 +113,6 @@ def test_rewritten_chain_does_not_match_the_signed_head() -> None:
     prev = entries[0]["hash"]
     for entry in entries[1:]:
         entry["prev_hash"] = prev
-        entry["hash"] = prev = chain.entry_hash(entry)
-    result = chain.verify(entries, [checkpoint], SIGNER.public_key)
+        entry["hash"] = prev = verifier.entry_hash(entry)
+    result = verifier.verify(entries, [checkpoint], SIGNER.public_key)
     assert (result.ok, result.first_bad_seq) == (False, 6)

@@ -1,0 +1,164 @@
+"""Audited reads and writes against 1, 2 and 4 gateway processes with 1, 8, 32 and 64 clients,
+on PostgreSQL: does throughput grow with concurrency now that writers share no audit lock?
+
+Each write stores a customer record without free text (so the PII model is not what is
+measured); each read is a masked read for customer support. Both write an audit entry in their
+transaction. Every cell runs a closed loop for `--seconds` against a fresh server; it prints
+requests per second, p50 and p99 latency, and the servers' CPU-seconds per request, with the
+bare FastAPI endpoint (bench/bare_app.py: same JSON, same database, nothing else) as the floor.
+
+Usage: python bench/audit_scaling.py [--seconds 8] [--clients 1,8,32,64] [--processes 1,2,4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.gateway_load import (  # noqa: E402
+    Server,
+    Target,
+    customer,
+    fresh_database,
+    pct,
+    start_bare,
+    start_gateway,
+)
+
+
+def plain_customer(i: int) -> dict[str, Any]:
+    record = customer(i)
+    record["data"].pop("notes")
+    return record
+
+
+async def _one(client: httpx.AsyncClient, target: Target, op: str, i: int,
+               ids: list[str]) -> str | None:
+    if op == "write":
+        body = plain_customer(i)
+        response = await client.post("/v1/records" if target.gateway else "/items", json=body)
+        if response.status_code != 201:
+            raise RuntimeError(f"write: {response.status_code} {response.text[:200]}")
+        result = response.json()
+        return str(result.get("record_id") or result.get("id"))
+    response = await client.get(target.read_path(ids[i % len(ids)]))
+    if response.status_code != 200:
+        raise RuntimeError(f"read: {response.status_code} {response.text[:200]}")
+    return None
+
+
+async def _closed(target: Target, op: str, clients: int, seconds: float,
+                  ids: list[str]) -> tuple[float, list[float], list[str], int]:
+    headers = {"Authorization": f"Bearer {target.token}"} if target.token else {}
+    latencies: list[float] = []
+    made: list[str] = []
+    errors = 0
+    counter = iter(range(10**9))
+    async with httpx.AsyncClient(base_url=target.url, headers=headers, timeout=30,
+                                 limits=httpx.Limits(max_connections=clients)) as client:
+        end = time.perf_counter() + seconds
+
+        async def loop() -> None:
+            nonlocal errors
+            while time.perf_counter() < end:
+                began = time.perf_counter()
+                try:
+                    made_id = await _one(client, target, op, next(counter), ids)
+                except (httpx.HTTPError, RuntimeError) as exc:
+                    if not errors:
+                        print(f"first error: {exc}", file=sys.stderr)
+                    errors += 1
+                    continue
+                latencies.append(time.perf_counter() - began)
+                if made_id:
+                    made.append(made_id)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(loop() for _ in range(clients)))
+        elapsed = time.perf_counter() - began
+    return len(latencies) / elapsed, latencies, made, errors
+
+
+def _load(target: Target, clients: int, seconds: float, queue: Any) -> None:
+    async def run() -> dict[str, Any]:
+        _, _, ids, _ = await _closed(target, "write", 4, 2, [])  # warm-up and ids to read
+        write = await _closed(target, "write", clients, seconds, [])
+        read = await _closed(target, "read", clients, seconds, ids + write[2])
+        return {"write": write[:2], "read": read[:2], "errors": write[3] + read[3],
+                "requests": len(write[1]) + len(read[1]), "write_n": len(write[1])}
+
+    queue.put(asyncio.run(run()))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU of a process and its children (uvicorn's workers)."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    pids = [pid, *(int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]
+    for one in pids:
+        try:
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def measure(server: Server, gateway: bool, clients: int, seconds: float) -> dict[str, Any]:
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    before = cpu_seconds(server.process.pid)
+    process = context.Process(target=_load, args=(
+        Target(server.url, server.token, gateway), clients, seconds, queue))
+    process.start()
+    result: dict[str, Any] = queue.get(timeout=seconds * 4 + 120)
+    process.join()
+    result["cpu_per_request"] = (cpu_seconds(server.process.pid) - before) / max(
+        1, result["requests"] + 8)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=8)
+    parser.add_argument("--clients", default="1,8,32,64")
+    parser.add_argument("--processes", default="1,2,4")
+    args = parser.parse_args()
+    print("| processes | clients | gateway writes/s | p50 / p99 ms | gateway reads/s | "
+          "p50 / p99 ms | bare writes/s | bare reads/s | gateway CPU ms/request |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for processes in [int(p) for p in args.processes.split(",")]:
+            for clients in [int(c) for c in args.clients.split(",")]:
+                row = {}
+                for gateway in (True, False):
+                    url = fresh_database("postgres", Path(tmp), "scaling")
+                    server = (start_gateway(url, processes, Path(tmp)) if gateway
+                              else start_bare(url, processes))
+                    try:
+                        row[gateway] = measure(server, gateway, clients, args.seconds)
+                    finally:
+                        server.stop()
+                gw, bare = row[True], row[False]
+                print(f"| {processes} | {clients} | {gw['write'][0]:,.0f} | "
+                      f"{pct(gw['write'][1], .5):.0f} / {pct(gw['write'][1], .99):.0f} | "
+                      f"{gw['read'][0]:,.0f} | {pct(gw['read'][1], .5):.0f} / "
+                      f"{pct(gw['read'][1], .99):.0f} | {bare['write'][0]:,.0f} | "
+                      f"{bare['read'][0]:,.0f} | {gw['cpu_per_request'] * 1000:.1f} |",
+                      flush=True)
+
+
+if __name__ == "__main__":
+    main()
