@@ -66,6 +66,7 @@ def _gauge(name: str, help: str, *values: tuple[str, float | str]) -> list[str]:
 def _gauges(request: Request) -> bytes:
     """Figures read from the database at scrape time, so every worker reports the same; and
     this process's own state (sealed, ready)."""
+    from app.audit import tree
     from app.dsr.service import deadline_counts
     from app.jobs.queue import counts
 
@@ -85,6 +86,8 @@ def _gauges(request: Request) -> bytes:
                 days=runtime.settings.dsr_due_soon_days))
             jobs = counts(session)
             alive = workers.liveness(session, stale=readiness.stale(runtime))
+            waiting, lag = tree.integration_lag(session)
+            audit_size = tree.tree_size(session)
     except SQLAlchemyError:
         return ("\n".join(lines) + "\n").encode()
     seen = "+Inf" if alive.last_seen_seconds is None else alive.last_seen_seconds
@@ -102,6 +105,12 @@ def _gauges(request: Request) -> bytes:
                 "(+Inf: none ever was)", ("", seen)),
         *_gauge("pgw_jobs_queued_without_worker", "Queued jobs while no worker is alive",
                 ("", alive.stranded)),
+        *_gauge("pgw_audit_pending", "Audit entries committed and not yet sequenced into the "
+                "log", ("", waiting)),
+        *_gauge("pgw_audit_integration_lag_seconds", "Age of the oldest audit entry waiting "
+                "for the sequencer (0 when none waits)", ("", round(lag, 3))),
+        *_gauge("pgw_audit_tree_size", "Entries in the audit log's Merkle tree",
+                ("", audit_size)),
     ]
     return ("\n".join(lines) + "\n").encode()
 
