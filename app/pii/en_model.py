@@ -1,0 +1,42 @@
+"""The English NER the engine ships: the NER of en_core_web_sm (spaCy, MIT) fine-tuned by
+`bench/train_en_ner.py` on English corpora with open licences (the Broad Twitter Corpus,
+WNUT-17 and wikigold, each CC BY 4.0), so that it holds on social media and lower-case chat as
+well as news. The weights live in the repository (8 MB, `models/en_ner`); their SHA-256 digests
+are checked before they are loaded, as the Chinese model's are. Provenance, licences and figures:
+`models/en_ner/README.md`."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+NAME = "pgw-en-ner"  # the value of PGW_NLP_MODEL_EN that selects it (the default)
+MODEL_DIR = Path(__file__).resolve().parent / "models" / "en_ner"
+MODEL_FILES = {
+    "config.cfg": "5a7c95bcf3e2b64e619618e2ac25df5001099f07a5ab8e5204d1496ee163c527",
+    "meta.json": "206ee12d879937b086946b22a23861973c39d1a52425a76d1c286ddd554c5c9c",
+    "ner/cfg": "a7172edadafba9f472e9ac0f2660eec04b6405e471be9e20267b79c67288d22d",
+    "ner/model": "897c9f9c375d272c67cc61fece12da9b9f146b8531ec1010aa00ef2726fe86f0",
+    "ner/moves": "d82b13473ebd33e0396004dd22f00c71fe3c1251742bf1f7c4554f23fd3b0af4",
+    "tokenizer": "b014e8bba4958b120af2d0c1c63eabb7c00379f2bacaf10df7c5325efd2ea467",
+    "vocab/key2row": "76be8b528d0075f7aae98d6fa57a6d3c83ae480a8469e668d7b0af968995ac71",
+    "vocab/lookups.bin": "fce9c883c56165f29573cc938c2a1c9d417ac61bd8f56b671dd5f7996de70682",
+    "vocab/strings.json": "633161b8428be4b743d8f72177565e572944d94551e321368fef53463b5fe323",
+    "vocab/vectors": "14772b683e726436d5948ad3fff2b43d036ef2ebbe3458aafed6004e05a40706",
+    "vocab/vectors.cfg": "ff4359091952c8cd16f1f0482f5770fb82d1707368d5cca3c46aa501f552e3c5",
+}
+
+
+class ModelMismatch(RuntimeError):
+    """A model file is missing or is not the one this version was tested with."""
+
+
+def verified_path(root: Path = MODEL_DIR) -> Path:
+    for name, expected in MODEL_FILES.items():
+        try:
+            digest = hashlib.sha256((root / name).read_bytes()).hexdigest()
+        except FileNotFoundError:
+            raise ModelMismatch(f"{root / name} is missing; reinstall the gateway") from None
+        if digest != expected:
+            raise ModelMismatch(f"{root / name}: sha256 {digest}, expected {expected}")
+    return root
