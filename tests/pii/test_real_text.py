@@ -185,8 +185,14 @@ def test_a_headline_in_capitals_is_read_in_ordinary_case() -> None:
     assert recase_shouting(text) == text
 
 
-def test_a_score_after_a_name_is_cut_off_not_the_name_dropped(engine: PiiEngine) -> None:
-    assert "Younis" in " ".join(names(engine, "Waqar Younis 4-95 )"))
+def test_a_score_after_a_name_is_cut_off_not_the_name_dropped() -> None:
+    # The rule itself, on the span a model gives for a cricket score line (the small stock
+    # model tagged "Waqar Younis 4-95"; whether a model tags it at all is the model's business)
+    text = "Waqar Younis 4-95 )"
+    result = RecognizerResult("PERSON", 0, len("Waqar Younis 4-95"), 0.85)
+    relabel(text, result)
+    assert text[result.start:result.end] == "Waqar Younis"
+    assert not is_false_positive(text, result)
 
 
 def test_a_name_after_a_town_is_not_swallowed_into_an_address(engine: PiiEngine) -> None:
