@@ -21,7 +21,9 @@ def claims(**overrides: Any) -> dict[str, Any]:
     now = int(time.time())
     base: dict[str, Any] = {
         "sub": "svc-crm", "iss": TEST_ISSUER, "aud": TEST_AUDIENCE, "iat": now,
-        "exp": now + 600, "scope": "audit:read", "roles": [],
+        # hours, not minutes: modules make some tokens at collection, and a slow run of the
+        # whole suite must not outlive them
+        "exp": now + 4 * 3600, "scope": "audit:read", "roles": [],
     }
     base.update(overrides)
     return {k: v for k, v in base.items() if v is not OMIT}
