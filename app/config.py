@@ -147,9 +147,11 @@ class Settings(BaseSettings):
     @model_validator(mode="before")
     @classmethod
     def _asymmetric_for_remote_keys(cls, values: object) -> object:
-        # keys fetched from an identity provider are public keys: HS256 makes no sense there
-        if isinstance(values, dict) and "jwt_algorithms" not in values and (
-                values.get("oidc_issuer") or values.get("jwt_jwks_url")):
+        # an identity provider's keys (fetched, or in a file) are public keys: HS256 makes no
+        # sense there
+        if isinstance(values, dict) and "jwt_algorithms" not in values and any(
+                values.get(name) for name in ("oidc_issuer", "jwt_jwks_url", "jwt_jwks_file",
+                                              "jwt_public_key_file")):
             values = {**values, "jwt_algorithms": tuple(sorted(ASYMMETRIC_ALGORITHMS))}
         return values
 

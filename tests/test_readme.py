@@ -29,6 +29,13 @@ def walkthrough_blocks(readme: str) -> list[str]:
     return blocks
 
 
+def marked_blocks(readme: str, mark: str) -> list[str]:
+    """The sh blocks right after each `mark` line, in order; fails on a mark without one."""
+    blocks = re.findall(re.escape(mark) + r"\n```(?:sh|bash)\n(.*?)\n```", readme, re.DOTALL)
+    assert len(blocks) == readme.count(mark + "\n"), f"a mark {mark} not followed by a sh block"
+    return blocks
+
+
 def _audit(out: str, cwd: Path) -> None:
     assert json.loads(out.splitlines()[0])["ok"] is True
     assert re.search(r"^OK: \d+ entries", out, re.MULTILINE), out
