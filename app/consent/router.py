@@ -40,24 +40,24 @@ def _receipted(event: ConsentEvent, signer: Signer, policy: Policy) -> dict[str,
 
 
 @router.post("/v1/notices", status_code=201, response_model=NoticeOut)
-def register_notice(body: NoticeIn, session: SessionDep, caller: Writer) -> dict[str, Any]:
+def register_notice(body: NoticeIn, session: SessionDep, caller: Writer) -> NoticeOut:
     """Register the text shown to subjects; consents name the notice and version they answer."""
     notice = service.register_notice(session, caller=caller, **body.model_dump())
-    return {"notice_id": notice.notice_id, "version": notice.version,
-            "language": notice.language, "sha256": notice.sha256,
-            "requires_reconsent": notice.requires_reconsent}
+    return NoticeOut(notice_id=notice.notice_id, version=notice.version,
+                     language=notice.language, sha256=notice.sha256,
+                     requires_reconsent=notice.requires_reconsent)
 
 
 @router.post("/v1/consents", status_code=201, response_model=ReceiptedOut)
 def grant(body: ConsentIn, session: SessionDep, caller: Writer, runtime: RuntimeDep,
-          response: Response, idempotency_key: IdempotencyHeader = None) -> dict[str, Any]:
+          response: Response, idempotency_key: IdempotencyHeader = None) -> ReceiptedOut:
     """Record a consent and return its signed receipt. Honours `Idempotency-Key`."""
     claimed = idempotency.begin(session, caller=caller, key=idempotency_key,
                                 route="POST /v1/consents", body=body.model_dump(mode="json"),
                                 settings=runtime.settings,
                                 subject_id=body.subject_id)
     if claimed is not None and claimed.response is not None:  # a replay: nothing recorded again
-        return idempotency.replay(claimed, response, 201)
+        return ReceiptedOut.model_validate(idempotency.replay(claimed, response, 201))
     signer = receipt_signer(runtime)  # fail before recording anything when it cannot sign
     grant_ = service.Grant(
         **body.model_dump(exclude={"evidence", "guardian"}),
@@ -70,33 +70,34 @@ def grant(body: ConsentIn, session: SessionDep, caller: Writer, runtime: Runtime
     if claimed is not None:
         idempotency.remember(claimed, 201, result, headers)
     response.headers.update(headers)
-    return result
+    return ReceiptedOut.model_validate(result)
 
 
 @router.post("/v1/subjects/{subject_id}/consents/{purpose}/withdraw",
              response_model=ReceiptedOut)
 def withdraw(subject_id: SubjectPath, purpose: str, session: SessionDep, caller: Writer,
-             signer: ReceiptSignerDep, policy: PolicyDep) -> dict[str, Any]:
+             signer: ReceiptSignerDep, policy: PolicyDep) -> ReceiptedOut:
     """Withdraw consent: one call, nothing else to provide. Takes effect for the next request."""
     event = service.record_withdrawal(session, policy, caller=caller,
                                       subject_id=subject_id, purpose=purpose)
-    return _receipted(event, signer, policy)
+    return ReceiptedOut.model_validate(_receipted(event, signer, policy))
 
 
 @router.post("/v1/subjects/{subject_id}/opt-out", response_model=OptOutOut)
 def opt_out(subject_id: SubjectPath, session: SessionDep, caller: Writer,
             signer: ReceiptSignerDep, policy: PolicyDep,
-            sec_gpc: Annotated[str | None, Header(alias="Sec-GPC")] = None) -> dict[str, Any]:
+            sec_gpc: Annotated[str | None, Header(alias="Sec-GPC")] = None) -> OptOutOut:
     """Opt out of every sale or sharing of data; a `Sec-GPC: 1` signal is recorded as such."""
     events = service.record_opt_out(session, policy, caller=caller,
                                     subject_id=subject_id, gpc=sec_gpc == "1")
-    return {"subject_id": subject_id, "gpc": sec_gpc == "1",
-            "withdrawn": [_receipted(event, signer, policy) for event in events]}
+    return OptOutOut.model_validate({
+        "subject_id": subject_id, "gpc": sec_gpc == "1",
+        "withdrawn": [_receipted(event, signer, policy) for event in events]})
 
 
 @router.get("/v1/subjects/{subject_id}/consents", response_model=ConsentsOut)
 def consents(subject_id: SubjectPath, session: SessionDep, caller: Reader,
-             policy: PolicyDep) -> dict[str, Any]:
+             policy: PolicyDep) -> ConsentsOut:
     """Current state per consent-based purpose, with the decision it gives, and full history."""
     events = service.history(session, subject_id)
     purposes = {}
@@ -112,11 +113,11 @@ def consents(subject_id: SubjectPath, session: SessionDep, caller: Reader,
                              if latest else None}
     audit.record(session, caller=caller, action="consent.read", subject_id=subject_id,
                  details={"events": len(events)})
-    return {"subject_id": subject_id, "purposes": purposes,
-            "history": [service.event_dict(e) for e in events]}
+    return ConsentsOut.model_validate({"subject_id": subject_id, "purposes": purposes,
+                                       "history": [service.event_dict(e) for e in events]})
 
 
 @router.get("/v1/consents/receipt-key", response_model=ReceiptKeyOut)
-def receipt_key(caller: Reader, signer: ReceiptSignerDep) -> dict[str, str]:
+def receipt_key(caller: Reader, signer: ReceiptSignerDep) -> ReceiptKeyOut:
     """The public key that verifies consent receipts (EdDSA, Ed25519)."""
-    return {"kid": signer.key_id, "alg": "EdDSA", "public_key_pem": signer.public_pem()}
+    return ReceiptKeyOut(kid=signer.key_id, alg="EdDSA", public_key_pem=signer.public_pem())

@@ -107,7 +107,8 @@ def anonymize(caller: Exporter, body: Annotated[AnonymizeIn, Depends(_anonymize_
 
 @router.post("/assess", response_model=RiskReportOut, openapi_extra=_upload_doc(AssessIn))
 def assess(caller: Exporter, body: Annotated[AssessIn, Depends(_assess_body)],
-           session: SessionDep, policy: PolicyDep) -> dict[str, Any]:
+           session: SessionDep, policy: PolicyDep) -> RiskReportOut:
     """The risk report of a dataset as given, without changing it."""
-    return service.assess(session, policy, caller=caller,
-                          record_type=body.record_type, rows=body.rows, k=body.k, l=body.l)
+    return RiskReportOut.model_validate(service.assess(
+        session, policy, caller=caller, record_type=body.record_type, rows=body.rows, k=body.k,
+        l=body.l))

@@ -29,10 +29,10 @@ class HealthOut(ResponseModel):
 
 
 @router.get("/healthz", response_model=HealthOut)
-async def healthz() -> dict[str, str]:
+async def healthz() -> HealthOut:
     """The process is alive. Answered on the event loop: it waits for no thread and no
     database connection."""
-    return {"status": "ok"}
+    return HealthOut.model_validate({"status": "ok"})
 
 
 # Readiness checks run on threads of their own, never queued behind requests.

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends
 from pydantic import ConfigDict
@@ -24,6 +24,7 @@ class PolicyOut(ResponseModel):
 
 
 @router.get("", response_model=PolicyOut)
-def get_policy(caller: PolicyReader, policy: PolicyDep) -> dict[str, Any]:
+def get_policy(caller: PolicyReader, policy: PolicyDep) -> PolicyOut:
     """The parsed policy in force and its version (the hash stamped on audit entries)."""
-    return {"version": policy.version, **policy.body.model_dump(mode="json")}
+    return PolicyOut.model_validate({"version": policy.version,
+                                     **policy.body.model_dump(mode="json")})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi import Path as PathParam
@@ -61,7 +61,7 @@ def _etag(version: int) -> str:
 def create_record(body: RecordIn, session: SessionDep, caller: Writer, keyring: KeyringDep,
                   runtime: RuntimeDep, response: Response,
                   idempotency_key: Annotated[str | None, Header(alias=idempotency.HEADER)] = None,
-                  ) -> dict[str, Any]:
+                  ) -> StoredRecordOut:
     """Check purpose, minimisation, field types and consent; scan free text; protect and store
     the record. Returns the storage view: what the upstream may keep."""
     claimed = idempotency.begin(session, caller=caller, key=idempotency_key,
@@ -69,7 +69,7 @@ def create_record(body: RecordIn, session: SessionDep, caller: Writer, keyring: 
                                 settings=runtime.settings,
                                 subject_id=body.subject_id, keyring=keyring)
     if claimed is not None and claimed.response is not None:
-        return idempotency.replay(claimed, response, 201)
+        return StoredRecordOut.model_validate(idempotency.replay(claimed, response, 201))
     written = service.create(session, runtime.policy, _keys(runtime, keyring), caller=caller,
                              subject_id=body.subject_id, purpose=body.purpose,
                              record_type=body.record_type, data=body.data)
@@ -79,7 +79,7 @@ def create_record(body: RecordIn, session: SessionDep, caller: Writer, keyring: 
     if claimed is not None:
         idempotency.remember(claimed, 201, result, headers)
     response.headers.update(headers)
-    return result
+    return StoredRecordOut.model_validate(result)
 
 
 async def _batch_body(request: Request, caller: Writer) -> batch.BatchIn:
@@ -107,7 +107,7 @@ _BATCH_SCHEMA = {"type": "object", "required": ["records"], "additionalPropertie
 def create_records(caller: Writer, body: Annotated[batch.BatchIn, Depends(_batch_body)],
                    session: SessionDep, keyring: KeyringDep, runtime: RuntimeDep, request: Request,
                    idempotency_key: Annotated[str | None, Header(alias=idempotency.HEADER)] = None,
-                   ) -> dict[str, Any]:
+                   ) -> BatchOut:
     """Up to 1,000 records, each as `POST /v1/records` takes it. Always 200 once the batch is
     accepted: `results` holds one entry per item, in order, `created` with its `record_id` or
     `error` with its problem; the items that failed changed nothing."""
@@ -118,7 +118,7 @@ def create_records(caller: Writer, body: Annotated[batch.BatchIn, Depends(_batch
                                 body=body.model_dump(mode="json"), settings=settings,
                                 keyring=keyring)
     if claimed is not None and claimed.response is not None:
-        return claimed.response
+        return BatchOut.model_validate(claimed.response)
     limiter: limits.RateLimiter = request.app.state.rate_limiter
     route_class = limits.route_class(request.url.path)
 
@@ -135,26 +135,26 @@ def create_records(caller: Writer, body: Annotated[batch.BatchIn, Depends(_batch
                                prepared=prepared, allow=allow)
     if claimed is not None:
         idempotency.remember(claimed, 200, result)
-    return result
+    return BatchOut.model_validate(result)
 
 
 @router.get("/v1/records/{record_id}", response_model=RecordViewOut)
 def read_record(record_id: RecordId, purpose: PurposeQuery, session: SessionDep,
                 caller: Reader, keyring: KeyringDep, runtime: RuntimeDep, response: Response,
-                fields: FieldsQuery = None) -> dict[str, Any]:
+                fields: FieldsQuery = None) -> RecordViewOut:
     """Each field clear, masked or not at all, and why (`access`)."""
     only = {name for name in fields.split(",") if name} if fields else None
     seen = reading.read_one(session, runtime.policy, keyring, caller=caller,
                             record_id=record_id, purpose=purpose, only=only)
     response.headers["ETag"] = _etag(seen.record.version)
-    return seen.as_dict()
+    return RecordViewOut.model_validate(seen.as_dict())
 
 
 @router.patch("/v1/records/{record_id}", response_model=RectifiedRecordOut)
 def rectify_record(record_id: RecordId, body: RectifyIn, session: SessionDep, caller: Writer,
                    keyring: KeyringDep, runtime: RuntimeDep, response: Response,
                    if_match: Annotated[str | None, Header(max_length=64)] = None,
-                   ) -> dict[str, Any]:
+                   ) -> RectifiedRecordOut:
     """Rectify fields (null removes an optional one) with the same checks as a write, against
     the purpose the record was collected for (`purpose` must name it)."""
     record = service.for_rectification(session, runtime.policy, caller=caller,
@@ -170,7 +170,7 @@ def rectify_record(record_id: RecordId, body: RectifyIn, session: SessionDep, ca
         raise Conflict("the record was changed by another request; read it and try again") \
             from None
     response.headers["ETag"] = _etag(written.record.version)
-    return written.as_dict() | {"removed": written.removed}
+    return RectifiedRecordOut.model_validate(written.as_dict() | {"removed": written.removed})
 
 
 @router.delete("/v1/records/{record_id}", status_code=204)
@@ -187,21 +187,22 @@ def subject_records(subject_id: SubjectPath, purpose: PurposeQuery, session: Ses
                     caller: Reader, keyring: KeyringDep, runtime: RuntimeDep,
                     limit: Annotated[int, Query(ge=1, le=500)] = 100,
                     cursor: Annotated[str | None, Query(max_length=200)] = None,
-                    ) -> dict[str, Any]:
+                    ) -> Page[RecordViewOut]:
     """The subject's records this caller may see for the purpose; follow `next` for more."""
     after = decode_cursor(cursor)
     views, next_after = reading.read_subject(session, runtime.policy, keyring, caller=caller,
                                              subject_id=subject_id, purpose=purpose,
                                              limit=limit, after=after)
-    return {"items": [v.as_dict() for v in views],
-            "next": encode_cursor(next_after) if next_after is not None else None}
+    return Page[RecordViewOut].model_validate({
+        "items": [v.as_dict() for v in views],
+        "next": encode_cursor(next_after) if next_after is not None else None})
 
 
 @router.post("/v1/subjects/lookup", response_model=LookupOut)
 def lookup_subjects(body: LookupIn, session: SessionDep, caller: LookupCaller,
-                    keyring: KeyringDep, runtime: RuntimeDep) -> dict[str, Any]:
+                    keyring: KeyringDep, runtime: RuntimeDep) -> LookupOut:
     """Find subject ids by e-mail, phone or resident ID through blind indexes."""
     kind, value = body.identifier()
     found = reading.lookup(session, runtime.policy, keyring, caller=caller, kind=kind,
                            value=value, purpose=body.purpose)
-    return {"subject_ids": found}
+    return LookupOut.model_validate({"subject_ids": found})

@@ -32,7 +32,7 @@ def _context(record_type_name: str) -> str:
 
 @router.post("/v1/protect", response_model=ProtectedOut)
 def protect(body: ProtectIn, session: SessionDep, caller: Writer, keyring: KeyringDep,
-            runtime: RuntimeDep) -> dict[str, Any]:
+            runtime: RuntimeDep) -> ProtectedOut:
     """Protect values for storage elsewhere; erasing the subject makes them unreadable."""
     policy = runtime.policy
     with refusal_audited(session, caller=caller, action="record.protect_refused",
@@ -54,15 +54,15 @@ def protect(body: ProtectIn, session: SessionDep, caller: Writer, keyring: Keyri
                  subject_id=body.subject_id, resource=f"record_type:{body.record_type}",
                  details={"fields": sorted(stored.data), "dropped": checked.dropped,
                           "legal_basis": decision.legal_basis})
-    return {"subject_id": body.subject_id, "record_type": body.record_type, "data": stored.data,
-            "originals": stored.originals, "findings": stored.findings,
-            "dropped": checked.dropped,
-            "decision": {"legal_basis": decision.legal_basis, "reason": decision.reason}}
+    return ProtectedOut.model_validate({
+        "subject_id": body.subject_id, "record_type": body.record_type, "data": stored.data,
+        "originals": stored.originals, "findings": stored.findings, "dropped": checked.dropped,
+        "decision": {"legal_basis": decision.legal_basis, "reason": decision.reason}})
 
 
 @router.post("/v1/unprotect", response_model=UnprotectedOut)
 def unprotect(body: UnprotectIn, session: SessionDep, caller: Reader, keyring: KeyringDep,
-              policy: PolicyDep) -> dict[str, Any]:
+              policy: PolicyDep) -> UnprotectedOut:
     """Reveal protected values, each field clear, masked or not at all by the caller's roles,
     the purpose and the subject's consent."""
     spec = record_type(policy, body.record_type)
@@ -91,8 +91,9 @@ def unprotect(body: UnprotectIn, session: SessionDep, caller: Reader, keyring: K
                  details={"requested": sorted(body.data), "returned": sorted(data),
                           "masked": sorted(n for n, a in access.items()
                                            if a["decision"] == "masked")})
-    return {"subject_id": body.subject_id, "record_type": body.record_type, "data": data,
-            "access": access}
+    return UnprotectedOut.model_validate({
+        "subject_id": body.subject_id, "record_type": body.record_type, "data": data,
+        "access": access})
 
 
 def _reveal(session: Session, keyring: Keyring, caller: Caller, body: UnprotectIn, name: str,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi import Path as PathParam
@@ -35,7 +35,7 @@ class WebhookIn(StrictModel):
 
 @router.post("", status_code=201, response_model=WebhookCreatedOut)
 def register(body: WebhookIn, session: SessionDep, caller: Manager, keyring: KeyringDep,
-             settings: SettingsDep) -> dict[str, Any]:
+             settings: SettingsDep) -> WebhookCreatedOut:
     """Subscribe to events (the README lists each one's data). The signing secret is shown
     only here: each delivery carries `PGW-Signature: t=<unix time>,v1=<HMAC-SHA256 of
     "t.body">`. The URL
@@ -45,18 +45,19 @@ def register(body: WebhookIn, session: SessionDep, caller: Manager, keyring: Key
     webhook = service.register(session, caller=caller, url=body.url, events=body.events,
                                allow=targets.allow_list(settings.webhook_allow_hosts),
                                require_https=not settings.is_dev)
-    return service.webhook_dict(webhook) | {"secret": outbox.secret(session, keyring,
-                                                                     webhook.id)}
+    return WebhookCreatedOut.model_validate(service.webhook_dict(webhook) | {
+        "secret": outbox.secret(session, keyring, webhook.id)})
 
 
 @router.get("", response_model=Page[WebhookOut])
 def list_webhooks(session: SessionDep, caller: Manager,
                   limit: Annotated[int, Query(ge=1, le=500)] = 100,
-                  cursor: Annotated[str | None, Query(max_length=200)] = None) -> dict[str, Any]:
+                  cursor: Annotated[str | None, Query(max_length=200)] = None) -> Page[WebhookOut]:
     """Active subscribers, oldest first."""
     found, following = offset_page(lambda n: service.listing(session)[:n], cursor=cursor,
                                    limit=limit)
-    return {"items": [service.webhook_dict(w) for w in found], "next": following}
+    return Page[WebhookOut].model_validate({"items": [service.webhook_dict(w) for w in found],
+                                            "next": following})
 
 
 @router.delete("/{webhook_id}", status_code=204)
