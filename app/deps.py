@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import AsyncIterator, Callable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
 import anyio.to_thread
@@ -12,7 +12,14 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
-from app.errors import DatabaseBusy, GatewayError
+from app.config import Settings
+from app.errors import DatabaseBusy, GatewayError, ServiceUnavailable
+from app.keys.keyring import Keyring
+from app.keys.signing import Signer
+from app.policy.loader import Policy
+
+if TYPE_CHECKING:
+    from app.runtime import Runtime
 
 
 class Admission:
@@ -88,3 +95,58 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
 # scope="function": the commit runs before the response is sent, so a failed commit (an audit
 # entry that cannot be written) turns into a 5xx instead of a success already on the wire.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+def get_runtime(request: Request) -> Runtime:
+    """The process's runtime: settings, policy, keys and session factories loaded at start-up."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings  # the runtime's, and there before it
+    return settings
+
+
+def get_policy(request: Request) -> Policy:
+    return get_runtime(request).policy
+
+
+def get_keyring(request: Request) -> Keyring:
+    """The keyring, or a 503 while the service is sealed."""
+    return get_runtime(request).require_keyring()
+
+
+def audit_signer(runtime: Runtime) -> Signer:
+    """The audit checkpoint signer, or a 503 without one."""
+    signer = runtime.audit_signer
+    if signer is None:
+        raise ServiceUnavailable("the audit signing key is not available")
+    return signer
+
+
+def get_audit_signer(request: Request) -> Signer:
+    return audit_signer(get_runtime(request))
+
+
+def receipt_signer(runtime: Runtime) -> Signer:
+    """The consent receipt signer, or a 503 without one."""
+    signer = runtime.receipt_signer
+    if signer is None:
+        raise ServiceUnavailable("the consent receipt signing key is not available")
+    return signer
+
+
+def get_receipt_signer(request: Request) -> Signer:
+    return receipt_signer(get_runtime(request))
+
+
+if TYPE_CHECKING:
+    RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+else:  # app.runtime imports this module (Admission); FastAPI does not need the class itself
+    RuntimeDep = Annotated[Any, Depends(get_runtime)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+PolicyDep = Annotated[Policy, Depends(get_policy)]
+KeyringDep = Annotated[Keyring, Depends(get_keyring)]
+SignerDep = Annotated[Signer, Depends(get_audit_signer)]
+ReceiptSignerDep = Annotated[Signer, Depends(get_receipt_signer)]

@@ -154,13 +154,19 @@ def database_error(exc: BaseException) -> GatewayError | None:
 _PROBLEM_SCHEMA = {
     "type": "object",
     "required": ["type", "title", "status"],
-    "properties": {"type": {"type": "string"}, "title": {"type": "string"},
+    "properties": {"type": {"type": "string", "pattern": f"^{PROBLEM_BASE}[a-z0-9-]+$",
+                            "description": "stable and machine-readable: branch on this"},
+                   "title": {"type": "string"},
                    "status": {"type": "integer"}, "detail": {"type": "string"},
                    "errors": {"type": "array", "items": {"type": "object"}}},
 }
 # Documented on every router, so clients (and schema-driven tests) know each error's shape.
+# Each names its generic problem type; a more specific one (`insufficient-scope`,
+# `subject-erased`, ...) keeps the status and the prefix, and is named where it is raised.
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"description": _TITLES[status],
+    status: {"description": f"{_TITLES[status]}: a problem of type "
+                            f"`{PROBLEM_BASE}{_HTTP_TYPES.get(status, 'internal-error')}` "
+                            "or a more specific one",
              "content": {PROBLEM_MEDIA_TYPE: {"schema": _PROBLEM_SCHEMA}}}
     for status in (400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503)
 }

@@ -18,9 +18,11 @@ import hashlib
 import hmac
 import json
 import weakref
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from fastapi import Response
 from sqlalchemy import JSON, Integer, String, Text, delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -38,6 +40,9 @@ HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
 SEALED_FIELD = "idempotency.response"
 HASH_KEY = "idempotency"  # the service key request hashes are keyed with
+# The first answer's headers (Location, ETag) ride in the stored response under this key, so a
+# replay sends them too; responses stored before they did replay without them.
+_HEADERS = "__headers__"
 
 
 class IdempotencyKey(Base):
@@ -61,11 +66,18 @@ class IdempotencyKey(Base):
         """The response to replay, set only when this claim is a replay."""
         return _replays.get(self)
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """The first answer's headers to send again with a replay."""
+        return _replay_headers.get(self, {})
+
 
 # Per claim, for the request's lifetime only: the keyring to seal its response with, and the
 # opened response of a replay (never written back to the row).
 _keyrings: weakref.WeakKeyDictionary[IdempotencyKey, Keyring] = weakref.WeakKeyDictionary()
 _replays: weakref.WeakKeyDictionary[IdempotencyKey, dict[str, Any]] = \
+    weakref.WeakKeyDictionary()
+_replay_headers: weakref.WeakKeyDictionary[IdempotencyKey, dict[str, str]] = \
     weakref.WeakKeyDictionary()
 
 
@@ -131,7 +143,9 @@ def claim(session: Session, *, caller: Caller, key: str, route: str, body_hash: 
         if existing.erased_at is not None:
             raise SubjectErased("the data subject of this request was erased since: its "
                                 "response is gone and the request is not carried out again")
-        _replays[existing] = _open(session, existing, keyring)
+        opened = _open(session, existing, keyring)
+        _replay_headers[existing] = opened.pop(_HEADERS, None) or {}
+        _replays[existing] = opened
     except SubjectErased:
         audit.record(session, caller=caller, action="idempotency.replay_refused",
                      outcome=audit.Outcome.DENIED, resource=f"route:{route}",
@@ -144,9 +158,20 @@ def claim(session: Session, *, caller: Caller, key: str, route: str, body_hash: 
     return existing
 
 
-def remember(record: IdempotencyKey, status_code: int, response: dict[str, Any]) -> None:
-    """Keep the response for replays: sealed under its subject's key when it is about one."""
+def replay(record: IdempotencyKey, response: Response, status_code: int) -> dict[str, Any]:
+    """Answer a replay as the first request was answered: its status, headers and body."""
+    response.status_code = record.status_code or status_code
+    response.headers.update(record.headers)
+    return record.response or {}
+
+
+def remember(record: IdempotencyKey, status_code: int, response: dict[str, Any],
+             headers: Mapping[str, str] | None = None) -> None:
+    """Keep the response, and the headers to send again (Location, ETag), for replays: sealed
+    under its subject's key when it is about one."""
     record.status_code = status_code
+    if headers:
+        response = response | {_HEADERS: dict(headers)}
     keyring = _keyrings.get(record)
     if record.subject_id is None or keyring is None:
         record.stored_response = response

@@ -19,6 +19,7 @@ from app.audit import service as audit
 from app.config import Settings
 from app.db import make_engine, make_session_factory
 from app.deps import Admission
+from app.jobs import queue
 from app.keys import files
 from app.keys.files import KeyFileError
 from app.keys.kek import KekUnavailable, load_kek
@@ -127,8 +128,9 @@ def private_data_dir(path: Path) -> None:
 def open_runtime(settings: Settings, *,
                  on_audit_failure: Callable[[], None] = lambda: None) -> Runtime:
     """Load policies and keys and open the database. Raises PolicyError on a bad policy."""
-    import app.dsr.holds  # noqa: F401 - registers the legal-hold check of key destruction
-    import app.records.service  # noqa: F401 - registers the stored records' re-encryptor
+    # Imported here, not at the top: the domains' job handlers it registers take a Runtime.
+    from app.wiring import wire
+
     private_data_dir(settings.data_dir)
     policy = load_policy(settings.policy_dir)
     problems: list[str] = []
@@ -143,6 +145,7 @@ def open_runtime(settings: Settings, *,
     except KekUnavailable as exc:
         keyring = None
         problems.append(f"sealed: {exc}")
+    wire(keyring=keyring, jobs=queue.REGISTRY)
     engine = make_engine(settings.sqlalchemy_url, pool_size=settings.db_pool_size,
                          pool_timeout=settings.db_pool_timeout_seconds,
                          connect_timeout=settings.db_connect_timeout_seconds,
@@ -159,8 +162,9 @@ def open_runtime(settings: Settings, *,
     runtime = Runtime(
         settings=settings,
         engine=engine,
-        session_factory=make_session_factory(engine, info={audit.WRITER_KEY: writer}),
-        read_session_factory=make_session_factory(engine, read_only=True),
+        session_factory=audit.hooked(make_session_factory(engine,
+                                                          info={audit.WRITER_KEY: writer})),
+        read_session_factory=audit.hooked(make_session_factory(engine, read_only=True)),
         policy=policy,
         audit_signer=signer,
         key_problems=problems,
@@ -168,8 +172,8 @@ def open_runtime(settings: Settings, *,
         receipt_signer=receipt_signer,
         keyring=keyring,
         probe_engine=probe_engine,
-        probe_session_factory=make_session_factory(probe_engine,
-                                                   info={audit.WRITER_KEY: writer}),
+        probe_session_factory=audit.hooked(make_session_factory(
+            probe_engine, info={audit.WRITER_KEY: writer})),
         admission=Admission(limit=2 * settings.db_pool_size + settings.db_max_waiting),
     )
     # The sequencer's connections are its own: a reader bringing the log up to date while its
@@ -179,8 +183,8 @@ def open_runtime(settings: Settings, *,
         pool_timeout=settings.db_pool_timeout_seconds,
         connect_timeout=settings.db_connect_timeout_seconds,
         busy_timeout_ms=int(settings.sqlite_busy_timeout_seconds * 1000))
-    runtime.sequencer_session_factory = make_session_factory(
-        runtime.sequencer_engine, info={audit.WRITER_KEY: writer})
+    runtime.sequencer_session_factory = audit.hooked(make_session_factory(
+        runtime.sequencer_engine, info={audit.WRITER_KEY: writer}))
     if not settings.sequencer_database_url:  # the service's role sequences too
         writer.sequencer_sessions = runtime.sequencer_session_factory
     try:

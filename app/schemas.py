@@ -1,11 +1,23 @@
 """Base for every request and response body: unknown fields are rejected, not ignored."""
 
+import base64
 import math
 import re
-from datetime import datetime
-from typing import Annotated, Any
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    PlainSerializer,
+    WithJsonSchema,
+    model_validator,
+)
+
+from app.clock import isoformat
+from app.errors import Invalid
 
 _ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?"
                            r"(Z|[+-]\d{2}:?\d{2})?)?$")
@@ -19,6 +31,25 @@ def _iso_only(value: Any) -> Any:
 
 
 IsoDateTime = Annotated[datetime, BeforeValidator(_iso_only)]
+
+
+def rfc3339(moment: datetime) -> str:
+    """The one form of a time on the wire, `clock.isoformat`'s: 2026-11-22T10:00:00.000000Z."""
+    if moment.tzinfo is None:  # stored times are UTC; SQLite hands some back naive
+        moment = moment.replace(tzinfo=UTC)
+    return isoformat(moment)
+
+
+def _as_datetime(value: Any) -> Any:
+    # services give times as ISO strings or datetimes; either becomes a datetime here
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_as_datetime),
+                      PlainSerializer(rfc3339, return_type=str),
+                      WithJsonSchema({"type": "string", "format": "date-time",
+                                      "examples": ["2026-11-22T10:00:00Z"]})]
+"""A time in a response: always RFC 3339 in UTC with `Z`."""
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
@@ -68,3 +99,62 @@ class StrictModel(BaseModel):
                 path, reason = found
                 raise ValueError(f"{path.lstrip('.') or 'a key'} {reason}")
         return data
+
+
+Item = TypeVar("Item")
+Row = TypeVar("Row")
+
+
+class ResponseModel(BaseModel):
+    """Base of every response body: a field the model does not declare is an error (a 500 in
+    the gateway, a failure in the tests), never silently sent or dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Page(ResponseModel, Generic[Item]):
+    """One page of a list: follow `next` (an opaque cursor, null on the last page) with
+    `?cursor=`."""
+
+    items: list[Item]
+    next: str | None
+
+
+def encode_cursor(key: str) -> str:
+    """The opaque cursor standing for the last key of a page."""
+    return base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> str | None:
+    """The key a cursor from `encode_cursor` stands for; a 422 naming `cursor` otherwise."""
+    if cursor is None:
+        return None
+    try:
+        key = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        key = ""
+    if not key or encode_cursor(key) != cursor or _bad_text(key):
+        raise Invalid("cursor is not one this API gave (use the `next` of the page before)",
+                      field="cursor")
+    return key
+
+
+def _offset(cursor: str | None) -> int:
+    key = decode_cursor(cursor)
+    if key is None:
+        return 0
+    if not key.isdigit() or len(key) > 6:  # a million rows in: use filters instead
+        raise Invalid("cursor is not one this API gave (use the `next` of the page before)",
+                      field="cursor")
+    return int(key)
+
+
+def offset_page(fetch: Callable[[int], Sequence[Row]], *, cursor: str | None,
+                limit: int) -> tuple[list[Row], str | None]:
+    """A page of a listing whose service takes only a limit: `fetch(n)` gives its first n rows.
+    The cursor stands for how many rows came before (a listing ordered by time can shift under
+    concurrent writes; one keyed by its service's own order would not)."""
+    offset = _offset(cursor)
+    rows = fetch(offset + limit + 1)
+    more = len(rows) > offset + limit
+    return list(rows[offset:offset + limit]), encode_cursor(str(offset + limit)) if more else None

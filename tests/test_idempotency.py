@@ -90,7 +90,10 @@ def test_responses_without_personal_data_stay_clear_and_are_kept_by_erasure(
     body = {"subject_id": "rest-2", "type": "access", "jurisdiction": "PIPL",
             "verification": {"method": "app_login"}}
     first = crm.post("/v1/dsr", json=body, headers={"Idempotency-Key": "dsr-1"})
-    assert _row(runtime, "dsr-1").stored_response == first.json()
+    stored = _row(runtime, "dsr-1").stored_response
+    assert stored is not None
+    assert (stored["id"], stored["status"]) == (first.json()["id"], first.json()["status"])
+    assert stored["__headers__"] == {"Location": first.headers["Location"]}
     assert _row(runtime, "dsr-1").subject_id is None
 
 

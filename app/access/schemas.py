@@ -7,7 +7,7 @@ from pydantic import Field, model_validator
 
 from app.access.models import AccessRequest
 from app.clock import iso_or_none
-from app.schemas import StrictModel
+from app.schemas import ResponseModel, StrictModel, Timestamp
 
 
 class AccessRequestIn(StrictModel):
@@ -43,3 +43,21 @@ def request_dict(request: AccessRequest, *, show_subject: bool) -> dict[str, Any
             "decided_at": iso_or_none(request.decided_at),
             "decision_reason": request.decision_reason,
             "expires_at": iso_or_none(request.expires_at)}
+
+
+class AccessRequestOut(ResponseModel):
+    id: str
+    status: str
+    requester: str
+    subject_id: str | None = Field(description="null unless the viewer may learn whose data "
+                                   "the request is about")
+    record_id: str | None
+    fields: list[str]
+    purpose: str
+    justification: str
+    duration_seconds: int
+    created_at: Timestamp | None
+    decided_by: str | None
+    decided_at: Timestamp | None
+    decision_reason: str | None
+    expires_at: Timestamp | None

@@ -7,7 +7,7 @@ from __future__ import annotations
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.access.models import AccessRequest
@@ -17,7 +17,8 @@ from app.auth.scopes import Scope
 from app.clock import utcnow
 from app.errors import Conflict, Forbidden, Invalid, NotFound
 from app.policy.loader import Policy
-from app.records.models import Record
+from app.records import service as records
+from app.records.service import Record
 
 MAX_DURATION = timedelta(days=7)
 MIN_DURATION = timedelta(minutes=1)
@@ -44,7 +45,7 @@ def apply(session: Session, policy: Policy, *, caller: Caller, subject_id: str |
                       field="duration")
     record = None
     if record_id is not None:
-        record = session.get(Record, record_id)
+        record = records.find(session, record_id)
         if record is None:
             raise NotFound("no such record", field="record_id")
         subject_id = record.subject_id
@@ -168,3 +169,10 @@ def listing(session: Session, *, caller: Caller, status: str | None,
     if status is not None:
         query = query.where(AccessRequest.status == status)
     return list(session.scalars(query))
+
+
+def erase_subject(session: Session, *, subject_id: str) -> int:
+    """Delete every access request about the subject (erasure); how many."""
+    deleted: int = session.execute(delete(AccessRequest).where(
+        AccessRequest.subject_id == subject_id)).rowcount  # type: ignore[attr-defined]
+    return deleted

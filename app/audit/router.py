@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -21,10 +21,10 @@ from app.audit.schemas import (
 from app.audit.service import Outcome
 from app.auth.guard import Caller, RequireScope
 from app.auth.scopes import Scope
-from app.deps import SessionDep
-from app.errors import PROBLEM_RESPONSES, Conflict, Invalid, NotFound, ServiceUnavailable
-from app.keys.signing import Signer
-from app.schemas import IsoDateTime
+from app.deps import RuntimeDep, SessionDep, SettingsDep, SignerDep, audit_signer
+from app.errors import PROBLEM_RESPONSES, Conflict, Invalid, NotFound
+from app.runtime import Runtime
+from app.schemas import IsoDateTime, decode_cursor, encode_cursor
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"], responses=PROBLEM_RESPONSES)
 AuditReader = Annotated[Caller, Depends(RequireScope(Scope.AUDIT_READ))]
@@ -33,15 +33,14 @@ MAX_SEQ = 2**62  # far beyond any log; keeps sizes inside a BIGINT
 
 
 def _cursor(value: str | None) -> int:
-    """The sequence number a cursor stands for (its form is checked by the Query pattern)."""
-    return 0 if value is None else int(value)
-
-
-def _signer(request: Request) -> Signer:
-    signer: Signer | None = request.app.state.runtime.audit_signer
-    if signer is None:
-        raise ServiceUnavailable("the audit signing key is not available")
-    return signer
+    """The sequence number (or tree size) an opaque cursor stands for; 0 without one."""
+    key = decode_cursor(value)
+    if key is None:
+        return 0
+    if not key.isdigit() or len(key) > 18:
+        raise Invalid("cursor is not one this API gave (use the `next` of the page before)",
+                      field="cursor")
+    return int(key)
 
 
 @router.get("", response_model=AuditPage)
@@ -52,10 +51,10 @@ def list_audit(
     action: str | None = Query(default=None, max_length=100),
     subject_id: str | None = Query(default=None, max_length=255),
     outcome: Outcome | None = None,
-    cursor: str | None = Query(default=None, pattern=r"^[0-9]{1,18}$"),
+    cursor: str | None = Query(default=None, max_length=200),
     limit: int = Query(default=100, ge=1, le=MAX_PAGE),
 ) -> AuditPage:
-    """Entries in sequence order, filtered; follow `next_cursor` for the next page."""
+    """Entries in sequence order, filtered; follow `next` for the next page."""
     for name, moment in (("since", since), ("until", until)):
         if moment is not None and moment.tzinfo is None:
             raise Invalid("give a time zone, for example 2026-01-01T00:00:00Z", field=name)
@@ -68,17 +67,16 @@ def list_audit(
                if value is not None]
     audit.record(session, caller=caller, action="audit.read",
                  details={"returned": len(entries), "filters": filters})
-    next_cursor = str(entries[-1].seq) if len(entries) == limit else None
+    following = encode_cursor(str(entries[-1].seq)) if len(entries) == limit else None
     return AuditPage(items=[AuditEntryOut(**audit.entry_dict(e)) for e in entries],
-                     next_cursor=next_cursor)
+                     next=following)
 
 
 @router.get("/verify", response_model=VerificationOut)
-def verify_audit(session: SessionDep, caller: AuditReader, request: Request) -> VerificationOut:
+def verify_audit(session: SessionDep, caller: AuditReader, runtime: RuntimeDep) -> VerificationOut:
     """Recompute the whole chain and check every signed checkpoint."""
     audit.catch_up(session)
     session.commit()  # what catch_up integrated, before the read below
-    runtime = request.app.state.runtime
     # a long read in a read-only transaction of its own: no write waits behind it on SQLite
     with runtime.read_session_factory() as reading:
         result = audit.verify_log(reading, signer=runtime.audit_signer)
@@ -92,28 +90,27 @@ def verify_audit(session: SessionDep, caller: AuditReader, request: Request) -> 
 @router.get("/checkpoints", response_model=CheckpointPage)
 def list_checkpoints(
     session: SessionDep, caller: AuditReader,
-    cursor: str | None = Query(default=None, pattern=r"^[0-9]{1,18}$"),
+    cursor: str | None = Query(default=None, max_length=200),
     limit: int = Query(default=100, ge=1, le=MAX_PAGE),
 ) -> CheckpointPage:
     audit.catch_up(session)
     checkpoints = audit.list_checkpoints(session, after_size=_cursor(cursor), limit=limit)
-    next_cursor = str(checkpoints[-1].size) if len(checkpoints) == limit else None
+    following = encode_cursor(str(checkpoints[-1].size)) if len(checkpoints) == limit else None
     return CheckpointPage(items=[CheckpointOut(**audit.checkpoint_dict(c)) for c in checkpoints],
-                          next_cursor=next_cursor)
+                          next=following)
 
 
 @router.post("/checkpoints", response_model=CheckpointOut, status_code=201,
              responses={204: {"description": "the log is empty"}})
-def create_checkpoint(session: SessionDep, caller: AuditReader,
-                      request: Request) -> CheckpointOut | Response:
+def create_checkpoint(session: SessionDep, caller: AuditReader, signer: SignerDep,
+                      settings: SettingsDep) -> CheckpointOut | Response:
     """Sign the current head now (checkpoints are also made every N entries)."""
-    _signer(request)
     try:
         # explicit and audited (and rate-limited per caller like every route)
         checkpoint = audit.create_checkpoint(session)
     except audit.CheckpointUnavailable as exc:
         raise Conflict(f"not signed now: {exc}; the sequencer signs every "
-                       f"{request.app.state.settings.audit_checkpoint_seconds:g} s",
+                       f"{settings.audit_checkpoint_seconds:g} s",
                        headers={"Retry-After": "1"}) from None
     if checkpoint is None:
         return Response(status_code=204)
@@ -123,20 +120,20 @@ def create_checkpoint(session: SessionDep, caller: AuditReader,
 
 
 @router.get("/public-key", response_class=PlainTextResponse)
-def public_key(caller: AuditReader, request: Request) -> str:
+def public_key(caller: AuditReader, signer: SignerDep) -> str:
     """The Ed25519 key that signs checkpoints, for offline verification (PEM)."""
-    return _signer(request).public_pem()
+    return signer.public_pem()
 
 
 @router.get("/export", response_class=StreamingResponse,
             responses={200: {"content": {"application/jsonl": {}}}})
-def export_audit(session: SessionDep, caller: AuditReader, request: Request) -> StreamingResponse:
+def export_audit(session: SessionDep, caller: AuditReader, signer: SignerDep,
+                 runtime: RuntimeDep) -> StreamingResponse:
     """The whole log as JSON Lines, ending on a checkpoint signed for this export."""
-    signer = _signer(request)
     size, head = audit.prepare_export(session, caller=caller)
     # Read page by page after the request's session has committed (with its audit entry) and
     # closed: a client that stops reading holds no database connection.
-    factory: sessionmaker[Session] = request.app.state.runtime.read_session_factory
+    factory: sessionmaker[Session] = runtime.read_session_factory
     return StreamingResponse(
         audit.export_chunks(factory, size=size, head_hash=head, key_id=signer.key_id),
         media_type="application/jsonl",
@@ -144,7 +141,7 @@ def export_audit(session: SessionDep, caller: AuditReader, request: Request) -> 
     )
 
 
-def _signed_tree(session: Session, request: Request, size: int | None, *,
+def _signed_tree(session: Session, runtime: Runtime, size: int | None, *,
                  covering: int = 0) -> AuditCheckpoint:
     """The signed checkpoint at `size`, or the latest one covering entry `covering` (signed now
     if there is none yet)."""
@@ -154,7 +151,7 @@ def _signed_tree(session: Session, request: Request, size: int | None, *,
             raise NotFound(f"there is no signed checkpoint at tree size {size}; list them at "
                            "/v1/audit/checkpoints", field="tree_size")
         return checkpoint
-    _signer(request)
+    audit_signer(runtime)
     audit.catch_up(session)
     checkpoint = tree.latest_checkpoint(session)
     if checkpoint is None or checkpoint.size < covering:
@@ -173,21 +170,21 @@ def _signed_tree(session: Session, request: Request, size: int | None, *,
 
 @router.get("/checkpoint", response_class=PlainTextResponse,
             responses={200: {"content": {"text/plain": {}}}})
-def latest_checkpoint(session: SessionDep, caller: AuditReader, request: Request) -> str:
+def latest_checkpoint(session: SessionDep, caller: AuditReader, runtime: RuntimeDep) -> str:
     """The latest signed checkpoint as a signed note (origin, tree size, base64 root), the
     form witnesses and transparency-log tools read."""
-    checkpoint = _signed_tree(session, request, None)
+    checkpoint = _signed_tree(session, runtime, None)
     return checkpoint.note or ""
 
 
 @router.get("/entries/{seq}/proof", response_model=InclusionProofOut)
 def inclusion_proof(
-    session: SessionDep, caller: AuditReader, request: Request,
+    session: SessionDep, caller: AuditReader, runtime: RuntimeDep,
     seq: Annotated[int, Path(ge=1, le=MAX_SEQ)],
     tree_size: int | None = Query(default=None, ge=1, le=MAX_SEQ),
 ) -> InclusionProofOut:
     """Proof that entry `seq` is in the signed tree (the latest, or the one of `tree_size`)."""
-    checkpoint = _signed_tree(session, request, tree_size, covering=seq)
+    checkpoint = _signed_tree(session, runtime, tree_size, covering=seq)
     if seq > checkpoint.size:
         raise Invalid(f"entry {seq} is not in the tree of {checkpoint.size} entries",
                       field="tree_size")
@@ -204,13 +201,13 @@ def inclusion_proof(
 
 @router.get("/consistency", response_model=ConsistencyProofOut)
 def consistency_proof(
-    session: SessionDep, caller: AuditReader, request: Request,
+    session: SessionDep, caller: AuditReader, runtime: RuntimeDep,
     from_size: int = Query(ge=1, le=MAX_SEQ, description="the size of the checkpoint you kept"),
     to_size: int | None = Query(default=None, ge=1, le=MAX_SEQ,
                                 description="a signed tree size (default: the latest)"),
 ) -> ConsistencyProofOut:
     """Proof that the signed tree of `to_size` entries extends the one of `from_size`."""
-    checkpoint = _signed_tree(session, request, to_size, covering=from_size)
+    checkpoint = _signed_tree(session, runtime, to_size, covering=from_size)
     if from_size > checkpoint.size:
         raise Invalid(f"the log has {checkpoint.size} entries in its signed tree",
                       field="from_size")

@@ -24,7 +24,7 @@ class AuditEntryOut(BaseModel):
 
 class AuditPage(BaseModel):
     items: list[AuditEntryOut]
-    next_cursor: str | None
+    next: str | None
 
 
 class CheckpointOut(BaseModel):
@@ -39,7 +39,7 @@ class CheckpointOut(BaseModel):
 
 class CheckpointPage(BaseModel):
     items: list[CheckpointOut]
-    next_cursor: str | None
+    next: str | None
 
 
 class VerificationOut(BaseModel):

@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import event, func, select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from app.audit import export, tree, verifier
 from app.audit.models import AuditCheckpoint, AuditEntry, AuditPending
@@ -117,7 +117,14 @@ def _check_details(value: Any, depth: int = 0) -> None:
         raise TypeError(f"audit details cannot hold {type(value).__name__}")
 
 
-@event.listens_for(Session, "before_commit")
+def hooked(factory: sessionmaker[Session]) -> sessionmaker[Session]:
+    """The factory, its sessions now writing their queued audit entries when they commit (and
+    dropping them on rollback). Only the service's factories are hooked, not every Session."""
+    event.listen(factory, "before_commit", _append_on_commit)
+    event.listen(factory, "after_rollback", _discard_on_rollback)
+    return factory
+
+
 def _append_on_commit(session: Session) -> None:
     drafts: list[Draft] = session.info.pop(PENDING_KEY, [])
     if not drafts:
@@ -135,7 +142,6 @@ def _append_on_commit(session: Session) -> None:
         ) from exc
 
 
-@event.listens_for(Session, "after_rollback")
 def _discard_on_rollback(session: Session) -> None:
     session.info.pop(PENDING_KEY, None)
 

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from app.schemas import StrictModel
+from app.schemas import ResponseModel, StrictModel, Timestamp
 
 SubjectId = Field(min_length=1, max_length=255)
 
@@ -50,3 +50,62 @@ class ConsentIn(StrictModel):
         if value is not None and value.tzinfo is None:
             raise ValueError("give a time zone, for example 2026-01-01T00:00:00Z")
         return value
+
+
+class NoticeOut(ResponseModel):
+    notice_id: str
+    version: int
+    language: str
+    sha256: str
+    requires_reconsent: bool
+
+
+class ReceiptedOut(ResponseModel):
+    event_id: int
+    subject_id: str
+    purpose: str
+    state: str
+    receipt: str = Field(description="a JWS (EdDSA) the subject keeps; verify it with "
+                         "GET /v1/consents/receipt-key")
+
+
+class OptOutOut(ResponseModel):
+    subject_id: str
+    gpc: bool
+    withdrawn: list[ReceiptedOut]
+
+
+class ConsentEventOut(ResponseModel):
+    event_id: int
+    purpose: str
+    event: str
+    notice_id: str | None
+    notice_version: int | None
+    channel: str
+    captured_at: Timestamp
+    recorded_at: Timestamp
+    separate: bool
+    guardian: dict[str, Any] | None
+    expires_at: Timestamp | None
+    jurisdiction: str | None
+    evidence: dict[str, Any]
+
+
+class PurposeStateOut(ResponseModel):
+    state: str
+    allowed: bool
+    reason: str
+    detail: str
+    expires_at: Timestamp | None
+
+
+class ConsentsOut(ResponseModel):
+    subject_id: str
+    purposes: dict[str, PurposeStateOut]
+    history: list[ConsentEventOut]
+
+
+class ReceiptKeyOut(ResponseModel):
+    kid: str
+    alg: str
+    public_key_pem: str

@@ -11,10 +11,9 @@ from pydantic import BaseModel
 from app.auth.guard import Caller, RequireScope
 from app.auth.scopes import Scope
 from app.datasets import files, service, uploads
-from app.datasets.schemas import AnonymizeIn, AssessIn
-from app.deps import SessionDep
+from app.datasets.schemas import AnonymizedOut, AnonymizeIn, AssessIn, RiskReportOut
+from app.deps import PolicyDep, RuntimeDep, SessionDep
 from app.errors import PROBLEM_RESPONSES
-from app.keys.router import keyring_or_sealed
 
 _ROW_SOURCES = ("rows", "select")  # the body's fields an upload replaces
 
@@ -82,9 +81,10 @@ _ROWS_OUT: dict[int | str, dict[str, Any]] = {200: {
                    "`application/x-ndjson` the rows alone, the report in `PGW-Risk-Report`"}}
 
 
-@router.post("/anonymize", responses=_ROWS_OUT, openapi_extra=_upload_doc(AnonymizeIn))
+@router.post("/anonymize", response_model=AnonymizedOut, responses=_ROWS_OUT,
+             openapi_extra=_upload_doc(AnonymizeIn))
 def anonymize(caller: Exporter, body: Annotated[AnonymizeIn, Depends(_anonymize_body)],
-              session: SessionDep, request: Request) -> Any:
+              session: SessionDep, request: Request, runtime: RuntimeDep) -> Any:
     """Drop or pseudonymise direct identifiers, generalise quasi-identifiers to the least
     general levels that reach k and l (of those, the one losing the least information),
     suppress the rest up to `max_suppression`; or release nothing (422
@@ -92,11 +92,11 @@ def anonymize(caller: Exporter, body: Annotated[AnonymizeIn, Depends(_anonymize_
 
     The rows come as `rows` in a JSON body, as a CSV or JSON Lines body (the other fields
     then in the query string), or from stored records (`select`)."""
-    policy = request.app.state.runtime.policy
+    policy = runtime.policy
     rows, selection = body.rows, None
     if body.select is not None:
         rows, selection = service.select_rows(
-            session, policy, keyring_or_sealed(request), record_type=body.record_type,
+            session, policy, runtime.require_keyring(), record_type=body.record_type,
             purpose=body.purpose, filters=service.Filters(**body.select.model_dump()))
     assert rows is not None  # noqa: S101 - the schema requires one source
     result = service.release(session, policy, caller=caller, record_type=body.record_type,
@@ -105,9 +105,10 @@ def anonymize(caller: Exporter, body: Annotated[AnonymizeIn, Depends(_anonymize_
     return _reply(request, result.rows, result.report)
 
 
-@router.post("/assess", openapi_extra=_upload_doc(AssessIn))
+@router.post("/assess", response_model=RiskReportOut, openapi_extra=_upload_doc(AssessIn))
 def assess(caller: Exporter, body: Annotated[AssessIn, Depends(_assess_body)],
-           session: SessionDep, request: Request) -> dict[str, Any]:
+           session: SessionDep, policy: PolicyDep) -> RiskReportOut:
     """The risk report of a dataset as given, without changing it."""
-    return service.assess(session, request.app.state.runtime.policy, caller=caller,
-                          record_type=body.record_type, rows=body.rows, k=body.k, l=body.l)
+    return RiskReportOut.model_validate(service.assess(
+        session, policy, caller=caller, record_type=body.record_type, rows=body.rows, k=body.k,
+        l=body.l))

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from app.schemas import IsoDateTime, StrictModel
+from app.schemas import IsoDateTime, ResponseModel, StrictModel
 
 MAX_ROWS = 100_000
 
@@ -50,3 +50,26 @@ class AnonymizeIn(Target):
         "max_suppression": 0.05,
         "rows": [{"name": "张伟", "birth_date": "1987-06-15", "gender": "M",
                   "postcode": "200120", "address": "上海市浦东新区世纪大道100号"}]}]}}
+
+
+class RiskReportOut(ResponseModel):
+    """Re-identification risk of the rows, over the record type's quasi-identifiers."""
+
+    records: int
+    released: int
+    suppressed: int
+    classes: int
+    k: int | None
+    l: int | None  # noqa: E741 - the name of the privacy model
+    smallest_class: int | None
+    max_prosecutor_risk: float | None
+    records_at_risk: int
+    share_at_risk: float
+    k_target: int
+    l_target: int
+    meets_target: bool
+
+
+class AnonymizedOut(ResponseModel):
+    rows: list[dict[str, Any]]
+    report: dict[str, Any]

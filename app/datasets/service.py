@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
@@ -21,8 +20,9 @@ from app.errors import GatewayError, Invalid
 from app.keys.keyring import Keyring
 from app.policy.loader import Policy
 from app.policy.models import Dataset, LegalBasis
+from app.records import service as record_service
 from app.records import storage
-from app.records.models import Record
+from app.retention import rules
 
 
 @dataclass(frozen=True)
@@ -85,20 +85,13 @@ def select_rows(session: Session, policy: Policy, keyring: Keyring, *, record_ty
     wanted = {name for name, how in dataset.direct_identifiers.items()
               if how == "pseudonymize"} | {*dataset.quasi_identifiers, *dataset.sensitive}
     sensitive = any(record_spec.fields[name].sensitive for name in wanted)
-    query = select(Record).where(Record.record_type == record_type,
-                                 Record.restricted_at.is_(None), Record.erased_at.is_(None),
-                                 Record.deidentified_at.is_(None))
-    if filters.created_after is not None:
-        query = query.where(Record.created_at >= filters.created_after)
-    if filters.created_before is not None:
-        query = query.where(Record.created_at < filters.created_before)
-    if filters.collected_for:
-        query = query.where(Record.purpose.in_(filters.collected_for))
     now = utcnow()
     allowed: dict[str, bool] = {}
     rows, excluded, records, filtered = [], 0, 0, 0
     subjects: set[str] = set()
-    for record in session.scalars(query.order_by(Record.id)):
+    for record in record_service.usable_of_type(
+            session, record_type, created_after=filters.created_after,
+            created_before=filters.created_before, purposes=filters.collected_for):
         records += 1
         if record.subject_id not in allowed:
             allowed[record.subject_id] = decide(session, policy, subject_id=record.subject_id,
@@ -109,8 +102,7 @@ def select_rows(session: Session, policy: Policy, keyring: Keyring, *, record_ty
         context = storage.record_context(record.id)
         row = {}
         for name in wanted & set(record.data):
-            due = record.field_retention.get(name)
-            if due is not None and datetime.fromisoformat(due) <= now:
+            if rules.field_expired(record.field_retention, name, now):
                 continue  # its retention is over: not for release either
             row[name] = storage.reveal_value(
                 session, keyring, subject_id=record.subject_id, context=context, name=name,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.auth.guard import Caller
@@ -16,7 +15,6 @@ from app.dsr.models import DsrRequest
 from app.policy.loader import Policy
 from app.policy.models import LegalBasis
 from app.records import service as records
-from app.records.models import Record
 from app.webhooks import outbox
 from app.webhooks.events import Event
 
@@ -33,9 +31,7 @@ def rectify(session: Session, policy: Policy, keys: records.Keys,
     purpose; downstream subscribers are told which fields changed (not the values)."""
     corrections = service.corrections_of(session, keys.keyring, dsr)
     changed: dict[str, list[str]] = {}
-    for record in session.scalars(select(Record).where(
-            Record.subject_id == dsr.subject_id, Record.deidentified_at.is_(None))
-            .order_by(Record.id).with_for_update()):
+    for record in records.for_subject(session, dsr.subject_id, live_only=True, lock=True):
         spec = policy.body.record_types.get(record.record_type)
         if spec is None:
             continue
@@ -61,9 +57,8 @@ def _restrict_records(session: Session, dsr: DsrRequest, purposes: set[str] | No
     """Keep the subject's records (or those collected for `purposes`) stored but unused;
     returns the ids of those newly restricted."""
     now, restricted = utcnow(), []
-    for record in session.scalars(select(Record).where(
-            Record.subject_id == dsr.subject_id, Record.restricted_at.is_(None))
-            .order_by(Record.id).with_for_update()):
+    for record in records.for_subject(session, dsr.subject_id, unrestricted_only=True,
+                                      lock=True):
         if purposes is None or record.purpose in purposes:
             record.restricted_at = now
             restricted.append(record.id)

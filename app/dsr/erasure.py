@@ -18,15 +18,15 @@ A legal hold puts the request `on_hold` before any step; it resumes when the hol
 from __future__ import annotations
 
 import jwt
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from app import idempotency
-from app.access.models import AccessRequest
+from app.access import service as access
 from app.audit import service as audit
 from app.auth.guard import Caller
 from app.clock import isoformat, utcnow
-from app.consent.models import ConsentEvent
+from app.consent import service as consent
 from app.dsr import events, service
 from app.dsr.holds import subject_hold_reason
 from app.dsr.models import DsrExport, DsrRequest, Tombstone
@@ -38,8 +38,9 @@ from app.keys.keyring import Keyring
 from app.keys.signing import Signer
 from app.policy.loader import Policy
 from app.policy.models import LegalBasis, RecordType
+from app.records import service as records
 from app.records import storage
-from app.records.models import BlindIndex, Record
+from app.records.service import Record
 from app.runtime import Transaction
 from app.webhooks import outbox
 from app.webhooks.events import Event
@@ -75,8 +76,7 @@ def _keep(session: Session, keyring: Keyring, record: Record, keep: set[str]) ->
             value = encrypt_field(session, keyring, subject_id=retention_subject(
                 record.subject_id), field=name, context=context, value=clear)
         data[name] = value
-    record.data, record.originals = data, {}
-    record.field_retention = {k: v for k, v in record.field_retention.items() if k in data}
+    records.strip_to(session, record, data)
     record.restricted_at = record.restricted_at or utcnow()
     record.erased_at = utcnow()
 
@@ -84,23 +84,20 @@ def _keep(session: Session, keyring: Keyring, record: Record, keep: set[str]) ->
 def _erase_batch(session: Session, policy: Policy, keyring: Keyring, dsr: DsrRequest) -> bool:
     """One batch of the subject's records; False when none is left."""
     cursor = dsr.result.get("cursor", "")
-    records = list(session.scalars(select(Record).where(
-        Record.subject_id == dsr.subject_id, Record.id > cursor).order_by(Record.id)
-        .limit(BATCH).with_for_update()))
-    if not records:
+    batch = records.for_subject(session, dsr.subject_id, after=cursor, limit=BATCH, lock=True)
+    if not batch:
         return False
     result = dict(dsr.result)
-    for record in records:
-        session.execute(delete(BlindIndex).where(BlindIndex.record_id == record.id))
+    for record in batch:
         keep = retained_fields(policy, policy.body.record_types.get(record.record_type))
         if keep is not None and record.deidentified_at is None:
             _keep(session, keyring, record, keep)
             key = f"retained:{record.record_type}"
             result[key] = result.get(key, 0) + 1
         else:
-            session.delete(record)
+            records.delete_record(session, record)
             result["records_deleted"] = result.get("records_deleted", 0) + 1
-    result["cursor"] = records[-1].id
+    result["cursor"] = batch[-1].id
     dsr.result = result
     return True
 
@@ -176,8 +173,7 @@ def run(transaction: Transaction, policy: Policy, keyring: Keyring, signer: Sign
             dsr = service.get(session, dsr_id, lock=True)
             exports = session.execute(delete(DsrExport).where(
                 DsrExport.subject_id == dsr.subject_id)).rowcount  # type: ignore[attr-defined]
-            requests = session.execute(delete(AccessRequest).where(
-                AccessRequest.subject_id == dsr.subject_id)).rowcount  # type: ignore[attr-defined]
+            requests = access.erase_subject(session, subject_id=dsr.subject_id)
             # responses kept for retried writes are copies too (sealed, but purged besides)
             replays = idempotency.forget_subject(session, subject_id=dsr.subject_id)
             dsr.result = {**dsr.result, "copies_deleted": exports + requests + replays}
@@ -214,8 +210,7 @@ def _complete(session: Session, policy: Policy, keyring: Keyring, signer: Signer
     digest = service.tombstone_digest(session, keyring, dsr.subject_id)
     if session.get(Tombstone, digest) is None:
         session.add(Tombstone(digest=digest, erased_at=utcnow(), dsr_id=dsr.id))
-    kept = len(list(session.scalars(select(ConsentEvent.id).where(
-        ConsentEvent.subject_id == dsr.subject_id))))
+    kept = len(consent.history(session, dsr.subject_id))
     result = {k: v for k, v in dsr.result.items() if k != "cursor"}
     dsr.result = {**result, "consent_events_kept": kept}
     dsr.certificate = certificate(signer, dsr, subject_digest=digest, policy=policy)

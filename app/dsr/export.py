@@ -9,7 +9,6 @@ import json
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
@@ -19,8 +18,9 @@ from app.dsr.models import DsrExport, DsrRequest
 from app.keys.fields import decrypt_field, encrypt_field
 from app.keys.keyring import Keyring
 from app.policy.loader import Policy
+from app.records import service as record_service
 from app.records import storage
-from app.records.models import Record
+from app.records.service import Record
 
 FORMAT = "pgw-subject-export/1"
 # What counts as someone reading or receiving the subject's data, in the audit log.
@@ -79,8 +79,7 @@ def _access_log(session: Session, subject_id: str) -> list[dict[str, Any]]:
 
 def build(session: Session, policy: Policy, keyring: Keyring, dsr: DsrRequest) -> dict[str, Any]:
     lang = "zh" if dsr.language == "zh" else "en"
-    records = list(session.scalars(select(Record).where(Record.subject_id == dsr.subject_id)
-                                   .order_by(Record.created_at, Record.id)))
+    records = record_service.for_subject(session, dsr.subject_id, by_creation=True)
     events = consent.history(session, dsr.subject_id)
     purposes = {r.purpose for r in records} | {e.purpose for e in events}
     return {

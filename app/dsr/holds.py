@@ -14,9 +14,8 @@ from app.auth.guard import Caller
 from app.clock import iso_or_none, utcnow
 from app.dsr.models import LegalHold
 from app.errors import Conflict, Invalid, NotFound
-from app.keys.shred import register_hold_check
 from app.policy.loader import Policy
-from app.records.models import Record
+from app.records import service as records
 
 
 def _active(now: datetime) -> ColumnElement[bool]:
@@ -91,8 +90,7 @@ def subject_hold_reason(session: Session, subject_id: str) -> str | None:
         _active(now), LegalHold.subject_id == subject_id).limit(1))
     if hold is None:
         types = held_types(session, now)
-        if types and session.scalar(select(Record.id).where(
-                Record.subject_id == subject_id, Record.record_type.in_(types)).limit(1)):
+        if records.has_type(session, subject_id, types):
             hold = session.scalar(select(LegalHold).where(
                 _active(now), LegalHold.record_type.in_(types)).limit(1))
     return f"{hold.id}: {hold.reason}" if hold is not None else None
@@ -107,5 +105,3 @@ def hold_dict(hold: LegalHold) -> dict[str, object]:
             "released_by": hold.released_by,
             "active": hold.released_at is None and (hold.until is None or hold.until > now)}
 
-
-register_hold_check(subject_hold_reason)

@@ -14,7 +14,6 @@ from app.auth.guard import Caller
 from app.clock import utcnow
 from app.dsr import changes, deadlines, erasure, events, export, service
 from app.dsr.models import DsrExport, DsrRequest
-from app.jobs import queue
 from app.jobs.queue import Claimed
 from app.records import service as records
 from app.records.storage import scanner
@@ -25,7 +24,7 @@ CALLER = Caller.system("dsr")
 logger = logging.getLogger("pgw.dsr")
 
 
-def _failed(session: Any, claimed: Claimed, error: str) -> None:
+def run_failed(session: Any, claimed: Claimed, error: str) -> None:
     dsr = session.get(DsrRequest, claimed.payload["dsr_id"])
     if dsr is not None and dsr.status not in ("completed", "rejected"):
         dsr.status = "failed"
@@ -36,7 +35,6 @@ def _failed(session: Any, claimed: Claimed, error: str) -> None:
                      details={"type": dsr.type})
 
 
-@queue.handler("dsr.run", on_failure=_failed)
 def run_request(runtime: Runtime, claimed: Claimed) -> None:
     keyring = runtime.require_keyring()
     dsr_id = claimed.payload["dsr_id"]
@@ -72,7 +70,6 @@ def run_request(runtime: Runtime, claimed: Claimed) -> None:
                      resource=f"dsr:{dsr.id}", details=result)
 
 
-@queue.handler("dsr_deadlines")
 def check_deadlines(runtime: Runtime, claimed: Claimed) -> None:
     """Resume requests whose hold ended on its own, and log what is overdue or nearly due."""
     with runtime.transaction() as session:
@@ -91,7 +88,6 @@ def check_deadlines(runtime: Runtime, claimed: Claimed) -> None:
                                   "at_risk": found["at_risk"][:100]})
 
 
-@queue.handler("export_expiry")
 def expire_exports(runtime: Runtime, claimed: Claimed) -> None:
     """Delete expired exports, and expired idempotency entries (the copies of responses kept
     for retries) with them."""

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi import Path as PathParam
 from sqlalchemy.orm import Session
 
@@ -13,12 +13,22 @@ from app.audit import service as audit
 from app.auth.guard import Caller, RequireScope
 from app.auth.scopes import Scope
 from app.clock import utcnow
-from app.deps import SessionDep
+from app.deps import KeyringDep, PolicyDep, RuntimeDep, SessionDep
 from app.dsr import export, holds, service, verification
 from app.dsr.models import DsrExport, DsrRequest
-from app.dsr.schemas import DsrIn, DsrType, LegalHoldIn, ReasonIn, VerificationIn
+from app.dsr.schemas import (
+    CertificateOut,
+    DsrIn,
+    DsrOut,
+    DsrSubmittedOut,
+    DsrType,
+    LegalHoldIn,
+    LegalHoldOut,
+    ReasonIn,
+    VerificationIn,
+)
 from app.errors import PROBLEM_RESPONSES, GatewayError, NotFound
-from app.keys.router import KeyringDep
+from app.schemas import Page, offset_page
 
 router = APIRouter(prefix="/v1/dsr", tags=["data-subject requests"],
                    responses=PROBLEM_RESPONSES)
@@ -55,11 +65,11 @@ def _visible(session: Session, caller: Caller, dsr_id: str, *, operation: str,
     return dsr
 
 
-@router.post("", status_code=202)
+@router.post("", status_code=202, response_model=DsrSubmittedOut)
 def submit(body: DsrIn, session: SessionDep, caller: Submitter, keyring: KeyringDep,
-           request: Request, response: Response,
+           runtime: RuntimeDep, response: Response,
            idempotency_key: Annotated[str | None, Header(alias=idempotency.HEADER)] = None,
-           ) -> dict[str, Any]:
+           ) -> DsrSubmittedOut:
     """Record a person's request; a job carries it out before the legal deadline once the
     person is verified (status `received`; `unverified` until then). Identifiers that match
     nobody give the same answer as a match. Honours `Idempotency-Key`: a retried submission
@@ -68,11 +78,10 @@ def submit(body: DsrIn, session: SessionDep, caller: Submitter, keyring: Keyring
     # keyring keys the hash of the body, which does)
     claimed = idempotency.begin(session, caller=caller, key=idempotency_key,
                                 route="POST /v1/dsr", body=body.model_dump(mode="json"),
-                                settings=request.app.state.runtime.settings, keyring=keyring)
+                                settings=runtime.settings, keyring=keyring)
     if claimed is not None and claimed.response is not None:
-        response.status_code = claimed.status_code or 202
-        return claimed.response
-    dsr = service.submit(session, request.app.state.runtime.policy, keyring, caller=caller,
+        return DsrSubmittedOut.model_validate(idempotency.replay(claimed, response, 202))
+    dsr = service.submit(session, runtime.policy, keyring, caller=caller,
                          subject_id=body.subject_id,
                          identifiers=body.identifiers.given() if body.identifiers else None,
                          type=body.type, jurisdiction=body.jurisdiction,
@@ -80,12 +89,14 @@ def submit(body: DsrIn, session: SessionDep, caller: Submitter, keyring: Keyring
                          corrections=body.corrections,
                          language=body.language)
     result = {"id": dsr.id, "status": dsr.status, "due_at": dsr.due_at.isoformat()}
+    headers = {"Location": f"/v1/dsr/{dsr.id}"}
     if claimed is not None:
-        idempotency.remember(claimed, 202, result)
-    return result
+        idempotency.remember(claimed, 202, result, headers)
+    response.headers.update(headers)
+    return DsrSubmittedOut.model_validate(result)
 
 
-@router.get("")
+@router.get("", response_model=Page[DsrOut], response_model_exclude_unset=True)
 def list_requests(session: SessionDep, caller: Manager,
                   status: Annotated[Literal["unverified", "received", "in_progress", "on_hold",
                                             "completed", "rejected", "failed"] | None,
@@ -93,62 +104,68 @@ def list_requests(session: SessionDep, caller: Manager,
                   type: Annotated[DsrType | None, Query()] = None,
                   overdue: Annotated[bool | None, Query()] = None,
                   subject_id: Annotated[str | None, Query(min_length=1, max_length=255)] = None,
-                  limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict[str, Any]:
-    found = service.listing(session, status=status, type=type, overdue=overdue,
-                            subject_id=subject_id, limit=limit)
+                  limit: Annotated[int, Query(ge=1, le=500)] = 100,
+                  cursor: Annotated[str | None, Query(max_length=200)] = None) -> Page[DsrOut]:
+    """Requests by deadline, soonest first."""
+    found, following = offset_page(
+        lambda n: service.listing(session, status=status, type=type, overdue=overdue,
+                                  subject_id=subject_id, limit=n), cursor=cursor, limit=limit)
     audit.record(session, caller=caller, action="dsr.listed", subject_id=subject_id,
                  details={"count": len(found), "status": status, "type": type,
                           "overdue": overdue})
     now = utcnow()
-    return {"requests": [service.dsr_dict(d, now=now) for d in found]}
+    return Page[DsrOut].model_validate({"items": [service.dsr_dict(d, now=now) for d in found],
+                                        "next": following})
 
 
-@router.get("/{dsr_id}")
-def get_request(dsr_id: DsrId, session: SessionDep, caller: Viewer) -> dict[str, Any]:
+@router.get("/{dsr_id}", response_model=DsrOut, response_model_exclude_unset=True)
+def get_request(dsr_id: DsrId, session: SessionDep, caller: Viewer) -> DsrOut:
     """Status and, for `dsr:manage`, the subject and a timeline of every step, job attempts
     and their errors included."""
     dsr = _visible(session, caller, dsr_id, operation="read")
     audit.record(session, caller=caller, action="dsr.read", subject_id=dsr.subject_id,
                  resource=f"dsr:{dsr.id}", details={"type": dsr.type})
     if not caller.has(Scope.DSR_MANAGE):
-        return service.submitter_view(dsr)
-    return service.dsr_dict(dsr) | {"timeline": service.timeline(session, dsr)}
+        return DsrOut.model_validate(service.submitter_view(dsr))
+    return DsrOut.model_validate(service.dsr_dict(dsr) |
+                                 {"timeline": service.timeline(session, dsr)})
 
 
-@router.post("/{dsr_id}/verify")
+@router.post("/{dsr_id}/verify", response_model=DsrOut, response_model_exclude_unset=True)
 def verify(dsr_id: DsrId, body: VerificationIn, session: SessionDep, caller: Verifier,
-           keyring: KeyringDep, request: Request) -> dict[str, Any]:
+           keyring: KeyringDep, policy: PolicyDep) -> DsrOut:
     """Assert that the person behind an unverified request was verified, by a method the
     policy lists that suffices for the request's type; the request then runs."""
     dsr = service.get(session, dsr_id, lock=True)
-    verification.verify(session, request.app.state.runtime.policy, keyring, caller=caller,
+    verification.verify(session, policy, keyring, caller=caller,
                         dsr=dsr, method=body.method, reference=body.reference)
     if not caller.has(Scope.DSR_MANAGE):
-        return service.submitter_view(dsr)
-    return service.dsr_dict(dsr)
+        return DsrOut.model_validate(service.submitter_view(dsr))
+    return DsrOut.model_validate(service.dsr_dict(dsr))
 
 
-@router.post("/{dsr_id}/extend")
+@router.post("/{dsr_id}/extend", response_model=DsrOut, response_model_exclude_unset=True)
 def extend(dsr_id: DsrId, body: ReasonIn, session: SessionDep, caller: Manager,
-           request: Request) -> dict[str, Any]:
+           policy: PolicyDep) -> DsrOut:
     """Extend the deadline once, within the first period, with the reason the person is told."""
-    dsr = service.extend(session, request.app.state.runtime.policy, caller=caller,
+    dsr = service.extend(session, policy, caller=caller,
                          dsr_id=dsr_id, reason=body.reason)
-    return service.dsr_dict(dsr)
+    return DsrOut.model_validate(service.dsr_dict(dsr))
 
 
-@router.post("/{dsr_id}/reject")
+@router.post("/{dsr_id}/reject", response_model=DsrOut, response_model_exclude_unset=True)
 def reject(dsr_id: DsrId, body: ReasonIn, session: SessionDep,
-           caller: Manager) -> dict[str, Any]:
-    return service.dsr_dict(service.reject(session, caller=caller, dsr_id=dsr_id,
-                                           reason=body.reason))
+           caller: Manager) -> DsrOut:
+    return DsrOut.model_validate(service.dsr_dict(service.reject(
+        session, caller=caller, dsr_id=dsr_id, reason=body.reason)))
 
 
-@router.post("/{dsr_id}/retry")
-def retry(dsr_id: DsrId, session: SessionDep, caller: Manager) -> dict[str, Any]:
+@router.post("/{dsr_id}/retry", response_model=DsrOut, response_model_exclude_unset=True)
+def retry(dsr_id: DsrId, session: SessionDep, caller: Manager) -> DsrOut:
     """Run a failed request again, once what made it fail is fixed; it resumes where it
     stopped."""
-    return service.dsr_dict(service.retry(session, caller=caller, dsr_id=dsr_id))
+    return DsrOut.model_validate(service.dsr_dict(
+        service.retry(session, caller=caller, dsr_id=dsr_id)))
 
 
 @router.get("/{dsr_id}/export", responses={200: {"content": {"text/html": {}}}})
@@ -175,44 +192,52 @@ def get_export(dsr_id: DsrId, session: SessionDep, caller: Viewer, keyring: Keyr
         "Content-Disposition": f'attachment; filename="{dsr.id}.{format}"'})
 
 
-@router.get("/{dsr_id}/certificate")
+@router.get("/{dsr_id}/certificate", response_model=CertificateOut)
 def certificate(dsr_id: DsrId, session: SessionDep, caller: Viewer,
-                request: Request) -> dict[str, Any]:
+                runtime: RuntimeDep) -> CertificateOut:
     """The signed certificate of a completed erasure (verify with the receipt key)."""
     dsr = _visible(session, caller, dsr_id, operation="certificate", verified_only=True)
     if dsr.certificate is None:
         raise NotFound("no certificate: the request is not a completed erasure")
     audit.record(session, caller=caller, action="dsr.certificate_read",
                  subject_id=dsr.subject_id, resource=f"dsr:{dsr.id}")
-    signer = request.app.state.runtime.receipt_signer
-    return {"certificate": dsr.certificate, "key_id": signer.key_id if signer else None,
-            "public_key": signer.public_pem() if signer else None}
+    signer = runtime.receipt_signer
+    return CertificateOut.model_validate({
+        "certificate": dsr.certificate, "key_id": signer.key_id if signer else None,
+        "public_key": signer.public_pem() if signer else None})
 
 
-@holds_router.post("", status_code=201)
+@holds_router.post("", status_code=201, response_model=LegalHoldOut,
+                   response_model_exclude_unset=True)
 def place_hold(body: LegalHoldIn, session: SessionDep, caller: Manager,
-               request: Request) -> dict[str, Any]:
+               policy: PolicyDep) -> LegalHoldOut:
     """Keep a subject's data, or every record of a type, from erasure and retention deletion."""
-    hold = holds.place(session, request.app.state.runtime.policy, caller=caller,
+    hold = holds.place(session, policy, caller=caller,
                        subject_id=body.subject_id, record_type=body.record_type,
                        reason=body.reason, until=body.until)
-    return holds.hold_dict(hold)
+    return LegalHoldOut.model_validate(holds.hold_dict(hold))
 
 
-@holds_router.get("")
+@holds_router.get("", response_model=Page[LegalHoldOut], response_model_exclude_unset=True)
 def list_holds(session: SessionDep, caller: Manager,
                subject_id: Annotated[str | None, Query(min_length=1, max_length=255)] = None,
                active: Annotated[bool, Query()] = True,
-               limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict[str, Any]:
-    found = holds.listing(session, subject_id=subject_id, active_only=active, limit=limit)
-    return {"legal_holds": [holds.hold_dict(h) for h in found]}
+               limit: Annotated[int, Query(ge=1, le=500)] = 100,
+               cursor: Annotated[str | None, Query(max_length=200)] = None) -> Page[LegalHoldOut]:
+    """Holds, newest first."""
+    found, following = offset_page(
+        lambda n: holds.listing(session, subject_id=subject_id, active_only=active, limit=n),
+        cursor=cursor, limit=limit)
+    return Page[LegalHoldOut].model_validate({"items": [holds.hold_dict(h) for h in found],
+                                              "next": following})
 
 
-@holds_router.post("/{hold_id}/release")
+@holds_router.post("/{hold_id}/release", response_model=LegalHoldOut,
+                   response_model_exclude_unset=True)
 def release_hold(hold_id: Annotated[str, PathParam(min_length=1, max_length=40)],
-                 session: SessionDep, caller: Manager) -> dict[str, Any]:
+                 session: SessionDep, caller: Manager) -> LegalHoldOut:
     """End a hold; requests it kept on hold resume."""
     hold = holds.release(session, caller=caller, hold_id=hold_id)
     session.flush()
     resumed = service.resume_released(session, caller=caller)
-    return holds.hold_dict(hold) | {"resumed_requests": resumed}
+    return LegalHoldOut.model_validate(holds.hold_dict(hold) | {"resumed_requests": resumed})

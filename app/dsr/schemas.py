@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from contextlib import suppress
+from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
-from app.schemas import IsoDateTime, StrictModel
+from app.schemas import IsoDateTime, ResponseModel, StrictModel, Timestamp, rfc3339
 
 DsrType = Literal["access", "portability", "erasure", "rectification", "restriction",
                   "objection"]
@@ -68,3 +70,78 @@ class LegalHoldIn(StrictModel):
         if (self.subject_id is None) == (self.record_type is None):
             raise ValueError("give exactly one of subject_id and record_type")
         return self
+
+
+class DsrSubmittedOut(ResponseModel):
+    id: str
+    status: str
+    due_at: Timestamp
+
+
+class VerificationOut(ResponseModel):
+    method: str | None
+    verified: bool
+    verified_by: str | None
+    verified_at: Timestamp | None
+
+
+class TimelineEntryOut(ResponseModel):
+    """One step: an event of the request (with its details) or an attempt of its job."""
+
+    model_config = ConfigDict(extra="allow")
+
+    at: Timestamp
+    event: str
+    actor: str | None
+
+    @model_validator(mode="after")
+    def _times_in_details(self) -> TimelineEntryOut:
+        # an event's details are free-form; the times among them go out in the one form too
+        extra = self.__pydantic_extra__ or {}
+        for key, value in extra.items():
+            if key.endswith(("_at", "_until")) and isinstance(value, str):
+                with suppress(ValueError):
+                    extra[key] = rfc3339(datetime.fromisoformat(value))
+        return self
+
+
+class DsrOut(ResponseModel):
+    """A request. `subject_id` is left out for the service that submitted it; `timeline` is
+    given to `dsr:manage` on reading one request."""
+
+    id: str
+    subject_id: str | None = None
+    type: str
+    jurisdiction: str
+    status: str
+    language: str
+    submitted_at: Timestamp
+    due_at: Timestamp
+    overdue: bool
+    extended: bool
+    extension_reason: str | None
+    rejection_reason: str | None
+    closed_at: Timestamp | None
+    verification: VerificationOut
+    result: dict[str, Any]
+    timeline: list[TimelineEntryOut] | None = None
+
+
+class CertificateOut(ResponseModel):
+    certificate: str
+    key_id: str | None
+    public_key: str | None
+
+
+class LegalHoldOut(ResponseModel):
+    id: str
+    subject_id: str | None
+    record_type: str | None
+    reason: str
+    until: Timestamp | None
+    created_by: str
+    created_at: Timestamp
+    released_at: Timestamp | None
+    released_by: str | None
+    active: bool
+    resumed_requests: list[str] | None = None

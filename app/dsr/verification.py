@@ -18,7 +18,6 @@ import json
 import secrets
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
@@ -32,7 +31,7 @@ from app.jobs import queue
 from app.keys.fields import BLIND_INDEX_KEY, blind_index, encrypt_field
 from app.keys.keyring import Keyring
 from app.policy.loader import Policy
-from app.records.models import BlindIndex
+from app.records import lookup
 from app.webhooks.events import Event
 
 UNVERIFIED = "unverified"
@@ -60,8 +59,7 @@ def resolve_subject(session: Session, keyring: Keyring, identifiers: dict[str, s
     found: set[str] | None = None
     for kind, value in identifiers.items():
         digest = blind_index(key, kind, value)
-        subjects = set(session.scalars(select(BlindIndex.subject_id).where(
-            BlindIndex.kind == kind, BlindIndex.digest == digest)))
+        subjects = lookup.subjects_with(session, kind=kind, digest=digest)
         found = subjects if found is None else found & subjects
     if found and len(found) == 1:
         return found.pop()

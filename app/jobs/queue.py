@@ -70,20 +70,27 @@ class Registry:
             kinds.setdefault(lane, []).append(kind)
         return {lane: tuple(sorted(names)) for lane, names in kinds.items()}
 
+    def add(self, kind: str, function: Callable[..., None], *,
+            on_failure: Callable[[Session, Claimed, str], None] | None = None,
+            lane: str | None = None) -> None:
+        """Register the function that runs jobs of `kind` (and what to do when they give up);
+        with `lane`, a running worker gives them a thread of their own."""
+        self.handlers[kind] = function
+        if on_failure is not None:
+            self.on_failure[kind] = on_failure
+        if lane is not None:
+            self.lanes[kind] = lane
+
 
 REGISTRY = Registry()
 
 
 def handler(kind: str, *, on_failure: Callable[[Session, Claimed, str], None] | None = None,
             lane: str | None = None) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    """Register the function that runs jobs of `kind` (and what to do when they give up);
-    with `lane`, a running worker gives them a thread of their own."""
+    """`REGISTRY.add` as a decorator, for tests' own kinds; the service's handlers are
+    registered by `app.wiring.wire`."""
     def register(function: Callable[..., None]) -> Callable[..., None]:
-        REGISTRY.handlers[kind] = function
-        if on_failure is not None:
-            REGISTRY.on_failure[kind] = on_failure
-        if lane is not None:
-            REGISTRY.lanes[kind] = lane
+        REGISTRY.add(kind, function, on_failure=on_failure, lane=lane)
         return function
     return register
 

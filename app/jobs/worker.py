@@ -12,7 +12,6 @@ import socket
 import threading
 from datetime import timedelta
 
-import app.jobs.handlers  # noqa: F401 - registers every domain's job handlers
 from app.audit import sequencer
 from app.jobs import queue, schedule
 from app.jobs.queue import Claimed, Retry

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from app.auth.guard import Caller
-from app.jobs import queue
 from app.jobs.queue import Claimed
 from app.keys import shred
 from app.runtime import Runtime
 
 
-@queue.handler("key_destruction")
 def destroy_due_keys(runtime: Runtime, claimed: Claimed) -> None:
     keyring = runtime.require_keyring()
     with runtime.transaction() as session:

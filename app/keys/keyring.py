@@ -46,6 +46,18 @@ SHRED_EPOCH_SETTING = "shred_epoch"
 _CHECKED = "pgw_keys_checked"  # session.info: (transaction, keys locked in it as still active)
 
 
+# Set on each keyring by `app.wiring.wire`: the checks a legal hold makes before keys are
+# destroyed (the reason a hold blocks, or None), and the domains' re-encryptors (given the
+# subject, rewrite their stored values under the new key; how many).
+HoldCheck = Callable[[Session, str], str | None]
+Reencryptor = Callable[[Session, "Keyring", str], int]
+
+
+class NotWired(RuntimeError):
+    """A keyring nobody wired refuses to destroy or rotate keys instead of skipping the
+    legal-hold checks or leaving stored values under the old key."""
+
+
 class SubjectErased(GatewayError):
     status, type, title = 410, "subject-erased", "Data subject erased"
 
@@ -114,6 +126,26 @@ class Keyring:
         self._kek_latest: int | None = None  # the newest version recorded in the database
         self._verified = False
         self.seal_reasons: list[str] = []
+        self.hold_checks: tuple[HoldCheck, ...] | None = None
+        self.reencryptors: tuple[Reencryptor, ...] | None = None
+
+    def hold_reason(self, session: Session, subject_id: str) -> str | None:
+        """Why a legal hold keeps this subject's keys, or None; NotWired (fail closed) when
+        no hold check was wired into this keyring."""
+        if self.hold_checks is None:
+            raise NotWired("no legal-hold check is wired into this keyring (app.wiring.wire): "
+                           "refusing to destroy keys")
+        for check in self.hold_checks:
+            reason = check(session, subject_id)
+            if reason:
+                return reason
+        return None
+
+    def wired_reencryptors(self) -> tuple[Reencryptor, ...]:
+        if self.reencryptors is None:
+            raise NotWired("no re-encryptor is wired into this keyring (app.wiring.wire): "
+                           "refusing to rotate data keys")
+        return self.reencryptors
 
     def _checked(self, session: Session) -> set[tuple[str, int]]:
         """Once per transaction: drop cached keys if any key was destroyed anywhere, learn new

@@ -120,26 +120,16 @@ def retire_kek_versions(session: Session, *, caller: Caller, below: int) -> None
     audit.record(session, caller=caller, action="keys.kek_retired", details={"below": below})
 
 
-# Domains that store protected values register a re-encryptor here: given the subject, it
-# rewrites that subject's stored values under the subject's new key and returns how many.
-Reencryptor = Callable[[Session, Keyring, str], int]
-REENCRYPTORS: list[Reencryptor] = []
-
-
-def register_reencryptor(reencrypt: Reencryptor) -> None:
-    if reencrypt not in REENCRYPTORS:
-        REENCRYPTORS.append(reencrypt)
-
-
 def rotate_subject_dek(session: Session, keyring: Keyring, *, caller: Caller,
                        subject_id: str) -> int:
     """Give the subject new data keys and re-encrypt their stored values; returns the newest
     version. Values held elsewhere stay readable through the retired versions."""
+    reencryptors = keyring.wired_reencryptors()
     try:
         replaced = keyring.rotate(session, subject_id)
     except LookupError:
         raise Conflict("this subject has no active key to rotate") from None
-    rewritten = sum(reencrypt(session, keyring, subject_id) for reencrypt in REENCRYPTORS)
+    rewritten = sum(reencrypt(session, keyring, subject_id) for reencrypt in reencryptors)
     audit.record(session, caller=caller, action="keys.dek_rotated", subject_id=subject_id,
                  details={"from_versions": [old for old, _ in replaced],
                           "to_versions": [new for _, new in replaced],

@@ -1,32 +1,29 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Depends, Response
 from pydantic import Field
 
 from app.audit import service as audit
 from app.auth.guard import Caller, RequireScope
 from app.auth.scopes import Scope
 from app.clock import iso_or_none
-from app.deps import SessionDep
+from app.deps import KeyringDep, RuntimeDep, SessionDep
 from app.errors import PROBLEM_RESPONSES, Invalid
 from app.keys import rotation, shred
-from app.keys.keyring import Keyring
+from app.keys.schemas import (
+    CancelledOut,
+    DestroyedOut,
+    KeyStatusOut,
+    RotationStartedOut,
+)
 from app.keys.status import key_status
 from app.schemas import StrictModel
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"], responses=PROBLEM_RESPONSES)
 KeyAdmin = Annotated[Caller, Depends(RequireScope(Scope.KEYS_ADMIN))]
-
-
-def keyring_or_sealed(request: Request) -> Keyring:
-    keyring: Keyring = request.app.state.runtime.require_keyring()
-    return keyring
-
-
-KeyringDep = Annotated[Keyring, Depends(keyring_or_sealed)]
 
 
 class RotateRequest(StrictModel):
@@ -38,16 +35,18 @@ class DestroyRequest(StrictModel):
     grace_seconds: int = Field(default=0, ge=0, le=90 * 86400)
 
 
-@router.get("/status")
-def status(session: SessionDep, caller: KeyAdmin, keyring: KeyringDep) -> dict[str, Any]:
+@router.get("/status", response_model=KeyStatusOut)
+def status(session: SessionDep, caller: KeyAdmin, keyring: KeyringDep) -> KeyStatusOut:
     """Versions, counts and rotation progress; never key material."""
     audit.record(session, caller=caller, action="keys.status_read")
-    return key_status(session, keyring)
+    return KeyStatusOut.model_validate(key_status(session, keyring))
 
 
-@router.post("/rotate", status_code=202)
+@router.post("/rotate", status_code=202, response_model=RotationStartedOut,
+             response_model_exclude_unset=True)
 def rotate(body: RotateRequest, session: SessionDep, caller: KeyAdmin, keyring: KeyringDep,
-           request: Request, response: Response, background: BackgroundTasks) -> dict[str, Any]:
+           runtime: RuntimeDep, response: Response, background: BackgroundTasks,
+           ) -> RotationStartedOut:
     """KEK: make a new version and rewrap every DEK after the response (resumable with
     `pgw keys rotate-kek`). DEK: give one subject a new data key now."""
     if body.kind == "dek":
@@ -57,27 +56,28 @@ def rotate(body: RotateRequest, session: SessionDep, caller: KeyAdmin, keyring: 
         version = rotation.rotate_subject_dek(session, keyring, caller=caller,
                                               subject_id=body.subject_id)
         response.status_code = 200
-        return {"kind": "dek", "subject_id": body.subject_id, "version": version}
+        return RotationStartedOut(kind="dek", subject_id=body.subject_id, version=version)
     started = rotation.start_kek_rotation(session, keyring, caller=caller)
     # Runs after the response, so after this request's transaction has committed.
-    background.add_task(rotation.run_kek_rotation, request.app.state.runtime.session_factory,
+    background.add_task(rotation.run_kek_rotation, runtime.session_factory,
                         keyring, caller=caller)
-    return {"kind": "kek", "rotation_id": started.id, "target_version": started.target_version,
-            "status": "running"}
+    return RotationStartedOut.model_validate({
+        "kind": "kek", "rotation_id": started.id, "target_version": started.target_version,
+        "status": "running"})
 
 
-@router.post("/subjects/{subject_id}/destroy")
+@router.post("/subjects/{subject_id}/destroy", response_model=DestroyedOut)
 def destroy(subject_id: str, body: DestroyRequest, session: SessionDep, caller: KeyAdmin,
-            keyring: KeyringDep) -> dict[str, Any]:
+            keyring: KeyringDep) -> DestroyedOut:
     """Crypto-shred a subject now, or after a grace period that can be cancelled."""
     grace = timedelta(seconds=body.grace_seconds) if body.grace_seconds else None
     when = shred.destroy_subject_keys(session, keyring, caller=caller, subject_id=subject_id,
                                       grace=grace)
-    return {"subject_id": subject_id, "destroyed": when is None,
-            "destroy_after": iso_or_none(when)}
+    return DestroyedOut.model_validate({"subject_id": subject_id, "destroyed": when is None,
+            "destroy_after": iso_or_none(when)})
 
 
-@router.post("/subjects/{subject_id}/cancel-destruction")
-def cancel(subject_id: str, session: SessionDep, caller: KeyAdmin) -> dict[str, Any]:
+@router.post("/subjects/{subject_id}/cancel-destruction", response_model=CancelledOut)
+def cancel(subject_id: str, session: SessionDep, caller: KeyAdmin) -> CancelledOut:
     count = shred.cancel_destruction(session, caller=caller, subject_id=subject_id)
-    return {"subject_id": subject_id, "cancelled_keys": count}
+    return CancelledOut.model_validate({"subject_id": subject_id, "cancelled_keys": count})

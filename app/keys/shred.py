@@ -2,13 +2,13 @@
 undecryptable, wherever it was stored or sent (backups too, once the KEK versions that wrapped
 the destroyed keys are retired and destroyed).
 
-A legal hold blocks destruction; the data-subject-request domain registers its check with
-`register_hold_check`. An optional grace period can be cancelled before it ends.
+A legal hold blocks destruction; `app.wiring.wire` gives each keyring the data-subject-request
+domain's check, and a keyring without one refuses to destroy keys. An optional grace period
+can be cancelled before it ends.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -21,24 +21,9 @@ from app.errors import Conflict, NotFound
 from app.keys.keyring import Keyring
 from app.keys.models import SubjectKey
 
-HoldCheck = Callable[[Session, str], str | None]  # the reason a hold blocks, or None
-HOLD_CHECKS: list[HoldCheck] = []
-
 
 class LegalHoldActive(Conflict):
     type, title = "legal-hold", "Legal hold"
-
-
-def register_hold_check(check: HoldCheck) -> None:
-    HOLD_CHECKS.append(check)
-
-
-def hold_reason(session: Session, subject_id: str) -> str | None:
-    for check in HOLD_CHECKS:
-        reason = check(session, subject_id)
-        if reason:
-            return reason
-    return None
 
 
 def _live_keys(session: Session, subject_id: str) -> list[SubjectKey]:
@@ -47,8 +32,8 @@ def _live_keys(session: Session, subject_id: str) -> list[SubjectKey]:
         .order_by(SubjectKey.id).with_for_update()))  # the order writers lock them in
 
 
-def _check_hold(session: Session, caller: Caller, subject_id: str) -> None:
-    reason = hold_reason(session, subject_id)
+def _check_hold(session: Session, keyring: Keyring, caller: Caller, subject_id: str) -> None:
+    reason = keyring.hold_reason(session, subject_id)
     if reason:
         audit.record(session, caller=caller, action="keys.destruction_refused",
                      outcome=audit.Outcome.DENIED, subject_id=subject_id,
@@ -59,7 +44,7 @@ def _check_hold(session: Session, caller: Caller, subject_id: str) -> None:
 def destroy_subject_keys(session: Session, keyring: Keyring, *, caller: Caller, subject_id: str,
                          grace: timedelta | None = None) -> datetime | None:
     """Destroy now, or schedule destruction after `grace`; returns the scheduled time."""
-    _check_hold(session, caller, subject_id)
+    _check_hold(session, keyring, caller, subject_id)
     keys = _live_keys(session, subject_id)
     if not keys:
         raise NotFound("this subject has no keys to destroy")
@@ -107,7 +92,7 @@ def destroy_due(session: Session, keyring: Keyring, *, caller: Caller,
         SubjectKey.state != "destroyed"))))
     destroyed = []
     for subject_id in subjects:
-        reason = hold_reason(session, subject_id)
+        reason = keyring.hold_reason(session, subject_id)
         if reason:
             audit.record(session, caller=caller, action="keys.destruction_refused",
                          outcome=audit.Outcome.DENIED, subject_id=subject_id,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Literal
 
 import anyio
 import anyio.to_thread
@@ -14,17 +15,24 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.auth.guard import RequireScope
 from app.auth.scopes import Scope
+from app.deps import RuntimeDep
 from app.ops import readiness, workers
+from app.runtime import Runtime
+from app.schemas import ResponseModel
 
 router = APIRouter(tags=["operations"])
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
-@router.get("/healthz")
-async def healthz() -> dict[str, str]:
+class HealthOut(ResponseModel):
+    status: Literal["ok"]
+
+
+@router.get("/healthz", response_model=HealthOut)
+async def healthz() -> HealthOut:
     """The process is alive. Answered on the event loop: it waits for no thread and no
     database connection."""
-    return {"status": "ok"}
+    return HealthOut.model_validate({"status": "ok"})
 
 
 # Readiness checks run on threads of their own, never queued behind requests.
@@ -32,12 +40,11 @@ _PROBES = anyio.CapacityLimiter(2)
 
 
 @router.get("/readyz")
-async def readyz(request: Request) -> JSONResponse:
+async def readyz(runtime: RuntimeDep) -> JSONResponse:
     """Ready to serve: database reachable, migrated and writable, audit log appendable, keys
     available and right, disk left. Answers within PGW_READINESS_TIMEOUT_SECONDS whatever
     the database does. Jobs queued with no live worker make it `degraded`: still 200 (the
     gateway serves), with the reason in `warnings` and the figures in `workers`."""
-    runtime = request.app.state.runtime
     timeout = runtime.settings.readiness_timeout_seconds
     alive: workers.Liveness | None = None
     try:
@@ -63,14 +70,13 @@ def _gauge(name: str, help: str, *values: tuple[str, float | str]) -> list[str]:
             *(f"{name}{labels} {value}" for labels, value in values)]
 
 
-def _gauges(request: Request) -> bytes:
+def _gauges(runtime: Runtime) -> bytes:
     """Figures read from the database at scrape time, so every worker reports the same; and
     this process's own state (sealed, ready)."""
     from app.audit import tree
     from app.dsr.service import deadline_counts
     from app.jobs.queue import counts
 
-    runtime = request.app.state.runtime
     lines = _gauge("pgw_sealed", "1 when the process answering the scrape is sealed (no "
                    "usable key-encryption key)", ("", int(runtime.sealed)))
     try:
@@ -127,8 +133,8 @@ async def _metrics_caller(request: Request) -> None:
 
 
 @router.get("/metrics", response_class=Response)
-async def metrics(request: Request) -> Response:
+async def metrics(request: Request, runtime: RuntimeDep) -> Response:
     await _metrics_caller(request)
-    gauges = await anyio.to_thread.run_sync(_gauges, request, limiter=_PROBES)
+    gauges = await anyio.to_thread.run_sync(_gauges, runtime, limiter=_PROBES)
     body = request.app.state.metrics.render() + gauges
     return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -9,7 +9,7 @@ from app.audit import service as audit
 from app.auth.guard import Caller, RequireScope, spend_characters
 from app.auth.scopes import Scope
 from app.config import Settings
-from app.deps import SessionDep
+from app.deps import RuntimeDep, SessionDep, SettingsDep
 from app.errors import PROBLEM_RESPONSES, Invalid, PayloadTooLarge
 from app.pii import operators
 from app.pii import service as pii
@@ -29,19 +29,13 @@ router = APIRouter(prefix="/v1/pii", tags=["pii"], responses=PROBLEM_RESPONSES)
 Scanner = Annotated[Caller, Depends(RequireScope(Scope.PII_SCAN))]
 
 
-def _engine(request: Request) -> PiiEngine:
-    settings: Settings = request.app.state.settings
+def _engine(settings: Settings) -> PiiEngine:
     return pii.get_engine(settings.nlp_model_en)
 
 
-def _time_limit(request: Request) -> float:
-    settings: Settings = request.app.state.settings
-    return settings.pii_scan_seconds
-
-
-def _check(request: Request, engine: PiiEngine, texts: Sequence[str], languages: Sequence[str],
+def _check(settings: Settings, engine: PiiEngine, texts: Sequence[str], languages: Sequence[str],
            entities: Sequence[str] | None, field_prefix: str = "") -> None:
-    limit = request.app.state.settings.pii_max_chars
+    limit = settings.pii_max_chars
     for index, text in enumerate(texts):
         if len(text) > limit:
             where = f"{field_prefix}{index}.text" if field_prefix else "text"
@@ -65,15 +59,15 @@ def _entities(findings: list[Finding]) -> list[EntityOut]:
 
 
 @router.post("/scan", response_model=ScanResponse)
-def scan(body: ScanRequest, session: SessionDep, caller: Scanner,
+def scan(body: ScanRequest, session: SessionDep, caller: Scanner, settings: SettingsDep,
          request: Request) -> ScanResponse:
     """Find personal data in free text; offsets index the text exactly as sent."""
-    engine = _engine(request)
-    _check(request, engine, [body.text], [body.language], body.entities)
+    engine = _engine(settings)
+    _check(settings, engine, [body.text], [body.language], body.entities)
     spend_characters(request, session, caller, len(body.text))
     language, findings = engine.analyze(body.text, language=body.language,
                                         entities=body.entities, threshold=body.score_threshold,
-                                        time_limit=_time_limit(request))
+                                        time_limit=settings.pii_scan_seconds)
     audit.record(session, caller=caller, action="pii.scanned",
                  details={"language": language, "chars": len(body.text),
                           "found": pii.counts(findings)})
@@ -82,16 +76,16 @@ def scan(body: ScanRequest, session: SessionDep, caller: Scanner,
 
 @router.post("/scan/batch", response_model=BatchScanResponse)
 def scan_batch(body: BatchScanRequest, session: SessionDep, caller: Scanner,
-               request: Request) -> BatchScanResponse:
+               settings: SettingsDep, request: Request) -> BatchScanResponse:
     """Scan up to 1000 texts in one call; results come back in the order sent."""
-    engine = _engine(request)
+    engine = _engine(settings)
     texts = [item.text for item in body.items]
     languages = [item.language for item in body.items]
-    _check(request, engine, texts, languages, body.entities, field_prefix="items.")
+    _check(settings, engine, texts, languages, body.entities, field_prefix="items.")
     spend_characters(request, session, caller, sum(map(len, texts)))
     results = engine.analyze_batch(texts, languages=languages, entities=body.entities,
                                    threshold=body.score_threshold,
-                                   time_limit=_time_limit(request))
+                                   time_limit=settings.pii_scan_seconds)
     everything = [f for _, findings in results for f in findings]
     audit.record(session, caller=caller, action="pii.batch_scanned",
                  details={"items": len(texts), "chars": sum(map(len, texts)),
@@ -101,11 +95,12 @@ def scan_batch(body: BatchScanRequest, session: SessionDep, caller: Scanner,
 
 
 @router.post("/redact", response_model=RedactResponse)
-def redact(body: RedactRequest, session: SessionDep, caller: Scanner,
+def redact(body: RedactRequest, session: SessionDep, caller: Scanner, runtime: RuntimeDep,
            request: Request) -> RedactResponse:
     """Find personal data and replace each finding by its entity type's operator."""
-    engine = _engine(request)
-    _check(request, engine, [body.text], [body.language], body.entities)
+    settings = runtime.settings
+    engine = _engine(settings)
+    _check(settings, engine, [body.text], [body.language], body.entities)
     spend_characters(request, session, caller, len(body.text))
     for key in body.operators:
         if key != "DEFAULT" and key not in engine.supported_entities:
@@ -113,8 +108,8 @@ def redact(body: RedactRequest, session: SessionDep, caller: Scanner,
                           supported=["DEFAULT", *engine.supported_entities])
     language, findings = engine.analyze(body.text, language=body.language,
                                         entities=body.entities, threshold=body.score_threshold,
-                                        time_limit=_time_limit(request))
-    context = operators.OperatorContext(hash_key=request.app.state.runtime.pii_hash_key)
+                                        time_limit=settings.pii_scan_seconds)
+    context = operators.OperatorContext(hash_key=runtime.pii_hash_key)
     try:
         result = pii.redact(body.text, findings, body.operators, context)
     except operators.OperatorError as exc:

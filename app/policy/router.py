@@ -1,19 +1,30 @@
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
+from pydantic import ConfigDict
 
 from app.auth.guard import Caller, RequireScope
 from app.auth.scopes import Scope
+from app.deps import PolicyDep
 from app.errors import PROBLEM_RESPONSES
+from app.schemas import ResponseModel
 
 router = APIRouter(prefix="/v1/policy", tags=["policy"], responses=PROBLEM_RESPONSES)
 PolicyReader = Annotated[Caller, Depends(RequireScope(Scope.POLICY_READ))]
 
 
-@router.get("")
-def get_policy(caller: PolicyReader, request: Request) -> dict[str, Any]:
+class PolicyOut(ResponseModel):
+    """The policy file's content as parsed (see policies/*.yaml), with its version."""
+
+    model_config = ConfigDict(extra="allow")
+
+    version: str
+
+
+@router.get("", response_model=PolicyOut)
+def get_policy(caller: PolicyReader, policy: PolicyDep) -> PolicyOut:
     """The parsed policy in force and its version (the hash stamped on audit entries)."""
-    policy = request.app.state.runtime.policy
-    return {"version": policy.version, **policy.body.model_dump(mode="json")}
+    return PolicyOut.model_validate({"version": policy.version,
+                                     **policy.body.model_dump(mode="json")})

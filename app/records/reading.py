@@ -28,7 +28,9 @@ from app.policy.loader import Policy
 from app.policy.models import Access
 from app.records import storage
 from app.records.access import FieldAccess, consent_for, field_access, may_see, role_access
-from app.records.models import BlindIndex, Record
+from app.records.lookup import subjects_with
+from app.records.models import Record
+from app.retention import rules
 
 LOOKUP_KINDS = tuple(storage.INDEXED_TYPES.values())
 
@@ -60,9 +62,8 @@ def _state(record: Record, name: str, now: datetime) -> str | None:
         return "restricted: the subject was erased; a law keeps this record until it expires"
     if record.restricted_at is not None:
         return "restricted: a data-subject request restricts processing of this record"
-    due = record.field_retention.get(name)
     if (record.retention_until is not None and record.retention_until <= now) or \
-            (due is not None and datetime.fromisoformat(due) <= now):
+            rules.field_expired(record.field_retention, name, now):
         return "retention period over: awaiting deletion"
     return None
 
@@ -174,9 +175,7 @@ def lookup(session: Session, policy: Policy, keyring: Keyring, *, caller: Caller
                          details={"kind": kind})
             raise Forbidden(f"no role of the caller may see {kind} data for {purpose}")
     digest = blind_index(keyring.service_key(session, BLIND_INDEX_KEY), kind, value)
-    found = sorted(set(session.scalars(
-        select(BlindIndex.subject_id).where(BlindIndex.kind == kind,
-                                            BlindIndex.digest == digest))))
+    found = sorted(subjects_with(session, kind=kind, digest=digest))
     audit.record(session, caller=caller, action="subject.lookup", purpose=purpose,
                  subject_id=found[0] if len(found) == 1 else None,
                  details={"kind": kind, "matches": len(found), "subjects": found[:20]})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi import Path as PathParam
@@ -15,13 +15,22 @@ from app import idempotency
 from app.auth import limits
 from app.auth.guard import Caller, RequireScope
 from app.auth.scopes import Scope
-from app.deps import SessionDep
+from app.deps import KeyringDep, RuntimeDep, SessionDep
 from app.errors import PROBLEM_RESPONSES, Conflict, GatewayError, Invalid
 from app.keys.keyring import Keyring
-from app.keys.router import KeyringDep
-from app.policy.loader import Policy
 from app.records import batch, reading, service, storage
-from app.records.schemas import LookupIn, RecordIn, RectifyIn
+from app.records.schemas import (
+    BatchOut,
+    LookupIn,
+    LookupOut,
+    RecordIn,
+    RecordViewOut,
+    RectifiedRecordOut,
+    RectifyIn,
+    StoredRecordOut,
+)
+from app.runtime import Runtime
+from app.schemas import Page, decode_cursor, encode_cursor
 
 router = APIRouter(tags=["records"], responses=PROBLEM_RESPONSES)
 Writer = Annotated[Caller, Depends(RequireScope(Scope.RECORDS_WRITE))]
@@ -39,13 +48,7 @@ class PreconditionFailed(GatewayError):
     status, type, title = 412, "precondition-failed", "Precondition failed"
 
 
-def _policy(request: Request) -> Policy:
-    policy: Policy = request.app.state.runtime.policy
-    return policy
-
-
-def _keys(request: Request, keyring: Keyring) -> service.Keys:
-    runtime = request.app.state.runtime
+def _keys(runtime: Runtime, keyring: Keyring) -> service.Keys:
     return service.Keys(keyring=keyring, hash_key=runtime.pii_hash_key,
                         scan=storage.scanner(runtime.settings))
 
@@ -54,29 +57,29 @@ def _etag(version: int) -> str:
     return f'"{version}"'
 
 
-@router.post("/v1/records", status_code=201)
+@router.post("/v1/records", status_code=201, response_model=StoredRecordOut)
 def create_record(body: RecordIn, session: SessionDep, caller: Writer, keyring: KeyringDep,
-                  request: Request, response: Response,
+                  runtime: RuntimeDep, response: Response,
                   idempotency_key: Annotated[str | None, Header(alias=idempotency.HEADER)] = None,
-                  ) -> dict[str, Any]:
+                  ) -> StoredRecordOut:
     """Check purpose, minimisation, field types and consent; scan free text; protect and store
     the record. Returns the storage view: what the upstream may keep."""
     claimed = idempotency.begin(session, caller=caller, key=idempotency_key,
                                 route="POST /v1/records", body=body.model_dump(mode="json"),
-                                settings=request.app.state.runtime.settings,
+                                settings=runtime.settings,
                                 subject_id=body.subject_id, keyring=keyring)
     if claimed is not None and claimed.response is not None:
-        response.status_code = claimed.status_code or 201
-        return claimed.response
-    written = service.create(session, _policy(request), _keys(request, keyring), caller=caller,
+        return StoredRecordOut.model_validate(idempotency.replay(claimed, response, 201))
+    written = service.create(session, runtime.policy, _keys(runtime, keyring), caller=caller,
                              subject_id=body.subject_id, purpose=body.purpose,
                              record_type=body.record_type, data=body.data)
     result = written.as_dict()
+    headers = {"Location": f"/v1/records/{written.record.id}",
+               "ETag": _etag(written.record.version)}
     if claimed is not None:
-        idempotency.remember(claimed, 201, result)
-    response.headers["Location"] = f"/v1/records/{written.record.id}"
-    response.headers["ETag"] = _etag(written.record.version)
-    return result
+        idempotency.remember(claimed, 201, result, headers)
+    response.headers.update(headers)
+    return StoredRecordOut.model_validate(result)
 
 
 async def _batch_body(request: Request, caller: Writer) -> batch.BatchIn:
@@ -98,23 +101,24 @@ _BATCH_SCHEMA = {"type": "object", "required": ["records"], "additionalPropertie
                                             "items": {"$ref": "#/components/schemas/RecordIn"}}}}
 
 
-@router.post("/v1/records/batch", openapi_extra={"requestBody": {
+@router.post("/v1/records/batch", response_model=BatchOut, response_model_exclude_unset=True,
+             openapi_extra={"requestBody": {
     "required": True, "content": {"application/json": {"schema": _BATCH_SCHEMA}}}})
 def create_records(caller: Writer, body: Annotated[batch.BatchIn, Depends(_batch_body)],
-                   session: SessionDep, keyring: KeyringDep, request: Request,
+                   session: SessionDep, keyring: KeyringDep, runtime: RuntimeDep, request: Request,
                    idempotency_key: Annotated[str | None, Header(alias=idempotency.HEADER)] = None,
-                   ) -> dict[str, Any]:
+                   ) -> BatchOut:
     """Up to 1,000 records, each as `POST /v1/records` takes it. Always 200 once the batch is
     accepted: `results` holds one entry per item, in order, `created` with its `record_id` or
     `error` with its problem; the items that failed changed nothing."""
-    settings = request.app.state.runtime.settings
+    settings = runtime.settings
     # parsed and scanned before the first statement: on SQLite that takes the write lock
-    prepared = batch.prepare(_policy(request), settings, body.records)
+    prepared = batch.prepare(runtime.policy, settings, body.records)
     claimed = idempotency.begin(session, caller=caller, key=idempotency_key, route=batch.ROUTE,
                                 body=body.model_dump(mode="json"), settings=settings,
                                 keyring=keyring)
     if claimed is not None and claimed.response is not None:
-        return claimed.response
+        return BatchOut.model_validate(claimed.response)
     limiter: limits.RateLimiter = request.app.state.rate_limiter
     route_class = limits.route_class(request.url.path)
 
@@ -127,46 +131,46 @@ def create_records(caller: Writer, body: Annotated[batch.BatchIn, Depends(_batch
                                   f"(PGW_RATE_LIMITS); try again in {refused[0]} s",
                                   retry_after=refused[0])
 
-    result = batch.create_many(session, _policy(request), _keys(request, keyring), caller=caller,
+    result = batch.create_many(session, runtime.policy, _keys(runtime, keyring), caller=caller,
                                prepared=prepared, allow=allow)
     if claimed is not None:
         idempotency.remember(claimed, 200, result)
-    return result
+    return BatchOut.model_validate(result)
 
 
-@router.get("/v1/records/{record_id}")
+@router.get("/v1/records/{record_id}", response_model=RecordViewOut)
 def read_record(record_id: RecordId, purpose: PurposeQuery, session: SessionDep,
-                caller: Reader, keyring: KeyringDep, request: Request, response: Response,
-                fields: FieldsQuery = None) -> dict[str, Any]:
+                caller: Reader, keyring: KeyringDep, runtime: RuntimeDep, response: Response,
+                fields: FieldsQuery = None) -> RecordViewOut:
     """Each field clear, masked or not at all, and why (`access`)."""
     only = {name for name in fields.split(",") if name} if fields else None
-    seen = reading.read_one(session, _policy(request), keyring, caller=caller,
+    seen = reading.read_one(session, runtime.policy, keyring, caller=caller,
                             record_id=record_id, purpose=purpose, only=only)
     response.headers["ETag"] = _etag(seen.record.version)
-    return seen.as_dict()
+    return RecordViewOut.model_validate(seen.as_dict())
 
 
-@router.patch("/v1/records/{record_id}")
+@router.patch("/v1/records/{record_id}", response_model=RectifiedRecordOut)
 def rectify_record(record_id: RecordId, body: RectifyIn, session: SessionDep, caller: Writer,
-                   keyring: KeyringDep, request: Request, response: Response,
+                   keyring: KeyringDep, runtime: RuntimeDep, response: Response,
                    if_match: Annotated[str | None, Header(max_length=64)] = None,
-                   ) -> dict[str, Any]:
+                   ) -> RectifiedRecordOut:
     """Rectify fields (null removes an optional one) with the same checks as a write, against
     the purpose the record was collected for (`purpose` must name it)."""
-    record = service.for_rectification(session, _policy(request), caller=caller,
+    record = service.for_rectification(session, runtime.policy, caller=caller,
                                        record_id=record_id)
     if if_match is not None and if_match != _etag(record.version):
         raise PreconditionFailed("the record changed since you read it", etag=_etag(
             record.version))
     try:
-        written = service.rectify(session, _policy(request), _keys(request, keyring),
+        written = service.rectify(session, runtime.policy, _keys(runtime, keyring),
                                   caller=caller, record=record, purpose=body.purpose,
                                   data=body.data)
     except StaleDataError:
         raise Conflict("the record was changed by another request; read it and try again") \
             from None
     response.headers["ETag"] = _etag(written.record.version)
-    return written.as_dict() | {"removed": written.removed}
+    return RectifiedRecordOut.model_validate(written.as_dict() | {"removed": written.removed})
 
 
 @router.delete("/v1/records/{record_id}", status_code=204)
@@ -178,25 +182,27 @@ def delete_record(record_id: RecordId, session: SessionDep, caller: Writer) -> R
     return Response(status_code=204)
 
 
-@router.get("/v1/subjects/{subject_id}/records")
+@router.get("/v1/subjects/{subject_id}/records", response_model=Page[RecordViewOut])
 def subject_records(subject_id: SubjectPath, purpose: PurposeQuery, session: SessionDep,
-                    caller: Reader, keyring: KeyringDep, request: Request,
+                    caller: Reader, keyring: KeyringDep, runtime: RuntimeDep,
                     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-                    after: Annotated[str | None, Query(max_length=40)] = None,
-                    ) -> dict[str, Any]:
-    """The subject's records this caller may see for the purpose; page with `after`."""
-    views, next_after = reading.read_subject(session, _policy(request), keyring, caller=caller,
-                                 subject_id=subject_id, purpose=purpose, limit=limit,
-                                 after=after)
-    return {"subject_id": subject_id, "records": [v.as_dict() for v in views],
-            "next_after": next_after}
+                    cursor: Annotated[str | None, Query(max_length=200)] = None,
+                    ) -> Page[RecordViewOut]:
+    """The subject's records this caller may see for the purpose; follow `next` for more."""
+    after = decode_cursor(cursor)
+    views, next_after = reading.read_subject(session, runtime.policy, keyring, caller=caller,
+                                             subject_id=subject_id, purpose=purpose,
+                                             limit=limit, after=after)
+    return Page[RecordViewOut].model_validate({
+        "items": [v.as_dict() for v in views],
+        "next": encode_cursor(next_after) if next_after is not None else None})
 
 
-@router.post("/v1/subjects/lookup")
+@router.post("/v1/subjects/lookup", response_model=LookupOut)
 def lookup_subjects(body: LookupIn, session: SessionDep, caller: LookupCaller,
-                    keyring: KeyringDep, request: Request) -> dict[str, Any]:
+                    keyring: KeyringDep, runtime: RuntimeDep) -> LookupOut:
     """Find subject ids by e-mail, phone or resident ID through blind indexes."""
     kind, value = body.identifier()
-    found = reading.lookup(session, _policy(request), keyring, caller=caller, kind=kind,
+    found = reading.lookup(session, runtime.policy, keyring, caller=caller, kind=kind,
                            value=value, purpose=body.purpose)
-    return {"subject_ids": found}
+    return LookupOut.model_validate({"subject_ids": found})

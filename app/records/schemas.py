@@ -1,10 +1,10 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from app.schemas import StrictModel
+from app.schemas import ResponseModel, StrictModel, Timestamp
 
 SubjectId = Field(min_length=1, max_length=255)
 PurposeName = Field(min_length=1, max_length=64)
@@ -53,3 +53,72 @@ class LookupIn(StrictModel):
             if value:
                 return kind, value
         raise AssertionError("validated to hold one identifier")
+
+
+class StoredRecordOut(ResponseModel):
+    """The storage view of a write: what the upstream may keep."""
+
+    record_id: str
+    subject_id: str
+    record_type: str
+    data: dict[str, Any]
+    findings: list[dict[str, Any]]
+    dropped: list[str]
+    retention_until: Timestamp | None
+    field_retention: dict[str, Any] | None
+    legal_basis: str | None
+    flags: list[str]
+
+
+class RectifiedRecordOut(StoredRecordOut):
+    removed: list[str]
+
+
+class RecordViewOut(ResponseModel):
+    """A read: each field clear, masked or left out, and why (`access`)."""
+
+    record_id: str
+    subject_id: str
+    record_type: str
+    data: dict[str, Any]
+    access: dict[str, dict[str, str]]
+    created_at: Timestamp
+    updated_at: Timestamp
+    retention_until: Timestamp | None
+
+
+class BatchResultOut(ResponseModel):
+    index: int
+    status: Literal["created", "error"]
+    record_id: str | None = None
+    findings: dict[str, Any] | None = None
+    dropped: list[str] | None = None
+    flags: list[str] | None = None
+    problem: dict[str, Any] | None = None
+
+
+class BatchOut(ResponseModel):
+    created: int
+    failed: int
+    results: list[BatchResultOut]
+
+
+class LookupOut(ResponseModel):
+    subject_ids: list[str]
+
+
+class ProtectedOut(ResponseModel):
+    subject_id: str
+    record_type: str
+    data: dict[str, Any]
+    originals: dict[str, Any]
+    findings: list[dict[str, Any]]
+    dropped: list[str]
+    decision: dict[str, Any]
+
+
+class UnprotectedOut(ResponseModel):
+    subject_id: str
+    record_type: str
+    data: dict[str, Any]
+    access: dict[str, dict[str, str]]

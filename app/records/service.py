@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -17,13 +19,13 @@ from app.consent.decision import Decision
 from app.dsr.service import was_erased
 from app.errors import Conflict, Invalid, NotFound
 from app.keys.keyring import Keyring
-from app.keys.rotation import register_reencryptor
-from app.keys.shred import LegalHoldActive, hold_reason
+from app.keys.shred import LegalHoldActive
 from app.policy.loader import Policy
 from app.policy.models import RecordType
 from app.records import storage, validation
 from app.records.access import hold_consent, refusal_audited, require_consent
-from app.records.models import BlindIndex, Record
+from app.records.models import BlindIndex
+from app.records.models import Record as Record  # other domains name it from here
 from app.records.validation import check_record
 from app.webhooks import outbox
 from app.webhooks.events import Event
@@ -224,6 +226,88 @@ def _check_purpose_limitation(session: Session, policy: Policy, *, caller: Calle
     raise Invalid(errors[0]["reason"], errors=errors)
 
 
+def find(session: Session, record_id: str) -> Record | None:
+    return session.get(Record, record_id)
+
+
+def for_subject(session: Session, subject_id: str, *, after: str | None = None,
+                limit: int | None = None, lock: bool = False, live_only: bool = False,
+                unrestricted_only: bool = False, by_creation: bool = False) -> list[Record]:
+    """The subject's records in id order (or creation order); with `after`, those after that
+    id; `live_only` leaves out de-identified ones, `unrestricted_only` restricted ones."""
+    query = select(Record).where(Record.subject_id == subject_id)
+    if after is not None:
+        query = query.where(Record.id > after)
+    if live_only:
+        query = query.where(Record.deidentified_at.is_(None))
+    if unrestricted_only:
+        query = query.where(Record.restricted_at.is_(None))
+    query = query.order_by(Record.created_at, Record.id) if by_creation else \
+        query.order_by(Record.id)
+    if limit is not None:
+        query = query.limit(limit)
+    return list(session.scalars(query.with_for_update() if lock else query))
+
+
+def usable_of_type(session: Session, record_type: str, *, created_after: datetime | None,
+                   created_before: datetime | None, purposes: Sequence[str] | None
+                   ) -> Iterator[Record]:
+    """Records of a type that may still be used (not restricted, erased or de-identified),
+    in id order; created in [`created_after`, `created_before`), collected for `purposes`."""
+    query = select(Record).where(Record.record_type == record_type,
+                                 Record.restricted_at.is_(None), Record.erased_at.is_(None),
+                                 Record.deidentified_at.is_(None))
+    if created_after is not None:
+        query = query.where(Record.created_at >= created_after)
+    if created_before is not None:
+        query = query.where(Record.created_at < created_before)
+    if purposes:
+        query = query.where(Record.purpose.in_(purposes))
+    yield from session.scalars(query.order_by(Record.id))
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which records not yet de-identified a retention sweep looks at: those collected for
+    `purposes` (if given) and due by `due_by` (if given)."""
+
+    purposes: Sequence[str] | None = None
+    due_by: datetime | None = None
+
+
+def batch(session: Session, selection: Selection, *, after: str, limit: int,
+          lock: bool) -> list[Record]:
+    """The next `limit` selected records after the id `after`, in id order."""
+    query = select(Record).where(Record.deidentified_at.is_(None), Record.id > after)
+    if selection.purposes is not None:
+        query = query.where(Record.purpose.in_(selection.purposes))
+    if selection.due_by is not None:
+        query = query.where(Record.retention_until <= selection.due_by)
+    query = query.order_by(Record.id).limit(limit)
+    return list(session.scalars(query.with_for_update() if lock else query))
+
+
+def has_type(session: Session, subject_id: str, record_types: set[str]) -> bool:
+    """Whether the subject has a record of one of these types."""
+    return bool(record_types) and session.scalar(select(Record.id).where(
+        Record.subject_id == subject_id, Record.record_type.in_(record_types)).limit(1)) \
+        is not None
+
+
+def delete_record(session: Session, record: Record) -> None:
+    """Delete a record and its blind indexes (the caller checks holds and audits)."""
+    session.execute(delete(BlindIndex).where(BlindIndex.record_id == record.id))
+    session.delete(record)
+
+
+def strip_to(session: Session, record: Record, data: dict[str, Any]) -> None:
+    """Keep only `data` of a record (what a law or de-identification keeps): its encrypted
+    originals and blind indexes go, and the deadlines of the fields that went."""
+    session.execute(delete(BlindIndex).where(BlindIndex.record_id == record.id))
+    record.data, record.originals = data, {}
+    record.field_retention = {k: v for k, v in record.field_retention.items() if k in data}
+
+
 def drop_fields(session: Session, record: Record, names: set[str] | list[str]) -> None:
     """Take fields out of a record: values, encrypted originals, deadlines, blind indexes."""
     record.data = {k: v for k, v in record.data.items() if k not in names}
@@ -236,14 +320,16 @@ def drop_fields(session: Session, record: Record, names: set[str] | list[str]) -
 
 def remove(session: Session, *, caller: Caller, record: Record) -> None:
     """Delete a record and its blind indexes, unless a legal hold keeps it."""
-    reason = hold_reason(session, record.subject_id)
+    # imported here: the legal-hold domain reads records, so records may not import it first
+    from app.dsr.holds import subject_hold_reason
+
+    reason = subject_hold_reason(session, record.subject_id)
     if reason:
         audit.record(session, caller=caller, action="record.delete_refused",
                      outcome=audit.Outcome.DENIED, subject_id=record.subject_id,
                      resource=f"record:{record.id}", details={"reason": "legal hold"})
         raise LegalHoldActive(f"a legal hold keeps this record: {reason}")
-    session.execute(delete(BlindIndex).where(BlindIndex.record_id == record.id))
-    session.delete(record)
+    delete_record(session, record)
     session.flush()
     audit.record(session, caller=caller, action="record.deleted", subject_id=record.subject_id,
                  resource=f"record:{record.id}", details={"record_type": record.record_type})
@@ -255,8 +341,7 @@ def remove(session: Session, *, caller: Caller, record: Record) -> None:
 def reencrypt_subject(session: Session, keyring: Keyring, subject_id: str) -> int:
     """Rewrite every stored ciphertext of the subject under their current keys."""
     count = 0
-    for record in session.scalars(select(Record).where(Record.subject_id == subject_id)
-                                  .with_for_update()):
+    for record in for_subject(session, subject_id, lock=True):
         record.data, record.originals, done = storage.reencrypt(
             session, keyring, subject_id=subject_id, record_id=record.id, data=record.data,
             originals=record.originals)
@@ -264,5 +349,3 @@ def reencrypt_subject(session: Session, keyring: Keyring, subject_id: str) -> in
     session.flush()
     return count
 
-
-register_reencryptor(reencrypt_subject)

@@ -5,22 +5,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
 from app.auth.guard import Caller, RequireScope
 from app.auth.scopes import Scope
-from app.deps import SessionDep
+from app.deps import KeyringDep, PolicyDep, RuntimeDep, SessionDep
 from app.errors import PROBLEM_RESPONSES, Invalid
 from app.keys.fields import CiphertextInvalid
 from app.keys.keyring import Keyring, NoSuchKey
-from app.keys.router import KeyringDep
-from app.policy.loader import Policy
 from app.policy.models import Access, DataField
 from app.records import storage
 from app.records.access import consent_for, field_access, refusal_audited, require_consent
-from app.records.schemas import ProtectIn, UnprotectIn
+from app.records.schemas import ProtectedOut, ProtectIn, UnprotectedOut, UnprotectIn
 from app.records.validation import check_purpose, check_record, record_type
 
 router = APIRouter(tags=["records"], responses=PROBLEM_RESPONSES)
@@ -32,12 +30,11 @@ def _context(record_type_name: str) -> str:
     return f"protect:{record_type_name}"
 
 
-@router.post("/v1/protect")
+@router.post("/v1/protect", response_model=ProtectedOut)
 def protect(body: ProtectIn, session: SessionDep, caller: Writer, keyring: KeyringDep,
-            request: Request) -> dict[str, Any]:
+            runtime: RuntimeDep) -> ProtectedOut:
     """Protect values for storage elsewhere; erasing the subject makes them unreadable."""
-    runtime = request.app.state.runtime
-    policy: Policy = runtime.policy
+    policy = runtime.policy
     with refusal_audited(session, caller=caller, action="record.protect_refused",
                          purpose=body.purpose, subject_id=body.subject_id,
                          record_type=body.record_type):
@@ -57,18 +54,17 @@ def protect(body: ProtectIn, session: SessionDep, caller: Writer, keyring: Keyri
                  subject_id=body.subject_id, resource=f"record_type:{body.record_type}",
                  details={"fields": sorted(stored.data), "dropped": checked.dropped,
                           "legal_basis": decision.legal_basis})
-    return {"subject_id": body.subject_id, "record_type": body.record_type, "data": stored.data,
-            "originals": stored.originals, "findings": stored.findings,
-            "dropped": checked.dropped,
-            "decision": {"legal_basis": decision.legal_basis, "reason": decision.reason}}
+    return ProtectedOut.model_validate({
+        "subject_id": body.subject_id, "record_type": body.record_type, "data": stored.data,
+        "originals": stored.originals, "findings": stored.findings, "dropped": checked.dropped,
+        "decision": {"legal_basis": decision.legal_basis, "reason": decision.reason}})
 
 
-@router.post("/v1/unprotect")
+@router.post("/v1/unprotect", response_model=UnprotectedOut)
 def unprotect(body: UnprotectIn, session: SessionDep, caller: Reader, keyring: KeyringDep,
-              request: Request) -> dict[str, Any]:
+              policy: PolicyDep) -> UnprotectedOut:
     """Reveal protected values, each field clear, masked or not at all by the caller's roles,
     the purpose and the subject's consent."""
-    policy: Policy = request.app.state.runtime.policy
     spec = record_type(policy, body.record_type)
     with refusal_audited(session, caller=caller, action="record.unprotect_refused",
                          purpose=body.purpose, subject_id=body.subject_id,
@@ -95,8 +91,9 @@ def unprotect(body: UnprotectIn, session: SessionDep, caller: Reader, keyring: K
                  details={"requested": sorted(body.data), "returned": sorted(data),
                           "masked": sorted(n for n, a in access.items()
                                            if a["decision"] == "masked")})
-    return {"subject_id": body.subject_id, "record_type": body.record_type, "data": data,
-            "access": access}
+    return UnprotectedOut.model_validate({
+        "subject_id": body.subject_id, "record_type": body.record_type, "data": data,
+        "access": access})
 
 
 def _reveal(session: Session, keyring: Keyring, caller: Caller, body: UnprotectIn, name: str,

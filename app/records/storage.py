@@ -31,6 +31,7 @@ from app.pii.schemas import OperatorSpec
 from app.pii.service import get_engine, redact
 from app.policy.models import Access, DataField, FieldType, RecordType, Retention, RetentionTrigger
 from app.records import protection
+from app.retention import rules
 
 INDEXED_TYPES = {FieldType.EMAIL: "email", FieldType.PHONE: "phone",
                  FieldType.CN_RESIDENT_ID: "cn_resident_id"}
@@ -169,5 +170,5 @@ def field_deadlines(spec: RecordType, names: Iterable[str], *, collected: dateti
         if own is not None:
             when = deadline(own, collected=collected, now=now)
             if when is not None:
-                due[name] = when.isoformat()
+                due[name] = rules.stamp(when)
     return due

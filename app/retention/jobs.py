@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from app.jobs import queue
 from app.jobs.queue import Claimed
 from app.retention import sweep
 from app.runtime import Runtime
 
 
-@queue.handler("retention_sweep")
 def retention_sweep(runtime: Runtime, claimed: Claimed) -> None:
     # the run's audit entries name the job attempt, whose error says why a run stopped midway
     sweep.run(runtime.transaction, runtime.policy,

@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, delete, select
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
@@ -39,8 +38,9 @@ from app.consent import service as consent
 from app.dsr import holds
 from app.policy.loader import Policy
 from app.policy.models import DataField, FieldType, LegalBasis, RecordType, RetentionTrigger
-from app.records.models import BlindIndex, Record
-from app.records.service import drop_fields
+from app.records import service as record_service
+from app.records.service import Record, Selection, drop_fields
+from app.retention import rules
 from app.runtime import Transaction
 from app.webhooks import outbox
 from app.webhooks.events import Event
@@ -111,16 +111,15 @@ def deidentify(session: Session, spec: RecordType | None, record: Record, now: d
             data[name] = value
         elif rule == "generalize" and field_spec is not None:
             data[name] = _generalised(field_spec, value)
-    session.execute(delete(BlindIndex).where(BlindIndex.record_id == record.id))
-    record.data, record.originals, record.field_retention = data, {}, {}
+    record_service.strip_to(session, record, data)
+    record.field_retention = {}
     record.subject_id = f"deidentified:{secrets.token_hex(12)}"
     record.retention_until, record.deidentified_at = None, now
 
 
-def _consent_query(policy: Policy, now: datetime) -> Select[Record]:
-    purposes = [name for name, purpose in policy.body.purposes.items()
-                if purpose.legal_basis is LegalBasis.CONSENT]
-    return select(Record).where(Record.purpose.in_(purposes), Record.deidentified_at.is_(None))
+def _consent_query(policy: Policy, now: datetime) -> Selection:
+    return Selection(purposes=[name for name, purpose in policy.body.purposes.items()
+                               if purpose.legal_basis is LegalBasis.CONSENT])
 
 
 def _start_countdowns(session: Session, policy: Policy, now: datetime, records: list[Record],
@@ -149,8 +148,8 @@ def _holding(session: Session, now: datetime) -> Callable[[Record], bool]:
     return lambda record: record.subject_id in subjects or record.record_type in types
 
 
-def _due_query(policy: Policy, now: datetime) -> Select[Record]:
-    return select(Record).where(Record.retention_until <= now, Record.deidentified_at.is_(None))
+def _due_query(policy: Policy, now: datetime) -> Selection:
+    return Selection(due_by=now)
 
 
 def _expire_records(session: Session, policy: Policy, now: datetime, records: list[Record],
@@ -170,8 +169,7 @@ def _expire_records(session: Session, policy: Policy, now: datetime, records: li
                     "purpose": record.purpose}
             if action == "delete":
                 deleted.append(item | {"subject_id": record.subject_id})
-                session.execute(delete(BlindIndex).where(BlindIndex.record_id == record.id))
-                session.delete(record)
+                record_service.delete_record(session, record)
             else:
                 deidentified.append(item)  # without the subject: that link is what goes
                 deidentify(session, spec, record, now)
@@ -184,16 +182,15 @@ def _expire_records(session: Session, policy: Policy, now: datetime, records: li
             outbox.publish(session, event, {"reason": "retention", "records": items})
 
 
-def _fields_query(policy: Policy, now: datetime) -> Select[Record]:
-    return select(Record).where(Record.deidentified_at.is_(None))
+def _fields_query(policy: Policy, now: datetime) -> Selection:
+    return Selection()
 
 
 def _expire_fields(session: Session, policy: Policy, now: datetime, records: list[Record],
                    report: Report, apply: bool) -> None:
     held = _holding(session, now)
     for record in records:
-        expired = sorted(n for n, when in record.field_retention.items()
-                         if datetime.fromisoformat(when) <= now)
+        expired = rules.expired_fields(record.field_retention, now)
         if not expired:
             continue
         if held(record):
@@ -204,7 +201,7 @@ def _expire_fields(session: Session, policy: Policy, now: datetime, records: lis
         report.add(record.record_type, "fields_removed", len(expired))
 
 
-Query = Callable[[Policy, datetime], Select[Record]]
+Query = Callable[[Policy, datetime], Selection]
 Step = Callable[[Session, Policy, datetime, list[Record], Report, bool], None]
 PHASES: tuple[tuple[str, Query, Step], ...] = (
     ("countdowns", _consent_query, _start_countdowns),  # first: what they make due goes now
@@ -232,11 +229,9 @@ def _batch(sweep: _Sweep, phase: str, query: Query, step: Step, *, after: str,
     """One batch in one transaction: how many records it took (none: the phase is done), the
     last one's id, and its counts."""
     with sweep.transaction() as session:
-        select_next = query(sweep.policy, sweep.now).where(Record.id > after) \
-            .order_by(Record.id).limit(sweep.batch_size)
-        if sweep.apply:  # a concurrent writer, or sweep, waits; a row gone by then drops out
-            select_next = select_next.with_for_update()
-        records = list(session.scalars(select_next))
+        # applying, a concurrent writer, or sweep, waits; a row gone by then drops out
+        records = record_service.batch(session, query(sweep.policy, sweep.now), after=after,
+                                       limit=sweep.batch_size, lock=sweep.apply)
         last = records[-1].id if records else after
         report = Report()
         step(session, sweep.policy, sweep.now, records, report, sweep.apply)

@@ -3,14 +3,12 @@ none open, and let the worker record the outcome in another (the job's completio
 
 from __future__ import annotations
 
-from app.jobs import queue
 from app.jobs.faults import crash_point
 from app.jobs.queue import Claimed
 from app.runtime import Runtime
 from app.webhooks import delivery, outbox, targets
 
 
-@queue.handler(outbox.DELIVER, on_failure=outbox.gave_up, lane="webhooks")
 def deliver(runtime: Runtime, claimed: Claimed) -> None:
     keyring = runtime.require_keyring()
     with runtime.transaction() as session:

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Response
 from fastapi import Path as PathParam
 from pydantic import Field, WithJsonSchema
 
 from app.auth.guard import Caller, RequireScope
 from app.auth.scopes import Scope
-from app.deps import SessionDep
+from app.deps import KeyringDep, SessionDep, SettingsDep
 from app.errors import PROBLEM_RESPONSES
-from app.keys.router import KeyringDep
-from app.schemas import StrictModel
+from app.schemas import Page, StrictModel, offset_page
 from app.webhooks import events, outbox, service, targets
+from app.webhooks.schemas import WebhookCreatedOut, WebhookOut
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], responses=PROBLEM_RESPONSES)
 Manager = Annotated[Caller, Depends(RequireScope(Scope.DSR_MANAGE))]
@@ -33,26 +33,31 @@ class WebhookIn(StrictModel):
                     "events added to it later) or `*` for all")
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, response_model=WebhookCreatedOut)
 def register(body: WebhookIn, session: SessionDep, caller: Manager, keyring: KeyringDep,
-             request: Request) -> dict[str, Any]:
+             settings: SettingsDep) -> WebhookCreatedOut:
     """Subscribe to events (the README lists each one's data). The signing secret is shown
     only here: each delivery carries `PGW-Signature: t=<unix time>,v1=<HMAC-SHA256 of
     "t.body">`. The URL
     must be http(s) (https in production) without credentials or control characters, and its
     host must not be internal (loopback, private, link-local, metadata) unless the operator's
     PGW_WEBHOOK_ALLOW_HOSTS names it."""
-    settings = request.app.state.settings
     webhook = service.register(session, caller=caller, url=body.url, events=body.events,
                                allow=targets.allow_list(settings.webhook_allow_hosts),
                                require_https=not settings.is_dev)
-    return service.webhook_dict(webhook) | {"secret": outbox.secret(session, keyring,
-                                                                     webhook.id)}
+    return WebhookCreatedOut.model_validate(service.webhook_dict(webhook) | {
+        "secret": outbox.secret(session, keyring, webhook.id)})
 
 
-@router.get("")
-def list_webhooks(session: SessionDep, caller: Manager) -> dict[str, Any]:
-    return {"webhooks": [service.webhook_dict(w) for w in service.listing(session)]}
+@router.get("", response_model=Page[WebhookOut])
+def list_webhooks(session: SessionDep, caller: Manager,
+                  limit: Annotated[int, Query(ge=1, le=500)] = 100,
+                  cursor: Annotated[str | None, Query(max_length=200)] = None) -> Page[WebhookOut]:
+    """Active subscribers, oldest first."""
+    found, following = offset_page(lambda n: service.listing(session)[:n], cursor=cursor,
+                                   limit=limit)
+    return Page[WebhookOut].model_validate({"items": [service.webhook_dict(w) for w in found],
+                                            "next": following})
 
 
 @router.delete("/{webhook_id}", status_code=204)

@@ -105,10 +105,10 @@ def test_requests_are_visible_to_their_requester_and_approvers_only(
     mine = apply(clients("support_agent", sub="agent-7"), subject_id="cust-1")
     stranger = clients("support_agent", sub="agent-9")
     assert stranger.get(f"/v1/access-requests/{mine['id']}").status_code == 404
-    assert stranger.get("/v1/access-requests").json()["access_requests"] == []
+    assert stranger.get("/v1/access-requests").json()["items"] == []
     supervisor = clients(sub="supervisor-2", scope="access:approve")
     pending = supervisor.get("/v1/access-requests", params={"status": "pending"}).json()
-    assert [r["id"] for r in pending["access_requests"]] == [mine["id"]]
+    assert [r["id"] for r in pending["items"]] == [mine["id"]]
 
 
 def test_a_subject_wide_grant_covers_every_record(clients: Clients, record_id: str) -> None:
@@ -117,7 +117,7 @@ def test_a_subject_wide_grant_covers_every_record(clients: Clients, record_id: s
     clients(sub="supervisor-2", scope="access:approve").post(
         f"/v1/access-requests/{pending['id']}/approve", json={})
     listing = agent.get("/v1/subjects/cust-1/records", params={"purpose": "customer_support"})
-    assert listing.json()["records"][0]["data"]["name"] == "张伟"
+    assert listing.json()["items"][0]["data"]["name"] == "张伟"
 
 
 def test_a_request_by_record_does_not_reveal_whose_record_it_is(clients: Clients,

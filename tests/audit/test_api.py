@@ -8,6 +8,7 @@ from app.audit import sequencer
 from app.config import Settings
 from app.main import create_app
 from app.runtime import Runtime
+from app.schemas import encode_cursor
 from tests.audit.conftest import write_entries
 from tests.server import LiveServer
 from tests.tokens import make_token
@@ -21,13 +22,13 @@ def test_filters_and_cursor_pagination(runtime: Runtime, live: LiveServer) -> No
     page = client.get("/v1/audit", params={"actor": "svc-a", "limit": 2}).json()
     assert [e["seq"] for e in page["items"]] == [1, 2]
     page2 = client.get("/v1/audit", params={"actor": "svc-a", "limit": 2,
-                                            "cursor": page["next_cursor"]}).json()
+                                            "cursor": page["next"]}).json()
     assert [e["seq"] for e in page2["items"]] == [3, 4]
 
     granted = client.get("/v1/audit", params={"action": "consent.granted"}).json()
     assert {e["subject_id"] for e in granted["items"]} == {"s-2"}
     assert len(granted["items"]) == 4
-    assert granted["next_cursor"] is None
+    assert granted["next"] is None
     assert client.get("/v1/audit", params={"subject_id": "s-1"}).json()["items"][0]["actor"] \
         == "svc-a"
     assert client.get("/v1/audit", params={"outcome": "denied"}).json()["items"] == []
@@ -102,3 +103,18 @@ def test_the_sequencer_signs_checkpoints_every_n_entries(make_settings: Callable
 
 def test_checkpoint_of_an_empty_log(live: LiveServer) -> None:
     assert live.client(make_token()).post("/v1/audit/checkpoints").status_code == 204
+
+
+def test_the_cursor_is_opaque_and_checked(runtime: Runtime, live: LiveServer) -> None:
+    write_entries(runtime, 3, actor="svc-c")
+    client = live.client(make_token())
+    page = client.get("/v1/audit", params={"actor": "svc-c", "limit": 2}).json()
+    assert page["next"] not in (None, "2")  # not the sequence number itself
+    rest = client.get("/v1/audit", params={"actor": "svc-c", "cursor": page["next"]}).json()
+    assert [e["seq"] for e in rest["items"]] == [3]
+    for bad in ("2", "!!", encode_cursor("x"), encode_cursor("-1")):
+        refused = client.get("/v1/audit", params={"cursor": bad})
+        assert refused.status_code == 422, bad
+        assert refused.json()["errors"][0]["field"] == "cursor"
+        refused = client.get("/v1/audit/checkpoints", params={"cursor": bad})
+        assert refused.status_code == 422, bad

@@ -51,7 +51,7 @@ def rsa_public_pem(rsa_key: rsa.RSAPrivateKey, tmp_path: Path) -> Path:
 def test_valid_token_is_accepted(live: LiveServer) -> None:
     response = live.client(make_token()).get(ROUTE)
     assert response.status_code == 200
-    assert response.json() == {"items": [], "next_cursor": None}
+    assert response.json() == {"items": [], "next": None}
 
 
 @pytest.mark.parametrize("alg", ["none", "None", "NONE", "nOnE"])

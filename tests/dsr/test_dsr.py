@@ -123,7 +123,7 @@ def test_a_retried_submission_with_its_idempotency_key_is_one_request(
     again = crm.post("/v1/dsr", json=body, headers=headers)
     assert first.status_code == again.status_code == 202
     assert first.json() == again.json()
-    assert len(admin.get("/v1/dsr").json()["requests"]) == 1
+    assert len(admin.get("/v1/dsr").json()["items"]) == 1
     other = crm.post("/v1/dsr", json={**body, "type": "erasure"}, headers=headers)
     assert other.status_code == 422
 
@@ -302,12 +302,12 @@ def test_deadlines_extensions_and_overdue_requests(
     assert new_due.month == (submitted.month + 1) % 12 + 1 or new_due > submitted
     assert admin.post(f"/v1/dsr/{gdpr['id']}/extend",
                       json={"reason": "again"}).status_code == 409  # once only
-    assert admin.get("/v1/dsr", params={"overdue": "true"}).json()["requests"] == []
+    assert admin.get("/v1/dsr", params={"overdue": "true"}).json()["items"] == []
 
     later = datetime.now(UTC) + timedelta(days=31)
     monkeypatch.setattr("app.dsr.service.utcnow", lambda: later)
     monkeypatch.setattr("app.dsr.router.utcnow", lambda: later)
-    overdue = admin.get("/v1/dsr", params={"overdue": "true"}).json()["requests"]
+    overdue = admin.get("/v1/dsr", params={"overdue": "true"}).json()["items"]
     assert [r["id"] for r in overdue] == [pipl["id"]]  # the extended one is not late
     metrics = live.client().get("/metrics").text
     assert "pgw_dsr_overdue 1" in metrics

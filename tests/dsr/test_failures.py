@@ -79,8 +79,8 @@ def test_webhooks_are_retried_until_the_receiver_takes_them(
         assert reason in refused.json()["detail"]
     hook = admin.post("/v1/webhooks", json={"url": receiver.url,
                                             "events": ["subject.rectified"]}).json()
-    assert [w["id"] for w in admin.get("/v1/webhooks").json()["webhooks"]] == [hook["id"]]
-    assert "secret" not in admin.get("/v1/webhooks").json()["webhooks"][0]
+    assert [w["id"] for w in admin.get("/v1/webhooks").json()["items"]] == [hook["id"]]
+    assert "secret" not in admin.get("/v1/webhooks").json()["items"][0]
     write(crm, subject_id="cust-w")
     receiver.fail_next = 2
     crm.post("/v1/dsr", json={"subject_id": "cust-w", "type": "rectification",
@@ -89,7 +89,7 @@ def test_webhooks_are_retried_until_the_receiver_takes_them(
                               "corrections": {"email": "w@example.cn"}})
     _drain_until(drain, lambda: len(receiver.events) == 1)
     assert admin.delete(f"/v1/webhooks/{hook['id']}").status_code == 204
-    assert admin.get("/v1/webhooks").json()["webhooks"] == []
+    assert admin.get("/v1/webhooks").json()["items"] == []
 
 
 def test_an_expired_export_is_gone(admin: httpx.Client, crm: httpx.Client, drain: Drain,

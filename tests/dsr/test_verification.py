@@ -151,7 +151,7 @@ def test_reads_of_requests_are_audited(admin: httpx.Client, crm: httpx.Client,
                                        clients: Clients) -> None:
     dsr_id = _post(crm, subject_id="cust-v").json()["id"]
     assert crm.get(f"/v1/dsr/{dsr_id}").status_code == 200
-    listed = admin.get("/v1/dsr", params={"subject_id": "cust-v"}).json()["requests"]
+    listed = admin.get("/v1/dsr", params={"subject_id": "cust-v"}).json()["items"]
     assert [r["id"] for r in listed] == [dsr_id]
     other = clients(sub="svc-other", scope="dsr:submit")
     assert other.get(f"/v1/dsr/{dsr_id}").status_code == 404

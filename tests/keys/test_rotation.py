@@ -149,11 +149,11 @@ def test_rotation_reencrypts_registered_stores(runtime: Runtime, keyring: Keyrin
                                          value=value)
         return len(stored)
 
-    rotation.REENCRYPTORS.append(reencrypt)
+    wired, keyring.reencryptors = keyring.reencryptors, (reencrypt,)
     try:
         assert rotation.rotate_subject_dek(session, keyring, caller=CALLER, subject_id="s1") == 2
     finally:
-        rotation.REENCRYPTORS.remove(reencrypt)
+        keyring.reencryptors = wired
     assert token_version(stored["email"]) == 2
     assert decrypt_field(session, keyring, subject_id="s1", field="email",
                          token=stored["email"]) == "a@b.cn"

@@ -33,15 +33,15 @@ def read(session: Session, keyring: Keyring, token: str, subject_id: str = "subj
 
 
 @pytest.fixture
-def hold() -> Iterator[set[str]]:
+def hold(keyring: Keyring) -> Iterator[set[str]]:
     held: set[str] = set()
 
     def check(session: Session, subject_id: str) -> str | None:
         return "litigation 2026-17" if subject_id in held else None
 
-    shred.register_hold_check(check)
+    wired, keyring.hold_checks = keyring.hold_checks, (*(keyring.hold_checks or ()), check)
     yield held
-    shred.HOLD_CHECKS.remove(check)
+    keyring.hold_checks = wired
 
 
 def test_destroyed_key_makes_earlier_values_unreadable(runtime: Runtime, keyring: Keyring,

@@ -35,7 +35,7 @@ def test_a_write_whose_scan_runs_out_of_time_is_refused_and_nothing_is_stored(
     assert "John" not in response.text
     stored = client.get("/v1/subjects/cust-slow/records", params={"purpose": "customer_support"})
     assert stored.status_code == 200, stored.text
-    assert stored.json()["records"] == []
+    assert stored.json()["items"] == []
 
     scan = client.post("/v1/pii/scan", json={"text": LONG_NOTE})
     assert scan.status_code == 503

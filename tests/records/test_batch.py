@@ -35,7 +35,7 @@ def post_batch(client: httpx.Client, items: list[Any], **headers: str) -> httpx.
 def subject_records(client: httpx.Client, subject_id: str, purpose: str) -> list[Any]:
     response = client.get(f"/v1/subjects/{subject_id}/records", params={"purpose": purpose})
     assert response.status_code == 200, response.text
-    return list(response.json()["records"])
+    return list(response.json()["items"])
 
 
 def test_mixed_batch_stores_the_valid_items_and_explains_each_failure(

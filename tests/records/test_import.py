@@ -29,7 +29,7 @@ def stored(admin: httpx.Client, subject_id: str, purpose: str = "account_managem
            ) -> list[Any]:
     response = admin.get(f"/v1/subjects/{subject_id}/records", params={"purpose": purpose})
     assert response.status_code == 200, response.text
-    return list(response.json()["records"])
+    return list(response.json()["items"])
 
 
 def test_jsonl_import_reports_each_failed_line(settings: Settings, admin: httpx.Client,

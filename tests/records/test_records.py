@@ -304,17 +304,24 @@ def test_subject_listing_shows_only_what_the_caller_may_see(clients: Clients,
     warehouse = clients("fulfilment_operator", sub="warehouse")
     listing = warehouse.get("/v1/subjects/cust-1/records", params={"purpose": "order_fulfilment"})
     assert listing.status_code == 200
-    records = {r["record_id"]: r for r in listing.json()["records"]}
+    records = {r["record_id"]: r for r in listing.json()["items"]}
     assert set(records) == {profile, order}
     assert records[order]["data"]["recipient_phone"] == "138****5678"  # stored masked only
     assert records[order]["access"]["recipient_phone"]["decision"] == "masked"
     analyst = clients("marketing_analyst", sub="analyst")
     empty = analyst.get("/v1/subjects/cust-1/records", params={"purpose": "order_fulfilment"})
-    assert empty.json()["records"] == []
+    assert empty.json()["items"] == []
     paged = warehouse.get("/v1/subjects/cust-1/records",
                           params={"purpose": "order_fulfilment", "limit": 1})
-    assert len(paged.json()["records"]) == 1
-    assert paged.json()["next_after"]
+    assert len(paged.json()["items"]) == 1
+    rest = warehouse.get("/v1/subjects/cust-1/records", params={
+        "purpose": "order_fulfilment", "limit": 1, "cursor": paged.json()["next"]}).json()
+    assert {paged.json()["items"][0]["record_id"], rest["items"][0]["record_id"]} == \
+        {profile, order}
+    bad = warehouse.get("/v1/subjects/cust-1/records",
+                        params={"purpose": "order_fulfilment", "cursor": "not a cursor"})
+    assert bad.status_code == 422
+    assert bad.json()["errors"][0]["field"] == "cursor"
 
 
 def test_delete_removes_the_record_and_its_indexes(clients: Clients, admin: httpx.Client) -> None:

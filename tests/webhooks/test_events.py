@@ -119,7 +119,7 @@ def test_unknown_event_names_are_refused_naming_them(admin: httpx.Client,
     bad = next(name for name in chosen if name not in events.PATTERNS)
     assert f"unknown event {bad!r}" in problem["detail"]
     assert problem["errors"][0]["field"] == f"events.{chosen.index(bad)}"
-    assert admin.get("/v1/webhooks").json()["webhooks"] == []
+    assert admin.get("/v1/webhooks").json()["items"] == []
 
 
 def test_names_families_and_all_are_accepted_and_listed(admin: httpx.Client) -> None:
@@ -127,7 +127,7 @@ def test_names_families_and_all_are_accepted_and_listed(admin: httpx.Client) -> 
         registered = admin.post("/v1/webhooks", json={"url": "https://hooks.example.cn/pgw",
                                                       "events": chosen})
         assert registered.status_code == 201, registered.text
-    assert [w["events"] for w in admin.get("/v1/webhooks").json()["webhooks"]] == [
+    assert [w["events"] for w in admin.get("/v1/webhooks").json()["items"]] == [
         ["consent.given", "dsr.overdue"], ["dsr.*", "record.deleted"], ["*"]]
 
 

@@ -68,7 +68,7 @@ def test_internal_hosts_are_refused_naming_the_field(admin: httpx.Client, url: s
     assert refused.json()["errors"][0]["field"] == "url"
     assert "PGW_WEBHOOK_ALLOW_HOSTS" in refused.json()["detail"] or \
         "dotted-quad" in refused.json()["detail"]
-    assert admin.get("/v1/webhooks").json()["webhooks"] == []
+    assert admin.get("/v1/webhooks").json()["items"] == []
 
 
 @pytest.mark.parametrize(("url", "reason"), MALFORMED)
