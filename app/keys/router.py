@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import Field
 
 from app.audit import service as audit
@@ -32,6 +32,7 @@ KeyringDep = Annotated[Keyring, Depends(keyring_or_sealed)]
 class RotateRequest(StrictModel):
     kind: Literal["kek", "dek"]
     subject_id: str | None = Field(default=None, min_length=1, max_length=255)
+    all: bool = Field(default=False, description="DEK: new data keys for every subject")
 
 
 class DestroyRequest(StrictModel):
@@ -47,23 +48,26 @@ def status(session: SessionDep, caller: KeyAdmin, keyring: KeyringDep) -> dict[s
 
 @router.post("/rotate", status_code=202)
 def rotate(body: RotateRequest, session: SessionDep, caller: KeyAdmin, keyring: KeyringDep,
-           request: Request, response: Response, background: BackgroundTasks) -> dict[str, Any]:
-    """KEK: make a new version and rewrap every DEK after the response (resumable with
-    `pgw keys rotate-kek`). DEK: give one subject a new data key now."""
-    if body.kind == "dek":
+           response: Response) -> dict[str, Any]:
+    """KEK: make a new version and rewrap every DEK in a job (`job_id`; resumable, also with
+    `pgw keys rotate-kek`). DEK: give one subject a new data key now, or with `all` every
+    subject in a job."""
+    if body.kind == "dek" and not body.all:
         if body.subject_id is None:
-            raise Invalid("a DEK rotation names a subject (or use pgw keys rotate-dek --all)",
+            raise Invalid("a DEK rotation names a subject, or all of them with \"all\": true",
                           field="subject_id")
         version = rotation.rotate_subject_dek(session, keyring, caller=caller,
                                               subject_id=body.subject_id)
         response.status_code = 200
         return {"kind": "dek", "subject_id": body.subject_id, "version": version}
-    started = rotation.start_kek_rotation(session, keyring, caller=caller)
-    # Runs after the response, so after this request's transaction has committed.
-    background.add_task(rotation.run_kek_rotation, request.app.state.runtime.session_factory,
-                        keyring, caller=caller)
-    return {"kind": "kek", "rotation_id": started.id, "target_version": started.target_version,
-            "status": "running"}
+    if body.kind == "dek":
+        started = rotation.start_dek_rotation(session)
+    else:
+        started = rotation.start_kek_rotation(session, keyring, caller=caller)
+    # the job is queued in this request's transaction: it runs once the rotation is committed
+    job_id = rotation.enqueue_rotation(session, started, caller=caller)
+    return {"kind": body.kind, "rotation_id": started.id,
+            "target_version": started.target_version, "status": "running", "job_id": job_id}
 
 
 @router.post("/subjects/{subject_id}/destroy")
