@@ -23,14 +23,22 @@ from app.errors import Conflict
 from app.jobs import queue
 from app.keys import kek_versions
 from app.keys.keyring import MIN_KEK_SETTING, Keyring, dek_aad, service_key_aad
-from app.keys.models import KeyRotation, KeySetting, ServiceKey, SubjectKey
+from app.keys.models import (
+    KeyRotation,
+    KeySetting,
+    KeyState,
+    RotationKind,
+    RotationStatus,
+    ServiceKey,
+    SubjectKey,
+)
 
 Progress = Callable[[int, int], None]
 
 
-def _running(session: Session, kind: str) -> KeyRotation | None:
+def _running(session: Session, kind: RotationKind) -> KeyRotation | None:
     return session.scalar(select(KeyRotation).where(KeyRotation.kind == kind,
-                                                    KeyRotation.status == "running"))
+                                                    KeyRotation.status == RotationStatus.RUNNING))
 
 
 def _pending(session: Session, target: int) -> int:
@@ -40,14 +48,15 @@ def _pending(session: Session, target: int) -> int:
 
 def start_kek_rotation(session: Session, keyring: Keyring, *, caller: Caller) -> KeyRotation:
     """Create the next KEK version and a rotation record, or return the one still running."""
-    running = _running(session, "kek")
+    running = _running(session, RotationKind.KEK)
     if running is not None:
         return running
     target = kek_versions.next_version(session, keyring.kek)
     reason = kek_versions.record(session, keyring.kek, target)
     if reason:
         raise Conflict(reason)
-    rotation = KeyRotation(kind="kek", target_version=target, status="running", processed=0,
+    rotation = KeyRotation(kind=RotationKind.KEK, target_version=target,
+                           status=RotationStatus.RUNNING, processed=0,
                            total=_pending(session, target), started_at=utcnow())
     session.add(rotation)
     session.flush()
@@ -65,7 +74,7 @@ def run_kek_rotation(factory: sessionmaker[Session], keyring: Keyring, *, caller
             rotation = start_kek_rotation(session, keyring, caller=caller)
         else:  # a job resumes its own rotation, and never starts another after it is done
             rotation = session.get_one(KeyRotation, rotation_id)
-            if rotation.status == "done":
+            if rotation.status == RotationStatus.DONE:
                 return rotation
         session.commit()
         rotation_id, target = rotation.id, rotation.target_version
@@ -76,7 +85,7 @@ def run_kek_rotation(factory: sessionmaker[Session], keyring: Keyring, *, caller
             rotation.processed += done
             if done == 0:
                 _rewrap_service_keys(session, keyring, target)
-                rotation.status, rotation.finished_at = "done", utcnow()
+                rotation.status, rotation.finished_at = RotationStatus.DONE, utcnow()
                 audit.record(session, caller=caller, action="keys.kek_rotated",
                              details={"version": target, "rewrapped": rotation.processed})
             session.commit()
@@ -116,11 +125,11 @@ def _rewrap_service_keys(session: Session, keyring: Keyring, target: int) -> Non
 
 def start_dek_rotation(session: Session) -> KeyRotation:
     """A record for new data keys for every subject, or the one still running."""
-    running = _running(session, "dek")
+    running = _running(session, RotationKind.DEK)
     if running is not None:
         return running
-    rotation = KeyRotation(kind="dek", target_version=0, status="running", processed=0,
-                           total=0, started_at=utcnow())
+    rotation = KeyRotation(kind=RotationKind.DEK, target_version=0,
+                           status=RotationStatus.RUNNING, processed=0, total=0, started_at=utcnow())
     session.add(rotation)
     session.flush()
     return rotation
@@ -136,10 +145,10 @@ def run_dek_rotation(factory: sessionmaker[Session], keyring: Keyring, *, caller
             record = start_dek_rotation(session)
         else:
             record = session.get_one(KeyRotation, rotation_id)
-            if record.status == "done":
+            if record.status == RotationStatus.DONE:
                 return 0
         subjects = list(session.scalars(select(SubjectKey.subject_id).where(
-            SubjectKey.state == "active", SubjectKey.created_at < record.started_at)))
+            SubjectKey.state == KeyState.ACTIVE, SubjectKey.created_at < record.started_at)))
         record.total = record.processed + len(subjects)
         record_id = record.id
         session.commit()
@@ -153,7 +162,7 @@ def run_dek_rotation(factory: sessionmaker[Session], keyring: Keyring, *, caller
                 progress(current.processed, current.total)
     with factory() as session:
         current = session.get_one(KeyRotation, record_id)
-        current.status, current.finished_at = "done", utcnow()
+        current.status, current.finished_at = RotationStatus.DONE, utcnow()
         session.commit()
     return len(subjects)
 
@@ -167,10 +176,10 @@ DEK_ROTATION_JOB = "keys.dek_rotation"
 def enqueue_rotation(session: Session, rotation: KeyRotation, *, caller: Caller) -> int:
     """The id of the job that runs `rotation` to its end: queued now, or already queued."""
     ref = f"key_rotation:{rotation.id}"
-    for existing in queue.jobs_for(session, ref, limit=1):
-        if existing.state in ("queued", "running"):
-            return existing.id
-    kind = KEK_ROTATION_JOB if rotation.kind == "kek" else DEK_ROTATION_JOB
+    existing = queue.unfinished_for(session, ref)
+    if existing is not None:
+        return existing
+    kind = KEK_ROTATION_JOB if rotation.kind == RotationKind.KEK else DEK_ROTATION_JOB
     job = queue.enqueue(session, kind, {"rotation_id": rotation.id, "caller": caller.sub,
                                         "roles": list(caller.roles),
                                         "request_id": caller.request_id}, ref=ref)
