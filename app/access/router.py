@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as PathParam
 
 from app.access import service
+from app.access.models import AccessRequestStatus
 from app.access.schemas import AccessRequestIn, DecisionIn, request_dict
 from app.auth.guard import Caller, RequireScope
 from app.auth.scopes import Scope
@@ -34,8 +35,7 @@ def apply(body: AccessRequestIn, session: SessionDep, caller: Requester,
 
 @router.get("")
 def list_requests(session: SessionDep, caller: Viewer,
-                  status: Annotated[Literal["pending", "approved", "denied", "expired"] | None,
-                                    Query()] = None,
+                  status: Annotated[AccessRequestStatus | None, Query()] = None,
                   limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict[str, Any]:
     """Approvers see every request; anyone else sees their own."""
     found = service.listing(session, caller=caller, status=status, limit=limit)

@@ -15,7 +15,7 @@ from app.auth.scopes import Scope
 from app.clock import utcnow
 from app.deps import SessionDep
 from app.dsr import export, holds, service, verification
-from app.dsr.models import DsrExport, DsrRequest
+from app.dsr.models import DsrExport, DsrRequest, DsrStatus
 from app.dsr.schemas import DsrIn, DsrType, LegalHoldIn, ReasonIn, VerificationIn
 from app.errors import PROBLEM_RESPONSES, GatewayError, NotFound
 from app.keys.router import KeyringDep
@@ -87,9 +87,7 @@ def submit(body: DsrIn, session: SessionDep, caller: Submitter, keyring: Keyring
 
 @router.get("")
 def list_requests(session: SessionDep, caller: Manager,
-                  status: Annotated[Literal["unverified", "received", "in_progress", "on_hold",
-                                            "completed", "rejected", "failed"] | None,
-                                    Query()] = None,
+                  status: Annotated[DsrStatus | None, Query()] = None,
                   type: Annotated[DsrType | None, Query()] = None,
                   overdue: Annotated[bool | None, Query()] = None,
                   subject_id: Annotated[str | None, Query(min_length=1, max_length=255)] = None,
@@ -161,7 +159,7 @@ def get_export(dsr_id: DsrId, session: SessionDep, caller: Viewer, keyring: Keyr
         raise NotFound("this request has no export")
     stored = session.get(DsrExport, dsr.id)
     if stored is None:
-        if dsr.status == "completed":
+        if dsr.status == DsrStatus.COMPLETED:
             raise Gone("the export has expired or the subject was erased")
         raise NotReady(f"the export is not ready: the request is {dsr.status}")
     if stored.expires_at <= utcnow():

@@ -7,6 +7,7 @@ from sqlalchemy import BigInteger, Index, Integer, LargeBinary, String, UniqueCo
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, UTCDateTime, state_column
+from app.keys.ciphers import CipherName
 
 
 class KeyState(StrEnum):
@@ -37,7 +38,7 @@ class SubjectKey(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     subject_id: Mapped[str] = mapped_column(String(255), index=True)
     version: Mapped[int] = mapped_column(Integer)
-    cipher: Mapped[str] = mapped_column(String(16))
+    cipher: Mapped[CipherName] = mapped_column(state_column(CipherName, 16))
     wrapped_dek: Mapped[bytes | None] = mapped_column(LargeBinary)
     kek_version: Mapped[int] = mapped_column(Integer, index=True)
     state: Mapped[KeyState] = mapped_column(state_column(KeyState, 16))
