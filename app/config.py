@@ -17,6 +17,8 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.keys.ciphers import CipherName, cipher_name
+
 HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 ASYMMETRIC_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
@@ -110,7 +112,7 @@ class Settings(BaseSettings):
     pkcs11_module: str | None = None
     pkcs11_token_label: str | None = None
     pkcs11_pin: SecretStr | None = None
-    cipher: str = "aes-256-gcm"
+    cipher: CipherName = CipherName.AES_256_GCM
     dek_cache_size: int = Field(default=10_000, ge=1)
     dek_cache_ttl_seconds: float = Field(default=60, gt=0, le=3600)
 
@@ -213,14 +215,13 @@ class Settings(BaseSettings):
                                      "an address or a CIDR network") from None
         return value
 
-    @field_validator("cipher")
+    @field_validator("cipher", mode="before")
     @classmethod
-    def _known_cipher(cls, value: str) -> str:
-        aliases = {"aes": "aes-256-gcm", "sm4": "sm4-gcm"}
-        value = aliases.get(value, value)
-        if value not in ("aes-256-gcm", "sm4-gcm"):
-            raise ValueError("PGW_CIPHER must be aes-256-gcm (aes) or sm4-gcm (sm4)")
-        return value
+    def _known_cipher(cls, value: str) -> CipherName:
+        try:
+            return cipher_name(value)
+        except ValueError:
+            raise ValueError("PGW_CIPHER must be aes-256-gcm (aes) or sm4-gcm (sm4)") from None
 
     @field_validator("jwt_algorithms")
     @classmethod

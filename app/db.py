@@ -12,10 +12,11 @@ import os
 from collections.abc import Callable
 from contextlib import suppress
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event, text
+from sqlalchemy import Connection, DateTime, Engine, Enum, MetaData, create_engine, event, text
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -48,6 +49,14 @@ class UTCDateTime(TypeDecorator[datetime]):
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         return None if value is None else value.replace(tzinfo=UTC)
+
+
+def state_column(states: type[StrEnum], length: int) -> Enum:
+    """A column of a lifecycle `StrEnum`, stored as its values in a plain VARCHAR(`length`)
+    (no database enum type, no CHECK constraint), so a new state needs no migration."""
+    return Enum(states, native_enum=False, create_constraint=False, length=length,
+                values_callable=lambda members: [member.value for member in members],
+                validate_strings=True)
 
 
 class Base(DeclarativeBase):

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 class LiveServer:
     def __init__(self, app: FastAPI):
+        self.app = app
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))

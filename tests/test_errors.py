@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from app.config import Settings
 from app.main import create_app
@@ -11,7 +12,7 @@ from tests.server import LiveServer
 from tests.tokens import make_token
 
 
-def assert_problem(response: object, status: int, type_: str) -> dict[str, object]:
+def assert_problem(response: object, status: int, type_: str) -> dict[str, Any]:
     import httpx
 
     assert isinstance(response, httpx.Response)
@@ -57,7 +58,7 @@ def test_413_for_a_chunked_body_without_length(make_settings: Callable[..., Sett
 
     server = start_server(app)
 
-    def chunks():  # type: ignore[no-untyped-def]
+    def chunks() -> Iterator[bytes]:
         yield b'{"a": "'
         for _ in range(10):
             yield b"y" * 1024

@@ -137,7 +137,7 @@ def test_entries_stored_before_the_migration_name_their_subject_and_expire(
                                                 "made": made})
         upgrade(url)
         with engine.connect() as connection:
-            rows = dict(connection.execute(text(
+            rows: dict[str, str] = dict(connection.execute(text(
                 "SELECT key, subject_id FROM idempotency_keys")).all())
             expiry = connection.scalar(text("SELECT DISTINCT expires_at FROM idempotency_keys"))
         assert rows == {"k-record": "rest-1", "k-dsr": None}

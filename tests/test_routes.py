@@ -12,7 +12,7 @@ from app.ops.router import PUBLIC_PATHS
 
 
 def _scopes(dependant: Any) -> list[str]:
-    found = []
+    found: list[str] = []
     for dependency in dependant.dependencies:
         if isinstance(dependency.call, RequireScope):
             found.extend(scope.value for scope in dependency.call.scopes)

@@ -51,10 +51,12 @@ def _decide(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def register(commands: Any) -> None:
+    from app.access.models import AccessRequestStatus
+
     access = commands.add_parser("access", help="elevated-access requests (four eyes)")
     sub = access.add_subparsers(dest="access_command", required=True)
     listing = sub.add_parser("list", help="every request, newest first")
-    listing.add_argument("--status", choices=("pending", "approved", "denied", "expired"))
+    listing.add_argument("--status", choices=list(AccessRequestStatus))
     listing.add_argument("--limit", type=int, default=100)
     listing.set_defaults(handler=guarded(_list))
     approve = sub.add_parser("approve", help="grant a request filed by someone else")

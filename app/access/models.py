@@ -1,11 +1,19 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import JSON, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base, UTCDateTime
+from app.db import Base, UTCDateTime, state_column
+
+
+class AccessRequestStatus(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    DENIED = "denied"
+    EXPIRED = "expired"  # approved, and its duration has passed (or it was revoked)
 
 
 class AccessRequest(Base):
@@ -22,7 +30,8 @@ class AccessRequest(Base):
     purpose: Mapped[str] = mapped_column(String(64))
     justification: Mapped[str] = mapped_column(Text)
     duration_seconds: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(16), index=True)  # pending approved denied expired
+    status: Mapped[AccessRequestStatus] = mapped_column(state_column(AccessRequestStatus, 16),
+                                                        index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     decided_by: Mapped[str | None] = mapped_column(String(255))
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

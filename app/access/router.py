@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi import Path as PathParam
 
 from app.access import service
-from app.access.models import AccessRequest
+from app.access.models import AccessRequest, AccessRequestStatus
 from app.access.schemas import AccessRequestIn, AccessRequestOut, DecisionIn, request_dict
 from app.auth.guard import Caller, RequireScope
 from app.auth.scopes import Scope
@@ -42,8 +42,7 @@ def apply(body: AccessRequestIn, session: SessionDep, caller: Requester,
 
 @router.get("", response_model=Page[AccessRequestOut])
 def list_requests(session: SessionDep, caller: Viewer,
-                  status: Annotated[Literal["pending", "approved", "denied", "expired"] | None,
-                                    Query()] = None,
+                  status: Annotated[AccessRequestStatus | None, Query()] = None,
                   limit: Annotated[int, Query(ge=1, le=500)] = 100,
                   cursor: Annotated[str | None, Query(max_length=200)] = None,
                   ) -> Page[AccessRequestOut]:

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from app.access.models import AccessRequest
+from app.access.models import AccessRequest, AccessRequestStatus
 from app.audit import service as audit
 from app.auth.guard import Caller
 from app.auth.scopes import Scope
@@ -59,7 +59,7 @@ def apply(session: Session, policy: Policy, *, caller: Caller, subject_id: str |
         id=f"acr_{secrets.token_hex(12)}", requester=caller.sub, subject_id=subject_id,
         record_id=record_id, fields=sorted(set(fields)), purpose=purpose,
         justification=justification, duration_seconds=int(duration.total_seconds()),
-        status="pending", created_at=utcnow())
+        status=AccessRequestStatus.PENDING, created_at=utcnow())
     session.add(request)
     session.flush()
     audit.record(session, caller=caller, action="access.requested", purpose=purpose,
@@ -98,10 +98,10 @@ def decide(session: Session, *, caller: Caller, request_id: str, approve: bool,
                      subject_id=request.subject_id, resource=f"access_request:{request.id}",
                      details={"reason": "the requester cannot decide their own request"})
         raise SameApprover("the requester cannot approve or deny their own request")
-    if request.status != "pending":
+    if request.status != AccessRequestStatus.PENDING:
         raise Conflict(f"this request is already {request.status}")
     now = utcnow()
-    request.status = "approved" if approve else "denied"
+    request.status = AccessRequestStatus.APPROVED if approve else AccessRequestStatus.DENIED
     request.decided_by, request.decided_at, request.decision_reason = caller.sub, now, reason
     if approve:
         request.expires_at = now + timedelta(seconds=request.duration_seconds)
@@ -116,8 +116,8 @@ def decide(session: Session, *, caller: Caller, request_id: str, approve: bool,
 def _expire(session: Session, request: AccessRequest) -> bool:
     """Expire one grant; the conditional update makes concurrent lookers record it once."""
     done = session.execute(update(AccessRequest).where(
-        AccessRequest.id == request.id, AccessRequest.status == "approved")
-        .values(status="expired")).rowcount  # type: ignore[attr-defined]
+        AccessRequest.id == request.id, AccessRequest.status == AccessRequestStatus.APPROVED)
+        .values(status=AccessRequestStatus.EXPIRED)).rowcount  # type: ignore[attr-defined]
     if done:
         audit.record(session, caller=SYSTEM, action="access.expired", purpose=request.purpose,
                      subject_id=request.subject_id, resource=f"access_request:{request.id}",
@@ -128,7 +128,7 @@ def _expire(session: Session, request: AccessRequest) -> bool:
 def expire_due(session: Session, *, requester: str | None = None,
                now: datetime | None = None) -> int:
     """Mark approved grants whose time is over as expired, each with an audit entry."""
-    query = select(AccessRequest).where(AccessRequest.status == "approved",
+    query = select(AccessRequest).where(AccessRequest.status == AccessRequestStatus.APPROVED,
                                         AccessRequest.expires_at <= (now or utcnow()))
     if requester is not None:
         query = query.where(AccessRequest.requester == requester)
@@ -141,7 +141,7 @@ def active_grants(session: Session, *, caller: Caller, subject_id: str, purpose:
     found past their end are expired on the way."""
     now = utcnow()
     query = select(AccessRequest).where(
-        AccessRequest.requester == caller.sub, AccessRequest.status == "approved",
+        AccessRequest.requester == caller.sub, AccessRequest.status == AccessRequestStatus.APPROVED,
         AccessRequest.subject_id == subject_id, AccessRequest.purpose == purpose)
     if record_id is not None:
         query = query.where(or_(AccessRequest.record_id.is_(None),
@@ -159,7 +159,7 @@ def active_grants(session: Session, *, caller: Caller, subject_id: str, purpose:
     return granted
 
 
-def listing(session: Session, *, caller: Caller, status: str | None,
+def listing(session: Session, *, caller: Caller, status: AccessRequestStatus | None,
             limit: int) -> list[AccessRequest]:
     """Every request for approvers; one's own requests for everyone else."""
     expire_due(session, requester=None if caller.has(Scope.ACCESS_APPROVE) else caller.sub)

@@ -14,6 +14,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
+from app.consent.models import ConsentEventKind
 from app.consent.service import current, latest_reconsent_version
 from app.policy.loader import Policy
 from app.policy.models import LegalBasis
@@ -41,10 +42,11 @@ def decide(session: Session, policy: Policy, *, subject_id: str, purpose: str,
     if event is None:
         return Decision(False, "consent-required", basis,
                         f"the subject has not consented to {purpose!r}")
-    if event.event == "withdrawn":
+    if event.event == ConsentEventKind.WITHDRAWN:
         return Decision(False, "consent-withdrawn", basis,
                         f"the subject withdrew consent to {purpose!r}", event.id)
-    if event.event == "expired" or (event.expires_at is not None and event.expires_at <= at):
+    if event.event == ConsentEventKind.EXPIRED or (event.expires_at is not None
+                                                   and event.expires_at <= at):
         return Decision(False, "consent-expired", basis,
                         f"consent to {purpose!r} expired; ask again", event.id)
     if (spec.separate_consent or sensitive) and not event.separate:

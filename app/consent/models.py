@@ -1,12 +1,19 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base, UTCDateTime
+from app.db import Base, UTCDateTime, state_column
+
+
+class ConsentEventKind(StrEnum):
+    GRANTED = "granted"
+    WITHDRAWN = "withdrawn"
+    EXPIRED = "expired"
 
 
 class Notice(Base):
@@ -36,7 +43,7 @@ class ConsentEvent(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     subject_id: Mapped[str] = mapped_column(String(255), index=True)
     purpose: Mapped[str] = mapped_column(String(64))
-    event: Mapped[str] = mapped_column(String(16))  # granted, withdrawn, expired
+    event: Mapped[ConsentEventKind] = mapped_column(state_column(ConsentEventKind, 16))
     notice_id: Mapped[str | None] = mapped_column(String(64))
     notice_version: Mapped[int | None] = mapped_column(Integer)
     channel: Mapped[str] = mapped_column(String(16))

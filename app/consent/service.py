@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from app.audit import service as audit
 from app.auth.guard import Caller
 from app.clock import isoformat, utcnow
-from app.consent.models import ConsentEvent, Notice
+from app.consent.models import ConsentEvent, ConsentEventKind, Notice
 from app.db import is_postgres
 from app.errors import Conflict, Invalid, NotFound
 from app.keys.signing import Signer
@@ -219,7 +219,8 @@ def record_grant(session: Session, policy: Policy, *, caller: Caller, grant: Gra
                                       if lifetime else None)
     guardian = None if grant.guardian is None else grant.guardian.__dict__
     event = ConsentEvent(
-        subject_id=grant.subject_id, purpose=grant.purpose, event="granted",
+        subject_id=grant.subject_id, purpose=grant.purpose,
+        event=ConsentEventKind.GRANTED,
         notice_id=grant.notice_id, notice_version=grant.notice_version, channel=grant.channel,
         captured_at=grant.captured_at, recorded_at=utcnow(),
         evidence=_evidence(grant.evidence, hash_key), separate=grant.separate,
@@ -246,7 +247,8 @@ def record_withdrawal(session: Session, policy: Policy, *, caller: Caller, subje
     policy.purpose(purpose)
     lock_state(session, subject_id=subject_id, exclusive=True)
     now = utcnow()
-    event = ConsentEvent(subject_id=subject_id, purpose=purpose, event="withdrawn",
+    event = ConsentEvent(subject_id=subject_id, purpose=purpose,
+                         event=ConsentEventKind.WITHDRAWN,
                          channel=channel, captured_at=now, recorded_at=now, evidence={},
                          separate=False, actor=caller.sub)
     session.add(event)

@@ -146,12 +146,13 @@ def _days(value: str) -> int:
 
 
 def register(commands: Any) -> None:
-    from app.dsr.service import OPEN, TYPES
+    from app.dsr.models import DsrStatus
+    from app.dsr.service import TYPES
 
     dsr = commands.add_parser("dsr", help="data-subject requests")
     sub = dsr.add_subparsers(dest="dsr_command", required=True)
     listing = sub.add_parser("list", help="requests by deadline, soonest first")
-    listing.add_argument("--status", choices=(*OPEN, "completed", "rejected", "failed"))
+    listing.add_argument("--status", choices=list(DsrStatus))
     listing.add_argument("--type", choices=TYPES)
     listing.add_argument("--overdue", action="store_true", help="only open ones past deadline")
     listing.add_argument("--due-within", type=_days, metavar="DAYS",

@@ -29,7 +29,7 @@ from app.clock import isoformat, utcnow
 from app.consent import service as consent
 from app.dsr import events, service
 from app.dsr.holds import subject_hold_reason
-from app.dsr.models import DsrExport, DsrRequest, Tombstone
+from app.dsr.models import DsrExport, DsrRequest, DsrStatus, Tombstone
 from app.errors import NotFound
 from app.jobs.faults import crash_point
 from app.keys import shred
@@ -103,8 +103,8 @@ def _erase_batch(session: Session, policy: Policy, keyring: Keyring, dsr: DsrReq
 
 
 def _on_hold(session: Session, dsr: DsrRequest, reason: str) -> None:
-    if dsr.status != "on_hold":
-        dsr.status = "on_hold"
+    if dsr.status != DsrStatus.ON_HOLD:
+        dsr.status = DsrStatus.ON_HOLD
         service.add_event(session, dsr, "on_hold", actor=CALLER.sub,
                           details={"hold": reason.split(":", 1)[0]})
         audit.record(session, caller=CALLER, action="dsr.on_hold", subject_id=dsr.subject_id,
@@ -113,14 +113,14 @@ def _on_hold(session: Session, dsr: DsrRequest, reason: str) -> None:
 
 def _start(session: Session, dsr: DsrRequest) -> bool:
     """False if the request is closed or a legal hold stops it."""
-    if dsr.status in ("completed", "rejected"):
+    if dsr.status in (DsrStatus.COMPLETED, DsrStatus.REJECTED):
         return False
     reason = subject_hold_reason(session, dsr.subject_id)
     if reason:
         _on_hold(session, dsr, reason)
         return False
-    if dsr.status != "in_progress":
-        dsr.status = "in_progress"
+    if dsr.status != DsrStatus.IN_PROGRESS:
+        dsr.status = DsrStatus.IN_PROGRESS
         service.add_event(session, dsr, "started", actor=CALLER.sub)
     return True
 
@@ -202,7 +202,7 @@ def run(transaction: Transaction, policy: Policy, keyring: Keyring, signer: Sign
 def _complete(session: Session, policy: Policy, keyring: Keyring, signer: Signer | None,
               dsr_id: str) -> None:
     dsr = service.get(session, dsr_id, lock=True)
-    if dsr.status == "completed":
+    if dsr.status == DsrStatus.COMPLETED:
         return
     if signer is None:
         raise RuntimeError("the receipt signing key is unavailable: no certificate can be "
@@ -214,7 +214,7 @@ def _complete(session: Session, policy: Policy, keyring: Keyring, signer: Signer
     result = {k: v for k, v in dsr.result.items() if k != "cursor"}
     dsr.result = {**result, "consent_events_kept": kept}
     dsr.certificate = certificate(signer, dsr, subject_digest=digest, policy=policy)
-    dsr.status, dsr.closed_at, dsr.step = "completed", utcnow(), "completed"
+    dsr.status, dsr.closed_at, dsr.step = DsrStatus.COMPLETED, utcnow(), "completed"
     service.add_event(session, dsr, "completed", actor=CALLER.sub)
     outbox.publish(session, Event.SUBJECT_ERASED, {"subject_id": dsr.subject_id,
                                                    "dsr_id": dsr.id})

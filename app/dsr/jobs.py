@@ -13,7 +13,7 @@ from app.audit import service as audit
 from app.auth.guard import Caller
 from app.clock import utcnow
 from app.dsr import changes, deadlines, erasure, events, export, service
-from app.dsr.models import DsrExport, DsrRequest
+from app.dsr.models import DsrExport, DsrRequest, DsrStatus
 from app.jobs.queue import Claimed
 from app.records import service as records
 from app.records.storage import scanner
@@ -26,8 +26,8 @@ logger = logging.getLogger("pgw.dsr")
 
 def run_failed(session: Any, claimed: Claimed, error: str) -> None:
     dsr = session.get(DsrRequest, claimed.payload["dsr_id"])
-    if dsr is not None and dsr.status not in ("completed", "rejected"):
-        dsr.status = "failed"
+    if dsr is not None and dsr.status not in (DsrStatus.COMPLETED, DsrStatus.REJECTED):
+        dsr.status = DsrStatus.FAILED
         service.add_event(session, dsr, "failed", actor=claimed.worker or "system:jobs",
                           details={"error": error[:200]})
         audit.record(session, caller=CALLER, action="dsr.failed", outcome=audit.Outcome.ERROR,
@@ -45,7 +45,7 @@ def run_request(runtime: Runtime, claimed: Claimed) -> None:
         return
     with runtime.transaction() as session:
         dsr = service.get(session, dsr_id, lock=True)
-        if dsr.status in ("completed", "rejected"):
+        if dsr.status in (DsrStatus.COMPLETED, DsrStatus.REJECTED):
             return  # done by an earlier attempt that died before the job was marked done
         if dsr.type in ("access", "portability"):
             result = export.store(session, runtime.policy, keyring, dsr, ttl=timedelta(
@@ -63,7 +63,7 @@ def run_request(runtime: Runtime, claimed: Claimed) -> None:
             result = changes.object_to_processing(session, runtime.policy, dsr)
             action = "dsr.objection.completed"
         dsr.result = result
-        dsr.status, dsr.closed_at, dsr.step = "completed", utcnow(), "completed"
+        dsr.status, dsr.closed_at, dsr.step = DsrStatus.COMPLETED, utcnow(), "completed"
         service.add_event(session, dsr, "completed", actor=claimed.worker)
         events.publish(session, dsr, Event.DSR_COMPLETED)
         audit.record(session, caller=CALLER, action=action, subject_id=dsr.subject_id,

@@ -1,12 +1,23 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base, UTCDateTime
+from app.db import Base, UTCDateTime, state_column
+
+
+class DsrStatus(StrEnum):
+    UNVERIFIED = "unverified"  # waits for a trusted caller to verify the person; does nothing
+    RECEIVED = "received"
+    IN_PROGRESS = "in_progress"
+    ON_HOLD = "on_hold"  # a legal hold stops an erasure until it ends
+    COMPLETED = "completed"
+    REJECTED = "rejected"
+    FAILED = "failed"  # its job gave up; an operator may retry it
 
 
 class DsrRequest(Base):
@@ -18,8 +29,7 @@ class DsrRequest(Base):
     subject_id: Mapped[str] = mapped_column(String(255), index=True)
     type: Mapped[str] = mapped_column(String(16))
     jurisdiction: Mapped[str] = mapped_column(String(16))
-    # unverified received in_progress on_hold completed rejected failed
-    status: Mapped[str] = mapped_column(String(16), index=True)
+    status: Mapped[DsrStatus] = mapped_column(state_column(DsrStatus, 16), index=True)
     language: Mapped[str] = mapped_column(String(8))
     # how the person was verified, and the corrections asked for: both may hold personal data,
     # so both are encrypted under the subject's key

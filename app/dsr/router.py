@@ -15,7 +15,7 @@ from app.auth.scopes import Scope
 from app.clock import utcnow
 from app.deps import KeyringDep, PolicyDep, RuntimeDep, SessionDep
 from app.dsr import export, holds, service, verification
-from app.dsr.models import DsrExport, DsrRequest
+from app.dsr.models import DsrExport, DsrRequest, DsrStatus
 from app.dsr.schemas import (
     CertificateOut,
     DsrIn,
@@ -98,9 +98,7 @@ def submit(body: DsrIn, session: SessionDep, caller: Submitter, keyring: Keyring
 
 @router.get("", response_model=Page[DsrOut], response_model_exclude_unset=True)
 def list_requests(session: SessionDep, caller: Manager,
-                  status: Annotated[Literal["unverified", "received", "in_progress", "on_hold",
-                                            "completed", "rejected", "failed"] | None,
-                                    Query()] = None,
+                  status: Annotated[DsrStatus | None, Query()] = None,
                   type: Annotated[DsrType | None, Query()] = None,
                   overdue: Annotated[bool | None, Query()] = None,
                   subject_id: Annotated[str | None, Query(min_length=1, max_length=255)] = None,
@@ -178,7 +176,7 @@ def get_export(dsr_id: DsrId, session: SessionDep, caller: Viewer, keyring: Keyr
         raise NotFound("this request has no export")
     stored = session.get(DsrExport, dsr.id)
     if stored is None:
-        if dsr.status == "completed":
+        if dsr.status == DsrStatus.COMPLETED:
             raise Gone("the export has expired or the subject was erased")
         raise NotReady(f"the export is not ready: the request is {dsr.status}")
     if stored.expires_at <= utcnow():

@@ -20,7 +20,7 @@ from app.clock import iso_or_none, utcnow
 from app.dsr import events
 from app.dsr import verification as verifier
 from app.dsr.deadlines import add_period
-from app.dsr.models import DsrEvent, DsrRequest, Tombstone
+from app.dsr.models import DsrEvent, DsrRequest, DsrStatus, Tombstone
 from app.errors import Conflict, Invalid, NotFound
 from app.jobs import queue
 from app.keys.fields import blind_index, decrypt_field, encrypt_field
@@ -30,7 +30,7 @@ from app.records.validation import normalise
 from app.webhooks.events import Event
 
 TYPES = ("access", "portability", "erasure", "rectification", "restriction", "objection")
-OPEN = ("unverified", "received", "in_progress", "on_hold")
+OPEN = (DsrStatus.UNVERIFIED, DsrStatus.RECEIVED, DsrStatus.IN_PROGRESS, DsrStatus.ON_HOLD)
 TOMBSTONE_KEY = "tombstone"
 LANGUAGES = {"PIPL": "zh"}
 
@@ -104,7 +104,7 @@ def submit(session: Session, policy: Policy, keyring: Keyring, *, caller: Caller
             not subject_id.startswith(verifier.AMBIGUOUS):
         verifier.mark_verified(session, policy, caller=caller, dsr=dsr, method=method,
                                reference=verification.get("reference"))
-        dsr.status = "received"
+        dsr.status = DsrStatus.RECEIVED
         queue.enqueue(session, "dsr.run", {"dsr_id": dsr.id}, ref=ref(dsr.id))
         events.publish(session, dsr, Event.DSR_RECEIVED)
     return dsr
@@ -150,7 +150,7 @@ def get(session: Session, dsr_id: str, *, lock: bool = False) -> DsrRequest:
     return dsr
 
 
-def listing(session: Session, *, status: str | None, type: str | None, overdue: bool | None,
+def listing(session: Session, *, status: DsrStatus | None, type: str | None, overdue: bool | None,
             subject_id: str | None, limit: int, now: datetime | None = None,
             due_within: timedelta | None = None) -> list[DsrRequest]:
     now = now or utcnow()
@@ -194,10 +194,10 @@ def extend(session: Session, policy: Policy, *, caller: Caller, dsr_id: str,
 def reject(session: Session, *, caller: Caller, dsr_id: str, reason: str) -> DsrRequest:
     """Refuse the request with the reason the subject is told (PIPL art. 50)."""
     dsr = get(session, dsr_id, lock=True)
-    if dsr.status not in ("unverified", "received", "on_hold"):
+    if dsr.status not in (DsrStatus.UNVERIFIED, DsrStatus.RECEIVED, DsrStatus.ON_HOLD):
         raise Conflict(f"the request is {dsr.status}; only requests not yet being carried out "
                        "can be rejected")
-    dsr.status, dsr.rejection_reason, dsr.closed_at = "rejected", reason, utcnow()
+    dsr.status, dsr.rejection_reason, dsr.closed_at = DsrStatus.REJECTED, reason, utcnow()
     add_event(session, dsr, "rejected", actor=caller.sub)
     events.publish(session, dsr, Event.DSR_REJECTED)
     audit.record(session, caller=caller, action="dsr.rejected", subject_id=dsr.subject_id,
@@ -208,9 +208,9 @@ def reject(session: Session, *, caller: Caller, dsr_id: str, reason: str) -> Dsr
 def retry(session: Session, *, caller: Caller, dsr_id: str) -> DsrRequest:
     """Run a failed request again, from the step it reached (its steps are idempotent)."""
     dsr = get(session, dsr_id, lock=True)
-    if dsr.status != "failed":
+    if dsr.status != DsrStatus.FAILED:
         raise Conflict(f"the request is {dsr.status}; only failed requests can be retried")
-    dsr.status = "received"
+    dsr.status = DsrStatus.RECEIVED
     add_event(session, dsr, "retried", actor=caller.sub)
     queue.enqueue(session, "dsr.run", {"dsr_id": dsr.id}, ref=ref(dsr.id))
     audit.record(session, caller=caller, action="dsr.retried", subject_id=dsr.subject_id,
@@ -223,11 +223,11 @@ def resume_released(session: Session, *, caller: Caller) -> list[str]:
     from app.dsr.holds import subject_hold_reason
 
     resumed = []
-    for dsr in session.scalars(select(DsrRequest).where(DsrRequest.status == "on_hold")
+    for dsr in session.scalars(select(DsrRequest).where(DsrRequest.status == DsrStatus.ON_HOLD)
                                .with_for_update()):
         if subject_hold_reason(session, dsr.subject_id):
             continue
-        dsr.status = "received"
+        dsr.status = DsrStatus.RECEIVED
         add_event(session, dsr, "resumed", actor=caller.sub)
         queue.enqueue(session, "dsr.run", {"dsr_id": dsr.id}, ref=ref(dsr.id))
         resumed.append(dsr.id)

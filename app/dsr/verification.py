@@ -25,7 +25,7 @@ from app.auth.guard import Caller
 from app.auth.scopes import Scope
 from app.clock import utcnow
 from app.dsr import events
-from app.dsr.models import DsrRequest
+from app.dsr.models import DsrRequest, DsrStatus
 from app.errors import Conflict, Invalid
 from app.jobs import queue
 from app.keys.fields import BLIND_INDEX_KEY, blind_index, encrypt_field
@@ -34,7 +34,7 @@ from app.policy.loader import Policy
 from app.records import lookup
 from app.webhooks.events import Event
 
-UNVERIFIED = "unverified"
+UNVERIFIED = DsrStatus.UNVERIFIED
 UNMATCHED = "unmatched:"  # identifiers that match no subject
 AMBIGUOUS = "ambiguous:"  # identifiers that match several: a manager asks for subject_id
 
@@ -89,7 +89,7 @@ def verify(session: Session, policy: Policy, keyring: Keyring, *, caller: Caller
         context=f"dsr:{dsr.id}", value=json.dumps({"method": method, "reference": reference}))
     from app.dsr.service import add_event, ref  # service imports this module
 
-    dsr.status = "received"
+    dsr.status = DsrStatus.RECEIVED
     add_event(session, dsr, "verified", actor=caller.sub, details={"method": method})
     queue.enqueue(session, "dsr.run", {"dsr_id": dsr.id}, ref=ref(dsr.id))
     events.publish(session, dsr, Event.DSR_RECEIVED)

@@ -1,12 +1,28 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base, UTCDateTime
+from app.db import Base, UTCDateTime, state_column
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"  # gave up after its last attempt
+
+
+class AttemptOutcome(StrEnum):
+    RUNNING = "running"
+    DONE = "done"
+    RETRY = "retry"
+    FAILED = "failed"
+    LOST = "lost"  # its worker stopped and its lease ran out
 
 
 class Job(Base):
@@ -21,7 +37,7 @@ class Job(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)  # ids and names, never personal data
     ref: Mapped[str | None] = mapped_column(String(80), index=True)  # e.g. dsr:<id>
     dedupe_key: Mapped[str | None] = mapped_column(String(160), unique=True)
-    state: Mapped[str] = mapped_column(String(16))  # queued running done failed
+    state: Mapped[JobState] = mapped_column(state_column(JobState, 16))
     run_at: Mapped[datetime] = mapped_column(UTCDateTime)
     attempts: Mapped[int] = mapped_column(Integer)
     max_attempts: Mapped[int] = mapped_column(Integer)
@@ -45,5 +61,5 @@ class JobAttempt(Base):
     worker: Mapped[str] = mapped_column(String(80))
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    outcome: Mapped[str] = mapped_column(String(16))  # running done retry failed lost
+    outcome: Mapped[AttemptOutcome] = mapped_column(state_column(AttemptOutcome, 16))
     error: Mapped[str | None] = mapped_column(Text)

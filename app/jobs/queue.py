@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.clock import utcnow
-from app.jobs.models import Job, JobAttempt
+from app.jobs.models import AttemptOutcome, Job, JobAttempt, JobState
 
 logger = logging.getLogger("pgw.jobs")
 MAX_ERROR_CHARS = 500
@@ -101,8 +101,9 @@ def enqueue(session: Session, kind: str, payload: dict[str, Any] | None = None, 
             ) -> Job | None:
     """Add a job in the caller's transaction; with `dedupe_key`, None if it already exists."""
     now = utcnow()
-    job = Job(kind=kind, payload=payload or {}, ref=ref, dedupe_key=dedupe_key, state="queued",
-              run_at=run_at or now, attempts=0, max_attempts=max_attempts, created_at=now)
+    job = Job(kind=kind, payload=payload or {}, ref=ref, dedupe_key=dedupe_key,
+              state=JobState.QUEUED, run_at=run_at or now, attempts=0,
+              max_attempts=max_attempts, created_at=now)
     if dedupe_key is None:
         session.add(job)
         session.flush()
@@ -120,8 +121,8 @@ def enqueue(session: Session, kind: str, payload: dict[str, Any] | None = None, 
 def _claimable(now: datetime, kinds: tuple[str, ...] | None,
                exclude: tuple[str, ...] = ()) -> Any:
     query = select(Job).where(or_(
-        (Job.state == "queued") & (Job.run_at <= now),
-        (Job.state == "running") & (Job.lease_until < now),
+        (Job.state == JobState.QUEUED) & (Job.run_at <= now),
+        (Job.state == JobState.RUNNING) & (Job.lease_until < now),
     ))
     if kinds:
         query = query.where(Job.kind.in_(kinds))
@@ -142,16 +143,16 @@ def claim(factory: sessionmaker[Session], *, worker: str, lease: timedelta,
             if job is None:
                 session.commit()
                 return None
-            if job.state == "running":
+            if job.state == JobState.RUNNING:
                 _mark_lost(session, job, now)
                 if job.attempts >= job.max_attempts:
                     _give_up(session, job, "the worker stopped during the last attempt")
                     session.commit()
                     continue
-            job.state, job.lease_owner, job.lease_until = "running", worker, now + lease
+            job.state, job.lease_owner, job.lease_until = JobState.RUNNING, worker, now + lease
             job.attempts += 1
             session.add(JobAttempt(job_id=job.id, attempt=job.attempts, worker=worker,
-                                   started_at=now, outcome="running"))
+                                   started_at=now, outcome=AttemptOutcome.RUNNING))
             claimed = Claimed.of(job, worker)
             session.commit()
             return claimed
@@ -160,13 +161,13 @@ def claim(factory: sessionmaker[Session], *, worker: str, lease: timedelta,
 def _mark_lost(session: Session, job: Job, now: datetime) -> None:
     session.execute(update(JobAttempt).where(
         JobAttempt.job_id == job.id, JobAttempt.attempt == job.attempts,
-        JobAttempt.outcome == "running").values(
-        outcome="lost", finished_at=now,
+        JobAttempt.outcome == AttemptOutcome.RUNNING).values(
+        outcome=AttemptOutcome.LOST, finished_at=now,
         error=f"lease held by {job.lease_owner} expired: the worker stopped"))
 
 
 def _give_up(session: Session, job: Job, error: str) -> None:
-    job.state, job.finished_at, job.last_error = "failed", utcnow(), error
+    job.state, job.finished_at, job.last_error = JobState.FAILED, utcnow(), error
     job.lease_owner = job.lease_until = None
     logger.error("job gave up", extra={"job_id": job.id, "kind": job.kind})
     callback = REGISTRY.on_failure.get(job.kind)
@@ -177,11 +178,11 @@ def _give_up(session: Session, job: Job, error: str) -> None:
 def _owned(session: Session, claimed: Claimed) -> Job | None:
     """The job row, locked, if this attempt still holds its lease."""
     return session.scalar(select(Job).where(
-        Job.id == claimed.id, Job.state == "running", Job.lease_owner == claimed.worker,
+        Job.id == claimed.id, Job.state == JobState.RUNNING, Job.lease_owner == claimed.worker,
         Job.attempts == claimed.attempt).with_for_update())
 
 
-def _finish_attempt(session: Session, claimed: Claimed, outcome: str,
+def _finish_attempt(session: Session, claimed: Claimed, outcome: AttemptOutcome,
                     error: str | None = None) -> None:
     session.execute(update(JobAttempt).where(
         JobAttempt.job_id == claimed.id, JobAttempt.attempt == claimed.attempt).values(
@@ -192,7 +193,8 @@ def renew(factory: sessionmaker[Session], claimed: Claimed, lease: timedelta) ->
     """Extend the lease; False if it was lost (another worker took the job over)."""
     with factory() as session:
         done = session.execute(update(Job).where(
-            Job.id == claimed.id, Job.state == "running", Job.lease_owner == claimed.worker,
+            Job.id == claimed.id, Job.state == JobState.RUNNING,
+            Job.lease_owner == claimed.worker,
             Job.attempts == claimed.attempt).values(lease_until=utcnow() + lease)).rowcount  # type: ignore[attr-defined]
         session.commit()
         return bool(done)
@@ -206,31 +208,31 @@ def complete(factory: sessionmaker[Session], claimed: Claimed) -> bool:
             logger.warning("job finished after its lease was lost", extra={"job_id": claimed.id})
             return False
         job.state, job.finished_at, job.lease_owner, job.lease_until = \
-            "done", utcnow(), None, None
+            JobState.DONE, utcnow(), None, None
         job.last_error = None
-        _finish_attempt(session, claimed, "done")
+        _finish_attempt(session, claimed, AttemptOutcome.DONE)
         session.commit()
         return True
 
 
 def fail(factory: sessionmaker[Session], claimed: Claimed, error: str, *,
-         retry: Retry = Retry()) -> str:
+         retry: Retry = Retry()) -> AttemptOutcome:
     """Record a failed attempt: retry later with back-off, or give up after the last one."""
     error = error[:MAX_ERROR_CHARS]
     with factory() as session:
         job = _owned(session, claimed)
         if job is None:
             session.commit()
-            return "lost"
+            return AttemptOutcome.LOST
         job.last_error, job.lease_owner, job.lease_until = error, None, None
         if job.attempts >= job.max_attempts:
-            _finish_attempt(session, claimed, "failed", error)
+            _finish_attempt(session, claimed, AttemptOutcome.FAILED, error)
             _give_up(session, job, error)
-            outcome = "failed"
+            outcome = AttemptOutcome.FAILED
         else:
-            job.state, job.run_at = "queued", utcnow() + retry.delay(job.attempts)
-            _finish_attempt(session, claimed, "retry", error)
-            outcome = "retry"
+            job.state, job.run_at = JobState.QUEUED, utcnow() + retry.delay(job.attempts)
+            _finish_attempt(session, claimed, AttemptOutcome.RETRY, error)
+            outcome = AttemptOutcome.RETRY
         session.commit()
         return outcome
 
@@ -246,6 +248,12 @@ def jobs_for(session: Session, ref: str, *, limit: int = 100) -> list[Job]:
     """The jobs about `ref`, newest first."""
     return list(session.scalars(select(Job).where(Job.ref == ref)
                                 .order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)))
+
+
+def unfinished_for(session: Session, ref: str) -> int | None:
+    """The id of a job about `ref` that is queued or running, if there is one."""
+    return session.scalar(select(Job.id).where(
+        Job.ref == ref, Job.state.in_((JobState.QUEUED, JobState.RUNNING))).limit(1))
 
 
 def counts(session: Session) -> dict[str, int]:

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from app.clock import utcnow
 from app.jobs import queue
-from app.jobs.models import Job
+from app.jobs.models import Job, JobState
 from app.jobs.queue import Retry
 from app.runtime import Runtime
 
@@ -49,7 +49,7 @@ def _queue(session: Session, *, name: str, every_seconds: int, now: datetime) ->
         return queue.enqueue(session, name, {"slot": slot}, ref=key, dedupe_key=key,
                              max_attempts=MAX_ATTEMPTS) is not None
     last, rerun = runs[-1], len(runs)
-    if last.state != "failed":
+    if last.state != JobState.FAILED:
         return False
     run_at = (last.finished_at or now) + rerun_delay(every_seconds=every_seconds, rerun=rerun)
     if run_at >= datetime.fromtimestamp((slot + 1) * every_seconds, UTC):

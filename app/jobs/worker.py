@@ -14,6 +14,7 @@ from datetime import timedelta
 
 from app.audit import sequencer
 from app.jobs import queue, schedule
+from app.jobs.models import AttemptOutcome
 from app.jobs.queue import Claimed, Retry
 from app.ops import workers
 from app.runtime import Runtime
@@ -60,7 +61,7 @@ def execute(runtime: Runtime, claimed: Claimed, *, lease: timedelta, retry: Retr
     finally:
         heartbeat.stopped.set()
         heartbeat.join()
-    return "done" if queue.complete(factory, claimed) else "lost"
+    return AttemptOutcome.DONE if queue.complete(factory, claimed) else AttemptOutcome.LOST
 
 
 def run_once(runtime: Runtime, *, worker: str, lease: timedelta | None = None,

@@ -4,6 +4,7 @@ deployments). `cryptography` has no SM4 AEAD class, so SM4-GCM goes through the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
@@ -43,21 +44,33 @@ class SM4GCM:
         return decryptor.update(data[:-TAG_BYTES]) + decryptor.finalize()
 
 
+class CipherName(StrEnum):
+    """The field ciphers, by the names policies, settings and key rows give them."""
+
+    AES_256_GCM = "aes-256-gcm"
+    SM4_GCM = "sm4-gcm"
+
+
 @dataclass(frozen=True)
 class CipherSpec:
-    name: str
+    name: CipherName
     code: int  # one byte in the ciphertext header
     key_bytes: int
 
     def aead(self, key: bytes) -> Aead:
-        return AESGCM(key) if self.name == "aes-256-gcm" else SM4GCM(key)
+        return AESGCM(key) if self.name is CipherName.AES_256_GCM else SM4GCM(key)
 
 
-CIPHERS = {spec.name: spec for spec in (CipherSpec("aes-256-gcm", 1, 32),
-                                        CipherSpec("sm4-gcm", 2, 16))}
+CIPHERS = {spec.name: spec for spec in (CipherSpec(CipherName.AES_256_GCM, 1, 32),
+                                        CipherSpec(CipherName.SM4_GCM, 2, 16))}
 BY_CODE = {spec.code: spec for spec in CIPHERS.values()}
-ALIASES = {"aes": "aes-256-gcm", "sm4": "sm4-gcm"}
+ALIASES = {"aes": CipherName.AES_256_GCM, "sm4": CipherName.SM4_GCM}
+
+
+def cipher_name(name: str) -> CipherName:
+    """The cipher a name or its alias (`aes`, `sm4`) means; ValueError for any other."""
+    return CipherName(ALIASES.get(name, name))
 
 
 def cipher(name: str) -> CipherSpec:
-    return CIPHERS[ALIASES.get(name, name)]
+    return CIPHERS[cipher_name(name)]

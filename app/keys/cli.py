@@ -6,13 +6,9 @@ import argparse
 import json
 from typing import Any
 
-from sqlalchemy import select
-
 from app.auth.guard import Caller
-from app.clock import utcnow
 from app.config import Settings
 from app.keys import rotation, shred
-from app.keys.models import KeyRotation, SubjectKey
 from app.keys.status import key_status
 from app.progress import bar
 from app.runtime import opened
@@ -46,29 +42,10 @@ def _rotate_dek(args: argparse.Namespace, settings: Settings) -> int:
                                                       subject_id=args.subject)
             print(f"subject {args.subject}: new key version {version}")  # noqa: T201
             return 0
-        with runtime.transaction() as session:  # resumable: one record per --all run
-            record = session.scalar(select(KeyRotation).where(
-                KeyRotation.kind == "dek", KeyRotation.status == "running"))
-            if record is None:
-                record = KeyRotation(kind="dek", target_version=0, status="running",
-                                     processed=0, total=0, started_at=utcnow())
-                session.add(record)
-            subjects = list(session.scalars(select(SubjectKey.subject_id).where(
-                SubjectKey.state == "active", SubjectKey.created_at < record.started_at)))
-            record.total = record.processed + len(subjects)
-            session.flush()
-            record_id = record.id
-        for subject_id in subjects:
-            with runtime.transaction() as session:
-                rotation.rotate_subject_dek(session, keyring, caller=CALLER,
-                                            subject_id=subject_id)
-                current = session.get_one(KeyRotation, record_id)
-                current.processed += 1
-                bar(current.processed, current.total)
-        with runtime.transaction() as session:
-            current = session.get_one(KeyRotation, record_id)
-            current.status, current.finished_at = "done", utcnow()
-    print(f"\n{len(subjects)} subjects have new data keys")  # noqa: T201
+        # the same resumable run a `keys.dek_rotation` job makes, here in the foreground
+        count = rotation.run_dek_rotation(runtime.session_factory, keyring, caller=CALLER,
+                                          progress=bar)
+    print(f"\n{count} subjects have new data keys")  # noqa: T201
     return 0
 
 

@@ -37,7 +37,7 @@ from app.errors import Conflict, GatewayError, ServiceUnavailable
 from app.keys import kek_versions
 from app.keys.ciphers import Aead, CipherSpec, cipher
 from app.keys.kek import KekProvider, KekUnavailable
-from app.keys.models import KekVersion, KeySetting, ServiceKey, SubjectKey
+from app.keys.models import KekVersion, KeySetting, KeyState, ServiceKey, SubjectKey
 
 ROTATE_AFTER_USES = 2**31  # half the NIST SP 800-38D bound for random 96-bit nonces
 RESERVE_BLOCK = 4096
@@ -241,14 +241,14 @@ class Keyring:
         # and the two never deadlock; another write's refill (FOR NO KEY UPDATE) does not wait.
         return list(session.scalars(
             select(SubjectKey.version).where(SubjectKey.subject_id == subject_id,
-                                             SubjectKey.state == "active")
+                                             SubjectKey.state == KeyState.ACTIVE)
             .order_by(SubjectKey.id).with_for_update(read=True, key_share=True)))
 
     def _active_row(self, session: Session, subject_id: str, spec: CipherSpec) -> SubjectKey | None:
         return session.scalar(
             select(SubjectKey).where(SubjectKey.subject_id == subject_id,
                                      SubjectKey.cipher == spec.name,
-                                     SubjectKey.state == "active")
+                                     SubjectKey.state == KeyState.ACTIVE)
             .order_by(SubjectKey.version.desc()).limit(1).with_for_update(key_share=True))
 
     def _refill(self, session: Session, subject_id: str, spec: CipherSpec) -> DataKey:
@@ -293,7 +293,7 @@ class Keyring:
         a concurrent transaction created the same version (or an active key) first."""
         now = utcnow()
         if retire is not None:
-            retire.state, retire.retired_at = "retired", now
+            retire.state, retire.retired_at = KeyState.RETIRED, now
             session.flush()  # before the new active key: one active key at a time
         latest = session.scalar(select(func.max(SubjectKey.version))
                                 .where(SubjectKey.subject_id == subject_id)) or 0
@@ -302,7 +302,8 @@ class Keyring:
         row = SubjectKey(subject_id=subject_id, version=version, cipher=spec.name,
                          wrapped_dek=self._wrap(kek_version, dek,
                                                 dek_aad(subject_id, version, spec.name)),
-                         kek_version=kek_version, state="active", uses=reserve, created_at=now)
+                         kek_version=kek_version, state=KeyState.ACTIVE, uses=reserve,
+                         created_at=now)
         try:
             with session.begin_nested():
                 session.add(row)
@@ -319,7 +320,7 @@ class Keyring:
         """Replace each of the subject's active keys: [(old version, new version), ...]."""
         self._checked(session)
         current = list(session.scalars(select(SubjectKey).where(
-            SubjectKey.subject_id == subject_id, SubjectKey.state == "active")
+            SubjectKey.subject_id == subject_id, SubjectKey.state == KeyState.ACTIVE)
             .order_by(SubjectKey.version).with_for_update()))
         if not current:
             raise LookupError("this subject has no active key")
@@ -348,7 +349,7 @@ class Keyring:
         return key
 
     def _unwrap(self, session: Session, row: SubjectKey) -> DataKey:
-        if row.state == "destroyed" or row.wrapped_dek is None:
+        if row.state == KeyState.DESTROYED or row.wrapped_dek is None:
             raise SubjectErased("the data subject was erased: their key was destroyed, so this "
                                 "value can no longer be decrypted")
         if row.kek_version < self.min_kek_version(session):

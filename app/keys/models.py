@@ -1,11 +1,29 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import BigInteger, Index, Integer, LargeBinary, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base, UTCDateTime
+from app.db import Base, UTCDateTime, state_column
+from app.keys.ciphers import CipherName
+
+
+class KeyState(StrEnum):
+    ACTIVE = "active"
+    RETIRED = "retired"  # still decrypts what was encrypted under it
+    DESTROYED = "destroyed"
+
+
+class RotationKind(StrEnum):
+    KEK = "kek"
+    DEK = "dek"
+
+
+class RotationStatus(StrEnum):
+    RUNNING = "running"
+    DONE = "done"
 
 
 class SubjectKey(Base):
@@ -20,10 +38,10 @@ class SubjectKey(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     subject_id: Mapped[str] = mapped_column(String(255), index=True)
     version: Mapped[int] = mapped_column(Integer)
-    cipher: Mapped[str] = mapped_column(String(16))
+    cipher: Mapped[CipherName] = mapped_column(state_column(CipherName, 16))
     wrapped_dek: Mapped[bytes | None] = mapped_column(LargeBinary)
     kek_version: Mapped[int] = mapped_column(Integer, index=True)
-    state: Mapped[str] = mapped_column(String(16))  # active, retired, destroyed
+    state: Mapped[KeyState] = mapped_column(state_column(KeyState, 16))
     uses: Mapped[int] = mapped_column(BigInteger, default=0)  # nonces reserved so far
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -63,10 +81,10 @@ class KeyRotation(Base):
     __tablename__ = "key_rotations"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    kind: Mapped[str] = mapped_column(String(8))  # kek, dek
+    kind: Mapped[RotationKind] = mapped_column(state_column(RotationKind, 8))
     target_version: Mapped[int] = mapped_column(Integer)
     subject_id: Mapped[str | None] = mapped_column(String(255))
-    status: Mapped[str] = mapped_column(String(16))  # running, done
+    status: Mapped[RotationStatus] = mapped_column(state_column(RotationStatus, 16))
     processed: Mapped[int] = mapped_column(BigInteger, default=0)
     total: Mapped[int] = mapped_column(BigInteger, default=0)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)

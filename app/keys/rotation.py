@@ -10,6 +10,7 @@ readable through its retired version.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,16 +20,25 @@ from app.auth.guard import Caller
 from app.clock import utcnow
 from app.db import is_postgres
 from app.errors import Conflict
+from app.jobs import queue
 from app.keys import kek_versions
 from app.keys.keyring import MIN_KEK_SETTING, Keyring, dek_aad, service_key_aad
-from app.keys.models import KeyRotation, KeySetting, ServiceKey, SubjectKey
+from app.keys.models import (
+    KeyRotation,
+    KeySetting,
+    KeyState,
+    RotationKind,
+    RotationStatus,
+    ServiceKey,
+    SubjectKey,
+)
 
 Progress = Callable[[int, int], None]
 
 
-def _running(session: Session, kind: str) -> KeyRotation | None:
+def _running(session: Session, kind: RotationKind) -> KeyRotation | None:
     return session.scalar(select(KeyRotation).where(KeyRotation.kind == kind,
-                                                    KeyRotation.status == "running"))
+                                                    KeyRotation.status == RotationStatus.RUNNING))
 
 
 def _pending(session: Session, target: int) -> int:
@@ -38,14 +48,15 @@ def _pending(session: Session, target: int) -> int:
 
 def start_kek_rotation(session: Session, keyring: Keyring, *, caller: Caller) -> KeyRotation:
     """Create the next KEK version and a rotation record, or return the one still running."""
-    running = _running(session, "kek")
+    running = _running(session, RotationKind.KEK)
     if running is not None:
         return running
     target = kek_versions.next_version(session, keyring.kek)
     reason = kek_versions.record(session, keyring.kek, target)
     if reason:
         raise Conflict(reason)
-    rotation = KeyRotation(kind="kek", target_version=target, status="running", processed=0,
+    rotation = KeyRotation(kind=RotationKind.KEK, target_version=target,
+                           status=RotationStatus.RUNNING, processed=0,
                            total=_pending(session, target), started_at=utcnow())
     session.add(rotation)
     session.flush()
@@ -55,9 +66,16 @@ def start_kek_rotation(session: Session, keyring: Keyring, *, caller: Caller) ->
 
 
 def run_kek_rotation(factory: sessionmaker[Session], keyring: Keyring, *, caller: Caller,
-                     batch_size: int = 500, progress: Progress | None = None) -> KeyRotation:
+                     batch_size: int = 500, progress: Progress | None = None,
+                     rotation_id: int | None = None) -> KeyRotation:
+    """Run the rotation `rotation_id` (or the running one, or a new one) to its end."""
     with factory() as session:
-        rotation = start_kek_rotation(session, keyring, caller=caller)
+        if rotation_id is None:
+            rotation = start_kek_rotation(session, keyring, caller=caller)
+        else:  # a job resumes its own rotation, and never starts another after it is done
+            rotation = session.get_one(KeyRotation, rotation_id)
+            if rotation.status == RotationStatus.DONE:
+                return rotation
         session.commit()
         rotation_id, target = rotation.id, rotation.target_version
     while True:
@@ -67,7 +85,7 @@ def run_kek_rotation(factory: sessionmaker[Session], keyring: Keyring, *, caller
             rotation.processed += done
             if done == 0:
                 _rewrap_service_keys(session, keyring, target)
-                rotation.status, rotation.finished_at = "done", utcnow()
+                rotation.status, rotation.finished_at = RotationStatus.DONE, utcnow()
                 audit.record(session, caller=caller, action="keys.kek_rotated",
                              details={"version": target, "rewrapped": rotation.processed})
             session.commit()
@@ -103,6 +121,76 @@ def _rewrap_service_keys(session: Session, keyring: Keyring, target: int) -> Non
         key.wrapped = keyring.kek.wrap(target, keyring.kek.unwrap(key.kek_version, key.wrapped,
                                                                  aad), aad)
         key.kek_version = target
+
+
+def start_dek_rotation(session: Session) -> KeyRotation:
+    """A record for new data keys for every subject, or the one still running."""
+    running = _running(session, RotationKind.DEK)
+    if running is not None:
+        return running
+    rotation = KeyRotation(kind=RotationKind.DEK, target_version=0,
+                           status=RotationStatus.RUNNING, processed=0, total=0, started_at=utcnow())
+    session.add(rotation)
+    session.flush()
+    return rotation
+
+
+def run_dek_rotation(factory: sessionmaker[Session], keyring: Keyring, *, caller: Caller,
+                     progress: Progress | None = None, rotation_id: int | None = None) -> int:
+    """Give every subject whose active key predates the rotation new data keys, one
+    transaction per subject (resumable: a resumed run skips the subjects already done);
+    returns how many subjects this run rotated."""
+    with factory() as session:
+        if rotation_id is None:
+            record = start_dek_rotation(session)
+        else:
+            record = session.get_one(KeyRotation, rotation_id)
+            if record.status == RotationStatus.DONE:
+                return 0
+        subjects = list(session.scalars(select(SubjectKey.subject_id).where(
+            SubjectKey.state == KeyState.ACTIVE, SubjectKey.created_at < record.started_at)))
+        record.total = record.processed + len(subjects)
+        record_id = record.id
+        session.commit()
+    for subject_id in subjects:
+        with factory() as session:
+            rotate_subject_dek(session, keyring, caller=caller, subject_id=subject_id)
+            current = session.get_one(KeyRotation, record_id)
+            current.processed += 1
+            session.commit()
+            if progress:
+                progress(current.processed, current.total)
+    with factory() as session:
+        current = session.get_one(KeyRotation, record_id)
+        current.status, current.finished_at = RotationStatus.DONE, utcnow()
+        session.commit()
+    return len(subjects)
+
+
+# The job kinds that carry a rotation through to its end, crash-safe: a worker that dies
+# leaves the job to another, which resumes the same rotation record.
+KEK_ROTATION_JOB = "keys.kek_rotation"
+DEK_ROTATION_JOB = "keys.dek_rotation"
+
+
+def enqueue_rotation(session: Session, rotation: KeyRotation, *, caller: Caller) -> int:
+    """The id of the job that runs `rotation` to its end: queued now, or already queued."""
+    ref = f"key_rotation:{rotation.id}"
+    existing = queue.unfinished_for(session, ref)
+    if existing is not None:
+        return existing
+    kind = KEK_ROTATION_JOB if rotation.kind == RotationKind.KEK else DEK_ROTATION_JOB
+    job = queue.enqueue(session, kind, {"rotation_id": rotation.id, "caller": caller.sub,
+                                        "roles": list(caller.roles),
+                                        "request_id": caller.request_id}, ref=ref)
+    assert job is not None  # noqa: S101 - no dedupe key
+    return job.id
+
+
+def job_caller(payload: dict[str, Any]) -> Caller:
+    """The caller who asked for a rotation, as its job's audit entries name them."""
+    return Caller(sub=payload["caller"], roles=tuple(payload.get("roles", ())),
+                  request_id=payload.get("request_id"))
 
 
 def retire_kek_versions(session: Session, *, caller: Caller, below: int) -> None:

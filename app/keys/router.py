@@ -3,14 +3,14 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Response
+from fastapi import APIRouter, Depends, Response
 from pydantic import Field
 
 from app.audit import service as audit
 from app.auth.guard import Caller, RequireScope
 from app.auth.scopes import Scope
 from app.clock import iso_or_none
-from app.deps import KeyringDep, RuntimeDep, SessionDep
+from app.deps import KeyringDep, SessionDep
 from app.errors import PROBLEM_RESPONSES, Invalid
 from app.keys import rotation, shred
 from app.keys.schemas import (
@@ -29,6 +29,7 @@ KeyAdmin = Annotated[Caller, Depends(RequireScope(Scope.KEYS_ADMIN))]
 class RotateRequest(StrictModel):
     kind: Literal["kek", "dek"]
     subject_id: str | None = Field(default=None, min_length=1, max_length=255)
+    all: bool = Field(default=False, description="DEK: new data keys for every subject")
 
 
 class DestroyRequest(StrictModel):
@@ -45,25 +46,27 @@ def status(session: SessionDep, caller: KeyAdmin, keyring: KeyringDep) -> KeySta
 @router.post("/rotate", status_code=202, response_model=RotationStartedOut,
              response_model_exclude_unset=True)
 def rotate(body: RotateRequest, session: SessionDep, caller: KeyAdmin, keyring: KeyringDep,
-           runtime: RuntimeDep, response: Response, background: BackgroundTasks,
-           ) -> RotationStartedOut:
-    """KEK: make a new version and rewrap every DEK after the response (resumable with
-    `pgw keys rotate-kek`). DEK: give one subject a new data key now."""
-    if body.kind == "dek":
+           response: Response) -> RotationStartedOut:
+    """KEK: make a new version and rewrap every DEK in a job (`job_id`; resumable, also with
+    `pgw keys rotate-kek`). DEK: give one subject a new data key now, or with `all` every
+    subject in a job."""
+    if body.kind == "dek" and not body.all:
         if body.subject_id is None:
-            raise Invalid("a DEK rotation names a subject (or use pgw keys rotate-dek --all)",
+            raise Invalid("a DEK rotation names a subject, or all of them with \"all\": true",
                           field="subject_id")
         version = rotation.rotate_subject_dek(session, keyring, caller=caller,
                                               subject_id=body.subject_id)
         response.status_code = 200
         return RotationStartedOut(kind="dek", subject_id=body.subject_id, version=version)
-    started = rotation.start_kek_rotation(session, keyring, caller=caller)
-    # Runs after the response, so after this request's transaction has committed.
-    background.add_task(rotation.run_kek_rotation, runtime.session_factory,
-                        keyring, caller=caller)
+    if body.kind == "dek":
+        started = rotation.start_dek_rotation(session)
+    else:
+        started = rotation.start_kek_rotation(session, keyring, caller=caller)
+    # the job is queued in this request's transaction: it runs once the rotation is committed
+    job_id = rotation.enqueue_rotation(session, started, caller=caller)
     return RotationStartedOut.model_validate({
-        "kind": "kek", "rotation_id": started.id, "target_version": started.target_version,
-        "status": "running"})
+        "kind": body.kind, "rotation_id": started.id, "target_version": started.target_version,
+        "status": "running", "job_id": job_id})
 
 
 @router.post("/subjects/{subject_id}/destroy", response_model=DestroyedOut)

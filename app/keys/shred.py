@@ -19,7 +19,7 @@ from app.auth.guard import Caller
 from app.clock import utcnow
 from app.errors import Conflict, NotFound
 from app.keys.keyring import Keyring
-from app.keys.models import SubjectKey
+from app.keys.models import KeyState, SubjectKey
 
 
 class LegalHoldActive(Conflict):
@@ -28,7 +28,7 @@ class LegalHoldActive(Conflict):
 
 def _live_keys(session: Session, subject_id: str) -> list[SubjectKey]:
     return list(session.scalars(select(SubjectKey).where(
-        SubjectKey.subject_id == subject_id, SubjectKey.state != "destroyed")
+        SubjectKey.subject_id == subject_id, SubjectKey.state != KeyState.DESTROYED)
         .order_by(SubjectKey.id).with_for_update()))  # the order writers lock them in
 
 
@@ -64,8 +64,8 @@ def _destroy(session: Session, keyring: Keyring, *, caller: Caller, subject_id: 
              keys: list[SubjectKey]) -> None:
     now = utcnow()
     for key in keys:
-        key.wrapped_dek, key.state, key.destroyed_at, key.destroy_after = None, "destroyed", \
-            now, None
+        key.wrapped_dek, key.state = None, KeyState.DESTROYED
+        key.destroyed_at, key.destroy_after = now, None
     keyring.bump_shred_epoch(session)  # other processes drop their cached keys
     keyring.evict(subject_id)
     audit.record(session, caller=caller, action="keys.destroyed", subject_id=subject_id,
@@ -89,7 +89,7 @@ def destroy_due(session: Session, keyring: Keyring, *, caller: Caller,
     now = now or utcnow()
     subjects = sorted(set(session.scalars(select(SubjectKey.subject_id).where(
         SubjectKey.destroy_after.is_not(None), SubjectKey.destroy_after <= now,
-        SubjectKey.state != "destroyed"))))
+        SubjectKey.state != KeyState.DESTROYED))))
     destroyed = []
     for subject_id in subjects:
         reason = keyring.hold_reason(session, subject_id)

@@ -15,6 +15,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.datasets.hierarchies import HIERARCHY, top
+from app.keys.ciphers import CipherName
 
 Identifier = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{1,63}$")]
 MASK_OPERATORS = ("mask", "redact", "replace", "generalize")
@@ -92,7 +93,7 @@ class DataField(Strict):
     description: Text
     sensitive: bool = False  # sensitive personal information (PIPL art. 28)
     protection: str = "clear"
-    cipher: str | None = None  # aes-256-gcm or sm4-gcm for this field; default PGW_CIPHER
+    cipher: CipherName | None = None  # for this field; default PGW_CIPHER
     blind_index: bool = False
     purposes: list[Identifier] = Field(min_length=1)
     required: bool = False
@@ -133,12 +134,12 @@ class DataField(Strict):
                              "the scan protects what it finds inside the text")
         return self
 
-    @field_validator("cipher")
+    @field_validator("cipher", mode="before")
     @classmethod
-    def _cipher(cls, value: str | None) -> str | None:
-        if value is not None and value not in ("aes-256-gcm", "sm4-gcm"):
+    def _cipher(cls, value: str | None) -> CipherName | None:
+        if value is not None and value not in tuple(CipherName):
             raise ValueError("cipher must be aes-256-gcm or sm4-gcm")
-        return value
+        return None if value is None else CipherName(value)
 
 
 MAX_LATTICE = 10_000  # combinations of levels a release may have to judge

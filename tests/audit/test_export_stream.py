@@ -14,6 +14,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import QueuePool
 
 from app.audit import export, sequencer, verifier
 from app.audit import service as audit
@@ -110,6 +111,7 @@ def test_no_connection_is_held_between_pages(runtime: Runtime) -> None:
     write_entries(runtime, 40)
     size, head, key_id = prepared(runtime)
     pool = runtime.engine.pool
+    assert isinstance(pool, QueuePool)
     stream = audit.export_chunks(runtime.read_session_factory, size=size, head_hash=head,
                                  key_id=key_id, page_size=5)
     chunks = []

@@ -15,6 +15,7 @@ from sqlalchemy import func, select, text
 from app.audit import sequencer, tree, verifier, witness
 from app.audit import service as audit
 from app.audit.models import AuditCheckpoint, AuditTreeNode
+from app.auth.guard import Caller
 from app.cli import main as pgw
 from app.runtime import Runtime
 from tests.audit.conftest import tamper, write_entries
@@ -317,7 +318,7 @@ def test_a_planted_entry_stops_the_sequencer_and_verify_names_it(
 
 def test_what_the_chain_cannot_hash_fails_its_own_request(runtime: Runtime) -> None:
     with runtime.session_factory() as session, pytest.raises(UnicodeEncodeError):
-        audit.record(session, caller=audit.Caller(sub="svc"), action="record.read",
+        audit.record(session, caller=Caller(sub="svc"), action="record.read",
                      details={"field": "\ud800"})
     write_entries(runtime, 1)
     assert drain(runtime) == 1
@@ -331,7 +332,7 @@ def test_readers_cannot_make_the_log_sign_at_will(runtime: Runtime, live: LiveSe
     answers = [client.get("/v1/audit/entries/3/proof").status_code for _ in range(5)]
     assert answers == [409] * 5  # signing on a reader's behalf waits 5 s after the last one
     with runtime.session_factory() as session:
-        assert session.scalar(select(func.count()).select_from(AuditCheckpoint)) <= 2
+        assert (session.scalar(select(func.count()).select_from(AuditCheckpoint)) or 0) <= 2
 
 
 def test_a_kept_checkpoint_must_carry_the_witness_cosignature(

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from app.config import Settings
 from app.main import create_app
 from tests.server import LiveServer
-from tests.tokens import OMIT, TEST_SECRET, claims, make_token, raw_token
+from tests.tokens import OMIT, claims, make_token, raw_token
 
 ROUTE = "/v1/audit/checkpoints"
 
@@ -61,7 +61,8 @@ def test_alg_none_in_any_case_is_rejected(live: LiveServer, alg: str) -> None:
 
 @pytest.mark.parametrize("missing", ["exp", "iat", "iss", "aud", "sub"])
 def test_missing_required_claim_is_rejected(live: LiveServer, missing: str) -> None:
-    assert_unauthorized(live, make_token(**{missing: OMIT}), missing)
+    omitted: dict[str, Any] = {missing: OMIT}
+    assert_unauthorized(live, make_token(**omitted), missing)
 
 
 def test_unknown_crit_header_is_rejected(live: LiveServer) -> None:
@@ -231,4 +232,3 @@ def test_hs_secret_never_used_for_asymmetric_tokens(live: LiveServer) -> None:
     # HS256-only deployment: an RS256 token is refused before any key is looked at.
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     assert_unauthorized(live, make_token(key=key, algorithm="RS256"), "algorithm")
-    assert TEST_SECRET  # the configured secret is set, and still not used for RS256

@@ -34,7 +34,7 @@ STORE_DELAY = 0.03  # seconds each INSERT or UPDATE of a record waits in the ser
 
 @pytest.fixture
 def slow_record_writes(live: LiveServer) -> Iterator[None]:
-    engine: Engine = live.server.config.app.state.runtime.engine
+    engine: Engine = live.app.state.runtime.engine
 
     def slow(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         if statement.startswith(("INSERT INTO records", "UPDATE records")):

@@ -3,6 +3,7 @@ certificate, rectification, restriction, objection, deadlines, legal holds and w
 
 from __future__ import annotations
 
+import calendar
 import hashlib
 import hmac
 import time
@@ -13,6 +14,7 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from sqlalchemy import select
 
@@ -183,8 +185,10 @@ def test_erasure_removes_every_copy_and_leaves_a_signed_certificate(
     assert gone.json()["type"].endswith("subject-erased")
 
     body = admin.get(f"/v1/dsr/{submitted['id']}/certificate").json()
-    claims = jwt.decode(body["certificate"], load_pem_public_key(body["public_key"].encode()),
-                        algorithms=["EdDSA"], options={"verify_aud": False})
+    public_key = load_pem_public_key(body["public_key"].encode())
+    assert isinstance(public_key, Ed25519PublicKey)
+    claims = jwt.decode(body["certificate"], public_key, algorithms=["EdDSA"],
+                        options={"verify_aud": False})
     assert claims["jti"] == submitted["id"]
     assert claims["records_deleted"] == 1
     assert claims["records_retained"] == {"order": 1}
@@ -299,7 +303,10 @@ def test_deadlines_extensions_and_overdue_requests(
     extended = admin.post(f"/v1/dsr/{gdpr['id']}/extend", json={"reason": "many records"})
     assert extended.status_code == 200, extended.text
     new_due = datetime.fromisoformat(extended.json()["due_at"])
-    assert new_due.month == (submitted.month + 1) % 12 + 1 or new_due > submitted
+    month = submitted.month + 2  # GDPR art. 12(3): two further months, from the first due date
+    year, month = submitted.year + (month - 1) // 12, (month - 1) % 12 + 1
+    assert new_due == submitted.replace(year=year, month=month, day=min(
+        submitted.day, calendar.monthrange(year, month)[1]))
     assert admin.post(f"/v1/dsr/{gdpr['id']}/extend",
                       json={"reason": "again"}).status_code == 409  # once only
     assert admin.get("/v1/dsr", params={"overdue": "true"}).json()["items"] == []

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from app.clock import utcnow
 from app.jobs import queue, schedule, worker
 from app.jobs.models import Job, JobAttempt
 from app.jobs.queue import Claimed, Retry
@@ -118,13 +119,17 @@ def test_a_job_gives_up_after_its_last_attempt(runtime: Runtime) -> None:
     assert worker.run_once(runtime, worker="w") is None
 
 
-def test_a_dead_workers_job_is_taken_over_after_its_lease(runtime: Runtime) -> None:
+def test_a_dead_workers_job_is_taken_over_after_its_lease(runtime: Runtime,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     [job_id] = _enqueue(runtime, "test.record")
-    dead = queue.claim(runtime.session_factory, worker="dead", lease=timedelta(seconds=1))
+    now = utcnow()
+    monkeypatch.setattr(queue, "utcnow", lambda: now)  # the queue's clock, moved by hand
+    dead = queue.claim(runtime.session_factory, worker="dead", lease=timedelta(minutes=5))
     assert dead is not None
     assert dead.id == job_id
+    now += timedelta(minutes=4, seconds=59)
     assert worker.run_once(runtime, worker="alive") is None  # the lease still holds
-    time.sleep(1.1)
+    now += timedelta(seconds=2)
     assert worker.run_once(runtime, worker="alive") == "done"
     attempts = _attempts(runtime, job_id)
     assert [(a.worker, a.outcome) for a in attempts] == [("dead", "lost"), ("alive", "done")]

@@ -125,7 +125,7 @@ def dump(runtime: Runtime) -> bytes:
     """Every row of every table, as the database would hand it to anyone who reads it."""
     metadata = MetaData()
     metadata.reflect(runtime.engine)
-    chunks = []
+    chunks: list[bytes] = []
     with runtime.engine.connect() as conn:
         for table in metadata.sorted_tables:
             for row in conn.execute(table.select()):

@@ -18,7 +18,7 @@ from app.errors import Conflict
 from app.keys import rotation
 from app.keys.fields import decrypt_field, encrypt_field, token_version
 from app.keys.keyring import KeyRetired, Keyring
-from app.keys.models import KeyRotation, SubjectKey
+from app.keys.models import KekVersion, KeyRotation, SubjectKey
 from app.runtime import Runtime, open_runtime
 from tests.server import PGW
 
@@ -85,6 +85,28 @@ def test_kek_rotation_killed_at_random_points_resumes(settings: Settings,
                                      token=token) == f"user{i}@example.com"
     finally:
         fresh.close()
+
+
+def test_a_rotation_job_run_again_after_the_end_starts_no_new_version(runtime: Runtime,
+                                                                     keyring: Keyring) -> None:
+    make_keys(runtime, 2)
+    with runtime.transaction() as session:
+        started = rotation.start_kek_rotation(session, keyring, caller=CALLER)
+        rotation_id = started.id
+        job_id = rotation.enqueue_rotation(session, started, caller=CALLER)
+        assert rotation.enqueue_rotation(session, started, caller=CALLER) == job_id
+
+    def run() -> KeyRotation:
+        return rotation.run_kek_rotation(runtime.session_factory, keyring, caller=CALLER,
+                                         rotation_id=rotation_id)
+
+    done = run()
+    assert (done.status, done.processed) == ("done", 2)
+    # a worker that died after the rotation's end, before its job was marked done, runs it again
+    again = run()
+    assert (again.id, again.status, again.target_version) == (rotation_id, "done", 2)
+    with runtime.session_factory() as session:
+        assert list(session.scalars(select(KekVersion.version))) == [1, 2]
 
 
 def test_retiring_old_kek_versions(runtime: Runtime, keyring: Keyring) -> None:

@@ -91,8 +91,8 @@ def paused_database(settings: Settings, dialect: str
     holder = sqlite3.connect(make_url(settings.sqlalchemy_url).database or "",
                              isolation_level=None, check_same_thread=False)
     try:
-        yield (settings, lambda: holder.execute("BEGIN IMMEDIATE") and None,
-               lambda: holder.execute("ROLLBACK") and None)
+        yield (settings, lambda: None if holder.execute("BEGIN IMMEDIATE") else None,
+               lambda: None if holder.execute("ROLLBACK") else None)
     finally:
         holder.close()
 

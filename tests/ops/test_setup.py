@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric.rsa import generate_private_key
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, generate_private_key
 
 from tests.conftest import REPO
 from tests.databases import DatabaseFactory
@@ -57,7 +57,7 @@ def base_env(tmp_path: Path, database_url: str, **extra: str) -> dict[str, str]:
     return env
 
 
-def identity_provider(tmp_path: Path) -> tuple[dict[str, str], object]:
+def identity_provider(tmp_path: Path) -> tuple[dict[str, str], RSAPrivateKey]:
     """Settings for an issuer whose public key set is a file, and its private key."""
     key = generate_private_key(public_exponent=65537, key_size=2048)
     public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))

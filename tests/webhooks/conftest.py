@@ -21,6 +21,7 @@ from app.jobs import worker
 from app.jobs.models import JobAttempt
 from app.runtime import Runtime
 from app.webhooks import outbox
+from app.webhooks.events import Event
 
 LOOPBACK = "127.0.0.1"
 
@@ -145,7 +146,7 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
 def publish(runtime: Runtime, subject_id: str = "cust-1") -> str:
     """An erasure event for every subscriber, as the erasure job publishes it."""
     with runtime.transaction() as session:
-        return outbox.publish(session, "subject.erased", {"subject_id": subject_id})
+        return outbox.publish(session, Event.SUBJECT_ERASED, {"subject_id": subject_id})
 
 
 def deliver(runtime: Runtime) -> str | None:

@@ -13,7 +13,7 @@ import pytest
 
 from app.config import Environment
 from app.runtime import Runtime
-from app.webhooks import outbox
+from app.webhooks.models import Webhook
 from tests.webhooks.conftest import Network, Receiver, deliver, last_error, publish
 
 Receivers = Callable[..., Receiver]
@@ -126,7 +126,7 @@ def test_a_url_stored_before_the_checks_is_refused_at_delivery(
     receiver = receivers()
     hook = _register(admin, receiver.url)
     with runtime.transaction() as session:
-        webhook = session.get(outbox.Webhook, hook["id"])
+        webhook = session.get(Webhook, hook["id"])
         assert webhook is not None
         webhook.url = f"http://2130706433:{receiver.port}/hooks"
     publish(runtime)

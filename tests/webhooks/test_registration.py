@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 
 import httpx
@@ -105,10 +106,10 @@ def test_the_allow_list_lets_an_operator_name_internal_receivers(
 
 def test_a_network_in_the_allow_list_does_not_open_metadata_addresses() -> None:
     broad = targets.allow_list(("169.254.0.0/16", "0.0.0.0/0"))
-    reason = targets.refusal(targets.ipaddress.ip_address("169.254.169.254"), broad)
+    reason = targets.refusal(ipaddress.ip_address("169.254.169.254"), broad)
     assert reason == "a cloud metadata address"
     exact = targets.allow_list(("169.254.169.254",))
-    assert targets.refusal(targets.ipaddress.ip_address("169.254.169.254"), exact) is None
+    assert targets.refusal(ipaddress.ip_address("169.254.169.254"), exact) is None
 
 
 def test_production_accepts_only_https() -> None:
