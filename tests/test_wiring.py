@@ -80,9 +80,9 @@ def test_a_keyring_nobody_wired_refuses_to_rotate_data_keys(runtime: Runtime) ->
 def test_wiring_registers_every_domains_job_handlers() -> None:
     registry = Registry()
     wire(jobs=registry)
-    assert sorted(registry.handlers) == ["dsr.run", "dsr_deadlines", "export_expiry",
-                                         "key_destruction", "retention_sweep",
-                                         "webhook.deliver"]
+    assert sorted(registry.handlers) == sorted([
+        "dsr.run", "dsr_deadlines", "export_expiry", "key_destruction", "retention_sweep",
+        "webhook.deliver", rotation.KEK_ROTATION_JOB, rotation.DEK_ROTATION_JOB])
     assert sorted(registry.on_failure) == ["dsr.run", "webhook.deliver"]
     assert registry.lane_kinds() == {"webhooks": ("webhook.deliver",)}
 

@@ -50,7 +50,7 @@ class RotationStartedOut(ResponseModel):
     rotation_id: int | None = None
     target_version: int | None = None
     status: str | None = None
-    job_id: str | None = None  # the job that runs a KEK rotation or a DEK rotation of all
+    job_id: int | None = None  # the job that runs a KEK rotation or a DEK rotation of all
 
 
 class DestroyedOut(ResponseModel):
