@@ -105,7 +105,7 @@ def test_queued_jobs_without_a_live_worker_are_told_until_one_runs_them(
     stop = running()
     assert wait_for(lambda: crm.get(f"/v1/dsr/{first['id']}").json()["status"] == "completed")
     ready = wait_for(lambda: (r := live.client().get("/readyz").json())["status"] == "ready"
-                     and r)
+                     and r["workers"]["alive"] == 1 and r)
     assert ready["warnings"] == []
     assert ready["workers"]["alive"] == 1
     assert ready["workers"]["last_seen_seconds"] < STALE
