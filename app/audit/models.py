@@ -9,13 +9,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.db import Base, UTCDateTime
 
 
-class AuditEntry(Base):
-    """One link of the hash chain and one leaf of the Merkle tree, written by the sequencer.
-    The database refuses UPDATE and DELETE on this table."""
+class EntryFields:
+    """What an audit entry says, the same queued and sequenced."""
 
-    __tablename__ = "audit_entries"
-
-    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     ts: Mapped[datetime] = mapped_column(UTCDateTime)
     actor: Mapped[str] = mapped_column(String(255))
     roles: Mapped[list[str]] = mapped_column(JSON)
@@ -27,6 +23,15 @@ class AuditEntry(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
     request_id: Mapped[str | None] = mapped_column(String(128))
     policy_version: Mapped[str | None] = mapped_column(String(80))
+
+
+class AuditEntry(EntryFields, Base):
+    """One link of the hash chain and one leaf of the Merkle tree, written by the sequencer.
+    The database refuses UPDATE and DELETE on this table."""
+
+    __tablename__ = "audit_entries"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
 
@@ -38,7 +43,7 @@ class AuditEntry(Base):
     )
 
 
-class AuditPending(Base):
+class AuditPending(EntryFields, Base):
     """An entry written by a business transaction and not yet sequenced: the sequencer gives it
     its sequence number and chain hash, moves it to `audit_entries` and deletes it here, in one
     transaction. Writers share no lock and read nothing; their ids only order the queue."""
@@ -47,17 +52,6 @@ class AuditPending(Base):
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
                                     primary_key=True, autoincrement=True)
-    ts: Mapped[datetime] = mapped_column(UTCDateTime)
-    actor: Mapped[str] = mapped_column(String(255))
-    roles: Mapped[list[str]] = mapped_column(JSON)
-    action: Mapped[str] = mapped_column(String(100))
-    purpose: Mapped[str | None] = mapped_column(String(100))
-    subject_id: Mapped[str | None] = mapped_column(String(255))
-    resource: Mapped[str | None] = mapped_column(String(255))
-    outcome: Mapped[str] = mapped_column(String(16))
-    details: Mapped[dict[str, Any]] = mapped_column(JSON)
-    request_id: Mapped[str | None] = mapped_column(String(128))
-    policy_version: Mapped[str | None] = mapped_column(String(80))
 
 
 class AuditCheckpoint(Base):
