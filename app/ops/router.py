@@ -40,7 +40,7 @@ _PROBES = anyio.CapacityLimiter(2)
 
 
 @router.get("/readyz")
-async def readyz(runtime: RuntimeDep) -> JSONResponse:
+async def readyz(request: Request, runtime: RuntimeDep) -> JSONResponse:
     """Ready to serve: database reachable, migrated and writable, audit log appendable, keys
     available and right, disk left. Answers within PGW_READINESS_TIMEOUT_SECONDS whatever
     the database does. Jobs queued with no live worker make it `degraded`: still 200 (the
@@ -53,7 +53,7 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
                 readiness.probe, runtime, limiter=_PROBES, abandon_on_cancel=True)
     except TimeoutError:
         problems = [f"database did not answer within {timeout:g} s"]
-    problems = [*runtime.key_problems, *problems]
+    problems = [*runtime.key_problems, *_identity_provider(request), *problems]
     warned = workers.warning(alive, stale=readiness.stale(runtime)) if alive else None
     warnings = [warned] if warned else []
     status = "sealed" if runtime.sealed else "not ready" if problems else \
@@ -63,6 +63,13 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
             "policy_version": runtime.policy.version}
     headers = {"Retry-After": "5"} if problems else None
     return JSONResponse(body, status_code=200 if not problems else 503, headers=headers)
+
+
+def _identity_provider(request: Request) -> list[str]:
+    """No token can be verified until the identity provider's keys have loaded once."""
+    verifier = getattr(request.app.state, "token_verifier", None)
+    key_set = getattr(verifier, "key_set", None)
+    return key_set.problems() if key_set is not None else []
 
 
 def _gauge(name: str, help: str, *values: tuple[str, float | str]) -> list[str]:

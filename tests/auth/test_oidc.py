@@ -172,11 +172,15 @@ def test_provider_down_at_start_up_is_retried(idp: FakeIdP, gateway: Gateway) ->
     assert server.client().get("/healthz").status_code == 200  # it started anyway
     token = idp.token(keycloak_claims())
     assert_problem(get(server, token), 503, "identity-provider-unavailable")
+    ready = server.client().get("/readyz")  # no token can be verified: not ready, and why
+    assert ready.status_code == 503
+    assert any("PGW_OIDC_ISSUER" in reason for reason in ready.json()["reasons"]), ready.json()
     idp.available = True
     deadline = time.monotonic() + 15  # retried after 1 s, then 2 s, ...
     while get(server, token).status_code != 200:
         assert time.monotonic() < deadline, "the keys were not fetched after the provider came up"
         time.sleep(0.2)
+    assert server.client().get("/readyz").json()["reasons"] == []
     assert metric(server, "pgw_jwks_refreshes_total", reason="startup", outcome="ok") == 1
 
 
