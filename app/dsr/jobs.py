@@ -30,6 +30,7 @@ def run_failed(session: Any, claimed: Claimed, error: str) -> None:
         dsr.status = DsrStatus.FAILED
         service.add_event(session, dsr, "failed", actor=claimed.worker or "system:jobs",
                           details={"error": error[:200]})
+        events.publish(session, dsr, Event.DSR_FAILED)
         audit.record(session, caller=CALLER, action="dsr.failed", outcome=audit.Outcome.ERROR,
                      subject_id=dsr.subject_id, resource=f"dsr:{dsr.id}",
                      details={"type": dsr.type})

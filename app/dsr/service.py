@@ -186,6 +186,7 @@ def extend(session: Session, policy: Policy, *, caller: Caller, dsr_id: str,
     dsr.due_at, dsr.extension_reason = add_period(dsr.first_due_at, rules.extension), reason
     add_event(session, dsr, "extended", actor=caller.sub,
               details={"due_at": dsr.due_at.isoformat()})
+    events.publish(session, dsr, Event.DSR_EXTENDED)
     audit.record(session, caller=caller, action="dsr.extended", subject_id=dsr.subject_id,
                  resource=f"dsr:{dsr.id}", details={"due_at": dsr.due_at.isoformat()})
     return dsr

@@ -26,6 +26,8 @@ class Event(StrEnum):
     DSR_COMPLETED = "dsr.completed"
     DSR_OVERDUE = "dsr.overdue"
     DSR_REJECTED = "dsr.rejected"
+    DSR_EXTENDED = "dsr.extended"
+    DSR_FAILED = "dsr.failed"
     SUBJECT_ERASED = "subject.erased"
     SUBJECT_RECTIFIED = "subject.rectified"
     SUBJECT_RESTRICTED = "subject.restricted"
@@ -44,6 +46,8 @@ DATA: dict[Event, tuple[str, ...]] = {
     Event.DSR_COMPLETED: _DSR,
     Event.DSR_OVERDUE: _DSR,
     Event.DSR_REJECTED: _DSR,
+    Event.DSR_EXTENDED: _DSR,
+    Event.DSR_FAILED: _DSR,
     Event.SUBJECT_ERASED: ("subject_id", "dsr_id"),
     Event.SUBJECT_RECTIFIED: ("subject_id", "dsr_id", "fields", "records"),
     Event.SUBJECT_RESTRICTED: ("subject_id", "dsr_id", "records"),

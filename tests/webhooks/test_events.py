@@ -17,12 +17,14 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import update
 
 from app.auth.guard import Caller
 from app.consent import service as consent
 from app.dsr import events as dsr_events
 from app.dsr import service as dsr_service
 from app.jobs import queue, worker
+from app.jobs.models import Job
 from app.retention import sweep
 from app.runtime import Runtime
 from app.webhooks import events
@@ -233,6 +235,32 @@ def test_an_erasure_sends_subject_erased_and_dsr_completed(
     assert (completed["type"], completed["data"]["type"], completed["data"]["status"]) == (
         "dsr.completed", "erasure", "completed")
     assert bystander.requests == []  # an erasure's own deletions are told by subject.erased
+
+
+def test_an_extension_and_a_request_that_gave_up_are_announced(
+        admin: httpx.Client, crm: httpx.Client, portal: httpx.Client, drain: Drain,
+        receivers: Receivers, runtime: Runtime) -> None:
+    receiver = receivers()
+    secret = subscribe(admin, receiver, ["dsr.extended", "dsr.failed"])
+    waiting = submit(portal, "cust-xf", "access")  # unverified: open, so it can be extended
+    extended = admin.post(f"/v1/dsr/{waiting['id']}/extend",
+                          json={"reason": "ticket 88"})
+    assert extended.status_code == 200, extended.text
+    write(crm, subject_id="cust-xf")
+    erasure = submit(crm, "cust-xf", "erasure")
+    signer, runtime.receipt_signer = runtime.receipt_signer, None  # certificates cannot be signed
+    try:
+        with runtime.transaction() as session:
+            session.execute(update(Job).where(Job.kind == "dsr.run").values(max_attempts=1))
+        drain()
+    finally:
+        runtime.receipt_signer = signer
+
+    got = received(receiver, secret)
+    assert [(e["type"], e["data"]["dsr_id"], e["data"]["status"]) for e in got] == [
+        ("dsr.extended", waiting["id"], "unverified"),
+        ("dsr.failed", erasure["id"], "failed")]
+    assert got[0]["data"]["due_at"] == extended.json()["due_at"]
 
 
 def test_an_overdue_request_is_announced_once(
