@@ -19,7 +19,7 @@ from app.records.models import BlindIndex, Record
 from app.webhooks.models import Webhook
 
 __all__ = ["AccessRequest", "AuditCheckpoint", "AuditEntry", "AuditPending", "AuditSequencer",
-           "AuditTreeNode", "BlindIndex",
-           "CentreSession", "CodeChallenge", "ConsentEvent", "DsrEvent", "DsrExport", "DsrRequest", "Heartbeat", "IdempotencyKey",
+           "AuditTreeNode", "BlindIndex", "CentreSession", "CodeChallenge",
+           "ConsentEvent", "DsrEvent", "DsrExport", "DsrRequest", "Heartbeat", "IdempotencyKey",
            "Job", "JobAttempt", "KekVersion", "KeyRotation", "KeySetting", "LegalHold", "Notice",
            "Record", "ServiceKey", "SubjectKey", "Throttle", "Tombstone", "Webhook"]

@@ -4,35 +4,36 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, Response
 
-from app.dsr import service as dsr_service
+from app.config import Settings
 from app.deps import KeyringDep, PolicyDep, SessionDep, SettingsDep
+from app.dsr import service as dsr_service
 from app.errors import Invalid
+from app.policy.loader import Policy
 from app.privacy import rights, web
 from app.privacy.router import (
     STATIC,
     FormDep,
     MaybePerson,
-    Person,
-    _csrf_ok,
-    _page,
-    _redirect,
-    _refused,
+    csrf_ok,
+    page,
+    redirect,
+    refused,
 )
 
 router = APIRouter(prefix=web.PATH, include_in_schema=False)
 DsrId = Annotated[str, PathParam(min_length=1, max_length=40)]
 
 
-def _not_found(request: Request, settings: Any) -> Response:
+def _not_found(request: Request, settings: Settings) -> Response:
     return web.render(request, settings, "message.html", status=404, title="not_found_title",
                       message="not_found")
 
 
-def _jurisdictions(policy: Any, lang: str) -> list[dict[str, Any]]:
+def _jurisdictions(policy: Policy, lang: str) -> list[dict[str, Any]]:
     return [{"code": code, "description": getattr(spec.description, lang),
              "deadline": spec.request_deadline}
             for code, spec in sorted(policy.body.jurisdictions.items())]
@@ -42,14 +43,14 @@ def _jurisdictions(policy: Any, lang: str) -> list[dict[str, Any]]:
 def home(request: Request, session: SessionDep, keyring: KeyringDep, policy: PolicyDep,
          settings: SettingsDep, who: MaybePerson) -> Response:
     if who is None:
-        return _redirect(web.PATH)
+        return redirect(web.PATH)
     lang = web.language(request, settings)
     gpc = request.headers.get("sec-gpc") == "1"
     # a Global Privacy Control signal is an opt-out of sale and sharing (11 CCR 7025)
     gpc_recorded = gpc and rights.opt_out(session, policy, caller=who.caller,
                                           subject_id=who.subject_id, gpc=True)
     rights.read_audited(session, caller=who.caller, subject_id=who.subject_id, page="home")
-    return _page(request, session, keyring, settings, "home.html",
+    return page(request, session, keyring, settings, "home.html",
                  requests=rights.requests(session, subject_id=who.subject_id),
                  consents=rights.consents(session, policy, subject_id=who.subject_id,
                                           lang=lang),
@@ -59,7 +60,7 @@ def home(request: Request, session: SessionDep, keyring: KeyringDep, policy: Pol
                  fields=_correctable(policy), error=None)
 
 
-def _correctable(policy: Any) -> list[str]:
+def _correctable(policy: Policy) -> list[str]:
     return sorted({name for spec in policy.body.record_types.values()
                    for name in spec.fields})
 
@@ -69,9 +70,9 @@ def file_request(request: Request, session: SessionDep, keyring: KeyringDep,
                  policy: PolicyDep, settings: SettingsDep, who: MaybePerson,
                  fields: FormDep) -> Response:
     if who is None:
-        return _redirect(web.PATH)
-    if not _csrf_ok(request, session, keyring, fields):
-        return _refused(request, settings)
+        return redirect(web.PATH)
+    if not csrf_ok(request, session, keyring, fields):
+        return refused(request, settings)
     kind, jurisdiction = fields.get("type", ""), fields.get("jurisdiction", "")
     corrections = None
     if kind == "rectification" and fields.get("field"):
@@ -88,20 +89,20 @@ def file_request(request: Request, session: SessionDep, keyring: KeyringDep,
         return web.render(request, settings, "message.html", status=422,
                           title="request_refused_title", message="request_refused",
                           detail=exc.detail)
-    return _redirect(f"{web.PATH}/requests/{dsr.id}")
+    return redirect(f"{web.PATH}/requests/{dsr.id}")
 
 
 @router.get("/requests/{dsr_id}")
 def show_request(dsr_id: DsrId, request: Request, session: SessionDep, keyring: KeyringDep,
                  settings: SettingsDep, who: MaybePerson) -> Response:
     if who is None:
-        return _redirect(web.PATH)
+        return redirect(web.PATH)
     dsr = rights.one_request(session, subject_id=who.subject_id, dsr_id=dsr_id)
     if dsr is None:
         return _not_found(request, settings)
     rights.read_audited(session, caller=who.caller, subject_id=who.subject_id,
                         page="request")
-    return _page(request, session, keyring, settings, "request.html",
+    return page(request, session, keyring, settings, "request.html",
                  dsr=dsr_service.dsr_dict(dsr), exportable=dsr.type in rights.EXPORTS)
 
 
@@ -110,7 +111,7 @@ def download(dsr_id: DsrId, request: Request, session: SessionDep, keyring: Keyr
              settings: SettingsDep, who: MaybePerson,
              format: Annotated[str, Query(pattern="^(json|html)$")] = "html") -> Response:
     if who is None:
-        return _redirect(web.PATH)
+        return redirect(web.PATH)
     dsr = rights.one_request(session, subject_id=who.subject_id, dsr_id=dsr_id)
     body = None if dsr is None else rights.download(session, keyring, caller=who.caller,
                                                     dsr=dsr, fmt=format)
@@ -128,26 +129,26 @@ def withdraw(purpose: Annotated[str, PathParam(min_length=1, max_length=64)],
              request: Request, session: SessionDep, keyring: KeyringDep, policy: PolicyDep,
              settings: SettingsDep, who: MaybePerson, fields: FormDep) -> Response:
     if who is None:
-        return _redirect(web.PATH)
-    if not _csrf_ok(request, session, keyring, fields):
-        return _refused(request, settings)
+        return redirect(web.PATH)
+    if not csrf_ok(request, session, keyring, fields):
+        return refused(request, settings)
     if purpose not in policy.body.purposes:
         return _not_found(request, settings)
     rights.withdraw(session, policy, caller=who.caller, subject_id=who.subject_id,
                     purpose=purpose)
-    return _redirect(f"{web.PATH}/home#consents")
+    return redirect(f"{web.PATH}/home#consents")
 
 
 @router.post("/opt-out")
 def opt_out(request: Request, session: SessionDep, keyring: KeyringDep, policy: PolicyDep,
             settings: SettingsDep, who: MaybePerson, fields: FormDep) -> Response:
     if who is None:
-        return _redirect(web.PATH)
-    if not _csrf_ok(request, session, keyring, fields):
-        return _refused(request, settings)
+        return redirect(web.PATH)
+    if not csrf_ok(request, session, keyring, fields):
+        return refused(request, settings)
     rights.opt_out(session, policy, caller=who.caller, subject_id=who.subject_id,
                    gpc=request.headers.get("sec-gpc") == "1")
-    return _redirect(f"{web.PATH}/home#consents")
+    return redirect(f"{web.PATH}/home#consents")
 
 
 # -- language and branding -----------------------------------------------------------------
@@ -155,7 +156,7 @@ def opt_out(request: Request, session: SessionDep, keyring: KeyringDep, policy: 
 @router.get("/language/{lang}")
 def switch_language(lang: str, request: Request, settings: SettingsDep,
                     next: Annotated[str | None, Query(max_length=200)] = None) -> Response:
-    response = _redirect(web.safe_next(next))
+    response = redirect(web.safe_next(next))
     if lang in settings.privacy_languages:
         web.cookie(response, settings, web.LANGUAGE_COOKIE, lang, max_age=365 * 86400,
                    strict=False)

@@ -13,15 +13,16 @@ from typing import Annotated, Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Request
-from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
 from app.auth.guard import Caller
-from app.deps import KeyringDep, PolicyDep, SessionDep, SettingsDep
+from app.config import Settings
+from app.deps import KeyringDep, SessionDep, SettingsDep
 from app.errors import Invalid
 from app.keys.keyring import Keyring
-from app.privacy import delivery, rights, service, web
+from app.privacy import delivery, service, web
 
 router = APIRouter(prefix=web.PATH, include_in_schema=False)
 STATIC = {"privacy.css": "text/css", "privacy.js": "text/javascript",
@@ -33,7 +34,7 @@ def _caller(request: Request) -> Caller:
     return service.centre(getattr(request.state, "request_id", None))
 
 
-def _redirect(target: str) -> RedirectResponse:
+def redirect(target: str) -> RedirectResponse:
     return RedirectResponse(target, status_code=303)
 
 
@@ -71,7 +72,7 @@ def _csrf_token(session: Session, keyring: Keyring, cookie: str) -> str:
     return service.keyed(service.key(session, keyring), "csrf", cookie)
 
 
-def _csrf_ok(request: Request, session: Session, keyring: Keyring,
+def csrf_ok(request: Request, session: Session, keyring: Keyring,
              fields: dict[str, str]) -> bool:
     cookie = request.cookies.get(web.CSRF_COOKIE)
     given = fields.get(web.CSRF_FIELD, "")
@@ -82,7 +83,7 @@ def _csrf_ok(request: Request, session: Session, keyring: Keyring,
     return False
 
 
-def _page(request: Request, session: Session, keyring: Keyring, settings: Any,
+def page(request: Request, session: Session, keyring: Keyring, settings: Settings,
           template: str, *, status: int = 200, **context: Any) -> Response:
     """A page with forms: a CSRF token for the browser's cookie (set if new)."""
     cookie, new = web.csrf_cookie(request)
@@ -93,7 +94,7 @@ def _page(request: Request, session: Session, keyring: Keyring, settings: Any,
     return response
 
 
-def _refused(request: Request, settings: Any) -> Response:
+def refused(request: Request, settings: Settings) -> Response:
     return web.render(request, settings, "message.html", status=403, title="csrf_title",
                       message="csrf_refused")
 
@@ -104,21 +105,21 @@ def _refused(request: Request, settings: Any) -> Response:
 def start_page(request: Request, session: SessionDep, keyring: KeyringDep,
                settings: SettingsDep, who: MaybePerson) -> Response:
     if who is not None:
-        return _redirect(f"{web.PATH}/home")
+        return redirect(f"{web.PATH}/home")
     channels = [c for c in service.CHANNELS if delivery.configured(settings, c)]
-    return _page(request, session, keyring, settings, "start.html", channels=channels,
+    return page(request, session, keyring, settings, "start.html", channels=channels,
                  error=None)
 
 
 @router.post("/code")
 def ask_for_code(request: Request, session: SessionDep, keyring: KeyringDep,
                  settings: SettingsDep, fields: FormDep, tasks: BackgroundTasks) -> Response:
-    if not _csrf_ok(request, session, keyring, fields):
-        return _refused(request, settings)
+    if not csrf_ok(request, session, keyring, fields):
+        return refused(request, settings)
     channel, address = fields.get("channel", ""), fields.get("address", "").strip()
     channels = [c for c in service.CHANNELS if delivery.configured(settings, c)]
     if channel not in channels or not 3 <= len(address) <= 320:
-        return _page(request, session, keyring, settings, "start.html", status=422,
+        return page(request, session, keyring, settings, "start.html", status=422,
                      channels=channels, error="address_invalid" if channel in channels
                      else "channel_not_configured")
     started = service.start(session, keyring, settings, caller=_caller(request),
@@ -127,7 +128,7 @@ def ask_for_code(request: Request, session: SessionDep, keyring: KeyringDep,
     if started.outgoing is not None:  # after the response, so after the commit
         tasks.add_task(delivery.send, settings, started.outgoing,
                        web.language(request, settings))
-    response = _redirect(f"{web.PATH}/code")
+    response = redirect(f"{web.PATH}/code")
     web.cookie(response, settings, web.CHALLENGE_COOKIE, started.challenge_id,
                max_age=settings.privacy_code_minutes * 60)
     return response
@@ -137,24 +138,24 @@ def ask_for_code(request: Request, session: SessionDep, keyring: KeyringDep,
 def code_page(request: Request, session: SessionDep, keyring: KeyringDep,
               settings: SettingsDep) -> Response:
     if not request.cookies.get(web.CHALLENGE_COOKIE):
-        return _redirect(web.PATH)
-    return _page(request, session, keyring, settings, "code.html", error=None)
+        return redirect(web.PATH)
+    return page(request, session, keyring, settings, "code.html", error=None)
 
 
 @router.post("/verify")
 def verify_code(request: Request, session: SessionDep, keyring: KeyringDep,
                 settings: SettingsDep, fields: FormDep) -> Response:
-    if not _csrf_ok(request, session, keyring, fields):
-        return _refused(request, settings)
+    if not csrf_ok(request, session, keyring, fields):
+        return refused(request, settings)
     challenge_id = request.cookies.get(web.CHALLENGE_COOKIE, "")
     code = "".join(fields.get("code", "").split())
     token = service.check(session, keyring, settings, caller=_caller(request),
                           challenge_id=challenge_id[:40], code=code[:12]) \
         if challenge_id else None
     if token is None:
-        return _page(request, session, keyring, settings, "code.html", status=400,
+        return page(request, session, keyring, settings, "code.html", status=400,
                      error="code_refused")
-    response = _redirect(f"{web.PATH}/home")
+    response = redirect(f"{web.PATH}/home")
     web.forget(response, settings, web.CHALLENGE_COOKIE)
     web.cookie(response, settings, web.SESSION_COOKIE, token,
                max_age=settings.privacy_session_minutes * 60)
@@ -164,10 +165,10 @@ def verify_code(request: Request, session: SessionDep, keyring: KeyringDep,
 @router.post("/sign-out")
 def sign_out(request: Request, session: SessionDep, keyring: KeyringDep,
              settings: SettingsDep, who: MaybePerson, fields: FormDep) -> Response:
-    if not _csrf_ok(request, session, keyring, fields):
-        return _refused(request, settings)
+    if not csrf_ok(request, session, keyring, fields):
+        return refused(request, settings)
     if who is not None:
         service.end(session, caller=who.caller, token=who.token, subject_id=who.subject_id)
-    response = _redirect(web.PATH)
+    response = redirect(web.PATH)
     web.forget(response, settings, web.SESSION_COOKIE)
     return response

@@ -65,7 +65,7 @@ class Mailbox:
                 raw = data[:-5].replace(b"\r\n..", b"\r\n.")
                 parsed = message_from_bytes(raw, policy=policy.default)
                 with self._lock:
-                    self.messages.append(parsed)  # type: ignore[arg-type]
+                    self.messages.append(parsed)
                 await say("250 queued")
             else:  # MAIL, RCPT, RSET, NOOP
                 await say("250 ok")

@@ -158,7 +158,8 @@ def test_forms_without_their_csrf_token_are_refused(
     withdrawal = signed_in.post("/privacy/consents/marketing_email/withdraw", data={})
     assert withdrawal.status_code == 403
     refused = audit_entries(admin, "privacy.csrf_refused")
-    assert len(refused) == 3 and {e["outcome"] for e in refused} == {"denied"}
+    assert len(refused) == 3
+    assert {e["outcome"] for e in refused} == {"denied"}
     consents = admin.get("/v1/subjects/cust-1/consents").json()
     assert consents["purposes"]["marketing_email"]["state"] == "granted"
 
@@ -169,13 +170,16 @@ def test_cookies_are_http_only_same_site_and_secure_outside_dev(
     client = browser(live)
     first = client.get("/privacy")
     csrf_cookie = first.headers["set-cookie"].lower()
-    assert "httponly" in csrf_cookie and "samesite=strict" in csrf_cookie
-    assert "path=/privacy" in csrf_cookie and "secure" not in csrf_cookie  # dev: plain HTTP
+    assert "httponly" in csrf_cookie
+    assert "samesite=strict" in csrf_cookie
+    assert "path=/privacy" in csrf_cookie
+    assert "secure" not in csrf_cookie
     ask_code(client, ALICE["email"])
     response = enter_code(client, mailbox.wait_for_code(ALICE["email"]))
     session_cookie = next(c for c in response.headers.get_list("set-cookie")
                           if c.startswith(web.SESSION_COOKIE + "="))
-    assert "HttpOnly" in session_cookie and "SameSite=strict" in session_cookie
+    assert "HttpOnly" in session_cookie
+    assert "SameSite=strict" in session_cookie
     assert "Max-Age=1800" in session_cookie
     prod = Settings(env="prod")
     page = web.render.__globals__["HTMLResponse"]("")
@@ -189,7 +193,8 @@ def test_pages_send_a_strict_content_security_policy(live: LiveServer) -> None:
     assert policy == ("default-src 'none'; script-src 'self'; style-src 'self'; "
                       "img-src 'self'; form-action 'self'; base-uri 'none'; "
                       "frame-ancestors 'none'")
-    assert "<script>" not in page.text and " style=" not in page.text
+    assert "<script>" not in page.text
+    assert " style=" not in page.text
     assert re.findall(r'<script src="([^"]+)"', page.text) == ["/privacy/static/privacy.js"]
     assert page.headers["x-frame-options"] == "DENY"
     assert page.headers["cache-control"] == "no-store"
