@@ -99,6 +99,8 @@ def show_request(dsr_id: DsrId, request: Request, session: SessionDep, keyring: 
         return redirect(web.PATH)
     dsr = rights.one_request(session, subject_id=who.subject_id, dsr_id=dsr_id)
     if dsr is None:
+        rights.denied(session, caller=who.caller, subject_id=who.subject_id, dsr_id=dsr_id,
+                      operation="read")
         return _not_found(request, settings)
     rights.read_audited(session, caller=who.caller, subject_id=who.subject_id,
                         page="request")
@@ -115,6 +117,9 @@ def download(dsr_id: DsrId, request: Request, session: SessionDep, keyring: Keyr
     dsr = rights.one_request(session, subject_id=who.subject_id, dsr_id=dsr_id)
     body = None if dsr is None else rights.download(session, keyring, caller=who.caller,
                                                     dsr=dsr, fmt=format)
+    if dsr is None:
+        rights.denied(session, caller=who.caller, subject_id=who.subject_id, dsr_id=dsr_id,
+                      operation="export")
     if dsr is None or body is None:
         return _not_found(request, settings)
     media = "application/json" if format == "json" else "text/html; charset=utf-8"

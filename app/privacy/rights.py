@@ -107,3 +107,12 @@ def opt_out(session: Session, policy: Policy, *, caller: Caller, subject_id: str
 def read_audited(session: Session, *, caller: Caller, subject_id: str, page: str) -> None:
     audit.record(session, caller=caller, action="privacy.page_read", subject_id=subject_id,
                  details={"page": page})
+
+
+def denied(session: Session, *, caller: Caller, subject_id: str, dsr_id: str,
+           operation: str) -> None:
+    """A signed-in person asked for a request that is not theirs (or none): audited under
+    their own subject, since whose it is, if anyone's, is not theirs to learn."""
+    audit.record(session, caller=caller, action="privacy.access_denied",
+                 outcome=audit.Outcome.DENIED, subject_id=subject_id,
+                 resource=f"dsr:{dsr_id}", details={"operation": operation})

@@ -39,7 +39,8 @@ def test_the_operator_brands_the_centre(
     assert client.get("/privacy/brand/logo").content == LOGO
     css = client.get("/privacy/brand.css")
     assert css.headers["content-type"].startswith("text/css")
-    assert "--brand: #aa3300" in css.text and "--brand-soft: #fff4ee" in css.text
+    assert "--brand: #aa3300" in css.text
+    assert "--brand-soft: #fff4ee" in css.text
 
 
 def test_an_external_logo_is_allowed_by_the_policy_and_colours_are_checked(

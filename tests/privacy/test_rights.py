@@ -131,8 +131,14 @@ def test_a_session_shows_its_own_subject_only(
     for path in (f"/privacy/requests/{bobs}", f"/privacy/requests/{bobs}/export"):
         answer = alice.get(path)
         assert answer.status_code == 404
-        missing = alice.get("/privacy/requests/dsr_000000000000000000000000")
+        missing = alice.get(path.replace(bobs, "dsr_000000000000000000000000"))
         assert _main(answer.text) == _main(missing.text)
+    denied = audit_entries(admin, "privacy.access_denied")
+    assert sorted((e["subject_id"], e["resource"], e["details"]["operation"])
+                  for e in denied) == sorted([
+        ("cust-1", f"dsr:{bobs}", "export"), ("cust-1", f"dsr:{bobs}", "read"),
+        ("cust-1", "dsr:dsr_000000000000000000000000", "export"),
+        ("cust-1", "dsr:dsr_000000000000000000000000", "read")])
     alice_home = alice.get("/privacy/home").text
     assert alices in alice_home
     assert bobs not in alice_home
