@@ -170,6 +170,9 @@ class Settings(BaseSettings):
     smtp_from: str = "privacy@localhost"
     smtp_starttls: bool = True
     smtp_timeout_seconds: float = Field(default=10, gt=0, le=60)
+    # phone codes: POSTed as signed JSON {"to", "text"} to an SMS gateway's webhook
+    sms_webhook_url: str | None = None
+    sms_webhook_secret: SecretStr | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -372,6 +375,9 @@ def production_problems(settings: Settings) -> list[str]:
                                          or settings.remote_keys):
         found.append("PGW_JWT_PUBLIC_KEY_FILE or PGW_JWT_JWKS_FILE is required in prod "
                      "when an asymmetric algorithm is accepted")
+    if settings.sms_webhook_url and not settings.sms_webhook_secret:
+        found.append("PGW_SMS_WEBHOOK_SECRET is required in prod when PGW_SMS_WEBHOOK_URL is "
+                     "set: the SMS gateway checks the signature of each code it is sent")
     for name, path in (
         ("PGW_JWT_PUBLIC_KEY_FILE", settings.jwt_public_key_file),
         ("PGW_JWT_JWKS_FILE", settings.jwt_jwks_file),

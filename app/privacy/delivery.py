@@ -1,7 +1,8 @@
 """Sending one-time codes: by SMTP when `PGW_SMTP_HOST` is set; in development without it, to
 files under `PGW_DATA_DIR/privacy-outbox/` (`email.jsonl`, `sms.jsonl`) that a developer or a
-test reads. Phone codes have no production sender yet: the centre then says they are not
-configured. Sending runs after the response, outside any database transaction; a failure is
+test reads. Phone codes go to an SMS gateway's webhook (`PGW_SMS_WEBHOOK_URL`), through the
+webhooks domain's checked delivery; without one, outside development, the centre says they are
+not configured. Sending runs after the response, outside any database transaction; a failure is
 logged without the address or the code."""
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from app.clock import isoformat, utcnow
 from app.config import Settings
 from app.privacy.service import Outgoing
+from app.webhooks import service as webhooks
 
 logger = logging.getLogger("pgw.privacy")
 _SINK_LOCK = threading.Lock()
@@ -33,7 +35,7 @@ def configured(settings: Settings, channel: str) -> bool:
     """Whether codes can be sent on this channel here."""
     if channel == "email":
         return bool(settings.smtp_host) or settings.is_dev
-    return settings.is_dev
+    return bool(settings.sms_webhook_url) or settings.is_dev
 
 
 def sink_dir(settings: Settings) -> Path:
@@ -51,11 +53,13 @@ def send(settings: Settings, outgoing: Outgoing, language: str) -> None:
     try:
         if outgoing.channel == "email" and settings.smtp_host:
             _smtp(settings, outgoing, language)
+        elif outgoing.channel == "phone" and settings.sms_webhook_url:
+            _sms_webhook(settings, outgoing, language)
         elif configured(settings, outgoing.channel):
             _to_sink(settings, outgoing, language)
         else:
             logger.error("privacy centre: no sender configured for %s codes", outgoing.channel)
-    except (OSError, smtplib.SMTPException) as exc:
+    except (OSError, smtplib.SMTPException, RuntimeError, ValueError) as exc:
         logger.error("privacy centre: sending a %s code failed: %s", outgoing.channel,
                      type(exc).__name__)
 
@@ -75,6 +79,18 @@ def _smtp(settings: Settings, outgoing: Outgoing, language: str) -> None:
         if settings.smtp_username and settings.smtp_password:
             smtp.login(settings.smtp_username, settings.smtp_password.get_secret_value())
         smtp.send_message(message)
+
+
+def _sms_webhook(settings: Settings, outgoing: Outgoing, language: str) -> None:
+    _, body = text(settings, outgoing, language)
+    secret = settings.sms_webhook_secret.get_secret_value() if settings.sms_webhook_secret \
+        else ""
+    assert settings.sms_webhook_url is not None  # noqa: S101 - checked by the caller
+    webhooks.post_signed(
+        settings.sms_webhook_url, secret=secret,
+        body=json.dumps({"to": outgoing.address, "text": body}, ensure_ascii=False).encode(),
+        allow_hosts=settings.webhook_allow_hosts,
+        require_https=not settings.is_dev, timeout=settings.webhook_timeout_seconds)
 
 
 def _to_sink(settings: Settings, outgoing: Outgoing, language: str) -> None:

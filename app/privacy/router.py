@@ -122,9 +122,15 @@ def ask_for_code(request: Request, session: SessionDep, keyring: KeyringDep,
         return page(request, session, keyring, settings, "start.html", status=422,
                      channels=channels, error="address_invalid" if channel in channels
                      else "channel_not_configured")
-    started = service.start(session, keyring, settings, caller=_caller(request),
-                            channel=channel, address=address,
-                            client_ip=request.client.host if request.client else "")
+    try:
+        started = service.start(session, keyring, settings, caller=_caller(request),
+                                channel=channel, address=address,
+                                client_ip=request.client.host if request.client else "")
+    except service.TooManyRequests:  # refused before anything but its audit entry was written
+        refusal = web.render(request, settings, "message.html", status=429,
+                             title="too_many_title", message="too_many")
+        refusal.headers["Retry-After"] = "3600"
+        return refusal
     if started.outgoing is not None:  # after the response, so after the commit
         tasks.add_task(delivery.send, settings, started.outgoing,
                        web.language(request, settings))

@@ -93,8 +93,7 @@ def start(session: Session, keyring: Keyring, settings: Settings, *, caller: Cal
     if _count(session, ip_key, now - HOUR) >= settings.privacy_requests_per_hour_per_ip:
         audit.record(session, caller=caller, action="privacy.code_refused",
                      outcome=audit.Outcome.DENIED, details={"reason": "client rate limit"})
-        raise TooManyRequests("too many codes were asked for from this address; try later",
-                              headers={"Retry-After": "3600"})
+        raise TooManyRequests("too many codes were asked for from this address; try later")
     _forget_old(session, now)
     subject_id = verification.resolve_subject(session, keyring, {channel: address})
     known = verification.matched(subject_id)

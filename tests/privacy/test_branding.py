@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
-from app.config import Settings
+from app.config import Settings, production_problems
 from app.main import create_app
 from app.privacy import delivery
+from app.webhooks import outbox
 from tests.privacy.conftest import ALICE, ask_code, browser, enter_code
 from tests.server import LiveServer
 
@@ -87,3 +91,48 @@ def test_outside_development_phone_codes_are_not_configured() -> None:
     assert not delivery.configured(prod, "phone")
     assert not delivery.configured(prod, "email")
     assert delivery.configured(Settings(env="prod", smtp_host="smtp.example"), "email")
+    with_gateway = Settings(env="prod", sms_webhook_url="https://sms.example/hook")
+    assert delivery.configured(with_gateway, "phone")
+    assert any(p.startswith("PGW_SMS_WEBHOOK_SECRET") for p in production_problems(with_gateway))
+
+
+class _Gateway(http.server.BaseHTTPRequestHandler):
+    received: ClassVar[list[tuple[dict[str, str], bytes]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.append((dict(self.headers), body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_phone_codes_go_to_the_sms_gateway_signed(
+        make_settings: Callable[..., Settings], admin: httpx.Client,
+        people: dict[str, dict[str, str]],
+        start_server: Callable[[FastAPI], LiveServer]) -> None:
+    receiver = http.server.HTTPServer(("127.0.0.1", 0), _Gateway)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    try:
+        settings = make_settings(
+            sms_webhook_url=f"http://127.0.0.1:{receiver.server_port}/sms",
+            sms_webhook_secret="gateway-secret", webhook_allow_hosts="127.0.0.1")
+        live = start_server(create_app(settings))
+        client = browser(live)
+        assert ask_code(client, "138 1234 5678", channel="phone").status_code == 303
+        deadline = time.monotonic() + 10
+        while not _Gateway.received and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        receiver.shutdown()
+    [(headers, body)] = _Gateway.received
+    sent = json.loads(body)
+    assert sent["to"] == "138 1234 5678"
+    stamp = int(headers["PGW-Signature"].split(",")[0].removeprefix("t="))
+    assert headers["PGW-Signature"] == outbox.signature("gateway-secret", stamp, body)
+    assert sent["text"].startswith("Your code for the Privacy centre is ")
+    code = sent["text"].removeprefix("Your code for the Privacy centre is ")[:6]
+    assert enter_code(client, code).headers["location"] == "/privacy/home"
+    assert not (delivery.sink_dir(settings) / "sms.jsonl").exists()

@@ -137,6 +137,8 @@ def test_codes_per_address_and_per_client_are_limited(
     limited = ask_code(client, "one-more@example.org")
     assert limited.status_code == 429
     assert limited.headers["retry-after"] == "3600"
+    assert "Too many codes were asked for from your network" in limited.text
+    assert limited.headers["content-type"].startswith("text/html")
 
 
 def test_forms_without_their_csrf_token_are_refused(
