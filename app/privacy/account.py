@@ -16,8 +16,8 @@ from app.policy.loader import Policy
 from app.privacy import rights, web
 from app.privacy.router import (
     STATIC,
-    FormDep,
     MaybePerson,
+    PersonFormDep,
     csrf_ok,
     page,
     redirect,
@@ -68,7 +68,7 @@ def _correctable(policy: Policy) -> list[str]:
 @router.post("/requests")
 def file_request(request: Request, session: SessionDep, keyring: KeyringDep,
                  policy: PolicyDep, settings: SettingsDep, who: MaybePerson,
-                 fields: FormDep) -> Response:
+                 fields: PersonFormDep) -> Response:
     if who is None:
         return redirect(web.PATH)
     if not csrf_ok(request, session, keyring, fields):
@@ -132,7 +132,7 @@ def download(dsr_id: DsrId, request: Request, session: SessionDep, keyring: Keyr
 @router.post("/consents/{purpose}/withdraw")
 def withdraw(purpose: Annotated[str, PathParam(min_length=1, max_length=64)],
              request: Request, session: SessionDep, keyring: KeyringDep, policy: PolicyDep,
-             settings: SettingsDep, who: MaybePerson, fields: FormDep) -> Response:
+             settings: SettingsDep, who: MaybePerson, fields: PersonFormDep) -> Response:
     if who is None:
         return redirect(web.PATH)
     if not csrf_ok(request, session, keyring, fields):
@@ -146,7 +146,7 @@ def withdraw(purpose: Annotated[str, PathParam(min_length=1, max_length=64)],
 
 @router.post("/opt-out")
 def opt_out(request: Request, session: SessionDep, keyring: KeyringDep, policy: PolicyDep,
-            settings: SettingsDep, who: MaybePerson, fields: FormDep) -> Response:
+            settings: SettingsDep, who: MaybePerson, fields: PersonFormDep) -> Response:
     if who is None:
         return redirect(web.PATH)
     if not csrf_ok(request, session, keyring, fields):

@@ -68,6 +68,15 @@ async def form(request: Request) -> dict[str, str]:
 FormDep = Annotated[dict[str, str], Depends(form)]
 
 
+async def person_form(request: Request, who: MaybePerson) -> dict[str, str]:
+    """The form of a signed-in person's page; read only once the session is known, so a
+    request without one is answered without reading its body."""
+    return await form(request) if who is not None else {}
+
+
+PersonFormDep = Annotated[dict[str, str], Depends(person_form)]
+
+
 def _csrf_token(session: Session, keyring: Keyring, cookie: str) -> str:
     return service.keyed(service.key(session, keyring), "csrf", cookie)
 
