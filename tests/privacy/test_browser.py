@@ -94,13 +94,17 @@ def test_a_person_verifies_withdraws_a_consent_and_sees_their_erasure_completed(
     context.close()
 
 
-def test_the_centre_in_chinese_with_the_switch(chromium: object, live: LiveServer) -> None:
+def test_the_centre_in_chinese_with_the_switch(chromium: object, live: LiveServer,
+                                               tmp_path: Path) -> None:
+    shots = DOCS_SHOTS if os.environ.get("PGW_UPDATE_SCREENSHOTS") == "1" else tmp_path
     context = chromium.new_context(  # type: ignore[attr-defined]
-        locale="zh-CN", viewport={"width": 800, "height": 700})
+        locale="zh-CN", viewport={"width": 800, "height": 640})  # a tablet's width
     page = context.new_page()
     page.goto(f"{live.url}/privacy")
     expect = playwright_api.expect
     expect(page.get_by_role("heading", level=1)).to_have_text("您的个人信息，由您做主")
+    shots.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shots / "privacy-start-zh.png"), full_page=True)
     page.get_by_role("link", name="English").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Your privacy, your data")
     context.close()
