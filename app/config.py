@@ -146,6 +146,34 @@ class Settings(BaseSettings):
     # A scan that takes longer fails closed: the write is refused, the scan answers 503.
     pii_scan_seconds: float = Field(default=10, gt=0, le=300)
 
+    # The public privacy centre (/privacy): the operator's branding and languages, and where
+    # one-time codes go. Without PGW_SMTP_HOST codes go to a file under PGW_DATA_DIR in dev,
+    # and are "not configured" in prod; phone codes likewise go to a file in dev only.
+    privacy_name: str = Field(default="Privacy centre", min_length=1, max_length=80)
+    privacy_logo_url: str | None = Field(default=None, max_length=500,
+                                         pattern=r"^(https://[^\s\"'<>]+|/privacy/static/[\w.-]+)$")
+    privacy_logo_file: Path | None = None  # served at /privacy/brand/logo
+    privacy_primary_colour: str = Field(default="#1f4e79", pattern=r"^#[0-9a-fA-F]{6}$")
+    privacy_accent_colour: str = Field(default="#e8f0f8", pattern=r"^#[0-9a-fA-F]{6}$")
+    privacy_officer_contact: str = Field(default="privacy@example.com", min_length=1,
+                                         max_length=200)
+    privacy_languages: Annotated[tuple[str, ...], NoDecode] = ("zh", "en")
+    privacy_code_minutes: int = Field(default=10, ge=1, le=60)
+    privacy_session_minutes: int = Field(default=30, ge=5, le=240)
+    privacy_codes_per_hour: int = Field(default=5, ge=1, le=100)  # per person and per address
+    privacy_requests_per_hour_per_ip: int = Field(default=30, ge=1, le=10_000)
+    privacy_code_attempts: int = Field(default=5, ge=1, le=20)  # wrong codes before it dies
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "privacy@localhost"
+    smtp_starttls: bool = True
+    smtp_timeout_seconds: float = Field(default=10, gt=0, le=60)
+    # phone codes: POSTed as signed JSON {"to", "text"} to an SMS gateway's webhook
+    sms_webhook_url: str | None = None
+    sms_webhook_secret: SecretStr | None = None
+
     @model_validator(mode="before")
     @classmethod
     def _asymmetric_for_remote_keys(cls, values: object) -> object:
@@ -194,6 +222,21 @@ class Settings(BaseSettings):
         from app.auth.limits import parse_limits
 
         parse_limits(value)
+        return value
+
+    @field_validator("privacy_languages", mode="before")
+    @classmethod
+    def _split_languages(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("privacy_languages")
+    @classmethod
+    def _known_languages(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [lang for lang in value if lang not in ("zh", "en")]
+        if not value or unknown:
+            raise ValueError("PGW_PRIVACY_LANGUAGES: a comma-separated list of zh and en")
         return value
 
     @field_validator("webhook_allow_hosts", mode="before")
@@ -332,6 +375,9 @@ def production_problems(settings: Settings) -> list[str]:
                                          or settings.remote_keys):
         found.append("PGW_JWT_PUBLIC_KEY_FILE or PGW_JWT_JWKS_FILE is required in prod "
                      "when an asymmetric algorithm is accepted")
+    if settings.sms_webhook_url and not settings.sms_webhook_secret:
+        found.append("PGW_SMS_WEBHOOK_SECRET is required in prod when PGW_SMS_WEBHOOK_URL is "
+                     "set: the SMS gateway checks the signature of each code it is sent")
     for name, path in (
         ("PGW_JWT_PUBLIC_KEY_FILE", settings.jwt_public_key_file),
         ("PGW_JWT_JWKS_FILE", settings.jwt_jwks_file),

@@ -30,6 +30,8 @@ from app.ops.router import router as ops_router
 from app.pii.router import router as pii_router
 from app.pii.service import get_engine
 from app.policy.router import router as policy_router
+from app.privacy.account import router as privacy_account_router
+from app.privacy.router import router as privacy_router
 from app.records.router import router as records_router
 from app.records.stateless import router as protect_router
 from app.runtime import open_runtime
@@ -102,6 +104,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(holds_router)
     app.include_router(webhooks_router)
     app.include_router(datasets_router)
+    app.include_router(privacy_router)
+    app.include_router(privacy_account_router)
     install_docs(app, title=app.title)
     install_openapi(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes,

@@ -14,11 +14,12 @@ from app.idempotency import IdempotencyKey
 from app.jobs.models import Job, JobAttempt
 from app.keys.models import KekVersion, KeyRotation, KeySetting, ServiceKey, SubjectKey
 from app.ops.models import Heartbeat
+from app.privacy.models import CentreSession, CodeChallenge, Throttle
 from app.records.models import BlindIndex, Record
 from app.webhooks.models import Webhook
 
 __all__ = ["AccessRequest", "AuditCheckpoint", "AuditEntry", "AuditPending", "AuditSequencer",
-           "AuditTreeNode", "BlindIndex",
+           "AuditTreeNode", "BlindIndex", "CentreSession", "CodeChallenge",
            "ConsentEvent", "DsrEvent", "DsrExport", "DsrRequest", "Heartbeat", "IdempotencyKey",
            "Job", "JobAttempt", "KekVersion", "KeyRotation", "KeySetting", "LegalHold", "Notice",
-           "Record", "ServiceKey", "SubjectKey", "Tombstone", "Webhook"]
+           "Record", "ServiceKey", "SubjectKey", "Throttle", "Tombstone", "Webhook"]

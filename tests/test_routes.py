@@ -10,6 +10,14 @@ from app.auth.guard import RequireScope
 from app.main import create_app
 from app.ops.router import PUBLIC_PATHS
 
+# Server-rendered pages, outside the API contract: the privacy centre authenticates a person by
+# the session a one-time code opened (tests/privacy), not by a bearer token and scope.
+PAGE_PREFIXES = ("/privacy",)
+
+
+def _page(route: APIRoute) -> bool:
+    return route.path.startswith(PAGE_PREFIXES) and not route.include_in_schema
+
 
 def _scopes(dependant: Any) -> list[str]:
     found: list[str] = []
@@ -32,7 +40,7 @@ def api_routes(routes: list[Any]) -> list[APIRoute]:
 
 def test_every_route_declares_a_scope(settings: Any) -> None:
     app = create_app(settings)
-    routes = api_routes(app.routes)
+    routes = [r for r in api_routes(app.routes) if not _page(r)]
     assert routes, "no API routes found"
     missing = [r.path for r in routes if r.path not in PUBLIC_PATHS and not _scopes(r.dependant)]
     assert missing == []
@@ -50,3 +58,11 @@ def test_openapi_shows_bearer_security_on_every_scoped_operation(settings: Any) 
                 assert requirements, (method, path)
                 assert all(list(r) == ["HTTPBearer"] and len(r["HTTPBearer"]) == 1
                            for r in requirements), (method, path)
+
+
+def test_pages_stay_out_of_the_api_contract(settings: Any) -> None:
+    app = create_app(settings)
+    pages = [r for r in api_routes(app.routes) if r.path.startswith(PAGE_PREFIXES)]
+    assert pages
+    assert all(not r.include_in_schema for r in pages)
+    assert not [p for p in app.openapi()["paths"] if p.startswith(PAGE_PREFIXES)]

@@ -178,3 +178,12 @@ def read(session: Session, keyring: Keyring, export: DsrExport, fmt: str) -> str
     token = export.json_doc if fmt == "json" else export.html_doc
     return decrypt_field(session, keyring, subject_id=export.subject_id, field=f"export.{fmt}",
                          context=f"dsr:{export.dsr_id}", token=token)
+
+
+def for_download(session: Session, keyring: Keyring, dsr: DsrRequest, fmt: str) -> str | None:
+    """The request's export in `fmt` while its download window lasts; None when it has none
+    (not ready, expired, or the subject was erased). The caller checks who asks, and audits."""
+    stored = session.get(DsrExport, dsr.id)
+    if stored is None or stored.expires_at <= utcnow():
+        return None
+    return read(session, keyring, stored, fmt)

@@ -66,6 +66,11 @@ def resolve_subject(session: Session, keyring: Keyring, identifiers: dict[str, s
     return (AMBIGUOUS if found else UNMATCHED) + secrets.token_hex(12)
 
 
+def matched(subject_id: str) -> bool:
+    """Whether `resolve_subject` found one subject, not a placeholder."""
+    return not subject_id.startswith((UNMATCHED, AMBIGUOUS))
+
+
 def verify(session: Session, policy: Policy, keyring: Keyring, *, caller: Caller,
            dsr: DsrRequest, method: str, reference: str | None) -> None:
     """Record a trusted caller's verification of the person and start the request."""

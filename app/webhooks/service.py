@@ -11,8 +11,8 @@ from app.audit import service as audit
 from app.auth.guard import Caller
 from app.clock import utcnow
 from app.errors import Invalid, NotFound
+from app.webhooks import delivery, outbox, targets
 from app.webhooks import events as webhook_events
-from app.webhooks import targets
 from app.webhooks.models import Webhook
 from app.webhooks.targets import AllowList
 
@@ -69,3 +69,15 @@ def deliveries(session: Session, *, webhook_id: str, limit: int = 100) -> list[d
 def webhook_dict(webhook: Webhook) -> dict[str, object]:
     return {"id": webhook.id, "url": webhook.url, "events": webhook.events,
             "created_at": webhook.created_at.isoformat()}
+
+
+def post_signed(url: str, *, body: bytes, secret: str, allow_hosts: tuple[str, ...],
+                require_https: bool, timeout: float) -> int:
+    """One POST outside the event outbox (e.g. a one-time code for an SMS gateway), through the
+    checks every delivery passes (allowed address, https outside dev, no redirect, one
+    deadline) and signed as event deliveries are. Raises targets.Refused or
+    delivery.DeliveryFailed."""
+    headers = {"Content-Type": "application/json",
+               "PGW-Signature": outbox.signature(secret, int(utcnow().timestamp()), body)}
+    return delivery.post(url, body=body, headers=headers, allow=targets.allow_list(allow_hosts),
+                         require_https=require_https, timeout=timeout)
