@@ -30,6 +30,9 @@ REQUIRED_CLAIMS = ("sub", "exp", "iat", "iss", "aud")
 MAX_TOKEN_LENGTH = 8192
 MAX_SUBJECT_LENGTH = 255
 MAX_KID_LENGTH = 256
+# Actor names the gateway gives its own processes and pages (`system:dsr`, `operator:alice`,
+# `privacy-centre`): a token naming one would act as them, e.g. read the exports they filed.
+RESERVED_SUBJECTS = ("system:", "operator:", "privacy-centre")
 
 
 class TokenConfigError(Exception):
@@ -210,6 +213,8 @@ def _claims(payload: dict[str, Any], *, max_lifetime: int, roles_claim: str = "r
     sub = payload["sub"]
     if not isinstance(sub, str) or not sub or len(sub) > MAX_SUBJECT_LENGTH:
         raise Unauthorized("token subject is invalid")
+    if sub.startswith(RESERVED_SUBJECTS):
+        raise Unauthorized("token subject is reserved for the gateway's own actors")
     return Claims(sub=sub, scopes=_scopes(payload, scopes_claim),
                   roles=_roles(payload, roles_claim), raw=payload)
 

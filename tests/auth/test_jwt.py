@@ -128,6 +128,12 @@ def test_malformed_claims_are_rejected(live: LiveServer, sub: Any, roles: Any,
     assert_unauthorized(live, make_token(sub=sub, roles=roles, scope=scope))
 
 
+@pytest.mark.parametrize("sub", ["system:dsr", "operator:alice", "privacy-centre"])
+def test_subjects_of_the_gateways_own_actors_are_refused(live: LiveServer, sub: str) -> None:
+    """A token naming `privacy-centre` would otherwise read the exports the centre filed."""
+    assert_unauthorized(live, make_token(sub=sub, scope="audit:read dsr:submit"), "reserved")
+
+
 def test_valid_token_without_the_scope_gets_403(live: LiveServer) -> None:
     response = live.client(make_token(scope="records:read consent:read")).get(ROUTE)
     assert response.status_code == 403
