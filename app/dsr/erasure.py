@@ -38,6 +38,7 @@ from app.keys.keyring import Keyring
 from app.keys.signing import Signer
 from app.policy.loader import Policy
 from app.policy.models import LegalBasis, RecordType
+from app.privacy import service as privacy
 from app.records import service as records
 from app.records import storage
 from app.records.service import Record
@@ -174,6 +175,7 @@ def run(transaction: Transaction, policy: Policy, keyring: Keyring, signer: Sign
             exports = session.execute(delete(DsrExport).where(
                 DsrExport.subject_id == dsr.subject_id)).rowcount  # type: ignore[attr-defined]
             requests = access.erase_subject(session, subject_id=dsr.subject_id)
+            requests += privacy.erase_subject(session, subject_id=dsr.subject_id)
             # responses kept for retried writes are copies too (sealed, but purged besides)
             replays = idempotency.forget_subject(session, subject_id=dsr.subject_id)
             dsr.result = {**dsr.result, "copies_deleted": exports + requests + replays}

@@ -175,3 +175,11 @@ def subject_of(session: Session, token: str | None) -> str | None:
 def end(session: Session, *, caller: Caller, token: str, subject_id: str) -> None:
     session.execute(delete(CentreSession).where(CentreSession.token_hash == _token_hash(token)))
     audit.record(session, caller=caller, action="privacy.signed_out", subject_id=subject_id)
+
+
+def erase_subject(session: Session, *, subject_id: str) -> int:
+    """An erased person's code challenges go with them (they name the subject); returns how
+    many were deleted. A session open now is left to expire (at most its lifetime), so that
+    the person who asked sees their erasure completed."""
+    return int(session.execute(delete(CodeChallenge).where(
+        CodeChallenge.subject_id == subject_id)).rowcount)  # type: ignore[attr-defined]

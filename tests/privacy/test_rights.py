@@ -8,7 +8,10 @@ import re
 from collections.abc import Callable
 
 import httpx
+from sqlalchemy import select
 
+from app.privacy.models import CodeChallenge
+from app.runtime import Runtime
 from tests.gateway import audit_entries
 from tests.privacy.conftest import ALICE, BOB, browser, csrf, sign_in
 from tests.privacy.mailbox import Mailbox
@@ -164,3 +167,20 @@ def test_language_from_the_browser_and_the_switch(live: LiveServer) -> None:
     assert "Send me a code" in chinese.get("/privacy").text
     outside = chinese.get("/privacy/language/en", params={"next": "//evil.example/"})
     assert outside.headers["location"] == "/privacy"
+
+
+def test_an_erasure_takes_the_persons_code_challenges_with_it(
+        live: LiveServer, people: dict[str, dict[str, str]], mailbox: Mailbox,
+        drain: Callable[[], int], runtime: Runtime) -> None:
+    def challenges() -> int:
+        with runtime.transaction() as session:
+            return len(session.scalars(select(CodeChallenge).where(
+                CodeChallenge.subject_id == "cust-1")).all())
+
+    alice = sign_in(live, mailbox, ALICE["email"])
+    assert challenges() == 1
+    dsr_id = file_request(alice, type="erasure", jurisdiction="GDPR")
+    drain()
+    assert challenges() == 0
+    # the session lives on to its expiry, so the person sees the erasure done
+    assert 'data-status="completed"' in alice.get(f"/privacy/requests/{dsr_id}").text
