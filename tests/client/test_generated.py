@@ -105,3 +105,16 @@ def test_a_refining_type_is_caught_by_its_generic_class_and_unknown_types_fall_b
     assert type(page) is UnknownProblemError
     assert (page.type, page.status, page.title) == ("about:blank", 502, "Bad Gateway")
     assert isinstance(page, ProblemError)
+
+
+def test_ci_installs_the_client_as_the_readme_test_command_does() -> None:
+    """.ci/run type-checks tests/ (which import the client) before it runs the README's test
+    command, so both install it."""
+    repo = CLIENT.parent.parent
+    lines = (repo / "README.md").read_text().splitlines()
+    fences = [number for number, line in enumerate(lines) if line.startswith("```")]
+    test_command = next(line for line in lines[fences[2] + 1:] if line.strip())
+    assert '-e ".[test]" -e ./clients/python' in test_command
+    ci = (repo / ".ci" / "run").read_text()
+    assert 'awk \'/^```/{n++; next} n==3 && NF {print; exit}\' README.md' in ci
+    assert '.venv/bin/pip install --quiet -e ".[test]" -e ./clients/python' in ci
