@@ -2,7 +2,7 @@
 document. No network: the document comes from the gateway's own app factory (the default) or
 from a file.
 
-    python clients/python/generate.py            # write src/pgw_client/{models,errors,api}.py
+    python clients/python/generate.py            # write src/pgw_client/{models,errors}.py, api/
     python clients/python/generate.py --check    # exit 1 if the committed files differ
     python clients/python/generate.py --openapi openapi.json
 
@@ -342,33 +342,53 @@ class Generator:
                                break_on_hyphens=False)
         return lines
 
-    def _imports(self, code: str) -> str:
+    def _imports(self, code: str, transport: list[str]) -> str:
         models = _used(code, {*self.names.values(), *self.inline, *self.aliases.values(),
                               "Page"})
-        typing = _used(code, {"Any", "Literal"})
-        lines = ["from datetime import datetime\n"] if _used(code, {"datetime"}) else []
-        lines += [f"from typing import {', '.join(typing)}\n\n"] if typing else ["\n"]
-        lines += ["from pydantic import TypeAdapter\n\n", "from pgw_client.models import (\n",
-                  *[f"    {name},\n" for name in models], ")\n"]
-        return "".join(lines)
+        standard = [f"from {module} import {', '.join(names)}\n" for module, names in (
+            ("datetime", _used(code, {"datetime"})), ("typing", _used(code, {"Any", "Literal"})))
+            if names]
+        sections = ["".join(standard), "from pydantic import TypeAdapter\n",
+                    "from pgw_client.models import (\n" + "".join(
+                        f"    {name},\n" for name in models) + ")\n"
+                    + "from pgw_client.transport import " + ", ".join(
+                        _used(code, set(transport))) + "\n"]
+        return "\n".join(section for section in sections if section)
 
-    def api(self) -> str:
-        by_tag: dict[str, list[dict[str, Any]]] = {}
-        for op in self.operations():
-            by_tag.setdefault(op["tag"], []).append(op)
+    def _tag_module(self, tag: str, operations: list[dict[str, Any]]) -> str:
         adapters: dict[str, str] = {}
         blocks = []
         for is_async in (False, True):
             prefix = "Async" if is_async else ""
             transport = "AsyncTransport" if is_async else "SyncTransport"
-            for tag in sorted(by_tag):
-                lines = [f"class {prefix}{_camel(tag)}Operations:",
-                         f'    """The `{tag}` operations."""', "",
-                         f"    def __init__(self, transport: {transport}):",
-                         "        self._transport = transport"]
-                for op in sorted(by_tag[tag], key=lambda o: o["name"]):
-                    lines += ["", *self.method(op, adapters, is_async=is_async)]
-                blocks.append(lines)
+            lines = [f"class {prefix}{_camel(tag)}Operations:",
+                     f'    """The `{tag}` operations{", async" if is_async else ""}."""', "",
+                     f"    def __init__(self, transport: {transport}):",
+                     "        self._transport = transport"]
+            for op in sorted(operations, key=lambda o: o["name"]):
+                lines += ["", *self.method(op, adapters, is_async=is_async)]
+            blocks.append(lines)
+        table = "\n".join(f"{name}: TypeAdapter[{returns}] = TypeAdapter({returns})"
+                          for returns, name in adapters.items())
+        classes = "\n\n\n".join("\n".join(block) for block in blocks)
+        names = [f"Async{_camel(tag)}Operations", f"{_camel(tag)}Operations"]
+        return (HEADER + f'"""The `{tag}` operations of the gateway\'s API, sync and async."""'
+                "\n\nfrom __future__ import annotations\n\n"
+                + self._imports(table + classes, ["AsyncTransport", "SyncTransport", "_segment"])
+                + f"\n{_names(names)}\n\n{table}\n\n\n{classes}\n")
+
+    def api(self) -> dict[str, str]:
+        """`api/<tag>.py` per tag, and `api/__init__.py` with the two gateway classes."""
+        by_tag: dict[str, list[dict[str, Any]]] = {}
+        for op in self.operations():
+            by_tag.setdefault(op["tag"], []).append(op)
+        files = {f"api/{tag}.py": self._tag_module(tag, ops) for tag, ops in by_tag.items()}
+        imports, blocks = [], []
+        for tag in sorted(by_tag):
+            names = _isort({f"Async{_camel(tag)}Operations", f"{_camel(tag)}Operations"})
+            imports.append(f"from pgw_client.api.{tag} import {', '.join(names)}\n")
+        for is_async in (False, True):
+            prefix = "Async" if is_async else ""
             base = "AsyncBaseGateway" if is_async else "BaseGateway"
             lines = [f"class {prefix}Gateway({base}):",
                      f'    """The gateway\'s API{", async" if is_async else ""}: one attribute '
@@ -378,21 +398,26 @@ class Generator:
             lines += [f"        self.{tag} = {prefix}{_camel(tag)}Operations(self._transport)"
                       for tag in sorted(by_tag)]
             blocks.append(lines)
-        table = "\n".join(f"{name}: TypeAdapter[{returns}] = TypeAdapter({returns})"
-                          for returns, name in adapters.items())
-        code = table + "\n".join("\n".join(block) for block in blocks)
-        return (HEADER + '"""One method per operation of the gateway\'s API, sync and async."""'
-                "\n\nfrom __future__ import annotations\n\n"
-                + self._imports(code) +
-                "from pgw_client.transport import (\n    AsyncBaseGateway,\n"
-                "    AsyncTransport,\n    BaseGateway,\n    SyncTransport,\n    _segment,\n)\n\n"
-                f"{_names(['AsyncGateway', 'Gateway'])}\n\n"
-                f"{table}\n\n\n" + "\n\n\n".join("\n".join(block) for block in blocks) + "\n")
+        files["api/__init__.py"] = (
+            HEADER + '"""The gateway\'s API: `Gateway` and `AsyncGateway`, an attribute per tag."""'
+            "\n\nfrom __future__ import annotations\n\n" + "".join(imports)
+            + "from pgw_client.transport import AsyncBaseGateway, BaseGateway\n\n"
+            + f"{_names(['AsyncGateway', 'Gateway'])}\n\n\n"
+            + "\n\n\n".join("\n".join(block) for block in blocks) + "\n")
+        return files
+
+
+def _isort(names: set[str]) -> list[str]:
+    """Names in the order of ruff's isort: constants, classes, then the rest; case aside."""
+    def kind(name: str) -> int:
+        bare = name.lstrip("_")
+        return 0 if bare.isupper() and len(bare) > 1 else 1 if bare[:1].isupper() else 2
+    return sorted(names, key=lambda name: (kind(name), name.lower()))
 
 
 def _used(code: str, names: set[str]) -> list[str]:
     code = re.sub(r'"""[\s\S]*?"""', "", code)  # names in docstrings are not uses
-    return sorted(names & set(re.findall(r"\b[A-Za-z_]\w*\b", code)), key=str.lower)
+    return _isort(names & set(re.findall(r"\b[A-Za-z_]\w*\b", code)))
 
 
 def render(document: Schema) -> dict[str, str]:
@@ -400,7 +425,7 @@ def render(document: Schema) -> dict[str, str]:
     generator = Generator(document)
     generator.models()  # names the models' aliases first, so that the API reuses them
     api = generator.api()
-    return {"models.py": generator.models(), "errors.py": generator.errors(), "api.py": api}
+    return {"models.py": generator.models(), "errors.py": generator.errors(), **api}
 
 
 def gateway_document() -> Schema:
@@ -416,6 +441,14 @@ def gateway_document() -> Schema:
     return document
 
 
+def stale_files(rendered: dict[str, str]) -> list[str]:
+    """The generated files that differ from `rendered`, are missing, or are left over."""
+    present = {str(path.relative_to(PACKAGE)) for path in (PACKAGE / "api").glob("*.py")}
+    return sorted(name for name in set(rendered) | present
+                  if name not in rendered or not (PACKAGE / name).exists()
+                  or (PACKAGE / name).read_text() != rendered[name])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--openapi", type=Path, help="an OpenAPI document (JSON) to read")
@@ -423,14 +456,17 @@ def main() -> int:
     options = parser.parse_args()
     document = (json.loads(options.openapi.read_text()) if options.openapi
                 else gateway_document())
-    stale = []
-    for name, text in render(document).items():
-        target = PACKAGE / name
-        if options.check:
-            if not target.exists() or target.read_text() != text:
-                stale.append(name)
-        else:
-            target.write_text(text)
+    rendered = render(document)
+    stale = stale_files(rendered)
+    if not options.check:
+        for name in stale:
+            target = PACKAGE / name
+            if name in rendered:
+                target.parent.mkdir(exist_ok=True)
+                target.write_text(rendered[name])
+            else:
+                target.unlink()  # a tag the API no longer has
+        stale = []
     if stale:
         sys.stderr.write(f"generated code differs from the OpenAPI document: "
                          f"{', '.join(stale)}; run python clients/python/generate.py\n")
