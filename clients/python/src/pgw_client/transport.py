@@ -27,7 +27,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
-from pgw_client.problems import ProblemError, problem_from
+from pgw_client.problems import problem_from
 
 T = TypeVar("T")
 Token = str | Callable[[], str]
@@ -77,7 +77,7 @@ def make_call(method: str, path: str, *, params: Mapping[str, object] | None = N
                     if value is not None}
     if keyed and "Idempotency-Key" not in sent_headers:
         sent_headers["Idempotency-Key"] = str(uuid.uuid4())  # one per logical call
-    content = None
+    content = None  # serialised once: every try sends the same bytes
     if isinstance(body, BaseModel):
         content = body.model_dump_json(by_alias=True, exclude_unset=True).encode()
     elif body is not None:
@@ -247,5 +247,4 @@ class AsyncBaseGateway:
         await self.aclose()
 
 
-__all__ = ["AsyncBaseGateway", "AsyncTransport", "BaseGateway", "ProblemError", "Retry",
-           "SyncTransport"]
+__all__ = ["AsyncBaseGateway", "AsyncTransport", "BaseGateway", "Retry", "SyncTransport"]
