@@ -172,6 +172,34 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+def _generic_type(status: int) -> str | None:
+    return _HTTP_TYPES.get(status) or ("internal-error" if status == 500 else None)
+
+
+def problem_types() -> list[dict[str, Any]]:
+    """Every problem type the service answers with, for the OpenAPI document's
+    `x-problem-types` (clients map them to exception classes): each `GatewayError` subclass
+    loaded and each type the handlers make, with its status, title and the generic type of its
+    status that it refines. The routers import every module that raises one, so the list does
+    not depend on what else a process has imported (tests/client checks it)."""
+    found: dict[str, tuple[int, str]] = {
+        type_: (status, _TITLES[status]) for status, type_ in _HTTP_TYPES.items()}
+    found["internal-error"] = (500, _TITLES[500])
+    classes: list[type[GatewayError]] = [GatewayError]
+    while classes:
+        cls = classes.pop()
+        found.setdefault(cls.type, (cls.status, cls.title))
+        classes.extend(cls.__subclasses__())
+    catalogue = []
+    for type_, (status, title) in sorted(found.items()):
+        entry: dict[str, Any] = {"type": PROBLEM_BASE + type_, "status": status, "title": title}
+        generic = _generic_type(status)
+        if generic is not None and generic != type_:
+            entry["refines"] = PROBLEM_BASE + generic
+        catalogue.append(entry)
+    return catalogue
+
+
 def problem(status: int, type_: str, title: str, detail: str | None = None, *,
             headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
     body: dict[str, Any] = {"type": PROBLEM_BASE + type_, "title": title, "status": status}

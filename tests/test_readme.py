@@ -78,6 +78,11 @@ def _elevated(out: str, cwd: Path) -> None:
     assert json.loads(found) == {"subject_ids": ["cust-1"]}
 
 
+def _client(out: str, cwd: Path) -> None:
+    assert out.splitlines() == ["138****5678 masked", "urn:pgw:problem:not-found 404", "张伟",
+                                "2"]
+
+
 # What each block must show, found by a command the block runs.
 CHECKS: dict[str, Check] = {
     "/v1/audit/verify": _audit,
@@ -86,6 +91,7 @@ CHECKS: dict[str, Check] = {
     "/v1/datasets/anonymize": _release,
     "/v1/pii/redact": _redact,
     "/approve": _elevated,
+    "from pgw_client import": _client,
 }
 
 

@@ -1,5 +1,6 @@
 """The OpenAPI document names the scope each operation needs. It is read from the same
-`RequireScope` dependency that enforces it, so the document and the server cannot disagree."""
+`RequireScope` dependency that enforces it, so the document and the server cannot disagree.
+It also lists every problem type (`x-problem-types`), read from the error classes."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 
 from app.auth.guard import RequireScope
+from app.errors import problem_types
 
 SCHEME = "HTTPBearer"  # the name FastAPI gives the guard's HTTPBearer scheme
 
@@ -48,7 +50,7 @@ def document_scopes(schema: dict[str, Any], app: FastAPI) -> None:
 
 
 def install_openapi(app: FastAPI) -> None:
-    """Make app.openapi() return the document with the scopes added."""
+    """Make app.openapi() return the document with the scopes and problem types added."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -56,6 +58,7 @@ def install_openapi(app: FastAPI) -> None:
         schema = generate()  # cached by FastAPI after the first call
         if fresh:
             document_scopes(schema, app)
+            schema["x-problem-types"] = problem_types()
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
