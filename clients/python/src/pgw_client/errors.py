@@ -16,8 +16,8 @@ __all__ = [
     'NotReadyError', 'PayloadTooLargeError', 'PiiScanTimeoutError', 'PreconditionFailedError',
     'PurposeNotAllowedError', 'RateLimitedError', 'RecordClosedError', 'SealedError',
     'SeparationOfDutiesError', 'ServiceUnavailableError', 'StorageFullError',
-    'SubjectErasedError', 'UnauthorizedError', 'UnknownRoleError', 'UnsupportedMediaTypeError',
-    'ValidationError'
+    'SubjectErasedError', 'TooManyRequestsError', 'UnauthorizedError', 'UnknownRoleError',
+    'UnsupportedMediaTypeError', 'ValidationError'
 ]
 
 
@@ -181,6 +181,11 @@ class StorageFullError(ServiceUnavailableError):
     problem_type = 'urn:pgw:problem:storage-full'
 
 
+class TooManyRequestsError(RateLimitedError):
+    """`urn:pgw:problem:too-many-requests` (429 Too many requests)."""
+    problem_type = 'urn:pgw:problem:too-many-requests'
+
+
 class UnknownRoleError(ForbiddenError):
     """`urn:pgw:problem:unknown-role` (403 Unknown role)."""
     problem_type = 'urn:pgw:problem:unknown-role'
@@ -216,6 +221,7 @@ PROBLEM_CLASSES: dict[str, type[ProblemError]] = {
     'urn:pgw:problem:service-unavailable': ServiceUnavailableError,
     'urn:pgw:problem:storage-full': StorageFullError,
     'urn:pgw:problem:subject-erased': SubjectErasedError,
+    'urn:pgw:problem:too-many-requests': TooManyRequestsError,
     'urn:pgw:problem:unauthorized': UnauthorizedError,
     'urn:pgw:problem:unknown-role': UnknownRoleError,
     'urn:pgw:problem:unsupported-media-type': UnsupportedMediaTypeError,

@@ -37,9 +37,9 @@ DsrInType = Literal[
 
 WebhookInEvents = Literal[
     'consent.given', 'consent.withdrawn', 'dsr.received', 'dsr.completed', 'dsr.overdue',
-    'dsr.rejected', 'subject.erased', 'subject.rectified', 'subject.restricted',
-    'subject.objected', 'record.deleted', 'record.deidentified', 'consent.*', 'dsr.*',
-    'record.*', 'subject.*', '*',
+    'dsr.rejected', 'dsr.extended', 'dsr.failed', 'subject.erased', 'subject.rectified',
+    'subject.restricted', 'subject.objected', 'record.deleted', 'record.deidentified',
+    'consent.*', 'dsr.*', 'record.*', 'subject.*', '*',
 ]
 
 
