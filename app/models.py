@@ -8,6 +8,7 @@ from app.audit.models import (
     AuditSequencer,
     AuditTreeNode,
 )
+from app.console.models import ConsoleLogin, ConsoleSession
 from app.consent.models import ConsentEvent, Notice
 from app.dsr.models import DsrEvent, DsrExport, DsrRequest, LegalHold, Tombstone
 from app.idempotency import IdempotencyKey
@@ -19,6 +20,6 @@ from app.webhooks.models import Webhook
 
 __all__ = ["AccessRequest", "AuditCheckpoint", "AuditEntry", "AuditPending", "AuditSequencer",
            "AuditTreeNode", "BlindIndex",
-           "ConsentEvent", "DsrEvent", "DsrExport", "DsrRequest", "Heartbeat", "IdempotencyKey",
+           "ConsentEvent", "ConsoleLogin", "ConsoleSession", "DsrEvent", "DsrExport", "DsrRequest", "Heartbeat", "IdempotencyKey",
            "Job", "JobAttempt", "KekVersion", "KeyRotation", "KeySetting", "LegalHold", "Notice",
            "Record", "ServiceKey", "SubjectKey", "Tombstone", "Webhook"]

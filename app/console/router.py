@@ -1,0 +1,33 @@
+"""The staff console at /console: its pages, its static files, and where a person lands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, FastAPI, Response
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
+
+from app.auth.scopes import Scope
+from app.console import access_pages, audit_pages, dsr_pages, signin
+from app.console.guard import ConsoleRoute, SignedIn
+
+home = APIRouter(prefix="/console", route_class=ConsoleRoute, include_in_schema=False)
+STATIC = Path(__file__).parent / "static"
+
+
+@home.get("")
+def landing(staff: SignedIn) -> Response:
+    """The first page this person may use."""
+    for scope, page in ((Scope.DSR_MANAGE, "dsr"), (Scope.ACCESS_APPROVE, "access"),
+                        (Scope.AUDIT_READ, "audit")):
+        if staff.caller.has(scope):
+            return RedirectResponse(f"/console/{page}", status_code=303)
+    return RedirectResponse("/console/audit", status_code=303)  # refused there, audited
+
+
+def install(app: FastAPI) -> None:
+    app.mount("/console/static", StaticFiles(directory=STATIC), name="console-static")
+    for router in (signin.router, home, dsr_pages.router, access_pages.router,
+                   audit_pages.router):
+        app.include_router(router)
