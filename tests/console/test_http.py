@@ -60,16 +60,19 @@ def test_session_cookie_flags_and_page_policy(live: LiveServer) -> None:
                   if c.startswith("pgw_console="))
     flags = {part.strip().split("=")[0].lower() for part in cookie.split(";")}
     assert {"httponly", "path", "samesite"} <= flags
-    assert "samesite=lax" in cookie.lower() and "path=/console" in cookie.lower()
+    assert "samesite=lax" in cookie.lower()
+    assert "path=/console" in cookie.lower()
     assert "secure" not in flags  # dev over http; prod is checked below
     queue = client.get("/console/dsr")
     assert queue.status_code == 200
     assert queue.headers["content-security-policy"] == PAGE_CSP
-    assert "unsafe" not in PAGE_CSP and "script-src 'self';" in PAGE_CSP
+    assert "unsafe" not in PAGE_CSP
+    assert "script-src 'self';" in PAGE_CSP
     assert queue.headers["x-frame-options"] == "DENY"
     scripts = _Scripts()
     scripts.feed(client.get("/console/audit/1").text)
-    assert scripts.inline == 0 and scripts.styles == 0
+    assert scripts.inline == 0
+    assert scripts.styles == 0
     assert scripts.sources == ["/console/static/verify.js"]
     assert client.get("/console/static/verify.js").status_code == 200
 
@@ -93,7 +96,8 @@ def test_a_form_without_its_csrf_token_is_refused_and_audited(live: LiveServer,
     assert done.status_code == 303
     assert admin.get(f"/v1/dsr/{dsr_id}").json()["status"] == "rejected"
     [entry] = audit_entries(admin, "dsr.rejected")
-    assert entry["actor"] == "officer-li" and entry["roles"] == ["compliance_officer"]
+    assert entry["actor"] == "officer-li"
+    assert entry["roles"] == ["compliance_officer"]
 
 
 def test_a_person_without_the_scope_is_refused_and_audited(live: LiveServer,
