@@ -12,6 +12,11 @@ from app.auth.scopes import Scope
 from app.console import access_pages, audit_pages, dsr_pages, signin
 from app.console.guard import ConsoleRoute, SignedIn
 
+# Console routes that need no scope: signing in and out, the language switch, and the landing
+# page that sends a person to the first page their scopes open. Every other console route
+# declares its scope (`Needs`), as every API route does (tests/test_routes.py).
+UNSCOPED_PATHS = ("/console/login", "/console/login/dev", "/console/login/oidc",
+                  "/console/callback", "/console/logout", "/console/lang", "/console")
 home = APIRouter(prefix="/console", route_class=ConsoleRoute, include_in_schema=False)
 STATIC = Path(__file__).parent / "static"
 

@@ -73,6 +73,10 @@ def test_officer_works_the_dsr_queue(browser_page: Page, live: LiveServer,
     assert admin.get(f"/v1/dsr/{to_extend}").json()["extended"] is True
     actions = {e["action"]: e["actor"] for e in audit_entries(admin)}
     assert actions["dsr.extended"] == actions["dsr.rejected"] == "officer-li"
+    page.set_viewport_size({"width": 768, "height": 1024})  # a tablet, upright
+    page.goto(f"{live.url}/console/dsr")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 768
+    expect(page.get_by_role("link", name=to_extend)).to_be_visible()
 
 
 def test_officer_downloads_an_erasure_certificate(browser_page: Page, live: LiveServer,
