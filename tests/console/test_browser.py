@@ -77,6 +77,10 @@ def test_officer_works_the_dsr_queue(browser_page: Page, live: LiveServer,
     page.goto(f"{live.url}/console/dsr")
     assert page.evaluate("document.documentElement.scrollWidth") <= 768
     expect(page.get_by_role("link", name=to_extend)).to_be_visible()
+    page.get_by_role("link", name="中文").click()  # the language switch
+    expect(page.get_by_role("heading", level=1)).to_have_text("个人信息权利请求")
+    expect(page.locator("#dsr-queue tbody")).to_contain_text("已拒绝")
+    shoot(page, "dsr-queue-zh-tablet")
 
 
 def test_officer_downloads_an_erasure_certificate(browser_page: Page, live: LiveServer,
