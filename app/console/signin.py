@@ -42,6 +42,7 @@ DEV_PROFILES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "auditor": ((), ("audit:read",)),
     "approver": (("compliance_officer",), ("access:approve", "records:read")),
     "support": (("support_agent",), ("records:read",)),
+    "key_admin": ((), ("keys:admin", "policy:read")),
 }
 
 
