@@ -9,7 +9,14 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from app.auth.scopes import Scope
-from app.console import access_pages, audit_pages, dsr_pages, governance_pages, signin
+from app.console import (
+    access_pages,
+    audit_pages,
+    dsr_pages,
+    governance_pages,
+    signin,
+    subject_pages,
+)
 from app.console.guard import ConsoleRoute, SignedIn
 
 # Console routes that need no scope: signing in and out, the language switch, and the landing
@@ -34,5 +41,5 @@ def landing(staff: SignedIn) -> Response:
 def install(app: FastAPI) -> None:
     app.mount("/console/static", StaticFiles(directory=STATIC), name="console-static")
     for router in (signin.router, home, dsr_pages.router, access_pages.router,
-                   audit_pages.router, governance_pages.router):
+                   audit_pages.router, governance_pages.router, subject_pages.router):
         app.include_router(router)
