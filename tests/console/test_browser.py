@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -19,7 +20,7 @@ from app.keys.signing import Signer
 from app.main import create_app
 from tests.auth.fake_idp import FakeIdP
 from tests.console.browser import browser_page, shoot
-from tests.gateway import audit_entries
+from tests.gateway import Clients, audit_entries, grant_consent, write
 from tests.server import LiveServer
 from tests.tokens import make_token
 
@@ -96,6 +97,7 @@ def test_officer_downloads_an_erasure_certificate(browser_page: Page, live: Live
     dev_sign_in(page, live, "officer", "officer-li")
     page.goto(f"{live.url}/console/dsr/{dsr_id}")
     expect(page.get_by_test_id("status")).to_have_text("Completed")
+    expect(page.get_by_test_id("verification")).to_contain_text("id_document, by svc-verify")
     with page.expect_download() as download:
         page.get_by_role("link", name="Download the erasure certificate").click()
     body = json.loads(Path(download.value.path()).read_text())
@@ -210,3 +212,39 @@ def test_a_provider_user_without_console_scopes_is_refused(
     expect(page.locator(".problem")).to_contain_text("root")
 
 
+
+
+def test_officer_holds_a_subject_and_reads_their_page(browser_page: Page, live: LiveServer,
+                                                      admin: httpx.Client,
+                                                      clients: Clients) -> None:
+    write(clients(sub="svc-crm"), subject_id="cust-1")
+    when = (datetime.now(UTC) - timedelta(days=2)).isoformat().replace("+00:00", "Z")
+    for subject_id in ("cust-1", "cust-2"):
+        grant_consent(admin, subject_id, "marketing_email", captured_at=when)
+    assert admin.post("/v1/subjects/cust-2/consents/marketing_email/withdraw").status_code == 200
+    page = browser_page
+    dev_sign_in(page, live, "officer", "officer-li")
+    page.get_by_role("link", name="Legal holds").click()
+    page.get_by_label("Subject").fill("cust-1")
+    page.get_by_label("Reason").fill("Litigation 2026-17: keep everything")
+    page.get_by_role("button", name="Place a hold").click()
+    held = page.locator("#holds tbody tr").first
+    expect(held).to_contain_text("Litigation 2026-17: keep everything")
+    shoot(page, "legal-holds")
+    page.get_by_role("link", name="Subject", exact=True).click()
+    page.get_by_label("Subject").fill("cust-1")
+    page.get_by_label("Purpose").select_option("customer_support")
+    page.get_by_role("button", name="Show").click()
+    expect(page.locator("#records dd[data-field='name']")).to_contain_text("张伟")
+    expect(page.locator("#consents")).to_contain_text("marketing_email")
+    shoot(page, "subject")
+    page.get_by_role("link", name="Consent", exact=True).click()
+    expect(page.locator("#chart-marketing_email rect.given")).to_have_count(1)
+    expect(page.locator("#chart-marketing_email rect.withdrawn")).to_have_count(1)
+    shoot(page, "consent-chart")
+    page.get_by_role("link", name="Legal holds").click()
+    page.locator("#holds tbody tr").first.get_by_role("button", name="Release").click()
+    expect(page.locator("#holds tbody")).to_contain_text("Nothing here.")
+    actions = [e["action"] for e in audit_entries(admin) if e["actor"] == "officer-li"]
+    assert "legal_hold.placed" in actions
+    assert "legal_hold.released" in actions
