@@ -23,6 +23,7 @@ from app.config import Settings
 from app.console.models import ConsoleLogin, ConsoleSession
 
 LOGIN_TTL = timedelta(minutes=10)
+SEEN_EVERY = timedelta(seconds=30)
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,8 @@ def find(session: Session, settings: Settings, *, token: str,
     if row.expires_at <= now or row.last_seen_at + idle <= now:
         session.delete(row)
         return None
-    row.last_seen_at = now
+    if now - row.last_seen_at > SEEN_EVERY:  # not a write on every page view
+        row.last_seen_at = now
     return Staff(Caller(sub=row.sub, roles=tuple(row.roles), scopes=frozenset(row.scopes),
                         request_id=request_id), row.csrf)
 

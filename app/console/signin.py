@@ -163,9 +163,13 @@ def _exchange(settings: Settings, token_url: str, *, code: str, verifier: str,
 
 @router.get("/callback", name="console_callback")
 async def callback(request: Request, settings: SettingsDep, runtime: RuntimeDep,
-                   code: Annotated[str, Query(min_length=1, max_length=2000)],
-                   state: Annotated[str, Query(min_length=1, max_length=100)]) -> Response:
+                   state: Annotated[str, Query(min_length=1, max_length=100)],
+                   code: Annotated[str | None, Query(min_length=1, max_length=2000)] = None,
+                   error: Annotated[str | None, Query(max_length=100)] = None) -> Response:
     _configured(settings)
+    if code is None:  # the provider refused (RFC 6749 4.1.2.1): say which error it gave
+        raise SignInFailed(f"the identity provider did not sign you in "
+                           f"({error or 'no code'})")
     if not pages.same_token(state, request.cookies.get(LOGIN_COOKIE, "")):
         raise SignInFailed("this sign-in was not started in this browser; start again")
 

@@ -100,6 +100,9 @@ class FakeIdP:
     def authorize(self, query: dict[str, str]) -> tuple[int, dict[str, str]]:
         """The authorization endpoint: signs `user` in at once (no login form) and sends the
         browser back with a code bound to the PKCE challenge; (status, headers)."""
+        if self.user is None and query.get("redirect_uri"):  # nobody signs in: say so
+            back = {"error": "access_denied", "state": query.get("state", "")}
+            return 302, {"Location": f"{query['redirect_uri']}?{urlencode(back)}"}
         if self.user is None or query.get("response_type") != "code" \
                 or query.get("code_challenge_method") != "S256" \
                 or not query.get("code_challenge") or not query.get("redirect_uri"):

@@ -210,6 +210,11 @@ def test_a_provider_user_without_console_scopes_is_refused(
     idp.user = {"sub": "intruder", "roles": ["root"], "scope": "openid dsr:manage"}
     page.goto(f"{live.url}/console/login/oidc")
     expect(page.locator(".problem")).to_contain_text("root")
+    idp.user = None  # the provider refuses to sign anyone in
+    page.goto(f"{live.url}/console/login/oidc")
+    expect(page.locator(".problem")).to_contain_text("access_denied")
+    page.goto(f"{live.url}/console/dsr")  # still the intern's session, refused here
+    expect(page.locator(".problem")).to_contain_text("needs the scope dsr:manage")
 
 
 

@@ -18,7 +18,7 @@ from app.web.pages import PAGE_CSP
 from tests.console.staff import csrf_of, sign_in
 from tests.gateway import audit_entries
 from tests.server import LiveServer
-from tests.tokens import make_token
+from tests.tokens import TEST_ISSUER, TEST_SECRET, make_token
 
 PROD_SECRET = "q7Vd0-LkT3pX9wYbR2mZ8sNcH4fJ6gA1eU5iO"
 
@@ -164,3 +164,25 @@ def test_no_development_sign_in_in_production(
     login_cookie = next(c for c in page.headers.get_list("set-cookie")
                         if c.startswith("pgw_console_login="))
     assert "secure" in login_cookie.lower()
+
+
+def test_an_operator_ends_every_session_of_a_person(
+        live: LiveServer, admin: httpx.Client, settings: Settings,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from app.cli import main as pgw
+
+    laptop, phone = sign_in(live), sign_in(live)
+    other = sign_in(live, "auditor", sub="auditor-zhao")
+    for key, value in {"PGW_DATABASE_URL": settings.sqlalchemy_url,
+                       "PGW_DATA_DIR": str(settings.data_dir),
+                       "PGW_POLICY_DIR": str(settings.policy_dir),
+                       "PGW_JWT_SECRET": TEST_SECRET, "PGW_JWT_ISSUER": TEST_ISSUER}.items():
+        monkeypatch.setenv(key, value)
+    assert pgw(["console", "sign-out", "officer-li", "--operator", "alice"]) == 0
+    assert "officer-li: 2 console session(s) ended" in capsys.readouterr().out
+    for client in (laptop, phone):
+        assert client.get("/console/dsr").headers["location"] == "/console/login"
+    assert other.get("/console/audit").status_code == 200
+    [revoked] = audit_entries(admin, "console.sessions_revoked")
+    assert (revoked["actor"], revoked["details"]) == \
+        ("operator:alice", {"sub": "officer-li", "sessions": 2})
