@@ -33,6 +33,7 @@ def queue(request: Request, staff: Officer, session: SessionDep, settings: Setti
           status: Annotated[str | None, Query(max_length=20)] = None) -> Response:
     chosen = status if status in STATUSES else None
     now = utcnow()
+    # a status is a StrEnum the dsr domain keeps to itself; its value compares equal
     found = service.listing(session, status=chosen, type=None,  # type: ignore[arg-type]
                             overdue=None, subject_id=None, limit=200, now=now)
     counts = service.deadline_counts(session, soon=timedelta(days=settings.dsr_due_soon_days),

@@ -4,13 +4,14 @@ API trusts (PGW_OIDC_ISSUER), with the API's claim mapping; a development sign-i
 from __future__ import annotations
 
 import secrets
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import urlencode
 
 import anyio.to_thread
 import httpx
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
+from sqlalchemy.orm import Session
 
 from app.audit import service as audit
 from app.auth import oidc
@@ -25,7 +26,6 @@ from app.console.guard import (
     ConsoleRoute,
     Form,
     SignedIn,
-    SignInRequired,
 )
 from app.deps import RuntimeDep, SessionDep, SettingsDep
 from app.errors import Forbidden, ServiceUnavailable
@@ -65,7 +65,7 @@ def login_page(request: Request, settings: SettingsDep) -> Response:
     return response
 
 
-def _signed_in(session: Any, settings: Settings, caller: Caller, method: str) -> Response:
+def _signed_in(session: Session, settings: Settings, caller: Caller, method: str) -> Response:
     token = sessions.start(session, settings, caller=caller)
     audit.record(session, caller=caller, action="console.signed_in",
                  details={"method": method, "scopes": sorted(caller.scopes)})
@@ -217,5 +217,3 @@ def switch_language(to: Annotated[str, Query(max_length=8)],
         response.set_cookie(i18n.COOKIE, to, max_age=365 * 86400, path="/", samesite="lax")
     return response
 
-
-__all__ = ["router", "SignInRequired"]
