@@ -15,9 +15,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 from playwright.sync_api import Page, Route, expect
 
+from app.audit import service as audit
+from app.auth.guard import Caller
 from app.config import DEV_ISSUER, Settings
 from app.keys.signing import Signer
 from app.main import create_app
+from app.runtime import Runtime
 from tests.auth.fake_idp import FakeIdP
 from tests.console.browser import browser_page, shoot
 from tests.gateway import Clients, audit_entries, grant_consent, write
@@ -253,3 +256,17 @@ def test_officer_holds_a_subject_and_reads_their_page(browser_page: Page, live: 
     actions = [e["action"] for e in audit_entries(admin) if e["actor"] == "officer-li"]
     assert "legal_hold.placed" in actions
     assert "legal_hold.released" in actions
+
+
+def test_an_entry_with_floats_and_big_integers_verifies(browser_page: Page, live: LiveServer,
+                                                        runtime: Runtime) -> None:
+    """The page hashes the bytes Python wrote: 1.0 stays 1.0 and 2^64 + 1 is not rounded."""
+    with runtime.transaction() as session:
+        audit.record(session, caller=Caller(sub="bench"), action="test.numbers",
+                     details={"ratio": 1.0, "tiny": 1e-07, "big": 2**64 + 1, "中文": "值"})
+    page = browser_page
+    dev_sign_in(page, live, "auditor", "auditor-zhao")
+    page.get_by_label("Action").fill("test.numbers")
+    page.get_by_role("button", name="Search").click()
+    page.locator("#entries tbody tr").first.get_by_role("link").click()
+    expect(page.locator("#verdict")).to_have_attribute("data-state", "verified")

@@ -6,8 +6,65 @@
 
 const enc = new TextEncoder();
 
+// Numbers keep the text they were sent as: JSON.parse would turn 1.0 into 1 and round integers
+// beyond 2^53, and the hash covers the exact bytes Python wrote.
+class RawNumber {
+  constructor(raw) { this.raw = raw; }
+}
+
+function parseJson(text) {
+  let at = 0;
+  const token = (pattern) => {
+    pattern.lastIndex = at;
+    const found = pattern.exec(text);
+    if (!found) throw new Error(`not JSON at ${at}`);
+    at += found[0].length;
+    return found[0];
+  };
+  const space = () => token(/[ \t\n\r]*/y);
+  const string = () => JSON.parse(token(/"(?:[^"\\\u0000-\u001f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"/y));
+  const expect = (char) => { space(); if (text[at++] !== char) throw new Error(`expected ${char}`); };
+  function value() {
+    space();
+    const c = text[at];
+    if (c === "{") {
+      at++; const object = {}; space();
+      if (text[at] === "}") { at++; return object; }
+      for (;;) {
+        space(); const key = string(); expect(":"); object[key] = value(); space();
+        if (text[at] === ",") { at++; continue; }
+        expect("}"); return object;
+      }
+    }
+    if (c === "[") {
+      at++; const array = []; space();
+      if (text[at] === "]") { at++; return array; }
+      for (;;) {
+        array.push(value()); space();
+        if (text[at] === ",") { at++; continue; }
+        expect("]"); return array;
+      }
+    }
+    if (c === '"') return string();
+    if (c === "-" || (c >= "0" && c <= "9")) {
+      return new RawNumber(token(/-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/y));
+    }
+    for (const [word, meaning] of [["true", true], ["false", false], ["null", null]]) {
+      if (text.startsWith(word, at)) { at += word.length; return meaning; }
+    }
+    throw new Error(`not JSON at ${at}`);
+  }
+  const parsed = value();
+  space();
+  if (at !== text.length) throw new Error("trailing text after JSON");
+  return parsed;
+}
+
+const num = (value) => (value instanceof RawNumber ? Number(value.raw) : value);
+
 function canonical(value) {
   // Python's json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+  if (value instanceof RawNumber) return value.raw;
   if (value === null || typeof value !== "object") return JSON.stringify(value);
   if (Array.isArray(value)) return "[" + value.map(canonical).join(",") + "]";
   const keys = Object.keys(value).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
@@ -93,9 +150,9 @@ async function check(doc, pinned) {
   const key = await importKey(pinned || doc.public_key);
   const signer = await signedBy(note, key);
   checks.push([`checkpoint signature (${signer ?? "none valid"})`, signer !== null]);
-  checks.push([`tree size ${note.size}`, note.size === doc.tree_size]);
+  checks.push([`tree size ${note.size}`, note.size === num(doc.tree_size)]);
   const leaf = await sha256(Uint8Array.of(0), data);
-  const root = await rootFromProof(leaf, entry.seq - 1, note.size, doc.proof.map(unhex));
+  const root = await rootFromProof(leaf, num(entry.seq) - 1, note.size, doc.proof.map(unhex));
   checks.push(["inclusion proof to the signed root", root !== null && same(root, note.root)]);
   return checks;
 }
@@ -111,7 +168,8 @@ async function run() {
   try {
     const answer = await fetch(section.dataset.proof, { credentials: "same-origin" });
     if (!answer.ok) throw new Error(`HTTP ${answer.status}`);
-    checks = await check(await answer.json(), document.getElementById("pinned-key").value.trim());
+    checks = await check(parseJson(await answer.text()),
+      document.getElementById("pinned-key").value.trim());
   } catch (error) {
     checks = [[String(error.message || error), false]];
   }
