@@ -186,3 +186,29 @@ def test_an_operator_ends_every_session_of_a_person(
     [revoked] = audit_entries(admin, "console.sessions_revoked")
     assert (revoked["actor"], revoked["details"]) == \
         ("operator:alice", {"sub": "officer-li", "sessions": 2})
+
+
+def test_nobody_decides_their_own_access_request(live: LiveServer, admin: httpx.Client) -> None:
+    requester = live.client(make_token(sub="analyst-chen", scope="records:read",
+                                       roles=["support_agent"]))
+    filed = requester.post("/v1/access-requests", json={
+        "subject_id": "cust-9", "fields": ["email"], "purpose": "customer_support",
+        "justification": "Customer asked us to confirm the address", "duration": "PT1H"})
+    assert filed.status_code == 201, filed.text
+    request_id = filed.json()["id"]
+    same = sign_in(live, "approver", sub="analyst-chen")
+    page = same.get("/console/access").text
+    assert "Your own request: someone else decides." in page
+    assert f"/console/access/{request_id}/approve" not in page
+    forged = same.post(f"/console/access/{request_id}/approve",
+                       data={"csrf": csrf_of(same, "/console/access")})
+    assert forged.status_code == 403
+    assert "cannot approve or deny their own request" in forged.text
+    assert requester.get(f"/v1/access-requests/{request_id}").json()["status"] == "pending"
+    [refused] = audit_entries(admin, "access.approved")
+    assert (refused["actor"], refused["outcome"]) == ("analyst-chen", "denied")
+    denied = sign_in(live, "approver", sub="approver-sun").post(
+        f"/console/access/{request_id}/deny",
+        data={"csrf": csrf_of(sign_in(live, "approver", sub="approver-sun"), "/console/access"),
+              "reason": "not needed"})
+    assert denied.status_code == 403  # that form's token belongs to another session
