@@ -124,10 +124,11 @@ def _configured(settings: Settings) -> str:
 
 
 @router.get("/login/oidc")
-def oidc_login(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+def oidc_login(request: Request, settings: SettingsDep, runtime: RuntimeDep) -> Response:
     client_id = _configured(settings)
-    authorize, _ = _endpoints(settings)
-    state, challenge = sessions.begin_login(session)
+    authorize, _ = _endpoints(settings)  # before any database session: no wait holds one
+    with runtime.transaction() as session:
+        state, challenge = sessions.begin_login(session)
     query = urlencode({"response_type": "code", "client_id": client_id, "scope": "openid",
                        "redirect_uri": str(request.url_for("console_callback")),
                        "state": state, "code_challenge": challenge,
