@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     from app.access import cli as access_cli
     from app.audit import cli as audit_cli
     from app.consent import cli as consent_cli
+    from app.console import cli as console_cli
     from app.datasets import cli as datasets_cli
     from app.dsr import cli as dsr_cli
     from app.jobs import cli as jobs_cli
@@ -116,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     consent_cli.register(commands)
     dsr_cli.register(commands)
     access_cli.register(commands)
+    console_cli.register(commands)
     webhooks_cli.register(commands)
     jobs_cli.register(commands)
     retention_cli.register(commands)

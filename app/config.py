@@ -79,6 +79,11 @@ class Settings(BaseSettings):
     jwt_max_lifetime_seconds: int = Field(default=86400, ge=60, le=30 * 86400)  # exp - iat
     # Keys from the operator's identity provider: its discovery document, or a JWKS URL.
     oidc_issuer: str | None = None
+    # The staff console signs people in at that provider (authorization code with PKCE).
+    oidc_client_id: str | None = Field(default=None, min_length=1, max_length=255)
+    oidc_client_secret: SecretStr | None = None  # confidential clients only; PKCE either way
+    console_session_idle_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    console_session_hours: float = Field(default=8, gt=0, le=24)  # however active
     jwt_jwks_url: str | None = None
     jwks_cache_seconds: int = Field(default=900, ge=60, le=86400)  # longest between refreshes
     jwks_refresh_min_interval_seconds: float = Field(default=30, ge=1, le=3600)  # unknown kid

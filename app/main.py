@@ -18,6 +18,7 @@ from app.auth.openapi import install_openapi
 from app.auth.tokens import load_verifier
 from app.config import ConfigError, Settings, load_settings
 from app.consent.router import router as consent_router
+from app.console.router import install as install_console
 from app.datasets.router import router as datasets_router
 from app.dsr.router import holds_router
 from app.dsr.router import router as dsr_router
@@ -106,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(datasets_router)
     app.include_router(privacy_router)
     app.include_router(privacy_account_router)
+    install_console(app)
     install_docs(app, title=app.title)
     install_openapi(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes,

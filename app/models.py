@@ -9,6 +9,7 @@ from app.audit.models import (
     AuditTreeNode,
 )
 from app.consent.models import ConsentEvent, Notice
+from app.console.models import ConsoleLogin, ConsoleSession
 from app.dsr.models import DsrEvent, DsrExport, DsrRequest, LegalHold, Tombstone
 from app.idempotency import IdempotencyKey
 from app.jobs.models import Job, JobAttempt
@@ -20,6 +21,7 @@ from app.webhooks.models import Webhook
 
 __all__ = ["AccessRequest", "AuditCheckpoint", "AuditEntry", "AuditPending", "AuditSequencer",
            "AuditTreeNode", "BlindIndex", "CentreSession", "CodeChallenge",
-           "ConsentEvent", "DsrEvent", "DsrExport", "DsrRequest", "Heartbeat", "IdempotencyKey",
+           "ConsentEvent", "ConsoleLogin", "ConsoleSession", "DsrEvent", "DsrExport",
+           "DsrRequest", "Heartbeat", "IdempotencyKey",
            "Job", "JobAttempt", "KekVersion", "KeyRotation", "KeySetting", "LegalHold", "Notice",
            "Record", "ServiceKey", "SubjectKey", "Throttle", "Tombstone", "Webhook"]

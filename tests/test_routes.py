@@ -7,6 +7,8 @@ from typing import Any
 from fastapi.routing import APIRoute
 
 from app.auth.guard import RequireScope
+from app.console.guard import Needs
+from app.console.router import UNSCOPED_PATHS
 from app.main import create_app
 from app.ops.router import PUBLIC_PATHS
 
@@ -22,7 +24,7 @@ def _page(route: APIRoute) -> bool:
 def _scopes(dependant: Any) -> list[str]:
     found: list[str] = []
     for dependency in dependant.dependencies:
-        if isinstance(dependency.call, RequireScope):
+        if isinstance(dependency.call, RequireScope | Needs):
             found.extend(scope.value for scope in dependency.call.scopes)
         found.extend(_scopes(dependency))
     return found
@@ -42,8 +44,10 @@ def test_every_route_declares_a_scope(settings: Any) -> None:
     app = create_app(settings)
     routes = [r for r in api_routes(app.routes) if not _page(r)]
     assert routes, "no API routes found"
-    missing = [r.path for r in routes if r.path not in PUBLIC_PATHS and not _scopes(r.dependant)]
+    missing = [r.path for r in routes if r.path not in PUBLIC_PATHS | set(UNSCOPED_PATHS)
+               and not _scopes(r.dependant)]
     assert missing == []
+    assert {r.path for r in routes if r.path in UNSCOPED_PATHS} == set(UNSCOPED_PATHS)
     assert {r.path for r in routes if r.path in PUBLIC_PATHS} == set(PUBLIC_PATHS)
 
 

@@ -278,6 +278,15 @@ def history(session: Session, subject_id: str) -> list[ConsentEvent]:
                                 .order_by(ConsentEvent.id)))
 
 
+def daily_counts(session: Session, *, since: datetime) -> list[tuple[str, str, str, int]]:
+    """(day, purpose, event, count) of the consent events captured since `since` (charts)."""
+    day = func.date(ConsentEvent.captured_at)
+    rows = session.execute(select(day, ConsentEvent.purpose, ConsentEvent.event, func.count())
+                           .where(ConsentEvent.captured_at >= since)
+                           .group_by(day, ConsentEvent.purpose, ConsentEvent.event))
+    return [(str(d)[:10], purpose, str(event), int(n)) for d, purpose, event, n in rows]
+
+
 def get_event(session: Session, event_id: int) -> ConsentEvent:
     event = session.get(ConsentEvent, event_id)
     if event is None:

@@ -4,17 +4,23 @@ made to fail or be switched off."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import secrets
 import threading
 import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 KEYS_PATH = "/protocol/openid-connect/certs"
+AUTH_PATH = "/protocol/openid-connect/auth"
+TOKEN_PATH = "/protocol/openid-connect/token"
 
 
 def new_key(alg: str) -> Any:
@@ -45,6 +51,12 @@ class FakeIdP:
         self.cache_control: str | None = None
         self.publish_alg = publish_alg
         self.keys: dict[str, tuple[Any, str]] = {}
+        # Sign-in (authorization code with PKCE): who is signed in at the provider, as the
+        # claims their access token will carry; None refuses every sign-in.
+        self.user: dict[str, Any] | None = None
+        self.audience = "privacy-gateway"
+        self.codes: dict[str, dict[str, Any]] = {}
+        self.token_requests: list[dict[str, str]] = []
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.server.daemon_threads = True
         self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -78,10 +90,46 @@ class FakeIdP:
     def document(self, path: str) -> dict[str, Any] | None:
         if path == self.issuer.removeprefix(self.base) + "/.well-known/openid-configuration":
             return {"issuer": self.discovery_issuer, "jwks_uri": self.jwks_uri,
+                    "authorization_endpoint": self.issuer + AUTH_PATH,
+                    "token_endpoint": self.issuer + TOKEN_PATH,
                     "id_token_signing_alg_values_supported": ["RS256"]}
         if path == self.jwks_uri.removeprefix(self.base):
             return self.key_set()
         return None
+
+    def authorize(self, query: dict[str, str]) -> tuple[int, dict[str, str]]:
+        """The authorization endpoint: signs `user` in at once (no login form) and sends the
+        browser back with a code bound to the PKCE challenge; (status, headers)."""
+        if self.user is None and query.get("redirect_uri"):  # nobody signs in: say so
+            back = {"error": "access_denied", "state": query.get("state", "")}
+            return 302, {"Location": f"{query['redirect_uri']}?{urlencode(back)}"}
+        if self.user is None or query.get("response_type") != "code" \
+                or query.get("code_challenge_method") != "S256" \
+                or not query.get("code_challenge") or not query.get("redirect_uri"):
+            return 400, {}
+        code = secrets.token_urlsafe(24)
+        self.codes[code] = {"client_id": query.get("client_id"), "claims": dict(self.user),
+                            "redirect_uri": query["redirect_uri"],
+                            "challenge": query["code_challenge"]}
+        back = {"code": code, "state": query.get("state", "")}
+        return 302, {"Location": f"{query['redirect_uri']}?{urlencode(back)}"}
+
+    def exchange(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        """The token endpoint: a code once, for the same client and redirect, with the
+        verifier whose S256 hash was the challenge."""
+        self.token_requests.append(form)
+        grant = self.codes.pop(form.get("code", ""), None)
+        verifier = form.get("code_verifier", "")
+        digest = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+        if grant is None or form.get("grant_type") != "authorization_code" \
+                or form.get("client_id") != grant["client_id"] \
+                or form.get("redirect_uri") != grant["redirect_uri"] \
+                or digest.rstrip(b"=").decode() != grant["challenge"]:
+            return 400, {"error": "invalid_grant"}
+        access = self.token({"aud": self.audience, **grant["claims"]})
+        identity = self.token({"aud": grant["client_id"], "sub": grant["claims"]["sub"]})
+        return 200, {"access_token": access, "id_token": identity, "token_type": "Bearer",
+                     "expires_in": 300}
 
     def jwks_hits(self) -> int:
         return self.hits[self.jwks_uri.removeprefix(self.base)]
@@ -97,8 +145,34 @@ class FakeIdP:
 
 def _handler(idp: FakeIdP) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        def _answer(self, status: int, body: bytes = b"",
+                    headers: dict[str, str] | None = None) -> None:
+            self.send_response(status)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self) -> None:  # noqa: N802 - the http.server API
+            idp.hits[self.path] += 1
+            length = int(self.headers.get("Content-Length") or 0)
+            form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
+            if self.path != idp.issuer.removeprefix(idp.base) + TOKEN_PATH:
+                self._answer(404)
+                return
+            status, document = idp.exchange(form)
+            self._answer(status, json.dumps(document).encode(),
+                         {"Content-Type": "application/json"})
+
         def do_GET(self) -> None:  # noqa: N802 - the http.server API
             idp.hits[self.path] += 1
+            parts = urlsplit(self.path)
+            if parts.path == idp.issuer.removeprefix(idp.base) + AUTH_PATH:
+                status, headers = idp.authorize(
+                    {k: v[0] for k, v in parse_qs(parts.query).items()})
+                self._answer(status, headers=headers)
+                return
             if idp.delay:
                 time.sleep(idp.delay)
             document = idp.document(self.path)

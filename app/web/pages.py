@@ -1,0 +1,63 @@
+"""Plumbing for server-rendered sites: a Jinja2 environment with autoescaping, the security
+headers every page carries, and language negotiation. Pages load scripts and styles only from
+our own static files: the policy allows no inline script, no inline style and no other origin."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from app.errors import Invalid
+from app.web import i18n
+
+PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+PAGE_HEADERS = {"content-security-policy": PAGE_CSP, "cache-control": "no-store",
+                "x-frame-options": "DENY"}
+
+
+def environment(templates: Path, **filters: Callable[..., Any]) -> Environment:
+    env = Environment(loader=FileSystemLoader(templates), autoescape=select_autoescape(
+        default=True, default_for_string=True), trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(filters)
+    return env
+
+
+def render(env: Environment, request: Request, name: str, *, status: int = 200,
+           **context: Any) -> HTMLResponse:
+    language = i18n.language(request)
+    html = env.get_template(name).render(
+        request=request, lang=language, t=i18n.translator(language),
+        languages=i18n.LANGUAGES, **context)
+    return HTMLResponse(html, status_code=status, headers=PAGE_HEADERS)
+
+
+def same_token(given: object, expected: str) -> bool:
+    """Compare a form's CSRF token with the session's in constant time."""
+    return isinstance(given, str) and secrets.compare_digest(given.encode(), expected.encode())
+
+
+class FormRefused(Invalid):
+    type, title = "form-refused", "Form refused"
+
+
+async def read_form(request: Request, *, max_fields: int = 50) -> dict[str, str]:
+    """A posted HTML form (application/x-www-form-urlencoded; its size is bounded by the body
+    limit). Parsed here with the standard library rather than a multipart parser: pages post
+    no files."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/x-www-form-urlencoded":
+        raise FormRefused("a form is posted as application/x-www-form-urlencoded")
+    try:
+        pairs = parse_qsl((await request.body()).decode("utf-8"), keep_blank_values=True,
+                          max_num_fields=max_fields, strict_parsing=False)
+    except (UnicodeDecodeError, ValueError):
+        raise FormRefused("the form cannot be read") from None
+    return dict(pairs)
