@@ -9,13 +9,14 @@ from pgw_client.problems import ProblemError
 
 __all__ = [
     'PROBLEM_CLASSES', 'AnonymizationTargetUnreachableError', 'AuditWriteFailedError',
-    'BadRequestError', 'ConflictError', 'DatabaseBusyError', 'DatabaseUnavailableError',
-    'ForbiddenError', 'GoneError', 'IdentityProviderUnavailableError',
-    'InsufficientScopeError', 'InternalError', 'InvalidCiphertextError', 'KeyDamagedError',
-    'KeyRetiredError', 'LegalHoldError', 'MethodNotAllowedError', 'NotFoundError',
-    'NotReadyError', 'PayloadTooLargeError', 'PiiScanTimeoutError', 'PreconditionFailedError',
-    'PurposeNotAllowedError', 'RateLimitedError', 'RecordClosedError', 'SealedError',
-    'SeparationOfDutiesError', 'ServiceUnavailableError', 'StorageFullError',
+    'BadRequestError', 'ConflictError', 'CsrfRefusedError', 'DatabaseBusyError',
+    'DatabaseUnavailableError', 'ForbiddenError', 'FormRefusedError', 'GoneError',
+    'IdentityProviderUnavailableError', 'InsufficientScopeError', 'InternalError',
+    'InvalidCiphertextError', 'KeyDamagedError', 'KeyRetiredError', 'LegalHoldError',
+    'MethodNotAllowedError', 'NotFoundError', 'NotReadyError', 'PayloadTooLargeError',
+    'PiiScanTimeoutError', 'PreconditionFailedError', 'PurposeNotAllowedError',
+    'RateLimitedError', 'RecordClosedError', 'SealedError', 'SeparationOfDutiesError',
+    'ServiceUnavailableError', 'SignInFailedError', 'SignInRequiredError', 'StorageFullError',
     'SubjectErasedError', 'TooManyRequestsError', 'UnauthorizedError', 'UnknownRoleError',
     'UnsupportedMediaTypeError', 'ValidationError'
 ]
@@ -106,6 +107,11 @@ class AuditWriteFailedError(InternalError):
     problem_type = 'urn:pgw:problem:audit-write-failed'
 
 
+class CsrfRefusedError(ForbiddenError):
+    """`urn:pgw:problem:csrf-refused` (403 Form refused)."""
+    problem_type = 'urn:pgw:problem:csrf-refused'
+
+
 class DatabaseBusyError(ServiceUnavailableError):
     """`urn:pgw:problem:database-busy` (503 Database busy)."""
     problem_type = 'urn:pgw:problem:database-busy'
@@ -114,6 +120,11 @@ class DatabaseBusyError(ServiceUnavailableError):
 class DatabaseUnavailableError(ServiceUnavailableError):
     """`urn:pgw:problem:database-unavailable` (503 Database unavailable)."""
     problem_type = 'urn:pgw:problem:database-unavailable'
+
+
+class FormRefusedError(ValidationError):
+    """`urn:pgw:problem:form-refused` (422 Form refused)."""
+    problem_type = 'urn:pgw:problem:form-refused'
 
 
 class IdentityProviderUnavailableError(ServiceUnavailableError):
@@ -176,6 +187,16 @@ class SeparationOfDutiesError(ForbiddenError):
     problem_type = 'urn:pgw:problem:separation-of-duties'
 
 
+class SignInFailedError(ForbiddenError):
+    """`urn:pgw:problem:sign-in-failed` (403 Sign-in failed)."""
+    problem_type = 'urn:pgw:problem:sign-in-failed'
+
+
+class SignInRequiredError(UnauthorizedError):
+    """`urn:pgw:problem:sign-in-required` (401 Sign-in required)."""
+    problem_type = 'urn:pgw:problem:sign-in-required'
+
+
 class StorageFullError(ServiceUnavailableError):
     """`urn:pgw:problem:storage-full` (503 Storage full)."""
     problem_type = 'urn:pgw:problem:storage-full'
@@ -196,9 +217,11 @@ PROBLEM_CLASSES: dict[str, type[ProblemError]] = {
     'urn:pgw:problem:audit-write-failed': AuditWriteFailedError,
     'urn:pgw:problem:bad-request': BadRequestError,
     'urn:pgw:problem:conflict': ConflictError,
+    'urn:pgw:problem:csrf-refused': CsrfRefusedError,
     'urn:pgw:problem:database-busy': DatabaseBusyError,
     'urn:pgw:problem:database-unavailable': DatabaseUnavailableError,
     'urn:pgw:problem:forbidden': ForbiddenError,
+    'urn:pgw:problem:form-refused': FormRefusedError,
     'urn:pgw:problem:gone': GoneError,
     'urn:pgw:problem:identity-provider-unavailable': IdentityProviderUnavailableError,
     'urn:pgw:problem:insufficient-scope': InsufficientScopeError,
@@ -219,6 +242,8 @@ PROBLEM_CLASSES: dict[str, type[ProblemError]] = {
     'urn:pgw:problem:sealed': SealedError,
     'urn:pgw:problem:separation-of-duties': SeparationOfDutiesError,
     'urn:pgw:problem:service-unavailable': ServiceUnavailableError,
+    'urn:pgw:problem:sign-in-failed': SignInFailedError,
+    'urn:pgw:problem:sign-in-required': SignInRequiredError,
     'urn:pgw:problem:storage-full': StorageFullError,
     'urn:pgw:problem:subject-erased': SubjectErasedError,
     'urn:pgw:problem:too-many-requests': TooManyRequestsError,
