@@ -12,9 +12,10 @@ from app.access.models import AccessRequest, AccessRequestStatus
 from app.access.schemas import AccessRequestIn, AccessRequestOut, DecisionIn, request_dict
 from app.auth.guard import Caller, RequireScope
 from app.auth.scopes import Scope
+from app.db import Position
 from app.deps import PolicyDep, SessionDep
 from app.errors import PROBLEM_RESPONSES
-from app.schemas import Page, offset_page
+from app.schemas import Page, keyset_page
 
 router = APIRouter(prefix="/v1/access-requests", tags=["access"], responses=PROBLEM_RESPONSES)
 Requester = Annotated[Caller, Depends(RequireScope(Scope.RECORDS_READ))]
@@ -47,9 +48,10 @@ def list_requests(session: SessionDep, caller: Viewer,
                   cursor: Annotated[str | None, Query(max_length=200)] = None,
                   ) -> Page[AccessRequestOut]:
     """Approvers see every request; anyone else sees their own. Newest first."""
-    found, following = offset_page(
-        lambda n: service.listing(session, caller=caller, status=status, limit=n),
-        cursor=cursor, limit=limit)
+    found, following = keyset_page(
+        lambda after, n: service.listing(session, caller=caller, status=status, limit=n,
+                                         after=after),
+        position=lambda r: Position(r.created_at, r.id), cursor=cursor, limit=limit)
     return Page[AccessRequestOut](items=[_out(r, caller) for r in found], next=following)
 
 

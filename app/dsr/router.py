@@ -13,6 +13,7 @@ from app.audit import service as audit
 from app.auth.guard import Caller, RequireScope
 from app.auth.scopes import Scope
 from app.clock import utcnow
+from app.db import Position
 from app.deps import KeyringDep, PolicyDep, RuntimeDep, SessionDep
 from app.dsr import export, holds, service, verification
 from app.dsr.models import DsrExport, DsrRequest, DsrStatus
@@ -28,7 +29,7 @@ from app.dsr.schemas import (
     VerificationIn,
 )
 from app.errors import PROBLEM_RESPONSES, GatewayError, NotFound
-from app.schemas import Page, offset_page
+from app.schemas import Page, keyset_page
 
 router = APIRouter(prefix="/v1/dsr", tags=["data-subject requests"],
                    responses=PROBLEM_RESPONSES)
@@ -105,9 +106,10 @@ def list_requests(session: SessionDep, caller: Manager,
                   limit: Annotated[int, Query(ge=1, le=500)] = 100,
                   cursor: Annotated[str | None, Query(max_length=200)] = None) -> Page[DsrOut]:
     """Requests by deadline, soonest first."""
-    found, following = offset_page(
-        lambda n: service.listing(session, status=status, type=type, overdue=overdue,
-                                  subject_id=subject_id, limit=n), cursor=cursor, limit=limit)
+    found, following = keyset_page(
+        lambda after, n: service.listing(session, status=status, type=type, overdue=overdue,
+                                         subject_id=subject_id, limit=n, after=after),
+        position=lambda d: Position(d.due_at, d.id), cursor=cursor, limit=limit)
     audit.record(session, caller=caller, action="dsr.listed", subject_id=subject_id,
                  details={"count": len(found), "status": status, "type": type,
                           "overdue": overdue})
@@ -223,9 +225,10 @@ def list_holds(session: SessionDep, caller: Manager,
                limit: Annotated[int, Query(ge=1, le=500)] = 100,
                cursor: Annotated[str | None, Query(max_length=200)] = None) -> Page[LegalHoldOut]:
     """Holds, newest first."""
-    found, following = offset_page(
-        lambda n: holds.listing(session, subject_id=subject_id, active_only=active, limit=n),
-        cursor=cursor, limit=limit)
+    found, following = keyset_page(
+        lambda after, n: holds.listing(session, subject_id=subject_id, active_only=active,
+                                       limit=n, after=after),
+        position=lambda h: Position(h.created_at, h.id), cursor=cursor, limit=limit)
     return Page[LegalHoldOut].model_validate({"items": [holds.hold_dict(h) for h in found],
                                               "next": following})
 

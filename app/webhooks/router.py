@@ -10,9 +10,10 @@ from pydantic import Field, WithJsonSchema
 
 from app.auth.guard import Caller, RequireScope
 from app.auth.scopes import Scope
+from app.db import Position
 from app.deps import KeyringDep, SessionDep, SettingsDep
 from app.errors import PROBLEM_RESPONSES
-from app.schemas import Page, StrictModel, offset_page
+from app.schemas import Page, StrictModel, keyset_page
 from app.webhooks import events, outbox, service, targets
 from app.webhooks.schemas import WebhookCreatedOut, WebhookOut
 
@@ -54,8 +55,9 @@ def list_webhooks(session: SessionDep, caller: Manager,
                   limit: Annotated[int, Query(ge=1, le=500)] = 100,
                   cursor: Annotated[str | None, Query(max_length=200)] = None) -> Page[WebhookOut]:
     """Active subscribers, oldest first."""
-    found, following = offset_page(lambda n: service.listing(session)[:n], cursor=cursor,
-                                   limit=limit)
+    found, following = keyset_page(
+        lambda after, n: service.listing(session, limit=n, after=after),
+        position=lambda w: Position(w.created_at, w.id), cursor=cursor, limit=limit)
     return Page[WebhookOut].model_validate({"items": [service.webhook_dict(w) for w in found],
                                             "next": following})
 
