@@ -45,17 +45,3 @@ def document_scopes(schema: dict[str, Any], app: FastAPI) -> None:
     scheme = schema.get("components", {}).get("securitySchemes", {}).get(SCHEME)
     if scheme is not None:
         scheme["bearerFormat"] = "JWT"
-
-
-def install_openapi(app: FastAPI) -> None:
-    """Make app.openapi() return the document with the scopes added."""
-    generate = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        fresh = app.openapi_schema is None
-        schema = generate()  # cached by FastAPI after the first call
-        if fresh:
-            document_scopes(schema, app)
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]

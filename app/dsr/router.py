@@ -28,13 +28,12 @@ from app.dsr.schemas import (
     ReasonIn,
     VerificationIn,
 )
-from app.errors import PROBLEM_RESPONSES, GatewayError, NotFound
+from app.errors import Conflict, GatewayError, NotFound, problems
+from app.keys.keyring import KeyDamaged, KeyRetired, SubjectErased
 from app.schemas import Page, keyset_page
 
-router = APIRouter(prefix="/v1/dsr", tags=["data-subject requests"],
-                   responses=PROBLEM_RESPONSES)
-holds_router = APIRouter(prefix="/v1/legal-holds", tags=["data-subject requests"],
-                         responses=PROBLEM_RESPONSES)
+router = APIRouter(prefix="/v1/dsr", tags=["data-subject requests"])
+holds_router = APIRouter(prefix="/v1/legal-holds", tags=["data-subject requests"])
 Submitter = Annotated[Caller, Depends(RequireScope(Scope.DSR_SUBMIT))]
 Manager = Annotated[Caller, Depends(RequireScope(Scope.DSR_MANAGE))]
 Viewer = Annotated[Caller, Depends(RequireScope(Scope.DSR_MANAGE, Scope.DSR_SUBMIT))]
@@ -66,7 +65,8 @@ def _visible(session: Session, caller: Caller, dsr_id: str, *, operation: str,
     return dsr
 
 
-@router.post("", status_code=202, response_model=DsrSubmittedOut)
+@router.post("", status_code=202, response_model=DsrSubmittedOut,
+             responses=problems(Conflict, SubjectErased))
 def submit(body: DsrIn, session: SessionDep, caller: Submitter, keyring: KeyringDep,
            runtime: RuntimeDep, response: Response,
            idempotency_key: Annotated[str | None, Header(alias=idempotency.HEADER)] = None,
@@ -118,7 +118,8 @@ def list_requests(session: SessionDep, caller: Manager,
                                         "next": following})
 
 
-@router.get("/{dsr_id}", response_model=DsrOut, response_model_exclude_unset=True)
+@router.get("/{dsr_id}", response_model=DsrOut, response_model_exclude_unset=True,
+            responses=problems(NotFound))
 def get_request(dsr_id: DsrId, session: SessionDep, caller: Viewer) -> DsrOut:
     """Status and, for `dsr:manage`, the subject and a timeline of every step, job attempts
     and their errors included."""
@@ -131,7 +132,8 @@ def get_request(dsr_id: DsrId, session: SessionDep, caller: Viewer) -> DsrOut:
                                  {"timeline": service.timeline(session, dsr)})
 
 
-@router.post("/{dsr_id}/verify", response_model=DsrOut, response_model_exclude_unset=True)
+@router.post("/{dsr_id}/verify", response_model=DsrOut, response_model_exclude_unset=True,
+             responses=problems(NotFound, Conflict))
 def verify(dsr_id: DsrId, body: VerificationIn, session: SessionDep, caller: Verifier,
            keyring: KeyringDep, policy: PolicyDep) -> DsrOut:
     """Assert that the person behind an unverified request was verified, by a method the
@@ -144,7 +146,8 @@ def verify(dsr_id: DsrId, body: VerificationIn, session: SessionDep, caller: Ver
     return DsrOut.model_validate(service.dsr_dict(dsr))
 
 
-@router.post("/{dsr_id}/extend", response_model=DsrOut, response_model_exclude_unset=True)
+@router.post("/{dsr_id}/extend", response_model=DsrOut, response_model_exclude_unset=True,
+             responses=problems(NotFound, Conflict))
 def extend(dsr_id: DsrId, body: ReasonIn, session: SessionDep, caller: Manager,
            policy: PolicyDep) -> DsrOut:
     """Extend the deadline once, within the first period, with the reason the person is told."""
@@ -153,14 +156,16 @@ def extend(dsr_id: DsrId, body: ReasonIn, session: SessionDep, caller: Manager,
     return DsrOut.model_validate(service.dsr_dict(dsr))
 
 
-@router.post("/{dsr_id}/reject", response_model=DsrOut, response_model_exclude_unset=True)
+@router.post("/{dsr_id}/reject", response_model=DsrOut, response_model_exclude_unset=True,
+             responses=problems(NotFound, Conflict))
 def reject(dsr_id: DsrId, body: ReasonIn, session: SessionDep,
            caller: Manager) -> DsrOut:
     return DsrOut.model_validate(service.dsr_dict(service.reject(
         session, caller=caller, dsr_id=dsr_id, reason=body.reason)))
 
 
-@router.post("/{dsr_id}/retry", response_model=DsrOut, response_model_exclude_unset=True)
+@router.post("/{dsr_id}/retry", response_model=DsrOut, response_model_exclude_unset=True,
+             responses=problems(NotFound, Conflict))
 def retry(dsr_id: DsrId, session: SessionDep, caller: Manager) -> DsrOut:
     """Run a failed request again, once what made it fail is fixed; it resumes where it
     stopped."""
@@ -168,7 +173,9 @@ def retry(dsr_id: DsrId, session: SessionDep, caller: Manager) -> DsrOut:
         service.retry(session, caller=caller, dsr_id=dsr_id)))
 
 
-@router.get("/{dsr_id}/export", responses={200: {"content": {"text/html": {}}}})
+@router.get("/{dsr_id}/export",
+            responses=problems(NotFound, Gone, NotReady, KeyDamaged, KeyRetired)
+            | {200: {"content": {"text/html": {}}}})
 def get_export(dsr_id: DsrId, session: SessionDep, caller: Viewer, keyring: KeyringDep,
                format: Annotated[Literal["json", "html"], Query()] = "json") -> Response:
     """The access or portability export, while its download window lasts: for `dsr:manage`,
@@ -192,7 +199,8 @@ def get_export(dsr_id: DsrId, session: SessionDep, caller: Viewer, keyring: Keyr
         "Content-Disposition": f'attachment; filename="{dsr.id}.{format}"'})
 
 
-@router.get("/{dsr_id}/certificate", response_model=CertificateOut)
+@router.get("/{dsr_id}/certificate", response_model=CertificateOut,
+            responses=problems(NotFound))
 def certificate(dsr_id: DsrId, session: SessionDep, caller: Viewer,
                 runtime: RuntimeDep) -> CertificateOut:
     """The signed certificate of a completed erasure (verify with the receipt key)."""
@@ -234,7 +242,8 @@ def list_holds(session: SessionDep, caller: Manager,
 
 
 @holds_router.post("/{hold_id}/release", response_model=LegalHoldOut,
-                   response_model_exclude_unset=True)
+                   response_model_exclude_unset=True,
+                   responses=problems(NotFound, Conflict))
 def release_hold(hold_id: Annotated[str, PathParam(min_length=1, max_length=40)],
                  session: SessionDep, caller: Manager) -> LegalHoldOut:
     """End a hold; requests it kept on hold resume."""

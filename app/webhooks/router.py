@@ -12,12 +12,12 @@ from app.auth.guard import Caller, RequireScope
 from app.auth.scopes import Scope
 from app.db import Position
 from app.deps import KeyringDep, SessionDep, SettingsDep
-from app.errors import PROBLEM_RESPONSES
+from app.errors import NotFound, problems
 from app.schemas import Page, StrictModel, keyset_page
 from app.webhooks import events, outbox, service, targets
 from app.webhooks.schemas import WebhookCreatedOut, WebhookOut
 
-router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], responses=PROBLEM_RESPONSES)
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 Manager = Annotated[Caller, Depends(RequireScope(Scope.DSR_MANAGE))]
 
 
@@ -62,7 +62,8 @@ def list_webhooks(session: SessionDep, caller: Manager,
                                             "next": following})
 
 
-@router.delete("/{webhook_id}", status_code=204)
+@router.delete("/{webhook_id}", status_code=204,
+               responses=problems(NotFound))
 def remove(webhook_id: Annotated[str, PathParam(min_length=1, max_length=40)],
            session: SessionDep, caller: Manager) -> Response:
     service.disable(session, caller=caller, webhook_id=webhook_id)
