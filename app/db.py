@@ -14,11 +14,23 @@ from contextlib import suppress
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 
-from sqlalchemy import Connection, DateTime, Engine, Enum, MetaData, create_engine, event, text
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Engine,
+    Enum,
+    MetaData,
+    Select,
+    and_,
+    create_engine,
+    event,
+    or_,
+    text,
+)
 from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 import app
@@ -57,6 +69,32 @@ def state_column(states: type[StrEnum], length: int) -> Enum:
     return Enum(states, native_enum=False, create_constraint=False, length=length,
                 values_callable=lambda members: [member.value for member in members],
                 validate_strings=True)
+
+
+class Position(NamedTuple):
+    """Where a listing stands: the sort key and the id of the last row a client was given."""
+
+    at: datetime
+    id: str
+
+
+Selected = TypeVar("Selected")
+
+
+def keyset(query: Select[Selected], *, sort: InstrumentedAttribute[datetime],
+           id: InstrumentedAttribute[str], after: Position | None,
+           descending: bool = False) -> Select[Selected]:
+    """`query` ordered by (`sort`, `id`) and, with `after`, only the rows past that position:
+    a row added or removed before it shifts nothing, unlike an offset."""
+    if descending:
+        query = query.order_by(sort.desc(), id.desc())
+    else:
+        query = query.order_by(sort, id)
+    if after is None:
+        return query
+    beyond = or_(sort < after.at, and_(sort == after.at, id < after.id)) if descending \
+        else or_(sort > after.at, and_(sort == after.at, id > after.id))
+    return query.where(beyond)
 
 
 class Base(DeclarativeBase):

@@ -22,6 +22,8 @@ _TITLES = {
     403: "Forbidden",
     404: "Not found",
     405: "Method not allowed",
+    410: "Gone",
+    412: "Precondition failed",
     409: "Conflict",
     413: "Content too large",
     415: "Unsupported media type",
@@ -63,6 +65,11 @@ class GatewayError(Exception):
         self.detail = detail
         self.headers = headers
         self.extra = extra
+
+    @classmethod
+    def problem_types(cls) -> tuple[str, ...]:
+        """Every `type` this error can carry, for the OpenAPI document."""
+        return (cls.type,)
 
 
 class Unauthorized(GatewayError):
@@ -151,25 +158,38 @@ def database_error(exc: BaseException) -> GatewayError | None:
     return None
 
 
-_PROBLEM_SCHEMA = {
+PROBLEM_SCHEMA_NAME = "Problem"
+PROBLEM_SCHEMA: dict[str, Any] = {
     "type": "object",
+    "title": PROBLEM_SCHEMA_NAME,
+    "description": "RFC 9457 problem details; `type` is stable and machine-readable: branch on "
+                   "it. Some problems add members (`errors`, `required_scope`, ...).",
     "required": ["type", "title", "status"],
-    "properties": {"type": {"type": "string", "pattern": f"^{PROBLEM_BASE}[a-z0-9-]+$",
-                            "description": "stable and machine-readable: branch on this"},
+    "properties": {"type": {"type": "string", "pattern": f"^{PROBLEM_BASE}[a-z0-9-]+$"},
                    "title": {"type": "string"},
                    "status": {"type": "integer"}, "detail": {"type": "string"},
+                   "instance": {"type": "string"},
                    "errors": {"type": "array", "items": {"type": "object"}}},
 }
-# Documented on every router, so clients (and schema-driven tests) know each error's shape.
-# Each names its generic problem type; a more specific one (`insufficient-scope`,
-# `subject-erased`, ...) keeps the status and the prefix, and is named where it is raised.
-PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"description": f"{_TITLES[status]}: a problem of type "
-                            f"`{PROBLEM_BASE}{_HTTP_TYPES.get(status, 'internal-error')}` "
-                            "or a more specific one",
-             "content": {PROBLEM_MEDIA_TYPE: {"schema": _PROBLEM_SCHEMA}}}
-    for status in (400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503)
-}
+
+
+def problem_response(status: int, types: list[str]) -> dict[str, Any]:
+    """The OpenAPI response entry of a status: the problem schema, its `type` one of these."""
+    uris = sorted({PROBLEM_BASE + type_ for type_ in types})
+    listed = ", ".join(f"`{uri}`" for uri in uris)
+    return {"description": f"{_TITLES.get(status, 'Error')}: a problem of type {listed}",
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": {"allOf": [
+                {"$ref": f"#/components/schemas/{PROBLEM_SCHEMA_NAME}"},
+                {"properties": {"type": {"enum": uris}}}]}}}}
+
+
+def problems(*errors: type[GatewayError]) -> dict[int | str, dict[str, Any]]:
+    """A route's `responses=`: the problems its own work may answer with. Those of its
+    dependencies (guard, session, keyring) and of the middleware are added by `app.openapi`."""
+    by_status: dict[int, list[str]] = {}
+    for error in errors:
+        by_status.setdefault(error.status, []).extend(error.problem_types())
+    return {status: problem_response(status, types) for status, types in by_status.items()}
 
 
 def _generic_type(status: int) -> str | None:

@@ -14,7 +14,6 @@ from app.access.router import router as access_router
 from app.audit.router import router as audit_router
 from app.auth.jwks import AuthMetrics, refreshing
 from app.auth.limits import PII_CHARACTERS, Limit, RateLimiter, parse_limits
-from app.auth.openapi import install_openapi
 from app.auth.tokens import load_verifier
 from app.config import ConfigError, Settings, load_settings
 from app.consent.router import router as consent_router
@@ -25,6 +24,7 @@ from app.dsr.router import router as dsr_router
 from app.errors import install_handlers
 from app.keys.router import router as keys_router
 from app.middleware import BodyLimit, RejectNul, RequestContext
+from app.openapi import install_openapi
 from app.ops.docs import install_docs
 from app.ops.metrics import make_metrics
 from app.ops.router import router as ops_router

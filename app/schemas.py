@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from app.clock import isoformat
+from app.db import Position
 from app.errors import Invalid
 
 _ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?"
@@ -139,22 +140,31 @@ def decode_cursor(cursor: str | None) -> str | None:
     return key
 
 
-def _offset(cursor: str | None) -> int:
+def _position(cursor: str | None) -> Position | None:
     key = decode_cursor(cursor)
     if key is None:
-        return 0
-    if not key.isdigit() or len(key) > 6:  # a million rows in: use filters instead
+        return None
+    at_text, _, row_id = key.partition(" ")
+    try:
+        at = datetime.fromisoformat(at_text) if _ISO_DATETIME.match(at_text) else None
+    except ValueError:
+        at = None
+    if at is None or at.tzinfo is None or not row_id or len(row_id) > 40 \
+            or not row_id.isprintable() or " " in row_id:
         raise Invalid("cursor is not one this API gave (use the `next` of the page before)",
                       field="cursor")
-    return int(key)
+    return Position(at=at.astimezone(UTC), id=row_id)
 
 
-def offset_page(fetch: Callable[[int], Sequence[Row]], *, cursor: str | None,
+def keyset_page(fetch: Callable[[Position | None, int], Sequence[Row]], *,
+                position: Callable[[Row], Position], cursor: str | None,
                 limit: int) -> tuple[list[Row], str | None]:
-    """A page of a listing whose service takes only a limit: `fetch(n)` gives its first n rows.
-    The cursor stands for how many rows came before (a listing ordered by time can shift under
-    concurrent writes; one keyed by its service's own order would not)."""
-    offset = _offset(cursor)
-    rows = fetch(offset + limit + 1)
-    more = len(rows) > offset + limit
-    return list(rows[offset:offset + limit]), encode_cursor(str(offset + limit)) if more else None
+    """A page of a listing ordered by (time, id): `fetch(after, n)` gives the first n rows past
+    `after` (see `db.keyset`). The cursor stands for the last row's time and id, so rows added
+    or removed between pages neither shift nor repeat what follows."""
+    rows = fetch(_position(cursor), limit + 1)
+    page = list(rows[:limit])
+    if len(rows) <= limit:
+        return page, None
+    last = position(page[-1])
+    return page, encode_cursor(f"{rfc3339(last.at)} {last.id}")

@@ -7,7 +7,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import uvicorn
@@ -46,6 +48,35 @@ class LiveServer:
     def client(self, token: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+
+Found = TypeVar("Found")
+
+
+def wait_for(check: Callable[[], Found | None], *, timeout: float = 30, what: str = "the condition",
+             every: float = 0.05) -> Found:
+    """Poll `check` until it gives a true value (returned), failing after `timeout` seconds:
+    for waiting on another process or thread, whose progress no injected clock can drive."""
+    deadline = time.monotonic() + timeout
+    while not (found := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout} s")
+        time.sleep(every)
+    return found
+
+
+class ManualClock:
+    """A monotonic clock for components that take one (`Keyring`, `RateLimiter`, the JWKS
+    cache): time moves only when the test says so."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 def free_port() -> int:

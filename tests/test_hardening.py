@@ -15,12 +15,13 @@ import pytest
 from sqlalchemy import select
 
 from app.audit.models import AuditEntry
+from app.auth.limits import RateLimiter
 from app.config import Settings
 from app.main import create_app
 from app.runtime import open_runtime
 from tests.audit_log import sequenced
 from tests.gateway import make_record
-from tests.server import LiveServer
+from tests.server import LiveServer, ManualClock
 from tests.test_routes import _scopes, api_routes
 from tests.tokens import claims, make_token
 
@@ -88,7 +89,9 @@ def test_callers_are_limited_per_route_class_with_429_and_retry_after(
         make_settings: Callable[..., Settings],
         start_server: Callable[..., LiveServer]) -> None:
     settings = make_settings(rate_limits="default=0,records=1/3", pii_chars_per_second=100)
-    server = start_server(create_app(settings))
+    app, clock = create_app(settings), ManualClock()
+    app.state.rate_limiter = RateLimiter(app.state.rate_limiter.limits, clock=clock)
+    server = start_server(app)
     client = server.client(WRITER)
     statuses = [client.post("/v1/records", json=make_record()).status_code for _ in range(6)]
     assert statuses[:3] == [201, 201, 201]
@@ -100,7 +103,9 @@ def test_callers_are_limited_per_route_class_with_429_and_retry_after(
     other = server.client(make_token(sub="svc-other", scope="records:write"))
     assert other.post("/v1/records", json=make_record()).status_code == 201
     assert client.get("/v1/audit").status_code == 403
-    time.sleep(1.1)
+    clock.advance(0.9)
+    assert client.post("/v1/records", json=make_record()).status_code == 429
+    clock.advance(0.2)
     assert client.post("/v1/records", json=make_record()).status_code == 201
     # the PII routes also count characters: 200 at once, then 100 a second
     assert client.post("/v1/pii/scan", json={"text": "x" * 150}).status_code == 200

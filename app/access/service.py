@@ -15,6 +15,7 @@ from app.audit import service as audit
 from app.auth.guard import Caller
 from app.auth.scopes import Scope
 from app.clock import utcnow
+from app.db import Position, keyset
 from app.errors import Conflict, Forbidden, Invalid, NotFound
 from app.policy.loader import Policy
 from app.records import service as records
@@ -160,10 +161,12 @@ def active_grants(session: Session, *, caller: Caller, subject_id: str, purpose:
 
 
 def listing(session: Session, *, caller: Caller, status: AccessRequestStatus | None,
-            limit: int) -> list[AccessRequest]:
-    """Every request for approvers; one's own requests for everyone else."""
+            limit: int, after: Position | None = None) -> list[AccessRequest]:
+    """Every request for approvers; one's own requests for everyone else. Newest first (then
+    by id), past `after`."""
     expire_due(session, requester=None if caller.has(Scope.ACCESS_APPROVE) else caller.sub)
-    query = select(AccessRequest).order_by(AccessRequest.created_at.desc()).limit(limit)
+    query = keyset(select(AccessRequest), sort=AccessRequest.created_at, id=AccessRequest.id,
+                   after=after, descending=True).limit(limit)
     if not caller.has(Scope.ACCESS_APPROVE):
         query = query.where(AccessRequest.requester == caller.sub)
     if status is not None:

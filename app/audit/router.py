@@ -22,11 +22,11 @@ from app.audit.service import Outcome
 from app.auth.guard import Caller, RequireScope
 from app.auth.scopes import Scope
 from app.deps import RuntimeDep, SessionDep, SettingsDep, SignerDep, audit_signer
-from app.errors import PROBLEM_RESPONSES, Conflict, Invalid, NotFound
+from app.errors import Conflict, Invalid, NotFound, ServiceUnavailable, problems
 from app.runtime import Runtime
 from app.schemas import IsoDateTime, decode_cursor, encode_cursor
 
-router = APIRouter(prefix="/v1/audit", tags=["audit"], responses=PROBLEM_RESPONSES)
+router = APIRouter(prefix="/v1/audit", tags=["audit"])
 AuditReader = Annotated[Caller, Depends(RequireScope(Scope.AUDIT_READ))]
 MAX_PAGE = 1000
 MAX_SEQ = 2**62  # far beyond any log; keeps sizes inside a BIGINT
@@ -101,7 +101,7 @@ def list_checkpoints(
 
 
 @router.post("/checkpoints", response_model=CheckpointOut, status_code=201,
-             responses={204: {"description": "the log is empty"}})
+             responses=problems(Conflict) | {204: {"description": "the log is empty"}})
 def create_checkpoint(session: SessionDep, caller: AuditReader, signer: SignerDep,
                       settings: SettingsDep) -> CheckpointOut | Response:
     """Sign the current head now (checkpoints are also made every N entries)."""
@@ -169,7 +169,8 @@ def _signed_tree(session: Session, runtime: Runtime, size: int | None, *,
 
 
 @router.get("/checkpoint", response_class=PlainTextResponse,
-            responses={200: {"content": {"text/plain": {}}}})
+            responses=problems(NotFound, Conflict, ServiceUnavailable)
+            | {200: {"content": {"text/plain": {}}}})
 def latest_checkpoint(session: SessionDep, caller: AuditReader, runtime: RuntimeDep) -> str:
     """The latest signed checkpoint as a signed note (origin, tree size, base64 root), the
     form witnesses and transparency-log tools read."""
@@ -177,7 +178,8 @@ def latest_checkpoint(session: SessionDep, caller: AuditReader, runtime: Runtime
     return checkpoint.note or ""
 
 
-@router.get("/entries/{seq}/proof", response_model=InclusionProofOut)
+@router.get("/entries/{seq}/proof", response_model=InclusionProofOut,
+            responses=problems(NotFound, Conflict, ServiceUnavailable))
 def inclusion_proof(
     session: SessionDep, caller: AuditReader, runtime: RuntimeDep,
     seq: Annotated[int, Path(ge=1, le=MAX_SEQ)],
@@ -199,7 +201,8 @@ def inclusion_proof(
                              checkpoint=checkpoint.note or "")
 
 
-@router.get("/consistency", response_model=ConsistencyProofOut)
+@router.get("/consistency", response_model=ConsistencyProofOut,
+            responses=problems(NotFound, Conflict, ServiceUnavailable))
 def consistency_proof(
     session: SessionDep, caller: AuditReader, runtime: RuntimeDep,
     from_size: int = Query(ge=1, le=MAX_SEQ, description="the size of the checkpoint you kept"),

@@ -1,6 +1,5 @@
 """The OpenAPI document names the scope each operation needs. It is read from the same
-`RequireScope` dependency that enforces it, so the document and the server cannot disagree.
-It also lists every problem type (`x-problem-types`), read from the error classes."""
+`RequireScope` dependency that enforces it, so the document and the server cannot disagree."""
 
 from __future__ import annotations
 
@@ -10,7 +9,6 @@ from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 
 from app.auth.guard import RequireScope
-from app.errors import problem_types
 
 SCHEME = "HTTPBearer"  # the name FastAPI gives the guard's HTTPBearer scheme
 
@@ -47,18 +45,3 @@ def document_scopes(schema: dict[str, Any], app: FastAPI) -> None:
     scheme = schema.get("components", {}).get("securitySchemes", {}).get(SCHEME)
     if scheme is not None:
         scheme["bearerFormat"] = "JWT"
-
-
-def install_openapi(app: FastAPI) -> None:
-    """Make app.openapi() return the document with the scopes and problem types added."""
-    generate = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        fresh = app.openapi_schema is None
-        schema = generate()  # cached by FastAPI after the first call
-        if fresh:
-            document_scopes(schema, app)
-            schema["x-problem-types"] = problem_types()
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]

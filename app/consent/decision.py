@@ -19,6 +19,10 @@ from app.consent.service import current, latest_reconsent_version
 from app.policy.loader import Policy
 from app.policy.models import LegalBasis
 
+# every reason a denial gives (the `type` of the 403 a refused write or read answers with)
+DENIALS = ("consent-required", "consent-withdrawn", "consent-expired",
+           "separate-consent-required", "guardian-consent-required", "consent-outdated")
+
 
 @dataclass(frozen=True)
 class Decision:

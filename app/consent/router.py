@@ -22,12 +22,12 @@ from app.consent.schemas import (
     ReceiptKeyOut,
 )
 from app.deps import PolicyDep, ReceiptSignerDep, RuntimeDep, SessionDep, receipt_signer
-from app.errors import PROBLEM_RESPONSES
+from app.errors import Conflict, ServiceUnavailable, problems
 from app.keys.signing import Signer
 from app.policy.loader import Policy
 from app.policy.models import LegalBasis
 
-router = APIRouter(tags=["consent"], responses=PROBLEM_RESPONSES)
+router = APIRouter(tags=["consent"])
 Writer = Annotated[Caller, Depends(RequireScope(Scope.CONSENT_WRITE))]
 Reader = Annotated[Caller, Depends(RequireScope(Scope.CONSENT_READ))]
 SubjectPath = Annotated[str, PathParam(min_length=1, max_length=255)]
@@ -39,7 +39,8 @@ def _receipted(event: ConsentEvent, signer: Signer, policy: Policy) -> dict[str,
             "state": event.event, "receipt": service.receipt(event, signer, policy.version)}
 
 
-@router.post("/v1/notices", status_code=201, response_model=NoticeOut)
+@router.post("/v1/notices", status_code=201, response_model=NoticeOut,
+             responses=problems(Conflict))
 def register_notice(body: NoticeIn, session: SessionDep, caller: Writer) -> NoticeOut:
     """Register the text shown to subjects; consents name the notice and version they answer."""
     notice = service.register_notice(session, caller=caller, **body.model_dump())
@@ -48,7 +49,8 @@ def register_notice(body: NoticeIn, session: SessionDep, caller: Writer) -> Noti
                      requires_reconsent=notice.requires_reconsent)
 
 
-@router.post("/v1/consents", status_code=201, response_model=ReceiptedOut)
+@router.post("/v1/consents", status_code=201, response_model=ReceiptedOut,
+             responses=problems(Conflict, ServiceUnavailable))
 def grant(body: ConsentIn, session: SessionDep, caller: Writer, runtime: RuntimeDep,
           response: Response, idempotency_key: IdempotencyHeader = None) -> ReceiptedOut:
     """Record a consent and return its signed receipt. Honours `Idempotency-Key`."""

@@ -12,12 +12,14 @@ from app.auth.guard import Caller, RequireScope
 from app.auth.scopes import Scope
 from app.datasets import files, service, uploads
 from app.datasets.schemas import AnonymizedOut, AnonymizeIn, AssessIn, RiskReportOut
+from app.datasets.service import TargetUnreachable
 from app.deps import PolicyDep, RuntimeDep, SessionDep
-from app.errors import PROBLEM_RESPONSES
+from app.errors import problems
+from app.keys.keyring import KeyDamaged, KeyRetired, Sealed
 
 _ROW_SOURCES = ("rows", "select")  # the body's fields an upload replaces
 
-router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=PROBLEM_RESPONSES)
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 Exporter = Annotated[Caller, Depends(RequireScope(Scope.DATASETS_EXPORT))]
 
 
@@ -81,7 +83,8 @@ _ROWS_OUT: dict[int | str, dict[str, Any]] = {200: {
                    "`application/x-ndjson` the rows alone, the report in `PGW-Risk-Report`"}}
 
 
-@router.post("/anonymize", response_model=AnonymizedOut, responses=_ROWS_OUT,
+@router.post("/anonymize", response_model=AnonymizedOut,
+             responses=_ROWS_OUT | problems(TargetUnreachable, Sealed, KeyDamaged, KeyRetired),
              openapi_extra=_upload_doc(AnonymizeIn))
 def anonymize(caller: Exporter, body: Annotated[AnonymizeIn, Depends(_anonymize_body)],
               session: SessionDep, request: Request, runtime: RuntimeDep) -> Any:

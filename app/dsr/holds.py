@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from app.audit import service as audit
 from app.auth.guard import Caller
 from app.clock import iso_or_none, utcnow
+from app.db import Position, keyset
 from app.dsr.models import LegalHold
 from app.errors import Conflict, Invalid, NotFound
 from app.policy.loader import Policy
@@ -62,8 +63,10 @@ def release(session: Session, *, caller: Caller, hold_id: str) -> LegalHold:
 
 
 def listing(session: Session, *, subject_id: str | None = None, active_only: bool = True,
-            limit: int = 100) -> list[LegalHold]:
-    query = select(LegalHold).order_by(LegalHold.created_at.desc()).limit(limit)
+            limit: int = 100, after: Position | None = None) -> list[LegalHold]:
+    """Holds, newest first (then by id), past `after`."""
+    query = keyset(select(LegalHold), sort=LegalHold.created_at, id=LegalHold.id, after=after,
+                   descending=True).limit(limit)
     if active_only:
         query = query.where(_active(utcnow()))
     if subject_id is not None:

@@ -13,6 +13,7 @@ from app.audit import service as audit
 from app.auth.guard import Caller, RequireScope
 from app.auth.scopes import Scope
 from app.clock import utcnow
+from app.db import Position
 from app.deps import KeyringDep, PolicyDep, RuntimeDep, SessionDep
 from app.dsr import export, holds, service, verification
 from app.dsr.models import DsrExport, DsrRequest, DsrStatus
@@ -27,13 +28,12 @@ from app.dsr.schemas import (
     ReasonIn,
     VerificationIn,
 )
-from app.errors import PROBLEM_RESPONSES, GatewayError, NotFound
-from app.schemas import Page, offset_page
+from app.errors import Conflict, GatewayError, NotFound, problems
+from app.keys.keyring import KeyDamaged, KeyRetired, SubjectErased
+from app.schemas import Page, keyset_page
 
-router = APIRouter(prefix="/v1/dsr", tags=["data-subject requests"],
-                   responses=PROBLEM_RESPONSES)
-holds_router = APIRouter(prefix="/v1/legal-holds", tags=["data-subject requests"],
-                         responses=PROBLEM_RESPONSES)
+router = APIRouter(prefix="/v1/dsr", tags=["data-subject requests"])
+holds_router = APIRouter(prefix="/v1/legal-holds", tags=["data-subject requests"])
 Submitter = Annotated[Caller, Depends(RequireScope(Scope.DSR_SUBMIT))]
 Manager = Annotated[Caller, Depends(RequireScope(Scope.DSR_MANAGE))]
 Viewer = Annotated[Caller, Depends(RequireScope(Scope.DSR_MANAGE, Scope.DSR_SUBMIT))]
@@ -65,7 +65,8 @@ def _visible(session: Session, caller: Caller, dsr_id: str, *, operation: str,
     return dsr
 
 
-@router.post("", status_code=202, response_model=DsrSubmittedOut)
+@router.post("", status_code=202, response_model=DsrSubmittedOut,
+             responses=problems(Conflict, SubjectErased))
 def submit(body: DsrIn, session: SessionDep, caller: Submitter, keyring: KeyringDep,
            runtime: RuntimeDep, response: Response,
            idempotency_key: Annotated[str | None, Header(alias=idempotency.HEADER)] = None,
@@ -105,9 +106,10 @@ def list_requests(session: SessionDep, caller: Manager,
                   limit: Annotated[int, Query(ge=1, le=500)] = 100,
                   cursor: Annotated[str | None, Query(max_length=200)] = None) -> Page[DsrOut]:
     """Requests by deadline, soonest first."""
-    found, following = offset_page(
-        lambda n: service.listing(session, status=status, type=type, overdue=overdue,
-                                  subject_id=subject_id, limit=n), cursor=cursor, limit=limit)
+    found, following = keyset_page(
+        lambda after, n: service.listing(session, status=status, type=type, overdue=overdue,
+                                         subject_id=subject_id, limit=n, after=after),
+        position=lambda d: Position(d.due_at, d.id), cursor=cursor, limit=limit)
     audit.record(session, caller=caller, action="dsr.listed", subject_id=subject_id,
                  details={"count": len(found), "status": status, "type": type,
                           "overdue": overdue})
@@ -116,7 +118,8 @@ def list_requests(session: SessionDep, caller: Manager,
                                         "next": following})
 
 
-@router.get("/{dsr_id}", response_model=DsrOut, response_model_exclude_unset=True)
+@router.get("/{dsr_id}", response_model=DsrOut, response_model_exclude_unset=True,
+            responses=problems(NotFound))
 def get_request(dsr_id: DsrId, session: SessionDep, caller: Viewer) -> DsrOut:
     """Status and, for `dsr:manage`, the subject and a timeline of every step, job attempts
     and their errors included."""
@@ -129,7 +132,8 @@ def get_request(dsr_id: DsrId, session: SessionDep, caller: Viewer) -> DsrOut:
                                  {"timeline": service.timeline(session, dsr)})
 
 
-@router.post("/{dsr_id}/verify", response_model=DsrOut, response_model_exclude_unset=True)
+@router.post("/{dsr_id}/verify", response_model=DsrOut, response_model_exclude_unset=True,
+             responses=problems(NotFound, Conflict))
 def verify(dsr_id: DsrId, body: VerificationIn, session: SessionDep, caller: Verifier,
            keyring: KeyringDep, policy: PolicyDep) -> DsrOut:
     """Assert that the person behind an unverified request was verified, by a method the
@@ -142,7 +146,8 @@ def verify(dsr_id: DsrId, body: VerificationIn, session: SessionDep, caller: Ver
     return DsrOut.model_validate(service.dsr_dict(dsr))
 
 
-@router.post("/{dsr_id}/extend", response_model=DsrOut, response_model_exclude_unset=True)
+@router.post("/{dsr_id}/extend", response_model=DsrOut, response_model_exclude_unset=True,
+             responses=problems(NotFound, Conflict))
 def extend(dsr_id: DsrId, body: ReasonIn, session: SessionDep, caller: Manager,
            policy: PolicyDep) -> DsrOut:
     """Extend the deadline once, within the first period, with the reason the person is told."""
@@ -151,14 +156,16 @@ def extend(dsr_id: DsrId, body: ReasonIn, session: SessionDep, caller: Manager,
     return DsrOut.model_validate(service.dsr_dict(dsr))
 
 
-@router.post("/{dsr_id}/reject", response_model=DsrOut, response_model_exclude_unset=True)
+@router.post("/{dsr_id}/reject", response_model=DsrOut, response_model_exclude_unset=True,
+             responses=problems(NotFound, Conflict))
 def reject(dsr_id: DsrId, body: ReasonIn, session: SessionDep,
            caller: Manager) -> DsrOut:
     return DsrOut.model_validate(service.dsr_dict(service.reject(
         session, caller=caller, dsr_id=dsr_id, reason=body.reason)))
 
 
-@router.post("/{dsr_id}/retry", response_model=DsrOut, response_model_exclude_unset=True)
+@router.post("/{dsr_id}/retry", response_model=DsrOut, response_model_exclude_unset=True,
+             responses=problems(NotFound, Conflict))
 def retry(dsr_id: DsrId, session: SessionDep, caller: Manager) -> DsrOut:
     """Run a failed request again, once what made it fail is fixed; it resumes where it
     stopped."""
@@ -166,7 +173,9 @@ def retry(dsr_id: DsrId, session: SessionDep, caller: Manager) -> DsrOut:
         service.retry(session, caller=caller, dsr_id=dsr_id)))
 
 
-@router.get("/{dsr_id}/export", responses={200: {"content": {"text/html": {}}}})
+@router.get("/{dsr_id}/export",
+            responses=problems(NotFound, Gone, NotReady, KeyDamaged, KeyRetired)
+            | {200: {"content": {"text/html": {}}}})
 def get_export(dsr_id: DsrId, session: SessionDep, caller: Viewer, keyring: KeyringDep,
                format: Annotated[Literal["json", "html"], Query()] = "json") -> Response:
     """The access or portability export, while its download window lasts: for `dsr:manage`,
@@ -190,7 +199,8 @@ def get_export(dsr_id: DsrId, session: SessionDep, caller: Viewer, keyring: Keyr
         "Content-Disposition": f'attachment; filename="{dsr.id}.{format}"'})
 
 
-@router.get("/{dsr_id}/certificate", response_model=CertificateOut)
+@router.get("/{dsr_id}/certificate", response_model=CertificateOut,
+            responses=problems(NotFound))
 def certificate(dsr_id: DsrId, session: SessionDep, caller: Viewer,
                 runtime: RuntimeDep) -> CertificateOut:
     """The signed certificate of a completed erasure (verify with the receipt key)."""
@@ -223,15 +233,17 @@ def list_holds(session: SessionDep, caller: Manager,
                limit: Annotated[int, Query(ge=1, le=500)] = 100,
                cursor: Annotated[str | None, Query(max_length=200)] = None) -> Page[LegalHoldOut]:
     """Holds, newest first."""
-    found, following = offset_page(
-        lambda n: holds.listing(session, subject_id=subject_id, active_only=active, limit=n),
-        cursor=cursor, limit=limit)
+    found, following = keyset_page(
+        lambda after, n: holds.listing(session, subject_id=subject_id, active_only=active,
+                                       limit=n, after=after),
+        position=lambda h: Position(h.created_at, h.id), cursor=cursor, limit=limit)
     return Page[LegalHoldOut].model_validate({"items": [holds.hold_dict(h) for h in found],
                                               "next": following})
 
 
 @holds_router.post("/{hold_id}/release", response_model=LegalHoldOut,
-                   response_model_exclude_unset=True)
+                   response_model_exclude_unset=True,
+                   responses=problems(NotFound, Conflict))
 def release_hold(hold_id: Annotated[str, PathParam(min_length=1, max_length=40)],
                  session: SessionDep, caller: Manager) -> LegalHoldOut:
     """End a hold; requests it kept on hold resume."""

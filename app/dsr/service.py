@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from app.audit import service as audit
 from app.auth.guard import Caller
 from app.clock import iso_or_none, utcnow
+from app.db import Position, keyset
 from app.dsr import events
 from app.dsr import verification as verifier
 from app.dsr.deadlines import add_period
@@ -152,9 +153,12 @@ def get(session: Session, dsr_id: str, *, lock: bool = False) -> DsrRequest:
 
 def listing(session: Session, *, status: DsrStatus | None, type: str | None, overdue: bool | None,
             subject_id: str | None, limit: int, now: datetime | None = None,
-            due_within: timedelta | None = None) -> list[DsrRequest]:
+            due_within: timedelta | None = None, after: Position | None = None,
+            ) -> list[DsrRequest]:
+    """Requests by deadline, soonest first (then by id), past `after`."""
     now = now or utcnow()
-    query = select(DsrRequest).order_by(DsrRequest.due_at).limit(limit)
+    query = keyset(select(DsrRequest), sort=DsrRequest.due_at, id=DsrRequest.id,
+                   after=after).limit(limit)
     if due_within is not None:  # open requests whose deadline (passed or not) falls before
         query = query.where(DsrRequest.status.in_(OPEN), DsrRequest.due_at < now + due_within)
     if status is not None:

@@ -11,7 +11,7 @@ from app.auth.guard import Caller, RequireScope
 from app.auth.scopes import Scope
 from app.clock import iso_or_none
 from app.deps import KeyringDep, SessionDep
-from app.errors import PROBLEM_RESPONSES, Invalid
+from app.errors import Conflict, Invalid, NotFound, problems
 from app.keys import rotation, shred
 from app.keys.schemas import (
     CancelledOut,
@@ -19,10 +19,11 @@ from app.keys.schemas import (
     KeyStatusOut,
     RotationStartedOut,
 )
+from app.keys.shred import LegalHoldActive
 from app.keys.status import key_status
 from app.schemas import StrictModel
 
-router = APIRouter(prefix="/v1/keys", tags=["keys"], responses=PROBLEM_RESPONSES)
+router = APIRouter(prefix="/v1/keys", tags=["keys"])
 KeyAdmin = Annotated[Caller, Depends(RequireScope(Scope.KEYS_ADMIN))]
 
 
@@ -44,7 +45,8 @@ def status(session: SessionDep, caller: KeyAdmin, keyring: KeyringDep) -> KeySta
 
 
 @router.post("/rotate", status_code=202, response_model=RotationStartedOut,
-             response_model_exclude_unset=True)
+             response_model_exclude_unset=True,
+             responses=problems(Conflict))
 def rotate(body: RotateRequest, session: SessionDep, caller: KeyAdmin, keyring: KeyringDep,
            response: Response) -> RotationStartedOut:
     """KEK: make a new version and rewrap every DEK in a job (`job_id`; resumable, also with
@@ -69,7 +71,8 @@ def rotate(body: RotateRequest, session: SessionDep, caller: KeyAdmin, keyring: 
         "status": "running", "job_id": job_id})
 
 
-@router.post("/subjects/{subject_id}/destroy", response_model=DestroyedOut)
+@router.post("/subjects/{subject_id}/destroy", response_model=DestroyedOut,
+             responses=problems(NotFound, LegalHoldActive))
 def destroy(subject_id: str, body: DestroyRequest, session: SessionDep, caller: KeyAdmin,
             keyring: KeyringDep) -> DestroyedOut:
     """Crypto-shred a subject now, or after a grace period that can be cancelled."""
@@ -80,7 +83,8 @@ def destroy(subject_id: str, body: DestroyRequest, session: SessionDep, caller: 
             "destroy_after": iso_or_none(when)})
 
 
-@router.post("/subjects/{subject_id}/cancel-destruction", response_model=CancelledOut)
+@router.post("/subjects/{subject_id}/cancel-destruction", response_model=CancelledOut,
+             responses=problems(NotFound))
 def cancel(subject_id: str, session: SessionDep, caller: KeyAdmin) -> CancelledOut:
     count = shred.cancel_destruction(session, caller=caller, subject_id=subject_id)
     return CancelledOut.model_validate({"subject_id": subject_id, "cancelled_keys": count})

@@ -10,10 +10,10 @@ from app.auth.guard import Caller, RequireScope, spend_characters
 from app.auth.scopes import Scope
 from app.config import Settings
 from app.deps import RuntimeDep, SessionDep, SettingsDep
-from app.errors import PROBLEM_RESPONSES, Invalid, PayloadTooLarge
+from app.errors import Invalid, PayloadTooLarge, problems
 from app.pii import operators
 from app.pii import service as pii
-from app.pii.engine import Finding, PiiEngine, UnsupportedValue
+from app.pii.engine import Finding, PiiEngine, ScanTimeout, UnsupportedValue
 from app.pii.schemas import (
     BatchScanRequest,
     BatchScanResponse,
@@ -25,7 +25,7 @@ from app.pii.schemas import (
     ScanResponse,
 )
 
-router = APIRouter(prefix="/v1/pii", tags=["pii"], responses=PROBLEM_RESPONSES)
+router = APIRouter(prefix="/v1/pii", tags=["pii"])
 Scanner = Annotated[Caller, Depends(RequireScope(Scope.PII_SCAN))]
 
 
@@ -58,7 +58,8 @@ def _entities(findings: list[Finding]) -> list[EntityOut]:
                       recognizer=f.recognizer) for f in findings]
 
 
-@router.post("/scan", response_model=ScanResponse)
+@router.post("/scan", response_model=ScanResponse,
+             responses=problems(ScanTimeout))
 def scan(body: ScanRequest, session: SessionDep, caller: Scanner, settings: SettingsDep,
          request: Request) -> ScanResponse:
     """Find personal data in free text; offsets index the text exactly as sent."""
@@ -74,7 +75,8 @@ def scan(body: ScanRequest, session: SessionDep, caller: Scanner, settings: Sett
     return ScanResponse(language=language, entities=_entities(findings))
 
 
-@router.post("/scan/batch", response_model=BatchScanResponse)
+@router.post("/scan/batch", response_model=BatchScanResponse,
+             responses=problems(ScanTimeout))
 def scan_batch(body: BatchScanRequest, session: SessionDep, caller: Scanner,
                settings: SettingsDep, request: Request) -> BatchScanResponse:
     """Scan up to 1000 texts in one call; results come back in the order sent."""
@@ -94,7 +96,8 @@ def scan_batch(body: BatchScanRequest, session: SessionDep, caller: Scanner,
                                       for lang, findings in results])
 
 
-@router.post("/redact", response_model=RedactResponse)
+@router.post("/redact", response_model=RedactResponse,
+             responses=problems(ScanTimeout))
 def redact(body: RedactRequest, session: SessionDep, caller: Scanner, runtime: RuntimeDep,
            request: Request) -> RedactResponse:
     """Find personal data and replace each finding by its entity type's operator."""

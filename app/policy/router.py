@@ -8,10 +8,9 @@ from pydantic import ConfigDict
 from app.auth.guard import Caller, RequireScope
 from app.auth.scopes import Scope
 from app.deps import PolicyDep
-from app.errors import PROBLEM_RESPONSES
 from app.schemas import ResponseModel
 
-router = APIRouter(prefix="/v1/policy", tags=["policy"], responses=PROBLEM_RESPONSES)
+router = APIRouter(prefix="/v1/policy", tags=["policy"])
 PolicyReader = Annotated[Caller, Depends(RequireScope(Scope.POLICY_READ))]
 
 

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from app.audit import service as audit
 from app.auth.guard import Caller
 from app.consent import service as consent_service
-from app.consent.decision import Decision, decide
+from app.consent.decision import DENIALS, Decision, decide
 from app.errors import Forbidden
 from app.policy.loader import Policy
 from app.policy.models import Access, DataField, LegalBasis
@@ -38,6 +38,10 @@ class ConsentDenied(Forbidden):
         super().__init__(decision.detail, legal_basis=decision.legal_basis, **extra)
         self.type = decision.reason
         self.title = decision.reason.replace("-", " ").capitalize()
+
+    @classmethod
+    def problem_types(cls) -> tuple[str, ...]:
+        return DENIALS
 
 
 @contextmanager

@@ -16,9 +16,12 @@ from app.auth import limits
 from app.auth.guard import Caller, RequireScope
 from app.auth.scopes import Scope
 from app.deps import KeyringDep, RuntimeDep, SessionDep
-from app.errors import PROBLEM_RESPONSES, Conflict, GatewayError, Invalid
-from app.keys.keyring import Keyring
+from app.errors import Conflict, Forbidden, GatewayError, Invalid, NotFound, problems
+from app.keys.keyring import KeyDamaged, KeyRetired, Keyring, SubjectErased
+from app.keys.shred import LegalHoldActive
+from app.pii.engine import ScanTimeout
 from app.records import batch, reading, service, storage
+from app.records.access import ConsentDenied
 from app.records.schemas import (
     BatchOut,
     LookupIn,
@@ -29,10 +32,12 @@ from app.records.schemas import (
     RectifyIn,
     StoredRecordOut,
 )
+from app.records.service import RecordClosed
+from app.records.validation import PurposeNotAllowed
 from app.runtime import Runtime
 from app.schemas import Page, decode_cursor, encode_cursor
 
-router = APIRouter(tags=["records"], responses=PROBLEM_RESPONSES)
+router = APIRouter(tags=["records"])
 Writer = Annotated[Caller, Depends(RequireScope(Scope.RECORDS_WRITE))]
 Reader = Annotated[Caller, Depends(RequireScope(Scope.RECORDS_READ))]
 LookupCaller = Annotated[Caller, Depends(RequireScope(Scope.DSR_MANAGE, Scope.RECORDS_READ))]
@@ -57,7 +62,9 @@ def _etag(version: int) -> str:
     return f'"{version}"'
 
 
-@router.post("/v1/records", status_code=201, response_model=StoredRecordOut)
+@router.post("/v1/records", status_code=201, response_model=StoredRecordOut,
+             responses=problems(PurposeNotAllowed, ConsentDenied, ScanTimeout, Conflict,
+                                SubjectErased))
 def create_record(body: RecordIn, session: SessionDep, caller: Writer, keyring: KeyringDep,
                   runtime: RuntimeDep, response: Response,
                   idempotency_key: Annotated[str | None, Header(alias=idempotency.HEADER)] = None,
@@ -103,7 +110,8 @@ _BATCH_SCHEMA = {"type": "object", "required": ["records"], "additionalPropertie
 
 @router.post("/v1/records/batch", response_model=BatchOut, response_model_exclude_unset=True,
              openapi_extra={"requestBody": {
-    "required": True, "content": {"application/json": {"schema": _BATCH_SCHEMA}}}})
+    "required": True, "content": {"application/json": {"schema": _BATCH_SCHEMA}}}},
+             responses=problems(Conflict))
 def create_records(caller: Writer, body: Annotated[batch.BatchIn, Depends(_batch_body)],
                    session: SessionDep, keyring: KeyringDep, runtime: RuntimeDep, request: Request,
                    idempotency_key: Annotated[str | None, Header(alias=idempotency.HEADER)] = None,
@@ -138,7 +146,8 @@ def create_records(caller: Writer, body: Annotated[batch.BatchIn, Depends(_batch
     return BatchOut.model_validate(result)
 
 
-@router.get("/v1/records/{record_id}", response_model=RecordViewOut)
+@router.get("/v1/records/{record_id}", response_model=RecordViewOut,
+            responses=problems(NotFound, KeyDamaged, KeyRetired))
 def read_record(record_id: RecordId, purpose: PurposeQuery, session: SessionDep,
                 caller: Reader, keyring: KeyringDep, runtime: RuntimeDep, response: Response,
                 fields: FieldsQuery = None) -> RecordViewOut:
@@ -150,7 +159,10 @@ def read_record(record_id: RecordId, purpose: PurposeQuery, session: SessionDep,
     return RecordViewOut.model_validate(seen.as_dict())
 
 
-@router.patch("/v1/records/{record_id}", response_model=RectifiedRecordOut)
+@router.patch("/v1/records/{record_id}", response_model=RectifiedRecordOut,
+              responses=problems(NotFound, PreconditionFailed, Conflict, RecordClosed,
+                                 PurposeNotAllowed, ConsentDenied, ScanTimeout, KeyDamaged,
+                                 KeyRetired))
 def rectify_record(record_id: RecordId, body: RectifyIn, session: SessionDep, caller: Writer,
                    keyring: KeyringDep, runtime: RuntimeDep, response: Response,
                    if_match: Annotated[str | None, Header(max_length=64)] = None,
@@ -173,7 +185,8 @@ def rectify_record(record_id: RecordId, body: RectifyIn, session: SessionDep, ca
     return RectifiedRecordOut.model_validate(written.as_dict() | {"removed": written.removed})
 
 
-@router.delete("/v1/records/{record_id}", status_code=204)
+@router.delete("/v1/records/{record_id}", status_code=204,
+               responses=problems(NotFound, LegalHoldActive))
 def delete_record(record_id: RecordId, session: SessionDep, caller: Writer) -> Response:
     """Delete the record and its blind indexes (refused under a legal hold)."""
     record = service.for_writer(session, caller=caller, record_id=record_id,
@@ -182,7 +195,8 @@ def delete_record(record_id: RecordId, session: SessionDep, caller: Writer) -> R
     return Response(status_code=204)
 
 
-@router.get("/v1/subjects/{subject_id}/records", response_model=Page[RecordViewOut])
+@router.get("/v1/subjects/{subject_id}/records", response_model=Page[RecordViewOut],
+            responses=problems(KeyDamaged, KeyRetired))
 def subject_records(subject_id: SubjectPath, purpose: PurposeQuery, session: SessionDep,
                     caller: Reader, keyring: KeyringDep, runtime: RuntimeDep,
                     limit: Annotated[int, Query(ge=1, le=500)] = 100,
@@ -198,7 +212,8 @@ def subject_records(subject_id: SubjectPath, purpose: PurposeQuery, session: Ses
         "next": encode_cursor(next_after) if next_after is not None else None})
 
 
-@router.post("/v1/subjects/lookup", response_model=LookupOut)
+@router.post("/v1/subjects/lookup", response_model=LookupOut,
+             responses=problems(Forbidden))
 def lookup_subjects(body: LookupIn, session: SessionDep, caller: LookupCaller,
                     keyring: KeyringDep, runtime: RuntimeDep) -> LookupOut:
     """Find subject ids by e-mail, phone or resident ID through blind indexes."""

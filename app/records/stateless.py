@@ -12,16 +12,23 @@ from app.audit import service as audit
 from app.auth.guard import Caller, RequireScope
 from app.auth.scopes import Scope
 from app.deps import KeyringDep, PolicyDep, RuntimeDep, SessionDep
-from app.errors import PROBLEM_RESPONSES, Invalid
+from app.errors import Invalid, problems
 from app.keys.fields import CiphertextInvalid
-from app.keys.keyring import Keyring, NoSuchKey
+from app.keys.keyring import KeyDamaged, KeyRetired, Keyring, NoSuchKey, SubjectErased
+from app.pii.engine import ScanTimeout
 from app.policy.models import Access, DataField
 from app.records import storage
-from app.records.access import consent_for, field_access, refusal_audited, require_consent
+from app.records.access import (
+    ConsentDenied,
+    consent_for,
+    field_access,
+    refusal_audited,
+    require_consent,
+)
 from app.records.schemas import ProtectedOut, ProtectIn, UnprotectedOut, UnprotectIn
-from app.records.validation import check_purpose, check_record, record_type
+from app.records.validation import PurposeNotAllowed, check_purpose, check_record, record_type
 
-router = APIRouter(tags=["records"], responses=PROBLEM_RESPONSES)
+router = APIRouter(tags=["records"])
 Writer = Annotated[Caller, Depends(RequireScope(Scope.RECORDS_WRITE))]
 Reader = Annotated[Caller, Depends(RequireScope(Scope.RECORDS_READ))]
 
@@ -30,7 +37,8 @@ def _context(record_type_name: str) -> str:
     return f"protect:{record_type_name}"
 
 
-@router.post("/v1/protect", response_model=ProtectedOut)
+@router.post("/v1/protect", response_model=ProtectedOut,
+             responses=problems(PurposeNotAllowed, ConsentDenied, ScanTimeout))
 def protect(body: ProtectIn, session: SessionDep, caller: Writer, keyring: KeyringDep,
             runtime: RuntimeDep) -> ProtectedOut:
     """Protect values for storage elsewhere; erasing the subject makes them unreadable."""
@@ -60,7 +68,9 @@ def protect(body: ProtectIn, session: SessionDep, caller: Writer, keyring: Keyri
         "decision": {"legal_basis": decision.legal_basis, "reason": decision.reason}})
 
 
-@router.post("/v1/unprotect", response_model=UnprotectedOut)
+@router.post("/v1/unprotect", response_model=UnprotectedOut,
+             responses=problems(PurposeNotAllowed, CiphertextInvalid, SubjectErased, KeyDamaged,
+                                KeyRetired))
 def unprotect(body: UnprotectIn, session: SessionDep, caller: Reader, keyring: KeyringDep,
               policy: PolicyDep) -> UnprotectedOut:
     """Reveal protected values, each field clear, masked or not at all by the caller's roles,

@@ -10,13 +10,14 @@ from pydantic import Field, WithJsonSchema
 
 from app.auth.guard import Caller, RequireScope
 from app.auth.scopes import Scope
+from app.db import Position
 from app.deps import KeyringDep, SessionDep, SettingsDep
-from app.errors import PROBLEM_RESPONSES
-from app.schemas import Page, StrictModel, offset_page
+from app.errors import NotFound, problems
+from app.schemas import Page, StrictModel, keyset_page
 from app.webhooks import events, outbox, service, targets
 from app.webhooks.schemas import WebhookCreatedOut, WebhookOut
 
-router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], responses=PROBLEM_RESPONSES)
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 Manager = Annotated[Caller, Depends(RequireScope(Scope.DSR_MANAGE))]
 
 
@@ -54,13 +55,15 @@ def list_webhooks(session: SessionDep, caller: Manager,
                   limit: Annotated[int, Query(ge=1, le=500)] = 100,
                   cursor: Annotated[str | None, Query(max_length=200)] = None) -> Page[WebhookOut]:
     """Active subscribers, oldest first."""
-    found, following = offset_page(lambda n: service.listing(session)[:n], cursor=cursor,
-                                   limit=limit)
+    found, following = keyset_page(
+        lambda after, n: service.listing(session, limit=n, after=after),
+        position=lambda w: Position(w.created_at, w.id), cursor=cursor, limit=limit)
     return Page[WebhookOut].model_validate({"items": [service.webhook_dict(w) for w in found],
                                             "next": following})
 
 
-@router.delete("/{webhook_id}", status_code=204)
+@router.delete("/{webhook_id}", status_code=204,
+               responses=problems(NotFound))
 def remove(webhook_id: Annotated[str, PathParam(min_length=1, max_length=40)],
            session: SessionDep, caller: Manager) -> Response:
     service.disable(session, caller=caller, webhook_id=webhook_id)

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from app.audit import service as audit
 from app.auth.guard import Caller
 from app.clock import utcnow
+from app.db import Position, keyset
 from app.errors import Invalid, NotFound
 from app.webhooks import delivery, outbox, targets
 from app.webhooks import events as webhook_events
@@ -38,9 +39,12 @@ def register(session: Session, *, caller: Caller, url: str, events: list[str],
     return webhook
 
 
-def listing(session: Session) -> list[Webhook]:
-    return list(session.scalars(select(Webhook).where(Webhook.disabled_at.is_(None))
-                                .order_by(Webhook.created_at)))
+def listing(session: Session, *, limit: int | None = None,
+            after: Position | None = None) -> list[Webhook]:
+    """Active subscribers, oldest first (then by id), past `after`."""
+    query = keyset(select(Webhook).where(Webhook.disabled_at.is_(None)), sort=Webhook.created_at,
+                   id=Webhook.id, after=after)
+    return list(session.scalars(query.limit(limit)))
 
 
 def disable(session: Session, *, caller: Caller, webhook_id: str) -> None:

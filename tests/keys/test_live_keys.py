@@ -19,7 +19,7 @@ from app.keys.files import write_new
 from app.keys.models import SubjectKey
 from app.runtime import open_runtime
 from tests.gateway import make_record
-from tests.server import PGW, free_port, wait_until_up
+from tests.server import PGW, free_port, wait_for, wait_until_up
 from tests.test_cli import cli_env
 from tests.tokens import make_token
 
@@ -78,14 +78,22 @@ class Load:
             self.failures.append(f"{response.request.method} {response.status_code} "
                                  f"{response.text[:300]}")
 
+    def answered(self, more: int) -> None:
+        """Wait until the load has had `more` further answers (the servers are other
+        processes: progress, not a fixed time, says enough has happened)."""
+        target = self.statuses.total() + more
+        wait_for(lambda: self.statuses.total() >= target or not any(
+            thread.is_alive() for thread in self.threads), timeout=60,
+            what=f"{more} more answers under load")
+
     def __enter__(self) -> Load:
         for thread in self.threads:
             thread.start()
-        time.sleep(1)
+        self.answered(20)
         return self
 
     def __exit__(self, *_: object) -> None:
-        time.sleep(1)
+        self.answered(20)
         self.stop.set()
         for thread in self.threads:
             thread.join(timeout=60)
@@ -97,7 +105,7 @@ def test_kek_rotation_by_cli_and_api_while_two_workers_serve(settings: Settings)
                              env=cli_env(settings, **FAST_EXPIRY), capture_output=True,
                              text=True, timeout=120, check=False)
         assert cli.returncode == 0, cli.stderr
-        time.sleep(2)
+        load.answered(20)  # writes and reads go on under the KEK version the CLI made
         admin = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {KEY_ADMIN}"})
         rotated = admin.post("/v1/keys/rotate", json={"kind": "kek"})
         assert rotated.status_code == 202, rotated.text
@@ -108,7 +116,7 @@ def test_kek_rotation_by_cli_and_api_while_two_workers_serve(settings: Settings)
                                 text=True, timeout=120, check=False)
         assert worker.returncode == 0, worker.stderr
         assert admin.get("/v1/keys/status").json()["rotations"][0]["status"] == "done"
-        time.sleep(2)
+        load.answered(20)  # and under the one the job made
         # every worker of the service knows every version, and says it is ready
         for _ in range(6):
             with httpx.Client(base_url=base, headers=admin.headers) as fresh:
@@ -176,10 +184,11 @@ def writes_after_a_destruction(writer: httpx.Client, admin: httpx.Client,
     threads = [threading.Thread(target=keep_writing) for _ in range(3)]
     for thread in threads:
         thread.start()
-    time.sleep(0.5)
+    wait_for(lambda: len(sent) >= 6, what="writes before the destruction")
     assert admin.post(f"/v1/keys/subjects/{subject}/destroy", json={}).status_code == 200
     acknowledged = time.monotonic()
-    time.sleep(0.5)
+    wait_for(lambda: sum(at > acknowledged for at, _ in list(sent)) >= 6,
+             what="writes after the destruction")
     stop.set()
     for thread in threads:
         thread.join(timeout=30)
@@ -245,10 +254,14 @@ def test_a_damaged_wrapped_key_is_named(settings: Settings) -> None:
                                     .values(wrapped_dek=damaged))
         finally:
             runtime.close()
-        time.sleep(0.5)  # the DEK cache of the serving process expires (0.2 s)
-        read = client.get(f"/v1/records/{written.json()['record_id']}",
-                          params={"purpose": "customer_support"})
-        assert read.status_code == 500
+        def read_once() -> httpx.Response | None:
+            answer = client.get(f"/v1/records/{written.json()['record_id']}",
+                                params={"purpose": "customer_support"})
+            assert answer.status_code in (200, 500), answer.text  # 200 from the cached key
+            return answer if answer.status_code == 500 else None
+
+        # once the serving process's cached key expires (0.2 s), it unwraps the damaged one
+        read = wait_for(read_once, what="reading with the damaged key")
         assert read.json()["type"] == "urn:pgw:problem:key-damaged"
         assert "damaged-1" in read.json()["detail"]
         assert httpx.get(f"{base}/readyz").status_code == 200  # one key, not the service
