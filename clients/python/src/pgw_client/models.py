@@ -21,13 +21,14 @@ __all__ = [
     'DsrIn', 'DsrInType', 'DsrOut', 'DsrStatus', 'DsrSubmittedOut', 'DsrVerificationOut',
     'EntityOut', 'EvidenceIn', 'GuardianIn', 'HealthOut', 'Identifiers', 'InclusionProofOut',
     'KekVersionsOut', 'KeyStatusOut', 'LegalHoldIn', 'LegalHoldOut', 'LookupIn', 'LookupOut',
-    'NoticeIn', 'NoticeOut', 'OperatorSpec', 'OptOutOut', 'Outcome', 'PolicyOut', 'ProtectIn',
-    'ProtectedOut', 'PurposeStateOut', 'ReasonIn', 'ReceiptKeyOut', 'ReceiptedOut', 'RecordIn',
-    'RecordViewOut', 'RectifiedRecordOut', 'RectifyIn', 'RedactRequest', 'RedactResponse',
-    'RedactedEntityOut', 'RiskReportOut', 'RotateRequest', 'RotationOut', 'RotationStartedOut',
-    'ScanRequest', 'ScanResponse', 'Selection', 'StoredRecordOut', 'SubjectKeyCountsOut',
-    'TimelineEntryOut', 'UnprotectIn', 'UnprotectedOut', 'VerificationIn', 'WebhookCreatedOut',
-    'WebhookIn', 'WebhookInEvents', 'WebhookOut'
+    'NoticeIn', 'NoticeOut', 'OperatorSpec', 'OptOutOut', 'Outcome', 'PolicyOut', 'Problem',
+    'ProtectIn', 'ProtectedOut', 'PurposeStateOut', 'ReasonIn', 'ReceiptKeyOut',
+    'ReceiptedOut', 'RecordIn', 'RecordViewOut', 'RectifiedRecordOut', 'RectifyIn',
+    'RedactRequest', 'RedactResponse', 'RedactedEntityOut', 'RiskReportOut', 'RotateRequest',
+    'RotationOut', 'RotationStartedOut', 'ScanRequest', 'ScanResponse', 'Selection',
+    'StoredRecordOut', 'SubjectKeyCountsOut', 'TimelineEntryOut', 'UnprotectIn',
+    'UnprotectedOut', 'VerificationIn', 'WebhookCreatedOut', 'WebhookIn', 'WebhookInEvents',
+    'WebhookOut'
 ]
 
 
@@ -448,6 +449,19 @@ class PolicyOut(BaseModel):
     version: str
 
 
+class Problem(BaseModel):
+    """RFC 9457 problem details; `type` is stable and machine-readable: branch on it. Some problems
+    add members (`errors`, `required_scope`, ...).
+    """
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    type: str
+    title: str
+    status: int
+    detail: str | None = Field(default=None)
+    instance: str | None = Field(default=None)
+    errors: list[dict[str, Any]] | None = Field(default=None)
+
+
 class ProtectIn(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     subject_id: str
@@ -787,6 +801,7 @@ NoticeOut.model_rebuild()
 OperatorSpec.model_rebuild()
 OptOutOut.model_rebuild()
 PolicyOut.model_rebuild()
+Problem.model_rebuild()
 ProtectIn.model_rebuild()
 ProtectedOut.model_rebuild()
 PurposeStateOut.model_rebuild()
