@@ -22,6 +22,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
 
 from app.config import Settings
+from app.web.i18n import negotiate
 
 HERE = Path(__file__).parent
 SESSION_COOKIE = "pgw_privacy_session"
@@ -52,18 +53,7 @@ def language(request: Request, settings: Settings) -> str:
     chosen = request.cookies.get(LANGUAGE_COOKIE)
     if chosen in offered:
         return str(chosen)
-    weighted = []
-    for part in request.headers.get("accept-language", "").split(","):
-        tag, _, q = part.strip().partition(";q=")
-        try:
-            weight = float(q) if q else 1.0
-        except ValueError:
-            continue
-        weighted.append((weight, tag.split("-")[0].lower()))
-    for _, tag in sorted(weighted, key=lambda item: -item[0]):
-        if tag in offered:
-            return tag
-    return offered[0]
+    return negotiate(request.headers.get("accept-language", ""), offered) or offered[0]
 
 
 def csp(settings: Settings) -> str:

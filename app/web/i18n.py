@@ -22,7 +22,9 @@ def catalogue(language: str) -> dict[str, str]:
     return loaded
 
 
-def _accepted(header: str) -> str | None:
+def negotiate(header: str, offered: tuple[str, ...] | list[str]) -> str | None:
+    """The first of `offered` by the weights of an Accept-Language header (at most its first
+    20 entries), or None."""
     ranked = []
     for part in header.split(",")[:20]:
         tag, _, params = part.strip().partition(";")
@@ -34,7 +36,7 @@ def _accepted(header: str) -> str | None:
                 continue
         ranked.append((weight, tag.strip().lower().split("-")[0]))
     for _, tag in sorted(ranked, key=lambda r: -r[0]):
-        if tag in LANGUAGES:
+        if tag in offered:
             return tag
     return None
 
@@ -43,7 +45,7 @@ def language(request: Request) -> str:
     chosen = request.cookies.get(COOKIE)
     if chosen in LANGUAGES:
         return str(chosen)
-    return _accepted(request.headers.get("accept-language", "")) or "en"
+    return negotiate(request.headers.get("accept-language", ""), LANGUAGES) or "en"
 
 
 def translator(language: str) -> Callable[..., str]:
