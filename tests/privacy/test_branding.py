@@ -19,7 +19,7 @@ from app.main import create_app
 from app.privacy import delivery
 from app.webhooks import outbox
 from tests.privacy.conftest import ALICE, ask_code, browser, enter_code
-from tests.server import LiveServer
+from tests.server import LiveServer, wait_for
 
 LOGO = b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 1 1"/>'
 
@@ -63,11 +63,15 @@ def test_an_external_logo_is_allowed_by_the_policy_and_colours_are_checked(
 
 
 def _sink(settings: Settings, name: str) -> list[dict[str, str]]:
+    """The sink's lines once one is written whole (the code is sent after the answer)."""
     path = delivery.sink_dir(settings) / name
-    deadline = time.monotonic() + 10
-    while not path.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+    def whole() -> str | None:
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+        return text if text.endswith("\n") else None
+
+    written = wait_for(whole, timeout=30, what=f"a line in {name}")
+    return [json.loads(line) for line in written.splitlines()]
 
 
 def test_in_development_codes_go_to_the_outbox_files(
