@@ -62,6 +62,16 @@ def test_a_withheld_name_is_not_a_name_but_a_name_beside_it_is(engine: PiiEngine
     assert names(engine, text) == ["张传波"]
 
 
+def test_teams_in_a_fixture_are_organisations_not_places_or_people(engine: PiiEngine) -> None:
+    text = "7.罗马vs佛罗伦萨，桑德兰 vs 博尔顿；客户王芳来自罗马"
+    kinds = found(engine, text)
+    teams = ("罗马", "佛罗伦萨", "桑德兰", "博尔顿")
+    assert {("ORGANIZATION", team) for team in teams} <= set(kinds)
+    # outside a fixture the city is a place again
+    assert [k for k in kinds if k[0] in ("PERSON", "LOCATION")] == [("PERSON", "王芳"),
+                                                                    ("LOCATION", "罗马")]
+
+
 def test_an_address_is_one_location_with_proper_boundaries(engine: PiiEngine) -> None:
     text = "收货地址：浙江省杭州市西湖区文三路90号东部软件园3号楼502室，电话13812345678"
     assert places(engine, text) == ["浙江省杭州市西湖区文三路90号东部软件园3号楼502室"]

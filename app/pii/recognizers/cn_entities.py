@@ -42,6 +42,10 @@ _HONORIFIC_NAME = regex.compile(
 # nothing: a mask keeps the surname).
 _WITHHELD_NAME = regex.compile(
     rf"(?:{'|'.join(COMPOUND_SURNAMES)}|[{''.join(sorted(SURNAMES))}])某+")
+# Chinese sports text names teams by their city or a transliteration (罗马vs佛罗伦萨,
+# 桑德兰vs博尔顿), which the model takes for places and people.
+_FIXTURE_AFTER = regex.compile(r"\s*(?:vs|VS|Vs)(?![A-Za-z])")
+_FIXTURE_BEFORE = regex.compile(r"(?<![A-Za-z])(?:vs|VS|Vs)\.?\s*$")
 # What may follow a place name inside one address: a road and number, a building, a unit, a room.
 ADDRESS_TAIL = regex.compile(
     r"(?:[\p{Han}A-Za-z0-9\---[的了在是和与说为把被给向从到对等及或也都就还又很我你他她它们]]{0,12}?"
@@ -90,6 +94,10 @@ class ChineseEntityRecognizer(EntityRecognizer):
         if not words:
             return []
         results = [*self._names(words), *self._places(text, words)]
+        for result in results:  # 罗马vs佛罗伦萨: competitors in a fixture are teams
+            if _FIXTURE_AFTER.match(text, result.end) or \
+                    _FIXTURE_BEFORE.search(text, max(0, result.start - 4), result.start):
+                result.entity_type, result.score = "ORGANIZATION", ORG_SCORE
         results += [self._result("ORGANIZATION", w.start, w.end, ORG_SCORE)
                     for w in words if w.tag == "ORG"]
         return [r for r in results if r.entity_type in entities]
