@@ -279,9 +279,25 @@ def worst_inputs() -> dict[str, str]:
     han = [chr(c) for c in range(0x4E00, 0x9FA5)]
     prose = "John Smith met Mary Jones in London on Tuesday; call him on 415-555-0132. "
     mixed = "客户王芳 said John Smith lives at 22 Baker Street, 电话13812345678。"
+    first = "John Mary Ahmed Olga Wei Priya Lucas Fatima Kenji Sofia Omar Grace".split()
+    last = "Smith Jones Khan Petrova Zhang Patel Martin Haddad Sato Rossi Said Kelly".split()
+    city = "London Lagos Lima Oslo Pune Perth Kyiv Quito Hanoi Tunis Cork Bern".split()
+    day = "Monday Tuesday Wednesday Thursday Friday Saturday Sunday".split()
+
+    pick = random.Random(11)
+
+    def sentence() -> str:  # no two windows alike: what repeats cannot be read once
+        return (f"{pick.choice(first)} {pick.choice(last)} met {pick.choice(first)} "
+                f"{pick.choice(last)} in {pick.choice(city)} on {pick.choice(day)}; call him on "
+                f"415-555-{pick.randrange(10_000):04d}. ")
+
+    varied = ""
+    while len(varied) < 100_000:
+        varied += sentence()
     return {**WORST_CASES,
             "random CJK characters": "".join(rng.choice(han) for _ in range(100_000)),
             "English prose": (prose * 1400)[:100_000],
+            "English prose, no two sentences alike": varied[:100_000],
             "Chinese and English mixed": (mixed * 1700)[:100_000],
             "two-letter words": "Ab " * 33_333}
 

@@ -17,19 +17,20 @@ from dataclasses import dataclass
 
 import spacy
 import thinc.api
-from presidio_analyzer import AnalyzerEngine, RecognizerRegistry, RecognizerResult
+from presidio_analyzer import RecognizerRegistry, RecognizerResult
 from presidio_analyzer.nlp_engine import NerModelConfiguration, NlpArtifacts, SpacyNlpEngine
 from spacy.language import Language
 from spacy.tokens import Doc
 
 from app.errors import ServiceUnavailable
 from app.pii import en_model
-from app.pii.context import WindowContextEnhancer
+from app.pii.context import ContextAnalyzer, WindowContextEnhancer
 from app.pii.language import detect_language, han_count, latin_word_count, ner_input
 from app.pii.normalize import Normalized, normalize
 from app.pii.recognizers.catalog import build_recognizers
-from app.pii.recognizers.cn_entities import ChineseEntityRecognizer
+from app.pii.recognizers.cn_entities import ChineseEntityRecognizer, TaggedArtifacts, window_words
 from app.pii.refine import is_false_positive, merge_locations, relabel
+from app.pii.zh_model import Word, tagger
 
 DEFAULT_EN_MODEL = en_model.NAME
 SUPPORTED_LANGUAGES = ("en", "zh")
@@ -40,9 +41,11 @@ NER_LABELS = {"PER": "PERSON", "PERSON": "PERSON", "LOC": "LOCATION", "GPE": "LO
               "FAC": "LOCATION", "ORG": "ORGANIZATION", "NORP": "NRP", "DATE": "DATE_TIME",
               "TIME": "DATE_TIME"}
 MIXED_TEXT_ENTITIES = ["PERSON", "LOCATION"]
+CHINESE_MODEL_ENTITIES = frozenset({"PERSON", "LOCATION", "ORGANIZATION"})
 NAMED_ENTITIES = frozenset({"PERSON", "LOCATION", "ORGANIZATION", "NRP", "DATE_TIME"})
 WINDOW = 2_000  # characters a recognizer sees at once: bounds the cost of any pattern
 OVERLAP = 200
+SEEN_WINDOWS = 256  # English windows a scan remembers the model's reading of (about 2 MB)
 
 
 @dataclass(frozen=True)
@@ -115,7 +118,7 @@ class PiiEngine:
         registry = RecognizerRegistry(supported_languages=list(SUPPORTED_LANGUAGES))
         for recognizer in build_recognizers():
             registry.add_recognizer(recognizer)
-        self.analyzer = AnalyzerEngine(
+        self.analyzer = ContextAnalyzer(
             registry=registry, nlp_engine=self.nlp_engine,
             supported_languages=list(SUPPORTED_LANGUAGES),
             context_aware_enhancer=WindowContextEnhancer(),
@@ -177,34 +180,52 @@ class PiiEngine:
         pieces = [(i, window) for i, norm in enumerate(normalized)
                   for window in windows(norm.text)]
         found: list[list[RecognizerResult]] = [[] for _ in texts]
+        tagged: dict[int, tuple[list[Word], list[int]]] = {}
+        seen: dict[str, NlpArtifacts] = {}
+        tag_chinese = not entities or bool(set(entities) & CHINESE_MODEL_ENTITIES)
         for first in range(0, len(pieces), NLP_GROUP):
             group = pieces[first:first + NLP_GROUP]
             deadline.check()
+            if tag_chinese:  # the Chinese model reads each text whole, once
+                new = list(dict.fromkeys(i for i, _ in group if chosen[i] == "zh"
+                                         and i not in tagged))
+                for i, text_words in zip(new, tagger().tag_many([normalized[i].text for i in new]),
+                                         strict=True):
+                    tagged[i] = (text_words, [w.start for w in text_words])
             english = self._english_artifacts(
                 [(k, normalized[i].text[w.start:w.end]) for k, (i, w) in enumerate(group)
-                 if chosen[i] == "en" or latin_word_count(normalized[i].text[w.start:w.end]) >= 3])
+                 if chosen[i] == "en" or latin_word_count(normalized[i].text[w.start:w.end]) >= 3],
+                seen)
             for k, (i, window) in enumerate(group):
+                words = (window_words(*tagged[i], window.start, window.end) if i in tagged
+                         else None)
                 found[i] += self._analyze_window(normalized[i].text, window, chosen[i],
-                                                 english.get(k), entities, threshold)
+                                                 english.get(k), words, entities, threshold)
         return [(lang, self._finish(norm, results))
                 for norm, lang, results in zip(normalized, chosen, found, strict=True)]
 
-    def _english_artifacts(self, wanted: Sequence[tuple[int, str]]) -> dict[int, NlpArtifacts]:
+    def _english_artifacts(self, wanted: Sequence[tuple[int, str]],
+                           seen: dict[str, NlpArtifacts]) -> dict[int, NlpArtifacts]:
         """spaCy's NER over the windows that are English or have English words in them.
 
-        The pipeline's lock is held for one group of windows at a time, never for a whole scan,
-        so a long text does not hold up a short one.
+        A window whose text the model has read before in this scan (`seen`: repeated lines,
+        a text pasted twice) is not read again. The pipeline's lock is held for one group of
+        windows at a time, never for a whole scan, so a long text does not hold up a short one.
         """
-        wanted = [(key, text) for key, text in wanted if text.strip()]
-        if not wanted:
-            return {}
-        with self._nlp_lock:
-            batch = self.nlp_engine.process_batch([ner_input(text) for _, text in wanted],
-                                                  "en", batch_size=NLP_GROUP)
-            return {key: item[1] for (key, _), item in zip(wanted, batch, strict=True)}
+        inputs = {key: ner_input(text) for key, text in wanted if text.strip()}
+        new = [text for text in dict.fromkeys(inputs.values()) if text not in seen]
+        if new:
+            with self._nlp_lock:
+                batch = self.nlp_engine.process_batch(new, "en", batch_size=NLP_GROUP)
+                read = {text: item[1] for text, item in zip(new, batch, strict=True)}
+            if len(seen) < SEEN_WINDOWS:
+                seen.update(read)
+        else:
+            read = {}
+        return {key: read[text] if text in read else seen[text] for key, text in inputs.items()}
 
     def _analyze_window(self, text: str, window: Window, language: str, en: NlpArtifacts | None,
-                        entities: Sequence[str] | None,
+                        words: list[Word] | None, entities: Sequence[str] | None,
                         threshold: float) -> list[RecognizerResult]:
         part = text[window.start:window.end]
         if not part.strip():
@@ -215,7 +236,8 @@ class PiiEngine:
                                             score_threshold=threshold)
         else:
             results = self.analyzer.analyze(part, "zh", entities=wanted,
-                                            nlp_artifacts=self._no_artifacts,
+                                            nlp_artifacts=self._no_artifacts if words is None
+                                            else TaggedArtifacts(self._no_artifacts, words),
                                             score_threshold=threshold)
             english: list[RecognizerResult] = []
             if en is not None:  # Latin-script stretches in Chinese text: English names, places

@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 
 _LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 
 
 def han_count(text: str) -> int:
-    return sum(1 for c in text if "\u4e00" <= c <= "\u9fff" or "\u3400" <= c <= "\u4dbf")
+    return len(_HAN.findall(text))
 
 
 def latin_word_count(text: str) -> int:

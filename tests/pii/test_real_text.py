@@ -15,7 +15,7 @@ from app.pii.engine import OVERLAP, WINDOW, PiiEngine, ScanTimeout, windows
 from app.pii.language import ner_input, recase_shouting
 from app.pii.normalize import normalize
 from app.pii.refine import is_false_positive, relabel
-from app.pii.zh_model import MODEL_FILES, LacTagger, ModelMismatch, chunks, verify, viterbi
+from app.pii.zh_model import MODEL_FILES, LacTagger, ModelMismatch, chunks, tagger, verify, viterbi
 from tests.pii.conftest import found
 
 
@@ -53,6 +53,23 @@ def test_chinese_names_however_introduced(engine: PiiEngine, text: str, name: st
 ])
 def test_look_alikes_are_not_names(engine: PiiEngine, text: str) -> None:
     assert names(engine, text) == []
+
+
+def test_a_withheld_name_is_not_a_name_but_a_name_beside_it_is(engine: PiiEngine) -> None:
+    text = "警方抓获犯罪嫌疑人李某和王某某，钱某和李某为政府公务员，受害人张传波"
+    model_names = [w.text for w in tagger().tag(text) if w.tag == "PER"]
+    assert {"李某", "王某某", "钱某"} <= set(model_names)  # the model calls them names
+    assert names(engine, text) == ["张传波"]
+
+
+def test_teams_in_a_fixture_are_organisations_not_places_or_people(engine: PiiEngine) -> None:
+    text = "7.罗马vs佛罗伦萨，桑德兰 vs 博尔顿；客户王芳来自罗马"
+    kinds = found(engine, text)
+    teams = ("罗马", "佛罗伦萨", "桑德兰", "博尔顿")
+    assert {("ORGANIZATION", team) for team in teams} <= set(kinds)
+    # outside a fixture the city is a place again
+    assert [k for k in kinds if k[0] in ("PERSON", "LOCATION")] == [("PERSON", "王芳"),
+                                                                    ("LOCATION", "罗马")]
 
 
 def test_an_address_is_one_location_with_proper_boundaries(engine: PiiEngine) -> None:

@@ -1,0 +1,111 @@
+"""What makes a long scan cheaper must not change what it finds (issue 16, bounded scan time)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from presidio_analyzer import AnalyzerEngine
+
+from app.pii.engine import WINDOW, PiiEngine, windows
+from app.pii.recognizers.cn_entities import window_words
+from app.pii.zh_model import tagger, viterbi
+from tests.pii.conftest import found
+
+
+def full_viterbi(emissions: np.ndarray, transitions: np.ndarray, length: int) -> list[int]:
+    """The textbook decoder over every tag at every step, with the start and stop tags."""
+    tags = emissions.shape[1]
+    stop = transitions[:, tags - 2]
+    score = emissions[0] + transitions[tags - 1] + (stop if length == 1 else 0)
+    back = []
+    for t in range(1, length):
+        candidates = score[:, None] + transitions  # [from, to]
+        back.append(candidates.argmax(axis=0))
+        score = candidates.max(axis=0) + (emissions[t] + (stop if t == length - 1 else 0))
+    path = [int(score.argmax())]
+    for pointers in reversed(back):
+        path.append(int(pointers[path[-1]]))
+    return path[::-1]
+
+
+@pytest.mark.parametrize("spread", [0.4, 3.0, 50.0])
+def test_the_pruned_viterbi_finds_the_best_path_of_the_full_one(spread: float) -> None:
+    rng = np.random.default_rng(7)
+    tags = 12
+    transitions = rng.uniform(-spread / 2, spread / 2, (tags, tags)).astype(np.float32)
+    lengths = np.array([1, 2, 7, 30, 30, 19])
+    emissions = rng.normal(0, 2, (len(lengths), 30, tags)).astype(np.float32)
+    emissions[4] = np.round(emissions[4])  # ties
+    emissions[4, :, 3] = emissions[4, :, 5]
+    paths = viterbi(emissions, transitions, lengths)
+    for row, length in enumerate(lengths):
+        assert paths[row].tolist() == full_viterbi(emissions[row], transitions, int(length))
+
+
+def test_the_real_model_decodes_as_the_full_viterbi() -> None:
+    model = tagger()
+    sentences = ["张传波来到广州白云区京溪街某综合市场", "王女士来电投诉", "记者陈思武报道"]
+    emissions = model._emissions(sentences)  # noqa: SLF001 - the encoder's own output
+    lengths = np.array([len(s) for s in sentences])
+    paths = viterbi(emissions, model._transitions, lengths)  # noqa: SLF001
+    for row, length in enumerate(lengths):
+        assert paths[row].tolist() == full_viterbi(emissions[row], model._transitions,  # noqa: SLF001
+                                                   int(length))
+
+
+def test_texts_tagged_together_are_tagged_as_each_alone() -> None:
+    address = "客户王芳的地址是浙江省杭州市西湖区文三路90号。"
+    texts = [address, "请联系李先生。" + address, "no Chinese here", "老周和我一起去的"]
+    assert tagger().tag_many(texts) == [tagger().tag(text) for text in texts]
+
+
+def test_a_window_gets_the_words_lying_wholly_in_it() -> None:
+    text = "记者陈思武报道，" * 400
+    words = tagger().tag(text)
+    starts = [w.start for w in words]
+    for window in windows(text):
+        inside = window_words(words, starts, window.start, window.end)
+        assert inside, window
+        for word in inside:
+            assert text[window.start + word.start:window.start + word.end] == word.text
+            assert 0 <= word.start < word.end <= window.end - window.start
+
+
+def test_names_and_places_are_found_across_every_window_of_a_long_text(engine: PiiEngine) -> None:
+    line = "客户王芳住在浙江省杭州市西湖区文三路90号，联系人记者陈思武。"
+    text = "".join(f"第{i}条：{line}" for i in range(3 * WINDOW // len(line)))
+    kinds = found(engine, text)
+    assert len(windows(text)) >= 3
+    for name in ("王芳", "陈思武"):
+        assert sum(1 for kind, value in kinds if (kind, value) == ("PERSON", name)) \
+            == text.count(name)
+    assert sum(1 for kind, _ in kinds if kind == "LOCATION") >= text.count("浙江省")
+
+
+def test_repeated_english_windows_go_to_the_model_once(engine: PiiEngine,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    read: list[str] = []
+    process = engine.nlp_engine.process_batch
+
+    def counting(texts: list[str], language: str, **kwargs: object):  # type: ignore[no-untyped-def]
+        read.extend(texts)
+        return process(texts, language, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(engine.nlp_engine, "process_batch", counting)
+    text = "John Smith met Mary Jones in London; call him on 415-555-0132. " * 1500
+    _, findings = engine.analyze(text)
+    assert len(read) == len(set(read)) < len(windows(text))
+    assert sum(1 for f in findings if text[f.start:f.end] == "John Smith") == 1500
+
+
+def test_the_context_step_gives_what_presidios_gives(engine: PiiEngine) -> None:
+    presidio = AnalyzerEngine(registry=engine.analyzer.registry, nlp_engine=engine.nlp_engine,
+                              supported_languages=["en", "zh"],
+                              context_aware_enhancer=engine.analyzer.context_aware_enhancer)
+    text = ("my phone: 415-555-0132, ssn 078-05-1120, card 4111111111111111, "
+            "routing 011000015 and passport 912803456; 13812345678 电话 13912345678")
+    for language in ("en", "zh"):
+        ours = engine.analyzer.analyze(text, language)
+        theirs = presidio.analyze(text, language)
+        assert [(r.entity_type, r.start, r.end, r.score) for r in ours] == \
+            [(r.entity_type, r.start, r.end, r.score) for r in theirs]
