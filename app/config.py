@@ -155,8 +155,9 @@ class Settings(BaseSettings):
     # one-time codes go. Without PGW_SMTP_HOST codes go to a file under PGW_DATA_DIR in dev,
     # and are "not configured" in prod; phone codes likewise go to a file in dev only.
     privacy_name: str = Field(default="Privacy centre", min_length=1, max_length=80)
-    privacy_logo_url: str | None = Field(default=None, max_length=500,
-                                         pattern=r"^(https://[^\s\"'<>]+|/privacy/static/[\w.-]+)$")
+    # scheme, host and path only: the host goes into the page's Content-Security-Policy
+    privacy_logo_url: str | None = Field(default=None, max_length=500, pattern=(
+        r"^(https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[\w./~-]*)?|/privacy/static/[\w.-]+)$"))
     privacy_logo_file: Path | None = None  # served at /privacy/brand/logo
     privacy_primary_colour: str = Field(default="#1f4e79", pattern=r"^#[0-9a-fA-F]{6}$")
     privacy_accent_colour: str = Field(default="#e8f0f8", pattern=r"^#[0-9a-fA-F]{6}$")

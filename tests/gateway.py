@@ -16,6 +16,12 @@ from tests.tokens import make_token
 
 PROFILE = {"name": "张伟", "email": "Zhang.Wei@Example.cn", "phone": "138-1234-5678",
            "cn_resident_id": "11010519491231002x", "birth_date": "1949-12-31"}
+_NAMES = ("John Smith", "Mary Jones", "Ahmed Khan", "Li Wei", "Olga Petrova", "Juan Perez")
+_CITIES = ("London", "Leeds", "Cardiff", "Boston", "Lyon", "Madrid", "Oslo")
+# A note whose scan takes a model's time (about 17,000 characters): no two sentences alike, as
+# a scan reads a repeated window once.
+SLOW_NOTE = " ".join(f"Customer {_NAMES[i % 6]} called about order {1000 + i} from "
+                     f"{_CITIES[i % 7]}, call back." for i in range(250))
 ALL_SCOPES = "records:write records:read consent:write consent:read audit:read dsr:manage"
 
 Clients = Callable[..., httpx.Client]

@@ -3,6 +3,7 @@ API trusts (PGW_OIDC_ISSUER), with the API's claim mapping; a development sign-i
 
 from __future__ import annotations
 
+import re
 import secrets
 from typing import Annotated
 from urllib.parse import urlencode
@@ -16,7 +17,7 @@ from sqlalchemy.orm import Session
 from app.audit import service as audit
 from app.auth import oidc
 from app.auth.guard import Caller, audit_denial, known_roles
-from app.auth.tokens import TokenVerifier
+from app.auth.tokens import RESERVED_SUBJECTS, TokenVerifier
 from app.config import Settings
 from app.console import sessions
 from app.console.guard import (
@@ -35,12 +36,13 @@ router = APIRouter(prefix="/console", route_class=ConsoleRoute, include_in_schem
 
 # Development sign-in: who one may pretend to be. Each profile is a set of the API's scopes
 # and policy roles, so trying the console in dev exercises the rules production applies.
+DEV_NAME = re.compile(r"[\w.@-]{1,64}")
 DEV_PROFILES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "officer": (("compliance_officer",), ("dsr:manage", "dsr:verify", "access:approve",
                                           "audit:read", "consent:read", "policy:read",
                                           "records:read")),
     "auditor": ((), ("audit:read",)),
-    "approver": (("compliance_officer",), ("access:approve", "records:read")),
+    "approver": (("compliance_officer",), ("access:approve",)),  # decides, reads nothing
     "support": (("support_agent",), ("records:read",)),
     "key_admin": ((), ("keys:admin", "policy:read")),
 }
@@ -82,11 +84,13 @@ async def dev_login(request: Request, settings: SettingsDep) -> Response:
                            details={"method": "dev"})
         raise Forbidden("the development sign-in exists only with PGW_ENV=dev")
     form = await pages.read_form(request, max_fields=10)
-    sub, profile, token = (str(form.get(k, "")) for k in ("sub", "profile", "login_token"))
+    sub, profile, token = (str(form.get(k, "")).strip()
+                           for k in ("sub", "profile", "login_token"))
     if not pages.same_token(token, request.cookies.get(LOGIN_COOKIE, "")) or len(token) < 16:
         raise SignInFailed("the sign-in form is stale; load the sign-in page again")
-    if profile not in DEV_PROFILES or not 0 < len(sub) <= 255:
-        raise SignInFailed("choose a profile and give a name")
+    if profile not in DEV_PROFILES or not DEV_NAME.fullmatch(sub) or \
+            sub.startswith(RESERVED_SUBJECTS):
+        raise SignInFailed("choose a profile and give a name (letters, digits, . _ @ -)")
     roles, scopes = DEV_PROFILES[profile]
     caller = Caller(sub=sub, roles=roles, scopes=frozenset(scopes),
                     request_id=getattr(request.state, "request_id", None))
@@ -212,8 +216,7 @@ def logout(request: Request, staff: SignedIn, form: Form, session: SessionDep) -
 def switch_language(to: Annotated[str, Query(max_length=8)],
                     back: Annotated[str, Query(alias="next", max_length=500)] = "/console",
                     ) -> Response:
-    target = back if back.startswith("/console") and "//" not in back else "/console"
-    response = RedirectResponse(target, status_code=303)
+    response = RedirectResponse(pages.local_target(back, "/console"), status_code=303)
     if to in i18n.LANGUAGES:
         response.set_cookie(i18n.COOKIE, to, max_age=365 * 86400, path="/", samesite="lax")
     return response

@@ -57,12 +57,7 @@ def home(request: Request, session: SessionDep, keyring: KeyringDep, policy: Pol
                  opted_out=rights.opted_out(session, policy, subject_id=who.subject_id),
                  gpc=gpc, gpc_recorded=gpc_recorded, types=rights.TYPES,
                  jurisdictions=_jurisdictions(policy, lang),
-                 fields=_correctable(policy), error=None)
-
-
-def _correctable(policy: Policy) -> list[str]:
-    return sorted({name for spec in policy.body.record_types.values()
-                   for name in spec.fields})
+                 fields=rights.correctable(policy), error=None)
 
 
 @router.post("/requests")

@@ -13,10 +13,11 @@ from app.auth.guard import Caller
 from app.consent import service as consent
 from app.dsr import export
 from app.dsr import service as dsr_service
+from app.errors import Invalid
 from app.keys.keyring import Keyring
 from app.policy.loader import Policy
 from app.policy.models import LegalBasis
-from app.privacy.service import METHOD
+from app.privacy.service import CHANNELS, METHOD
 
 TYPES = ("access", "portability", "rectification", "erasure", "objection")
 EXPORTS = ("access", "portability")
@@ -36,10 +37,33 @@ def one_request(session: Session, *, subject_id: str, dsr_id: str) -> Any | None
     return next((dsr for dsr in listed if dsr.id == dsr_id), None)
 
 
+def verification_fields(policy: Policy) -> set[str]:
+    """Fields whose values verify a person here: indexed e-mail addresses and phone numbers.
+    Changing one would let a person take over an address another customer verifies with (two
+    holders match nobody, so neither gets a code), so the centre does not correct them: the
+    privacy officer does, having checked the new address belongs to the person."""
+    return {name for spec in policy.body.record_types.values()
+            for name, field in spec.fields.items()
+            if field.blind_index and str(field.type) in CHANNELS}
+
+
+def correctable(policy: Policy) -> list[str]:
+    """The fields a verified person may correct themselves."""
+    return sorted({name for spec in policy.body.record_types.values() for name in spec.fields}
+                  - verification_fields(policy))
+
+
 def file_request(session: Session, policy: Policy, keyring: Keyring, *, caller: Caller,
                  subject_id: str, type: str, jurisdiction: str, language: str,
                  corrections: dict[str, Any] | None) -> Any:
     """File a request verified by the code the person just proved, so it runs at once."""
+    held = sorted(set(corrections or ()) & verification_fields(policy))
+    if held:
+        audit.record(session, caller=caller, action="privacy.correction_refused",
+                     outcome=audit.Outcome.DENIED, subject_id=subject_id,
+                     details={"field": held[0], "reason": "verification address"})
+        raise Invalid(f"{held[0]} verifies you here and is corrected by the privacy officer, "
+                      "not in the privacy centre", field="field")
     return dsr_service.submit(
         session, policy, keyring, caller=caller, subject_id=subject_id, identifiers=None,
         type=type, jurisdiction=jurisdiction, corrections=corrections, language=language,

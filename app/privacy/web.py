@@ -23,6 +23,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from app.config import Settings
 from app.web.i18n import negotiate
+from app.web.pages import local_target
 
 HERE = Path(__file__).parent
 SESSION_COOKIE = "pgw_privacy_session"
@@ -118,6 +119,4 @@ def brand_css(settings: Settings) -> str:
 
 def safe_next(target: str | None) -> str:
     """A page of the centre to go back to; anything else goes to its start page."""
-    if target and target.startswith(PATH) and "//" not in target and "\\" not in target:
-        return target
-    return PATH
+    return local_target(target, PATH)

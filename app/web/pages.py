@@ -39,6 +39,17 @@ def render(env: Environment, request: Request, name: str, *, status: int = 200,
     return HTMLResponse(html, status_code=status, headers=PAGE_HEADERS)
 
 
+def local_target(target: str | None, site: str) -> str:
+    """A page of this site to go back to (under `site`, no `..`, no other host); else the
+    site's start page."""
+    if not target or not target.startswith(site) or any(bad in target for bad in (
+            "//", "\\", "..", "%2e", "%2E", "%2f", "%2F", "%5c", "%5C")):
+        return site
+    if target[len(site):][:1] not in ("", "/", "?"):
+        return site  # /privacy-other is not /privacy
+    return target
+
+
 def same_token(given: object, expected: str) -> bool:
     """Compare a form's CSRF token with the session's in constant time."""
     return isinstance(given, str) and secrets.compare_digest(given.encode(), expected.encode())

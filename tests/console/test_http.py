@@ -136,6 +136,29 @@ def test_language_follows_accept_language_and_the_switch(live: LiveServer) -> No
     assert "<h1>登录</h1>" in client.get("/console/login").text
 
 
+def test_the_switch_goes_back_only_to_a_console_page(live: LiveServer) -> None:
+    client = live.client()
+    for back, expected in (("/console/login", "/console/login"),
+                           ("/console/../privacy", "/console"), ("//evil.example", "/console")):
+        answer = client.get("/console/lang", params={"to": "en", "next": back})
+        assert answer.headers["location"] == expected
+
+
+@pytest.mark.parametrize("sub", ["sup1 ", "system:dsr", "privacy-centre", "a b", ""])
+def test_development_names_are_plain_and_not_the_gateways_own(live: LiveServer,
+                                                               sub: str) -> None:
+    client = live.client()
+    page = client.get("/console/login")
+    token = page.text.split('name="login_token" value="')[1].split('"')[0]
+    answer = client.post("/console/login/dev", data={"sub": sub, "profile": "officer",
+                                                      "login_token": token})
+    if sub == "sup1 ":  # trimmed: the same person as "sup1"
+        assert answer.status_code == 303
+        assert "sup1" in client.get("/console", follow_redirects=True).text
+    else:
+        assert answer.status_code == 403, answer.text
+
+
 @pytest.fixture
 def prod_app(make_settings: Callable[..., Settings], tmp_path: Path) -> FastAPI:
     keys = tmp_path / "keys"

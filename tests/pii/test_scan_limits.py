@@ -11,11 +11,11 @@ from pathlib import Path
 
 from app.config import Settings
 from app.main import create_app
-from tests.gateway import make_record
+from tests.gateway import SLOW_NOTE, make_record
 from tests.server import PGW, LiveServer
 from tests.tokens import make_token
 
-LONG_NOTE = "Customer John Smith called about order 1234 from London, call back. " * 250
+LONG_NOTE = SLOW_NOTE
 SCOPE = "records:write records:read pii:scan audit:read"
 
 

@@ -58,6 +58,10 @@ def test_an_external_logo_is_allowed_by_the_policy_and_colours_are_checked(
         make_settings(privacy_primary_colour="red; } body { display: none")
     with pytest.raises(ValueError, match="privacy_logo_url"):
         make_settings(privacy_logo_url="javascript:alert(1)")
+    for smuggled in ("https://evil.example;sandbox/x.png", "https://a.example/x.png;script-src",
+                     "https://a.example/x.png?q='unsafe-inline'"):  # no directive rides along
+        with pytest.raises(ValueError, match="privacy_logo_url"):
+            make_settings(privacy_logo_url=smuggled)
     with pytest.raises(ValueError, match="PGW_PRIVACY_LANGUAGES"):
         make_settings(privacy_languages="fr")
 

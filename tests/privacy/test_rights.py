@@ -78,6 +78,28 @@ def test_a_correction_names_a_field_and_its_value(
     assert "张伟明" in json.dumps(found, ensure_ascii=False)
 
 
+def test_an_address_that_verifies_people_is_not_corrected_in_the_centre(
+        live: LiveServer, people: dict[str, dict[str, str]], mailbox: Mailbox,
+        admin: httpx.Client) -> None:
+    """Else Alice could copy Bob's e-mail into her record, and with two holders neither of
+    them would get a code again."""
+    alice = sign_in(live, mailbox, ALICE["email"])
+    home = alice.get("/privacy/home").text
+    assert 'value="email"' not in home
+    assert 'value="phone"' not in home
+    assert 'value="name"' in home
+    for field, value in (("email", BOB["email"]), ("phone", "+86 139 0000 0000")):
+        refused = alice.post("/privacy/requests", data={
+            "csrf_token": csrf(alice.get("/privacy/home")), "type": "rectification",
+            "jurisdiction": "GDPR", "field": field, "value": value})
+        assert refused.status_code == 422
+        assert "privacy officer" in refused.text
+    assert [e["details"]["field"] for e in audit_entries(
+        admin, "privacy.correction_refused")] == ["email", "phone"]
+    assert admin.get("/v1/dsr", params={"subject_id": "cust-1"}).json()["items"] == []
+    sign_in(live, mailbox, BOB["email"])  # Bob still gets his codes
+
+
 def test_consents_show_their_notice_and_withdraw_in_one_step(
         live: LiveServer, people: dict[str, dict[str, str]], mailbox: Mailbox,
         admin: httpx.Client) -> None:

@@ -14,12 +14,12 @@ from app.main import create_app
 from app.records.batch import MAX_ITEMS
 from app.runtime import Runtime
 from tests.audit.test_fail_closed import break_audit_inserts, count
-from tests.gateway import PROFILE, Clients, audit_entries, make_record
+from tests.gateway import PROFILE, SLOW_NOTE, Clients, audit_entries, make_record
 from tests.server import LiveServer
 from tests.tokens import make_token
 
 NOTE = "Customer called from 13912345678; e-mail li.na@example.com when the parcel ships."
-LONG_NOTE = "Customer John Smith called about order 1234 from London, call back. " * 250
+LONG_NOTE = SLOW_NOTE
 PREFS = {"channels": "email", "interests": "running shoes"}
 
 
