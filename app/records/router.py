@@ -64,13 +64,17 @@ def create_record(body: RecordIn, session: SessionDep, caller: Writer, keyring: 
                   ) -> StoredRecordOut:
     """Check purpose, minimisation, field types and consent; scan free text; protect and store
     the record. Returns the storage view: what the upstream may keep."""
+    keys = _keys(runtime, keyring)
+    if idempotency_key is not None:  # the claim's statement opens the transaction: scan first
+        keys = service.scan_before(runtime.policy, keys, record_type=body.record_type,
+                                   purpose=body.purpose, data=body.data)
     claimed = idempotency.begin(session, caller=caller, key=idempotency_key,
                                 route="POST /v1/records", body=body.model_dump(mode="json"),
                                 settings=runtime.settings,
                                 subject_id=body.subject_id, keyring=keyring)
     if claimed is not None and claimed.response is not None:
         return StoredRecordOut.model_validate(idempotency.replay(claimed, response, 201))
-    written = service.create(session, runtime.policy, _keys(runtime, keyring), caller=caller,
+    written = service.create(session, runtime.policy, keys, caller=caller,
                              subject_id=body.subject_id, purpose=body.purpose,
                              record_type=body.record_type, data=body.data)
     result = written.as_dict()
