@@ -141,7 +141,10 @@ def active_grants(session: Session, *, caller: Caller, subject_id: str, purpose:
     """Fields the caller may read in clear through approved grants: field -> why. Grants
     found past their end are expired on the way."""
     now = utcnow()
-    query = select(AccessRequest).where(
+    # the columns, not the entity: on every read, mostly finding nothing, the ORM's row
+    # processing was a quarter of a masked read's CPU
+    query = select(AccessRequest.id, AccessRequest.fields, AccessRequest.expires_at,
+                   AccessRequest.decided_by).where(
         AccessRequest.requester == caller.sub, AccessRequest.status == AccessRequestStatus.APPROVED,
         AccessRequest.subject_id == subject_id, AccessRequest.purpose == purpose)
     if record_id is not None:
@@ -150,9 +153,11 @@ def active_grants(session: Session, *, caller: Caller, subject_id: str, purpose:
     else:
         query = query.where(AccessRequest.record_id.is_(None))
     granted: dict[str, str] = {}
-    for request in list(session.scalars(query)):
+    for request in list(session.execute(query)):
         if request.expires_at is None or request.expires_at <= now:
-            _expire(session, request)
+            expired = session.get(AccessRequest, request.id)
+            if expired is not None:
+                _expire(session, expired)
             continue
         for name in request.fields:
             granted[name] = (f"elevated access {request.id} approved by {request.decided_by} "

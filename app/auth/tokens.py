@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import secrets
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -33,6 +35,8 @@ MAX_KID_LENGTH = 256
 # Actor names the gateway gives its own processes and pages (`system:dsr`, `operator:alice`,
 # `privacy-centre`): a token naming one would act as them, e.g. read the exports they filed.
 RESERVED_SUBJECTS = ("system:", "operator:", "privacy-centre")
+VERIFIED_CACHE_SIZE = 4096
+VERIFIED_CACHE_SECONDS = 30
 
 
 class TokenConfigError(Exception):
@@ -51,6 +55,30 @@ class Claims:
     raw: dict[str, Any] = field(repr=False)
 
 
+class VerifiedTokens:
+    """Tokens verified lately, by their SHA-256, with the key that verified them. A client
+    sends the same token with every request: until it expires, 30 s pass, or its header
+    selects another key than the one it was checked with (a key set refreshed or changed),
+    the signature and claims are not checked again. Only successes are kept; bounded."""
+
+    def __init__(self) -> None:
+        self._seen: dict[bytes, tuple[Claims, Any, float]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, token: str, key: Any) -> Claims | None:
+        found = self._seen.get(hashlib.sha256(token.encode()).digest())
+        if found is None or found[1] is not key or found[2] <= time.time():
+            return None
+        return found[0]
+
+    def put(self, token: str, key: Any, claims: Claims, *, valid_until: float) -> None:
+        until = min(valid_until, time.time() + VERIFIED_CACHE_SECONDS)
+        with self._lock:
+            while len(self._seen) >= VERIFIED_CACHE_SIZE:
+                del self._seen[next(iter(self._seen))]  # the oldest
+            self._seen[hashlib.sha256(token.encode()).digest()] = (claims, key, until)
+
+
 @dataclass(frozen=True)
 class TokenVerifier:
     algorithms: tuple[str, ...]
@@ -65,6 +93,7 @@ class TokenVerifier:
     roles_claim: str = "roles"
     scopes_claim: str = "scope"
     metrics: AuthMetrics | None = None
+    verified: VerifiedTokens = field(default_factory=VerifiedTokens, repr=False, compare=False)
 
     async def prepare(self, token: str) -> None:
         """Refetch the identity provider's keys first if the token names a key id they lack
@@ -90,6 +119,9 @@ class TokenVerifier:
         if "crit" in header:
             raise Unauthorized("token has a critical header this service does not understand")
         key = self._key_for(alg, header.get("kid"))
+        cached = self.verified.get(token, key)
+        if cached is not None:
+            return cached
         try:
             payload = jwt.decode(
                 token,
@@ -114,8 +146,11 @@ class TokenVerifier:
             raise Unauthorized("token signature does not verify") from None
         except (jwt.PyJWTError, ValueError, TypeError):
             raise Unauthorized("token is invalid") from None
-        return _claims(payload, max_lifetime=self.max_lifetime, roles_claim=self.roles_claim,
-                       scopes_claim=self.scopes_claim)
+        claims = _claims(payload, max_lifetime=self.max_lifetime, roles_claim=self.roles_claim,
+                         scopes_claim=self.scopes_claim)
+        # PyJWT accepts the token until `exp` plus the leeway
+        self.verified.put(token, key, claims, valid_until=float(payload["exp"]) + self.leeway)
+        return claims
 
     def _key_for(self, alg: str, kid: object) -> Any:
         if alg in HMAC_ALGORITHMS:

@@ -1,9 +1,10 @@
 """Per-subject data keys: created on first use, wrapped under the KEK, cached unwrapped for a
 short time, and rotated long before a random-nonce key may safely be used 2^32 times.
 
-Only unwrapped DEKs are cached (bounded, time-limited); every other fact about keys is read
-from the database when needed. Each transaction that uses keys first reads, in one round trip,
-the shred epoch and the newest recorded KEK version:
+Only unwrapped keys are cached (DEKs bounded, both time-limited, both dropped with the shred
+epoch); every other fact about keys is read from the database when needed, at most once per
+transaction for a subject's list of keys. Each transaction that uses keys first reads, in one
+round trip, the shred epoch and the newest recorded KEK version:
 - destroying keys bumps the shred epoch in the same transaction, and a process that sees it
   moved drops its whole cache, so a destroyed key stops working at once everywhere;
 - a write also takes a key-share lock on the row of the key it encrypts with, in its own
@@ -29,10 +30,12 @@ from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidTag
 from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
+from app.db import is_postgres
 from app.errors import Conflict, GatewayError, ServiceUnavailable
 from app.keys import kek_versions
 from app.keys.ciphers import Aead, CipherSpec, cipher
@@ -44,6 +47,7 @@ RESERVE_BLOCK = 4096
 MIN_KEK_SETTING = "kek_min_version"
 SHRED_EPOCH_SETTING = "shred_epoch"
 _CHECKED = "pgw_keys_checked"  # session.info: (transaction, keys locked in it as still active)
+_SEEN = "pgw_keys_seen"  # session.info: (transaction, {subject: what its locked keys showed})
 
 
 # Set on each keyring by `app.wiring.wire`: the checks a legal hold makes before keys are
@@ -109,6 +113,16 @@ class DataKey:
         self.aad_tail = f"\x00{self.version}\x00{self.cipher.code}".encode()
 
 
+@dataclass
+class SubjectKeys:
+    """What one transaction learnt of a subject's keys when it locked them: the newest version
+    of any state and the active version of each cipher. A key another transaction adds later
+    makes an insert conflict, and the caller then reads again."""
+
+    latest: int
+    active: dict[str, int]
+
+
 class Keyring:
     def __init__(self, *, kek: KekProvider, cipher_name: str, cache_size: int, ttl: float,
                  rotate_after: int = ROTATE_AFTER_USES,
@@ -121,6 +135,7 @@ class Keyring:
         self._cache: OrderedDict[tuple[str, int], DataKey] = OrderedDict()
         # each subject's key for encrypting, per cipher
         self._active: dict[tuple[str, str], DataKey] = {}
+        self._service: dict[str, tuple[bytes, float]] = {}  # clear service keys, until
         self._lock = threading.Lock()
         self._epoch: int | None = None
         self._kek_latest: int | None = None  # the newest version recorded in the database
@@ -163,6 +178,7 @@ class Keyring:
             if (epoch or 0) != self._epoch:
                 self._cache.clear()
                 self._active.clear()
+                self._service.clear()
                 self._epoch = epoch or 0
         if not self._verified or (latest is not None and latest not in self.kek.versions()):
             self._learn(session)
@@ -171,7 +187,13 @@ class Keyring:
             raise Sealed("; ".join(self.seal_reasons))
         checked: set[tuple[str, int]] = set()
         session.info[_CHECKED] = (session.get_transaction(), checked)
+        session.info[_SEEN] = (session.get_transaction(), {})
         return checked
+
+    def _seen(self, session: Session) -> dict[str, SubjectKeys]:
+        state = session.info[_SEEN]  # set by _checked, for this transaction
+        seen: dict[str, SubjectKeys] = state[1]
+        return seen
 
     def _learn(self, session: Session) -> tuple[dict[int, bytes], int]:
         """Load KEK versions created elsewhere and compare every version with its check value;
@@ -222,27 +244,34 @@ class Keyring:
         write."""
         spec = self.cipher if cipher_name is None else cipher(cipher_name)
         checked = self._checked(session)
+        seen = self._seen(session)
         if (subject_id, 0) not in checked:
             checked.add((subject_id, 0))  # version 0: this subject's keys are locked
-            checked.update((subject_id, v) for v in self._lock_active(session, subject_id))
+            seen[subject_id] = self._lock_keys(session, subject_id)
+            checked.update((subject_id, v) for v in seen[subject_id].active.values())
         key = self._active.get((subject_id, spec.name))
         if key is not None and key.expires >= self._clock() and \
                 next(key.budget, None) is not None:
             if (subject_id, key.version) in checked:
                 return key
             self.evict(subject_id)  # destroyed or rotated since it was cached
-        key = self._refill(session, subject_id, spec)
+        key = self._refill(session, subject_id, spec, seen)
         checked.add((subject_id, key.version))
         return key
 
-    def _lock_active(self, session: Session, subject_id: str) -> list[int]:
-        # FOR KEY SHARE, all of the subject's active keys at once and in id order: a
-        # destruction locks them FOR UPDATE in the same order, so it waits for this transaction
-        # and the two never deadlock; another write's refill (FOR NO KEY UPDATE) does not wait.
-        return list(session.scalars(
-            select(SubjectKey.version).where(SubjectKey.subject_id == subject_id,
-                                             SubjectKey.state == KeyState.ACTIVE)
-            .order_by(SubjectKey.id).with_for_update(read=True, key_share=True)))
+    def _lock_keys(self, session: Session, subject_id: str) -> SubjectKeys:
+        # FOR KEY SHARE, all of the subject's keys at once and in id order: a destruction
+        # locks its live ones FOR UPDATE in the same order, so it waits for this transaction
+        # and the two never deadlock; another write's refill (FOR NO KEY UPDATE) and a
+        # rotation's retiring do not wait. Every state is read (not only the active keys) so
+        # that a first key needs no second look for the newest version.
+        rows = session.execute(
+            select(SubjectKey.version, SubjectKey.cipher, SubjectKey.state)
+            .where(SubjectKey.subject_id == subject_id)
+            .order_by(SubjectKey.id).with_for_update(read=True, key_share=True)).all()
+        return SubjectKeys(latest=max((row.version for row in rows), default=0),
+                           active={row.cipher: row.version for row in rows
+                                   if row.state == KeyState.ACTIVE})
 
     def _active_row(self, session: Session, subject_id: str, spec: CipherSpec) -> SubjectKey | None:
         return session.scalar(
@@ -251,16 +280,24 @@ class Keyring:
                                      SubjectKey.state == KeyState.ACTIVE)
             .order_by(SubjectKey.version.desc()).limit(1).with_for_update(key_share=True))
 
-    def _refill(self, session: Session, subject_id: str, spec: CipherSpec) -> DataKey:
+    def _refill(self, session: Session, subject_id: str, spec: CipherSpec,
+                seen: dict[str, SubjectKeys]) -> DataKey:
         # Only this cipher's active key is locked: locking all the subject's keys here, to
         # read the latest version in the same round trip, deadlocked racing first keys of two
-        # ciphers on PostgreSQL.
-        row = self._active_row(session, subject_id, spec)
+        # ciphers on PostgreSQL. A subject whose locked keys showed none of this cipher active
+        # needs no look: its first key is made at once (and a racing one makes it conflict).
+        known = seen.get(subject_id)
+        row = None if known is not None and spec.name not in known.active else \
+            self._active_row(session, subject_id, spec)
         if row is None or row.uses >= self.rotate_after:
             for _ in range(8):
-                created = self._new_version(session, subject_id, spec, retire=row,
-                                            reserve=RESERVE_BLOCK)
+                created = self._new_version(
+                    session, subject_id, spec, retire=row, reserve=RESERVE_BLOCK,
+                    latest=known.latest if known is not None and row is None else None)
+                known = seen.pop(subject_id, None) if created is None else known
                 if created is not None:
+                    if known is not None:
+                        known.latest, known.active[spec.name] = created[0], created[0]
                     key = self._data_key(subject_id, *created[:2], spec=spec)
                     key.row_id = created[2]
                     key.budget = iter(range(RESERVE_BLOCK - 1))
@@ -287,29 +324,28 @@ class Keyring:
         return key
 
     def _new_version(self, session: Session, subject_id: str, spec: CipherSpec,
-                     retire: SubjectKey | None, reserve: int = 0
+                     retire: SubjectKey | None, reserve: int = 0, latest: int | None = None,
                      ) -> tuple[int, bytes, int] | None:
         """A new active key's version, clear DEK and row id, with `reserve` uses spent; None if
-        a concurrent transaction created the same version (or an active key) first."""
+        a concurrent transaction created the same version (or an active key) first. `latest`:
+        the newest version as this transaction saw it, if it did."""
         now = utcnow()
         if retire is not None:
             retire.state, retire.retired_at = KeyState.RETIRED, now
             session.flush()  # before the new active key: one active key at a time
-        latest = session.scalar(select(func.max(SubjectKey.version))
-                                .where(SubjectKey.subject_id == subject_id)) or 0
+        if latest is None:
+            latest = session.scalar(select(func.max(SubjectKey.version))
+                                    .where(SubjectKey.subject_id == subject_id)) or 0
         version, kek_version = latest + 1, self.current_kek_version()
         dek = secrets.token_bytes(spec.key_bytes)
-        row = SubjectKey(subject_id=subject_id, version=version, cipher=spec.name,
-                         wrapped_dek=self._wrap(kek_version, dek,
-                                                dek_aad(subject_id, version, spec.name)),
-                         kek_version=kek_version, state=KeyState.ACTIVE, uses=reserve,
-                         created_at=now)
-        try:
-            with session.begin_nested():
-                session.add(row)
-        except IntegrityError:
-            return None
-        return version, dek, row.id
+        # ON CONFLICT DO NOTHING (any unique index) instead of a savepoint: one round trip
+        insert = postgresql.insert if is_postgres(session) else sqlite.insert
+        row_id = session.scalar(insert(SubjectKey).values(
+            subject_id=subject_id, version=version, cipher=spec.name,
+            wrapped_dek=self._wrap(kek_version, dek, dek_aad(subject_id, version, spec.name)),
+            kek_version=kek_version, state=KeyState.ACTIVE, uses=reserve, created_at=now,
+        ).on_conflict_do_nothing().returning(SubjectKey.id))
+        return None if row_id is None else (version, dek, row_id)
 
     def _data_key(self, subject_id: str, version: int, dek: bytes, *,
                   spec: CipherSpec) -> DataKey:
@@ -402,6 +438,9 @@ class Keyring:
     def service_key(self, session: Session, name: str) -> bytes:
         """A 256-bit key of the service (e.g. for blind indexes), created on first use."""
         self._checked(session)
+        cached = self._service.get(name)  # never changes once made (a KEK rotation rewraps it)
+        if cached is not None and cached[1] >= self._clock():
+            return cached[0]
         aad = service_key_aad(name)
         row = session.get(ServiceKey, name)
         if row is None:
@@ -418,9 +457,12 @@ class Keyring:
         if row.kek_version not in self.kek.versions():
             self._learn(session)
         try:
-            return self.kek.unwrap(row.kek_version, row.wrapped, aad)
+            clear = self.kek.unwrap(row.kek_version, row.wrapped, aad)
         except KekUnavailable as exc:
             raise Sealed(str(exc)) from None
         except (InvalidTag, ValueError):
             raise KeyDamaged(f"service key {name!r} does not authenticate under KEK version "
                              f"{row.kek_version}: the stored key is damaged") from None
+        with self._lock:
+            self._service[name] = (clear, self._clock() + self.ttl)
+        return clear

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -17,9 +18,10 @@ from app.auth.scopes import Scope
 from app.clock import iso_or_none, utcnow
 from app.consent.decision import Decision
 from app.dsr.service import was_erased
-from app.errors import Conflict, Invalid, NotFound
+from app.errors import Conflict, GatewayError, Invalid, NotFound
 from app.keys.keyring import Keyring
 from app.keys.shred import LegalHoldActive
+from app.pii.engine import Finding
 from app.policy.loader import Policy
 from app.policy.models import RecordType
 from app.records import storage, validation
@@ -70,6 +72,26 @@ def _index_rows(record: Record, indexes: list[tuple[str, str, str]]) -> list[Bli
 
 def _sensitive(spec: RecordType, names: Any) -> bool:
     return any(spec.fields[name].sensitive for name in names)
+
+
+def scan_before(policy: Policy, keys: Keys, *, record_type: str, purpose: str,
+                data: dict[str, Any]) -> Keys:
+    """The keys with this write's free text already scanned, for a caller that opens the
+    transaction before `create` (an idempotency claim does): no lock is held while the PII
+    engine runs. A write that fails its checks is scanned by no one: `create` refuses it."""
+    try:
+        checked = check_record(policy, type_name=record_type, purpose=purpose, data=data)
+    except GatewayError:
+        return keys
+    found = storage.scan_texts(checked.record_type, checked.values, keys.scan)
+    if not found:
+        return keys
+    by_text = {checked.values[name]: findings for name, findings in found.items()}
+
+    def scan(text: str) -> list[Finding]:
+        return by_text[text] if text in by_text else keys.scan(text)
+
+    return dataclasses.replace(keys, scan=scan)
 
 
 def create(session: Session, policy: Policy, keys: Keys, *, caller: Caller, subject_id: str,
