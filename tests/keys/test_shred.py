@@ -153,3 +153,43 @@ def test_concurrent_first_uses_of_a_service_key_share_one(runtime: Runtime,
         thread.join()
     assert len(keys) == 8
     assert len(set(keys)) == 1
+
+
+def test_first_keys_of_two_ciphers_made_in_opposite_orders_do_not_deadlock(
+        runtime: Runtime, dialect: str) -> None:
+    """Two writes to a new subject, one encrypting with AES then SM4, the other SM4 then AES:
+    the first keys' inserts meet on the subject's version numbers, so one waits for the other
+    and reads its key; none deadlocks, and each cipher ends with one active key."""
+    if dialect != "postgresql":
+        pytest.skip("SQLite serialises write transactions: there is no race to lose")
+    assert runtime.keyring is not None
+    keyring = runtime.keyring
+    for round_ in range(5):
+        subject = f"cust-two-ciphers-{round_}"
+        barrier = threading.Barrier(2)
+        outcomes: list[str] = []
+
+        def write(order: tuple[str, str], subject: str = subject,
+                  barrier: threading.Barrier = barrier, outcomes: list[str] = outcomes) -> None:
+            with runtime.session_factory() as session:
+                session.execute(text("SELECT 1"))
+                try:
+                    barrier.wait(timeout=5)
+                    for cipher_name in order:
+                        keyring.for_encryption(session, subject, cipher_name)
+                    session.commit()
+                    outcomes.append("ok")
+                except Exception as exc:  # noqa: BLE001 - collected for the assertion
+                    outcomes.append(repr(exc))
+
+        threads = [threading.Thread(target=write, args=(order,)) for order in
+                   (("aes-256-gcm", "sm4-gcm"), ("sm4-gcm", "aes-256-gcm"))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert outcomes == ["ok", "ok"], outcomes
+        with runtime.session_factory() as session:
+            active = session.scalars(select(SubjectKey.cipher).where(
+                SubjectKey.subject_id == subject, SubjectKey.state == "active")).all()
+        assert sorted(active) == ["aes-256-gcm", "sm4-gcm"]
