@@ -15,12 +15,10 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
-
     from app.auth.tokens import load_verifier
     from app.db import upgrade
     from app.keys.signing import load_signer
-    from app.ops import setup
+    from app.ops import serving, setup
     from app.ops.metrics import MULTIPROC_ENV
     from app.runtime import private_data_dir
 
@@ -41,8 +39,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir(parents=True)
         os.environ[MULTIPROC_ENV] = str(metrics_dir.resolve())
-    uvicorn.run("app.main:app", host=args.host, port=args.port, workers=args.workers,
-                log_config=None, server_header=False, proxy_headers=args.proxy_headers)
+    serving.serve("app.main:app", host=args.host, port=args.port, workers=args.workers,
+                  log_config=None, server_header=False, proxy_headers=args.proxy_headers)
     return 0
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import multiprocessing
 import os
 import sys
@@ -21,8 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
-
-import httpx
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -36,6 +36,7 @@ from bench.gateway_load import (  # noqa: E402
     start_bare,
     start_gateway,
 )
+from bench.rawhttp import Connection, HttpError  # noqa: E402
 
 
 def plain_customer(i: int) -> dict[str, Any]:
@@ -44,90 +45,138 @@ def plain_customer(i: int) -> dict[str, Any]:
     return record
 
 
-async def _one(client: httpx.AsyncClient, target: Target, op: str, i: int,
+async def _one(connection: Connection, target: Target, op: str, i: int,
                ids: list[str]) -> str | None:
     if op == "write":
-        body = plain_customer(i)
-        response = await client.post("/v1/records" if target.gateway else "/items", json=body)
-        if response.status_code != 201:
-            raise RuntimeError(f"write: {response.status_code} {response.text[:200]}")
-        result = response.json()
+        status, body = await connection.request(
+            "POST", "/v1/records" if target.gateway else "/items", plain_customer(i))
+        if status != 201:
+            raise HttpError(f"write: {status} {body[:200]!r}")
+        result = json.loads(body)
         return str(result.get("record_id") or result.get("id"))
-    response = await client.get(target.read_path(ids[i % len(ids)]))
-    if response.status_code != 200:
-        raise RuntimeError(f"read: {response.status_code} {response.text[:200]}")
+    status, body = await connection.request("GET", target.read_path(ids[i % len(ids)]))
+    if status != 200:
+        raise HttpError(f"read: {status} {body[:200]!r}")
     return None
 
 
 async def _closed(target: Target, op: str, clients: int, seconds: float,
                   ids: list[str]) -> tuple[float, list[float], list[str], int]:
+    """`clients` connections, each sending its next request when the last is answered."""
     headers = {"Authorization": f"Bearer {target.token}"} if target.token else {}
+    url = urlsplit(target.url)
+    connections = [Connection(url.hostname or "127.0.0.1", url.port or 80, headers)
+                   for _ in range(clients)]
     latencies: list[float] = []
     made: list[str] = []
     errors = 0
     counter = iter(range(10**9))
-    async with httpx.AsyncClient(base_url=target.url, headers=headers, timeout=30,
-                                 limits=httpx.Limits(max_connections=clients)) as client:
-        end = time.perf_counter() + seconds
+    end = time.perf_counter() + seconds
 
-        async def loop() -> None:
-            nonlocal errors
-            while time.perf_counter() < end:
-                began = time.perf_counter()
-                try:
-                    made_id = await _one(client, target, op, next(counter), ids)
-                except (httpx.HTTPError, RuntimeError) as exc:
-                    if not errors:
-                        print(f"first error: {exc}", file=sys.stderr)
-                    errors += 1
-                    continue
-                latencies.append(time.perf_counter() - began)
-                if made_id:
-                    made.append(made_id)
+    async def loop(connection: Connection) -> None:
+        nonlocal errors
+        while time.perf_counter() < end:
+            began = time.perf_counter()
+            try:
+                made_id = await _one(connection, target, op, next(counter), ids)
+            except (OSError, asyncio.IncompleteReadError, HttpError) as exc:
+                if not errors:
+                    print(f"first error: {exc}", file=sys.stderr)
+                errors += 1
+                continue
+            latencies.append(time.perf_counter() - began)
+            if made_id:
+                made.append(made_id)
 
-        began = time.perf_counter()
-        await asyncio.gather(*(loop() for _ in range(clients)))
+    began = time.perf_counter()
+    try:
+        await asyncio.gather(*(loop(c) for c in connections))
+    finally:
         elapsed = time.perf_counter() - began
+        for connection in connections:
+            await connection.close()
     return len(latencies) / elapsed, latencies, made, errors
 
 
 def _load(target: Target, clients: int, seconds: float, queue: Any) -> None:
     async def run() -> dict[str, Any]:
         _, _, ids, _ = await _closed(target, "write", 4, 2, [])  # warm-up and ids to read
+        began = time.process_time()
         write = await _closed(target, "write", clients, seconds, [])
         read = await _closed(target, "read", clients, seconds, ids + write[2])
         return {"write": write[:2], "read": read[:2], "errors": write[3] + read[3],
-                "requests": len(write[1]) + len(read[1]), "write_n": len(write[1])}
+                "requests": len(write[1]) + len(read[1]), "write_n": len(write[1]),
+                "client_cpu": time.process_time() - began}
 
     queue.put(asyncio.run(run()))
 
 
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU of a process and its children (uvicorn's workers)."""
-    total = 0.0
+def cpu_by_process(pid: int) -> dict[int, float]:
+    """User and system CPU seconds of a process and of each of its children (uvicorn's workers)."""
     tick = os.sysconf("SC_CLK_TCK")
     pids = [pid, *(int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]
+    found = {}
     for one in pids:
         try:
             fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
         except FileNotFoundError:
             continue
-        total += (int(fields[11]) + int(fields[12])) / tick
+        found[one] = (int(fields[11]) + int(fields[12])) / tick
+    return found
+
+
+def postgres_cpu() -> float:
+    """CPU seconds of every PostgreSQL process on this machine (the server is local)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            name, fields = stat.read_text().split(") ", 1)
+        except OSError:
+            continue
+        if name.endswith("(postgres"):
+            values = fields.split()
+            total += (int(values[11]) + int(values[12])) / tick
     return total
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of a process and its children, together."""
+    return sum(cpu_by_process(pid).values())
+
+
+def spread(before: dict[int, float], after: dict[int, float], parent: int) -> str:
+    """Each worker's share of the workers' CPU over the run, in percent, largest first."""
+    used = sorted((after[p] - before.get(p, 0.0) for p in after if p != parent), reverse=True)
+    used = [u for u in used if u >= 0.05]  # not the resource tracker
+    total = sum(used)
+    return "/".join(f"{100 * u / total:.0f}" for u in used) if len(used) > 1 and total else "-"
 
 
 def measure(server: Server, gateway: bool, clients: int, seconds: float) -> dict[str, Any]:
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    before = cpu_seconds(server.process.pid)
+    before = cpu_by_process(server.process.pid)
+    database_before = postgres_cpu()
     process = context.Process(target=_load, args=(
         Target(server.url, server.token, gateway), clients, seconds, queue))
     process.start()
     result: dict[str, Any] = queue.get(timeout=seconds * 4 + 120)
     process.join()
-    result["cpu_per_request"] = (cpu_seconds(server.process.pid) - before) / max(
+    after = cpu_by_process(server.process.pid)
+    result["cpu_per_request"] = (sum(after.values()) - sum(before.values())) / max(
         1, result["requests"] + 8)
+    result["spread"] = spread(before, after, server.process.pid)
+    requests = max(1, result["requests"])
+    result["client_cpu_per_request"] = result["client_cpu"] / requests
+    result["database_cpu_per_request"] = (postgres_cpu() - database_before) / requests
     return result
+
+
+def machine(result: dict[str, Any]) -> str:
+    """What the rest of the machine spent per request: the load generator and PostgreSQL."""
+    return (f"{result['client_cpu_per_request'] * 1000:.1f}, "
+            f"{result['database_cpu_per_request'] * 1000:.1f}")
 
 
 def main() -> None:
@@ -139,8 +188,10 @@ def main() -> None:
     # one bench caller makes every request: lift the per-caller limit (it is not measured here)
     os.environ["PGW_RATE_LIMITS"] = "default=0,pii=0,datasets=0"
     print("| processes | clients | gateway writes/s | p50 / p99 ms | gateway reads/s | "
-          "p50 / p99 ms | bare writes/s | bare reads/s | gateway CPU ms/request |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "p50 / p99 ms | bare writes/s | bare reads/s | gateway CPU ms/request | "
+          "workers' CPU shares, % | CPU ms/request: load generator, PostgreSQL "
+          "(gateway; bare) |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for processes in [int(p) for p in args.processes.split(",")]:
             for clients in [int(c) for c in args.clients.split(",")]:
@@ -158,7 +209,8 @@ def main() -> None:
                       f"{pct(gw['write'][1], .5):.0f} / {pct(gw['write'][1], .99):.0f} | "
                       f"{gw['read'][0]:,.0f} | {pct(gw['read'][1], .5):.0f} / "
                       f"{pct(gw['read'][1], .99):.0f} | {bare['write'][0]:,.0f} | "
-                      f"{bare['read'][0]:,.0f} | {gw['cpu_per_request'] * 1000:.1f} |",
+                      f"{bare['read'][0]:,.0f} | {gw['cpu_per_request'] * 1000:.1f} | "
+                      f"{gw['spread']} | {machine(gw)}; {machine(bare)} |",
                       flush=True)
 
 

@@ -1,0 +1,63 @@
+"""`pgw serve`: uvicorn, with one listening socket per worker process.
+
+With `--workers N`, uvicorn binds one socket in the parent and every worker accepts from it:
+whichever worker's event loop wakes first takes the connection, so one busy worker can end up
+holding most of the long-lived (keep-alive) connections while another idles. Here each worker
+binds a socket of its own to the same address with SO_REUSEPORT, and the kernel hashes each new
+connection onto one of the listening sockets, so connections spread evenly over the workers.
+uvicorn's supervisor is kept as it is (it restarts a worker that dies or hangs); only what it
+hands each new worker changes: a `Listener`, which becomes a freshly bound socket when the
+worker unpickles it. Linux puts only sockets of the same user in one SO_REUSEPORT group.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import sys
+from typing import Any
+
+import uvicorn
+from uvicorn.config import STARTUP_FAILURE
+from uvicorn.supervisors import Multiprocess
+
+logger = logging.getLogger("pgw.serve")
+
+
+class Listener:
+    """An address that a worker binds for itself, sharing the port with the other workers."""
+
+    def __init__(self, host: str, port: int):
+        self.host, self.port = host, port
+
+    def __reduce__(self) -> tuple[Any, tuple[str, int]]:
+        return bind_shared, (self.host, self.port)
+
+
+def bind_shared(host: str, port: int) -> socket.socket:
+    """A socket bound to (host, port) with SO_REUSEPORT; uvicorn's server listens on it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        logger.error("cannot bind %s:%s: %s", host, port, exc)
+        sys.exit(STARTUP_FAILURE)  # uvicorn's supervisor stops instead of restarting forever
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(app: str, *, host: str, port: int, workers: int, **options: Any) -> None:
+    """Run `app` in this process, or in `workers` processes with a listening socket each."""
+    if workers <= 1 or not hasattr(socket, "SO_REUSEPORT"):
+        uvicorn.run(app, host=host, port=port, workers=workers, **options)
+        return
+    config = uvicorn.Config(app, host=host, port=port, workers=workers, **options)
+    # Fail here, once, if the address cannot be had (a socket that is bound but does not listen
+    # takes none of the workers' connections).
+    bind_shared(host, port).close()
+    logger.info("serving on %s:%s with %d workers, one socket each", host, port, workers)
+    Multiprocess(config, sockets=[Listener(host, port)]).run()  # type: ignore[list-item]

@@ -1,0 +1,102 @@
+"""`pgw serve --workers N`: every worker listens on a socket of its own (SO_REUSEPORT), so the
+kernel spreads connections over the workers instead of the first to wake taking them."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.config import Settings
+from tests.server import PGW, free_port, wait_for, wait_until_up
+from tests.test_cli import cli_env
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+
+CONNECTIONS = 64
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def listeners(server: int, port: int) -> dict[int, set[int]]:
+    """The listening sockets on `port` that each of the server's child processes holds."""
+    listening = {inode for inode, state, local in tcp_sockets() if state == "0A"
+                 and local == port}
+    held = {pid: socket_inodes(pid) & listening for pid in children(server)}
+    return {pid: inodes for pid, inodes in held.items() if inodes}
+
+
+def tcp_sockets() -> list[tuple[int, str, int]]:
+    """(inode, state, local port) of every TCP socket of this network namespace."""
+    rows = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            rows.append((int(fields[9]), fields[3], int(fields[1].rsplit(":", 1)[1], 16)))
+    return rows
+
+
+def socket_inodes(pid: int) -> set[int]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(int(target[8:-1]))
+    return inodes
+
+
+def test_connections_spread_over_the_workers(settings: Settings) -> None:
+    port = free_port()
+    server = subprocess.Popen([PGW, "serve", "--port", str(port), "--workers", "2"],
+                              env=cli_env(settings), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    clients: list[httpx.Client] = []
+    try:
+        wait_until_up(server, f"{base}/healthz")
+        # the first worker up answered; the second may still be loading its models
+        wait_for(lambda: len(listeners(server.pid, port)) == 2, timeout=60,
+                 what="both workers listening", every=0.2)
+        sockets = listeners(server.pid, port)
+        workers = list(sockets)
+        assert not set.intersection(*sockets.values()), "each worker has a socket of its own"
+        for _ in range(CONNECTIONS):  # kept open, as a client's keep-alive pool keeps them
+            client = httpx.Client()
+            assert client.get(f"{base}/healthz").status_code == 200
+            clients.append(client)
+        established = {inode for inode, state, local in tcp_sockets() if state == "01"
+                       and local == port}
+        held = [len(socket_inodes(pid) & established) for pid in workers]
+        assert sum(held) == CONNECTIONS
+        # a hash over the connections' ports: about half each (below 16 of 64: p < 1e-4)
+        assert min(held) >= CONNECTIONS // 4, held
+    finally:
+        for client in clients:
+            client.close()
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_a_port_in_use_stops_the_server(settings: Settings) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([PGW, "serve", "--port", str(port), "--workers", "2"],
+                                env=cli_env(settings), capture_output=True, text=True,
+                                timeout=60, check=False)
+    assert result.returncode != 0
+    assert "address already in use" in result.stderr.lower()
