@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import multiprocessing
 import os
 import queue
@@ -32,12 +33,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import httpx
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.rawhttp import Connection, HttpError  # noqa: E402
 from tests.server import free_port, wait_until_up  # noqa: E402
 
 PGW = str(Path(sys.executable).with_name("pgw"))
@@ -143,25 +144,46 @@ class Target:
         return f"/items/{item_id}"
 
 
-async def _send(client: httpx.AsyncClient, target: Target, op: str, i: int,
-                ids: list[str]) -> str | None:
+async def _send(pool: Pool, target: Target, op: str, i: int, ids: list[str]) -> str | None:
     if op == "write":
         path, body = target.write(i)
-        response = await client.post(path, json=body)
-        if response.status_code != 201:
-            raise RuntimeError(f"write failed: {response.status_code} {response.text[:300]}")
-        result = response.json()
+        status, answer = await pool.request("POST", path, body)
+        if status != 201:
+            raise HttpError(f"write failed: {status} {answer[:300]!r}")
+        result = json.loads(answer)
         return str(result.get("record_id") or result.get("id"))
-    response = await client.get(target.read_path(ids[i % len(ids)]))
-    if response.status_code != 200:
-        raise RuntimeError(f"read failed: {response.status_code} {response.text[:300]}")
+    status, answer = await pool.request("GET", target.read_path(ids[i % len(ids)]))
+    if status != 200:
+        raise HttpError(f"read failed: {status} {answer[:300]!r}")
     return None
 
 
-def _client(target: Target) -> httpx.AsyncClient:
-    headers = {"Authorization": f"Bearer {target.token}"} if target.token else {}
-    return httpx.AsyncClient(base_url=target.url, headers=headers, timeout=TIMEOUT,
-                             limits=httpx.Limits(max_connections=64))
+class Pool:
+    """Keep-alive connections (bench/rawhttp.py: httpx's own CPU per request would be counted
+    against the server on this 2-core machine), one per request in flight."""
+
+    def __init__(self, target: Target):
+        url = urlsplit(target.url)
+        self.address = (url.hostname or "127.0.0.1", url.port or 80)
+        self.headers = {"Authorization": f"Bearer {target.token}"} if target.token else {}
+        self.idle: list[Connection] = []
+
+    async def request(self, method: str, path: str, body: Any = None) -> tuple[int, bytes]:
+        connection = self.idle.pop() if self.idle else Connection(*self.address, self.headers)
+        try:
+            answer = await asyncio.wait_for(connection.request(method, path, body), TIMEOUT)
+        except BaseException:
+            await connection.close()
+            raise
+        self.idle.append(connection)
+        return answer
+
+    async def close(self) -> None:
+        for connection in self.idle:
+            await connection.close()
+
+
+FAILURES = (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, HttpError)
 
 
 async def open_loop(target: Target, op: str, rate: float, count: int, first: int,
@@ -171,25 +193,28 @@ async def open_loop(target: Target, op: str, rate: float, count: int, first: int
     latencies: list[float] = []
     made: list[str] = []
     errors = 0
-    async with _client(target) as client:
-        start = time.perf_counter() + 0.2
+    pool = Pool(target)
+    start = time.perf_counter() + 0.2
 
-        async def one(n: int) -> None:
-            nonlocal errors
-            planned = start + n / rate
-            await asyncio.sleep(max(0.0, planned - time.perf_counter()))
-            try:
-                made_id = await _send(client, target, op, first + n, ids)
-            except (httpx.HTTPError, RuntimeError) as exc:
-                if not errors:
-                    print(f"first error ({op}): {type(exc).__name__}: {exc}", file=sys.stderr)
-                errors += 1
-                made_id = None
-            latencies.append(time.perf_counter() - planned)
-            if made_id:
-                made.append(made_id)
+    async def one(n: int) -> None:
+        nonlocal errors
+        planned = start + n / rate
+        await asyncio.sleep(max(0.0, planned - time.perf_counter()))
+        try:
+            made_id = await _send(pool, target, op, first + n, ids)
+        except FAILURES as exc:
+            if not errors:
+                print(f"first error ({op}): {type(exc).__name__}: {exc}", file=sys.stderr)
+            errors += 1
+            made_id = None
+        latencies.append(time.perf_counter() - planned)
+        if made_id:
+            made.append(made_id)
 
+    try:
         await asyncio.gather(*(one(n) for n in range(count)))
+    finally:
+        await pool.close()
     return latencies, made, errors
 
 
@@ -197,37 +222,43 @@ async def closed_loop(target: Target, op: str, seconds: float, first: int,
                       ids: list[str]) -> tuple[float, list[float]]:
     latencies: list[float] = []
     counter = iter(range(first, first + 10**9))
-    async with _client(target) as client:
-        end = time.perf_counter() + seconds
+    pool = Pool(target)
+    end = time.perf_counter() + seconds
 
-        async def worker() -> None:
-            while time.perf_counter() < end:
-                began = time.perf_counter()
-                try:
-                    await _send(client, target, op, next(counter), ids)
-                except (httpx.HTTPError, RuntimeError):
-                    continue
-                latencies.append(time.perf_counter() - began)
+    async def worker() -> None:
+        while time.perf_counter() < end:
+            began = time.perf_counter()
+            try:
+                await _send(pool, target, op, next(counter), ids)
+            except FAILURES:
+                continue
+            latencies.append(time.perf_counter() - began)
 
-        began = time.perf_counter()
+    began = time.perf_counter()
+    try:
         await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    finally:
         elapsed = time.perf_counter() - began
+        await pool.close()
     return len(latencies) / elapsed, latencies
 
 
 async def drain(target: Target, ids: list[str]) -> None:
     """Wait until the server has worked off what an overloaded phase left queued, so that one
     phase's backlog does not count against the next."""
-    async with _client(target) as client:
-        deadline = time.perf_counter() + 300
+    pool = Pool(target)
+    deadline = time.perf_counter() + 300
+    try:
         while time.perf_counter() < deadline:
             began = time.perf_counter()
             try:
-                await _send(client, target, "read", 0, ids)
-            except (httpx.HTTPError, RuntimeError):
+                await _send(pool, target, "read", 0, ids)
+            except FAILURES:
                 continue
             if time.perf_counter() - began < 0.5:
                 return
+    finally:
+        await pool.close()
 
 
 def _load(target: Target, rate: float, seconds: float, results: Any) -> None:
