@@ -4,6 +4,7 @@ kernel spreads connections over the workers instead of the first to wake taking 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -100,3 +101,26 @@ def test_a_port_in_use_stops_the_server(settings: Settings) -> None:
                                 timeout=60, check=False)
     assert result.returncode != 0
     assert "address already in use" in result.stderr.lower()
+
+
+def test_a_killed_worker_is_replaced_with_a_socket_of_its_own(settings: Settings) -> None:
+    port = free_port()
+    server = subprocess.Popen([PGW, "serve", "--port", str(port), "--workers", "2"],
+                              env=cli_env(settings), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(server, f"{base}/healthz")
+        first = wait_for(lambda: len(found := listeners(server.pid, port)) == 2 and found,
+                         timeout=60, what="both workers listening", every=0.2)
+        victim = next(iter(first))
+        os.kill(victim, signal.SIGKILL)
+        now = wait_for(lambda: len(found := listeners(server.pid, port)) == 2
+                       and victim not in found and found, timeout=90,
+                       what="a replacement worker listening", every=0.2)
+        assert not set.intersection(*now.values())
+        for _ in range(20):  # new connections, whichever socket the kernel picks
+            assert httpx.get(f"{base}/healthz", timeout=10).status_code == 200
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
