@@ -37,6 +37,12 @@ def listeners(server: int, port: int) -> dict[int, set[int]]:
     return {pid: inodes for pid, inodes in held.items() if inodes}
 
 
+def two_listening(server: int, port: int,
+                  without: int | None = None) -> dict[int, set[int]] | None:
+    found = listeners(server, port)
+    return found if len(found) == 2 and without not in found else None
+
+
 def tcp_sockets() -> list[tuple[int, str, int]]:
     """(inode, state, local port) of every TCP socket of this network namespace."""
     rows = []
@@ -69,9 +75,8 @@ def test_connections_spread_over_the_workers(settings: Settings) -> None:
     try:
         wait_until_up(server, f"{base}/healthz")
         # the first worker up answered; the second may still be loading its models
-        wait_for(lambda: len(listeners(server.pid, port)) == 2, timeout=60,
-                 what="both workers listening", every=0.2)
-        sockets = listeners(server.pid, port)
+        sockets = wait_for(lambda: two_listening(server.pid, port), timeout=60,
+                           what="both workers listening", every=0.2)
         workers = list(sockets)
         assert not set.intersection(*sockets.values()), "each worker has a socket of its own"
         for _ in range(CONNECTIONS):  # kept open, as a client's keep-alive pool keeps them
@@ -111,12 +116,11 @@ def test_a_killed_worker_is_replaced_with_a_socket_of_its_own(settings: Settings
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(server, f"{base}/healthz")
-        first = wait_for(lambda: len(found := listeners(server.pid, port)) == 2 and found,
-                         timeout=60, what="both workers listening", every=0.2)
+        first = wait_for(lambda: two_listening(server.pid, port), timeout=60,
+                         what="both workers listening", every=0.2)
         victim = next(iter(first))
         os.kill(victim, signal.SIGKILL)
-        now = wait_for(lambda: len(found := listeners(server.pid, port)) == 2
-                       and victim not in found and found, timeout=90,
+        now = wait_for(lambda: two_listening(server.pid, port, without=victim), timeout=90,
                        what="a replacement worker listening", every=0.2)
         assert not set.intersection(*now.values())
         for _ in range(20):  # new connections, whichever socket the kernel picks
