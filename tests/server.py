@@ -7,7 +7,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -103,3 +104,18 @@ def wait_until_up(process: subprocess.Popen[bytes], url: str, *, timeout: float 
 
 # The command-line entry point installed beside the interpreter running the tests (no PATH).
 PGW = str(Path(sys.executable).with_name("pgw"))
+
+
+@contextmanager
+def pgw_serve(env: dict[str, str], workers: int) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """`pgw serve --workers N` on a free loopback port, up: (the process, its base URL)."""
+    port = free_port()
+    server = subprocess.Popen([PGW, "serve", "--port", str(port), "--workers", str(workers)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(server, f"{base}/healthz")
+        yield server, base
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -10,7 +10,7 @@ import pytest
 
 from app.cli import main as pgw
 from app.config import Settings
-from tests.server import PGW, free_port, wait_until_up
+from tests.server import PGW, pgw_serve
 from tests.tokens import TEST_AUDIENCE, TEST_ISSUER, TEST_SECRET
 
 
@@ -52,18 +52,9 @@ def test_migrate_brings_a_new_database_to_head(tmp_path: Path, settings: Setting
 
 
 def test_metrics_cover_every_worker(settings: Settings) -> None:
-    port = free_port()
-    server = subprocess.Popen([PGW, "serve", "--port", str(port), "--workers", "2"],
-                              env=cli_env(settings), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(server, f"{base}/healthz")
+    with pgw_serve(cli_env(settings), workers=2) as (_, base):
         for _ in range(29):  # one more was the readiness probe above
             with httpx.Client() as client:  # new connections, so both workers answer some
                 assert client.get(f"{base}/healthz").status_code == 200
         text = httpx.get(f"{base}/metrics").text
         assert 'pgw_http_requests_total{method="GET",route="/healthz",status="200"} 30.0' in text
-    finally:
-        server.terminate()
-        server.wait(timeout=30)

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from app.config import Settings
-from tests.server import PGW, free_port, wait_for, wait_until_up
+from tests.server import PGW, pgw_serve, wait_for
 from tests.test_cli import cli_env
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
@@ -66,34 +66,27 @@ def socket_inodes(pid: int) -> set[int]:
 
 
 def test_connections_spread_over_the_workers(settings: Settings) -> None:
-    port = free_port()
-    server = subprocess.Popen([PGW, "serve", "--port", str(port), "--workers", "2"],
-                              env=cli_env(settings), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
     clients: list[httpx.Client] = []
-    try:
-        wait_until_up(server, f"{base}/healthz")
+    with pgw_serve(cli_env(settings), workers=2) as (server, base):
+        port = int(base.rsplit(":", 1)[1])
         # the first worker up answered; the second may still be loading its models
         sockets = wait_for(lambda: two_listening(server.pid, port), timeout=60,
                            what="both workers listening", every=0.2)
-        workers = list(sockets)
         assert not set.intersection(*sockets.values()), "each worker has a socket of its own"
-        for _ in range(CONNECTIONS):  # kept open, as a client's keep-alive pool keeps them
-            client = httpx.Client()
-            assert client.get(f"{base}/healthz").status_code == 200
-            clients.append(client)
-        established = {inode for inode, state, local in tcp_sockets() if state == "01"
-                       and local == port}
-        held = [len(socket_inodes(pid) & established) for pid in workers]
-        assert sum(held) == CONNECTIONS
-        # a hash over the connections' ports: about half each (below 16 of 64: p < 1e-4)
-        assert min(held) >= CONNECTIONS // 4, held
-    finally:
-        for client in clients:
-            client.close()
-        server.terminate()
-        server.wait(timeout=30)
+        try:
+            for _ in range(CONNECTIONS):  # kept open, as a client's keep-alive pool keeps them
+                client = httpx.Client()
+                clients.append(client)
+                assert client.get(f"{base}/healthz").status_code == 200
+            established = {inode for inode, state, local in tcp_sockets() if state == "01"
+                           and local == port}
+            held = [len(socket_inodes(pid) & established) for pid in sockets]
+        finally:
+            for client in clients:
+                client.close()
+    assert sum(held) == CONNECTIONS
+    # a hash over the connections' ports: about half each (below 16 of 64: p < 1e-4)
+    assert min(held) >= CONNECTIONS // 4, held
 
 
 def test_a_port_in_use_stops_the_server(settings: Settings) -> None:
@@ -109,13 +102,8 @@ def test_a_port_in_use_stops_the_server(settings: Settings) -> None:
 
 
 def test_a_killed_worker_is_replaced_with_a_socket_of_its_own(settings: Settings) -> None:
-    port = free_port()
-    server = subprocess.Popen([PGW, "serve", "--port", str(port), "--workers", "2"],
-                              env=cli_env(settings), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(server, f"{base}/healthz")
+    with pgw_serve(cli_env(settings), workers=2) as (server, base):
+        port = int(base.rsplit(":", 1)[1])
         first = wait_for(lambda: two_listening(server.pid, port), timeout=60,
                          what="both workers listening", every=0.2)
         victim = next(iter(first))
@@ -125,6 +113,3 @@ def test_a_killed_worker_is_replaced_with_a_socket_of_its_own(settings: Settings
         assert not set.intersection(*now.values())
         for _ in range(20):  # new connections, whichever socket the kernel picks
             assert httpx.get(f"{base}/healthz", timeout=10).status_code == 200
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
