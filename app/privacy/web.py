@@ -22,6 +22,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
 
 from app.config import Settings
+from app.errors import GatewayError
 from app.web.i18n import negotiate
 from app.web.pages import local_target
 
@@ -99,6 +100,16 @@ def render(request: Request, settings: Settings, template: str, *, status: int =
         languages=settings.privacy_languages, path=request.url.path,
         logo=logo_src(settings), **context)
     return HTMLResponse(page, status_code=status, headers=page_headers(settings, lang))
+
+
+def error_page(request: Request, exc: GatewayError) -> Response:
+    """The centre's page for an error a browser meets (no route, a malformed query...): its
+    status's title and a plain message in the person's language."""
+    settings: Settings = request.app.state.settings
+    title = f"status_{exc.status}"
+    return render(request, settings, "message.html", status=exc.status,
+                  title=title if title in catalogue("en") else "request_refused_title",
+                  message="error_message")
 
 
 def page_headers(settings: Settings, lang: str) -> dict[str, str]:
