@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -246,13 +247,39 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
     return errors
 
 
-async def _gateway_error(request: Request, exc: Exception) -> JSONResponse:
+# A site's error page: (request, the error) -> an HTML response. Sites register theirs under
+# their path prefix (`add_error_page`); a browser navigating there gets the page, not JSON.
+ErrorPage = Callable[[Request, GatewayError], Response]
+
+
+def add_error_page(app: FastAPI, prefix: str, page: ErrorPage) -> None:
+    app.state.error_pages = [*getattr(app.state, "error_pages", []), (prefix, page)]
+
+
+def wants_html(request: Request) -> bool:
+    """A browser's navigation (it asks for text/html); API clients ask for JSON or anything."""
+    return "text/html" in request.headers.get("accept", "").lower()
+
+
+def _page(request: Request, exc: GatewayError) -> Response | None:
+    path = request.url.path
+    registered: list[tuple[str, ErrorPage]] = getattr(request.app.state, "error_pages", [])
+    for prefix, page in registered:
+        if (path == prefix or path.startswith(prefix + "/")) and wants_html(request):
+            response = page(request, exc)
+            for name, value in (exc.headers or {}).items():
+                response.headers.setdefault(name, value)
+            return response
+    return None
+
+
+async def _gateway_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GatewayError)  # noqa: S101 - registered for GatewayError only
     if exc.status == 503:  # the service's limits or its database's state: expected, retried
         logger.warning("request refused: %s (%s)", exc.type, exc.detail)
     elif exc.status >= 500:
         logger.error("request failed: %s (%s)", exc.type, exc.detail)
-    return render(exc)
+    return _page(request, exc) or render(exc)
 
 
 def render(exc: GatewayError) -> JSONResponse:
@@ -260,22 +287,32 @@ def render(exc: GatewayError) -> JSONResponse:
     return problem(exc.status, exc.type, exc.title, exc.detail, headers=exc.headers, **exc.extra)
 
 
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)  # noqa: S101
     errors = _validation_errors(exc)
     fields = ", ".join(e["field"] for e in errors[:5])
-    return problem(422, "validation-error", _TITLES[422], f"invalid request: {fields}",
-                   errors=errors)
+    invalid = Invalid(f"invalid request: {fields}", errors=errors)
+    return _page(request, invalid) or render(invalid)
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+class _HttpError(GatewayError):
+    """Starlette's HTTP errors (no route, wrong method) in the shape of ours."""
+
+    def __init__(self, status: int, detail: str | None, headers: dict[str, str] | None):
+        super().__init__(detail or "", headers=headers)
+        self.status, self.type = status, _HTTP_TYPES.get(status, "error")
+        self.title = _TITLES.get(status, "Error")
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)  # noqa: S101
     status = exc.status_code
     detail = exc.detail if isinstance(exc.detail, str) else None
     if status == 404 and detail == "Not Found":
         detail = "no such resource"
-    return problem(status, _HTTP_TYPES.get(status, "error"), _TITLES.get(status, "Error"),
-                   detail, headers=getattr(exc, "headers", None))
+    page = _page(request, _HttpError(status, detail, getattr(exc, "headers", None)))
+    return page or problem(status, _HTTP_TYPES.get(status, "error"), _TITLES.get(status, "Error"),
+                           detail, headers=getattr(exc, "headers", None))
 
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:

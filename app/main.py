@@ -21,7 +21,7 @@ from app.console.router import install as install_console
 from app.datasets.router import router as datasets_router
 from app.dsr.router import holds_router
 from app.dsr.router import router as dsr_router
-from app.errors import install_handlers
+from app.errors import add_error_page, install_handlers
 from app.keys.router import router as keys_router
 from app.middleware import BodyLimit, RejectNul, RequestContext
 from app.openapi import install_openapi
@@ -31,6 +31,7 @@ from app.ops.router import router as ops_router
 from app.pii.router import router as pii_router
 from app.pii.service import get_engine
 from app.policy.router import router as policy_router
+from app.privacy import web as privacy_web
 from app.privacy.account import router as privacy_account_router
 from app.privacy.router import router as privacy_router
 from app.records.router import router as records_router
@@ -107,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(datasets_router)
     app.include_router(privacy_router)
     app.include_router(privacy_account_router)
+    add_error_page(app, privacy_web.PATH, privacy_web.error_page)
     install_console(app)
     install_docs(app, title=app.title)
     install_openapi(app)

@@ -8,9 +8,11 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Field,
     PlainSerializer,
     WithJsonSchema,
     model_validator,
@@ -83,6 +85,42 @@ def _invalid_at(value: Any, path: str) -> tuple[str, str] | None:
             if found:
                 return found
     return None
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+SUBJECT_ID_MAX = 255
+
+
+def subject_id_problem(value: str) -> str | None:
+    """Why a text cannot be a subject id (empty, too long, control characters, half a surrogate
+    pair), or None. The one check every way in uses: API bodies, paths, console forms."""
+    if not value:
+        return "is empty"
+    if len(value) > SUBJECT_ID_MAX:
+        return f"is longer than {SUBJECT_ID_MAX} characters"
+    if _CONTROL.search(value):
+        return "contains a control character"
+    return _bad_text(value)
+
+
+def valid_subject_id(value: str) -> str:
+    """The subject id, or a 422 naming `subject_id`."""
+    reason = subject_id_problem(value)
+    if reason is not None:
+        raise Invalid(f"subject_id {reason}", field="subject_id")
+    return value
+
+
+def _subject_id(value: str) -> str:
+    reason = subject_id_problem(value)
+    if reason is not None:
+        raise ValueError(f"subject_id {reason}")
+    return value
+
+
+SubjectIdCheck = AfterValidator(_subject_id)
+SubjectId = Annotated[str, Field(min_length=1, max_length=SUBJECT_ID_MAX), SubjectIdCheck]
+"""A subject id in a body, a query or a path."""
 
 
 class StrictModel(BaseModel):

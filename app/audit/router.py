@@ -32,7 +32,7 @@ MAX_PAGE = 1000
 MAX_SEQ = 2**62  # far beyond any log; keeps sizes inside a BIGINT
 
 
-def _cursor(value: str | None) -> int:
+def seq_cursor(value: str | None) -> int:
     """The sequence number (or tree size) an opaque cursor stands for; 0 without one."""
     key = decode_cursor(value)
     if key is None:
@@ -61,7 +61,7 @@ def list_audit(
     audit.catch_up(session)
     entries = audit.list_entries(session, since=since, until=until, actor=actor, action=action,
                                  subject_id=subject_id, outcome=outcome,
-                                 after_seq=_cursor(cursor), limit=limit)
+                                 after_seq=seq_cursor(cursor), limit=limit)
     filters = [name for name, value in (("since", since), ("until", until), ("actor", actor),
                ("action", action), ("subject_id", subject_id), ("outcome", outcome))
                if value is not None]
@@ -94,7 +94,7 @@ def list_checkpoints(
     limit: int = Query(default=100, ge=1, le=MAX_PAGE),
 ) -> CheckpointPage:
     audit.catch_up(session)
-    checkpoints = audit.list_checkpoints(session, after_size=_cursor(cursor), limit=limit)
+    checkpoints = audit.list_checkpoints(session, after_size=seq_cursor(cursor), limit=limit)
     following = encode_cursor(str(checkpoints[-1].size)) if len(checkpoints) == limit else None
     return CheckpointPage(items=[CheckpointOut(**audit.checkpoint_dict(c)) for c in checkpoints],
                           next=following)

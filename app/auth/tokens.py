@@ -152,6 +152,37 @@ class TokenVerifier:
         self.verified.put(token, key, claims, valid_until=float(payload["exp"]) + self.leeway)
         return claims
 
+    def verify_id_token(self, token: str, *, issuer: str, client_id: str,
+                        nonce: str) -> dict[str, Any]:
+        """An OpenID Connect ID token's claims, once its signature (the provider's keys), `iss`,
+        `aud` (our client id), `exp` and `nonce` (the one this sign-in sent) check out."""
+        if not token or len(token) > MAX_TOKEN_LENGTH:
+            raise Unauthorized("the ID token is missing or malformed")
+        header = _header(token)
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in self.algorithms or alg in HMAC_ALGORITHMS:
+            raise Unauthorized("the ID token's algorithm is not accepted")
+        try:
+            payload: dict[str, Any] = jwt.decode(
+                token, key=self._key_for(alg, header.get("kid")), algorithms=[alg],
+                audience=client_id, issuer=issuer, leeway=self.leeway,
+                options={"require": [*REQUIRED_CLAIMS, "nonce"]})
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("the ID token has expired") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise Unauthorized(f"the ID token lacks the claim {exc.claim!r}") from None
+        except jwt.InvalidAudienceError:
+            raise Unauthorized("the ID token is not meant for this console (aud)") from None
+        except jwt.InvalidIssuerError:
+            raise Unauthorized("the ID token's issuer is not the provider's (iss)") from None
+        except (jwt.PyJWTError, ValueError, TypeError):
+            raise Unauthorized("the ID token's signature does not verify") from None
+        given = payload["nonce"]
+        if not isinstance(given, str) or not secrets.compare_digest(given.encode(),
+                                                                    nonce.encode()):
+            raise Unauthorized("the ID token's nonce is not this sign-in's")
+        return payload
+
     def _key_for(self, alg: str, kid: object) -> Any:
         if alg in HMAC_ALGORITHMS:
             if self.hmac_secret is None:

@@ -26,11 +26,12 @@ from app.errors import Conflict, ServiceUnavailable, problems
 from app.keys.signing import Signer
 from app.policy.loader import Policy
 from app.policy.models import LegalBasis
+from app.schemas import SubjectIdCheck
 
 router = APIRouter(tags=["consent"])
 Writer = Annotated[Caller, Depends(RequireScope(Scope.CONSENT_WRITE))]
 Reader = Annotated[Caller, Depends(RequireScope(Scope.CONSENT_READ))]
-SubjectPath = Annotated[str, PathParam(min_length=1, max_length=255)]
+SubjectPath = Annotated[str, PathParam(min_length=1, max_length=255), SubjectIdCheck]
 IdempotencyHeader = Annotated[str | None, Header(alias=idempotency.HEADER)]
 
 

@@ -5,9 +5,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from app.schemas import ResponseModel, StrictModel, Timestamp
-
-SubjectId = Field(min_length=1, max_length=255)
+from app.schemas import ResponseModel, StrictModel, SubjectId, Timestamp
 
 
 class NoticeIn(StrictModel):
@@ -31,7 +29,7 @@ class GuardianIn(StrictModel):
 
 
 class ConsentIn(StrictModel):
-    subject_id: str = SubjectId
+    subject_id: SubjectId
     purpose: str = Field(min_length=1, max_length=64)
     notice_id: str = Field(min_length=1, max_length=64)
     notice_version: int = Field(ge=1, le=1_000_000)

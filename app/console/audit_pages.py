@@ -14,11 +14,13 @@ from fastapi.responses import HTMLResponse
 
 from app.audit import service as audit
 from app.audit import tree
+from app.audit.router import seq_cursor
 from app.auth.scopes import Scope
 from app.console.guard import TEMPLATES, ConsoleRoute, Needs
 from app.console.sessions import Staff
 from app.deps import RuntimeDep, SessionDep, audit_signer
 from app.errors import Conflict, Invalid, NotFound
+from app.schemas import encode_cursor
 from app.web import pages
 
 router = APIRouter(prefix="/console/audit", route_class=ConsoleRoute, include_in_schema=False)
@@ -42,10 +44,11 @@ def _moment(name: str, value: str | None) -> datetime | None:
 def search(request: Request, staff: Auditor, session: SessionDep,
            subject_id: Text = None, actor: Text = None, action: Text = None,
            since: Text = None, until: Text = None,
-           after: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0) -> Response:
+           cursor: Annotated[str | None, Query(max_length=200)] = None) -> Response:
     given = {k: v.strip() or None if v else None for k, v in
              (("subject_id", subject_id), ("actor", actor), ("action", action))}
     start, end = _moment("since", since), _moment("until", until)
+    after = seq_cursor(cursor)  # a malformed one is a 422 naming `cursor`, as in the API
     audit.catch_up(session)
     entries = audit.list_entries(session, since=start, until=end, after_seq=after, limit=100,
                                  subject_id=given["subject_id"], actor=given["actor"],
@@ -56,8 +59,9 @@ def search(request: Request, staff: Auditor, session: SessionDep,
                                                           "until": end}.items() if v)})
     shown = [audit.entry_dict(e) for e in entries]
     query = {**{k: v for k, v in given.items() if v}, "since": since or "", "until": until or ""}
+    following = encode_cursor(str(shown[-1]["seq"])) if len(shown) == 100 else None
     return pages.render(TEMPLATES, request, "audit.html", staff=staff, entries=shown,
-                        query=query, following=shown[-1]["seq"] if len(shown) == 100 else None)
+                        query=query, following=following)
 
 
 def _entry(session: SessionDep, seq: int) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from app.config import Settings
 from app.console import sessions
 from app.console.sessions import Staff
 from app.errors import Forbidden, GatewayError, Unauthorized
-from app.web import pages
+from app.web import i18n, pages
 
 COOKIE = "pgw_console"
 LOGIN_COOKIE = "pgw_console_login"
@@ -51,10 +51,17 @@ class ConsoleRoute(APIRoute):
                     return RedirectResponse("/console/login", status_code=303)
                 raise
             except GatewayError as exc:
-                return pages.render(TEMPLATES, request, "error.html", status=exc.status,
-                                    error=exc, staff=None)
+                return error_page(request, exc)
 
         return run
+
+
+def error_page(request: Request, exc: GatewayError) -> Response:
+    """The console's page for an error: its status's title in the reader's language, and the
+    problem's detail."""
+    heading = i18n.catalogue(i18n.language(request)).get(f"status_{exc.status}", exc.title)
+    return pages.render(TEMPLATES, request, "error.html", status=exc.status, error=exc,
+                        heading=heading, staff=None)
 
 
 async def signed_in(request: Request) -> Staff:
@@ -97,7 +104,12 @@ class Needs:
 
 async def checked_form(request: Request, staff: SignedIn) -> dict[str, str]:
     """The posted form, read only after the session was found, with its CSRF token checked."""
-    values = await pages.read_form(request)
+    try:
+        values = await pages.read_form(request)
+    except pages.FormRefused as exc:
+        await audit_denial(request, staff.caller, action="console.form_refused",
+                           details={"reason": exc.detail})
+        raise
     if not pages.same_token(values.pop("csrf", None), staff.csrf):
         await audit_denial(request, staff.caller, action="console.csrf_refused", details={})
         raise CsrfRefused("the form's security token is missing or stale; reload the page")

@@ -17,7 +17,8 @@ from app.console import (
     signin,
     subject_pages,
 )
-from app.console.guard import ConsoleRoute, SignedIn
+from app.console.guard import ConsoleRoute, SignedIn, error_page
+from app.errors import add_error_page
 
 # Console routes that need no scope: signing in and out, the language switch, and the landing
 # page that sends a person to the first page their scopes open. Every other console route
@@ -39,6 +40,7 @@ def landing(staff: SignedIn) -> Response:
 
 
 def install(app: FastAPI) -> None:
+    add_error_page(app, "/console", error_page)
     app.mount("/console/static", StaticFiles(directory=STATIC), name="console-static")
     for router in (signin.router, home, dsr_pages.router, access_pages.router,
                    audit_pages.router, governance_pages.router, subject_pages.router):

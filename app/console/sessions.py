@@ -80,13 +80,21 @@ def end_all(session: Session, *, sub: str) -> int:
         ConsoleSession.sub == sub)).rowcount)  # type: ignore[attr-defined]
 
 
-def begin_login(session: Session) -> tuple[str, str]:
-    """A sign-in at the identity provider: its `state` and PKCE S256 `code_challenge`."""
+def begin_login(session: Session) -> tuple[str, str, str]:
+    """A sign-in at the identity provider: its `state`, PKCE S256 `code_challenge` and
+    `nonce`."""
     state, verifier, now = secrets.token_urlsafe(32), secrets.token_urlsafe(48), utcnow()
     session.execute(delete(ConsoleLogin).where(ConsoleLogin.created_at <= now - LOGIN_TTL))
     session.add(ConsoleLogin(state_hash=_digest(state), code_verifier=verifier, created_at=now))
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
-    return state, challenge.rstrip(b"=").decode()
+    return state, challenge.rstrip(b"=").decode(), login_nonce(verifier)
+
+
+def login_nonce(verifier: str) -> str:
+    """The OpenID Connect `nonce` of a sign-in, derived from its PKCE verifier (kept in the login
+    state, never sent before the token exchange): nothing more to store, nothing to guess."""
+    digest = hashlib.sha256(b"pgw-console-nonce\x00" + verifier.encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
 def finish_login(session: Session, *, state: str) -> str | None:

@@ -29,7 +29,7 @@ from app.console.guard import (
     SignedIn,
 )
 from app.deps import RuntimeDep, SessionDep, SettingsDep
-from app.errors import Forbidden, ServiceUnavailable
+from app.errors import Forbidden, ServiceUnavailable, Unauthorized
 from app.web import i18n, pages
 
 router = APIRouter(prefix="/console", route_class=ConsoleRoute, include_in_schema=False)
@@ -132,19 +132,19 @@ def oidc_login(request: Request, settings: SettingsDep, runtime: RuntimeDep) -> 
     client_id = _configured(settings)
     authorize, _ = _endpoints(settings)  # before any database session: no wait holds one
     with runtime.transaction() as session:
-        state, challenge = sessions.begin_login(session)
+        state, challenge, nonce = sessions.begin_login(session)
     query = urlencode({"response_type": "code", "client_id": client_id, "scope": "openid",
                        "redirect_uri": str(request.url_for("console_callback")),
                        "state": state, "code_challenge": challenge,
-                       "code_challenge_method": "S256"})
+                       "code_challenge_method": "S256", "nonce": nonce})
     response = RedirectResponse(f"{authorize}?{query}", status_code=303)
     _cookie(response, settings, LOGIN_COOKIE, state, 600)
     return response
 
 
 def _exchange(settings: Settings, token_url: str, *, code: str, verifier: str,
-              redirect_uri: str) -> str:
-    """The access token for `code`; no database session is open while this waits."""
+              redirect_uri: str) -> tuple[str, str]:
+    """The access and ID tokens for `code`; no database session is open while this waits."""
     form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri,
             "client_id": settings.oidc_client_id or "", "code_verifier": verifier}
     auth: httpx.Auth | None = None
@@ -163,7 +163,8 @@ def _exchange(settings: Settings, token_url: str, *, code: str, verifier: str,
     if not isinstance(token, str):
         raise SignInFailed(f"the identity provider refused the code (HTTP "
                            f"{answer.status_code})")
-    return token
+    identity = document.get("id_token")
+    return token, identity if isinstance(identity, str) else ""
 
 
 @router.get("/callback", name="console_callback")
@@ -186,10 +187,20 @@ async def callback(request: Request, settings: SettingsDep, runtime: RuntimeDep,
     if verifier is None:
         raise SignInFailed("this sign-in is unknown or took too long; start again")
     _, token_url = await anyio.to_thread.run_sync(_endpoints, settings)
-    access_token = await anyio.to_thread.run_sync(lambda: _exchange(
+    access_token, id_token = await anyio.to_thread.run_sync(lambda: _exchange(
         settings, token_url, code=code, verifier=verifier,
         redirect_uri=str(request.url_for("console_callback"))))
     checker: TokenVerifier = request.app.state.token_verifier
+    await checker.prepare(id_token)
+    try:
+        checker.verify_id_token(id_token, issuer=settings.oidc_issuer or "",
+                                client_id=settings.oidc_client_id or "",
+                                nonce=sessions.login_nonce(verifier))
+    except Unauthorized as exc:
+        await audit_denial(request, Caller(sub="anonymous"), action="console.sign_in_refused",
+                           details={"method": "oidc", "reason": exc.detail})
+        raise SignInFailed(f"the identity provider's answer does not check out: {exc.detail}"
+                           ) from None
     await checker.prepare(access_token)
     claims = checker.verify(access_token)  # the API's issuer, audience, keys and claim mapping
     caller = await known_roles(request, Caller(

@@ -17,6 +17,7 @@ from app.dsr.models import LegalHold
 from app.errors import Conflict, Invalid, NotFound
 from app.policy.loader import Policy
 from app.records import service as records
+from app.schemas import valid_subject_id
 
 
 def _active(now: datetime) -> ColumnElement[bool]:
@@ -26,6 +27,8 @@ def _active(now: datetime) -> ColumnElement[bool]:
 
 def place(session: Session, policy: Policy, *, caller: Caller, subject_id: str | None,
           record_type: str | None, reason: str, until: datetime | None) -> LegalHold:
+    if subject_id is not None:
+        valid_subject_id(subject_id)
     if record_type is not None and record_type not in policy.body.record_types:
         raise Invalid(f"unknown record type {record_type!r}", field="record_type")
     now = utcnow()

@@ -6,7 +6,14 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from app.schemas import IsoDateTime, ResponseModel, StrictModel, Timestamp, rfc3339
+from app.schemas import (
+    IsoDateTime,
+    ResponseModel,
+    StrictModel,
+    SubjectId,
+    Timestamp,
+    rfc3339,
+)
 
 DsrType = Literal["access", "portability", "erasure", "rectification", "restriction",
                   "objection"]
@@ -30,7 +37,7 @@ class VerificationIn(StrictModel):
 
 
 class DsrIn(StrictModel):
-    subject_id: str | None = Field(default=None, min_length=1, max_length=255)
+    subject_id: SubjectId | None = None
     identifiers: Identifiers | None = None
     type: DsrType
     jurisdiction: str = Field(min_length=2, max_length=16)
@@ -60,7 +67,7 @@ class ReasonIn(StrictModel):
 
 
 class LegalHoldIn(StrictModel):
-    subject_id: str | None = Field(default=None, min_length=1, max_length=255)
+    subject_id: SubjectId | None = None
     record_type: str | None = Field(default=None, min_length=1, max_length=64)
     reason: str = Field(min_length=5, max_length=2000)
     until: IsoDateTime | None = None

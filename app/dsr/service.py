@@ -192,7 +192,8 @@ def extend(session: Session, policy: Policy, *, caller: Caller, dsr_id: str,
               details={"due_at": dsr.due_at.isoformat()})
     events.publish(session, dsr, Event.DSR_EXTENDED)
     audit.record(session, caller=caller, action="dsr.extended", subject_id=dsr.subject_id,
-                 resource=f"dsr:{dsr.id}", details={"due_at": dsr.due_at.isoformat()})
+                 resource=f"dsr:{dsr.id}", details={"due_at": dsr.due_at.isoformat(),
+                                                      "reason": _clipped(reason)})
     return dsr
 
 
@@ -206,8 +207,14 @@ def reject(session: Session, *, caller: Caller, dsr_id: str, reason: str) -> Dsr
     add_event(session, dsr, "rejected", actor=caller.sub)
     events.publish(session, dsr, Event.DSR_REJECTED)
     audit.record(session, caller=caller, action="dsr.rejected", subject_id=dsr.subject_id,
-                 resource=f"dsr:{dsr.id}", details={"type": dsr.type})
+                 resource=f"dsr:{dsr.id}", details={"type": dsr.type, "reason": _clipped(reason)})
     return dsr
+
+
+def _clipped(reason: str) -> str:
+    """The reason the officer gave, as far as an audit detail may hold it."""
+    return reason if len(reason) <= audit.MAX_DETAIL_STRING else \
+        reason[:audit.MAX_DETAIL_STRING - 1] + "…"
 
 
 def retry(session: Session, *, caller: Caller, dsr_id: str) -> DsrRequest:

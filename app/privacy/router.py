@@ -88,7 +88,8 @@ def csrf_ok(request: Request, session: Session, keyring: Keyring,
     if cookie and given and hmac.compare_digest(given, _csrf_token(session, keyring, cookie)):
         return True
     audit.record(session, caller=_caller(request), action="privacy.csrf_refused",
-                 outcome=audit.Outcome.DENIED, details={"path": request.url.path[:100]})
+                 outcome=audit.Outcome.DENIED, details={"path": request.url.path[:100]},
+                 subject_id=service.subject_of(session, request.cookies.get(web.SESSION_COOKIE)))
     return False
 
 

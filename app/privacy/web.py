@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import jinja2
 from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
 
 from app.config import Settings
+from app.errors import GatewayError
+from app.web import pages
 from app.web.i18n import negotiate
 from app.web.pages import local_target
 
@@ -34,10 +35,7 @@ CSRF_FIELD = "csrf_token"
 PATH = "/privacy"
 
 
-@cache
-def environment() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
-                              autoescape=True, undefined=jinja2.StrictUndefined)
+TEMPLATES = pages.environment(HERE / "templates")
 
 
 @cache
@@ -58,12 +56,9 @@ def language(request: Request, settings: Settings) -> str:
 
 
 def csp(settings: Settings) -> str:
-    images = "'self'"
-    if settings.privacy_logo_url and settings.privacy_logo_url.startswith("https://"):
-        parts = urlsplit(settings.privacy_logo_url)
-        images += f" https://{parts.netloc}"
-    return ("default-src 'none'; script-src 'self'; style-src 'self'; "
-            f"img-src {images}; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+    logo = settings.privacy_logo_url
+    origin = f"https://{urlsplit(logo).netloc}" if logo and logo.startswith("https://") else None
+    return pages.csp(image_origin=origin)
 
 
 def cookie(response: Response, settings: Settings, name: str, value: str, *,
@@ -94,11 +89,21 @@ def render(request: Request, settings: Settings, template: str, *, status: int =
         return messages.get(name, name).format(**values) if values else \
             messages.get(name, name)
 
-    page = environment().get_template(template).render(
+    page = TEMPLATES.get_template(template).render(
         t=t, lang=lang, settings=settings, csrf_field=CSRF_FIELD, csrf_token=csrf_token or "",
         languages=settings.privacy_languages, path=request.url.path,
         logo=logo_src(settings), **context)
     return HTMLResponse(page, status_code=status, headers=page_headers(settings, lang))
+
+
+def error_page(request: Request, exc: GatewayError) -> Response:
+    """The centre's page for an error a browser meets (no route, a malformed query...): its
+    status's title and a plain message in the person's language."""
+    settings: Settings = request.app.state.settings
+    title = f"status_{exc.status}"
+    return render(request, settings, "message.html", status=exc.status,
+                  title=title if title in catalogue("en") else "request_refused_title",
+                  message="error_message")
 
 
 def page_headers(settings: Settings, lang: str) -> dict[str, str]:

@@ -38,14 +38,14 @@ from app.records.schemas import (
 from app.records.service import RecordClosed
 from app.records.validation import PurposeNotAllowed
 from app.runtime import Runtime
-from app.schemas import Page, decode_cursor, encode_cursor
+from app.schemas import Page, SubjectIdCheck, decode_cursor, encode_cursor
 
 router = APIRouter(tags=["records"])
 Writer = Annotated[Caller, Depends(RequireScope(Scope.RECORDS_WRITE))]
 Reader = Annotated[Caller, Depends(RequireScope(Scope.RECORDS_READ))]
 LookupCaller = Annotated[Caller, Depends(RequireScope(Scope.DSR_MANAGE, Scope.RECORDS_READ))]
 RecordId = Annotated[str, PathParam(min_length=1, max_length=40)]
-SubjectPath = Annotated[str, PathParam(min_length=1, max_length=255)]
+SubjectPath = Annotated[str, PathParam(min_length=1, max_length=255), SubjectIdCheck]
 PurposeQuery = Annotated[str, Query(min_length=1, max_length=64, examples=["account_management"],
                                     description="Why the data is read; decides what is seen")]
 FieldsQuery = Annotated[str | None, Query(max_length=2000, pattern=r"^[a-z0-9_,]*$",

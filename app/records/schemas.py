@@ -4,14 +4,13 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from app.schemas import ResponseModel, StrictModel, Timestamp
+from app.schemas import ResponseModel, StrictModel, SubjectId, Timestamp
 
-SubjectId = Field(min_length=1, max_length=255)
 PurposeName = Field(min_length=1, max_length=64)
 
 
 class ProtectIn(StrictModel):
-    subject_id: str = SubjectId
+    subject_id: SubjectId
     purpose: str = PurposeName
     record_type: str = Field(min_length=1, max_length=64)
     data: dict[str, Any] = Field(max_length=200)

@@ -12,20 +12,34 @@ from urllib.parse import parse_qsl
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from app.errors import Invalid
 from app.web import i18n
 
-PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-            "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+
+def csp(*, image_origin: str | None = None, data_images: bool = False,
+        connect: bool = False) -> str:
+    """The Content-Security-Policy of a site's pages: our own scripts, styles and images only,
+    plus `data:` images, one other image origin (the centre's logo) and fetches to ourselves
+    where a site needs them."""
+    images = " ".join(["'self'", *(["data:"] if data_images else []),
+                       *([image_origin] if image_origin else [])])
+    return "; ".join([
+        "default-src 'none'", "script-src 'self'", "style-src 'self'", f"img-src {images}",
+        *(["connect-src 'self'"] if connect else []),
+        "form-action 'self'", "base-uri 'none'", "frame-ancestors 'none'"])
+
+
+PAGE_CSP = csp(data_images=True, connect=True)  # the console's: verify.js fetches proofs
 PAGE_HEADERS = {"content-security-policy": PAGE_CSP, "cache-control": "no-store",
                 "x-frame-options": "DENY"}
 
 
 def environment(templates: Path, **filters: Callable[..., Any]) -> Environment:
-    env = Environment(loader=FileSystemLoader(templates), autoescape=select_autoescape(
-        default=True, default_for_string=True), trim_blocks=True, lstrip_blocks=True)
+    """The templates of a site: autoescaped, and a name a page does not give is an error."""
+    env = Environment(loader=FileSystemLoader(templates), autoescape=True,
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters.update(filters)
     return env
 

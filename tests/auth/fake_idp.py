@@ -57,6 +57,11 @@ class FakeIdP:
         self.audience = "privacy-gateway"
         self.codes: dict[str, dict[str, Any]] = {}
         self.token_requests: list[dict[str, str]] = []
+        self.nonces: list[str | None] = []  # the nonce of each authorization request
+        # Claims the next ID tokens carry instead of the right ones (to test refusals), and
+        # the key that signs them ("foreign": one the key set does not publish).
+        self.id_token_claims: dict[str, Any] = {}
+        self.id_token_key: str | None = None
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.server.daemon_threads = True
         self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -78,6 +83,15 @@ class FakeIdP:
         now = int(time.time())
         payload = {"iat": now, "exp": now + 300, "iss": self.issuer, **claims}
         return jwt.encode(payload, key, algorithm=alg, headers={"kid": kid, **header})
+
+    def _id_token(self, claims: dict[str, Any]) -> str:
+        claims = {k: v for k, v in claims.items() if v is not None}  # None: leave it out
+        if self.id_token_key != "foreign":
+            return self.token(claims)
+        _, alg = self.keys["k1"]
+        now = int(time.time())
+        return jwt.encode({"iat": now, "exp": now + 300, "iss": self.issuer, **claims},
+                          new_key(alg), algorithm=alg, headers={"kid": "k1"})
 
     def key_set(self) -> dict[str, Any]:
         keys = [public_jwk(key, kid=kid, alg=alg, publish_alg=self.publish_alg)
@@ -108,7 +122,9 @@ class FakeIdP:
                 or not query.get("code_challenge") or not query.get("redirect_uri"):
             return 400, {}
         code = secrets.token_urlsafe(24)
+        self.nonces.append(query.get("nonce"))
         self.codes[code] = {"client_id": query.get("client_id"), "claims": dict(self.user),
+                            "nonce": query.get("nonce"),
                             "redirect_uri": query["redirect_uri"],
                             "challenge": query["code_challenge"]}
         back = {"code": code, "state": query.get("state", "")}
@@ -127,7 +143,10 @@ class FakeIdP:
                 or digest.rstrip(b"=").decode() != grant["challenge"]:
             return 400, {"error": "invalid_grant"}
         access = self.token({"aud": self.audience, **grant["claims"]})
-        identity = self.token({"aud": grant["client_id"], "sub": grant["claims"]["sub"]})
+        claims = {"aud": grant["client_id"], "sub": grant["claims"]["sub"]}
+        if grant["nonce"] is not None:
+            claims["nonce"] = grant["nonce"]
+        identity = self._id_token({**claims, **self.id_token_claims})
         return 200, {"access_token": access, "id_token": identity, "token_type": "Bearer",
                      "expires_in": 300}
 

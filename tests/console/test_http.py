@@ -96,6 +96,7 @@ def test_a_form_without_its_csrf_token_is_refused_and_audited(live: LiveServer,
     assert done.status_code == 303
     assert admin.get(f"/v1/dsr/{dsr_id}").json()["status"] == "rejected"
     [entry] = audit_entries(admin, "dsr.rejected")
+    assert entry["details"]["reason"] == "manifestly unfounded"
     assert entry["actor"] == "officer-li"
     assert entry["roles"] == ["compliance_officer"]
 

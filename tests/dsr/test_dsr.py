@@ -324,6 +324,11 @@ def test_deadlines_extensions_and_overdue_requests(
     rejected = admin.post(f"/v1/dsr/{pipl['id']}/reject",
                           json={"reason": "manifestly unfounded: duplicate of dsr_x"})
     assert rejected.json()["status"] == "rejected"
+    # the reason given is in the audit entry (clipped to what a detail may hold)
+    [extension] = audit_entries(admin, "dsr.extended")
+    [rejection] = audit_entries(admin, "dsr.rejected")
+    assert extension["details"]["reason"] == "many records"
+    assert rejection["details"]["reason"] == "manifestly unfounded: duplicate of dsr_x"
 
 
 def test_a_legal_hold_stops_erasure_until_released(

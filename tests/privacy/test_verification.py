@@ -162,6 +162,8 @@ def test_forms_without_their_csrf_token_are_refused(
     refused = audit_entries(admin, "privacy.csrf_refused")
     assert len(refused) == 3
     assert {e["outcome"] for e in refused} == {"denied"}
+    # the signed-in person's refusal names them; the anonymous ones name nobody
+    assert [e["subject_id"] for e in refused] == [None, None, "cust-1"]
     consents = admin.get("/v1/subjects/cust-1/consents").json()
     assert consents["purposes"]["marketing_email"]["state"] == "granted"
 
