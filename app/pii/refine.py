@@ -11,6 +11,8 @@ import re
 import regex
 from presidio_analyzer import RecognizerResult
 
+from app.pii.recognizers.places import COUNTRY_RECOGNIZER, DEMONYMS
+
 # Abbreviations that spaCy's small model tags as names or organisations in forms and notes.
 NOT_ENTITIES = frozenset(
     "ssn sin nin iban bic swift ceo cfo cto coo hq hr it id dob vat ein itin tin pin otp cvv "
@@ -122,3 +124,20 @@ def merge_locations(text: str, results: list[RecognizerResult]) -> list[Recogniz
         else:
             merged.append(result)
     return [*others, *merged]
+
+
+def prefer_places(text: str, results: list[RecognizerResult]) -> None:
+    """A country name the model read as a person or an organisation over exactly the same
+    characters (`Sri Lanka`, a national side) is a place; a nationality it read as a place
+    (`Iraqi`) is a nationality."""
+    countries = {(r.start, r.end) for r in results if _recognizer(r) == COUNTRY_RECOGNIZER}
+    for result in results:
+        if result.entity_type in ("PERSON", "ORGANIZATION", "NRP") and \
+                (result.start, result.end) in countries:
+            result.entity_type = "LOCATION"
+        elif result.entity_type == "LOCATION" and text[result.start:result.end] in DEMONYMS:
+            result.entity_type = "NRP"
+
+
+def _recognizer(result: RecognizerResult) -> str:
+    return str((result.recognition_metadata or {}).get(RecognizerResult.RECOGNIZER_NAME_KEY, ""))
