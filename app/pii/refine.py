@@ -139,5 +139,26 @@ def prefer_places(text: str, results: list[RecognizerResult]) -> None:
             result.entity_type = "NRP"
 
 
+# A line of a results table or fixture list: names with two or more scores, or two names
+# with `AT`/`v` between them (`HOUSTON 68 61 .527 1/2`, `Halifax 64 Leeds 24`, `DETROIT AT
+# KANSAS CITY`). A place named there is a team; an address keeps one postcode (`Paris 75008`).
+_NAME_PART = r"\p{Lu}[\p{L}.'’\-]*(?:[ ]+\p{Lu}[\p{L}.'’\-]*){0,3}"
+_SCORES = r"[ ]+\d[\d.\-/]*(?:[ ]+[\d.\-/]+)*"
+_RESULT_LINE = regex.compile(
+    rf"[ \t]*(?:{_NAME_PART}{_SCORES}[ ]+{_NAME_PART}{_SCORES}|{_NAME_PART}[ ]+\d[\d.\-/]*"
+    rf"(?:[ ]+[\d.\-/]+)+|{_NAME_PART}[ ]+(?:AT|v|vs\.?)[ ]+{_NAME_PART})[ ]*\.?[ \t]*")
+
+
+def teams_in_results(text: str, results: list[RecognizerResult]) -> None:
+    """A place on a line of a results table or fixture list is a team (an organisation)."""
+    for result in results:
+        if result.entity_type != "LOCATION":
+            continue
+        start = text.rfind("\n", 0, result.start) + 1
+        end = text.find("\n", result.end)
+        if _RESULT_LINE.fullmatch(text, start, len(text) if end < 0 else end):
+            result.entity_type = "ORGANIZATION"
+
+
 def _recognizer(result: RecognizerResult) -> str:
     return str((result.recognition_metadata or {}).get(RecognizerResult.RECOGNIZER_NAME_KEY, ""))

@@ -91,6 +91,14 @@ def _names(names: frozenset[str]) -> str:
 
 COUNTRY_PATTERNS = [rf"(?<![\p{{L}}\p{{N}}\-.])(?:{_names(COUNTRIES)})(?![\p{{L}}\p{{N}}\-])"]
 COUNTRY_RECOGNIZER = "CountryRecognizer"
+_NAME_WORD = r"\p{Lu}[\p{Ll}'’\-]+(?:-\p{Lu}[\p{Ll}'’\-]+)?"
+# A competitor in a results list or draw: a name and the country in brackets after it
+# (`Elijah Maru ( Kenya ) 3:33.64`, `Meluawati (Indonesia) beat ...`).
+COMPETITOR_PATTERNS = [
+    rf"(?:(?<=^[ \t]*(?:\d{{1,3}}\.?[ ]+)?)|(?<=\b(?:beat|bt|v|vs\.?|and)[ ]+)|(?<=[,\-–][ ]+))"
+    rf"(?:\p{{Lu}}\.[ ]?)?{_NAME_WORD}(?:[ ]+{_NAME_WORD}){{0,2}}"
+    rf"(?=[ ]?\([ ]?(?:{_names(COUNTRIES)})[ ]?\))",
+]
 
 
 def recognizers() -> list[EntityRecognizer]:
@@ -99,4 +107,6 @@ def recognizers() -> list[EntityRecognizer]:
                     patterns=DATELINE_PATTERNS, score=lambda value: 0.9),
         PatternUnit(name=COUNTRY_RECOGNIZER, entity="LOCATION", language="en",
                     patterns=COUNTRY_PATTERNS, score=lambda value: 0.6),
+        PatternUnit(name="CompetitorRecognizer", entity="PERSON", language="en",
+                    patterns=COMPETITOR_PATTERNS, score=lambda value: 0.5),
     ]
