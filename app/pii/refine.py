@@ -11,7 +11,7 @@ import re
 import regex
 from presidio_analyzer import RecognizerResult
 
-from app.pii.recognizers.places import COUNTRY_RECOGNIZER, DEMONYMS
+from app.pii.recognizers.places import COMPETITOR_RECOGNIZER, COUNTRY_RECOGNIZER, DEMONYMS
 
 # Abbreviations that spaCy's small model tags as names or organisations in forms and notes.
 NOT_ENTITIES = frozenset(
@@ -31,8 +31,9 @@ _TRAILING_PART = regex.compile(
     rf"(?:[ \t]*(?:\n|,)[ \t]*)+(?:{_PLACE_WORD}(?:[ ]+{_PLACE_WORD}){{0,3}})?"
     r"(?:[ ,]*(?:\d{4,6}|[A-Z]{1,2}\d[A-Z\d]?[ ]?\d[A-Z]{2}))?(?=[ \t]*(?:\n|,|$|[.?!]))")
 _NUMBER_BEFORE = re.compile(r"(\d{1,6}[A-Za-z]?)(?:[ \t,]|\\n)*$")
+# A postcode after a place; `BONN 1996-08-22` is a place and a date.
 _POSTCODE_AFTER = re.compile(r"^(?:[ \t,]|\\n)*"
-                             r"(\d{4,6}(?:-\d{4})?|[A-Z]{1,2}\d[A-Z\d]?[ ]?\d[A-Z]{2})(?![\w])")
+                             r"(\d{4,6}(?:-\d{4})?|[A-Z]{1,2}\d[A-Z\d]?[ ]?\d[A-Z]{2})(?![\w]|-\d)")
 
 
 def is_false_positive(text: str, result: RecognizerResult) -> bool:
@@ -128,13 +129,14 @@ def merge_locations(text: str, results: list[RecognizerResult]) -> list[Recogniz
 
 def prefer_places(text: str, results: list[RecognizerResult]) -> None:
     """A country name the model read as a person or an organisation over exactly the same
-    characters (`Sri Lanka`, a national side) is a place; a nationality it read as a place
-    (`Iraqi`) is a nationality."""
-    countries = {(r.start, r.end) for r in results if _recognizer(r) == COUNTRY_RECOGNIZER}
+    characters (`Sri Lanka`, a national side) is a place, and a competitor listed with a
+    country (`Meluawati (Indonesia)`) a person; a nationality read as a place is NRP."""
+    sure = {(r.start, r.end): r.entity_type for r in results
+            if _recognizer(r) in (COUNTRY_RECOGNIZER, COMPETITOR_RECOGNIZER)}
     for result in results:
-        if result.entity_type in ("PERSON", "ORGANIZATION", "NRP") and \
-                (result.start, result.end) in countries:
-            result.entity_type = "LOCATION"
+        if result.entity_type in ("PERSON", "ORGANIZATION", "NRP", "LOCATION") and \
+                (result.start, result.end) in sure:
+            result.entity_type = sure[(result.start, result.end)]
         elif result.entity_type == "LOCATION" and text[result.start:result.end] in DEMONYMS:
             result.entity_type = "NRP"
 

@@ -91,6 +91,7 @@ def _names(names: frozenset[str]) -> str:
 
 COUNTRY_PATTERNS = [rf"(?<![\p{{L}}\p{{N}}\-.])(?:{_names(COUNTRIES)})(?![\p{{L}}\p{{N}}\-])"]
 COUNTRY_RECOGNIZER = "CountryRecognizer"
+COMPETITOR_RECOGNIZER = "CompetitorRecognizer"
 _NAME_WORD = r"\p{Lu}[\p{Ll}'’\-]+(?:-\p{Lu}[\p{Ll}'’\-]+)?"
 # A competitor in a results list or draw: a name and the country in brackets after it
 # (`Elijah Maru ( Kenya ) 3:33.64`, `Meluawati (Indonesia) beat ...`).
@@ -107,6 +108,6 @@ def recognizers() -> list[EntityRecognizer]:
                     patterns=DATELINE_PATTERNS, score=lambda value: 0.9),
         PatternUnit(name=COUNTRY_RECOGNIZER, entity="LOCATION", language="en",
                     patterns=COUNTRY_PATTERNS, score=lambda value: 0.6),
-        PatternUnit(name="CompetitorRecognizer", entity="PERSON", language="en",
+        PatternUnit(name=COMPETITOR_RECOGNIZER, entity="PERSON", language="en",
                     patterns=COMPETITOR_PATTERNS, score=lambda value: 0.5),
     ]
