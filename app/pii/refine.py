@@ -143,12 +143,15 @@ def prefer_places(text: str, results: list[RecognizerResult]) -> None:
 
 # A line of a results table or fixture list: names with two or more scores, or two names
 # with `AT`/`v` between them (`HOUSTON 68 61 .527 1/2`, `Halifax 64 Leeds 24`, `DETROIT AT
-# KANSAS CITY`). A place named there is a team; an address keeps one postcode (`Paris 75008`).
+# KANSAS CITY`). A place named there is a team, except the venue after `AT`; an address keeps
+# one postcode (`Paris 75008`).
 _NAME_PART = r"\p{Lu}[\p{L}.'’\-]*(?:[ ]+\p{Lu}[\p{L}.'’\-]*){0,3}"
 _SCORES = r"[ ]+\d[\d.\-/]*(?:[ ]+[\d.\-/]+)*"
 _RESULT_LINE = regex.compile(
     rf"[ \t]*(?:{_NAME_PART}{_SCORES}[ ]+{_NAME_PART}{_SCORES}|{_NAME_PART}[ ]+\d[\d.\-/]*"
     rf"(?:[ ]+[\d.\-/]+)+|{_NAME_PART}[ ]+(?:AT|v|vs\.?)[ ]+{_NAME_PART})[ ]*\.?[ \t]*")
+
+_VENUE = regex.compile(r"[ ]AT[ ]")
 
 
 def teams_in_results(text: str, results: list[RecognizerResult]) -> None:
@@ -158,7 +161,8 @@ def teams_in_results(text: str, results: list[RecognizerResult]) -> None:
             continue
         start = text.rfind("\n", 0, result.start) + 1
         end = text.find("\n", result.end)
-        if _RESULT_LINE.fullmatch(text, start, len(text) if end < 0 else end):
+        if _RESULT_LINE.fullmatch(text, start, len(text) if end < 0 else end) and \
+                not _VENUE.search(text, start, result.start):  # `TORONTO AT CHICAGO`: a venue
             result.entity_type = "ORGANIZATION"
 
 

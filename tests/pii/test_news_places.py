@@ -45,7 +45,7 @@ def test_a_country_does_not_split_a_longer_name(engine: PiiEngine) -> None:
 @pytest.mark.parametrize("text", [
     "HOUSTON 68 61 .527 1/2",
     "Halifax 64 Leeds 24",
-    "DETROIT AT KANSAS CITY",
+    "Bradford 22 17 0 5 767 409 34",
 ])
 def test_places_in_results_tables_are_teams(engine: PiiEngine, text: str) -> None:
     assert not [value for kind, value in found(engine, text, "en") if kind == "LOCATION"]
@@ -53,3 +53,9 @@ def test_places_in_results_tables_are_teams(engine: PiiEngine, text: str) -> Non
 
 def test_a_place_with_its_postcode_stays_a_place(engine: PiiEngine) -> None:
     assert ("LOCATION", "Paris 75008") in found(engine, "Send it to Paris 75008.", "en")
+
+
+def test_the_venue_of_a_fixture_stays_a_place(engine: PiiEngine) -> None:
+    findings = found(engine, "TORONTO AT CHICAGO", "en")
+    assert ("LOCATION", "CHICAGO") in findings
+    assert ("LOCATION", "TORONTO") not in findings
