@@ -11,6 +11,8 @@ import re
 import regex
 from presidio_analyzer import RecognizerResult
 
+from app.pii.recognizers.places import COMPETITOR_RECOGNIZER, COUNTRY_RECOGNIZER, DEMONYMS
+
 # Abbreviations that spaCy's small model tags as names or organisations in forms and notes.
 NOT_ENTITIES = frozenset(
     "ssn sin nin iban bic swift ceo cfo cto coo hq hr it id dob vat ein itin tin pin otp cvv "
@@ -29,8 +31,9 @@ _TRAILING_PART = regex.compile(
     rf"(?:[ \t]*(?:\n|,)[ \t]*)+(?:{_PLACE_WORD}(?:[ ]+{_PLACE_WORD}){{0,3}})?"
     r"(?:[ ,]*(?:\d{4,6}|[A-Z]{1,2}\d[A-Z\d]?[ ]?\d[A-Z]{2}))?(?=[ \t]*(?:\n|,|$|[.?!]))")
 _NUMBER_BEFORE = re.compile(r"(\d{1,6}[A-Za-z]?)(?:[ \t,]|\\n)*$")
+# A postcode after a place; `BONN 1996-08-22` is a place and a date.
 _POSTCODE_AFTER = re.compile(r"^(?:[ \t,]|\\n)*"
-                             r"(\d{4,6}(?:-\d{4})?|[A-Z]{1,2}\d[A-Z\d]?[ ]?\d[A-Z]{2})(?![\w])")
+                             r"(\d{4,6}(?:-\d{4})?|[A-Z]{1,2}\d[A-Z\d]?[ ]?\d[A-Z]{2})(?![\w]|-\d)")
 
 
 def is_false_positive(text: str, result: RecognizerResult) -> bool:
@@ -122,3 +125,46 @@ def merge_locations(text: str, results: list[RecognizerResult]) -> list[Recogniz
         else:
             merged.append(result)
     return [*others, *merged]
+
+
+def prefer_places(text: str, results: list[RecognizerResult]) -> None:
+    """A country name the model read as a person or an organisation over exactly the same
+    characters (`Sri Lanka`, a national side) is a place, and a competitor listed with a
+    country (`Meluawati (Indonesia)`) a person; a nationality read as a place is NRP."""
+    sure = {(r.start, r.end): r.entity_type for r in results
+            if _recognizer(r) in (COUNTRY_RECOGNIZER, COMPETITOR_RECOGNIZER)}
+    for result in results:
+        if result.entity_type in ("PERSON", "ORGANIZATION", "NRP", "LOCATION") and \
+                (result.start, result.end) in sure:
+            result.entity_type = sure[(result.start, result.end)]
+        elif result.entity_type == "LOCATION" and text[result.start:result.end] in DEMONYMS:
+            result.entity_type = "NRP"
+
+
+# A line of a results table or fixture list: names with two or more scores, or two names
+# with `AT`/`v` between them (`HOUSTON 68 61 .527 1/2`, `Halifax 64 Leeds 24`, `DETROIT AT
+# KANSAS CITY`). A place named there is a team, except the venue after `AT`; an address keeps
+# one postcode (`Paris 75008`).
+_NAME_PART = r"\p{Lu}[\p{L}.'’\-]*(?:[ ]+\p{Lu}[\p{L}.'’\-]*){0,3}"
+_SCORES = r"[ ]+\d[\d.\-/]*(?:[ ]+[\d.\-/]+)*"
+_RESULT_LINE = regex.compile(
+    rf"[ \t]*(?:{_NAME_PART}{_SCORES}[ ]+{_NAME_PART}{_SCORES}|{_NAME_PART}[ ]+\d[\d.\-/]*"
+    rf"(?:[ ]+[\d.\-/]+)+|{_NAME_PART}[ ]+(?:AT|v|vs\.?)[ ]+{_NAME_PART})[ ]*\.?[ \t]*")
+
+_VENUE = regex.compile(r"[ ]AT[ ]")
+
+
+def teams_in_results(text: str, results: list[RecognizerResult]) -> None:
+    """A place on a line of a results table or fixture list is a team (an organisation)."""
+    for result in results:
+        if result.entity_type != "LOCATION":
+            continue
+        start = text.rfind("\n", 0, result.start) + 1
+        end = text.find("\n", result.end)
+        if _RESULT_LINE.fullmatch(text, start, len(text) if end < 0 else end) and \
+                not _VENUE.search(text, start, result.start):  # `TORONTO AT CHICAGO`: a venue
+            result.entity_type = "ORGANIZATION"
+
+
+def _recognizer(result: RecognizerResult) -> str:
+    return str((result.recognition_metadata or {}).get(RecognizerResult.RECOGNIZER_NAME_KEY, ""))

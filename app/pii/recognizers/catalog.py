@@ -15,7 +15,7 @@ from presidio_analyzer.predefined_recognizers import (
     UsSsnRecognizer,
 )
 
-from app.pii.recognizers import cn_ids, contact, english, network
+from app.pii.recognizers import cn_ids, contact, english, network, places
 from app.pii.recognizers.cn_entities import ChineseEntityRecognizer
 from app.pii.recognizers.phone import PhoneNumberRecognizer
 
@@ -45,6 +45,7 @@ def build_recognizers() -> list[EntityRecognizer]:
         UsBankRecognizer(supported_language="en"),
         UsItinRecognizer(supported_language="en"),
         *english.recognizers(),
+        *places.recognizers(),
     ]
     # Chinese names in English text too ("Refund for 李雷"): the tagger skips text without Han.
     return [*_shared("en"), *english_only, ChineseEntityRecognizer("en"),
