@@ -48,6 +48,10 @@ MIN_KEK_SETTING = "kek_min_version"
 SHRED_EPOCH_SETTING = "shred_epoch"
 _CHECKED = "pgw_keys_checked"  # session.info: (transaction, keys locked in it as still active)
 _SEEN = "pgw_keys_seen"  # session.info: (transaction, {subject: what its locked keys showed})
+# built once: its cache key is then memoised instead of computed on every transaction
+_STATE = select(
+    select(KeySetting.value).where(KeySetting.name == SHRED_EPOCH_SETTING).scalar_subquery(),
+    select(func.max(KekVersion.version)).scalar_subquery())
 
 
 # Set on each keyring by `app.wiring.wire`: the checks a legal hold makes before keys are
@@ -170,10 +174,7 @@ class Keyring:
         if state is not None and state[0] is session.get_transaction():
             known: set[tuple[str, int]] = state[1]
             return known
-        epoch, latest = session.execute(select(
-            select(KeySetting.value).where(KeySetting.name == SHRED_EPOCH_SETTING)
-            .scalar_subquery(),
-            select(func.max(KekVersion.version)).scalar_subquery())).one()
+        epoch, latest = session.execute(_STATE).one()
         with self._lock:
             if (epoch or 0) != self._epoch:
                 self._cache.clear()
