@@ -130,6 +130,19 @@ CORPORA: dict[str, Corpus] = {c.name: c for c in (
         labels={"PER": "PERSON", "LOC": "LOCATION"}, fold_at_mentions=True,
         note="test = section F, dev = section H, train = A, B, E, G (the authors' split); "
              "`@` and the handle after it are joined into one token"),
+    Corpus(
+        name="gum", title="English, many genres: GUM (Georgetown University Multilayer corpus)",
+        language="en", repo="amir-zeldes/gum",
+        commit="72ce5ac14978a324c2fd18d49484e65292cbe316",
+        licence="annotations CC BY 4.0; texts per genre (Wikinews CC BY 2.5, Wikipedia and "
+                "Wikivoyage CC BY-SA, academic and court CC BY, fiction, essays, letters, "
+                "podcasts and wikiHow CC BY-NC-SA)",
+        splits={"test": ("dep",)}, reader="gum",
+        labels={"person.name": "PERSON", "place.name": "LOCATION"},
+        neutral=frozenset({"person.other", "place.other"}),
+        note="held out: every document of every genre but reddit (withheld), never used to "
+             "tune; one text per sentence; named persons and places are gold, unnamed ones "
+             "neutral"),
 )}
 
 
@@ -221,7 +234,69 @@ def read_cluener(corpus: Corpus, path: Path) -> Iterator[Document]:
             yield Document(text, spans)
 
 
-READERS = {"conll": read_conll, "cluener": read_cluener}
+_MENTION = re.compile(r"\((?P<open>[^()]+)(?P<single>\))?|(?P<close>\d+)\)")
+GUM_SKIPPED = ("reddit",)  # reddit texts are withheld from the repository (underscores)
+
+
+def read_gum(corpus: Corpus, path: Path) -> Iterator[Document]:
+    """GUM's dependency files (`dep/GUM_<genre>_<name>.conllu`), one text per sentence. Each
+    mention's kind is in `Entity=` (GRP-etype-infstat-salience-centering-minspan-...); a person
+    or place is *named* when a token of its minimal span is a proper noun (`Charles Bolden`,
+    `the Kennedy Space Center`), and only named ones are gold; unnamed ones (`the city`, `my
+    mother`) are neutral; other named mentions (organisations, events) keep their kind."""
+    for conllu in sorted(path.glob("GUM_*.conllu")):
+        if conllu.name.split("_")[1] in GUM_SKIPPED:
+            continue
+        rows: list[list[str]] = []
+        for line in [*conllu.read_text(encoding="utf-8").splitlines(), ""]:
+            if line and not line.startswith("#"):
+                fields = line.split("\t")
+                if fields[0].isdigit():
+                    rows.append(fields)
+            elif not line and rows:
+                yield _gum_sentence(rows)
+                rows = []
+
+
+def _gum_sentence(rows: list[list[str]]) -> Document:
+    text, offsets = "", []
+    for fields in rows:
+        offsets.append((len(text), len(text) + len(fields[1])))
+        text += fields[1] + ("" if "SpaceAfter=No" in fields[9] else " ")
+    spans: list[Span] = []
+    open_: list[tuple[str, int, str]] = []  # group, first token, fields
+    for index, fields in enumerate(rows):
+        entity = next((m[7:] for m in fields[9].split("|") if m.startswith("Entity=")), "")
+        for match in _MENTION.finditer(entity):
+            if match["open"]:
+                group = match["open"].split("-", 1)[0]
+                open_.append((group, index, match["open"]))
+                if not match["single"]:
+                    continue
+            else:
+                group = match["close"]
+            at = max((i for i, (g, _, _) in enumerate(open_) if g == group), default=None)
+            if at is None:
+                continue
+            _, first, description = open_.pop(at)
+            label = _gum_label(description, rows[first:index + 1])
+            if label:
+                spans.append((label, offsets[first][0], offsets[index][1]))
+    return Document(text.rstrip(), spans)
+
+
+def _gum_label(description: str, tokens: list[list[str]]) -> str | None:
+    parts = description.split("-", 7)
+    if len(parts) < 6:
+        return None
+    kind, minimal = parts[1], [int(n) for n in parts[5].split(",") if n.isdigit()]
+    named = any(0 < n <= len(tokens) and tokens[n - 1][3] == "PROPN" for n in minimal)
+    if kind in ("person", "place"):
+        return kind + (".name" if named else ".other")
+    return kind if named else None
+
+
+READERS = {"conll": read_conll, "cluener": read_cluener, "gum": read_gum}
 
 
 def convert(corpus: Corpus, source: Path, split: str) -> list[Document]:
@@ -307,7 +382,7 @@ def main() -> None:
         corpus = CORPORA[name]
         for split in corpus.splits:
             files = [args.source / corpus.repo / f for f in corpus.splits[split]]
-            if not all(f.is_file() for f in files):
+            if not all(f.exists() for f in files):
                 print(f"{name}/{split}: skipped, {', '.join(str(f) for f in files)} not found"
                       f" ({corpus.missing.get(split, 'clone ' + corpus.repo)})")
                 continue
