@@ -185,9 +185,11 @@ class Settings(BaseSettings):
             values = {**values, "jwt_algorithms": tuple(sorted(ASYMMETRIC_ALGORITHMS))}
         return values
 
-    @field_validator("jwt_algorithms", "jwt_ignored_roles", mode="before")
+    @field_validator("jwt_algorithms", "jwt_ignored_roles", "privacy_languages",
+                     "webhook_allow_hosts", mode="before")
     @classmethod
-    def _split_algorithms(cls, value: object) -> object:
+    def _split_lists(cls, value: object) -> object:
+        """A comma-separated environment value as a tuple of its non-empty parts."""
         if isinstance(value, str):
             value = tuple(part.strip() for part in value.split(",") if part.strip())
         return value
@@ -224,26 +226,12 @@ class Settings(BaseSettings):
         parse_limits(value)
         return value
 
-    @field_validator("privacy_languages", mode="before")
-    @classmethod
-    def _split_languages(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = tuple(part.strip() for part in value.split(",") if part.strip())
-        return value
-
     @field_validator("privacy_languages")
     @classmethod
     def _known_languages(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         unknown = [lang for lang in value if lang not in ("zh", "en")]
         if not value or unknown:
             raise ValueError("PGW_PRIVACY_LANGUAGES: a comma-separated list of zh and en")
-        return value
-
-    @field_validator("webhook_allow_hosts", mode="before")
-    @classmethod
-    def _split_allowed_hosts(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
     @field_validator("webhook_allow_hosts")
