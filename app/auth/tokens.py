@@ -110,42 +110,12 @@ class TokenVerifier:
             await self.key_set.prepare(kid)
 
     def verify(self, token: str) -> Claims:
-        if not token or len(token) > MAX_TOKEN_LENGTH:
-            raise Unauthorized("malformed token")
-        header = _header(token)
-        alg = header.get("alg")
-        if not isinstance(alg, str) or alg not in self.algorithms:
-            raise Unauthorized("token algorithm is not accepted")
-        if "crit" in header:
-            raise Unauthorized("token has a critical header this service does not understand")
-        key = self._key_for(alg, header.get("kid"))
+        alg, key = self._signing_key(token, what="token")
         cached = self.verified.get(token, key)
         if cached is not None:
             return cached
-        try:
-            payload = jwt.decode(
-                token,
-                key=key,
-                algorithms=[alg],
-                audience=self.audience,
-                issuer=self.issuer,
-                leeway=self.leeway,
-                options={"require": list(REQUIRED_CLAIMS)},
-            )
-        except jwt.ExpiredSignatureError:
-            raise Unauthorized("token has expired") from None
-        except jwt.ImmatureSignatureError:
-            raise Unauthorized("token is not valid yet") from None
-        except jwt.MissingRequiredClaimError as exc:
-            raise Unauthorized(f"token lacks the required claim {exc.claim!r}") from None
-        except jwt.InvalidAudienceError:
-            raise Unauthorized("token is not meant for this service (audience)") from None
-        except jwt.InvalidIssuerError:
-            raise Unauthorized("token issuer is not trusted") from None
-        except jwt.InvalidSignatureError:
-            raise Unauthorized("token signature does not verify") from None
-        except (jwt.PyJWTError, ValueError, TypeError):
-            raise Unauthorized("token is invalid") from None
+        payload = self._decode(token, alg, key, what="token", audience=self.audience,
+                               issuer=self.issuer, require=REQUIRED_CLAIMS)
         claims = _claims(payload, max_lifetime=self.max_lifetime, roles_claim=self.roles_claim,
                          scopes_claim=self.scopes_claim)
         # PyJWT accepts the token until `exp` plus the leeway
@@ -156,31 +126,52 @@ class TokenVerifier:
                         nonce: str) -> dict[str, Any]:
         """An OpenID Connect ID token's claims, once its signature (the provider's keys), `iss`,
         `aud` (our client id), `exp` and `nonce` (the one this sign-in sent) check out."""
-        if not token or len(token) > MAX_TOKEN_LENGTH:
-            raise Unauthorized("the ID token is missing or malformed")
-        header = _header(token)
-        alg = header.get("alg")
-        if not isinstance(alg, str) or alg not in self.algorithms or alg in HMAC_ALGORITHMS:
-            raise Unauthorized("the ID token's algorithm is not accepted")
-        try:
-            payload: dict[str, Any] = jwt.decode(
-                token, key=self._key_for(alg, header.get("kid")), algorithms=[alg],
-                audience=client_id, issuer=issuer, leeway=self.leeway,
-                options={"require": [*REQUIRED_CLAIMS, "nonce"]})
-        except jwt.ExpiredSignatureError:
-            raise Unauthorized("the ID token has expired") from None
-        except jwt.MissingRequiredClaimError as exc:
-            raise Unauthorized(f"the ID token lacks the claim {exc.claim!r}") from None
-        except jwt.InvalidAudienceError:
-            raise Unauthorized("the ID token is not meant for this console (aud)") from None
-        except jwt.InvalidIssuerError:
-            raise Unauthorized("the ID token's issuer is not the provider's (iss)") from None
-        except (jwt.PyJWTError, ValueError, TypeError):
-            raise Unauthorized("the ID token's signature does not verify") from None
+        alg, key = self._signing_key(token, what="ID token", provider_only=True)
+        payload = self._decode(token, alg, key, what="ID token", audience=client_id,
+                               issuer=issuer, require=(*REQUIRED_CLAIMS, "nonce"))
         given = payload["nonce"]
         if not isinstance(given, str) or not secrets.compare_digest(given.encode(),
                                                                     nonce.encode()):
             raise Unauthorized("the ID token's nonce is not this sign-in's")
+        return payload
+
+    def _signing_key(self, token: str, *, what: str,
+                     provider_only: bool = False) -> tuple[str, Any]:
+        """The algorithm a JWT names and the key to check it with, once its size and header
+        are acceptable; `provider_only` refuses the development HMAC secret."""
+        if not token or len(token) > MAX_TOKEN_LENGTH:
+            raise Unauthorized(f"malformed {what}")
+        header = _header(token)
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in self.algorithms or (
+                provider_only and alg in HMAC_ALGORITHMS):
+            raise Unauthorized(f"{what} algorithm is not accepted")
+        if "crit" in header:
+            raise Unauthorized(f"{what} has a critical header this service does not understand")
+        return alg, self._key_for(alg, header.get("kid"))
+
+    def _decode(self, token: str, alg: str, key: Any, *, what: str, audience: str | None,
+                issuer: str | None, require: Iterable[str]) -> dict[str, Any]:
+        """The payload of a JWT whose signature and registered claims check out, or
+        Unauthorized naming what did not (`what` names the token)."""
+        try:
+            payload: dict[str, Any] = jwt.decode(
+                token, key=key, algorithms=[alg], audience=audience, issuer=issuer,
+                leeway=self.leeway, options={"require": list(require)})
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized(f"{what} has expired") from None
+        except jwt.ImmatureSignatureError:
+            raise Unauthorized(f"{what} is not valid yet") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise Unauthorized(f"{what} lacks the required claim {exc.claim!r}") from None
+        except jwt.InvalidAudienceError:
+            raise Unauthorized(f"{what} is not meant for this service (audience)") from None
+        except jwt.InvalidIssuerError:
+            raise Unauthorized(f"{what} issuer is not trusted") from None
+        except jwt.InvalidSignatureError:
+            raise Unauthorized(f"{what} signature does not verify") from None
+        except (jwt.PyJWTError, ValueError, TypeError):
+            raise Unauthorized(f"{what} is invalid") from None
         return payload
 
     def _key_for(self, alg: str, kid: object) -> Any:
