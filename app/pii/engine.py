@@ -29,13 +29,7 @@ from app.pii.language import detect_language, han_count, latin_word_count, ner_i
 from app.pii.normalize import Normalized, normalize
 from app.pii.recognizers.catalog import build_recognizers
 from app.pii.recognizers.cn_entities import ChineseEntityRecognizer, TaggedArtifacts, window_words
-from app.pii.refine import (
-    is_false_positive,
-    merge_locations,
-    prefer_places,
-    relabel,
-    teams_in_results,
-)
+from app.pii.refine import refine
 from app.pii.zh_model import Word, tagger
 
 DEFAULT_EN_MODEL = en_model.NAME
@@ -268,13 +262,7 @@ class PiiEngine:
 
     @staticmethod
     def _finish(norm: Normalized, results: list[RecognizerResult]) -> list[Finding]:
-        for result in results:
-            relabel(norm.text, result)
-        prefer_places(norm.text, results)
-        teams_in_results(norm.text, results)
-        results = [r for r in results if not is_false_positive(norm.text, r)]
-        results = merge_locations(norm.text, results)
-        return [_finding(norm, r) for r in resolve_overlaps(results)]
+        return [_finding(norm, r) for r in resolve_overlaps(refine(norm.text, results))]
 
 
 class ScanTimeout(ServiceUnavailable):

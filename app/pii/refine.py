@@ -1,4 +1,5 @@
-"""After the recognizers: drop known false positives, and join the pieces of an address.
+"""After the recognizers: correct labels, drop known false positives, and join the pieces of an
+address; `refine` applies every rule, in order.
 
 Spans here are in the normalised text; the engine maps them back to the original afterwards.
 """
@@ -34,6 +35,16 @@ _NUMBER_BEFORE = re.compile(r"(\d{1,6}[A-Za-z]?)(?:[ \t,]|\\n)*$")
 # A postcode after a place; `BONN 1996-08-22` is a place and a date.
 _POSTCODE_AFTER = re.compile(r"^(?:[ \t,]|\\n)*"
                              r"(\d{4,6}(?:-\d{4})?|[A-Z]{1,2}\d[A-Z\d]?[ ]?\d[A-Z]{2})(?![\w]|-\d)")
+
+
+def refine(text: str, results: list[RecognizerResult]) -> list[RecognizerResult]:
+    """A text's findings after every rule here, in order: labels corrected, places preferred,
+    teams in results tables, false positives dropped, adjacent places merged."""
+    for result in results:
+        relabel(text, result)
+    prefer_places(text, results)
+    teams_in_results(text, results)
+    return merge_locations(text, [r for r in results if not is_false_positive(text, r)])
 
 
 def is_false_positive(text: str, result: RecognizerResult) -> bool:
