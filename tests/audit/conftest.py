@@ -1,18 +1,21 @@
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
 
+from app.audit import sequencer
 from app.audit import service as audit
 from app.auth.guard import Caller
 from app.config import Settings
 from app.runtime import Runtime
 from tests.audit_log import sequenced
 
-__all__ = ["sequenced", "tamper", "write_entries"]
+__all__ = ["running_sequencers", "sequenced", "tamper", "write_entries"]
 
 
 def write_entries(runtime: Runtime, count: int, *, actor: str = "svc-test",
@@ -24,6 +27,35 @@ def write_entries(runtime: Runtime, count: int, *, actor: str = "svc-test",
                          action=action, subject_id=subject_id, purpose="support",
                          details={"fields": ["email"], "n": i})
             session.commit()
+
+
+@contextmanager
+def running_sequencers(runtime: Runtime, count: int, *, limit: int,
+                       pause: float = 0.0) -> Iterator[list[BaseException]]:
+    """`count` threads stepping the sequencer (batches of `limit`, `pause` seconds apart) until
+    the block ends; yields the list of what they raised (each thread stops at its first)."""
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        while not stop.is_set():
+            try:
+                sequencer.step(runtime, limit=limit)
+            except BaseException as exc:  # noqa: BLE001 - reported to the test
+                errors.append(exc)
+                return
+            if pause:
+                stop.wait(pause)
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    try:
+        yield errors
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
 
 
 def tamper(engine: Engine, *statements: str) -> None:

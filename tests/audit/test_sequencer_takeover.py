@@ -7,7 +7,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,8 @@ from app.audit import service as audit
 from app.audit.models import AuditEntry, AuditPending, AuditTreeNode
 from app.config import Settings
 from app.runtime import Runtime, open_runtime
-from tests.audit.conftest import write_entries
+from tests.audit.conftest import running_sequencers, write_entries
+from tests.server import wait_for
 
 
 def _stalls_mid_batch(settings: Settings, marker: str) -> None:
@@ -42,13 +42,6 @@ def _stalls_mid_batch(settings: Settings, marker: str) -> None:
     sequencer.step(runtime, limit=10)
 
 
-def _wait_for(condition: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def test_a_sequencer_killed_mid_batch_hands_over_without_gap_fork_or_duplicate(
         settings: Settings, runtime: Runtime, dialect: str, tmp_path: Path) -> None:
     if dialect != "postgresql":
@@ -60,38 +53,22 @@ def test_a_sequencer_killed_mid_batch_hands_over_without_gap_fork_or_duplicate(
         target=_stalls_mid_batch, args=(settings, str(marker)))
     dying.start()
     try:
-        _wait_for(marker.exists, 120, "the other sequencer to stall mid-batch")
+        wait_for(marker.exists, timeout=120, what="the other sequencer stalling mid-batch")
         # it holds the turn: this one gets none, and waits for nothing
         assert sequencer.step(runtime, limit=10) is None
-        stop, errors = threading.Event(), list[BaseException]()
-
-        def race() -> None:
-            while not stop.is_set():
-                try:
-                    sequencer.step(runtime, limit=7)
-                except BaseException as exc:  # noqa: BLE001 - reported below
-                    errors.append(exc)
-                    return
-                time.sleep(0.01)
-
-        survivor = threading.Thread(target=race)
-        survivor.start()
-        time.sleep(0.5)
-        with runtime.session_factory() as session:
-            assert tree.tree_size(session) == 5  # nothing moves while the turn is held
-        os.kill(dying.pid or 0, signal.SIGKILL)
-        dying.join(30)
-        write_entries(runtime, 10)  # more entries while the survivor takes over
-
-        def integrated() -> bool:
+        with running_sequencers(runtime, 1, limit=7, pause=0.01) as errors:
+            time.sleep(0.5)
             with runtime.session_factory() as session:
-                return tree.tree_size(session) == 40
+                assert tree.tree_size(session) == 5  # nothing moves while the turn is held
+            os.kill(dying.pid or 0, signal.SIGKILL)
+            dying.join(30)
+            write_entries(runtime, 10)  # more entries while the survivor takes over
 
-        try:
-            _wait_for(integrated, 60, "the survivor to integrate every entry")
-        finally:
-            stop.set()
-            survivor.join()
+            def integrated() -> bool:
+                with runtime.session_factory() as session:
+                    return tree.tree_size(session) == 40
+
+            wait_for(integrated, timeout=60, what="the survivor integrating every entry")
         assert errors == []
     finally:
         if dying.is_alive():

@@ -4,7 +4,6 @@ verifier, racing and crashing sequencers, the witness, and the red-team rewrite 
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from app.audit.models import AuditCheckpoint, AuditTreeNode
 from app.auth.guard import Caller
 from app.cli import main as pgw
 from app.runtime import Runtime
-from tests.audit.conftest import tamper, write_entries
+from tests.audit.conftest import running_sequencers, tamper, write_entries
 from tests.server import LiveServer
 from tests.tokens import make_token
 
@@ -97,24 +96,8 @@ def test_inclusion_and_consistency_proofs_over_http_verify_offline(
 
 
 def test_racing_sequencers_leave_no_gap_fork_or_duplicate(runtime: Runtime) -> None:
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def sequence() -> None:
-        while not stop.is_set():
-            try:
-                sequencer.step(runtime, limit=3)
-            except BaseException as exc:  # noqa: BLE001 - reported below
-                errors.append(exc)
-                return
-
-    threads = [threading.Thread(target=sequence) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    write_entries(runtime, 40)
-    stop.set()
-    for thread in threads:
-        thread.join()
+    with running_sequencers(runtime, 3, limit=3) as errors:
+        write_entries(runtime, 40)
     assert errors == []
     assert drain(runtime) == 40
     with runtime.session_factory() as session:
