@@ -58,7 +58,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runtime = open_runtime(settings, on_audit_failure=metrics.audit_failures.inc)
         app.state.runtime = runtime
         # Load the PII engine now (once per process), not on the first request.
-        await anyio.to_thread.run_sync(get_engine, settings.nlp_model_en)
+        engine = await anyio.to_thread.run_sync(get_engine, settings.nlp_model_en)
+        engine.start_scan_process(settings.pii_parallel_min_chars)
         app.state.token_verifier = verifier = load_verifier(
             settings, create_dev_secret=settings.is_dev, metrics=auth_metrics)
         worker = None

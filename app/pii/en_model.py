@@ -8,7 +8,11 @@ are checked before they are loaded, as the Chinese model's are. Provenance, lice
 from __future__ import annotations
 
 import hashlib
+import importlib
 from pathlib import Path
+
+import spacy
+from spacy.language import Language
 
 NAME = "pgw-en-ner"  # the value of PGW_NLP_MODEL_EN that selects it (the default)
 MODEL_DIR = Path(__file__).resolve().parent / "models" / "en_ner"
@@ -40,3 +44,21 @@ def verified_path(root: Path = MODEL_DIR) -> Path:
         if digest != expected:
             raise ModelMismatch(f"{root / name}: sha256 {digest}, expected {expected}")
     return root
+
+
+def load_ner_pipeline(model: str) -> Language:
+    """Load the shipped model (checked against its digests), or an installed spaCy package
+    (never downloaded), with only what NER needs enabled."""
+    if model == NAME:
+        nlp: Language = spacy.load(verified_path())
+    else:
+        try:
+            nlp = importlib.import_module(model).load()
+        except ModuleNotFoundError:
+            nlp = spacy.load(model)  # a path, or a package spaCy finds by its entry point
+    if "ner" not in nlp.pipe_names:
+        raise ValueError(f"spaCy model {model!r} has no 'ner' component")
+    needed = {"ner"} | {name for name, pipe in nlp.pipeline
+                        if "ner" in getattr(pipe, "listening_components", [])}
+    nlp.select_pipes(enable=sorted(needed))
+    return nlp

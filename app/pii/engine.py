@@ -8,12 +8,12 @@ finding is mapped back to offsets in the text exactly as sent.
 
 from __future__ import annotations
 
-import bisect
-import importlib
+import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import spacy
 import thinc.api
@@ -25,11 +25,15 @@ from spacy.tokens import Doc
 from app.errors import ServiceUnavailable
 from app.pii import en_model
 from app.pii.context import ContextAnalyzer, WindowContextEnhancer
+from app.pii.en_model import load_ner_pipeline
 from app.pii.language import detect_language, han_count, latin_word_count, ner_input
 from app.pii.normalize import Normalized, normalize
+from app.pii.overlaps import resolve_overlaps
 from app.pii.recognizers.catalog import build_recognizers
 from app.pii.recognizers.cn_entities import ChineseEntityRecognizer, TaggedArtifacts, window_words
 from app.pii.refine import refine
+from app.pii.scan_process import Pending, ScanProcess
+from app.pii.windows import Window, windows
 from app.pii.zh_model import Word, tagger
 
 DEFAULT_EN_MODEL = en_model.NAME
@@ -42,9 +46,6 @@ NER_LABELS = {"PER": "PERSON", "PERSON": "PERSON", "LOC": "LOCATION", "GPE": "LO
               "TIME": "DATE_TIME"}
 MIXED_TEXT_ENTITIES = ["PERSON", "LOCATION"]
 CHINESE_MODEL_ENTITIES = frozenset({"PERSON", "LOCATION", "ORGANIZATION"})
-NAMED_ENTITIES = frozenset({"PERSON", "LOCATION", "ORGANIZATION", "NRP", "DATE_TIME"})
-WINDOW = 2_000  # characters a recognizer sees at once: bounds the cost of any pattern
-OVERLAP = 200
 SEEN_WINDOWS = 256  # English windows a scan remembers the model's reading of (about 2 MB)
 
 
@@ -61,24 +62,6 @@ class UnsupportedValue(ValueError):
     def __init__(self, what: str, value: str, supported: Sequence[str]):
         super().__init__(f"unsupported {what} {value!r}; supported: {', '.join(supported)}")
         self.what, self.value, self.supported = what, value, list(supported)
-
-
-def load_ner_pipeline(model: str) -> Language:
-    """Load the shipped model (checked against its digests), or an installed spaCy package
-    (never downloaded), with only what NER needs enabled."""
-    if model == en_model.NAME:
-        nlp: Language = spacy.load(en_model.verified_path())
-    else:
-        try:
-            nlp = importlib.import_module(model).load()
-        except ModuleNotFoundError:
-            nlp = spacy.load(model)  # a path, or a package spaCy finds by its entry point
-    if "ner" not in nlp.pipe_names:
-        raise ValueError(f"spaCy model {model!r} has no 'ner' component")
-    needed = {"ner"} | {name for name, pipe in nlp.pipeline
-                        if "ner" in getattr(pipe, "listening_components", [])}
-    nlp.select_pipes(enable=sorted(needed))
-    return nlp
 
 
 class _PreloadedNlpEngine(SpacyNlpEngine):
@@ -113,6 +96,7 @@ class PiiEngine:
         self.en_model = en_model
         self._ops = thinc.api.NumpyOps()
         self._nlp_lock = threading.Lock()  # spaCy pipelines are not promised to be thread-safe
+        self.scan_process: ScanProcess | None = None  # shares the model work of long scans
         pipelines = {"en": load_ner_pipeline(en_model), "zh": spacy.blank("zh")}
         self.nlp_engine = _PreloadedNlpEngine(pipelines)
         registry = RecognizerRegistry(supported_languages=list(SUPPORTED_LANGUAGES))
@@ -183,46 +167,115 @@ class PiiEngine:
         tagged: dict[int, tuple[list[Word], list[int]]] = {}
         seen: dict[str, NlpArtifacts] = {}
         tag_chinese = not entities or bool(set(entities) & CHINESE_MODEL_ENTITIES)
-        for first in range(0, len(pieces), NLP_GROUP):
-            group = pieces[first:first + NLP_GROUP]
-            deadline.check()
-            if tag_chinese:  # the Chinese model reads each text whole, once
-                new = list(dict.fromkeys(i for i, _ in group if chosen[i] == "zh"
-                                         and i not in tagged))
-                for i, text_words in zip(new, tagger().tag_many([normalized[i].text for i in new]),
-                                         strict=True):
-                    tagged[i] = (text_words, [w.start for w in text_words])
-            english = self._english_artifacts(
-                [(k, normalized[i].text[w.start:w.end]) for k, (i, w) in enumerate(group)
-                 if chosen[i] == "en" or latin_word_count(normalized[i].text[w.start:w.end]) >= 3],
-                seen)
-            for k, (i, window) in enumerate(group):
-                words = (window_words(*tagged[i], window.start, window.end) if i in tagged
-                         else None)
-                found[i] += self._analyze_window(normalized[i].text, window, chosen[i],
-                                                 english.get(k), words, entities, threshold)
+        english = {p: ner_input(text) for p, (i, w) in enumerate(pieces)
+                   if (text := normalized[i].text[w.start:w.end]).strip()
+                   and (chosen[i] == "en" or latin_word_count(text) >= 3)}
+        pending = self._offload(english.values())
+        try:
+            for first in range(0, len(pieces), NLP_GROUP):
+                group = pieces[first:first + NLP_GROUP]
+                deadline.check()
+                if tag_chinese:  # the Chinese model reads each text whole, once
+                    new = list(dict.fromkeys(i for i, _ in group if chosen[i] == "zh"
+                                             and i not in tagged))
+                    for i, text_words in zip(new, self._tag([normalized[i].text for i in new],
+                                                            deadline), strict=True):
+                        tagged[i] = (text_words, [w.start for w in text_words])
+                read = self._english_artifacts(
+                    {k: english[first + k] for k in range(len(group)) if first + k in english},
+                    seen, pending, deadline)
+                for k, (i, window) in enumerate(group):
+                    words = (window_words(*tagged[i], window.start, window.end) if i in tagged
+                             else None)
+                    found[i] += self._analyze_window(normalized[i].text, window, chosen[i],
+                                                     read.get(k), words, entities, threshold)
+        finally:
+            if pending is not None:
+                pending.abandon()
         return [(lang, self._finish(norm, results))
                 for norm, lang, results in zip(normalized, chosen, found, strict=True)]
 
-    def _english_artifacts(self, wanted: Sequence[tuple[int, str]],
-                           seen: dict[str, NlpArtifacts]) -> dict[int, NlpArtifacts]:
+    def start_scan_process(self, min_chars: int) -> None:
+        """Share the model work of scans longer than `min_chars` with a helper process (0:
+        never; nor on one core)."""
+        if min_chars > 0 and (os.cpu_count() or 1) > 1 and self.scan_process is None:
+            self.scan_process = ScanProcess(self.en_model, min_chars=min_chars)
+
+    def _offload(self, texts: Iterable[str]) -> Pending | None:
+        """Send the later three fifths of a long scan's English windows to the helper, if any:
+        this process reads the rest and analyses every window, the helper's as they come."""
+        helper = self.scan_process
+        unique = list(dict.fromkeys(texts))
+        if helper is None or sum(map(len, unique)) < helper.min_chars:
+            return None
+        return helper.submit("ner", unique[len(unique) * 2 // 5:])
+
+    def _tag(self, texts: list[str], deadline: Deadline) -> list[list[Word]]:
+        """The Chinese model's words of each text; a long one's every other sentence tagged by
+        the helper process, if any."""
+        model, helper = tagger(), self.scan_process
+        spans, distinct = model.sentences(texts)
+        own, lent = distinct[0::2], distinct[1::2]
+        pending = (helper.submit("tag", lent) if helper is not None
+                   and sum(map(len, distinct)) >= helper.min_chars else None)
+        if pending is None:
+            own, lent = distinct, []
+        try:
+            tags: dict[str, Any] = dict(zip(own, model.tag_sentences(own), strict=True))
+            helped = self._helped(pending, lent, deadline)
+            if helped is None:
+                helped = dict(zip(lent, model.tag_sentences(lent), strict=True))
+            tags.update(helped)
+        finally:
+            if pending is not None:
+                pending.abandon()
+        return model.words(texts, spans, tags)
+
+    @staticmethod
+    def _helped(pending: Pending | None, texts: Sequence[str],
+                deadline: Deadline) -> dict[str, Any] | None:
+        """The helper's answers for `texts`, or None: read them here."""
+        if pending is None or not texts:
+            return None
+        try:
+            return pending.get(texts, deadline.remaining())
+        except TimeoutError:
+            deadline.check()
+            return None  # no deadline, and the helper is stuck
+
+    def _english_artifacts(self, inputs: dict[int, str], seen: dict[str, NlpArtifacts],
+                           pending: Pending | None, deadline: Deadline) -> dict[int, NlpArtifacts]:
         """spaCy's NER over the windows that are English or have English words in them.
 
         A window whose text the model has read before in this scan (`seen`: repeated lines,
         a text pasted twice) is not read again. The pipeline's lock is held for one group of
         windows at a time, never for a whole scan, so a long text does not hold up a short one.
+        Texts sent to the helper process come back as entity offsets on the same tokens.
         """
-        inputs = {key: ner_input(text) for key, text in wanted if text.strip()}
         new = [text for text in dict.fromkeys(inputs.values()) if text not in seen]
+        helped = self._helped(pending, [text for text in new if pending is not None
+                                        and text in pending.texts], deadline)
+        read = self._rebuild(helped) if helped else {}
+        new = [text for text in new if text not in read]
         if new:
             with self._nlp_lock:
                 batch = self.nlp_engine.process_batch(new, "en", batch_size=NLP_GROUP)
-                read = {text: item[1] for text, item in zip(new, batch, strict=True)}
-            if len(seen) < SEEN_WINDOWS:
-                seen.update(read)
-        else:
-            read = {}
+                read.update((text, item[1]) for text, item in zip(new, batch, strict=True))
+        if len(seen) < SEEN_WINDOWS:
+            seen.update(read)
         return {key: read[text] if text in read else seen[text] for key, text in inputs.items()}
+
+    def _rebuild(self, entities: dict[str, list[tuple[int, int, str]]]) -> dict[str, NlpArtifacts]:
+        """The documents the helper read, from this process's tokenizer and its entities."""
+        nlp = self.nlp_engine.nlp["en"]  # type: ignore[index]
+        read = {}
+        with self._nlp_lock:
+            for text, found in entities.items():
+                doc = nlp.make_doc(text)
+                doc.ents = [span for start, end, label in found
+                            if (span := doc.char_span(start, end, label=label)) is not None]
+                read[text] = self.nlp_engine._doc_to_nlp_artifact(doc, "en")
+        return read
 
     def _analyze_window(self, text: str, window: Window, language: str, en: NlpArtifacts | None,
                         words: list[Word] | None, entities: Sequence[str] | None,
@@ -279,88 +332,13 @@ class Deadline:
         self.seconds = seconds
         self._at = time.monotonic() + (seconds or 0)
 
+    def remaining(self) -> float:
+        """Seconds left (an hour when there is no limit)."""
+        return 3600.0 if self.seconds is None else max(self._at - time.monotonic(), 0.0)
+
     def check(self) -> None:
         if self.seconds is not None and time.monotonic() > self._at:
             raise ScanTimeout(self.seconds)
-
-
-@dataclass(frozen=True)
-class Window:
-    """A stretch of text analysed at once; it reports only what starts in the part it owns."""
-
-    start: int
-    end: int
-    own_start: int
-    own_end: int
-
-    def owns(self, position: int) -> bool:
-        return self.own_start <= position < self.own_end
-
-
-def windows(text: str) -> list[Window]:
-    """Overlapping windows of at most WINDOW characters, cut at a line or sentence end if any.
-
-    Neighbours overlap by OVERLAP characters and split the overlap between them, so a finding
-    shorter than half of it is reported whole, once.
-    """
-    if len(text) <= WINDOW:
-        return [Window(0, len(text), 0, len(text))]
-    cuts = []
-    start = 0
-    while len(text) - start > WINDOW:
-        end = _cut(text, start + WINDOW // 2, start + WINDOW)
-        cuts.append((start, end))
-        start = end - OVERLAP
-    cuts.append((start, len(text)))
-    result = []
-    for index, (start, end) in enumerate(cuts):
-        own_start = 0 if index == 0 else start + OVERLAP // 2
-        own_end = len(text) if index == len(cuts) - 1 else end - OVERLAP // 2
-        result.append(Window(start, end, own_start, own_end))
-    return result
-
-
-def _cut(text: str, low: int, high: int) -> int:
-    """Where to end a window: after the last line break, sentence end or space in [low, high).
-
-    Looking back as far as half a window, a window ends inside a token (a long URL) only where
-    the text has no space for 1,000 characters."""
-    for breaks in ("\n", "。！？.!?；;", " \t，,、"):
-        best = max(text.rfind(c, low, high) for c in breaks)
-        if best >= low:
-            return best + 1
-    return high
-
-
-def resolve_overlaps(results: list[RecognizerResult]) -> list[RecognizerResult]:
-    """Keep the strongest of overlapping findings.
-
-    An identifier (a match that passed a checksum or a strict format) beats a named entity of
-    another type over the same characters, whatever the model's score: `2001:db8::1` is an IP
-    address, not a date and an organisation. An identifier inside a longer one (the e-mail
-    address in a URL) goes, so the whole URL is protected. Then the higher score wins, then the
-    longer span.
-    """
-    identifiers = sorted((r for r in results if r.entity_type not in NAMED_ENTITIES),
-                         key=lambda r: (r.start, -r.end))
-    inside = set()  # an identifier within a longer one (the e-mail in a URL) goes with it
-    reach = -1
-    for result in identifiers:
-        if result.end <= reach:
-            inside.add(id(result))
-        reach = max(reach, result.end)
-    results = [r for r in results if id(r) not in inside]
-    kept: list[RecognizerResult] = []  # disjoint, in text order
-    starts: list[int] = []
-    for result in sorted(results, key=lambda r: (r.entity_type in NAMED_ENTITIES, -r.score,
-                                                 -(r.end - r.start), r.start)):
-        at = bisect.bisect_left(starts, result.start)
-        if (at and kept[at - 1].end > result.start) or \
-                (at < len(kept) and kept[at].start < result.end):
-            continue
-        kept.insert(at, result)
-        starts.insert(at, result.start)
-    return kept
 
 
 def _finding(norm: Normalized, result: RecognizerResult) -> Finding:

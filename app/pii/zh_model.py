@@ -21,7 +21,7 @@ import importlib.resources
 import re
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,20 +132,36 @@ class LacTagger:
         once, and sentences go to the model in order of length, so a batch holds sentences of
         about one length and little of it is padding.
         """
+        spans, distinct = self.sentences(texts)
+        return self.words(texts, spans, dict(zip(distinct, self.tag_sentences(distinct),
+                                                 strict=True)))
+
+    @staticmethod
+    def sentences(texts: Sequence[str]) -> tuple[list[list[tuple[int, int]]], list[str]]:
+        """The spans of each text's Chinese-bearing sentences, and the distinct sentences in
+        order of length."""
         spans = [[(a, b) for a, b in chunks(text) if _HAN.search(text, a, b)] for text in texts]
         distinct = sorted({text[a:b] for text, own in zip(texts, spans, strict=True)
                            for a, b in own}, key=len)
-        tags: dict[str, np.ndarray] = {}
-        for first in range(0, len(distinct), DECODE_ROWS):  # the CRF decodes many batches at once
-            sentences = distinct[first:first + DECODE_ROWS]
-            lengths = np.array([len(s) for s in sentences], dtype=np.int64)
-            emissions = np.zeros((len(sentences), int(lengths.max()), len(self._labels)),
+        return spans, distinct
+
+    def tag_sentences(self, sentences: Sequence[str]) -> list[np.ndarray]:
+        """The tag numbers of each sentence (best in order of length)."""
+        tags: list[np.ndarray] = []
+        for first in range(0, len(sentences), DECODE_ROWS):  # the CRF decodes many at once
+            group = sentences[first:first + DECODE_ROWS]
+            lengths = np.array([len(s) for s in group], dtype=np.int64)
+            emissions = np.zeros((len(group), int(lengths.max()), len(self._labels)),
                                  dtype=np.float32)
-            for i in range(0, len(sentences), BATCH):
-                batch = self._emissions(sentences[i:i + BATCH])
+            for i in range(0, len(group), BATCH):
+                batch = self._emissions(group[i:i + BATCH])
                 emissions[i:i + len(batch), :batch.shape[1]] = batch
-            tags.update(zip(sentences, viterbi(emissions, self._transitions, lengths),
-                            strict=True))
+            tags += viterbi(emissions, self._transitions, lengths)
+        return tags
+
+    def words(self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]],
+              tags: Mapping[str, Sequence[int] | np.ndarray]) -> list[list[Word]]:
+        """The words of each text from the tags of its sentences."""
         result = []
         for text, own in zip(texts, spans, strict=True):
             words: list[Word] = []
@@ -164,7 +180,8 @@ class LacTagger:
         emissions: np.ndarray = self._session.run(None, {"token_ids": ids, "length": lengths})[0]
         return emissions.astype(np.float32)
 
-    def _words(self, text: str, start: int, end: int, tag_ids: np.ndarray) -> Iterator[Word]:
+    def _words(self, text: str, start: int, end: int,
+               tag_ids: Sequence[int] | np.ndarray) -> Iterator[Word]:
         begins = [i for i in range(end - start) if i == 0 or not self._inside[tag_ids[i]]]
         for first, after in zip(begins, [*begins[1:], end - start], strict=True):
             yield Word(text[start + first:start + after], self._labels[tag_ids[first]],

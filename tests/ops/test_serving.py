@@ -113,3 +113,49 @@ def test_a_killed_worker_is_replaced_with_a_socket_of_its_own(settings: Settings
         assert not set.intersection(*now.values())
         for _ in range(20):  # new connections, whichever socket the kernel picks
             assert httpx.get(f"{base}/healthz", timeout=10).status_code == 200
+
+
+def helpers_of(workers: list[int]) -> dict[int, list[int]]:
+    """Each worker's PII scan helper processes."""
+    def is_helper(pid: int) -> bool:
+        try:
+            return b"app.pii.scan_process" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return False
+    return {worker: [c for c in children(worker) if is_helper(c)] for worker in workers}
+
+
+def test_each_worker_has_a_scan_helper_that_reads_long_texts_and_ends_with_it(
+        settings: Settings) -> None:
+    from tests.pii.test_scan_process import prose
+    from tests.tokens import make_token
+
+    token = make_token(scope="pii:scan")
+    text = prose(60_000, seed=9)
+    with pgw_serve(cli_env(settings), workers=2) as (server, base):
+        port = int(base.rsplit(":", 1)[1])
+        workers = list(wait_for(lambda: two_listening(server.pid, port), timeout=60,
+                                what="both workers listening", every=0.2))
+        helpers = wait_for(lambda: (found := helpers_of(workers))
+                           and all(len(h) == 1 for h in found.values()) and found,
+                           timeout=60, what="a helper per worker", every=0.2)
+        cpu_before = {pid: helper_cpu(pid) for h in helpers.values() for pid in h}
+        with httpx.Client(base_url=base, timeout=60,
+                          headers={"Authorization": f"Bearer {token}"}) as client:
+            # the helpers load their models after the workers are up: a scan reads alone
+            # until its helper is ready, so scan until one has done work
+            def helped() -> bool:
+                answer = client.post("/v1/pii/scan", json={"text": text})
+                assert answer.status_code == 200, answer.text
+                assert {"PERSON", "LOCATION"} <= {f["type"] for f in answer.json()["entities"]}
+                return any(helper_cpu(pid) - cpu_before[pid] > 0.2 for pid in cpu_before)
+            wait_for(helped, timeout=120, what="a helper reading part of a scan", every=0.5)
+    for pid in cpu_before:  # the workers have stopped: their helpers with them
+        wait_for(lambda pid=pid: not Path(f"/proc/{pid}").exists()
+                 or b"app.pii.scan_process" not in Path(f"/proc/{pid}/cmdline").read_bytes(),
+                 timeout=30, what=f"helper {pid} exiting")
+
+
+def helper_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -7,7 +7,8 @@ import time
 import pytest
 from presidio_analyzer import EntityRecognizer
 
-from app.pii.engine import NAMED_ENTITIES, PiiEngine
+from app.pii.engine import PiiEngine
+from app.pii.overlaps import NAMED_ENTITIES
 from app.pii.recognizers.catalog import build_recognizers
 from tests.pii.conformance import ADVERSARIAL_INPUTS
 from tests.pii.conftest import found

@@ -11,10 +11,11 @@ import pytest
 from presidio_analyzer import RecognizerResult
 
 from app.pii import operators
-from app.pii.engine import OVERLAP, WINDOW, PiiEngine, ScanTimeout, windows
+from app.pii.engine import PiiEngine, ScanTimeout
 from app.pii.language import ner_input, recase_shouting
 from app.pii.normalize import normalize
 from app.pii.refine import is_false_positive, relabel
+from app.pii.windows import OVERLAP, WINDOW, windows
 from app.pii.zh_model import MODEL_FILES, LacTagger, ModelMismatch, chunks, tagger, verify, viterbi
 from tests.pii.conftest import found
 

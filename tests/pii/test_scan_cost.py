@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from presidio_analyzer import AnalyzerEngine
 
-from app.pii.engine import WINDOW, PiiEngine, windows
+from app.pii.engine import PiiEngine
 from app.pii.recognizers.cn_entities import window_words
+from app.pii.windows import WINDOW, windows
 from app.pii.zh_model import tagger, viterbi
 from tests.pii.conftest import found
 

@@ -1,0 +1,168 @@
+"""The helper process for long scans: the same findings, and a scan never depends on it."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from app.pii.engine import PiiEngine, ScanTimeout
+from app.pii.scan_process import ScanProcess
+from tests.server import wait_for
+
+FIRST = "John Mary Ahmed Olga Wei Priya Lucas Fatima Kenji Sofia Omar Grace".split()
+LAST = "Smith Jones Khan Petrova Zhang Patel Martin Haddad Sato Rossi Said Kelly".split()
+CITY = "London Lagos Lima Oslo Pune Perth Kyiv Quito Hanoi Tunis Cork Bern".split()
+
+
+def prose(chars: int, seed: int) -> str:
+    """English in which no two windows are alike, so none is read only once."""
+    pick = random.Random(seed)
+    text = ""
+    while len(text) < chars:
+        text += (f"{pick.choice(FIRST)} {pick.choice(LAST)} met {pick.choice(FIRST)} "
+                 f"{pick.choice(LAST)} in {pick.choice(CITY)}; call him on "
+                 f"415-555-{pick.randrange(10_000):04d} or write to "
+                 f"{pick.choice(FIRST).lower()}@example.org. ")
+    return text
+
+
+@pytest.fixture(scope="module")
+def helped(engine: PiiEngine) -> Iterator[tuple[PiiEngine, ScanProcess]]:
+    """The shared engine with a helper that takes scans of 4,000 characters or more."""
+    helper = ScanProcess(engine.en_model, min_chars=4_000)
+    wait_for(lambda: helper.submit("ner", ["warm up"]), timeout=60,
+             what="the helper loading").get(["warm up"], 60)
+    engine.scan_process = helper
+    try:
+        yield engine, helper
+    finally:
+        engine.scan_process = None
+        helper.close()
+
+
+def alone(engine: PiiEngine, text: str, **kwargs: object) -> object:
+    helper, engine.scan_process = engine.scan_process, None
+    try:
+        return engine.analyze(text, **kwargs)  # type: ignore[arg-type]
+    finally:
+        engine.scan_process = helper
+
+
+def test_a_long_scan_finds_the_same_with_the_helper(
+        helped: tuple[PiiEngine, ScanProcess]) -> None:
+    engine, helper = helped
+    text = prose(12_000, seed=1)
+    before = helper.served
+    with_helper = engine.analyze(text)
+    assert helper.served == before + 1
+    assert with_helper == alone(engine, text)
+    assert {f.type for f in with_helper[1]} >= {"PERSON", "LOCATION", "PHONE_NUMBER",
+                                                 "EMAIL_ADDRESS"}
+
+
+def chinese(chars: int, seed: int) -> str:
+    """Chinese notes in which no sentence repeats."""
+    pick = random.Random(seed)
+    places = ["北京市海淀区", "上海市浦东新区", "广州市白云区"]
+    text = ""
+    while len(text) < chars:
+        text += (f"客户{pick.choice('王李张刘陈杨赵黄周吴')}{pick.choice('芳伟娜敏静磊洋勇艳杰')}"
+                 f"来电投诉，地址是{pick.choice(places)}"
+                 f"{pick.randrange(1, 300)}号，电话138{pick.randrange(10**8):08d}。")
+    return text
+
+
+def test_a_long_chinese_scan_finds_the_same_with_the_helper(
+        helped: tuple[PiiEngine, ScanProcess]) -> None:
+    engine, helper = helped
+    text = chinese(9_000, seed=1)
+    before = helper.served
+    with_helper = engine.analyze(text)
+    assert helper.served == before + 1
+    assert with_helper == alone(engine, text)
+    assert {f.type for f in with_helper[1]} >= {"PERSON", "LOCATION", "PHONE_NUMBER"}
+
+
+def test_short_scans_and_mixed_batches_stay_in_this_process(
+        helped: tuple[PiiEngine, ScanProcess]) -> None:
+    engine, helper = helped
+    before = helper.served
+    assert engine.analyze("Call John Smith in London") == alone(engine, "Call John Smith in London")
+    assert helper.served == before
+    texts = [prose(3_000, seed=s) for s in range(3)] + ["客户王芳 said John Smith called " * 100]
+    languages = ["auto"] * len(texts)
+    batch = engine.analyze_batch(texts, languages=languages)
+    assert helper.served == before + 1  # the batch's English is long enough together
+    assert batch == [alone(engine, t) for t in texts]
+
+
+def test_while_the_helper_is_busy_another_long_scan_reads_here(
+        helped: tuple[PiiEngine, ScanProcess]) -> None:
+    engine, helper = helped
+    texts = [prose(12_000, seed=s) for s in (2, 3)]
+    expected = [alone(engine, t) for t in texts]
+    results: dict[int, object] = {}
+    before = helper.served
+
+    def scan(n: int) -> None:
+        results[n] = engine.analyze(texts[n])
+
+    threads = [threading.Thread(target=scan, args=(n,)) for n in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [results[0], results[1]] == expected
+    assert before + 1 <= helper.served <= before + 2
+
+
+def test_a_helper_that_dies_is_replaced_and_the_scan_completes(
+        helped: tuple[PiiEngine, ScanProcess]) -> None:
+    engine, helper = helped
+    text = prose(12_000, seed=4)
+    expected = alone(engine, text)
+    pid = helper.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    assert engine.analyze(text) == expected  # read here: the helper's pipe is closed
+    assert helper.pid not in (None, pid)
+    assert wait_for(lambda: engine.analyze(text) == expected and helper.served > 0
+                    and helper._child is not None and helper._child.ready, timeout=60)
+
+
+def test_a_stuck_helper_makes_the_scan_fail_closed_at_its_deadline_then_recovers(
+        helped: tuple[PiiEngine, ScanProcess]) -> None:
+    engine, helper = helped
+    text = prose(12_000, seed=5)
+    expected = alone(engine, text)
+    pid = helper.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        with pytest.raises(ScanTimeout):
+            engine.analyze(text, time_limit=1.0)
+        assert time.monotonic() - started < 10
+        assert engine.analyze(text) == expected  # the helper owes an answer: read here
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    served = helper.served
+    # once the abandoned answer has arrived it is thrown away, and the helper serves again
+    assert wait_for(lambda: engine.analyze(text) == expected and helper.served > served,
+                    timeout=60)
+    assert helper.pid == pid
+
+
+def test_the_engine_starts_no_helper_when_it_is_turned_off(engine: PiiEngine) -> None:
+    saved, engine.scan_process = engine.scan_process, None
+    try:
+        engine.start_scan_process(0)
+        assert engine.scan_process is None
+    finally:
+        engine.scan_process = saved
