@@ -84,9 +84,11 @@ def test_connections_spread_over_the_workers(settings: Settings) -> None:
         finally:
             for client in clients:
                 client.close()
-    assert sum(held) == CONNECTIONS
+    # every open connection is held by a worker; on a loaded machine the first may have been
+    # idle past uvicorn's keep-alive time (5 s) before the last was made, and closed
+    assert sum(held) == len(established) >= CONNECTIONS * 3 // 4
     # a hash over the connections' ports: about half each (below 16 of 64: p < 1e-4)
-    assert min(held) >= CONNECTIONS // 4, held
+    assert min(held) >= len(established) // 4, held
 
 
 def test_a_port_in_use_stops_the_server(settings: Settings) -> None:
