@@ -36,7 +36,7 @@ from app.privacy.account import router as privacy_account_router
 from app.privacy.router import router as privacy_router
 from app.records.router import router as records_router
 from app.records.stateless import router as protect_router
-from app.runtime import open_runtime
+from app.runtime import freeze_startup_heap, open_runtime
 from app.webhooks.router import router as webhooks_router
 
 logger = logging.getLogger("pgw")
@@ -67,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             from app.jobs.worker import start_thread
 
             worker = start_thread(runtime)
+        freeze_startup_heap()
         logger.info("privacy gateway started")
         try:
             async with refreshing(verifier.key_set):  # the identity provider's keys, if any

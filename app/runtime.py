@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import secrets
@@ -204,3 +205,15 @@ def opened(settings: Settings, *, need_keys: bool = False) -> Iterator[Runtime]:
         yield runtime
     finally:
         runtime.close()
+
+
+def freeze_startup_heap() -> None:
+    """Move everything loaded at start-up out of the cyclic collector's reach.
+
+    spaCy, Presidio and the Chinese model leave millions of long-lived objects; a full
+    collection walks all of them and, measured under load, paused a worker for 0.3-0.7 s in the
+    middle of requests. Garbage made at start-up is collected first, so only live objects are
+    frozen; what requests allocate later is collected as before.
+    """
+    gc.collect()
+    gc.freeze()
