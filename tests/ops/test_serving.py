@@ -119,14 +119,17 @@ def test_a_killed_worker_is_replaced_with_a_socket_of_its_own(settings: Settings
             assert httpx.get(f"{base}/healthz", timeout=10).status_code == 200
 
 
+def is_scan_helper(pid: int) -> bool:
+    """Whether `pid` is a running PII scan helper process."""
+    try:
+        return b"app.pii.scan_process" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 def helpers_of(workers: list[int]) -> dict[int, list[int]]:
     """Each worker's PII scan helper processes."""
-    def is_helper(pid: int) -> bool:
-        try:
-            return b"app.pii.scan_process" in Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            return False
-    return {worker: [c for c in children(worker) if is_helper(c)] for worker in workers}
+    return {worker: [c for c in children(worker) if is_scan_helper(c)] for worker in workers}
 
 
 def test_each_worker_has_a_scan_helper_that_reads_long_texts_and_ends_with_it(
@@ -140,9 +143,11 @@ def test_each_worker_has_a_scan_helper_that_reads_long_texts_and_ends_with_it(
         port = int(base.rsplit(":", 1)[1])
         workers = list(wait_for(lambda: two_listening(server.pid, port), timeout=60,
                                 what="both workers listening", every=0.2))
-        helpers = wait_for(lambda: (found := helpers_of(workers))
-                           and all(len(h) == 1 for h in found.values()) and found,
-                           timeout=60, what="a helper per worker", every=0.2)
+        def one_each() -> dict[int, list[int]] | None:
+            found = helpers_of(workers)
+            return found if all(len(h) == 1 for h in found.values()) else None
+
+        helpers = wait_for(one_each, timeout=60, what="a helper per worker", every=0.2)
         cpu_before = {pid: helper_cpu(pid) for h in helpers.values() for pid in h}
         with httpx.Client(base_url=base, timeout=60,
                           headers={"Authorization": f"Bearer {token}"}) as client:
@@ -154,10 +159,9 @@ def test_each_worker_has_a_scan_helper_that_reads_long_texts_and_ends_with_it(
                 assert {"PERSON", "LOCATION"} <= {f["type"] for f in answer.json()["entities"]}
                 return any(helper_cpu(pid) - cpu_before[pid] > 0.2 for pid in cpu_before)
             wait_for(helped, timeout=120, what="a helper reading part of a scan", every=0.5)
-    for pid in cpu_before:  # the workers have stopped: their helpers with them
-        wait_for(lambda pid=pid: not Path(f"/proc/{pid}").exists()
-                 or b"app.pii.scan_process" not in Path(f"/proc/{pid}/cmdline").read_bytes(),
-                 timeout=30, what=f"helper {pid} exiting")
+    # the workers have stopped: their helpers with them
+    wait_for(lambda: not any(map(is_scan_helper, cpu_before)), timeout=30,
+             what="the helpers exiting")
 
 
 def helper_cpu(pid: int) -> float:
