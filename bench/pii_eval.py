@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import os
 import random
 import resource
 import subprocess
@@ -47,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.pii_corpora import CORPORA  # noqa: E402
 from bench.pii_realtext import DEFAULT_LIMIT, print_report  # noqa: E402
 from bench.pii_realtext import evaluate as evaluate_real_text  # noqa: E402
+from bench.records_batch import process_cpu  # noqa: E402
 from bench.zh_corpus import Sample  # noqa: E402
 from bench.zh_corpus import generate as generate_chinese  # noqa: E402
 
@@ -311,14 +311,6 @@ def _presidio_time(model: str, text: str) -> float:
     return time.process_time() - started
 
 
-def _process_cpu(pid: int | None) -> float:
-    """CPU seconds a live process has used, from /proc (0 without one)."""
-    if pid is None:
-        return 0.0
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def worst_cases(model: str, presidio_limit: float = 30.0) -> None:
     """One scan of each input: ours in one process (CPU s), ours as the gateway runs it, with
     the scan helper process for long text (wall s, and CPU s of both processes), and
@@ -344,12 +336,12 @@ def worst_cases(model: str, presidio_limit: float = 30.0) -> None:
         engine.analyze(text)
         alone_s = time.process_time() - started
         engine.scan_process = helper
-        helper_cpu = _process_cpu(helper.pid if helper else None)
+        helper_cpu = process_cpu(helper.pid) if helper and helper.pid else 0.0
         started, wall = time.process_time(), time.perf_counter()
         engine.analyze(text)
         wall_s = time.perf_counter() - wall
-        both_s = (time.process_time() - started
-                  + _process_cpu(helper.pid if helper else None) - helper_cpu)
+        both_s = time.process_time() - started + (
+            process_cpu(helper.pid) - helper_cpu if helper and helper.pid else 0.0)
         # spawned, not forked: Presidio finds its default recognizers among the subclasses of
         # EntityRecognizer, and a fork would carry ours (same names) into its registry
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
