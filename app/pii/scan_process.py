@@ -20,6 +20,7 @@ this process does: it reads its requests from a pipe that closes with us.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -220,6 +221,11 @@ def serve(model: str, requests: Connection, answers: Connection) -> None:
 
     readers = {"ner": _ner(model),
                "tag": lambda texts: [tags.tolist() for tags in tagger().tag_sentences(texts)]}
+    # the first call of each model allocates its buffers: pay for it before the first scan does
+    readers["ner"](["Warm-up: John Smith called from London."])
+    readers["tag"](["客户王芳来电。"])
+    gc.collect()  # as a worker does (app.runtime.freeze_startup_heap, which would import the
+    gc.freeze()  # whole app here): full collections then skip the models' objects
     answers.send_bytes(b"ready")
     while True:
         try:
