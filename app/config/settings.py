@@ -144,9 +144,9 @@ class Settings(BaseSettings):
     pii_max_chars: int = Field(default=100_000, ge=1)
     # A scan that takes longer fails closed: the write is refused, the scan answers 503.
     pii_scan_seconds: float = Field(default=10, gt=0, le=300)
-    # English text longer than this in one scan is read by the NER in two processes at once:
-    # each gateway process starts a helper with its own copy of the English model (about
-    # 200 MB). 0 turns the helper off; it is never started on a one-core machine.
+    # A scan with more text than this for one model shares that model's work with a helper
+    # process: each gateway process starts one, with its own copy of both models (about
+    # 340 MB). 0 turns the helper off; it is never started on a one-core machine.
     pii_parallel_min_chars: int = Field(default=20_000, ge=0)
 
     # The public privacy centre (/privacy): the operator's branding and languages, and where

@@ -12,10 +12,12 @@ offsets and labels, or tag numbers; this process rebuilds the same documents and
 them, so the findings are the same as from one process.
 
 The helper serves one scan at a time. When it is busy, not yet started, or has died, the scan
-reads everything itself, as it would without a helper; a dead helper is started again (at most
-`MAX_RESTARTS` times). A scan that gives up on its answer (its deadline passed) leaves the rest
-of the answer to be thrown away by the next scan that uses the helper. The helper exits when
-this process does: it reads its requests from a pipe that closes with us.
+reads everything itself, as it would without a helper; a helper that dies or answers something
+malformed is started again (at most `MAX_RESTARTS` times), and one that owes an answer and has
+sent nothing for `STUCK_SECONDS` is killed and replaced. The exchange with it runs on a thread
+of its own, so a scan waits for it at most until its deadline; a scan that gives up leaves the
+rest of the answer to that thread, which throws it away. The helper exits when this process
+does: it reads its requests from a pipe that closes with us.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import gc
 import json
 import logging
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -38,27 +41,40 @@ logger = logging.getLogger(__name__)
 
 MAX_RESTARTS = 3
 READY_SECONDS = 120.0  # a helper that has not loaded its models by then is given up
+STUCK_SECONDS = 60.0  # a helper that has sent nothing for this long while owing an answer
 PART = {"ner": 4, "tag": 100_000}  # texts per message of an answer: English windows come back
 # a few at a time, to be analysed while the helper reads on; Chinese sentences all at once
 Kind = Literal["ner", "tag"]
 
 
+class HelperFailed(Exception):
+    """The helper died, could not be written to, or answered something malformed."""
+
+
 class ScanProcess:
-    """One helper process with both models, used by one scan at a time."""
+    """One helper process with both models, used by one scan at a time.
+
+    Every exchange with it (the request written, the answer read part by part) runs on a
+    thread of its own, never on the scan's: a helper that stops reading or writing (stopped,
+    swapped out, or sending half a message) cannot hold a scan past its deadline. The scan
+    waits for each part of the answer on a queue, at most until its deadline.
+    """
 
     def __init__(self, model: str, *, min_chars: int):
         self.model = model
         self.min_chars = min_chars
-        self._lock = threading.Lock()  # held from a request until its answer is read or dropped
+        self._lock = threading.Lock()  # held by an exchange from its request to its last part
         self._child: _Child | None = None
-        self._stale = 0  # answers owed to scans that gave up on them
+        self._closed = False
+        self._progress = time.monotonic()  # when the exchange in flight last heard anything
         self.served = 0  # requests answered in full
         self._restarts = 0
         self._start()
 
     @property
     def pid(self) -> int | None:
-        return self._child.process.pid if self._child else None
+        child = self._child
+        return child.process.pid if child else None
 
     def _start(self) -> None:
         request_read, request_write = os.pipe()
@@ -74,30 +90,31 @@ class ScanProcess:
             os.close(answer_write)
         self._child = _Child(process, Connection(request_write, readable=False),
                              Connection(answer_read, writable=False), time.monotonic())
-        self._stale = 0
         logger.info("PII scan helper process started", extra={"pid": process.pid})
 
-    def _usable(self, child: _Child) -> bool:
-        """Ready and owing no answer (reads what has arrived, never waits); lock held."""
+    def _ready(self, child: _Child) -> bool:
+        """Whether the helper has loaded its models (never waits); lock held."""
+        if child.ready:
+            return True
         try:
-            if not child.ready:
-                if not child.answers.poll(0):
-                    if time.monotonic() - child.started_at > READY_SECONDS:
-                        self._failed("did not load its models in time")
-                    return False
-                child.answers.recv_bytes()
-                child.ready = True
-            while self._stale and child.answers.poll(0):
-                if json.loads(child.answers.recv_bytes())["last"]:
-                    self._stale -= 1
-        except (EOFError, OSError, ValueError, KeyError, TypeError):
-            self._failed("exited")
+            if not child.answers.poll(0):
+                if time.monotonic() - child.started_at > READY_SECONDS:
+                    self._failed("did not load its models in time")
+                return False
+            if child.answers.recv_bytes(maxlength=16) != b"ready":
+                raise HelperFailed("said something else than ready")
+        except (EOFError, OSError, HelperFailed):
+            self._failed("exited before it was ready")
             return False
-        return not self._stale
+        child.ready = True
+        return True
 
     def _failed(self, why: str) -> None:
-        """Stop the helper and start another, unless it has failed too often; lock held."""
-        self.close()
+        """Stop the helper and start another, unless it has failed too often or this process
+        is closing it; lock held."""
+        self._stop()
+        if self._closed:
+            return
         if self._restarts >= MAX_RESTARTS:
             logger.error("PII scan helper process %s; long texts are read in this process only "
                          "from now on", why)
@@ -108,43 +125,113 @@ class ScanProcess:
 
     def submit(self, kind: Kind, texts: Sequence[str]) -> Pending | None:
         """Send `texts` to the helper; None when it cannot take them now (read them here)."""
-        if not texts or not self._lock.acquire(blocking=False):
+        if not texts:
             return None
-        try:
-            child = self._child
-            if child is None or not self._usable(child):
-                self._lock.release()
-                return None
-            child.requests.send_bytes(json.dumps({"kind": kind, "texts": list(texts)}).encode())
-        except (OSError, ValueError):
-            self._failed("could not be written to")
+        if not self._lock.acquire(blocking=False):
+            self._unstick()
+            return None
+        child = self._child
+        if child is None or not self._ready(child):
             self._lock.release()
             return None
-        return Pending(self, list(texts))
+        pending = Pending(kind, list(texts))
+        self._progress = time.monotonic()
+        threading.Thread(target=self._exchange, args=(child, pending), daemon=True,
+                         name="pii-scan-helper-exchange").start()
+        return pending
 
-    def _receive(self, timeout: float) -> dict[str, Any] | None:
-        """The next part of the answer in flight: None if the helper died, TimeoutError if none
-        arrives within `timeout` seconds; lock held."""
+    def _unstick(self) -> None:
+        """Kill a helper that has owed an answer for STUCK_SECONDS without sending anything:
+        its exchange then fails, and the helper is replaced."""
         child = self._child
-        if child is None:
-            return None
-        try:
-            arrived = child.answers.poll(max(timeout, 0))
-            part: dict[str, Any] = json.loads(child.answers.recv_bytes()) if arrived else {}
-        except (EOFError, OSError, ValueError):
-            self._failed("died while reading a text")
-            return None
-        if not arrived:
-            raise TimeoutError(f"no answer from the PII scan helper in {timeout:g} s")
-        return part
+        if child is not None and time.monotonic() - self._progress > STUCK_SECONDS:
+            logger.warning("PII scan helper process sent nothing for %.0f s; stopping it",
+                           STUCK_SECONDS)
+            child.process.kill()
 
-    def close(self) -> None:
+    def _exchange(self, child: _Child, pending: Pending) -> None:
+        """Write one request and read its answer into `pending`; lock held, released here,
+        before the last part is handed over (so the helper is free when the scan has it)."""
+        locked = True
+        try:
+            child.requests.send_bytes(
+                json.dumps({"kind": pending.kind, "texts": pending.order}).encode())
+            received = 0
+            while received < len(pending.order):
+                part = json.loads(child.answers.recv_bytes())
+                self._progress = time.monotonic()
+                results = _checked(pending, received, part)
+                received += len(results)
+                if received == len(pending.order):
+                    self.served += 1
+                    if child is not self._child:  # closed meanwhile, unable to close these
+                        child.requests.close()
+                        child.answers.close()
+                    locked = False
+                    self._lock.release()
+                pending.parts.put(results)
+        except (EOFError, OSError, ValueError, HelperFailed) as exc:
+            pending.parts.put(None)
+            if child is self._child:
+                self._failed(str(exc) if isinstance(exc, HelperFailed)
+                             else f"failed during an exchange ({type(exc).__name__})")
+            else:  # closed meanwhile: its pipes are this thread's to close
+                child.requests.close()
+                child.answers.close()
+        finally:
+            if locked:
+                self._lock.release()
+
+    def _stop(self) -> None:
         child, self._child = self._child, None
         if child is not None:
-            child.requests.close()
-            child.answers.close()
             child.process.kill()
             child.process.wait()
+            child.requests.close()
+            child.answers.close()
+
+    def close(self) -> None:
+        """Stop the helper for good (an exchange in flight fails; the scan reads here)."""
+        self._closed = True
+        self._child, child = None, self._child
+        if child is not None:
+            child.process.kill()  # the exchange thread, if any, sees the pipes close
+            child.process.wait()
+            if self._lock.acquire(blocking=False):
+                child.requests.close()
+                child.answers.close()
+                self._lock.release()
+
+
+def _checked(pending: Pending, received: int, part: Any) -> list[Any]:
+    """The results of one part of an answer, if they are what was asked for; HelperFailed if
+    not (never let a malformed answer reach the findings, nor text reach an error message)."""
+    if not isinstance(part, dict) or not isinstance(part.get("results"), list) \
+            or not isinstance(part.get("last"), bool):
+        raise HelperFailed("answered a message of the wrong shape")
+    results: list[Any] = part["results"]
+    texts = pending.order[received:received + len(results)]
+    if len(texts) != len(results) or part["last"] != (received + len(results) == len(
+            pending.order)):
+        raise HelperFailed("answered for another number of texts than were sent")
+    for text, result in zip(texts, results, strict=True):
+        if not isinstance(result, list) or not (
+                _entities_fit(text, result) if pending.kind == "ner" else
+                _tags_fit(text, result)):
+            raise HelperFailed("answered results that do not fit the texts sent")
+    return results
+
+
+def _entities_fit(text: str, entities: list[Any]) -> bool:
+    return all(isinstance(e, list) and len(e) == 3 and type(e[0]) is int and type(e[1]) is int
+               and isinstance(e[2], str) and 0 <= e[0] < e[1] <= len(text) for e in entities)
+
+
+def _tags_fit(sentence: str, tags: list[Any]) -> bool:
+    from app.pii.zh_model import tagger
+
+    count = tagger().tag_count
+    return len(tags) == len(sentence) and all(type(t) is int and 0 <= t < count for t in tags)
 
 
 @dataclass
@@ -157,51 +244,40 @@ class _Child:
 
 
 class Pending:
-    """Texts the helper is reading for one scan, answered a part at a time."""
+    """Texts the helper is reading for one scan; its answer arrives a part at a time."""
 
-    def __init__(self, owner: ScanProcess, texts: list[str]):
-        self.owner = owner
+    def __init__(self, kind: Kind, texts: list[str]):
+        self.kind = kind
+        self.order = texts
         self.texts = frozenset(texts)
-        self._order = texts
+        self.parts: queue.SimpleQueue[list[Any] | None] = queue.SimpleQueue()
         self._results: dict[str, Any] = {}
         self._received = 0
-        self._open = True  # holding the owner's lock, more parts to come
-        self.failed = False  # the helper died: read the rest here
+        self.failed = False  # the helper failed: read the rest here
 
     def get(self, texts: Sequence[str], timeout: float) -> dict[str, Any] | None:
         """The answers for `texts` (all sent in this request), waiting up to `timeout` seconds
-        for them (TimeoutError past it, and the rest of the answer is dropped); None if the
-        helper died (read them here instead)."""
+        for them (TimeoutError past it); None if the helper failed (read them here)."""
         deadline = time.monotonic() + timeout
-        while self._open and not all(text in self._results for text in texts):
+        while not self.failed and not all(text in self._results for text in texts):
             try:
-                part = self.owner._receive(deadline - time.monotonic())
-            except TimeoutError:
-                self.abandon()
-                raise
-            if part is None:
-                self.failed, self._open = True, False
-                self.owner._lock.release()
+                results = self.parts.get(timeout=max(deadline - time.monotonic(), 0))
+            except queue.Empty:
+                raise TimeoutError(f"no answer from the PII scan helper in {timeout:g} s") \
+                    from None
+            if results is None:
+                self.failed = True
                 break
-            results = part["results"]
-            self._results.update(zip(self._order[self._received:self._received + len(results)],
+            self._results.update(zip(self.order[self._received:self._received + len(results)],
                                      results, strict=True))
             self._received += len(results)
-            if part["last"]:
-                self._open = False
-                self.owner.served += 1
-                self.owner._lock.release()
         if self.failed:
             return None
         return {text: self._results[text] for text in texts}
 
     def abandon(self) -> None:
-        """Drop the rest of the answer (the scan failed or timed out): the next user reads it
-        and throws it away."""
-        if self._open:
-            self._open = False
-            self.owner._stale += 1
-            self.owner._lock.release()
+        """The scan needs no more of the answer (it finished, failed or timed out): the
+        exchange reads the rest and throws it away."""
 
 
 def _ner(model: str) -> Any:

