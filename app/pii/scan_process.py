@@ -66,7 +66,8 @@ class ScanProcess:
         self._lock = threading.Lock()  # held by an exchange from its request to its last part
         self._child: _Child | None = None
         self._closed = False
-        self._progress = time.monotonic()  # when the exchange in flight last heard anything
+        # the helper that owes an answer, and when its exchange last heard from it
+        self._owing: tuple[_Child, float] | None = None
         self.served = 0  # requests answered in full
         self._restarts = 0
         self._start()
@@ -76,15 +77,22 @@ class ScanProcess:
         child = self._child
         return child.process.pid if child else None
 
+    def _command(self, request_fd: int, answer_fd: int) -> list[str]:
+        return [sys.executable, "-m", "app.pii.scan_process", self.model,
+                str(request_fd), str(answer_fd)]
+
     def _start(self) -> None:
         request_read, request_write = os.pipe()
         answer_read, answer_write = os.pipe()
         try:
             process = subprocess.Popen(  # noqa: S603 - this interpreter, our own module
-                [sys.executable, "-m", "app.pii.scan_process", self.model,
-                 str(request_read), str(answer_write)],
+                self._command(request_read, answer_write),
                 pass_fds=(request_read, answer_write), stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, close_fds=True)
+        except BaseException:
+            os.close(request_write)
+            os.close(answer_read)
+            raise
         finally:
             os.close(request_read)
             os.close(answer_write)
@@ -121,7 +129,11 @@ class ScanProcess:
             return
         self._restarts += 1
         logger.warning("PII scan helper process %s; starting another", why)
-        self._start()
+        try:
+            self._start()
+        except OSError as exc:
+            logger.error("PII scan helper process could not be started again (%s); long texts "
+                         "are read in this process until it is", type(exc).__name__)
 
     def submit(self, kind: Kind, texts: Sequence[str]) -> Pending | None:
         """Send `texts` to the helper; None when it cannot take them now (read them here)."""
@@ -130,24 +142,32 @@ class ScanProcess:
         if not self._lock.acquire(blocking=False):
             self._unstick()
             return None
-        child = self._child
-        if child is None or not self._ready(child):
+        try:
+            child = self._child
+            if child is None or not self._ready(child):
+                self._lock.release()
+                return None
+            pending = Pending(kind, list(texts))
+            self._owing = (child, time.monotonic())
+            threading.Thread(target=self._exchange, args=(child, pending), daemon=True,
+                             name="pii-scan-helper-exchange").start()
+        except Exception:  # no thread, say: this scan reads here, and the next may try again
+            logger.exception("PII scan helper process could not be sent a scan")
+            self._owing = None
             self._lock.release()
             return None
-        pending = Pending(kind, list(texts))
-        self._progress = time.monotonic()
-        threading.Thread(target=self._exchange, args=(child, pending), daemon=True,
-                         name="pii-scan-helper-exchange").start()
         return pending
 
     def _unstick(self) -> None:
         """Kill a helper that has owed an answer for STUCK_SECONDS without sending anything:
-        its exchange then fails, and the helper is replaced."""
-        child = self._child
-        if child is not None and time.monotonic() - self._progress > STUCK_SECONDS:
+        its exchange then fails, and the helper is replaced. Only the helper that owes the
+        answer, and only by the time its own exchange last heard from it: a helper that has
+        been idle, or one just started, is never taken for stuck."""
+        owing = self._owing
+        if owing is not None and time.monotonic() - owing[1] > STUCK_SECONDS:
             logger.warning("PII scan helper process sent nothing for %.0f s; stopping it",
                            STUCK_SECONDS)
-            child.process.kill()
+            owing[0].process.kill()
 
     def _exchange(self, child: _Child, pending: Pending) -> None:
         """Write one request and read its answer into `pending`; lock held, released here,
@@ -159,19 +179,24 @@ class ScanProcess:
             received = 0
             while received < len(pending.order):
                 part = json.loads(child.answers.recv_bytes())
-                self._progress = time.monotonic()
+                self._owing = (child, time.monotonic())
                 results = _checked(pending, received, part)
                 received += len(results)
                 if received == len(pending.order):
                     self.served += 1
+                    self._owing = None
                     if child is not self._child:  # closed meanwhile, unable to close these
                         child.requests.close()
                         child.answers.close()
                     locked = False
                     self._lock.release()
                 pending.parts.put(results)
-        except (EOFError, OSError, ValueError, HelperFailed) as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever it was (a RecursionError from
+            # nested JSON, say), the rest of this answer is still in the pipe: never read on
             pending.parts.put(None)
+            if not locked:  # the answer was whole: nothing is owed, nothing to replace
+                return
+            self._owing = None
             if child is self._child:
                 self._failed(str(exc) if isinstance(exc, HelperFailed)
                              else f"failed during an exchange ({type(exc).__name__})")

@@ -31,6 +31,11 @@ def main() -> None:
         elif mode == "outside":  # an entity past the end of its text
             answers.send_bytes(json.dumps({"results": [[[0, len(t) + 5, "PERSON"]]
                                                        for t in texts], "last": True}).encode())
+        elif mode == "deep":  # JSON nested past the parser's recursion limit, then a valid
+            # answer left in the pipe, which must never be read as the next scan's
+            answers.send_bytes(b"[" * 100_000 + b"]" * 100_000)
+            answers.send_bytes(json.dumps({"results": [[] for _ in texts],
+                                           "last": True}).encode())
         elif mode == "half":  # the start of a message, then nothing
             os.write(answers.fileno(), struct.pack("!i", 1000) + b'{"results"')
             time.sleep(3600)

@@ -5,19 +5,18 @@ from __future__ import annotations
 import os
 import random
 import signal
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from multiprocessing.connection import Connection
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from app.pii import scan_process
 from app.pii.engine import PiiEngine, ScanTimeout
-from app.pii.scan_process import ScanProcess, _Child
+from app.pii.scan_process import ScanProcess
 from tests.server import wait_for
 
 FIRST = "John Mary Ahmed Olga Wei Priya Lucas Fatima Kenji Sofia Omar Grace".split()
@@ -175,16 +174,9 @@ class Misbehaving(ScanProcess):
 
     mode = "shape"
 
-    def _start(self) -> None:
-        request_read, request_write = os.pipe()
-        answer_read, answer_write = os.pipe()
-        process = subprocess.Popen(
-            [sys.executable, str(Path(__file__).with_name("fake_scan_helper.py")), self.mode,
-             str(request_read), str(answer_write)], pass_fds=(request_read, answer_write))
-        os.close(request_read)
-        os.close(answer_write)
-        self._child = _Child(process, Connection(request_write, readable=False),
-                             Connection(answer_read, writable=False), time.monotonic())
+    def _command(self, request_fd: int, answer_fd: int) -> list[str]:
+        return [sys.executable, str(Path(__file__).with_name("fake_scan_helper.py")), self.mode,
+                str(request_fd), str(answer_fd)]
 
 
 @pytest.fixture
@@ -202,7 +194,8 @@ def misbehaving(engine: PiiEngine, request: pytest.FixtureRequest
         helper.close()
 
 
-@pytest.mark.parametrize("misbehaving", ["shape", "fewer", "more", "outside"], indirect=True)
+@pytest.mark.parametrize("misbehaving", ["shape", "fewer", "more", "outside", "deep"],
+                         indirect=True)
 def test_a_malformed_answer_is_never_used_and_the_helper_is_replaced(
         misbehaving: tuple[PiiEngine, Misbehaving], caplog: pytest.LogCaptureFixture) -> None:
     engine, helper = misbehaving
@@ -233,3 +226,61 @@ def test_a_helper_stuck_mid_answer_fails_the_scan_closed_and_is_killed_in_time(
     time.sleep(2.5)
     assert engine.analyze(text) == expected  # this scan finds it stuck and has it killed
     assert wait_for(lambda: helper.pid not in (None, pid), what="the stuck helper replaced")
+
+
+def test_a_helper_idle_past_the_stuck_time_is_not_taken_for_stuck(
+        helped: tuple[PiiEngine, ScanProcess], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scan that finds the helper busy kills it only if it has owed an answer, and sent
+    nothing, for the stuck time: not because the helper was idle that long before a scan
+    took it (here, one that has the lock and has not yet sent its request)."""
+    engine, helper = helped
+    monkeypatch.setattr(scan_process, "STUCK_SECONDS", 0.2)
+    pid, restarts = helper.pid, helper._restarts
+    time.sleep(0.5)  # idle, answered everything
+    with helper._lock:  # another scan has just taken the helper
+        assert helper.submit("ner", ["John Smith"]) is None
+        time.sleep(0.3)
+        assert helper.submit("ner", ["John Smith"]) is None
+    text = prose(12_000, seed=8)
+    assert engine.analyze(text) == alone(engine, text)
+    assert (helper.pid, helper._restarts) == (pid, restarts)
+    assert helper._child is not None
+    assert helper._child.process.poll() is None
+
+
+def test_a_scan_that_cannot_start_its_exchange_reads_here_and_frees_the_helper(
+        helped: tuple[PiiEngine, ScanProcess], monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    engine, helper = helped
+    text = prose(12_000, seed=9)
+    expected = alone(engine, text)
+    served = helper.served
+
+    class NoThreads(threading.Thread):
+        def start(self) -> None:
+            raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(scan_process, "threading",
+                        SimpleNamespace(Thread=NoThreads, Lock=threading.Lock))
+    assert engine.analyze(text) == expected
+    assert not helper._lock.locked()
+    assert helper._owing is None
+    assert "could not be sent a scan" in caplog.text
+    monkeypatch.undo()
+    assert engine.analyze(text) == expected  # and the helper serves the next one
+    assert helper.served == served + 1
+
+
+@pytest.mark.parametrize("misbehaving", ["shape"], indirect=True)
+def test_a_helper_that_cannot_be_started_again_leaves_scans_to_this_process(
+        misbehaving: tuple[PiiEngine, Misbehaving], monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    engine, helper = misbehaving
+    monkeypatch.setattr(helper, "_command", lambda *fds: ["/nonexistent/python"])
+    text = prose(12_000, seed=10)
+    expected = alone(engine, text)
+    assert engine.analyze(text, time_limit=30) == expected  # malformed answer: restart fails
+    wait_for(lambda: helper._child is None and not helper._lock.locked(),
+             what="the failed restart")
+    assert "could not be started again (FileNotFoundError)" in caplog.text
+    assert engine.analyze(text, time_limit=30) == expected  # no helper: read here
