@@ -20,6 +20,7 @@ Usage: python bench/pii_eval.py [--seed 7] [--english 1000] [--chinese 1000]
        python bench/pii_eval.py --corpora /work/corpora [--split test] [--limit 1500]
                                 [--corpus msra ...] [--json out.json] [--generated]
        python bench/pii_eval.py --worst
+       python bench/pii_eval.py --fresh 6
 """
 
 from __future__ import annotations
@@ -254,8 +255,14 @@ def main() -> None:
     parser.add_argument("--worst", action="store_true",
                         help="only time our engine on the worst-case inputs of "
                              "tests/pii/test_real_text.py")
+    parser.add_argument("--fresh", type=int, metavar="N",
+                        help="time the first scans of the two slowest worst-case inputs in N "
+                             "fresh processes each, started as a gateway worker starts")
     args = parser.parse_args()
 
+    if args.fresh:
+        first_scans(args.our_model, args.fresh)
+        return
     if args.worst:
         worst_cases(args.our_model)
         return
@@ -354,6 +361,52 @@ def worst_cases(model: str, presidio_limit: float = 30.0) -> None:
                     process.kill()
         print(f"| {name} | {len(text)} | {alone_s:.2f} | {wall_s:.2f} | {both_s:.2f} "
               f"| {theirs} |", flush=True)
+
+
+FRESH_INPUTS = ("English prose, no two sentences alike", "random CJK characters")
+
+
+def _fresh_scans(model: str, name: str, scans: int) -> list[float]:
+    """In a new process: start the engine and its helper as the gateway's start-up does
+    (app.main's lifespan), wait until the helper is ready, then time `scans` scans of one
+    input (wall seconds). The first meets every word, number and lexeme for the first time."""
+    from app.config.settings import Settings
+    from app.pii.service import get_engine
+    from app.runtime import freeze_startup_heap
+
+    text = worst_inputs()[name]
+    engine = get_engine(model)
+    engine.start_scan_process(Settings.model_fields["pii_parallel_min_chars"].default)
+    freeze_startup_heap()
+    helper = engine.scan_process
+    while helper is not None and (pending := helper.submit("ner", ["Hello."])) is None:
+        time.sleep(0.1)  # the helper is loading its models
+    if helper is not None:
+        pending.get(["Hello."], 60)
+    times = []
+    for _ in range(scans):
+        started = time.perf_counter()
+        engine.analyze(text)
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def first_scans(model: str, processes: int, scans: int = 3) -> None:
+    """The scans a worker's first long texts cost, which a warm process's figures hide."""
+    print(f"\n### First scans of a fresh gateway process ({processes} processes per input, "
+          "wall s, with the helper)\n")
+    print("| input (100,000 characters) | first scan, each process | min-max | "
+          "later scans, min-max |")
+    print("|---|---|---:|---:|")
+    for name in FRESH_INPUTS:
+        first, later = [], []
+        for _ in range(processes):
+            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                times = pool.submit(_fresh_scans, model, name, scans).result()
+            first.append(times[0])
+            later += times[1:]
+        print(f"| {name} | {', '.join(f'{t:.2f}' for t in first)} | {min(first):.2f}-"
+              f"{max(first):.2f} | {min(later):.2f}-{max(later):.2f} |", flush=True)
 
 
 def evaluate_generated(seed: int, english_count: int, chinese_count: int) -> None:

@@ -42,6 +42,7 @@ BUSINESS_NUMBERS = frozenset({phonenumbers.PhoneNumberType.TOLL_FREE,
                               phonenumbers.PhoneNumberType.SHARED_COST,
                               phonenumbers.PhoneNumberType.PREMIUM_RATE,
                               phonenumbers.PhoneNumberType.UAN})
+NOT_PERSONAL = BUSINESS_NUMBERS | {phonenumbers.PhoneNumberType.UNKNOWN}  # or not valid
 INTERNATIONAL_SCORE = 0.75
 NATIONAL_SCORE = 0.55
 BARE_SCORE = 0.3  # a bare digit run, valid somewhere: reported with context only
@@ -70,8 +71,9 @@ def _valid(candidate: str, region: str | None) -> bool:
         number = phonenumbers.parse(candidate, region)
     except phonenumbers.NumberParseException:
         return False
-    return bool(phonenumbers.is_valid_number(number)) and \
-        phonenumbers.number_type(number) not in BUSINESS_NUMBERS
+    # number_type is UNKNOWN exactly when is_valid_number is false, and asking both costs
+    # twice: each looks the number's region up (for +1, through the NANP's regions) and its type
+    return phonenumbers.number_type(number) not in NOT_PERSONAL
 
 
 @cache
@@ -88,10 +90,12 @@ def _region_patterns() -> list[tuple[str, re.Pattern[str], str]]:
     return patterns
 
 
-def _plausible_regions(digits: str, regions: tuple[str, ...]) -> list[str]:
-    return [region for region, pattern, prefix in _region_patterns() if region in regions and (
-            pattern.fullmatch(digits) or
-            (prefix and digits.startswith(prefix) and pattern.fullmatch(digits[len(prefix):])))]
+def _plausible_regions(digits: str, regions: tuple[str, ...]) -> Iterator[str]:
+    """One at a time, in the order of REGIONS: the first valid one ends the search."""
+    for region, pattern, prefix in _region_patterns():
+        if region in regions and (pattern.fullmatch(digits) or (
+                prefix and digits.startswith(prefix) and pattern.fullmatch(digits[len(prefix):]))):
+            yield region
 
 
 def _written_as_phone(candidate: str) -> bool:
