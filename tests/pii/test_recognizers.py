@@ -135,3 +135,30 @@ def test_language_is_decided_by_script(engine: PiiEngine) -> None:
 def test_fixed_false_positives_stay_fixed(engine: PiiEngine, text: str, language: str,
                                           not_expected: tuple[str, str]) -> None:
     assert not_expected not in found(engine, text, language)
+
+
+def test_a_phone_numbers_validity_is_libphonenumbers_own() -> None:
+    """The recognizer asks for a number's type once (UNKNOWN when it is not valid) instead of
+    asking whether it is valid and then its type: the same answer for any candidate."""
+    import random
+
+    import phonenumbers
+
+    from app.pii.recognizers import phone
+
+    pick = random.Random(3)
+    valid = 0
+    for _ in range(3_000):
+        region = pick.choice((*phone.REGIONS, None))
+        candidate = pick.choice(("", "+", "00", "0", "+1", "+86", "+44")) + "".join(
+            pick.choice("0123456789") for _ in range(pick.randint(7, 13)))
+        try:
+            number = phonenumbers.parse(candidate, region)
+        except phonenumbers.NumberParseException:
+            assert not phone._valid(candidate, region)
+            continue
+        expected = phonenumbers.is_valid_number(number) and \
+            phonenumbers.number_type(number) not in phone.BUSINESS_NUMBERS
+        assert phone._valid(candidate, region) == expected, (candidate, region)
+        valid += expected
+    assert valid > 50  # the sample has valid numbers, not only invalid ones
