@@ -8,6 +8,7 @@ finding is mapped back to offsets in the text exactly as sent.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -35,6 +36,8 @@ from app.pii.refine import refine
 from app.pii.scan_process import Pending, ScanProcess
 from app.pii.windows import Window, windows
 from app.pii.zh_model import Word, tagger
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_EN_MODEL = en_model.NAME
 SUPPORTED_LANGUAGES = ("en", "zh")
@@ -198,7 +201,7 @@ class PiiEngine:
     def start_scan_process(self, min_chars: int) -> None:
         """Share the model work of scans longer than `min_chars` with a helper process (0:
         never; nor on one core)."""
-        if min_chars > 0 and (os.cpu_count() or 1) > 1 and self.scan_process is None:
+        if min_chars > 0 and _usable_cpus() > 1 and self.scan_process is None:
             self.scan_process = ScanProcess(self.en_model, min_chars=min_chars)
 
     def _offload(self, texts: Iterable[str]) -> Pending | None:
@@ -272,8 +275,12 @@ class PiiEngine:
         with self._nlp_lock:
             for text, found in entities.items():
                 doc = nlp.make_doc(text)
-                doc.ents = [span for start, end, label in found
-                            if (span := doc.char_span(start, end, label=label)) is not None]
+                try:
+                    doc.ents = [span for start, end, label in found
+                                if (span := doc.char_span(start, end, label=label)) is not None]
+                except ValueError:  # entities spaCy refuses (checked against, never seen): the
+                    logger.error("PII scan helper's entities do not fit the text; read here")
+                    continue  # text is read here instead
                 read[text] = self.nlp_engine._doc_to_nlp_artifact(doc, "en")
         return read
 
@@ -339,6 +346,14 @@ class Deadline:
     def check(self) -> None:
         if self.seconds is not None and time.monotonic() > self._at:
             raise ScanTimeout(self.seconds)
+
+
+def _usable_cpus() -> int:
+    """The CPUs this process may run on (a container's cpuset, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _finding(norm: Normalized, result: RecognizerResult) -> Finding:

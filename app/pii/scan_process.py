@@ -3,7 +3,7 @@
 The models are most of the cost of a long text: spaCy's English NER (about 2 s of CPU per
 100,000 characters of prose here) and the Chinese tagger (about 1.8 s). Neither can share a
 process: two threads reading at once are slower than one (they hold the GIL for most of the
-work). So each gateway process may start one helper (`python -m app.pii.scan_process`) holding
+work). So each gateway process may start one helper (`python -m app.pii.scan_helper`) holding
 its own copy of both models. When a scan has more text for a model than
 `PGW_PII_PARALLEL_MIN_CHARS`, part of it goes to the helper while this process reads the rest:
 for English, the later windows (the helper answers a few windows at a time, so this process
@@ -13,21 +13,22 @@ them, so the findings are the same as from one process.
 
 The helper serves one scan at a time. When it is busy, not yet started, or has died, the scan
 reads everything itself, as it would without a helper; a helper that dies or answers something
-malformed is started again (at most `MAX_RESTARTS` times), and one that owes an answer and has
-sent nothing for `STUCK_SECONDS` is killed and replaced. The exchange with it runs on a thread
-of its own, so a scan waits for it at most until its deadline; a scan that gives up leaves the
-rest of the answer to that thread, which throws it away. The helper exits when this process
-does: it reads its requests from a pipe that closes with us.
+malformed is started again (at most `MAX_RESTARTS` times in `RESTART_WINDOW`), and one that
+owes an answer and has sent nothing for `STUCK_SECONDS` is killed and replaced. The exchange
+with it runs on a thread of its own, so a scan waits for it at most until its deadline; a scan
+that gives up leaves the rest of the answer to that thread, which throws it away. The helper
+(app.pii.scan_helper) exits when this process does: it reads its requests from a pipe that
+closes with us.
 """
 
 from __future__ import annotations
 
-import gc
+import collections
 import json
 import logging
 import os
 import queue
-import signal
+import secrets
 import subprocess
 import sys
 import threading
@@ -39,11 +40,11 @@ from typing import Any, Literal
 
 logger = logging.getLogger(__name__)
 
-MAX_RESTARTS = 3
+MAX_RESTARTS = 3  # starts after the first, in any RESTART_WINDOW: past that, read here until
+RESTART_WINDOW = 3600.0  # the oldest of them is that old
+RETRY_SECONDS = 60.0  # after a helper could not be started (no memory, no processes left)
 READY_SECONDS = 120.0  # a helper that has not loaded its models by then is given up
 STUCK_SECONDS = 60.0  # a helper that has sent nothing for this long while owing an answer
-PART = {"ner": 4, "tag": 100_000}  # texts per message of an answer: English windows come back
-# a few at a time, to be analysed while the helper reads on; Chinese sentences all at once
 Kind = Literal["ner", "tag"]
 
 
@@ -69,8 +70,15 @@ class ScanProcess:
         # the helper that owes an answer, and when its exchange last heard from it
         self._owing: tuple[_Child, float] | None = None
         self.served = 0  # requests answered in full
-        self._restarts = 0
-        self._start()
+        self._restarts = 0  # helpers started after the first, in all
+        self._restarted: collections.deque[float] = collections.deque()  # when, the recent ones
+        self._start_at: float | None = None  # when to try to start a helper again, if none runs
+        try:
+            self._start()
+        except OSError as exc:  # the gateway serves without it meanwhile
+            self._start_at = time.monotonic() + RETRY_SECONDS
+            logger.error("PII scan helper process could not be started (%s); long texts are "
+                         "read in this process until it is", type(exc).__name__)
 
     @property
     def pid(self) -> int | None:
@@ -78,62 +86,78 @@ class ScanProcess:
         return child.process.pid if child else None
 
     def _command(self, request_fd: int, answer_fd: int) -> list[str]:
-        return [sys.executable, "-m", "app.pii.scan_process", self.model,
+        return [sys.executable, "-m", "app.pii.scan_helper", self.model,
                 str(request_fd), str(answer_fd)]
 
     def _start(self) -> None:
-        request_read, request_write = os.pipe()
-        answer_read, answer_write = os.pipe()
+        fds: list[int] = []
         try:
+            fds += os.pipe()  # request_read, request_write
+            fds += os.pipe()  # answer_read, answer_write
             process = subprocess.Popen(  # noqa: S603 - this interpreter, our own module
-                self._command(request_read, answer_write),
-                pass_fds=(request_read, answer_write), stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL, close_fds=True)
+                self._command(fds[0], fds[3]), pass_fds=(fds[0], fds[3]),
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, close_fds=True)
         except BaseException:
-            os.close(request_write)
-            os.close(answer_read)
+            for fd in fds:
+                os.close(fd)
             raise
-        finally:
-            os.close(request_read)
-            os.close(answer_write)
-        self._child = _Child(process, Connection(request_write, readable=False),
-                             Connection(answer_read, writable=False), time.monotonic())
+        os.close(fds[0])
+        os.close(fds[3])
+        child = _Child(process, Connection(fds[1], readable=False),
+                       Connection(fds[2], writable=False), time.monotonic())
+        # its "ready" is awaited on a thread of its own: a helper that sends half of it never
+        # holds a scan, nor the lock
+        threading.Thread(target=_await_ready, args=(child,), daemon=True,
+                         name="pii-scan-helper-start").start()
+        self._child = child
         logger.info("PII scan helper process started", extra={"pid": process.pid})
 
     def _ready(self, child: _Child) -> bool:
         """Whether the helper has loaded its models (never waits); lock held."""
         if child.ready:
             return True
-        try:
-            if not child.answers.poll(0):
-                if time.monotonic() - child.started_at > READY_SECONDS:
-                    self._failed("did not load its models in time")
-                return False
-            if child.answers.recv_bytes(maxlength=16) != b"ready":
-                raise HelperFailed("said something else than ready")
-        except (EOFError, OSError, HelperFailed):
-            self._failed("exited before it was ready")
-            return False
-        child.ready = True
-        return True
+        if child.refused is not None:
+            self._failed(child.refused)
+        elif time.monotonic() - child.started_at > READY_SECONDS:
+            self._failed("did not load its models in time")
+        return False
 
     def _failed(self, why: str) -> None:
-        """Stop the helper and start another, unless it has failed too often or this process
-        is closing it; lock held."""
+        """Stop the helper and start another at once, unless too many were started lately or
+        this process is closing it; lock held."""
         self._stop()
         if self._closed:
             return
-        if self._restarts >= MAX_RESTARTS:
-            logger.error("PII scan helper process %s; long texts are read in this process only "
-                         "from now on", why)
+        logger.warning("PII scan helper process %s; stopped it", why)
+        self._start_at = time.monotonic()
+        self._restart()
+
+    def _restart(self) -> None:
+        """Start a helper if none runs and it is time to; lock held."""
+        now = time.monotonic()
+        if self._closed or self._child is not None or self._start_at is None \
+                or now < self._start_at:
             return
+        while self._restarted and now - self._restarted[0] > RESTART_WINDOW:
+            self._restarted.popleft()
+        if len(self._restarted) >= MAX_RESTARTS:
+            self._start_at = self._restarted[0] + RESTART_WINDOW
+            logger.error("PII scan helper process was started %d times in %.0f minutes; long "
+                         "texts are read in this process only for the next %.0f minutes",
+                         MAX_RESTARTS, RESTART_WINDOW / 60, (self._start_at - now) / 60)
+            return
+        self._restarted.append(now)
         self._restarts += 1
-        logger.warning("PII scan helper process %s; starting another", why)
         try:
             self._start()
         except OSError as exc:
+            self._start_at = now + RETRY_SECONDS
             logger.error("PII scan helper process could not be started again (%s); long texts "
                          "are read in this process until it is", type(exc).__name__)
+            return
+        self._start_at = None
+        if self._closed:  # closed while it started: close() found no helper to stop
+            self._stop()
 
     def submit(self, kind: Kind, texts: Sequence[str]) -> Pending | None:
         """Send `texts` to the helper; None when it cannot take them now (read them here)."""
@@ -143,11 +167,14 @@ class ScanProcess:
             self._unstick()
             return None
         try:
+            self._restart()
             child = self._child
             if child is None or not self._ready(child):
                 self._lock.release()
                 return None
-            pending = Pending(kind, list(texts))
+            # a number the helper cannot guess, echoed in every part of its answer: a message
+            # out of turn (a stray or repeated one) is never taken for this request's
+            pending = Pending(secrets.randbits(52), kind, list(texts))
             self._owing = (child, time.monotonic())
             threading.Thread(target=self._exchange, args=(child, pending), daemon=True,
                              name="pii-scan-helper-exchange").start()
@@ -174,8 +201,8 @@ class ScanProcess:
         before the last part is handed over (so the helper is free when the scan has it)."""
         locked = True
         try:
-            child.requests.send_bytes(
-                json.dumps({"kind": pending.kind, "texts": pending.order}).encode())
+            child.requests.send_bytes(json.dumps(
+                {"id": pending.id, "kind": pending.kind, "texts": pending.order}).encode())
             received = 0
             while received < len(pending.order):
                 part = json.loads(child.answers.recv_bytes())
@@ -234,6 +261,8 @@ def _checked(pending: Pending, received: int, part: Any) -> list[Any]:
     if not isinstance(part, dict) or not isinstance(part.get("results"), list) \
             or not isinstance(part.get("last"), bool):
         raise HelperFailed("answered a message of the wrong shape")
+    if part.get("id") != pending.id:  # an answer out of turn: every later one would be too
+        raise HelperFailed("answered another request than the one sent")
     results: list[Any] = part["results"]
     texts = pending.order[received:received + len(results)]
     if len(texts) != len(results) or part["last"] != (received + len(results) == len(
@@ -248,8 +277,16 @@ def _checked(pending: Pending, received: int, part: Any) -> list[Any]:
 
 
 def _entities_fit(text: str, entities: list[Any]) -> bool:
-    return all(isinstance(e, list) and len(e) == 3 and type(e[0]) is int and type(e[1]) is int
-               and isinstance(e[2], str) and 0 <= e[0] < e[1] <= len(text) for e in entities)
+    """Entities as a document holds them: labelled, inside the text, in order, none
+    overlapping another (spaCy refuses overlapping entities)."""
+    end = 0
+    for entity in entities:
+        if not (isinstance(entity, list) and len(entity) == 3 and type(entity[0]) is int
+                and type(entity[1]) is int and isinstance(entity[2], str) and entity[2]
+                and end <= entity[0] < entity[1] <= len(text)):
+            return False
+        end = entity[1]
+    return True
 
 
 def _tags_fit(sentence: str, tags: list[Any]) -> bool:
@@ -265,13 +302,30 @@ class _Child:
     requests: Connection
     answers: Connection
     started_at: float
-    ready: bool = False
+    ready: bool = False  # it has loaded its models (set by _await_ready)
+    refused: str | None = None  # why it will never be (set by _await_ready)
+
+
+def _await_ready(child: _Child) -> None:
+    """Wait for a new helper's "ready", on a thread of its own. Nothing else reads its answers
+    until it is ready; a helper that never finishes saying it is killed after READY_SECONDS,
+    which ends this wait."""
+    try:
+        said = child.answers.recv_bytes(maxlength=16)
+    except (EOFError, OSError):
+        child.refused = "exited before it was ready"
+        return
+    if said == b"ready":
+        child.ready = True
+    else:
+        child.refused = "said something else than ready"
 
 
 class Pending:
     """Texts the helper is reading for one scan; its answer arrives a part at a time."""
 
-    def __init__(self, kind: Kind, texts: list[str]):
+    def __init__(self, request: int, kind: Kind, texts: list[str]):
+        self.id = request
         self.kind = kind
         self.order = texts
         self.texts = frozenset(texts)
@@ -303,49 +357,3 @@ class Pending:
     def abandon(self) -> None:
         """The scan needs no more of the answer (it finished, failed or timed out): the
         exchange reads the rest and throws it away."""
-
-
-def _ner(model: str) -> Any:
-    from app.pii.en_model import load_ner_pipeline
-
-    nlp = load_ner_pipeline(model)
-
-    def read(texts: list[str]) -> list[list[tuple[int, int, str]]]:
-        return [[(e.start_char, e.end_char, e.label_) for e in doc.ents]
-                for doc in nlp.pipe(texts, batch_size=PART["ner"])]
-    return read
-
-
-def serve(model: str, requests: Connection, answers: Connection) -> None:
-    """The helper's loop: {"kind", "texts"} in; {"results", "last"} out, PART texts a time."""
-    from app.pii.zh_model import tagger
-
-    readers = {"ner": _ner(model),
-               "tag": lambda texts: [tags.tolist() for tags in tagger().tag_sentences(texts)]}
-    # the first call of each model allocates its buffers: pay for it before the first scan does
-    readers["ner"](["Warm-up: John Smith called from London."])
-    readers["tag"](["客户王芳来电。"])
-    gc.collect()  # as a worker does (app.runtime.freeze_startup_heap, which would import the
-    gc.freeze()  # whole app here): full collections then skip the models' objects
-    answers.send_bytes(b"ready")
-    while True:
-        try:
-            request = json.loads(requests.recv_bytes())
-        except EOFError:
-            return
-        texts, read, part = request["texts"], readers[request["kind"]], PART[request["kind"]]
-        try:
-            for first in range(0, max(len(texts), 1), part):
-                answers.send_bytes(json.dumps({"results": read(texts[first:first + part]),
-                                               "last": first + part >= len(texts)}).encode())
-        except OSError:  # the gateway process has gone
-            return
-
-
-if __name__ == "__main__":
-    # Ctrl-C in a terminal reaches the whole process group: the gateway stops us, by closing
-    # the pipe, once it has finished its own requests
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
-    serve(sys.argv[1], Connection(int(sys.argv[2]), writable=False),
-          Connection(int(sys.argv[3]), readable=False))

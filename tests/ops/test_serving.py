@@ -122,7 +122,7 @@ def test_a_killed_worker_is_replaced_with_a_socket_of_its_own(settings: Settings
 def is_scan_helper(pid: int) -> bool:
     """Whether `pid` is a running PII scan helper process."""
     try:
-        return b"app.pii.scan_process" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        return b"app.pii.scan_helper" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
 

@@ -15,31 +15,41 @@ def main() -> None:
     mode = sys.argv[1]
     requests = Connection(int(sys.argv[2]), writable=False)
     answers = Connection(int(sys.argv[3]), readable=False)
+    if mode == "halfready":  # the start of "ready", then nothing
+        os.write(answers.fileno(), struct.pack("!i", 5) + b"re")
+        time.sleep(3600)
     answers.send_bytes(b"ready")
     while True:
         try:
-            texts = json.loads(requests.recv_bytes())["texts"]
+            request = json.loads(requests.recv_bytes())
         except EOFError:
             return
-        if mode == "shape":
-            answers.send_bytes(b'{"answer": 1}')
-        elif mode == "fewer":
-            answers.send_bytes(json.dumps({"results": [], "last": True}).encode())
-        elif mode == "more":
-            answers.send_bytes(json.dumps({"results": [[]] * (len(texts) + 1),
+        texts, number = request["texts"], request["id"]
+
+        def answer(results: list[object], *, request: int = number) -> None:
+            answers.send_bytes(json.dumps({"id": request, "results": results,
                                            "last": True}).encode())
+
+        if mode == "shape":
+            answers.send_bytes(json.dumps({"id": number, "answer": 1}).encode())
+        elif mode == "fewer":
+            answer([])
+        elif mode == "more":
+            answer([[]] * (len(texts) + 1))
         elif mode == "outside":  # an entity past the end of its text
-            answers.send_bytes(json.dumps({"results": [[[0, len(t) + 5, "PERSON"]]
-                                                       for t in texts], "last": True}).encode())
+            answer([[[0, len(t) + 5, "PERSON"]] for t in texts])
+        elif mode == "overlap":  # two entities over the same characters
+            answer([[[0, 4, "PERSON"], [2, 6, "GPE"]] if len(t) >= 6 else [] for t in texts])
         elif mode == "deep":  # JSON nested past the parser's recursion limit, then a valid
             # answer left in the pipe, which must never be read as the next scan's
             answers.send_bytes(b"[" * 100_000 + b"]" * 100_000)
-            answers.send_bytes(json.dumps({"results": [[] for _ in texts],
-                                           "last": True}).encode())
+            answer([[] for _ in texts])
+        elif mode == "extra":  # a right answer, then one more that nobody asked for
+            answer([[] for _ in texts])
+            answer([[[0, 1, "PERSON"]] for _ in texts], request=number + 1)
         elif mode == "half":  # the start of a message, then nothing
             os.write(answers.fileno(), struct.pack("!i", 1000) + b'{"results"')
             time.sleep(3600)
-
 
 if __name__ == "__main__":
     main()

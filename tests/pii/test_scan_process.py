@@ -184,8 +184,9 @@ def misbehaving(engine: PiiEngine, request: pytest.FixtureRequest
                 ) -> Iterator[tuple[PiiEngine, Misbehaving]]:
     helper = type("Helper", (Misbehaving,), {"mode": request.param})(
         engine.en_model, min_chars=4_000)
-    wait_for(lambda: helper._child is not None and helper._ready(helper._child),
-             what="the fake helper")
+    if request.param != "halfready":
+        wait_for(lambda: helper._child is not None and helper._ready(helper._child),
+                 what="the fake helper")
     saved, engine.scan_process = engine.scan_process, helper
     try:
         yield engine, helper
@@ -194,7 +195,7 @@ def misbehaving(engine: PiiEngine, request: pytest.FixtureRequest
         helper.close()
 
 
-@pytest.mark.parametrize("misbehaving", ["shape", "fewer", "more", "outside", "deep"],
+@pytest.mark.parametrize("misbehaving", ["shape", "fewer", "more", "outside", "overlap", "deep"],
                          indirect=True)
 def test_a_malformed_answer_is_never_used_and_the_helper_is_replaced(
         misbehaving: tuple[PiiEngine, Misbehaving], caplog: pytest.LogCaptureFixture) -> None:
@@ -284,3 +285,75 @@ def test_a_helper_that_cannot_be_started_again_leaves_scans_to_this_process(
              what="the failed restart")
     assert "could not be started again (FileNotFoundError)" in caplog.text
     assert engine.analyze(text, time_limit=30) == expected  # no helper: read here
+    assert helper._child is None
+    monkeypatch.undo()  # the machine has processes to spare again: a later scan starts one
+    monkeypatch.setattr(helper, "_start_at", time.monotonic())
+    assert wait_for(lambda: helper.submit("ner", ["John Smith"]) is None
+                    and helper._child is not None, what="a helper started again")
+
+
+def test_a_helper_that_cannot_be_started_at_all_leaves_the_gateway_serving(
+        engine: PiiEngine, caplog: pytest.LogCaptureFixture) -> None:
+    helper = type("Helper", (Misbehaving,), {"_command": lambda *a: ["/nonexistent/python"]})(
+        engine.en_model, min_chars=4_000)
+    try:
+        assert helper.pid is None
+        assert helper.submit("ner", ["John Smith"]) is None  # not yet time to try again
+        assert "could not be started (FileNotFoundError)" in caplog.text
+    finally:
+        helper.close()
+
+
+@pytest.mark.parametrize("misbehaving", ["shape"], indirect=True)
+def test_helpers_that_keep_failing_are_started_again_only_so_often(
+        misbehaving: tuple[PiiEngine, Misbehaving], monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    engine, helper = misbehaving
+    monkeypatch.setattr(scan_process, "MAX_RESTARTS", 1)
+    monkeypatch.setattr(scan_process, "RESTART_WINDOW", 3.0)
+    text = prose(12_000, seed=11)
+    expected = alone(engine, text)
+    assert engine.analyze(text, time_limit=30) == expected
+    wait_for(lambda: helper._restarts == 1 and helper._child is not None
+             and helper._ready(helper._child) and not helper._lock.locked(),
+             what="the helper replaced")
+    assert engine.analyze(text, time_limit=30) == expected
+    wait_for(lambda: not helper._lock.locked(), what="the exchange to end")
+    assert helper._child is None  # one restart in the window was all
+    assert "started 1 times in 0 minutes" in caplog.text
+    assert helper.submit("ner", ["John Smith"]) is None
+    assert helper._child is None
+    time.sleep(3.2)  # the window has passed
+    assert helper.submit("ner", ["John Smith"]) is None  # starts one, not yet ready
+    assert helper._child is not None
+    assert helper._restarts == 2
+
+
+@pytest.mark.parametrize("misbehaving", ["halfready"], indirect=True)
+def test_half_a_ready_message_holds_no_scan_and_the_helper_is_replaced_in_time(
+        misbehaving: tuple[PiiEngine, Misbehaving], monkeypatch: pytest.MonkeyPatch) -> None:
+    engine, helper = misbehaving
+    monkeypatch.setattr(scan_process, "READY_SECONDS", 1.0)
+    text = prose(12_000, seed=12)
+    pid = helper.pid
+    started = time.monotonic()
+    assert engine.analyze(text, time_limit=10) == alone(engine, text)
+    assert time.monotonic() - started < 10
+    assert not helper._lock.locked()
+    assert wait_for(lambda: helper.submit("ner", ["John Smith"]) is None
+                    and helper.pid not in (None, pid), what="the helper replaced")
+
+
+@pytest.mark.parametrize("misbehaving", ["extra"], indirect=True)
+def test_an_answer_out_of_turn_is_never_taken_for_the_next_request(
+        misbehaving: tuple[PiiEngine, Misbehaving]) -> None:
+    _, helper = misbehaving
+    texts = ["nothing personal here", "nor here"]
+    first = helper.submit("ner", texts)
+    assert first is not None
+    assert first.get(texts, 30) == {text: [] for text in texts}
+    wait_for(lambda: not helper._lock.locked(), what="the exchange to end")
+    second = helper.submit("ner", texts)  # the helper has sent one more answer meanwhile
+    assert second is not None
+    assert second.get(texts, 30) is None  # failed: read here, never the stray answer
+    assert wait_for(lambda: helper._restarts == 1, what="the helper replaced")
