@@ -20,7 +20,8 @@ Usage: python bench/pii_eval.py [--seed 7] [--english 1000] [--chinese 1000]
        python bench/pii_eval.py --corpora /work/corpora [--split test] [--limit 1500]
                                 [--corpus msra ...] [--json out.json] [--generated]
        python bench/pii_eval.py --worst
-       python bench/pii_eval.py --fresh 6
+       python bench/pii_eval.py --fresh 6   (another tree's code: PYTHONPATH=TREE, which the
+                                             helper process needs too)
 """
 
 from __future__ import annotations
@@ -378,8 +379,10 @@ def _fresh_scans(model: str, name: str, scans: int) -> list[float]:
     engine = get_engine(model)
     engine.start_scan_process(Settings.model_fields["pii_parallel_min_chars"].default)
     freeze_startup_heap()
-    helper = engine.scan_process
+    helper, waited = engine.scan_process, time.monotonic() + 300
     while helper is not None and (pending := helper.submit("ner", ["Hello."])) is None:
+        if time.monotonic() > waited:
+            raise RuntimeError("the scan helper did not start (is PYTHONPATH this tree?)")
         time.sleep(0.1)  # the helper is loading its models
     if helper is not None:
         pending.get(["Hello."], 60)
