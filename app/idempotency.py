@@ -33,8 +33,9 @@ from app.clock import utcnow
 from app.config import Settings
 from app.db import Base, UTCDateTime
 from app.errors import Conflict, Invalid
+from app.keys.errors import SubjectErased
 from app.keys.fields import decrypt_field, encrypt_field
-from app.keys.keyring import Keyring, SubjectErased
+from app.keys.keyring import Keyring
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255

@@ -34,7 +34,7 @@ from app.errors import (
     problem_response,
     problem_types,
 )
-from app.keys.keyring import Sealed
+from app.keys.errors import Sealed
 
 DATABASE: tuple[type[GatewayError], ...] = (DatabaseUnavailable, DatabaseBusy, StorageFull,
                                             AuditWriteFailed)

@@ -22,9 +22,10 @@ from app.db import make_engine, make_session_factory
 from app.deps import Admission
 from app.jobs import queue
 from app.keys import files
+from app.keys.errors import Sealed
 from app.keys.files import KeyFileError
 from app.keys.kek import KekUnavailable, load_kek
-from app.keys.keyring import Keyring, Sealed
+from app.keys.keyring import Keyring
 from app.keys.signing import Signer, load_signer
 from app.policy.loader import Policy, load_policy
 

@@ -13,8 +13,9 @@ from app.clock import utcnow
 from app.dsr import holds
 from app.jobs.queue import Registry
 from app.keys import rotation, shred
+from app.keys.errors import NotWired
 from app.keys.fields import encrypt_field
-from app.keys.keyring import Keyring, NotWired
+from app.keys.keyring import Keyring
 from app.keys.models import SubjectKey
 from app.runtime import Runtime
 from app.wiring import wire

@@ -15,7 +15,7 @@ from app.datasets.schemas import AnonymizedOut, AnonymizeIn, AssessIn, RiskRepor
 from app.datasets.service import TargetUnreachable
 from app.deps import PolicyDep, RuntimeDep, SessionDep
 from app.errors import problems
-from app.keys.keyring import KeyDamaged, KeyRetired, Sealed
+from app.keys.errors import KeyDamaged, KeyRetired, Sealed
 
 _ROW_SOURCES = ("rows", "select")  # the body's fields an upload replaces
 

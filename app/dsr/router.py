@@ -29,7 +29,7 @@ from app.dsr.schemas import (
     VerificationIn,
 )
 from app.errors import Conflict, GatewayError, NotFound, problems
-from app.keys.keyring import KeyDamaged, KeyRetired, SubjectErased
+from app.keys.errors import KeyDamaged, KeyRetired, SubjectErased
 from app.schemas import Page, keyset_page
 
 router = APIRouter(prefix="/v1/dsr", tags=["data-subject requests"])

@@ -20,7 +20,8 @@ from sqlalchemy.orm import Session
 
 from app.errors import GatewayError
 from app.keys.ciphers import BY_CODE, NONCE_BYTES
-from app.keys.keyring import DataKey, Keyring
+from app.keys.datakey import DataKey
+from app.keys.keyring import Keyring
 
 PREFIX = "pgw1."
 _HEADER_FORMAT = struct.Struct(">BI")  # cipher code, key version

@@ -60,7 +60,7 @@ def missing(kek: KekProvider, checks: dict[int, bytes], *, min_version: int) -> 
 def _a_wrapped_key_opens(session: Session, kek: KekProvider, version: int) -> bool | None:
     """Whether an existing key wrapped under `version` opens (None if there is none): a
     version recorded only now must not be recorded from the wrong material."""
-    from app.keys.keyring import dek_aad, service_key_aad
+    from app.keys.datakey import dek_aad, service_key_aad
 
     try:
         service = session.scalar(select(ServiceKey).where(ServiceKey.kek_version == version)

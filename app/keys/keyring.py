@@ -25,8 +25,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 
 from cryptography.exceptions import InvalidTag
 from sqlalchemy import func, select, update
@@ -36,9 +35,11 @@ from sqlalchemy.orm import Session
 
 from app.clock import utcnow
 from app.db import is_postgres
-from app.errors import Conflict, GatewayError, ServiceUnavailable
+from app.errors import Conflict
 from app.keys import kek_versions
-from app.keys.ciphers import Aead, CipherSpec, cipher
+from app.keys.ciphers import CipherSpec, cipher
+from app.keys.datakey import DataKey, SubjectKeys, dek_aad, service_key_aad
+from app.keys.errors import KeyDamaged, KeyRetired, NoSuchKey, NotWired, Sealed, SubjectErased
 from app.keys.kek import KekProvider, KekUnavailable
 from app.keys.models import KekVersion, KeySetting, KeyState, ServiceKey, SubjectKey
 
@@ -59,72 +60,6 @@ _STATE = select(
 # subject, rewrite their stored values under the new key; how many).
 HoldCheck = Callable[[Session, str], str | None]
 Reencryptor = Callable[[Session, "Keyring", str], int]
-
-
-class NotWired(RuntimeError):
-    """A keyring nobody wired refuses to destroy or rotate keys instead of skipping the
-    legal-hold checks or leaving stored values under the old key."""
-
-
-class SubjectErased(GatewayError):
-    status, type, title = 410, "subject-erased", "Data subject erased"
-
-
-class NoSuchKey(SubjectErased):
-    """The subject never had a key of this version. Where a caller presents a value of their
-    own choosing, this must look like a value that does not open, not like an erasure."""
-
-
-class Sealed(ServiceUnavailable):
-    type, title = "sealed", "Service sealed"
-
-
-class KeyRetired(ServiceUnavailable):
-    type, title = "key-retired", "Key retired"
-
-
-class KeyDamaged(GatewayError):
-    """A wrapped key that does not authenticate under a KEK whose check value does: the stored
-    key itself was altered. Retrying cannot help; an operator restores it from a backup."""
-
-    status, type, title = 500, "key-damaged", "Data key damaged"
-
-
-def dek_aad(subject_id: str, version: int, cipher_name: str) -> bytes:
-    return f"pgw-dek\x00{subject_id}\x00{version}\x00{cipher_name}".encode()
-
-
-def service_key_aad(name: str) -> bytes:
-    return f"pgw-service-key\x00{name}".encode()
-
-
-@dataclass
-class DataKey:
-    subject_id: str
-    version: int
-    cipher: CipherSpec
-    aead: Aead
-    expires: float
-    row_id: int = 0
-    # Uses reserved in the database and not yet spent. A range iterator: next() on it is atomic
-    # under the GIL, so the hot path needs no lock.
-    budget: Iterator[int] = field(default_factory=lambda: iter(()))
-    header: bytes = b""  # cipher code and key version: the start of every ciphertext
-    aad_tail: bytes = b""  # key version and cipher code: the end of every associated data
-
-    def __post_init__(self) -> None:
-        self.header = bytes((self.cipher.code,)) + self.version.to_bytes(4, "big")
-        self.aad_tail = f"\x00{self.version}\x00{self.cipher.code}".encode()
-
-
-@dataclass
-class SubjectKeys:
-    """What one transaction learnt of a subject's keys when it locked them: the newest version
-    of any state and the active version of each cipher. A key another transaction adds later
-    makes an insert conflict, and the caller then reads again."""
-
-    latest: int
-    active: dict[str, int]
 
 
 class Keyring:

@@ -22,7 +22,8 @@ from app.db import is_postgres
 from app.errors import Conflict
 from app.jobs import queue
 from app.keys import kek_versions
-from app.keys.keyring import MIN_KEK_SETTING, Keyring, dek_aad, service_key_aad
+from app.keys.datakey import dek_aad, service_key_aad
+from app.keys.keyring import MIN_KEK_SETTING, Keyring
 from app.keys.models import (
     KeyRotation,
     KeySetting,

@@ -22,8 +22,9 @@ from app.auth.scopes import Scope
 from app.clock import utcnow
 from app.consent.decision import Decision
 from app.errors import Forbidden, Invalid, NotFound
+from app.keys.errors import SubjectErased
 from app.keys.fields import BLIND_INDEX_KEY, blind_index
-from app.keys.keyring import Keyring, SubjectErased
+from app.keys.keyring import Keyring
 from app.policy.loader import Policy
 from app.policy.models import Access
 from app.records import storage

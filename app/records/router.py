@@ -20,7 +20,8 @@ from app.auth.guard import Caller, RequireScope
 from app.auth.scopes import Scope
 from app.deps import KeyringDep, RuntimeDep, SessionDep
 from app.errors import Conflict, Forbidden, GatewayError, Invalid, NotFound, problems
-from app.keys.keyring import KeyDamaged, KeyRetired, Keyring, SubjectErased
+from app.keys.errors import KeyDamaged, KeyRetired, SubjectErased
+from app.keys.keyring import Keyring
 from app.keys.shred import LegalHoldActive
 from app.pii.engine import ScanTimeout
 from app.records import batch, reading, service, storage

@@ -13,8 +13,9 @@ from app.auth.guard import Caller, RequireScope
 from app.auth.scopes import Scope
 from app.deps import KeyringDep, PolicyDep, RuntimeDep, SessionDep
 from app.errors import Invalid, problems
+from app.keys.errors import KeyDamaged, KeyRetired, NoSuchKey, SubjectErased
 from app.keys.fields import CiphertextInvalid
-from app.keys.keyring import KeyDamaged, KeyRetired, Keyring, NoSuchKey, SubjectErased
+from app.keys.keyring import Keyring
 from app.pii.engine import ScanTimeout
 from app.policy.models import Access, DataField
 from app.records import storage

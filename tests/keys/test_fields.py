@@ -13,8 +13,9 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.errors import GatewayError
+from app.keys.datakey import dek_aad
 from app.keys.fields import CiphertextInvalid, blind_index, decrypt_field, encrypt_field
-from app.keys.keyring import Keyring, dek_aad
+from app.keys.keyring import Keyring
 from app.keys.models import SubjectKey
 from app.runtime import Runtime, open_runtime
 

@@ -16,8 +16,9 @@ from app.auth.guard import Caller
 from app.config import Settings
 from app.errors import Conflict
 from app.keys import rotation
+from app.keys.errors import KeyRetired
 from app.keys.fields import decrypt_field, encrypt_field, token_version
-from app.keys.keyring import KeyRetired, Keyring
+from app.keys.keyring import Keyring
 from app.keys.models import KekVersion, KeyRotation, SubjectKey
 from app.runtime import Runtime, open_runtime
 from tests.server import PGW

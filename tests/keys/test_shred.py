@@ -12,8 +12,9 @@ from sqlalchemy.orm import Session
 
 from app.auth.guard import Caller
 from app.keys import shred
+from app.keys.errors import SubjectErased
 from app.keys.fields import decrypt_field, encrypt_field
-from app.keys.keyring import Keyring, SubjectErased
+from app.keys.keyring import Keyring
 from app.keys.models import SubjectKey
 from app.runtime import Runtime
 from tests.server import LiveServer
