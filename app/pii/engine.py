@@ -27,6 +27,7 @@ from app.errors import ServiceUnavailable
 from app.pii import en_model
 from app.pii.context import ContextAnalyzer, WindowContextEnhancer
 from app.pii.en_model import load_ner_pipeline
+from app.pii.en_model import ops as model_ops
 from app.pii.language import detect_language, han_count, latin_word_count, ner_input
 from app.pii.normalize import Normalized, normalize
 from app.pii.overlaps import resolve_overlaps
@@ -97,7 +98,7 @@ class _PreloadedNlpEngine(SpacyNlpEngine):
 class PiiEngine:
     def __init__(self, *, en_model: str = DEFAULT_EN_MODEL):
         self.en_model = en_model
-        self._ops = thinc.api.NumpyOps()
+        self._ops = model_ops()
         self._nlp_lock = threading.Lock()  # spaCy pipelines are not promised to be thread-safe
         self.scan_process: ScanProcess | None = None  # shares the model work of long scans
         pipelines = {"en": load_ner_pipeline(en_model), "zh": spacy.blank("zh")}

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from app.pii import en_model
-from app.pii.engine import DEFAULT_EN_MODEL
+from app.pii.engine import DEFAULT_EN_MODEL, PiiEngine
 
 
 def test_the_shipped_model_is_the_default_and_verifies() -> None:
@@ -29,3 +29,18 @@ def test_a_changed_or_missing_file_refuses_to_load(tmp_path: Path) -> None:
     (copy / "ner" / "model").unlink()
     with pytest.raises(en_model.ModelMismatch, match="missing"):
         en_model.verified_path(copy)
+
+
+def test_the_english_model_multiplies_through_numpy_on_one_thread(engine: PiiEngine) -> None:
+    """blis's own CPU detection misses some CPUs (its generic kernel then runs at a third of
+    the speed); OpenBLAS through NumPy is used instead, on one thread: a process reads on one
+    core, and its scan helper on the other."""
+    from threadpoolctl import threadpool_info
+
+    nlp = engine.nlp_engine.nlp["en"]  # type: ignore[index]
+    layers = [layer for _, pipe in nlp.pipeline for layer in pipe.model.walk()]
+    assert layers
+    assert not any(layer.ops.use_blis for layer in layers)
+    blas = [info for info in threadpool_info() if info["user_api"] == "blas"]
+    assert blas
+    assert all(info["num_threads"] == 1 for info in blas)
