@@ -75,7 +75,7 @@ class ScanProcess:
         self._start_at: float | None = None  # when to try to start a helper again, if none runs
         try:
             self._start()
-        except OSError as exc:  # the gateway serves without it meanwhile
+        except Exception as exc:  # noqa: BLE001 - the gateway serves without it meanwhile
             self._start_at = time.monotonic() + RETRY_SECONDS
             logger.error("PII scan helper process could not be started (%s); long texts are "
                          "read in this process until it is", type(exc).__name__)
@@ -105,10 +105,17 @@ class ScanProcess:
         os.close(fds[3])
         child = _Child(process, Connection(fds[1], readable=False),
                        Connection(fds[2], writable=False), time.monotonic())
-        # its "ready" is awaited on a thread of its own: a helper that sends half of it never
-        # holds a scan, nor the lock
-        threading.Thread(target=_await_ready, args=(child,), daemon=True,
-                         name="pii-scan-helper-start").start()
+        try:
+            # its "ready" is awaited on a thread of its own: a helper that sends half of it
+            # never holds a scan, nor the lock
+            threading.Thread(target=_await_ready, args=(child,), daemon=True,
+                             name="pii-scan-helper-start").start()
+        except BaseException:
+            process.kill()
+            process.wait()
+            child.requests.close()
+            child.answers.close()
+            raise
         self._child = child
         logger.info("PII scan helper process started", extra={"pid": process.pid})
 
@@ -142,19 +149,21 @@ class ScanProcess:
             self._restarted.popleft()
         if len(self._restarted) >= MAX_RESTARTS:
             self._start_at = self._restarted[0] + RESTART_WINDOW
-            logger.error("PII scan helper process was started %d times in %.0f minutes; long "
-                         "texts are read in this process only for the next %.0f minutes",
-                         MAX_RESTARTS, RESTART_WINDOW / 60, (self._start_at - now) / 60)
+            logger.error("PII scan helper process failed %d times after it was started again "
+                         "within %.0f minutes; long texts are read in this process only for the "
+                         "next %.0f minutes", MAX_RESTARTS, RESTART_WINDOW / 60,
+                         (self._start_at - now) / 60)
             return
-        self._restarted.append(now)
-        self._restarts += 1
         try:
             self._start()
-        except OSError as exc:
+        except Exception as exc:  # noqa: BLE001 - no memory, no processes, no threads left:
+            # tried again in a minute (a start that failed is not one that counts)
             self._start_at = now + RETRY_SECONDS
             logger.error("PII scan helper process could not be started again (%s); long texts "
                          "are read in this process until it is", type(exc).__name__)
             return
+        self._restarted.append(now)
+        self._restarts += 1
         self._start_at = None
         if self._closed:  # closed while it started: close() found no helper to stop
             self._stop()
@@ -206,8 +215,8 @@ class ScanProcess:
             received = 0
             while received < len(pending.order):
                 part = json.loads(child.answers.recv_bytes())
-                self._owing = (child, time.monotonic())
                 results = _checked(pending, received, part)
+                self._owing = (child, time.monotonic())  # it has made progress
                 received += len(results)
                 if received == len(pending.order):
                     self.served += 1
@@ -264,6 +273,8 @@ def _checked(pending: Pending, received: int, part: Any) -> list[Any]:
     if part.get("id") != pending.id:  # an answer out of turn: every later one would be too
         raise HelperFailed("answered another request than the one sent")
     results: list[Any] = part["results"]
+    if not results:  # no progress: a helper sending these forever would never look stuck
+        raise HelperFailed("answered a part without results")
     texts = pending.order[received:received + len(results)]
     if len(texts) != len(results) or part["last"] != (received + len(results) == len(
             pending.order)):

@@ -17,7 +17,7 @@ def main() -> None:
     answers = Connection(int(sys.argv[3]), readable=False)
     if mode == "halfready":  # the start of "ready", then nothing
         os.write(answers.fileno(), struct.pack("!i", 5) + b"re")
-        time.sleep(3600)
+        time.sleep(60)  # long enough to fail any test that waits on it
     answers.send_bytes(b"ready")
     while True:
         try:
@@ -38,6 +38,13 @@ def main() -> None:
             answer([[]] * (len(texts) + 1))
         elif mode == "outside":  # an entity past the end of its text
             answer([[[0, len(t) + 5, "PERSON"]] for t in texts])
+        elif mode == "nolabel":  # an entity with an empty label
+            answer([[[0, 4, ""]] if len(t) >= 4 else [] for t in texts])
+        elif mode == "empty":  # parts without results, never the last, for ever
+            while True:
+                answers.send_bytes(json.dumps({"id": number, "results": [],
+                                               "last": False}).encode())
+                time.sleep(0.1)
         elif mode == "overlap":  # two entities over the same characters
             answer([[[0, 4, "PERSON"], [2, 6, "GPE"]] if len(t) >= 6 else [] for t in texts])
         elif mode == "deep":  # JSON nested past the parser's recursion limit, then a valid
@@ -49,7 +56,7 @@ def main() -> None:
             answer([[[0, 1, "PERSON"]] for _ in texts], request=number + 1)
         elif mode == "half":  # the start of a message, then nothing
             os.write(answers.fileno(), struct.pack("!i", 1000) + b'{"results"')
-            time.sleep(3600)
+            time.sleep(60)  # long enough to fail any test that waits on it
 
 if __name__ == "__main__":
     main()
