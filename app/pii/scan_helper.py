@@ -12,6 +12,8 @@ import sys
 from multiprocessing.connection import Connection
 from typing import Any
 
+from app.logs import configure as configure_logs
+
 PART = {"ner": 4, "tag": 100_000}  # texts per message of an answer: English windows come back
 # a few at a time, to be analysed while the helper reads on; Chinese sentences all at once
 
@@ -62,6 +64,12 @@ if __name__ == "__main__":
     # Ctrl-C in a terminal reaches the whole process group: the gateway stops us, by closing
     # the pipe, once it has finished its own requests
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
-    serve(sys.argv[1], Connection(int(sys.argv[2]), writable=False),
-          Connection(int(sys.argv[3]), readable=False))
+    configure_logs("WARNING")  # JSON lines on stderr, as the gateway's own
+    try:
+        serve(sys.argv[1], Connection(int(sys.argv[2]), writable=False),
+              Connection(int(sys.argv[3]), readable=False))
+    except Exception as exc:  # noqa: BLE001 - the type only: a model's error message or
+        # traceback may quote the text it was reading
+        logging.getLogger("app.pii.scan_helper").error(
+            "PII scan helper process failed (%s)", type(exc).__name__)
+        sys.exit(1)
