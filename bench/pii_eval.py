@@ -43,6 +43,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from presidio_analyzer import AnalyzerEngine
 
+    from app.pii.engine import PiiEngine
+    from app.pii.scan_process import ScanProcess
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.pii_corpora import CORPORA  # noqa: E402
@@ -319,6 +322,19 @@ def _presidio_time(model: str, text: str) -> float:
     return time.process_time() - started
 
 
+def _helper_ready(engine: PiiEngine) -> ScanProcess | None:
+    """The engine's scan helper, once it has loaded its models and answered a first request
+    (None without one)."""
+    helper, waited = engine.scan_process, time.monotonic() + 300
+    while helper is not None and (pending := helper.submit("ner", ["Hello."])) is None:
+        if time.monotonic() > waited:
+            raise RuntimeError("the scan helper did not start (is PYTHONPATH this tree?)")
+        time.sleep(0.1)  # the helper is loading its models
+    if helper is not None:
+        pending.get(["Hello."], 60)
+    return helper
+
+
 def worst_cases(model: str, presidio_limit: float = 30.0) -> None:
     """One scan of each input: ours in one process (CPU s), ours as the gateway runs it, with
     the scan helper process for long text (wall s, and CPU s of both processes), and
@@ -329,11 +345,7 @@ def worst_cases(model: str, presidio_limit: float = 30.0) -> None:
     engine = get_engine(model)
     engine.analyze("warm-up: John Smith, 张伟, 13812345678")
     engine.start_scan_process(Settings.model_fields["pii_parallel_min_chars"].default)
-    helper = engine.scan_process
-    while helper is not None and (pending := helper.submit("ner", ["warm-up: John Smith"])) is None:
-        time.sleep(0.1)  # the helper is loading its model
-    if helper is not None:
-        pending.get(["warm-up: John Smith"], 60)
+    helper = _helper_ready(engine)
     print("\n### Worst-case inputs, one scan each\n")
     print("| input | characters | ours, one process (CPU s) | ours with the helper: wall s "
           "| CPU s, both processes | Presidio default (CPU s) |")
@@ -379,13 +391,7 @@ def _fresh_scans(model: str, name: str, scans: int) -> list[float]:
     engine = get_engine(model)
     engine.start_scan_process(Settings.model_fields["pii_parallel_min_chars"].default)
     freeze_startup_heap()
-    helper, waited = engine.scan_process, time.monotonic() + 300
-    while helper is not None and (pending := helper.submit("ner", ["Hello."])) is None:
-        if time.monotonic() > waited:
-            raise RuntimeError("the scan helper did not start (is PYTHONPATH this tree?)")
-        time.sleep(0.1)  # the helper is loading its models
-    if helper is not None:
-        pending.get(["Hello."], 60)
+    _helper_ready(engine)
     times = []
     for _ in range(scans):
         started = time.perf_counter()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+from functools import cache
 from pathlib import Path
 
 import spacy
@@ -48,11 +49,13 @@ def verified_path(root: Path = MODEL_DIR) -> Path:
     return root
 
 
+@cache
 def ops() -> NumpyOps:
     """The operations the English model runs with: its matrix products through NumPy's BLAS
     (OpenBLAS, which recognises more CPUs than blis's own: on a CPU blis does not recognise, it
     multiplies with its generic reference kernel, at a third of the speed), on one thread per
-    process (each gateway process reads on one core; its scan helper takes the second)."""
+    process (each gateway process reads on one core; its scan helper takes the second).
+    One per process: the BLAS thread limit is set once."""
     threadpool_limits(1, user_api="blas")
     return NumpyOps(use_blis=False)
 

@@ -169,6 +169,12 @@ def test_the_engine_starts_no_helper_when_it_is_turned_off(engine: PiiEngine) ->
         engine.scan_process = saved
 
 
+def replaced(helper: ScanProcess, times: int) -> bool:
+    """Whether `helper` has been replaced `times` times and the last one is ready and idle."""
+    return helper._restarts == times and helper._child is not None \
+        and helper._ready(helper._child) and not helper._lock.locked()
+
+
 class Misbehaving(ScanProcess):
     """A helper process that answers as `mode` says (tests/pii/fake_scan_helper.py)."""
 
@@ -203,9 +209,7 @@ def test_a_malformed_answer_is_never_used_and_the_helper_is_replaced(
     text = prose(12_000, seed=6)
     expected = alone(engine, text)
     assert engine.analyze(text, time_limit=30) == expected
-    wait_for(lambda: helper._restarts == 1 and helper._child is not None
-             and helper._ready(helper._child) and not helper._lock.locked(),
-             what="the helper replaced")
+    wait_for(lambda: replaced(helper, 1), what="the helper replaced")
     assert engine.analyze(text, time_limit=30) == expected  # and again with its replacement
     wait_for(lambda: helper._restarts == 2, what="the replacement replaced")
     assert "met" not in caplog.text  # no customer text in what is logged
@@ -313,9 +317,7 @@ def test_helpers_that_keep_failing_are_started_again_only_so_often(
     text = prose(12_000, seed=11)
     expected = alone(engine, text)
     assert engine.analyze(text, time_limit=30) == expected
-    wait_for(lambda: helper._restarts == 1 and helper._child is not None
-             and helper._ready(helper._child) and not helper._lock.locked(),
-             what="the helper replaced")
+    wait_for(lambda: replaced(helper, 1), what="the helper replaced")
     assert engine.analyze(text, time_limit=30) == expected
     wait_for(lambda: not helper._lock.locked(), what="the exchange to end")
     assert helper._child is None  # one restart in the window was all
