@@ -118,18 +118,20 @@ def test_callers_are_limited_per_route_class_with_429_and_retry_after(
 
 
 @pytest.mark.parametrize(("overrides", "reason"), [
-    ({"exp": str(int(time.time()) + 600)}, "'exp' must be a number"),
-    ({"iat": True}, "'iat' must be a number"),
-    ({"exp": int(time.time()) + 3 * 86400}, "lives longer than 86400 s"),
+    (lambda now: {"exp": str(now + 600)}, "'exp' must be a number"),
+    (lambda now: {"iat": True}, "'iat' must be a number"),
+    (lambda now: {"exp": now + 3 * 86400}, "lives longer than 86400 s"),
 ])
 def test_tokens_with_odd_times_or_long_lives_are_refused(
-        live: LiveServer, overrides: dict[str, Any], reason: str) -> None:
+        live: LiveServer, overrides: Callable[[int], dict[str, Any]], reason: str) -> None:
+    """The times are taken when the test runs: taken at collection, a run of over ten minutes
+    turned the first case into an expired token."""
     import jwt
 
     from tests.tokens import TEST_SECRET
 
-    token = jwt.encode({**claims(scope="records:read"), **overrides}, TEST_SECRET,
-                       algorithm="HS256")
+    token = jwt.encode({**claims(scope="records:read"), **overrides(int(time.time()))},
+                       TEST_SECRET, algorithm="HS256")
     response = live.client(token).get("/v1/records/x", params={"purpose": "customer_support"})
     assert response.status_code == 401
     assert reason in response.json()["detail"]
