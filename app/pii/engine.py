@@ -45,9 +45,6 @@ SUPPORTED_LANGUAGES = ("en", "zh")
 LANGUAGE_CHOICES = ("auto", *SUPPORTED_LANGUAGES)
 DEFAULT_THRESHOLD = 0.4
 NLP_GROUP = 4  # windows per spaCy call: up to 8,000 characters under its lock
-NER_LABELS = {"PER": "PERSON", "PERSON": "PERSON", "LOC": "LOCATION", "GPE": "LOCATION",
-              "FAC": "LOCATION", "ORG": "ORGANIZATION", "NORP": "NRP", "DATE": "DATE_TIME",
-              "TIME": "DATE_TIME"}
 MIXED_TEXT_ENTITIES = ["PERSON", "LOCATION"]
 CHINESE_MODEL_ENTITIES = frozenset({"PERSON", "LOCATION", "ORGANIZATION"})
 SEEN_WINDOWS = 256  # English windows a scan remembers the model's reading of (about 2 MB)
@@ -75,10 +72,8 @@ class _PreloadedNlpEngine(SpacyNlpEngine):
         super().__init__(models=[{"lang_code": lang, "model_name": "preloaded"}
                                  for lang in pipelines],
                          ner_model_configuration=NerModelConfiguration(
-                             model_to_presidio_entity_mapping=NER_LABELS,
-                             labels_to_ignore=["CARDINAL", "ORDINAL", "QUANTITY", "MONEY",
-                                               "PERCENT", "PRODUCT", "EVENT", "WORK_OF_ART",
-                                               "LAW", "LANGUAGE"]))
+                             model_to_presidio_entity_mapping=en_model.ENTITY_TYPES,
+                             labels_to_ignore=list(en_model.IGNORED_LABELS)))
         self.nlp = pipelines  # type: ignore[assignment]
 
     def load(self) -> None:
