@@ -62,7 +62,7 @@ MANY_KINDS = [
 
 def test_the_parser_decodes_as_if_the_dropped_labels_were_masked() -> None:
     """Dropping the moves of the labels the engine ignores (all but CARDINAL) is exactly the
-    same decoding as giving those moves a score no other can lose to, only cheaper."""
+    same decoding as giving those moves a score too low ever to be chosen, only cheaper."""
     nlp = en_model.load_ner_pipeline(en_model.NAME)
     restricted: Any = nlp.get_pipe("ner")
     moves = restricted.moves
