@@ -114,6 +114,7 @@ class LacTagger:
         outputs = range(self._transitions.shape[0])
         self._labels = [tags.get(i, "xc-B").rsplit("-", 1)[0] for i in outputs]
         self._inside = np.array([tags.get(i, "xc-B").endswith("-I") for i in outputs])
+        self._label_array = np.array(self._labels, dtype=object)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = 1  # requests run side by side; one core each
         options.inter_op_num_threads = 1
@@ -187,10 +188,14 @@ class LacTagger:
 
     def _words(self, text: str, start: int, end: int,
                tag_ids: Sequence[int] | np.ndarray) -> Iterator[Word]:
-        begins = [i for i in range(end - start) if i == 0 or not self._inside[tag_ids[i]]]
-        for first, after in zip(begins, [*begins[1:], end - start], strict=True):
-            yield Word(text[start + first:start + after], self._labels[tag_ids[first]],
-                       start + first, start + after)
+        ids = np.asarray(tag_ids)
+        begins = ~self._inside[ids]  # a word begins at every tag that is not an I tag
+        begins[0] = True
+        first = np.flatnonzero(begins)
+        after = [*(first[1:] + start).tolist(), end]
+        for a, b, label in zip((first + start).tolist(), after,
+                               self._label_array[ids[first]].tolist(), strict=True):
+            yield Word(text[a:b], label, a, b)
 
 
 def viterbi(emissions: np.ndarray, transitions: np.ndarray,
