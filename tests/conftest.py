@@ -31,6 +31,20 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             pass  # CI must fail, not skip, when PostgreSQL cannot be reached
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On a PostgreSQL run, skip the tests that never ask for a database (`databases` is behind
+    every database fixture, and nothing else reads PGW_TEST_DATABASE_URL): they would run
+    exactly as they did on the SQLite run of the same suite. A test that wants PostgreSQL
+    without that fixture says so with `postgres_only`."""
+    if not postgres_url():
+        return
+    same_on_sqlite = pytest.mark.skip(reason="uses no database: its SQLite run covers it")
+    for item in items:
+        if ("databases" not in getattr(item, "fixturenames", ())
+                and item.get_closest_marker("postgres_only") is None):
+            item.add_marker(same_on_sqlite)
+
+
 @pytest.fixture(scope="session")
 def databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DatabaseFactory]:
     factory = DatabaseFactory(tmp_path_factory.mktemp("databases"))
