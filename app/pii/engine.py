@@ -11,8 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,9 +22,9 @@ from presidio_analyzer.nlp_engine import NerModelConfiguration, NlpArtifacts, Sp
 from spacy.language import Language
 from spacy.tokens import Doc
 
-from app.errors import ServiceUnavailable
 from app.pii import en_model
 from app.pii.context import ContextAnalyzer, WindowContextEnhancer
+from app.pii.deadline import Deadline, ScanTimeout
 from app.pii.en_model import load_ner_pipeline
 from app.pii.en_model import ops as model_ops
 from app.pii.language import detect_language, han_count, latin_word_count, ner_input
@@ -35,6 +34,16 @@ from app.pii.recognizers.catalog import build_recognizers
 from app.pii.recognizers.cn_entities import ChineseEntityRecognizer, TaggedArtifacts, window_words
 from app.pii.refine import refine
 from app.pii.scan_process import Pending, ScanProcess
+from app.pii.sharing import (
+    WindowKey,
+    as_answer,
+    from_answer,
+    helped,
+    lend_ner,
+    lend_windows,
+    recognizer_name,
+    window_answers,
+)
 from app.pii.windows import Window, windows
 from app.pii.zh_model import Word, tagger
 
@@ -169,7 +178,14 @@ class PiiEngine:
         english = {p: ner_input(text) for p, (i, w) in enumerate(pieces)
                    if (text := normalized[i].text[w.start:w.end]).strip()
                    and (chosen[i] == "en" or latin_word_count(text) >= 3)}
-        pending = self._offload(english.values())
+        lent, pending = self._lend(pieces, normalized, [p for p in english
+                                                        if chosen[pieces[p][0]] == "en"],
+                                   entities, threshold)
+        for p in lent:
+            del english[p]
+        if pending is None:
+            pending = lend_ner(self.scan_process, english.values())
+        per_piece: list[list[RecognizerResult]] = [[] for _ in pieces]
         try:
             for first in range(0, len(pieces), NLP_GROUP):
                 group = pieces[first:first + NLP_GROUP]
@@ -184,13 +200,21 @@ class PiiEngine:
                     {k: english[first + k] for k in range(len(group)) if first + k in english},
                     seen, pending, deadline)
                 for k, (i, window) in enumerate(group):
+                    if first + k in lent:
+                        continue
                     words = (window_words(*tagged[i], window.start, window.end) if i in tagged
                              else None)
-                    found[i] += self._analyze_window(normalized[i].text, window, chosen[i],
-                                                     read.get(k), words, entities, threshold)
+                    per_piece[first + k] = self._analyze_window(
+                        normalized[i].text, window, chosen[i], read.get(k), words, entities,
+                        threshold)
+            if lent:
+                self._take_lent(pieces, lent, pending, per_piece, entities, threshold,
+                                deadline)
         finally:
             if pending is not None:
                 pending.abandon()
+        for (i, _), results in zip(pieces, per_piece, strict=True):
+            found[i] += results
         return [(lang, self._finish(norm, results))
                 for norm, lang, results in zip(normalized, chosen, found, strict=True)]
 
@@ -200,14 +224,47 @@ class PiiEngine:
         if min_chars > 0 and _usable_cpus() > 1 and self.scan_process is None:
             self.scan_process = ScanProcess(self.en_model, min_chars=min_chars)
 
-    def _offload(self, texts: Iterable[str]) -> Pending | None:
-        """Send the later three fifths of a long scan's English windows to the helper, if any:
-        this process reads the rest and analyses every window, the helper's as they come."""
-        helper = self.scan_process
-        unique = list(dict.fromkeys(texts))
-        if helper is None or sum(map(len, unique)) < helper.min_chars:
-            return None
-        return helper.submit("ner", unique[len(unique) * 2 // 5:])
+    def _lend(self, pieces: Sequence[tuple[int, Window]], normalized: Sequence[Normalized],
+              english: Sequence[int], entities: Sequence[str] | None,
+              threshold: float) -> tuple[dict[int, WindowKey], Pending | None]:
+        """Lend part of a long scan's English windows (`english`: their places in `pieces`)
+        to the helper process, if any, to be analysed there whole (app.pii.sharing)."""
+        windows = {}
+        for p in english:
+            i, window = pieces[p]
+            windows[p] = (normalized[i].text[window.start:window.end],
+                          window.own_start - window.start, window.own_end - window.start)
+        return lend_windows(self.scan_process, windows, entities=entities, threshold=threshold,
+                            types=frozenset(entities or self.supported_entities))
+
+    def _take_lent(self, pieces: Sequence[tuple[int, Window]], lent: dict[int, WindowKey],
+                   pending: Pending | None, per_piece: list[list[RecognizerResult]],
+                   entities: Sequence[str] | None, threshold: float,
+                   deadline: Deadline) -> None:
+        """The findings of the windows lent to the helper, into `per_piece`: the helper's
+        answer, or, if it failed (or is stuck and the scan has no deadline), read here."""
+        keys = list(dict.fromkeys(lent.values()))
+        found = window_answers(pending, keys, deadline)
+        if found is None:
+            deadline.check()
+            found = {key: as_answer(results) for key, results in zip(
+                keys, self.analyze_english_windows(keys, entities=entities,
+                                                   threshold=threshold), strict=True)}
+        for p, key in lent.items():
+            per_piece[p] = from_answer(found[key], pieces[p][1].start)
+
+    def analyze_english_windows(self, windows: Sequence[WindowKey], *,
+                                entities: Sequence[str] | None,
+                                threshold: float) -> list[list[RecognizerResult]]:
+        """The findings of English windows, each given as its text and the part of it that it
+        owns (offsets in the window), read as a scan reads its own windows: what the helper
+        process answers for the windows lent to it."""
+        thinc.api.set_current_ops(self._ops)
+        read = self._english_artifacts({k: ner_input(text) for k, (text, _, _)
+                                        in enumerate(windows)}, {}, None, Deadline(None))
+        return [self._analyze_window(text, Window(0, len(text), own_start, own_end), "en",
+                                     read[k], None, entities, threshold)
+                for k, (text, own_start, own_end) in enumerate(windows)]
 
     def _tag(self, texts: list[str], deadline: Deadline) -> list[list[Word]]:
         """The Chinese model's words of each text; a long one's every other sentence tagged by
@@ -221,26 +278,14 @@ class PiiEngine:
             own, lent = distinct, []
         try:
             tags: dict[str, Any] = dict(zip(own, model.tag_sentences(own), strict=True))
-            helped = self._helped(pending, lent, deadline)
-            if helped is None:
-                helped = dict(zip(lent, model.tag_sentences(lent), strict=True))
-            tags.update(helped)
+            answered = helped(pending, lent, deadline)
+            if answered is None:
+                answered = dict(zip(lent, model.tag_sentences(lent), strict=True))
+            tags.update(answered)
         finally:
             if pending is not None:
                 pending.abandon()
         return model.words(texts, spans, tags)
-
-    @staticmethod
-    def _helped(pending: Pending | None, texts: Sequence[str],
-                deadline: Deadline) -> dict[str, Any] | None:
-        """The helper's answers for `texts`, or None: read them here."""
-        if pending is None or not texts:
-            return None
-        try:
-            return pending.get(texts, deadline.remaining())
-        except TimeoutError:
-            deadline.check()
-            return None  # no deadline, and the helper is stuck
 
     def _english_artifacts(self, inputs: dict[int, str], seen: dict[str, NlpArtifacts],
                            pending: Pending | None, deadline: Deadline) -> dict[int, NlpArtifacts]:
@@ -252,9 +297,9 @@ class PiiEngine:
         Texts sent to the helper process come back as entity offsets on the same tokens.
         """
         new = [text for text in dict.fromkeys(inputs.values()) if text not in seen]
-        helped = self._helped(pending, [text for text in new if pending is not None
+        answered = helped(pending, [text for text in new if pending is not None
                                         and text in pending.texts], deadline)
-        read = self._rebuild(helped) if helped else {}
+        read = self._rebuild(answered) if answered else {}
         new = [text for text in new if text not in read]
         if new:
             with self._nlp_lock:
@@ -321,29 +366,6 @@ class PiiEngine:
         return [_finding(norm, r) for r in resolve_overlaps(refine(norm.text, results))]
 
 
-class ScanTimeout(ServiceUnavailable):
-    type, title = "pii-scan-timeout", "PII scan took too long"
-
-    def __init__(self, limit: float):
-        super().__init__(f"the text could not be scanned for personal data within {limit:g} s "
-                         "(PGW_PII_SCAN_SECONDS); nothing was stored or returned",
-                         limit_seconds=limit)
-
-
-class Deadline:
-    def __init__(self, seconds: float | None):
-        self.seconds = seconds
-        self._at = time.monotonic() + (seconds or 0)
-
-    def remaining(self) -> float:
-        """Seconds left (an hour when there is no limit)."""
-        return 3600.0 if self.seconds is None else max(self._at - time.monotonic(), 0.0)
-
-    def check(self) -> None:
-        if self.seconds is not None and time.monotonic() > self._at:
-            raise ScanTimeout(self.seconds)
-
-
 def _usable_cpus() -> int:
     """The CPUs this process may run on (a container's cpuset, not the host's count)."""
     try:
@@ -354,9 +376,8 @@ def _usable_cpus() -> int:
 
 def _finding(norm: Normalized, result: RecognizerResult) -> Finding:
     start, end = norm.original_span(result.start, result.end)
-    metadata = result.recognition_metadata or {}
     return Finding(type=result.entity_type, start=start, end=end, score=round(result.score, 4),
-                   recognizer=str(metadata.get(RecognizerResult.RECOGNIZER_NAME_KEY, "")))
+                   recognizer=recognizer_name(result))
 
 
 def analyze_many(engine: PiiEngine, texts: Sequence[str], *, time_limit: float | None = None,

@@ -13,7 +13,8 @@ from app.deps import RuntimeDep, SessionDep, SettingsDep
 from app.errors import Invalid, PayloadTooLarge, problems
 from app.pii import operators
 from app.pii import service as pii
-from app.pii.engine import Finding, PiiEngine, ScanTimeout, UnsupportedValue
+from app.pii.deadline import ScanTimeout
+from app.pii.engine import Finding, PiiEngine, UnsupportedValue
 from app.pii.schemas import (
     BatchScanRequest,
     BatchScanResponse,

@@ -14,31 +14,46 @@ from typing import Any
 
 from app.logs import configure as configure_logs
 
-PART = {"ner": 4, "tag": 100_000}  # texts per message of an answer: English windows come back
-# a few at a time, to be analysed while the helper reads on; Chinese sentences all at once
+# texts per message of an answer: English windows come back a few at a time, to be analysed
+# (or their findings taken) while the helper reads on; Chinese sentences all at once
+PART = {"ner": 4, "analyze": 4, "tag": 100_000}
 
 
-def _ner(model: str) -> Any:
-    from app.pii.en_model import load_ner_pipeline
+def _readers(model: str) -> dict[str, Any]:
+    """What the helper answers for each kind of request: (texts, request, first) -> results,
+    `first` being the place of `texts` in the request's."""
+    from app.pii.engine import PiiEngine
+    from app.pii.sharing import as_answer
+    from app.pii.zh_model import tagger
 
-    nlp = load_ner_pipeline(model)
+    engine = PiiEngine(en_model=model)  # the gateway's engine, as its own process builds it
+    nlp = engine.nlp_engine.nlp["en"]  # type: ignore[index]
 
-    def read(texts: list[str]) -> list[list[tuple[int, int, str]]]:
+    def ner(texts: list[str], _request: dict[str, Any],
+            _first: int) -> list[list[tuple[int, int, str]]]:
         return [[(e.start_char, e.end_char, e.label_) for e in doc.ents]
                 for doc in nlp.pipe(texts, batch_size=PART["ner"])]
-    return read
+
+    def analyze(texts: list[str], request: dict[str, Any], first: int) -> list[list[Any]]:
+        windows = request["windows"][first:first + len(texts)]
+        return [as_answer(found) for found in engine.analyze_english_windows(
+                    [(text, own_start, own_end)
+                     for text, (own_start, own_end) in zip(texts, windows, strict=True)],
+                    entities=request["entities"], threshold=request["threshold"])]
+
+    def tag(texts: list[str], _request: dict[str, Any], _first: int) -> list[list[int]]:
+        return [tags.tolist() for tags in tagger().tag_sentences(texts)]
+    return {"ner": ner, "analyze": analyze, "tag": tag}
 
 
 def serve(model: str, requests: Connection, answers: Connection) -> None:
-    """The helper's loop: {"id", "kind", "texts"} in; {"id", "results", "last"} out, PART
+    """The helper's loop: {"id", "kind", "texts", ...} in; {"id", "results", "last"} out, PART
     texts at a time."""
-    from app.pii.zh_model import tagger
-
-    readers = {"ner": _ner(model),
-               "tag": lambda texts: [tags.tolist() for tags in tagger().tag_sentences(texts)]}
+    readers = _readers(model)
     # the first call of each model allocates its buffers: pay for it before the first scan does
-    readers["ner"](["Warm-up: John Smith called from London."])
-    readers["tag"](["客户王芳来电。"])
+    readers["analyze"](["Warm-up: John Smith called from London on 415-555-0132."],
+                       {"windows": [(0, 56)], "entities": None, "threshold": 0.4}, 0)
+    readers["tag"](["客户王芳来电。"], {}, 0)
     gc.collect()  # as a worker does (app.runtime.freeze_startup_heap, which would import the
     gc.freeze()  # whole app here): full collections then skip the models' objects
     try:
@@ -53,9 +68,10 @@ def serve(model: str, requests: Connection, answers: Connection) -> None:
         texts, read, part = request["texts"], readers[request["kind"]], PART[request["kind"]]
         try:
             for first in range(0, max(len(texts), 1), part):
-                answers.send_bytes(json.dumps({"id": request["id"],
-                                               "results": read(texts[first:first + part]),
-                                               "last": first + part >= len(texts)}).encode())
+                answers.send_bytes(json.dumps({
+                    "id": request["id"], "results": read(texts[first:first + part], request,
+                                                         first),
+                    "last": first + part >= len(texts)}).encode())
         except OSError:  # the gateway process has gone
             return
 

@@ -5,11 +5,12 @@ The models are most of the cost of a long text: spaCy's English NER (about 2 s o
 process: two threads reading at once are slower than one (they hold the GIL for most of the
 work). So each gateway process may start one helper (`python -m app.pii.scan_helper`) holding
 its own copy of both models. When a scan has more text for a model than
-`PGW_PII_PARALLEL_MIN_CHARS`, part of it goes to the helper while this process reads the rest:
-for English, the later windows (the helper answers a few windows at a time, so this process
-analyses them as they come), for Chinese, every other sentence. The helper answers with entity
-offsets and labels, or tag numbers; this process rebuilds the same documents and words from
-them, so the findings are the same as from one process.
+`PGW_PII_PARALLEL_MIN_CHARS`, part of it goes to the helper while this process reads the rest
+(what, and why: app.pii.sharing): English windows to be analysed whole ("analyze", answered
+with their findings), or only the English model's entities ("ner"), or the Chinese model's
+tags of sentences ("tag"). The helper runs the same engine code as this process, and this
+process rebuilds the same findings, documents and words from its answers, so the findings
+are the same as from one process.
 
 The helper serves one scan at a time. When it is busy, not yet started, or has died, the scan
 reads everything itself, as it would without a helper; a helper that dies or answers something
@@ -45,7 +46,7 @@ RESTART_WINDOW = 3600.0  # the oldest of them is that old
 RETRY_SECONDS = 60.0  # after a helper could not be started (no memory, no processes left)
 READY_SECONDS = 120.0  # a helper that has not loaded its models by then is given up
 STUCK_SECONDS = 60.0  # a helper that has sent nothing for this long while owing an answer
-Kind = Literal["ner", "tag"]
+Kind = Literal["ner", "tag", "analyze"]
 
 
 class HelperFailed(Exception):
@@ -168,8 +169,16 @@ class ScanProcess:
         if self._closed:  # closed while it started: close() found no helper to stop
             self._stop()
 
-    def submit(self, kind: Kind, texts: Sequence[str]) -> Pending | None:
-        """Send `texts` to the helper; None when it cannot take them now (read them here)."""
+    def submit(self, kind: Kind, texts: Sequence[str], *,
+               windows: Sequence[tuple[int, int]] | None = None,
+               entities: Sequence[str] | None = None, threshold: float = 0.0,
+               types: frozenset[str] = frozenset()) -> Pending | None:
+        """Send `texts` to the helper; None when it cannot take them now (read them here).
+
+        "ner" answers each text's entities, "tag" each sentence's tags, "analyze" each English
+        window's findings: `windows` then gives the part of each text the window owns, and
+        `entities` and `threshold` are the scan's; a finding of any type outside `types` is an
+        answer refused."""
         if not texts:
             return None
         if not self._lock.acquire(blocking=False):
@@ -183,7 +192,8 @@ class ScanProcess:
                 return None
             # a number the helper cannot guess, echoed in every part of its answer: a message
             # out of turn (a stray or repeated one) is never taken for this request's
-            pending = Pending(secrets.randbits(52), kind, list(texts))
+            pending = Pending(secrets.randbits(52), kind, list(texts), windows=windows,
+                              entities=entities, threshold=threshold, types=types)
             self._owing = (child, time.monotonic())
             threading.Thread(target=self._exchange, args=(child, pending), daemon=True,
                              name="pii-scan-helper-exchange").start()
@@ -211,7 +221,8 @@ class ScanProcess:
         locked = True
         try:
             child.requests.send_bytes(json.dumps(
-                {"id": pending.id, "kind": pending.kind, "texts": pending.order}).encode())
+                {"id": pending.id, "kind": pending.kind, "texts": pending.order,
+                 **pending.options}).encode())
             received = 0
             while received < len(pending.order):
                 part = json.loads(child.answers.recv_bytes())
@@ -279,10 +290,11 @@ def _checked(pending: Pending, received: int, part: Any) -> list[Any]:
     if len(texts) != len(results) or part["last"] != (received + len(results) == len(
             pending.order)):
         raise HelperFailed("answered for another number of texts than were sent")
-    for text, result in zip(texts, results, strict=True):
+    for index, (text, result) in enumerate(zip(texts, results, strict=True), received):
         if not isinstance(result, list) or not (
                 _entities_fit(text, result) if pending.kind == "ner" else
-                _tags_fit(text, result)):
+                _tags_fit(text, result) if pending.kind == "tag" else
+                _findings_fit(text, pending.windows[index], pending.types, result)):
             raise HelperFailed("answered results that do not fit the texts sent")
     return results
 
@@ -297,6 +309,21 @@ def _entities_fit(text: str, entities: list[Any]) -> bool:
                 and end <= entity[0] < entity[1] <= len(text)):
             return False
         end = entity[1]
+    return True
+
+
+def _findings_fit(text: str, window: tuple[int, int], types: frozenset[str],
+                  findings: list[Any]) -> bool:
+    """Findings as a window's analysis gives them: [start, end, type, score, recognizer],
+    inside the text, starting in the part the window owns, of a type the scan asked for."""
+    own_start, own_end = window
+    for finding in findings:
+        if not (isinstance(finding, list) and len(finding) == 5
+                and type(finding[0]) is int and type(finding[1]) is int
+                and own_start <= finding[0] < own_end and finding[0] < finding[1] <= len(text)
+                and finding[2] in types and type(finding[3]) is float
+                and 0.0 <= finding[3] <= 1.0 and isinstance(finding[4], str)):
+            return False
     return True
 
 
@@ -335,19 +362,34 @@ def _await_ready(child: _Child) -> None:
 class Pending:
     """Texts the helper is reading for one scan; its answer arrives a part at a time."""
 
-    def __init__(self, request: int, kind: Kind, texts: list[str]):
+    def __init__(self, request: int, kind: Kind, texts: list[str], *,
+                 windows: Sequence[tuple[int, int]] | None = None,
+                 entities: Sequence[str] | None = None, threshold: float = 0.0,
+                 types: frozenset[str] = frozenset()):
         self.id = request
         self.kind = kind
         self.order = texts
-        self.texts = frozenset(texts)
+        self.windows: list[tuple[int, int]] = [(int(a), int(b)) for a, b in windows or ()]
+        self.types = types
+        self.options: dict[str, Any] = {}  # what the helper needs besides the texts
+        # what an answer is looked up by: the text, or for a window its text and owned part
+        self.keys: list[Any] = texts
+        if kind == "analyze":
+            if len(self.windows) != len(texts):
+                raise ValueError("every window text needs the part it owns")
+            self.options = {"windows": self.windows, "entities": entities,
+                            "threshold": threshold}
+            self.keys = list(zip(texts, self.windows, strict=True))
+        self.texts = frozenset(self.keys)
         self.parts: queue.SimpleQueue[list[Any] | None] = queue.SimpleQueue()
-        self._results: dict[str, Any] = {}
+        self._results: dict[Any, Any] = {}
         self._received = 0
         self.failed = False  # the helper failed: read the rest here
 
-    def get(self, texts: Sequence[str], timeout: float) -> dict[str, Any] | None:
-        """The answers for `texts` (all sent in this request), waiting up to `timeout` seconds
-        for them (TimeoutError past it); None if the helper failed (read them here)."""
+    def get(self, texts: Sequence[Any], timeout: float) -> dict[Any, Any] | None:
+        """The answers for `texts` (all sent in this request; for windows, their keys),
+        waiting up to `timeout` seconds for them (TimeoutError past it); None if the helper
+        failed (read them here)."""
         deadline = time.monotonic() + timeout
         while not self.failed and not all(text in self._results for text in texts):
             try:
@@ -358,7 +400,7 @@ class Pending:
             if results is None:
                 self.failed = True
                 break
-            self._results.update(zip(self.order[self._received:self._received + len(results)],
+            self._results.update(zip(self.keys[self._received:self._received + len(results)],
                                      results, strict=True))
             self._received += len(results)
         if self.failed:

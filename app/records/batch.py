@@ -28,7 +28,8 @@ from app.audit import service as audit
 from app.auth.guard import Caller
 from app.config import Settings
 from app.errors import PROBLEM_BASE, GatewayError, Invalid
-from app.pii.engine import Finding, ScanTimeout, analyze_many
+from app.pii.deadline import ScanTimeout
+from app.pii.engine import Finding, analyze_many
 from app.pii.service import get_engine
 from app.policy.loader import Policy
 from app.records import service, validation

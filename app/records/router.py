@@ -23,7 +23,7 @@ from app.errors import Conflict, Forbidden, GatewayError, Invalid, NotFound, pro
 from app.keys.errors import KeyDamaged, KeyRetired, SubjectErased
 from app.keys.keyring import Keyring
 from app.keys.shred import LegalHoldActive
-from app.pii.engine import ScanTimeout
+from app.pii.deadline import ScanTimeout
 from app.records import batch, reading, service, storage
 from app.records.access import ConsentDenied
 from app.records.schemas import (

@@ -16,7 +16,7 @@ from app.errors import Invalid, problems
 from app.keys.errors import KeyDamaged, KeyRetired, NoSuchKey, SubjectErased
 from app.keys.fields import CiphertextInvalid
 from app.keys.keyring import Keyring
-from app.pii.engine import ScanTimeout
+from app.pii.deadline import ScanTimeout
 from app.policy.models import Access, DataField
 from app.records import storage
 from app.records.access import (

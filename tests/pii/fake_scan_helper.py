@@ -25,6 +25,15 @@ def main() -> None:
         except EOFError:
             return
         texts, number = request["texts"], request["id"]
+        windows = request.get("windows") or [(0, len(t)) for t in texts]
+
+        def found(start: int, end: int, label: str, score: float = 0.85, *,
+                  kind: str = request["kind"]) -> list[object]:
+            """An entity as the request's kind answers it: a window's finding has a score
+            and a recognizer too."""
+            if kind == "analyze":
+                return [start, end, label, score, "FakeRecognizer"]
+            return [start, end, label]
 
         def answer(results: list[object], *, request: int = number) -> None:
             answers.send_bytes(json.dumps({"id": request, "results": results,
@@ -37,9 +46,16 @@ def main() -> None:
         elif mode == "more":
             answer([[]] * (len(texts) + 1))
         elif mode == "outside":  # an entity past the end of its text
-            answer([[[0, len(t) + 5, "PERSON"]] for t in texts])
+            answer([[found(0, len(t) + 5, "PERSON")] for t in texts])
+        elif mode == "unowned":  # a finding in the part of its window another window owns
+            answer([[found(w[1], w[1] + 1, "PERSON")] if w[1] < len(t) else []
+                    for t, w in zip(texts, windows, strict=True)])
+        elif mode == "untyped":  # a finding of a type the scan did not ask for
+            answer([[found(w[0], w[0] + 4, "GPE")] for w in windows])
+        elif mode == "score":  # a score past 1
+            answer([[found(w[0], w[0] + 4, "PERSON", 1.5)] for w in windows])
         elif mode == "nolabel":  # an entity with an empty label
-            answer([[[0, 4, ""]] if len(t) >= 4 else [] for t in texts])
+            answer([[found(0, 4, "")] if len(t) >= 4 else [] for t in texts])
         elif mode == "empty":  # parts without results, never the last, for ever
             while True:
                 answers.send_bytes(json.dumps({"id": number, "results": [],

@@ -11,7 +11,8 @@ import pytest
 from presidio_analyzer import RecognizerResult
 
 from app.pii import operators
-from app.pii.engine import PiiEngine, ScanTimeout
+from app.pii.deadline import ScanTimeout
+from app.pii.engine import PiiEngine
 from app.pii.language import ner_input, recase_shouting
 from app.pii.normalize import normalize
 from app.pii.refine import is_false_positive, relabel

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from app.pii import scan_process
-from app.pii.engine import PiiEngine, ScanTimeout
+from app.pii.deadline import ScanTimeout
+from app.pii.engine import PiiEngine
 from app.pii.scan_process import ScanProcess
 from tests.server import wait_for
 
@@ -70,19 +73,55 @@ def chinese(chars: int, seed: int) -> str:
     return text
 
 
-@pytest.mark.parametrize(("make", "types"), [
-    (lambda: prose(12_000, seed=1), {"PERSON", "LOCATION", "PHONE_NUMBER", "EMAIL_ADDRESS"}),
-    (lambda: chinese(9_000, seed=1), {"PERSON", "LOCATION", "PHONE_NUMBER"}),
-], ids=["english", "chinese"])
+@pytest.mark.parametrize(("make", "types", "kind"), [
+    (lambda: prose(12_000, seed=1), {"PERSON", "LOCATION", "PHONE_NUMBER", "EMAIL_ADDRESS"},
+     "analyze"),
+    (lambda: chinese(9_000, seed=1), {"PERSON", "LOCATION", "PHONE_NUMBER"}, "tag"),
+    (lambda: mixed(12_000, seed=1), {"PERSON", "LOCATION"}, "ner"),
+], ids=["english", "chinese", "english-in-chinese"])
 def test_a_long_scan_finds_the_same_with_the_helper(
-        helped: tuple[PiiEngine, ScanProcess], make: Callable[[], str], types: set[str]) -> None:
+        helped: tuple[PiiEngine, ScanProcess], make: Callable[[], str], types: set[str],
+        kind: str) -> None:
     engine, helper = helped
     text = make()
     before = helper.served
-    with_helper = engine.analyze(text)
+    with spying(helper) as kinds:
+        with_helper = engine.analyze(text)
     assert helper.served == before + 1
     assert with_helper == alone(engine, text)
     assert {f.type for f in with_helper[1]} >= types
+    assert kinds == [kind]
+
+
+def test_lent_windows_are_read_with_the_scans_entities_and_threshold(
+        helped: tuple[PiiEngine, ScanProcess]) -> None:
+    engine, helper = helped
+    text = prose(12_000, seed=10)
+    for options in ({"entities": ["PHONE_NUMBER", "LOCATION"]}, {"threshold": 0.9}):
+        with spying(helper) as kinds:
+            found = engine.analyze(text, **options)
+        assert kinds == ["analyze"]
+        assert found == alone(engine, text, **options)
+        assert found[1]
+    assert {f.type for f in found[1]} < {f.type for f in engine.analyze(text)[1]}
+
+
+@contextlib.contextmanager
+def spying(helper: ScanProcess) -> Iterator[list[str]]:
+    """The kinds of the requests the helper takes meanwhile."""
+    kinds: list[str] = []
+    submit = helper.submit
+
+    def spy(kind: scan_process.Kind, texts: Sequence[str], **options: Any) -> object:
+        pending = submit(kind, texts, **options)
+        if pending is not None:
+            kinds.append(kind)
+        return pending
+    helper.submit = spy  # type: ignore[method-assign,assignment]
+    try:
+        yield kinds
+    finally:
+        del helper.submit
 
 
 def test_short_scans_and_mixed_batches_stay_in_this_process(
@@ -201,18 +240,36 @@ def misbehaving(engine: PiiEngine, request: pytest.FixtureRequest
         helper.close()
 
 
-@pytest.mark.parametrize("misbehaving", ["shape", "fewer", "more", "outside", "overlap",
-                                         "nolabel", "empty", "deep"], indirect=True)
+def mixed(chars: int, seed: int) -> str:
+    """Chinese notes with English names in them, no two windows alike: the helper reads only
+    the English model's entities for them."""
+    pick = random.Random(seed)
+    text = ""
+    while len(text) < chars:
+        text += (f"客户{pick.choice('王李张刘陈')}{pick.choice('芳伟娜敏静')}说 "
+                 f"{pick.choice(FIRST)} {pick.choice(LAST)} called from {pick.choice(CITY)}。")
+    return text
+
+
+@pytest.mark.parametrize(("misbehaving", "make"), [
+    *[pytest.param(mode, lambda: prose(12_000, seed=6), id=f"{mode}-findings")  # English
+      for mode in ("shape", "fewer", "more", "outside", "unowned", "untyped", "score",
+                   "nolabel", "empty", "deep")],  # windows, lent whole: their findings
+    *[pytest.param(mode, lambda: mixed(12_000, seed=6), id=f"{mode}-entities")  # the English
+      for mode in ("outside", "overlap", "nolabel")],  # model's entities in Chinese text
+], indirect=["misbehaving"])
 def test_a_malformed_answer_is_never_used_and_the_helper_is_replaced(
-        misbehaving: tuple[PiiEngine, Misbehaving], caplog: pytest.LogCaptureFixture) -> None:
+        misbehaving: tuple[PiiEngine, Misbehaving], make: Callable[[], str],
+        caplog: pytest.LogCaptureFixture) -> None:
     engine, helper = misbehaving
-    text = prose(12_000, seed=6)
+    text = make()
     expected = alone(engine, text)
     assert engine.analyze(text, time_limit=30) == expected
     wait_for(lambda: replaced(helper, 1), what="the helper replaced")
     assert engine.analyze(text, time_limit=30) == expected  # and again with its replacement
     wait_for(lambda: helper._restarts == 2, what="the replacement replaced")
     assert "met" not in caplog.text  # no customer text in what is logged
+    assert "called" not in caplog.text
 
 
 @pytest.mark.parametrize("misbehaving", ["half"], indirect=True)
