@@ -178,14 +178,22 @@ class PiiEngine:
         english = {p: ner_input(text) for p, (i, w) in enumerate(pieces)
                    if (text := normalized[i].text[w.start:w.end]).strip()
                    and (chosen[i] == "en" or latin_word_count(text) >= 3)}
-        lent, pending = self._lend(pieces, normalized, [p for p in english
-                                                        if chosen[pieces[p][0]] == "en"],
-                                   entities, threshold)
+        # an English window's findings depend on nothing but its text and the part it owns
+        keyed: dict[int, WindowKey] = {}
+        for p in english:
+            i, window = pieces[p]
+            if chosen[i] == "en":
+                keyed[p] = (normalized[i].text[window.start:window.end],
+                            window.own_start - window.start, window.own_end - window.start)
+        lent, pending = lend_windows(self.scan_process, keyed, entities=entities,
+                                     threshold=threshold,
+                                     types=frozenset(entities or self.supported_entities))
         for p in lent:
             del english[p]
         if pending is None:
             pending = lend_ner(self.scan_process, english.values())
         per_piece: list[list[RecognizerResult]] = [[] for _ in pieces]
+        analysed: dict[WindowKey, list[list[Any]]] = {}  # a window repeated is analysed once
         try:
             for first in range(0, len(pieces), NLP_GROUP):
                 group = pieces[first:first + NLP_GROUP]
@@ -197,16 +205,22 @@ class PiiEngine:
                                                             deadline), strict=True):
                         tagged[i] = (text_words, [w.start for w in text_words])
                 read = self._english_artifacts(
-                    {k: english[first + k] for k in range(len(group)) if first + k in english},
-                    seen, pending, deadline)
+                    {k: english[first + k] for k in range(len(group)) if first + k in english
+                     and keyed.get(first + k) not in analysed}, seen, pending, deadline)
                 for k, (i, window) in enumerate(group):
+                    key = keyed.get(first + k)
                     if first + k in lent:
+                        continue
+                    if key in analysed:
+                        per_piece[first + k] = from_answer(analysed[key], window.start)
                         continue
                     words = (window_words(*tagged[i], window.start, window.end) if i in tagged
                              else None)
                     per_piece[first + k] = self._analyze_window(
                         normalized[i].text, window, chosen[i], read.get(k), words, entities,
                         threshold)
+                    if key is not None and len(analysed) < SEEN_WINDOWS:
+                        analysed[key] = as_answer(per_piece[first + k], start=window.start)
             if lent:
                 self._take_lent(pieces, lent, pending, per_piece, entities, threshold,
                                 deadline)
@@ -223,19 +237,6 @@ class PiiEngine:
         never; nor on one core)."""
         if min_chars > 0 and _usable_cpus() > 1 and self.scan_process is None:
             self.scan_process = ScanProcess(self.en_model, min_chars=min_chars)
-
-    def _lend(self, pieces: Sequence[tuple[int, Window]], normalized: Sequence[Normalized],
-              english: Sequence[int], entities: Sequence[str] | None,
-              threshold: float) -> tuple[dict[int, WindowKey], Pending | None]:
-        """Lend part of a long scan's English windows (`english`: their places in `pieces`)
-        to the helper process, if any, to be analysed there whole (app.pii.sharing)."""
-        windows = {}
-        for p in english:
-            i, window = pieces[p]
-            windows[p] = (normalized[i].text[window.start:window.end],
-                          window.own_start - window.start, window.own_end - window.start)
-        return lend_windows(self.scan_process, windows, entities=entities, threshold=threshold,
-                            types=frozenset(entities or self.supported_entities))
 
     def _take_lent(self, pieces: Sequence[tuple[int, Window]], lent: dict[int, WindowKey],
                    pending: Pending | None, per_piece: list[list[RecognizerResult]],

@@ -80,9 +80,11 @@ def window_answers(pending: Pending | None, keys: Sequence[WindowKey],
     return {key: answers[(key[0], (key[1], key[2]))] for key in keys}
 
 
-def as_answer(results: Sequence[RecognizerResult]) -> list[list[Any]]:
-    """A window's findings as the helper answers them."""
-    return [[r.start, r.end, r.entity_type, float(r.score), recognizer_name(r)] for r in results]
+def as_answer(results: Sequence[RecognizerResult], *, start: int = 0) -> list[list[Any]]:
+    """A window's findings as the helper answers them, at their places in the window
+    (`start`: the window's in the text)."""
+    return [[r.start - start, r.end - start, r.entity_type, float(r.score), recognizer_name(r)]
+            for r in results]
 
 
 def from_answer(answer: Sequence[Sequence[Any]], start: int) -> list[RecognizerResult]:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from presidio_analyzer import AnalyzerEngine
 
+from app.pii import engine as engine_module
 from app.pii.engine import PiiEngine
 from app.pii.recognizers.cn_entities import window_words
-from app.pii.windows import WINDOW, windows
+from app.pii.windows import WINDOW, Window, windows
 from app.pii.zh_model import tagger, viterbi
 from tests.pii.conftest import found
 
@@ -97,6 +100,29 @@ def test_repeated_english_windows_go_to_the_model_once(engine: PiiEngine,
     _, findings = engine.analyze(text)
     assert len(read) == len(set(read)) < len(windows(text))
     assert sum(1 for f in findings if text[f.start:f.end] == "John Smith") == 1500
+
+
+@pytest.mark.parametrize("text", [
+    "John Smith met Mary Jones in London; call him on 415-555-0132. " * 1500,
+    "13812345678 " * 8_333,  # a window's worth of findings, again and again
+    "Ab " * 33_333,
+], ids=["prose", "phone-numbers", "two-letter-words"])
+def test_a_repeated_english_window_is_analysed_once_and_found_the_same(
+        engine: PiiEngine, monkeypatch: pytest.MonkeyPatch, text: str) -> None:
+    analysed: list[tuple[int, int]] = []
+    analyze_window = engine._analyze_window
+
+    def counting(text: str, window: Window, *args: Any) -> Any:
+        analysed.append((window.start, window.end))
+        return analyze_window(text, window, *args)
+
+    monkeypatch.setattr(engine, "_analyze_window", counting)
+    once = engine.analyze(text)
+    assert len(analysed) < len(windows(text)) // 4
+    monkeypatch.setattr(engine_module, "SEEN_WINDOWS", 0)  # nothing remembered: every window
+    analysed.clear()  # analysed on its own
+    assert engine.analyze(text) == once
+    assert len(analysed) == len(windows(text))
 
 
 def test_the_context_step_gives_what_presidios_gives(engine: PiiEngine) -> None:
