@@ -306,10 +306,13 @@ def worst_inputs() -> dict[str, str]:
     varied = ""
     while len(varied) < 100_000:
         varied += sentence()
+    numbers = " ".join(f"1{pick.choice('3456789')}{pick.randrange(10**9):09d}"
+                       for _ in range(8_334))  # what repeats is analysed once: these don't
     return {**WORST_CASES,
             "random CJK characters": "".join(rng.choice(han) for _ in range(100_000)),
             "English prose": (prose * 1400)[:100_000],
             "English prose, no two sentences alike": varied[:100_000],
+            "phone numbers, no two alike": numbers[:100_000],
             "Chinese and English mixed": (mixed * 1700)[:100_000],
             "two-letter words": "Ab " * 33_333}
 

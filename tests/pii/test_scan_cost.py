@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+import random
+import re
 from typing import Any
 
 import numpy as np
+import phonenumbers
 import pytest
 from presidio_analyzer import AnalyzerEngine
 
 from app.pii import engine as engine_module
 from app.pii.engine import PiiEngine
+from app.pii.recognizers import phone
 from app.pii.recognizers.cn_entities import window_words
 from app.pii.windows import WINDOW, Window, windows
 from app.pii.zh_model import tagger, viterbi
@@ -136,3 +141,37 @@ def test_the_context_step_gives_what_presidios_gives(engine: PiiEngine) -> None:
         theirs = presidio.analyze(text, language)
         assert [(r.entity_type, r.start, r.end, r.score) for r in ours] == \
             [(r.entity_type, r.start, r.end, r.score) for r in theirs]
+
+
+def phone_candidates(count: int, seed: int) -> list[str]:
+    """Numbers near real ones of every region and type, as people write them: nationally
+    formatted, with the country code but no plus, digits only, a digit or two changed."""
+    pick = random.Random(seed)
+    examples = [number for region in phonenumbers.SUPPORTED_REGIONS
+                for kind in phonenumbers.PhoneNumberType.values()
+                if (number := phonenumbers.example_number_for_type(region, kind)) is not None]
+    candidates: list[str] = []
+    while len(candidates) < count:
+        number = pick.choice(examples)
+        national = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
+        international = phonenumbers.format_number(
+            number, phonenumbers.PhoneNumberFormat.E164).lstrip("+")
+        written = pick.choice([national, international, re.sub(r"\D", "", national)])
+        digits = [i for i, c in enumerate(written) if c.isdigit()]
+        for i in pick.sample(digits, pick.choice([0, 1, 2])):
+            written = written[:i] + str(pick.randrange(10)) + written[i + 1:]
+        candidates.append(written)
+    return candidates
+
+
+def test_phone_regions_left_out_cheaply_are_those_libphonenumber_would_refuse(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    candidates = phone_candidates(4_000, seed=3)
+    with_shortcut = {regions: [phone.phone_score.__wrapped__(c, regions) for c in candidates]
+                     for regions in (phone.REGIONS, phone.NATIONAL_REGIONS["zh"])}
+    every_region_asked = [dataclasses.replace(r, personal=None) for r in phone._regions()]
+    monkeypatch.setattr(phone, "_regions", lambda: every_region_asked)
+    for kind, scores in with_shortcut.items():
+        assert scores == [phone.phone_score.__wrapped__(c, kind) for c in candidates]
+        found = sum(s is not None for s in scores)
+        assert min(found, len(scores) - found) >= 100  # numbers found, and numbers refused

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import cache, lru_cache
 
 import phonenumbers
@@ -76,26 +77,63 @@ def _valid(candidate: str, region: str | None) -> bool:
     return phonenumbers.number_type(number) not in NOT_PERSONAL
 
 
+# A person's or a line's number is one of these types (libphonenumber's number_type): a number
+# that none of their patterns matches is, in that region, invalid or a business line.
+PERSONAL_TYPES = ("fixed_line", "mobile", "voip", "personal_number", "pager", "voicemail")
+
+
+@dataclass(frozen=True)
+class _Region:
+    code: str
+    general: re.Pattern[str]  # any national number of the region
+    prefix: str  # the trunk prefix dialled before a national number (0 in most of Europe)
+    country_code: str
+    # the personal types' patterns, where libphonenumber's parse gives a national number that
+    # is the digits, less the trunk prefix or the country code (None where its rules for
+    # parsing a national number do more, as in Brazil, China or Japan: there it decides alone)
+    personal: re.Pattern[str] | None
+
+
 @cache
-def _region_patterns() -> list[tuple[str, re.Pattern[str], str]]:
-    """Each region's pattern for any national number: a cheap test before libphonenumber's."""
-    patterns = []
+def _regions() -> list[_Region]:
+    """Each region's patterns for its national numbers: cheap tests before libphonenumber's."""
+    regions = []
     for region in REGIONS:
         metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
         general = metadata.general_desc if metadata is not None else None
         if metadata is None or general is None or not general.national_number_pattern:
             continue
-        patterns.append((region, re.compile(str(general.national_number_pattern)),
-                         str(metadata.national_prefix or "")))
-    return patterns
+        prefix = str(metadata.national_prefix or "")
+        simple = metadata.national_prefix_transform_rule is None and \
+            metadata.national_prefix_for_parsing in (None, metadata.national_prefix)
+        patterns = [str(desc.national_number_pattern) for kind in PERSONAL_TYPES
+                    if (desc := getattr(metadata, kind)) is not None
+                    and desc.national_number_pattern]
+        regions.append(_Region(region, re.compile(str(general.national_number_pattern)), prefix,
+                               str(metadata.country_code),
+                               re.compile("|".join(f"(?:{p})" for p in patterns))
+                               if simple and patterns else None))
+    return regions
 
 
 def _plausible_regions(digits: str, regions: tuple[str, ...]) -> Iterator[str]:
-    """One at a time, in the order of REGIONS: the first valid one ends the search."""
-    for region, pattern, prefix in _region_patterns():
-        if region in regions and (pattern.fullmatch(digits) or (
-                prefix and digits.startswith(prefix) and pattern.fullmatch(digits[len(prefix):]))):
-            yield region
+    """One at a time, in the order of REGIONS: the first valid one ends the search. A region
+    is left out where the digits cannot be its national number, or can be only of a type that
+    is never a person's (libphonenumber's parse, the costly part, then has nothing to add)."""
+    for region in _regions():
+        if region.code not in regions:
+            continue
+        national = [digits]
+        if region.prefix and digits.startswith(region.prefix):
+            national.append(digits[len(region.prefix):])
+        if not any(region.general.fullmatch(n) for n in national):
+            continue
+        if region.personal is not None:
+            if digits.startswith(region.country_code):  # parse takes it off where it fits
+                national.append(digits[len(region.country_code):])
+            if not any(region.personal.fullmatch(n) for n in national):
+                continue
+        yield region.code
 
 
 def _written_as_phone(candidate: str) -> bool:
