@@ -36,6 +36,7 @@ from app.pii.refine import refine
 from app.pii.scan_process import Pending, ScanProcess
 from app.pii.sharing import (
     WindowKey,
+    answered_windows,
     as_answer,
     from_answer,
     helped,
@@ -56,7 +57,8 @@ DEFAULT_THRESHOLD = 0.4
 NLP_GROUP = 4  # windows per spaCy call: up to 8,000 characters under its lock
 MIXED_TEXT_ENTITIES = ["PERSON", "LOCATION"]
 CHINESE_MODEL_ENTITIES = frozenset({"PERSON", "LOCATION", "ORGANIZATION"})
-SEEN_WINDOWS = 256  # English windows a scan remembers the model's reading of (about 2 MB)
+# English windows a scan remembers the model's reading of (about 2 MB), and as many findings
+SEEN_WINDOWS = 256
 
 
 @dataclass(frozen=True)
@@ -243,29 +245,40 @@ class PiiEngine:
                    entities: Sequence[str] | None, threshold: float,
                    deadline: Deadline) -> None:
         """The findings of the windows lent to the helper, into `per_piece`: the helper's
-        answer, or, if it failed (or is stuck and the scan has no deadline), read here."""
+        answer; if it failed (or is stuck and the scan has no deadline), what it did answer,
+        and the rest read here, as this process reads its own windows (the deadline checked
+        and the model's lock taken a group of windows at a time)."""
         keys = list(dict.fromkeys(lent.values()))
         found = window_answers(pending, keys, deadline)
         if found is None:
-            deadline.check()
-            found = {key: as_answer(results) for key, results in zip(
-                keys, self.analyze_english_windows(keys, entities=entities,
-                                                   threshold=threshold), strict=True)}
+            found = answered_windows(pending, keys)
+            missing = [key for key in keys if key not in found]
+            found.update((key, as_answer(results)) for key, results in zip(
+                missing, self.analyze_english_windows(missing, entities=entities,
+                                                      threshold=threshold, deadline=deadline),
+                strict=True))
         for p, key in lent.items():
             per_piece[p] = from_answer(found[key], pieces[p][1].start)
 
     def analyze_english_windows(self, windows: Sequence[WindowKey], *,
-                                entities: Sequence[str] | None,
-                                threshold: float) -> list[list[RecognizerResult]]:
+                                entities: Sequence[str] | None, threshold: float,
+                                deadline: Deadline | None = None) -> list[list[RecognizerResult]]:
         """The findings of English windows, each given as its text and the part of it that it
-        owns (offsets in the window), read as a scan reads its own windows: what the helper
-        process answers for the windows lent to it."""
+        owns (offsets in the window), read as a scan reads its own windows, NLP_GROUP at a
+        time: what the helper process answers for the windows lent to it."""
         thinc.api.set_current_ops(self._ops)
-        read = self._english_artifacts({k: ner_input(text) for k, (text, _, _)
-                                        in enumerate(windows)}, {}, None, Deadline(None))
-        return [self._analyze_window(text, Window(0, len(text), own_start, own_end), "en",
-                                     read[k], None, entities, threshold)
-                for k, (text, own_start, own_end) in enumerate(windows)]
+        deadline = deadline or Deadline(None)
+        found = []
+        for first in range(0, len(windows), NLP_GROUP):
+            deadline.check()
+            group = windows[first:first + NLP_GROUP]
+            read = self._english_artifacts({k: ner_input(text) for k, (text, _, _)
+                                            in enumerate(group)}, {}, None, deadline)
+            found += [self._analyze_window(text, Window(0, len(text), own_start, own_end), "en",
+                                           read[k], None, entities, threshold)
+                      for k, (text, own_start, own_end) in enumerate(group)]
+        deadline.check()
+        return found
 
     def _tag(self, texts: list[str], deadline: Deadline) -> list[list[Word]]:
         """The Chinese model's words of each text; a long one's every other sentence tagged by

@@ -51,8 +51,9 @@ def serve(model: str, requests: Connection, answers: Connection) -> None:
     texts at a time."""
     readers = _readers(model)
     # the first call of each model allocates its buffers: pay for it before the first scan does
-    readers["analyze"](["Warm-up: John Smith called from London on 415-555-0132."],
-                       {"windows": [(0, 56)], "entities": None, "threshold": 0.4}, 0)
+    warm_up = "Warm-up: John Smith called from London on 415-555-0132."
+    readers["analyze"]([warm_up], {"windows": [(0, len(warm_up))], "entities": None,
+                                   "threshold": 0.4}, 0)
     readers["tag"](["客户王芳来电。"], {}, 0)
     gc.collect()  # as a worker does (app.runtime.freeze_startup_heap, which would import the
     gc.freeze()  # whole app here): full collections then skip the models' objects

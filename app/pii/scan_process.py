@@ -294,7 +294,8 @@ def _checked(pending: Pending, received: int, part: Any) -> list[Any]:
         if not isinstance(result, list) or not (
                 _entities_fit(text, result) if pending.kind == "ner" else
                 _tags_fit(text, result) if pending.kind == "tag" else
-                _findings_fit(text, pending.windows[index], pending.types, result)):
+                _findings_fit(text, pending.windows[index], pending.types, pending.threshold,
+                              result)):
             raise HelperFailed("answered results that do not fit the texts sent")
     return results
 
@@ -312,17 +313,18 @@ def _entities_fit(text: str, entities: list[Any]) -> bool:
     return True
 
 
-def _findings_fit(text: str, window: tuple[int, int], types: frozenset[str],
+def _findings_fit(text: str, window: tuple[int, int], types: frozenset[str], threshold: float,
                   findings: list[Any]) -> bool:
     """Findings as a window's analysis gives them: [start, end, type, score, recognizer],
-    inside the text, starting in the part the window owns, of a type the scan asked for."""
+    inside the text, starting in the part the window owns, of a type the scan asked for,
+    scored from its threshold to 1."""
     own_start, own_end = window
     for finding in findings:
         if not (isinstance(finding, list) and len(finding) == 5
                 and type(finding[0]) is int and type(finding[1]) is int
                 and own_start <= finding[0] < own_end and finding[0] < finding[1] <= len(text)
                 and finding[2] in types and type(finding[3]) is float
-                and 0.0 <= finding[3] <= 1.0 and isinstance(finding[4], str)):
+                and threshold <= finding[3] <= 1.0 and isinstance(finding[4], str)):
             return False
     return True
 
@@ -371,6 +373,7 @@ class Pending:
         self.order = texts
         self.windows: list[tuple[int, int]] = [(int(a), int(b)) for a, b in windows or ()]
         self.types = types
+        self.threshold = threshold
         self.options: dict[str, Any] = {}  # what the helper needs besides the texts
         # what an answer is looked up by: the text, or for a window its text and owned part
         self.keys: list[Any] = texts
@@ -406,6 +409,11 @@ class Pending:
         if self.failed:
             return None
         return {text: self._results[text] for text in texts}
+
+    def received(self) -> dict[Any, Any]:
+        """The answers taken so far (by `get`), by key: what a helper that then failed did
+        answer."""
+        return dict(self._results)
 
     def abandon(self) -> None:
         """The scan needs no more of the answer (it finished, failed or timed out): the

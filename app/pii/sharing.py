@@ -3,7 +3,9 @@ come back into the scan.
 
 Of a long English text, the helper analyses the later LENT_SHARE of the windows whole (model,
 recognizers and context, exactly as this process would) and answers their findings, while this
-process analyses the rest. The model is about three quarters of a window's cost (2.0-2.7 of
+process analyses the rest. The helper is this process's own child, running the same code: its
+findings are checked for their shape, place, type and score, not recomputed, so what it
+leaves out is left out. The model is about three quarters of a window's cost (2.0-2.7 of
 2.6-3.6 s of CPU on 100,000 characters of prose), so lending only the model's part, as
 before, left this process the larger share: the recognizers of every window, and rebuilding
 the documents the helper read. English stretches of Chinese text still lend only the model's
@@ -40,7 +42,7 @@ def lend_windows(helper: ScanProcess | None, windows: dict[int, WindowKey], *,
     unique = list(dict.fromkeys(windows.values()))
     if helper is None or sum(len(text) for text, _, _ in unique) < helper.min_chars:
         return {}, None
-    lend = unique[round(len(unique) * (1 - LENT_SHARE)):]
+    lend = unique[len(unique) - int(len(unique) * LENT_SHARE):]
     pending = helper.submit("analyze", [text for text, _, _ in lend],
                             windows=[(a, b) for _, a, b in lend], entities=entities,
                             threshold=threshold, types=types)
@@ -78,6 +80,14 @@ def window_answers(pending: Pending | None, keys: Sequence[WindowKey],
     if answers is None:
         return None
     return {key: answers[(key[0], (key[1], key[2]))] for key in keys}
+
+
+def answered_windows(pending: Pending | None,
+                     keys: Sequence[WindowKey]) -> dict[WindowKey, list[list[Any]]]:
+    """What a helper that failed did answer, of the lent windows `keys`."""
+    received = pending.received() if pending is not None else {}
+    return {key: received[(key[0], (key[1], key[2]))] for key in keys
+            if (key[0], (key[1], key[2])) in received}
 
 
 def as_answer(results: Sequence[RecognizerResult], *, start: int = 0) -> list[list[Any]]:

@@ -54,6 +54,8 @@ def main() -> None:
             answer([[found(w[0], w[0] + 4, "GPE")] for w in windows])
         elif mode == "score":  # a score past 1
             answer([[found(w[0], w[0] + 4, "PERSON", 1.5)] for w in windows])
+        elif mode == "lowscore":  # a score under the scan's threshold
+            answer([[found(w[0], w[0] + 4, "PERSON", 0.0)] for w in windows])
         elif mode == "nolabel":  # an entity with an empty label
             answer([[found(0, 4, "")] if len(t) >= 4 else [] for t in texts])
         elif mode == "empty":  # parts without results, never the last, for ever

@@ -254,7 +254,7 @@ def mixed(chars: int, seed: int) -> str:
 @pytest.mark.parametrize(("misbehaving", "make"), [
     *[pytest.param(mode, lambda: prose(12_000, seed=6), id=f"{mode}-findings")  # English
       for mode in ("shape", "fewer", "more", "outside", "unowned", "untyped", "score",
-                   "nolabel", "empty", "deep")],  # windows, lent whole: their findings
+                   "lowscore", "nolabel", "empty", "deep")],  # windows, lent whole: findings
     *[pytest.param(mode, lambda: mixed(12_000, seed=6), id=f"{mode}-entities")  # the English
       for mode in ("outside", "overlap", "nolabel")],  # model's entities in Chinese text
 ], indirect=["misbehaving"])
@@ -270,6 +270,23 @@ def test_a_malformed_answer_is_never_used_and_the_helper_is_replaced(
     wait_for(lambda: helper._restarts == 2, what="the replacement replaced")
     assert "met" not in caplog.text  # no customer text in what is logged
     assert "called" not in caplog.text
+
+
+@pytest.mark.parametrize("misbehaving", ["fewer"], indirect=True)
+def test_windows_a_failed_helper_leaves_are_read_here_within_the_deadline(
+        misbehaving: tuple[PiiEngine, Misbehaving]) -> None:
+    """The helper fails at once: the windows lent to it are read here, and the scan still
+    fails closed at its deadline, not after reading them all."""
+    engine, _ = misbehaving
+    text = prose(80_000, seed=11)
+    started = time.monotonic()
+    expected = alone(engine, text)
+    took = time.monotonic() - started
+    assert engine.analyze(text) == expected
+    started = time.monotonic()
+    with pytest.raises(ScanTimeout):
+        engine.analyze(text, time_limit=took * 0.6)
+    assert time.monotonic() - started < took * 0.9
 
 
 @pytest.mark.parametrize("misbehaving", ["half"], indirect=True)

@@ -88,9 +88,12 @@ class _Region:
     general: re.Pattern[str]  # any national number of the region
     prefix: str  # the trunk prefix dialled before a national number (0 in most of Europe)
     country_code: str
-    # the personal types' patterns, where libphonenumber's parse gives a national number that
-    # is the digits, less the trunk prefix or the country code (None where its rules for
-    # parsing a national number do more, as in Brazil, China or Japan: there it decides alone)
+    dial_out: re.Pattern[str]  # the prefix dialled before another country's number (011, 810)
+    # the personal types' patterns of every region with this country code (a number parsed in
+    # the US may be Jamaica's, in Russia Kazakhstan's), where libphonenumber's parse gives a
+    # national number that is the digits, less the trunk prefix or the country code (None where
+    # its rules for parsing a national number do more, as in Brazil, China or Japan: there it
+    # decides alone)
     personal: re.Pattern[str] | None
 
 
@@ -106,11 +109,15 @@ def _regions() -> list[_Region]:
         prefix = str(metadata.national_prefix or "")
         simple = metadata.national_prefix_transform_rule is None and \
             metadata.national_prefix_for_parsing in (None, metadata.national_prefix)
-        patterns = [str(desc.national_number_pattern) for kind in PERSONAL_TYPES
-                    if (desc := getattr(metadata, kind)) is not None
-                    and desc.national_number_pattern]
+        patterns = [str(desc.national_number_pattern)
+                    for sharing in phonenumbers.region_codes_for_country_code(
+                        int(metadata.country_code or 0))
+                    if (shared := phonenumbers.PhoneMetadata.metadata_for_region(sharing))
+                    for kind in PERSONAL_TYPES
+                    if (desc := getattr(shared, kind)) is not None and desc.national_number_pattern]
         regions.append(_Region(region, re.compile(str(general.national_number_pattern)), prefix,
                                str(metadata.country_code),
+                               re.compile(str(metadata.international_prefix or "(?!)")),
                                re.compile("|".join(f"(?:{p})" for p in patterns))
                                if simple and patterns else None))
     return regions
@@ -128,7 +135,8 @@ def _plausible_regions(digits: str, regions: tuple[str, ...]) -> Iterator[str]:
             national.append(digits[len(region.prefix):])
         if not any(region.general.fullmatch(n) for n in national):
             continue
-        if region.personal is not None:
+        if region.personal is not None and not region.dial_out.match(digits):  # else parse
+            # reads another country's number after the prefix: only it can tell
             if digits.startswith(region.country_code):  # parse takes it off where it fits
                 national.append(digits[len(region.country_code):])
             if not any(region.personal.fullmatch(n) for n in national):
