@@ -32,7 +32,7 @@ from app.pii.normalize import Normalized, normalize
 from app.pii.overlaps import resolve_overlaps
 from app.pii.recognizers.catalog import build_recognizers
 from app.pii.recognizers.cn_entities import ChineseEntityRecognizer, TaggedArtifacts, window_words
-from app.pii.refine import refine
+from app.pii.refine import recognizer_name, refine
 from app.pii.scan_process import Pending, ScanProcess
 from app.pii.sharing import (
     WindowKey,
@@ -42,8 +42,6 @@ from app.pii.sharing import (
     helped,
     lend_ner,
     lend_windows,
-    recognizer_name,
-    window_answers,
 )
 from app.pii.windows import Window, windows
 from app.pii.zh_model import Word, tagger
@@ -249,7 +247,7 @@ class PiiEngine:
         and the rest read here, as this process reads its own windows (the deadline checked
         and the model's lock taken a group of windows at a time)."""
         keys = list(dict.fromkeys(lent.values()))
-        found = window_answers(pending, keys, deadline)
+        found = helped(pending, keys, deadline)
         if found is None:
             found = answered_windows(pending, keys)
             missing = [key for key in keys if key not in found]

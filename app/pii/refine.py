@@ -143,7 +143,7 @@ def prefer_places(text: str, results: list[RecognizerResult]) -> None:
     characters (`Sri Lanka`, a national side) is a place, and a competitor listed with a
     country (`Meluawati (Indonesia)`) a person; a nationality read as a place is NRP."""
     sure = {(r.start, r.end): r.entity_type for r in results
-            if _recognizer(r) in (COUNTRY_RECOGNIZER, COMPETITOR_RECOGNIZER)}
+            if recognizer_name(r) in (COUNTRY_RECOGNIZER, COMPETITOR_RECOGNIZER)}
     for result in results:
         if result.entity_type in ("PERSON", "ORGANIZATION", "NRP", "LOCATION") and \
                 (result.start, result.end) in sure:
@@ -177,5 +177,5 @@ def teams_in_results(text: str, results: list[RecognizerResult]) -> None:
             result.entity_type = "ORGANIZATION"
 
 
-def _recognizer(result: RecognizerResult) -> str:
+def recognizer_name(result: RecognizerResult) -> str:
     return str((result.recognition_metadata or {}).get(RecognizerResult.RECOGNIZER_NAME_KEY, ""))

@@ -376,13 +376,14 @@ class Pending:
         self.threshold = threshold
         self.options: dict[str, Any] = {}  # what the helper needs besides the texts
         # what an answer is looked up by: the text, or for a window its text and owned part
+        # (app.pii.sharing.WindowKey)
         self.keys: list[Any] = texts
         if kind == "analyze":
             if len(self.windows) != len(texts):
                 raise ValueError("every window text needs the part it owns")
             self.options = {"windows": self.windows, "entities": entities,
                             "threshold": threshold}
-            self.keys = list(zip(texts, self.windows, strict=True))
+            self.keys = [(text, a, b) for text, (a, b) in zip(texts, self.windows, strict=True)]
         self.texts = frozenset(self.keys)
         self.parts: queue.SimpleQueue[list[Any] | None] = queue.SimpleQueue()
         self._results: dict[Any, Any] = {}

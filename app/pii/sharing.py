@@ -21,15 +21,11 @@ from typing import Any
 from presidio_analyzer import RecognizerResult
 
 from app.pii.deadline import Deadline
+from app.pii.refine import recognizer_name
 from app.pii.scan_process import Pending, ScanProcess
 
 LENT_SHARE = 0.5  # of a long scan's English windows, analysed whole by the helper process
 WindowKey = tuple[str, int, int]  # a window's text and the part of it that it owns
-
-
-def recognizer_name(result: RecognizerResult) -> str:
-    metadata = result.recognition_metadata or {}
-    return str(metadata.get(RecognizerResult.RECOGNIZER_NAME_KEY, ""))
 
 
 def lend_windows(helper: ScanProcess | None, windows: dict[int, WindowKey], *,
@@ -73,21 +69,11 @@ def helped(pending: Pending | None, keys: Sequence[Any],
         return None  # no deadline, and the helper is stuck
 
 
-def window_answers(pending: Pending | None, keys: Sequence[WindowKey],
-                   deadline: Deadline) -> dict[WindowKey, list[list[Any]]] | None:
-    """The helper's findings in each lent window, or None: read them here."""
-    answers = helped(pending, [(text, (a, b)) for text, a, b in keys], deadline)
-    if answers is None:
-        return None
-    return {key: answers[(key[0], (key[1], key[2]))] for key in keys}
-
-
 def answered_windows(pending: Pending | None,
                      keys: Sequence[WindowKey]) -> dict[WindowKey, list[list[Any]]]:
     """What a helper that failed did answer, of the lent windows `keys`."""
     received = pending.received() if pending is not None else {}
-    return {key: received[(key[0], (key[1], key[2]))] for key in keys
-            if (key[0], (key[1], key[2])) in received}
+    return {key: received[key] for key in keys if key in received}
 
 
 def as_answer(results: Sequence[RecognizerResult], *, start: int = 0) -> list[list[Any]]:
