@@ -43,6 +43,7 @@ from app.pii.sharing import (
     lend_ner,
     lend_windows,
 )
+from app.pii.vocabulary import Vocabulary
 from app.pii.windows import Window, windows
 from app.pii.zh_model import Word, tagger
 
@@ -107,6 +108,8 @@ class PiiEngine:
         self.scan_process: ScanProcess | None = None  # shares the model work of long scans
         pipelines = {"en": load_ner_pipeline(en_model), "zh": spacy.blank("zh")}
         self.nlp_engine = _PreloadedNlpEngine(pipelines)
+        # what scans add to the English vocabulary is forgotten once they are done with it
+        self.vocabulary = Vocabulary(pipelines["en"])
         registry = RecognizerRegistry(supported_languages=list(SUPPORTED_LANGUAGES))
         for recognizer in build_recognizers():
             registry.add_recognizer(recognizer)
@@ -161,7 +164,13 @@ class PiiEngine:
         self.check(entities=entities)
         for language in set(languages):
             self.check(language=language)
-        deadline = Deadline(time_limit)
+        with self.vocabulary.held():
+            return self._analyze_batch(texts, languages, entities, threshold,
+                                       Deadline(time_limit))
+
+    def _analyze_batch(self, texts: Sequence[str], languages: Sequence[str],
+                       entities: Sequence[str] | None, threshold: float,
+                       deadline: Deadline) -> list[tuple[str, list[Finding]]]:
         # thinc keeps its backend in a context variable, and every call from a worker thread runs
         # in a fresh copy of the context: without this, each call looks the backend up again
         # through the package entry points (a third of the time of a short text).
@@ -270,11 +279,12 @@ class PiiEngine:
         for first in range(0, len(windows), NLP_GROUP):
             deadline.check()
             group = windows[first:first + NLP_GROUP]
-            read = self._english_artifacts({k: ner_input(text) for k, (text, _, _)
-                                            in enumerate(group)}, {}, None, deadline)
-            found += [self._analyze_window(text, Window(0, len(text), own_start, own_end), "en",
-                                           read[k], None, entities, threshold)
-                      for k, (text, own_start, own_end) in enumerate(group)]
+            with self.vocabulary.held():
+                read = self._english_artifacts({k: ner_input(text) for k, (text, _, _)
+                                                in enumerate(group)}, {}, None, deadline)
+                found += [self._analyze_window(text, Window(0, len(text), own_start, own_end),
+                                               "en", read[k], None, entities, threshold)
+                          for k, (text, own_start, own_end) in enumerate(group)]
         deadline.check()
         return found
 
@@ -315,6 +325,7 @@ class PiiEngine:
         new = [text for text in new if text not in read]
         if new:
             with self._nlp_lock:
+                self.vocabulary.count(new)
                 batch = self.nlp_engine.process_batch(new, "en", batch_size=NLP_GROUP)
                 read.update((text, item[1]) for text, item in zip(new, batch, strict=True))
         if len(seen) < SEEN_WINDOWS:

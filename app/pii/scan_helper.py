@@ -31,8 +31,9 @@ def _readers(model: str) -> dict[str, Any]:
 
     def ner(texts: list[str], _request: dict[str, Any],
             _first: int) -> list[list[tuple[int, int, str]]]:
-        return [[(e.start_char, e.end_char, e.label_) for e in doc.ents]
-                for doc in nlp.pipe(texts, batch_size=PART["ner"])]
+        with engine.vocabulary.held():  # the documents' words forgotten once read
+            return [[(e.start_char, e.end_char, e.label_) for e in doc.ents]
+                    for doc in nlp.pipe(texts, batch_size=PART["ner"])]
 
     def analyze(texts: list[str], request: dict[str, Any], first: int) -> list[list[Any]]:
         windows = request["windows"][first:first + len(texts)]
