@@ -187,7 +187,8 @@ def test_phone_regions_left_out_cheaply_are_those_libphonenumber_would_refuse(
     cases += SHARED_OR_DIALLED + [(c, phone.REGIONS) for c, _ in SHARED_OR_DIALLED]
 
     def asked(candidate: str, regions: tuple[str, ...]) -> list[str]:
-        return list(phone._plausible_regions("".join(filter(str.isdigit, candidate)), regions))
+        return [region.code for region in phone._plausible_regions(
+            "".join(filter(str.isdigit, candidate)), regions)]
 
     cheap = [(asked(c, regions), phone.phone_score.__wrapped__(c, regions)) for c, regions in cases]
     every_region_asked = [dataclasses.replace(r, personal=None) for r in phone._regions()]
@@ -201,3 +202,32 @@ def test_phone_regions_left_out_cheaply_are_those_libphonenumber_would_refuse(
     assert left_out > len(cases)  # the cheap test does leave regions out
     found = sum(score is not None for _, score in cheap)
     assert min(found, len(cases) - found) >= 100  # numbers found, and numbers refused
+
+
+def test_a_number_typed_without_parse_is_typed_as_libphonenumber_types_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where a number's digits are its national number as written, its type is read from them
+    without libphonenumber's parse: the same answer as parse's, region by region."""
+    pick = random.Random(6)
+    cases = phone_candidates(2_000, seed=6) + [c for c, _ in SHARED_OR_DIALLED]
+    cases += [f"1{pick.choice('3456789')}{pick.randrange(10**9):09d}" for _ in range(300)]
+    cases += [f"{pick.randrange(200, 1000)}{pick.randrange(10**7):07d}" for _ in range(300)]
+    cases += [f"{pick.randrange(10, 100)} {pick.randrange(10**4):04d} {pick.randrange(10**4):04d}"
+              for _ in range(300)]
+    every_region_asked = [dataclasses.replace(r, personal=None) for r in phone._regions()]
+    monkeypatch.setattr(phone, "_regions", lambda: every_region_asked)
+    parsed = []
+    real_valid = phone._valid
+    monkeypatch.setattr(phone, "_valid", lambda c, r: parsed.append(r) or real_valid(c, r))
+    decided = valid = 0
+    for candidate in cases:
+        digits = "".join(filter(str.isdigit, candidate))
+        if not 7 <= len(digits) <= 15 or candidate.startswith(("+", "00")):
+            continue
+        for region in phone._plausible_regions(digits, phone.REGIONS):  # as phone_score asks
+            decided += 1
+            answer = phone._valid_in(candidate, digits, region)
+            assert answer == real_valid(candidate, region.code), (candidate, region.code)
+            valid += answer
+    assert decided - len(parsed) > decided // 3  # most decided without parse
+    assert min(valid, decided - valid) >= 200  # valid numbers and invalid ones

@@ -61,7 +61,8 @@ def phone_score(candidate: str, regions: tuple[str, ...] = REGIONS) -> float | N
         return None
     if candidate.startswith(("+", "00")):
         return INTERNATIONAL_SCORE if _valid(candidate, None) else None
-    if not any(_valid(candidate, region) for region in _plausible_regions(digits, regions)):
+    if not any(_valid_in(candidate, digits, region)
+               for region in _plausible_regions(digits, regions)):
         return None
     return NATIONAL_SCORE if _written_as_phone(candidate) else BARE_SCORE
 
@@ -77,6 +78,18 @@ def _valid(candidate: str, region: str | None) -> bool:
     return phonenumbers.number_type(number) not in NOT_PERSONAL
 
 
+def _valid_in(candidate: str, digits: str, region: _Region) -> bool:
+    """_valid(candidate, region.code), without libphonenumber's parse where its national number
+    is the digits as written: no trunk or carrier prefix, dial-out prefix or country code in
+    front for parse to take off (a mainland mobile, a North American number without the 1)."""
+    if digits[0] == "0" or region.dial_out.match(digits) or digits.startswith(
+            region.country_code) or (region.for_parsing and region.for_parsing.match(digits)):
+        return _valid(candidate, region.code)
+    number = phonenumbers.PhoneNumber(country_code=int(region.country_code),
+                                      national_number=int(digits))
+    return phonenumbers.number_type(number) not in NOT_PERSONAL
+
+
 # A person's or a line's number is one of these types (libphonenumber's number_type): a number
 # that none of their patterns matches is, in that region, invalid or a business line.
 PERSONAL_TYPES = ("fixed_line", "mobile", "voip", "personal_number", "pager", "voicemail")
@@ -89,6 +102,7 @@ class _Region:
     prefix: str  # the trunk prefix dialled before a national number (0 in most of Europe)
     country_code: str
     dial_out: re.Pattern[str]  # the prefix dialled before another country's number (011, 810)
+    for_parsing: re.Pattern[str] | None  # what parse takes off a national number's front
     # the personal types' patterns of every region with this country code (a number parsed in
     # the US may be Jamaica's, in Russia Kazakhstan's), where libphonenumber's parse gives a
     # national number that is the digits, less the trunk prefix or the country code (None where
@@ -118,12 +132,14 @@ def _regions() -> list[_Region]:
         regions.append(_Region(region, re.compile(str(general.national_number_pattern)), prefix,
                                str(metadata.country_code),
                                re.compile(str(metadata.international_prefix or "(?!)")),
+                               re.compile(str(metadata.national_prefix_for_parsing or prefix))
+                               if metadata.national_prefix_for_parsing or prefix else None,
                                re.compile("|".join(f"(?:{p})" for p in patterns))
                                if simple and patterns else None))
     return regions
 
 
-def _plausible_regions(digits: str, regions: tuple[str, ...]) -> Iterator[str]:
+def _plausible_regions(digits: str, regions: tuple[str, ...]) -> Iterator[_Region]:
     """One at a time, in the order of REGIONS: the first valid one ends the search. A region
     is left out where the digits cannot be its national number, or can be only of a type that
     is never a person's (libphonenumber's parse, the costly part, then has nothing to add)."""
@@ -141,7 +157,7 @@ def _plausible_regions(digits: str, regions: tuple[str, ...]) -> Iterator[str]:
                 national.append(digits[len(region.country_code):])
             if not any(region.personal.fullmatch(n) for n in national):
                 continue
-        yield region.code
+        yield region
 
 
 def _written_as_phone(candidate: str) -> bool:
