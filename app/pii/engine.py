@@ -164,9 +164,9 @@ class PiiEngine:
         self.check(entities=entities)
         for language in set(languages):
             self.check(language=language)
-        with self.vocabulary.held():
-            return self._analyze_batch(texts, languages, entities, threshold,
-                                       Deadline(time_limit))
+        deadline = Deadline(time_limit)
+        with self.vocabulary.held(deadline):
+            return self._analyze_batch(texts, languages, entities, threshold, deadline)
 
     def _analyze_batch(self, texts: Sequence[str], languages: Sequence[str],
                        entities: Sequence[str] | None, threshold: float,

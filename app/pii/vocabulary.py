@@ -16,28 +16,37 @@ each bounded by its deadline, so that the zone can close.
 Inside a zone spaCy's tokenizer does not add to its cache either (that cache, of every distinct
 chunk of text between spaces, grows the same way outside one), and without it a note costs 10-20%
 more CPU. So the cache is filled outside any zone: first with the model's own words, then at each
-zone's close with the words that were in at least COMMON of the texts it read (no digits, no "@":
-the language's words, not a customer's identifiers), up to KEEP in all, never forgotten.
+zone's close with the chunks that were in at least COMMON of the texts it read and are, but for
+punctuation around them, strings the model itself shipped with ("Street,", "said."): nothing a
+customer wrote that the model did not already hold is kept. At most KEEP chunks in all.
 """
 
 from __future__ import annotations
 
-import re
+import logging
+import string
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
+import numpy as np
 from spacy.language import Language
+
+from app.pii.deadline import Deadline
+
+logger = logging.getLogger(__name__)
 
 # strings a zone gathers before it is closed (about 4 MB); a scan waits past WAIT_FACTOR times
 ROTATE_AT = 20_000
 WAIT_FACTOR = 10
-COMMON = 3  # texts a word must be in to be cached for good when the zone closes
-COUNTED = 20_000  # distinct words counted in a zone (about 3 MB)
-KEEP = 20_000  # words cached for good (about 3 MB)
-_IDENTIFIER = re.compile(r"[0-9@]")
+COMMON = 3  # texts a chunk must be in to be cached for good when the zone closes
+COUNTED = 20_000  # distinct chunks counted in a zone (about 3 MB)
+KEEP = 20_000  # chunks cached for good (about 3 MB)
+LONGEST = 30  # characters of a chunk counted
+KEEP_AT_ONCE = 1_000  # chunks tokenized in one text (spaCy refuses texts past a million)
+_PUNCTUATION = string.punctuation + "“”‘’«»…–—"
 
 
 class Vocabulary:
@@ -50,7 +59,10 @@ class Vocabulary:
         self._changed = threading.Condition()
         self._holders = 0
         self._held = threading.local()  # how deep this thread holds the zone
-        self._counts: Counter[str] = Counter()  # texts of the open zone each word was in
+        self._counts: Counter[str] = Counter()  # texts of the open zone each chunk was in
+        strings = nlp.vocab.strings  # the model's own, as loaded (hashes, sorted)
+        self._model_strings = np.unique(np.fromiter(
+            (strings.as_int(text) for text in strings), dtype=np.uint64, count=len(strings)))
         self.kept: set[str] = set()
         self._keep([lexeme.orth_ for lexeme in nlp.vocab])
         self._base = len(nlp.vocab.strings)
@@ -63,14 +75,17 @@ class Vocabulary:
         return len(self._nlp.vocab.strings) - self._base
 
     @contextmanager
-    def held(self) -> Iterator[None]:
+    def held(self, deadline: Deadline | None = None) -> Iterator[None]:
         """Hold the zone while making spaCy documents and reading them: no document outlives
-        the zone it was made in. A thread already holding it holds it again without waiting."""
+        the zone it was made in. A thread already holding it holds it again without waiting;
+        another waits for a full zone to close at most until its `deadline` (ScanTimeout)."""
         depth = getattr(self._held, "depth", 0)
         if not depth:
             with self._changed:
                 while self._holders and self.added() >= self.wait_at:
-                    self._changed.wait()
+                    if deadline is not None:
+                        deadline.check()
+                    self._changed.wait(deadline.remaining() if deadline is not None else None)
                 self._holders += 1
         self._held.depth = depth + 1
         try:
@@ -89,25 +104,42 @@ class Vocabulary:
         the common ones are kept in the tokenizer's cache when the zone closes."""
         counts = self._counts
         for text in texts:
-            for word in set(text.split()):
-                if word in counts:
-                    counts[word] += 1
-                elif len(counts) < COUNTED and not _IDENTIFIER.search(word):
-                    counts[word] = 1
+            for chunk in set(text.split()):
+                if chunk in counts:
+                    counts[chunk] += 1
+                elif len(counts) < COUNTED and len(chunk) <= LONGEST:
+                    counts[chunk] = 1
 
-    def _keep(self, words: list[str]) -> None:
-        """Tokenize `words` outside any zone: the tokenizer caches them, and keeps them."""
-        words = [word for word in words if word not in self.kept][:KEEP - len(self.kept)]
-        if words:
-            self._nlp.make_doc(" ".join(words))
-            self.kept.update(words)
+    def _the_models(self, chunks: list[str]) -> list[str]:
+        """The chunks that are, but for punctuation around them, strings the model shipped."""
+        strings = self._nlp.vocab.strings
+        cores = [chunk.strip(_PUNCTUATION) for chunk in chunks]
+        hashes = np.fromiter((strings.as_int(core) if core else 0 for core in cores),
+                             dtype=np.uint64, count=len(cores))
+        found = self._model_strings[np.minimum(np.searchsorted(self._model_strings, hashes),
+                                               len(self._model_strings) - 1)] == hashes
+        return [chunk for chunk, core, known in zip(chunks, cores, found, strict=True)
+                if known or not core]
+
+    def _keep(self, chunks: list[str]) -> None:
+        """Tokenize `chunks` outside any zone: the tokenizer caches them, and keeps them."""
+        chunks = [chunk for chunk in chunks if chunk not in self.kept][:KEEP - len(self.kept)]
+        for first in range(0, len(chunks), KEEP_AT_ONCE):
+            self._nlp.make_doc(" ".join(chunks[first:first + KEEP_AT_ONCE]))
+        self.kept.update(chunks)
 
     def _rotate(self) -> None:
         """Close the zone, forgetting what it added, and open the next (no holders)."""
         self._zone.__exit__(None, None, None)
         self.closed += 1
-        self._keep([word for word, texts in self._counts.most_common() if texts >= COMMON])
-        self._counts.clear()
-        self._base = len(self._nlp.vocab.strings)  # with what was added to stay, if anything
-        self._zone = self._nlp.memory_zone()
-        self._zone.__enter__()
+        try:
+            self._keep(self._the_models(
+                [chunk for chunk, texts in self._counts.most_common() if texts >= COMMON]))
+        except Exception as exc:  # noqa: BLE001 - the cache is an optimisation; the zone
+            # must open again whatever it met (the type only: a message may quote the text)
+            logger.error("PII vocabulary: common words not cached (%s)", type(exc).__name__)
+        finally:
+            self._counts.clear()
+            self._base = len(self._nlp.vocab.strings)  # with what was added to stay
+            self._zone = self._nlp.memory_zone()
+            self._zone.__enter__()

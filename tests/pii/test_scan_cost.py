@@ -214,6 +214,10 @@ def test_a_number_typed_without_parse_is_typed_as_libphonenumber_types_it(
     cases += [f"{pick.randrange(200, 1000)}{pick.randrange(10**7):07d}" for _ in range(300)]
     cases += [f"{pick.randrange(10, 100)} {pick.randrange(10**4):04d} {pick.randrange(10**4):04d}"
               for _ in range(300)]
+    # the country code in brackets: parse reads the number as dialled from abroad
+    codes = ["1", "33", "44", "852", "86", "27"]
+    cases += [f"(+{pick.choice(codes)}) {pick.randrange(10**8, 10**10)}" for _ in range(300)]
+    cases += ["(+852) 5123 4567", "(+33) 6 12 34 56 78", "(+1) 2015550123"]
     every_region_asked = [dataclasses.replace(r, personal=None) for r in phone._regions()]
     monkeypatch.setattr(phone, "_regions", lambda: every_region_asked)
     parsed = []

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from app.pii.deadline import ScanTimeout
 from app.pii.engine import PiiEngine
 from app.pii.vocabulary import Vocabulary
 
@@ -90,3 +92,60 @@ def test_a_scan_waits_for_a_full_zone_to_close_and_a_holder_never_waits_for_itse
     second.join(10)
     assert seen == [closed + 1]  # it entered the next zone, once the full one had closed
     assert small_zone.added() < small_zone.rotate_at
+
+
+def test_only_the_models_own_words_are_kept_for_good_never_a_customers(
+        engine: PiiEngine, small_zone: Vocabulary) -> None:
+    strings = engine.nlp_engine.nlp["en"].vocab.strings
+    pick = random.Random(9)
+    private = ["Featherstonehaugh", "hunter!xyzzy", "Wrexhamshire", "siobhan.f(at)mail.example"]
+    closed = small_zone.closed
+    while small_zone.closed < closed + 2:  # the same words in many scans, then the zone closes
+        engine.analyze(f"{note(pick)} Mr {private[0]} of {private[2]} Street, password "
+                       f"{private[1]}, mail {private[3]} said.", language="en")
+    assert {"Street,", "said.", "Customer"} <= small_zone.kept  # the language's, with punctuation
+    assert not set(private) & small_zone.kept
+    assert not [word for word in private if word in strings]
+
+
+def test_a_zone_opens_again_whatever_keeping_words_meets(
+        engine: PiiEngine, small_zone: Vocabulary, monkeypatch: pytest.MonkeyPatch) -> None:
+    nlp = engine.nlp_engine.nlp["en"]
+
+    def fails(chunks: list[str]) -> None:
+        raise ValueError("[E088] Text of length 1045556 exceeds maximum of 1000000")
+
+    monkeypatch.setattr(small_zone, "_keep", fails)
+    pick = random.Random(11)
+    closed = small_zone.closed
+    while small_zone.closed < closed + 2:
+        engine.analyze(note(pick, words=150), language="en")
+        assert nlp.vocab.in_memory_zone
+    assert small_zone.added() < small_zone.rotate_at
+
+
+def test_a_scan_waits_for_a_full_zone_no_longer_than_its_time_limit(
+        engine: PiiEngine, small_zone: Vocabulary) -> None:
+    nlp = engine.nlp_engine.nlp["en"]
+    pick = random.Random(13)
+    full, release = threading.Event(), threading.Event()
+
+    def long_scan() -> None:
+        with small_zone.held():
+            while small_zone.added() < small_zone.wait_at:
+                nlp.make_doc(note(pick, words=300))
+            full.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=long_scan)
+    holder.start()
+    try:
+        assert full.wait(10)
+        started = time.monotonic()
+        with pytest.raises(ScanTimeout):
+            engine.analyze("Call John Smith on 415-555-0132.", language="en", time_limit=0.3)
+        assert time.monotonic() - started < 2
+    finally:
+        release.set()
+        holder.join(10)
+    assert engine.analyze("Call John Smith on 415-555-0132.", language="en", time_limit=5)[1]

@@ -80,11 +80,13 @@ def _valid(candidate: str, region: str | None) -> bool:
 
 def _valid_in(candidate: str, digits: str, region: _Region) -> bool:
     """_valid(candidate, region.code), without libphonenumber's parse where its national number
-    is the digits as written: no trunk or carrier prefix, dial-out prefix or country code in
-    front for parse to take off (a mainland mobile, a North American number without the 1)."""
-    if digits[0] == "0" or region.dial_out.match(digits) or digits.startswith(
-            region.country_code) or (region.for_parsing and region.for_parsing.match(digits)):
-        return _valid(candidate, region.code)
+    is the digits as written: no plus, and no trunk or carrier prefix, dial-out prefix or
+    country code in front for parse to take off (a mainland mobile, a North American number
+    without the 1)."""
+    if "+" in candidate or digits[0] == "0" or region.dial_out.match(digits) or \
+            digits.startswith(region.country_code) or \
+            (region.for_parsing and region.for_parsing.match(digits)):
+        return _valid(candidate, region.code)  # "(+852) 5123 4567": parse reads it as dialled
     number = phonenumbers.PhoneNumber(country_code=int(region.country_code),
                                       national_number=int(digits))
     return phonenumbers.number_type(number) not in NOT_PERSONAL
