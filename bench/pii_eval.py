@@ -379,7 +379,8 @@ def worst_cases(model: str, presidio_limit: float = 30.0) -> None:
               f"| {theirs} |", flush=True)
 
 
-FRESH_INPUTS = ("English prose, no two sentences alike", "random CJK characters")
+FRESH_INPUTS = ("English prose, no two sentences alike", "random CJK characters",
+                "phone numbers, no two alike")
 
 
 def _fresh_scans(model: str, name: str, scans: int) -> list[float]:

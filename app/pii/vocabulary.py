@@ -3,8 +3,8 @@
 spaCy adds every word it has not seen before to its vocabulary (a lexeme and its strings: the
 word, its lower case, shape, prefix and suffix) and keeps it for the life of the process. A
 gateway scanning customer notes would keep every e-mail address, order number and name it ever
-read, and grow without end: measured, 0.86 KB and 4.6 strings a 300-character note, about
-3.7 GB a day per process at 50 notes a second (bench/pii_memory.py).
+read, and grow without end: measured, 0.7-0.86 KB and 4.6 strings a 300-character note,
+3.0-3.7 GB a day per process at 50 notes a second (bench/pii_memory.py).
 
 spaCy's memory zones (3.8) evict what was added to the vocabulary while one was open when it
 closes, and a document made inside one must not be read after it has closed. So one zone is kept
