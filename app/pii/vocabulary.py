@@ -17,13 +17,15 @@ Inside a zone spaCy's tokenizer does not add to its cache either (that cache, of
 chunk of text between spaces, grows the same way outside one), and without it a note costs 10-20%
 more CPU. So the cache is filled outside any zone: first with the model's own words, then at each
 zone's close with the chunks that were in at least COMMON of the texts it read and are, but for
-punctuation around them, strings the model itself shipped with ("Street,", "said."): nothing a
-customer wrote that the model did not already hold is kept. At most KEEP chunks in all.
+punctuation around them, strings the model itself shipped with ("Street,", "said."), and have
+nothing of an identifier in them: nothing a customer wrote that the model did not already hold
+as a word is kept. At most KEEP chunks in all.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import string
 import threading
 from collections import Counter
@@ -47,6 +49,9 @@ KEEP = 20_000  # chunks cached for good (about 3 MB)
 LONGEST = 30  # characters of a chunk counted
 KEEP_AT_ONCE = 1_000  # chunks tokenized in one text (spaCy refuses texts past a million)
 _PUNCTUATION = string.punctuation + "“”‘’«»…–—"
+# never kept, even where the model holds them (its training text has handles, links and
+# addresses of real people): anything with a digit, an at sign, a slash or a hash
+_IDENTIFIER = re.compile(r"[0-9@/#]")
 
 
 class Vocabulary:
@@ -82,10 +87,11 @@ class Vocabulary:
         depth = getattr(self._held, "depth", 0)
         if not depth:
             with self._changed:
-                while self._holders and self.added() >= self.wait_at:
+                while self._holders and self.added() >= max(self.wait_at, self.rotate_at):
                     if deadline is not None:
                         deadline.check()
-                    self._changed.wait(deadline.remaining() if deadline is not None else None)
+                    # woken when the zone closes; a minute at most, to check the deadline again
+                    self._changed.wait(min(deadline.remaining(), 60.0) if deadline else 60.0)
                 self._holders += 1
         self._held.depth = depth + 1
         try:
@@ -111,15 +117,16 @@ class Vocabulary:
                     counts[chunk] = 1
 
     def _the_models(self, chunks: list[str]) -> list[str]:
-        """The chunks that are, but for punctuation around them, strings the model shipped."""
+        """The chunks that are, but for punctuation around them, strings the model shipped
+        (punctuation alone: itself one), with nothing of an identifier in them."""
         strings = self._nlp.vocab.strings
-        cores = [chunk.strip(_PUNCTUATION) for chunk in chunks]
-        hashes = np.fromiter((strings.as_int(core) if core else 0 for core in cores),
-                             dtype=np.uint64, count=len(cores))
+        chunks = [chunk for chunk in chunks if not _IDENTIFIER.search(chunk)]
+        cores = [chunk.strip(_PUNCTUATION) or chunk for chunk in chunks]
+        hashes = np.fromiter((strings.as_int(core) for core in cores), dtype=np.uint64,
+                             count=len(cores))
         found = self._model_strings[np.minimum(np.searchsorted(self._model_strings, hashes),
                                                len(self._model_strings) - 1)] == hashes
-        return [chunk for chunk, core, known in zip(chunks, cores, found, strict=True)
-                if known or not core]
+        return [chunk for chunk, known in zip(chunks, found, strict=True) if known]
 
     def _keep(self, chunks: list[str]) -> None:
         """Tokenize `chunks` outside any zone: the tokenizer caches them, and keeps them."""

@@ -220,9 +220,14 @@ def test_a_number_typed_without_parse_is_typed_as_libphonenumber_types_it(
     cases += ["(+852) 5123 4567", "(+33) 6 12 34 56 78", "(+1) 2015550123"]
     every_region_asked = [dataclasses.replace(r, personal=None) for r in phone._regions()]
     monkeypatch.setattr(phone, "_regions", lambda: every_region_asked)
-    parsed = []
+    parsed: list[str | None] = []
     real_valid = phone._valid
-    monkeypatch.setattr(phone, "_valid", lambda c, r: parsed.append(r) or real_valid(c, r))
+
+    def counted_valid(candidate: str, region: str | None) -> bool:
+        parsed.append(region)
+        return real_valid(candidate, region)
+
+    monkeypatch.setattr(phone, "_valid", counted_valid)
     decided = valid = 0
     for candidate in cases:
         digits = "".join(filter(str.isdigit, candidate))
