@@ -96,13 +96,17 @@ def _mask_email(value: str, char: str) -> str:
     return (local[:1] + char * 3 + at + domain) if at else _mask_chars(value, 1, 0, char)
 
 
+_DIGIT_GROUP = re.compile(r"\d+")
+
+
 def _mask_phone(value: str, char: str) -> str:
     digits = "".join(str(unicodedata.digit(c)) for c in value if c.isdigit())
-    stripped = value.strip()
+    stripped = value.strip().lstrip("(（")  # (+852) 5123 4567
+    groups = _DIGIT_GROUP.findall(value)
     if stripped.startswith(("+86", "0086")):
         national = digits[2:] if stripped.startswith("+") else digits[4:]
-    elif stripped.startswith("+"):
-        national = ""  # another country: keep only the last four digits
+    elif stripped.startswith("+") or (len(groups) > 1 and groups[0] == "1"):
+        national = ""  # another country (1-415-555-0132): keep only the last four digits
     else:
         national = digits
     if len(national) == 11 and national[0] == "1" and national[1] in "3456789":
@@ -110,7 +114,8 @@ def _mask_phone(value: str, char: str) -> str:
     return _mask_chars(value, 0, 4, char, str.isdigit)
 
 
-_DISTRICT = re.compile(r"^.*?(?:区|县|旗)")
+# a district, county or banner; not the 区 of an estate, a community, a park or a campus
+_DISTRICT = re.compile(r"^.*?(?<![小社园景校厂矿片街])(?:区|县|旗)")
 _CITY = re.compile(r"^.*?市")
 
 
@@ -119,7 +124,9 @@ def _mask_location(value: str, char: str) -> str:
     if cut and cut.end() < len(value):  # Chinese address: keep down to the district
         return cut.group() + char * 3
     head, sep, tail = value.rpartition(",")
-    return (char * 3 + sep + tail) if sep else char * 3
+    if sep and not any(c.isdigit() for c in tail):  # the town after the street, not a flat
+        return char * 3 + sep + tail
+    return char * 3
 
 
 def mask(value: str, entity: str, params: dict[str, Any], context: OperatorContext) -> str:

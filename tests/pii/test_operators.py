@@ -21,6 +21,14 @@ CONTEXT = OperatorContext(hash_key=b"k" * 32, today=date(2026, 11, 22))
     ("EMAIL_ADDRESS", "jane@example.com", "j***@example.com"),
     ("LOCATION", "广东省深圳市南山区科技园路1号", "广东省深圳市南山区***"),
     ("LOCATION", "213 Endeavour Lane, Springfield", "***, Springfield"),
+    # a North American number is no mainland mobile, however it is written
+    ("PHONE_NUMBER", "1-415-555-0132", "*-***-***-0132"),
+    ("PHONE_NUMBER", "(+1) 415 555 0132", "(+*) *** *** 0132"),
+    ("PHONE_NUMBER", "(+86) 138 1234 5678", "138****5678"),
+    # the estate (小区) is no district, and a flat after the last comma is not kept
+    ("LOCATION", "杭州市阳光花园小区5栋302室", "杭州市***"),
+    ("LOCATION", "浙江省杭州市西湖区文三路90号", "浙江省杭州市西湖区***"),
+    ("LOCATION", "Hadikgasse 49, Apt. 542", "***"),
 ])
 def test_mask_conventions(entity: str, value: str, masked: str) -> None:
     assert apply("mask", value, entity, {}, CONTEXT) == masked
