@@ -24,10 +24,17 @@ from spacy.tokens import Doc
 
 from app.pii import en_model
 from app.pii.context import ContextAnalyzer, WindowContextEnhancer
-from app.pii.deadline import Deadline, ScanTimeout
+from app.pii.deadline import Deadline
 from app.pii.en_model import load_ner_pipeline
 from app.pii.en_model import ops as model_ops
-from app.pii.language import detect_language, han_count, latin_word_count, ner_input
+from app.pii.language import (
+    detect_language,
+    han_count,
+    holds_in_chinese,
+    latin_stretches,
+    ner_input,
+    worth_english_ner,
+)
 from app.pii.normalize import Normalized, normalize
 from app.pii.overlaps import resolve_overlaps
 from app.pii.recognizers.catalog import build_recognizers
@@ -184,9 +191,10 @@ class PiiEngine:
         tagged: dict[int, tuple[list[Word], list[int]]] = {}
         seen: dict[str, NlpArtifacts] = {}
         tag_chinese = not entities or bool(set(entities) & CHINESE_MODEL_ENTITIES)
-        english = {p: ner_input(text) for p, (i, w) in enumerate(pieces)
+        english = {p: ner_input(text if chosen[i] == "en" else latin_stretches(text))
+                   for p, (i, w) in enumerate(pieces)
                    if (text := normalized[i].text[w.start:w.end]).strip()
-                   and (chosen[i] == "en" or latin_word_count(text) >= 3)}
+                   and (chosen[i] == "en" or worth_english_ner(text))}
         # an English window's findings depend on nothing but its text and the part it owns
         keyed: dict[int, WindowKey] = {}
         for p in english:
@@ -367,7 +375,9 @@ class PiiEngine:
             if en is not None:  # Latin-script stretches in Chinese text: English names, places
                 mixed = [e for e in (wanted or MIXED_TEXT_ENTITIES) if e in MIXED_TEXT_ENTITIES]
                 english += [r for recognizer in self._mixed_recognizers
-                            for r in recognizer.analyze(part, mixed, en) if r.score >= threshold]
+                            for r in recognizer.analyze(part, mixed, en) if r.score >= threshold
+                            and (recognizer_name(r) != "SpacyRecognizer"
+                                 or holds_in_chinese(r.entity_type, part[r.start:r.end]))]
             # English-only identifiers (SSN, US licence, dates...) in Chinese text too: a few
             # Chinese characters must not hide them
             extra = [e for e in (wanted or self._english_only) if e in self._english_only]
@@ -402,30 +412,3 @@ def _finding(norm: Normalized, result: RecognizerResult) -> Finding:
     return Finding(type=result.entity_type, start=start, end=end, score=round(result.score, 4),
                    recognizer=recognizer_name(result))
 
-
-def analyze_many(engine: PiiEngine, texts: Sequence[str], *, time_limit: float | None = None,
-                 group: int = 32) -> list[list[Finding] | ScanTimeout]:
-    """Findings in each of many texts (language detected per text), or the ScanTimeout of a
-    text that could not be scanned within `time_limit` seconds of its own.
-
-    Texts go through `analyze_batch` `group` at a time, so spaCy runs once per group of
-    windows; a group gets `time_limit` times its size. A group that runs out of time is scanned
-    again text by text, each with `time_limit`, so one slow text fails alone.
-    """
-    results: list[list[Finding] | ScanTimeout] = []
-    for first in range(0, len(texts), group):
-        chunk = list(texts[first:first + group])
-        limit = None if time_limit is None else time_limit * len(chunk)
-        try:
-            scanned = engine.analyze_batch(chunk, languages=["auto"] * len(chunk),
-                                           time_limit=limit)
-            results.extend(found for _, found in scanned)
-            continue
-        except ScanTimeout:
-            pass
-        for text in chunk:
-            try:
-                results.append(engine.analyze(text, time_limit=time_limit)[1])
-            except ScanTimeout as exc:
-                results.append(exc)
-    return results

@@ -44,7 +44,25 @@ def refine(text: str, results: list[RecognizerResult]) -> list[RecognizerResult]
         relabel(text, result)
     prefer_places(text, results)
     teams_in_results(text, results)
-    return merge_locations(text, [r for r in results if not is_false_positive(text, r)])
+    kept = join_hyphenated_names(text, [r for r in results if not is_false_positive(text, r)])
+    return merge_locations(text, kept)
+
+
+_HYPHENS = frozenset("-\u2010\u2011")
+
+
+def join_hyphenated_names(text: str, results: list[RecognizerResult]) -> list[RecognizerResult]:
+    """One PERSON for a name with a hyphen in it, which spaCy's tokenizer cuts in two
+    (`Jean-Pierre Martin` as `Jean` and `Pierre Martin`): a mask would show the first half."""
+    people = sorted((r for r in results if r.entity_type == "PERSON"), key=lambda r: r.start)
+    joined: list[RecognizerResult] = []
+    for result in people:
+        if joined and joined[-1].end + 1 == result.start and text[joined[-1].end] in _HYPHENS:
+            joined[-1].end = result.end
+            joined[-1].score = max(joined[-1].score, result.score)
+        else:
+            joined.append(result)
+    return [*(r for r in results if r.entity_type != "PERSON"), *joined]
 
 
 def is_false_positive(text: str, result: RecognizerResult) -> bool:

@@ -11,6 +11,7 @@ from presidio_anonymizer import AnonymizerEngine
 from presidio_anonymizer.entities import OperatorConfig, RecognizerResult
 
 from app.pii import operators
+from app.pii.deadline import ScanTimeout
 from app.pii.engine import Finding, PiiEngine
 from app.pii.schemas import OperatorSpec
 
@@ -65,3 +66,31 @@ def redact(text: str, findings: Sequence[Finding], specs: Mapping[str, OperatorS
         (finding, chosen[finding.type].type, item.start, item.end)
         for finding, item in zip(ordered, placed, strict=True)
     ])
+
+
+def analyze_many(engine: PiiEngine, texts: Sequence[str], *, time_limit: float | None = None,
+                 group: int = 32) -> list[list[Finding] | ScanTimeout]:
+    """Findings in each of many texts (language detected per text), or the ScanTimeout of a
+    text that could not be scanned within `time_limit` seconds of its own.
+
+    Texts go through `analyze_batch` `group` at a time, so spaCy runs once per group of
+    windows; a group gets `time_limit` times its size. A group that runs out of time is scanned
+    again text by text, each with `time_limit`, so one slow text fails alone.
+    """
+    results: list[list[Finding] | ScanTimeout] = []
+    for first in range(0, len(texts), group):
+        chunk = list(texts[first:first + group])
+        limit = None if time_limit is None else time_limit * len(chunk)
+        try:
+            scanned = engine.analyze_batch(chunk, languages=["auto"] * len(chunk),
+                                           time_limit=limit)
+            results.extend(found for _, found in scanned)
+            continue
+        except ScanTimeout:
+            pass
+        for text in chunk:
+            try:
+                results.append(engine.analyze(text, time_limit=time_limit)[1])
+            except ScanTimeout as exc:
+                results.append(exc)
+    return results

@@ -29,8 +29,8 @@ from app.auth.guard import Caller
 from app.config import Settings
 from app.errors import PROBLEM_BASE, GatewayError, Invalid
 from app.pii.deadline import ScanTimeout
-from app.pii.engine import Finding, analyze_many
-from app.pii.service import get_engine
+from app.pii.engine import Finding
+from app.pii.service import analyze_many, get_engine
 from app.policy.loader import Policy
 from app.records import service, validation
 from app.records.schemas import RecordIn

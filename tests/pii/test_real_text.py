@@ -13,7 +13,7 @@ from presidio_analyzer import RecognizerResult
 from app.pii import operators
 from app.pii.deadline import ScanTimeout
 from app.pii.engine import PiiEngine
-from app.pii.language import ner_input, recase_shouting
+from app.pii.language import latin_stretches, ner_input, recase_shouting
 from app.pii.normalize import normalize
 from app.pii.refine import is_false_positive, relabel
 from app.pii.windows import OVERLAP, WINDOW, windows
@@ -44,6 +44,46 @@ def places(engine: PiiEngine, text: str) -> list[str]:
 ])
 def test_chinese_names_however_introduced(engine: PiiEngine, text: str, name: str) -> None:
     assert name in names(engine, text)
+
+
+@pytest.mark.parametrize(("text", "name"), [
+    ("请联系 Sarah Johnson 处理退款", "Sarah Johnson"),   # fewer than three Latin words
+    ("客户John Smith来电", "John Smith"),                 # glued to the Chinese text
+    ("顾客 Emily 说她没收到货", "Emily"),                  # one word
+    ("经理Anna Müller确认了订单", "Anna Müller"),
+    ("联系人：Robert Brown，电话13812345678", "Robert Brown"),
+    ("客户John Smith来电，说Apple手机坏了，找 Tom 和 Jerry Lee 处理", "Jerry Lee"),
+])
+def test_english_names_in_chinese_text_are_found_whole(engine: PiiEngine, text: str,
+                                                       name: str) -> None:
+    assert name in names(engine, text)
+
+
+@pytest.mark.parametrize("text", [
+    "Jean-Pierre Martin paid the invoice yesterday.",
+    "Jean-Pierre Martin 先生已付款",
+])
+def test_a_hyphenated_name_is_one_name(engine: PiiEngine, text: str) -> None:
+    assert names(engine, text) == ["Jean-Pierre Martin"]
+
+
+@pytest.mark.parametrize("text", [
+    "下载APP后登录VIP账户",           # words in capitals
+    "我用Windows系统和Office软件",     # one-word products are no places
+    "EA今日确认，新作将在PC和PS4推出",
+    "用户 alice_w 反馈 bug 已修复",
+])
+def test_latin_brands_and_acronyms_in_chinese_text_are_no_names_or_places(
+        engine: PiiEngine, text: str) -> None:
+    assert [k for k in found(engine, text) if k[0] in ("PERSON", "LOCATION")] == []
+
+
+def test_english_ner_reads_the_latin_stretches_of_chinese_text_at_their_offsets() -> None:
+    text = "客户John Smith来电，说Apple手机坏了"
+    read = latin_stretches(text)
+    assert len(read) == len(text)
+    assert read == ", John Smith,   Apple,   "
+    assert read.index("Apple") == text.index("Apple")
 
 
 @pytest.mark.parametrize("text", [
