@@ -114,8 +114,11 @@ def _mask_phone(value: str, char: str) -> str:
     return _mask_chars(value, 0, 4, char, str.isdigit)
 
 
-# a district, county or banner; not the 区 of an estate, a community, a park or a campus
-_DISTRICT = re.compile(r"^.*?(?<![小社园景校厂矿片街])(?:区|县|旗)")
+# A district, county or banner: at most four characters after the province or city (南山区,
+# 浦东新区), never the 区 of an estate, a community, a park or a campus (阳光花园小区, 东三区
+# of 天通苑东三区), nor a street or village named after one (红旗街, 县前街).
+_DISTRICT = re.compile(
+    r"^(?:.*?[省市州盟])?[^\W\d_]{1,4}?(?<![小社园景校厂矿片街])(?:区|县|旗)(?![街路村道巷])")
 _CITY = re.compile(r"^.*?市")
 
 

@@ -49,16 +49,28 @@ def refine(text: str, results: list[RecognizerResult]) -> list[RecognizerResult]
 
 
 _HYPHENS = frozenset("-\u2010\u2011")
+# A capitalised part of a name joined by a hyphen: `Anne-` before, `-Jones` after.
+_PART_BEFORE = regex.compile(r"(?<![\p{L}\p{M}\-])\p{Lu}[\p{Ll}\p{M}]+[\-\u2010\u2011]$")
+_PART_AFTER = regex.compile(r"[\-\u2010\u2011]\p{Lu}[\p{Ll}\p{M}]+(?![\p{L}\p{M}\-])")
 
 
 def join_hyphenated_names(text: str, results: list[RecognizerResult]) -> list[RecognizerResult]:
-    """One PERSON for a name with a hyphen in it, which spaCy's tokenizer cuts in two
-    (`Jean-Pierre Martin` as `Jean` and `Pierre Martin`): a mask would show the first half."""
+    """One PERSON for a name with a hyphen in it, which spaCy's tokenizer cuts
+    (`Jean-Pierre Martin` as `Jean` and `Pierre Martin`, `Catherine Zeta-Jones` as `Catherine
+    Zeta`): a mask would show the part left out."""
     people = sorted((r for r in results if r.entity_type == "PERSON"), key=lambda r: r.start)
     joined: list[RecognizerResult] = []
     for result in people:
+        before = _PART_BEFORE.search(text, max(0, result.start - 30), result.start)
+        if before:
+            result.start = before.start()
+        after = _PART_AFTER.match(text, result.end)
+        if after:
+            result.end = after.end()
         if joined and joined[-1].end + 1 == result.start and text[joined[-1].end] in _HYPHENS:
             joined[-1].end = result.end
+            joined[-1].score = max(joined[-1].score, result.score)
+        elif joined and joined[-1].start <= result.start and result.end <= joined[-1].end:
             joined[-1].score = max(joined[-1].score, result.score)
         else:
             joined.append(result)

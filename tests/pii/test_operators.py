@@ -29,6 +29,11 @@ CONTEXT = OperatorContext(hash_key=b"k" * 32, today=date(2026, 11, 22))
     ("LOCATION", "杭州市阳光花园小区5栋302室", "杭州市***"),
     ("LOCATION", "浙江省杭州市西湖区文三路90号", "浙江省杭州市西湖区***"),
     ("LOCATION", "Hadikgasse 49, Apt. 542", "***"),
+    ("LOCATION", "北京市天通苑东三区5号楼2单元301", "北京市***"),   # a housing block's 区
+    ("LOCATION", "长春市红旗街100号", "长春市***"),                  # 旗 of a street name
+    ("LOCATION", "上海市浦东新区张江高科技园区", "上海市浦东新区***"),
+    ("LOCATION", "内蒙古自治区呼和浩特市新城区中山路1号", "内蒙古自治区呼和浩特市新城区***"),
+    ("LOCATION", "海淀区中关村大街1号", "海淀区***"),
 ])
 def test_mask_conventions(entity: str, value: str, masked: str) -> None:
     assert apply("mask", value, entity, {}, CONTEXT) == masked

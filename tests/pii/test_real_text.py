@@ -59,12 +59,29 @@ def test_english_names_in_chinese_text_are_found_whole(engine: PiiEngine, text: 
     assert name in names(engine, text)
 
 
-@pytest.mark.parametrize("text", [
-    "Jean-Pierre Martin paid the invoice yesterday.",
-    "Jean-Pierre Martin 先生已付款",
+@pytest.mark.parametrize(("text", "name"), [
+    ("Jean-Pierre Martin paid the invoice yesterday.", "Jean-Pierre Martin"),
+    ("Jean-Pierre Martin 先生已付款", "Jean-Pierre Martin"),
+    ("Sarah Johnson-Smith called.", "Sarah Johnson-Smith"),
+    ("Catherine Zeta-Jones visited the store.", "Catherine Zeta-Jones"),
+    ("请联系 Anne-Marie Dubois 确认订单", "Anne-Marie Dubois"),
 ])
-def test_a_hyphenated_name_is_one_name(engine: PiiEngine, text: str) -> None:
-    assert names(engine, text) == ["Jean-Pierre Martin"]
+def test_a_hyphenated_name_is_one_name(engine: PiiEngine, text: str, name: str) -> None:
+    assert names(engine, text) == [name]
+
+
+@pytest.mark.parametrize(("text", "address"), [
+    ("地址：北京市天通苑东三区5号楼2单元301", "北京市天通苑东三区5号楼2单元301"),
+    ("杭州市西湖区阳光小区3-2-501，请放门口", "杭州市西湖区阳光小区3-2-501"),
+    ("广州市天河区华夏路10号富力中心2305房", "广州市天河区华夏路10号富力中心2305房"),
+])
+def test_a_flat_number_after_a_building_is_part_of_the_address(engine: PiiEngine, text: str,
+                                                               address: str) -> None:
+    assert places(engine, text) == [address]
+
+
+def test_a_year_after_a_district_is_no_flat_number(engine: PiiEngine) -> None:
+    assert places(engine, "北京市海淀区2023年新建的小区") == ["北京市海淀区"]
 
 
 @pytest.mark.parametrize("text", [

@@ -53,6 +53,13 @@ def test_look_alikes_are_not_flagged(engine: PiiEngine, text: str) -> None:
                         "CN_LICENSE_PLATE", "CREDIT_CARD"}, found(engine, text)
 
 
+@pytest.mark.parametrize("number", ["1-415-555-0132", "1 (415) 555-0132", "1 415 555 0132"])
+def test_a_north_american_number_with_its_code_apart_is_found_in_chinese_text(
+        engine: PiiEngine, number: str) -> None:
+    assert ("PHONE_NUMBER", number) in found(engine, f"客户电话 {number}，请回电")
+    assert not found(engine, f"客户电话 {number[:-1]}，请回电")  # one digit short: no number
+
+
 def test_unionpay_card_failing_luhn_needs_context(engine: PiiEngine) -> None:
     assert ("CN_BANK_CARD", "6222026006705354217") in found(engine, "银行卡号6222026006705354217")
     assert not found(engine, "编号6222026006705354217")

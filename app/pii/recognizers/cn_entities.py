@@ -51,6 +51,10 @@ ADDRESS_TAIL = regex.compile(
     r"(?:[\p{Han}A-Za-z0-9\---[的了在是和与说为把被给向从到对等及或也都就还又很我你他她它们]]{0,12}?"
     r"(?:路|街|大道|巷|胡同|弄|里|号院|号楼|号|栋|幢|座|单元|楼|层|室|小区|花园|大厦|广场|公寓|"
     r"新村|苑|园区|园|中心|村|组|期|区)){1,8}", regex.VERSION1)
+# A flat or room number straight after a building or a unit (5号楼2单元301, 阳光小区3-2-501,
+# 富力中心2305房): part of the address, where nothing but punctuation or a space follows it.
+_ROOM_AFTER = regex.compile(r"\d{1,5}(?:-\d{1,5}){0,3}(?:[室房户号]|(?=[^\p{L}\d]|$))")
+_BUILDING_END = frozenset("元楼栋幢座层号区园苑院村厦心城")
 MODEL_SCORE = 0.85
 ORG_SCORE = 0.6
 
@@ -125,8 +129,11 @@ class ChineseEntityRecognizer(EntityRecognizer):
             tail = ADDRESS_TAIL.match(text, end, min(len(text), end + 60))
             if tail and tail.end() > end and tail.end() in ends:
                 end = tail.end()
-                while index < len(words) and words[index].start < end:
-                    index += 1
+            room = _ROOM_AFTER.match(text, end) if text[end - 1] in _BUILDING_END else None
+            if room and end > word.end:  # a place word and more: an address, not a bare city
+                end = room.end()
+            while index < len(words) and words[index].start < end:
+                index += 1
             found.append(self._result("LOCATION", word.start, end, MODEL_SCORE))
         return found
 

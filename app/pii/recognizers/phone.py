@@ -63,8 +63,13 @@ def phone_score(candidate: str, regions: tuple[str, ...] = REGIONS) -> float | N
         return INTERNATIONAL_SCORE if _valid(candidate, None) else None
     if not any(_valid_in(candidate, digits, region)
                for region in _plausible_regions(digits, regions)):
-        return None
+        # North America's country code written apart, with no plus: 1-415-555-0132 in any text
+        return INTERNATIONAL_SCORE if _NANP_CODE_APART.match(candidate) and \
+            _valid("+" + candidate, None) else None
     return NATIONAL_SCORE if _written_as_phone(candidate) else BARE_SCORE
+
+
+_NANP_CODE_APART = regex.compile(r"1[ .\-](?=\(?[0-9]{3}\)?[ .\-]?[0-9]{3}[ .\-][0-9]{4}$)")
 
 
 def _valid(candidate: str, region: str | None) -> bool:
