@@ -48,10 +48,10 @@ def refine(text: str, results: list[RecognizerResult]) -> list[RecognizerResult]
     return merge_locations(text, kept)
 
 
-_HYPHENS = frozenset("-\u2010\u2011")
+_HYPHENS = "-\u2010\u2011"
 # A capitalised part of a name joined by a hyphen: `Anne-` before, `-Jones` after.
-_PART_BEFORE = regex.compile(r"(?<![\p{L}\p{M}\-])\p{Lu}[\p{Ll}\p{M}]+[\-\u2010\u2011]$")
-_PART_AFTER = regex.compile(r"[\-\u2010\u2011]\p{Lu}[\p{Ll}\p{M}]+(?![\p{L}\p{M}\-])")
+_PART_BEFORE = regex.compile(rf"(?<![\p{{L}}\p{{M}}\-])\p{{Lu}}[\p{{Ll}}\p{{M}}]+[{_HYPHENS}]$")
+_PART_AFTER = regex.compile(rf"[{_HYPHENS}]\p{{Lu}}[\p{{Ll}}\p{{M}}]+(?![\p{{L}}\p{{M}}\-])")
 
 
 def join_hyphenated_names(text: str, results: list[RecognizerResult]) -> list[RecognizerResult]:
