@@ -18,10 +18,13 @@ PROFILE = {"name": "张伟", "email": "Zhang.Wei@Example.cn", "phone": "138-1234
            "cn_resident_id": "11010519491231002x", "birth_date": "1949-12-31"}
 _NAMES = ("John Smith", "Mary Jones", "Ahmed Khan", "Li Wei", "Olga Petrova", "Juan Perez")
 _CITIES = ("London", "Leeds", "Cardiff", "Boston", "Lyon", "Madrid", "Oslo")
-# A note whose scan takes a model's time (about 17,000 characters): no two sentences alike, as
-# a scan reads a repeated window once.
+# A note whose scan takes a model's time (about 19,500 characters, ten windows, under the 20,000
+# a free-text field may hold): no two sentences alike, as a scan reads a repeated window once.
+# A scan checks its deadline before each group of windows, so a limit meant to stop it must be
+# well under one group's time (0.01 s): with the scan helper reading half the windows, a fast
+# machine read a batch of this note and a short one within 0.1 s.
 SLOW_NOTE = " ".join(f"Customer {_NAMES[i % 6]} called about order {1000 + i} from "
-                     f"{_CITIES[i % 7]}, call back." for i in range(250))
+                     f"{_CITIES[i % 7]}, call back." for i in range(290))
 ALL_SCOPES = "records:write records:read consent:write consent:read audit:read dsr:manage"
 
 Clients = Callable[..., httpx.Client]
