@@ -46,10 +46,23 @@ UVICORN = str(Path(sys.executable).with_name("uvicorn"))
 PG_ADMIN_URL = os.environ.get("PGW_BENCH_POSTGRES_URL",
                               "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 PG_DATABASE = "pgw_bench"
-NOTE = ("Customer rang about a late parcel and asked us to call back on 13912345678 or write "
-        "to li.na@example.com; prefers calls after 6pm. Delivery to the side door, the front "
-        "gate is locked. Asked about the loyalty programme and whether the refund for the "
-        "broken kettle from last month has been processed yet.")
+_FIRST = ("Mary", "John", "Ahmed", "Olga", "Juan", "Sarah", "Tom", "Priya", "Lena", "Wei")
+_LAST = ("Jones", "Smith", "Khan", "Petrova", "Perez", "Brown", "Garcia", "Patel", "Novak", "Li")
+
+
+def note(i: int) -> str:
+    """A support note of about 300 characters with a name, a mobile number, an e-mail address
+    and a street of its own: no two subjects' notes alike, as in a real CRM (a scan reads a
+    text it has seen in the same batch once, so one note for every write would flatter any
+    batching)."""
+    r = random.Random(i)
+    return (f"{r.choice(_FIRST)} {r.choice(_LAST)} rang about a late parcel, order {100000 + i}, "
+            f"and asked us to call back on 139{r.randrange(10**8):08d} or write to "
+            f"customer{i}@example.com; prefers calls after {r.randrange(1, 9)}pm. Delivery to "
+            f"the side door of {r.randrange(1, 200)} {r.choice(_LAST)} Street, the front gate is "
+            "locked. Asked whether the refund for the broken kettle has been processed yet.")
+
+
 CONCURRENCY = 8
 TIMEOUT = 10.0
 
@@ -62,7 +75,7 @@ def customer(i: int) -> dict[str, Any]:
                      "email": f"customer{i}@example.com", "phone": f"1381234{i % 10000:04d}",
                      "cn_resident_id": "11010519491231002X", "birth_date": "1988-04-12",
                      "address": "上海市浦东新区世纪大道100号", "gender": "female",
-                     "city": "上海", "postcode": "200120", "notes": NOTE}}
+                     "city": "上海", "postcode": "200120", "notes": note(i)}}
 
 
 # -- servers ------------------------------------------------------------------------------------
