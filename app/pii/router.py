@@ -67,9 +67,10 @@ def scan(body: ScanRequest, session: SessionDep, caller: Scanner, settings: Sett
     engine = _engine(settings)
     _check(settings, engine, [body.text], [body.language], body.entities)
     spend_characters(request, session, caller, len(body.text))
-    language, findings = engine.analyze(body.text, language=body.language,
-                                        entities=body.entities, threshold=body.score_threshold,
-                                        time_limit=settings.pii_scan_seconds)
+    language, findings = pii.scan_text(settings.nlp_model_en, body.text,
+                                       language=body.language, entities=body.entities,
+                                       threshold=body.score_threshold,
+                                       time_limit=settings.pii_scan_seconds)
     audit.record(session, caller=caller, action="pii.scanned",
                  details={"language": language, "chars": len(body.text),
                           "found": pii.counts(findings)})
@@ -110,9 +111,10 @@ def redact(body: RedactRequest, session: SessionDep, caller: Scanner, runtime: R
         if key != "DEFAULT" and key not in engine.supported_entities:
             raise Invalid(f"operators: unknown entity type {key!r}", field=f"operators.{key}",
                           supported=["DEFAULT", *engine.supported_entities])
-    language, findings = engine.analyze(body.text, language=body.language,
-                                        entities=body.entities, threshold=body.score_threshold,
-                                        time_limit=settings.pii_scan_seconds)
+    language, findings = pii.scan_text(settings.nlp_model_en, body.text,
+                                       language=body.language, entities=body.entities,
+                                       threshold=body.score_threshold,
+                                       time_limit=settings.pii_scan_seconds)
     context = operators.OperatorContext(hash_key=runtime.pii_hash_key)
     try:
         result = pii.redact(body.text, findings, body.operators, context)

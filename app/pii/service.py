@@ -11,8 +11,9 @@ from presidio_anonymizer import AnonymizerEngine
 from presidio_anonymizer.entities import OperatorConfig, RecognizerResult
 
 from app.pii import operators
+from app.pii.coalesce import Coalescer
 from app.pii.deadline import ScanTimeout
-from app.pii.engine import Finding, PiiEngine
+from app.pii.engine import DEFAULT_THRESHOLD, Finding, PiiEngine
 from app.pii.schemas import OperatorSpec
 
 _engines: dict[str, PiiEngine] = {}
@@ -20,12 +21,27 @@ _engines_lock = threading.Lock()
 _anonymizer = AnonymizerEngine()  # type: ignore[no-untyped-call]
 
 
+_coalescers: dict[str, Coalescer] = {}
+
+
 def get_engine(model: str) -> PiiEngine:
     """The process's engine for this English model, loaded on first use."""
     with _engines_lock:
         if model not in _engines:
             _engines[model] = PiiEngine(en_model=model)
+            _coalescers[model] = Coalescer(_engines[model])
         return _engines[model]
+
+
+def scan_text(model: str, text: str, *, language: str = "auto",
+              entities: Sequence[str] | None = None, threshold: float = DEFAULT_THRESHOLD,
+              time_limit: float | None = None) -> tuple[str, list[Finding]]:
+    """The language and findings of one text, as `PiiEngine.analyze` gives them, scanned in one
+    batch with the short texts other threads of this process scan at the same time
+    (`app.pii.coalesce`)."""
+    get_engine(model)
+    return _coalescers[model].scan(text, language=language, entities=entities,
+                                   threshold=threshold, time_limit=time_limit)
 
 
 def counts(findings: Sequence[Finding]) -> dict[str, int]:

@@ -28,7 +28,7 @@ from app.keys.keyring import Keyring
 from app.pii import operators
 from app.pii.engine import Finding
 from app.pii.schemas import OperatorSpec
-from app.pii.service import get_engine, redact
+from app.pii.service import redact, scan_text
 from app.policy.models import Access, DataField, FieldType, RecordType, Retention, RetentionTrigger
 from app.records import protection
 from app.retention import rules
@@ -57,8 +57,7 @@ def scanner(settings: Settings) -> Scanner:
     def scan(text: str) -> list[Finding]:
         if not text.strip():
             return []
-        engine = get_engine(settings.nlp_model_en)
-        return engine.analyze(text, time_limit=settings.pii_scan_seconds)[1]
+        return scan_text(settings.nlp_model_en, text, time_limit=settings.pii_scan_seconds)[1]
 
     return scan
 
