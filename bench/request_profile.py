@@ -1,6 +1,7 @@
 """What one audited write and one audited read cost inside the gateway: statements sent to the
 database per request (counted by a SQLAlchemy hook on every engine) and, with `--profile`, where
-the CPU goes (pyinstrument over many requests in one process, on the request threads too).
+the CPU goes (py-spy over many requests in one process, on the request threads too), for writes
+without free text, masked reads and writes with a 300-character note.
 
 The gateway runs in this process behind uvicorn on loopback (as `pgw serve` runs it), on a fresh
 PostgreSQL database by default; the job worker is off, so every statement counted is a request's.
@@ -29,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.audit_scaling import plain_customer  # noqa: E402
-from bench.gateway_load import PGW, fresh_database  # noqa: E402
+from bench.gateway_load import PGW, customer, fresh_database  # noqa: E402
 from tests.server import free_port  # noqa: E402
 
 
@@ -133,8 +134,9 @@ def main() -> None:
 
 
 def _profile(directory: Path, env: dict[str, str], requests: int, ids: list[str]) -> None:
-    """py-spy on a one-process `pgw serve` while 4 clients send writes, then reads: CPU per
-    request from /proc, and the functions on the sampled stacks of threads holding the GIL
+    """py-spy on a one-process `pgw serve` while 4 clients send writes, then reads, then writes
+    with a 300-character note of their own (what batching scans across requests acts on): CPU
+    per request from /proc, and the functions on the sampled stacks of threads holding the GIL
     (Python running, not waiting; the request threads included), by their share."""
     from bench.audit_scaling import cpu_seconds
     from tests.server import wait_until_up
@@ -165,10 +167,15 @@ def _profile(directory: Path, env: dict[str, str], requests: int, ids: list[str]
             client.get(f"/v1/records/{ids[i % len(ids)]}",
                        params={"purpose": "customer_support"}).raise_for_status()
 
+        def write_noted(_i: int) -> None:  # a note of its own (bench/gateway_load.py)
+            client.post("/v1/records", json=customer(next(counter))).raise_for_status()
+
         for i in range(20):
             write(i)
             read(i)
-        for label, send in (("write", write), ("read", read)):
+            write_noted(i)
+        for label, send in (("write", write), ("read", read),
+                            ("write with a 300-character note", write_noted)):
             for attempt in range(3):  # without py-spy: its sampling costs the server CPU too
                 before = cpu_seconds(server.pid)
                 with ThreadPoolExecutor(4) as pool:

@@ -7,16 +7,17 @@ findings (`analyze_batch` reads each text in windows of its own).
 
 No scan waits for a timer: a scan that finds no batch running runs at once, as the leader of a
 batch of whatever is queued (itself, at least). Scans that arrive while a batch runs queue up;
-when it ends, the first of them leads the next batch, which takes every queued scan with the
-same entities and threshold, up to MAX_TEXTS. So under no concurrency a scan costs what it did,
-and under concurrency it waits for at most the batch before its own.
+when it ends, the first of them leads the next batch, which takes the queued scans with the
+same entities and threshold, in order, up to MAX_TEXTS and MAX_BATCH_CHARS: about one group of
+windows, what a scan waited for before when another held spaCy's lock. So under no concurrency
+a scan costs what it did, and under concurrency it waits for at most the batch before its own.
 
 Each scan keeps its own time limit, counted from its arrival: a scan still queued when its limit
 passes leaves the queue with ScanTimeout; a batch is limited by the earliest limit of its
 members, and if it runs out, a member that still has time is scanned again alone, on its own
 thread, within what it has left. An error of the engine reaches every member of the batch.
-Long texts (over MAX_CHARS) are scanned alone as before: they are read a group of windows at a
-time and never hold up a batch of short ones.
+Long texts (over MAX_CHARS, one window) are scanned alone as before: they are read a group of
+windows at a time and never hold up a batch of short ones.
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from app.pii.deadline import Deadline, ScanTimeout
-from app.pii.engine import DEFAULT_THRESHOLD, Finding, PiiEngine
+from app.pii.engine import DEFAULT_THRESHOLD, NLP_GROUP, Finding, PiiEngine
+from app.pii.windows import WINDOW
 
-MAX_CHARS = 4000  # two windows
+MAX_CHARS = WINDOW  # longer texts are scanned alone
 MAX_TEXTS = 16
+MAX_BATCH_CHARS = WINDOW * NLP_GROUP  # one group of windows under spaCy's lock
 
 Key = tuple[tuple[str, ...] | None, float]
 
@@ -53,9 +56,10 @@ class _Ask:
 
 class Coalescer:
     def __init__(self, engine: PiiEngine, *, max_chars: int = MAX_CHARS,
-                 max_texts: int = MAX_TEXTS):
+                 max_texts: int = MAX_TEXTS, max_chars_batch: int = MAX_BATCH_CHARS):
         self.engine = engine
         self.max_chars, self.max_texts = max_chars, max_texts
+        self.max_chars_batch = max_chars_batch
         self._lock = threading.Lock()
         self._queue: list[_Ask] = []
         self._running = False
@@ -103,10 +107,18 @@ class Coalescer:
     def _lead(self) -> None:
         """Run one batch from the head of the queue (this thread's own scan is at its head),
         then hand the turn to the next queued scan, if any."""
+        batch: list[_Ask] = []
         try:
             with self._lock:
-                first = self._queue[0]
-                batch = [a for a in self._queue if a.key == first.key][:self.max_texts]
+                first, chars = self._queue[0], 0
+                for ask in self._queue:
+                    if ask.key != first.key:
+                        continue
+                    if batch and (len(batch) == self.max_texts
+                                  or chars + len(ask.text) > self.max_chars_batch):
+                        break
+                    batch.append(ask)
+                    chars += len(ask.text)
                 for ask in batch:
                     self._queue.remove(ask)
                     ask.taken = True

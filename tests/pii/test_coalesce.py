@@ -201,3 +201,23 @@ def test_scans_with_other_entities_or_threshold_are_not_batched_together() -> No
     for thread, _ in [(head, None), *members]:
         thread.join(5)
     assert sorted(map(sorted, stand_in.batches[1:])) == [["a", "c"], ["b"], ["d"]]
+
+
+def test_a_batch_holds_about_one_group_of_windows_and_long_texts_go_alone() -> None:
+    release = threading.Event()
+    stand_in = _Engine(lambda texts: release if texts == ["head"] else None)
+    coalescer = Coalescer(stand_in)  # type: ignore[arg-type]
+    head, _ = _in_thread(lambda: coalescer.scan("head", time_limit=5))
+    while not stand_in.batches:
+        time.sleep(0.005)
+    texts = [str(i) * 1900 for i in range(5)]
+    members = [_in_thread(lambda t=t: coalescer.scan(t, time_limit=5))  # type: ignore[misc]
+               for t in texts]
+    _queued(coalescer, 5)
+    release.set()
+    for thread, _ in [(head, None), *members]:
+        thread.join(5)
+    assert sorted(len(batch) for batch in stand_in.batches[1:]) == [1, 4]  # 8,000 characters
+    long_text = "x" * 2001
+    assert coalescer.scan(long_text, time_limit=5)[1][0].recognizer == "alone"
+    assert stand_in.alone == [(long_text, 5)]
