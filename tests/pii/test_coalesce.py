@@ -1,6 +1,6 @@
-"""Short scans from concurrent threads go through the engine as one batch, each with the findings
-it gets alone; time limits stay each scan's own; an engine error reaches every member and the
-next scan still runs."""
+"""Short English scans from concurrent threads go through the engine as one batch, each with the
+findings it gets alone; time limits stay each scan's own; an engine error fails every member,
+each with an error of its own; a thread that stops hands its turn on."""
 
 from __future__ import annotations
 
@@ -53,7 +53,9 @@ def test_concurrent_scans_are_batched_and_find_what_each_finds_alone(engine: Pii
     assert len(together) == len(texts)
     for text, result in together:
         assert result == alone[text], text
-    assert coalescer.texts == len(texts) - 1  # the long text went alone
+    english = [t for t in texts if coalescer.batched(t, "auto")]
+    assert len(english) == 32  # the Chinese notes and the long text were scanned alone
+    assert coalescer.texts == len(english)
     assert coalescer.batches < coalescer.texts  # some batches held several texts
 
 
@@ -145,25 +147,60 @@ def test_a_scan_whose_time_runs_out_in_the_queue_leaves_it_at_its_limit() -> Non
     assert coalescer.scan("next", time_limit=5)[1][0].end == 4  # the turn was handed on
 
 
-def test_a_batch_that_runs_out_of_time_scans_its_other_members_alone() -> None:
-    release, never = threading.Event(), threading.Event()
-    stand_in = _Engine(lambda texts: release if texts == ["head"] else never)
+def test_a_batch_runs_under_its_latest_limit_and_each_member_fails_with_its_own() -> None:
+    release, slow, never = threading.Event(), threading.Event(), threading.Event()
+    gates = {"head": release, "early": slow, "late": slow, "a": never, "b": never}
+    stand_in = _Engine(lambda texts: gates[texts[0]])
     coalescer = Coalescer(stand_in)  # type: ignore[arg-type]
+
+    def batch_of(first: str, second: str, limits: tuple[float, float]) -> list[dict[str, Any]]:
+        head, _ = _in_thread(lambda: coalescer.scan("head", time_limit=5))
+        while not stand_in.batches or stand_in.batches[-1] != ["head"]:
+            time.sleep(0.005)
+        members = [_in_thread(lambda: coalescer.scan(first, time_limit=limits[0])),
+                   _in_thread(lambda: coalescer.scan(second, time_limit=limits[1]))]
+        _queued(coalescer, 2)
+        release.set()
+        threading.Timer(0.6, slow.set).start()  # the batch (early, late) takes 0.6 s
+        for thread, _ in [(head, None), *members]:
+            thread.join(5)
+        release.clear()
+        return [out for _, out in members]
+
+    early, late = batch_of("early", "late", (0.4, 3))
+    assert early["result"][1][0].end == 5  # answered: its batch began in time, under 3 s
+    assert late["result"][1][0].end == 4
+    a, b = batch_of("a", "b", (0.2, 0.4))  # never answered: out of time at 0.4 s
+    assert a["error"].extra["limit_seconds"] == 0.2
+    assert b["error"].extra["limit_seconds"] == 0.4
+    assert not coalescer._running
+
+
+def test_an_interrupted_scan_hands_its_turn_on() -> None:
+    release = threading.Event()
+    stand_in = _Engine(lambda texts: release if texts == ["head"] else None)
+
+    class Interrupted(Coalescer):
+        def _wait(self, ask: Any) -> None:
+            super()._wait(ask)
+            if ask.text == "interrupted":  # its turn to lead came, and the thread stops
+                raise KeyboardInterrupt
+
+    coalescer = Interrupted(stand_in)  # type: ignore[arg-type]
     head, _ = _in_thread(lambda: coalescer.scan("head", time_limit=5))
     while not stand_in.batches:
         time.sleep(0.005)
-    short, short_out = _in_thread(lambda: coalescer.scan("short", time_limit=0.3))
-    roomy, roomy_out = _in_thread(lambda: coalescer.scan("roomy", time_limit=5))
+    stopped, stopped_out = _in_thread(lambda: coalescer.scan("interrupted", time_limit=5))
+    _queued(coalescer, 1)
+    after, after_out = _in_thread(lambda: coalescer.scan("after", time_limit=None))
     _queued(coalescer, 2)
-    release.set()  # the next batch (short, roomy), limited by short's 0.3 s, runs out
-    for thread in (head, short, roomy):
+    release.set()
+    for thread in (head, stopped, after):
         thread.join(5)
-    assert isinstance(short_out["error"], ScanTimeout)
-    assert roomy_out["result"][1][0].recognizer == "alone"
-    text, limit = stand_in.alone[0]
-    assert text == "roomy"
-    assert limit is not None
-    assert 3.5 < limit < 5
+    assert isinstance(stopped_out["error"], KeyboardInterrupt)
+    assert after_out["result"][1][0].end == 5
+    assert not coalescer._running
+    assert coalescer._queue == []
 
 
 def test_an_engine_error_reaches_every_member_and_the_next_scan_runs() -> None:
@@ -180,7 +217,9 @@ def test_an_engine_error_reaches_every_member_and_the_next_scan_runs() -> None:
     release.set()
     for thread, _ in [(head, None), *members]:
         thread.join(5)
-    assert [str(out["error"]) for _, out in members] == ["model broke", "model broke"]
+    errors = [out["error"] for _, out in members]
+    assert sorted(map(str, errors)) == ["model broke", "the PII engine failed on a batch of scans"]
+    assert errors[0] is not errors[1]
     assert coalescer.scan("after", time_limit=5)[1][0].end == 5
     assert not coalescer._running
 
@@ -203,21 +242,22 @@ def test_scans_with_other_entities_or_threshold_are_not_batched_together() -> No
     assert sorted(map(sorted, stand_in.batches[1:])) == [["a", "c"], ["b"], ["d"]]
 
 
-def test_a_batch_holds_about_one_group_of_windows_and_long_texts_go_alone() -> None:
+def test_a_batch_holds_one_window_of_text_and_long_or_chinese_texts_go_alone() -> None:
     release = threading.Event()
     stand_in = _Engine(lambda texts: release if texts == ["head"] else None)
     coalescer = Coalescer(stand_in)  # type: ignore[arg-type]
     head, _ = _in_thread(lambda: coalescer.scan("head", time_limit=5))
     while not stand_in.batches:
         time.sleep(0.005)
-    texts = [str(i) * 1900 for i in range(5)]
+    texts = [str(i) * 900 for i in range(5)]
     members = [_in_thread(lambda t=t: coalescer.scan(t, time_limit=5))  # type: ignore[misc]
                for t in texts]
     _queued(coalescer, 5)
     release.set()
     for thread, _ in [(head, None), *members]:
         thread.join(5)
-    assert sorted(len(batch) for batch in stand_in.batches[1:]) == [1, 4]  # 8,000 characters
-    long_text = "x" * 2001
-    assert coalescer.scan(long_text, time_limit=5)[1][0].recognizer == "alone"
-    assert stand_in.alone == [(long_text, 5)]
+    assert sorted(len(batch) for batch in stand_in.batches[1:]) == [1, 2, 2]  # 2,000 characters
+    long_text, chinese = "x" * 1001, "客户王芳来电，手机13912345678"
+    for text in (long_text, chinese):
+        assert coalescer.scan(text, time_limit=5)[1][0].recognizer == "alone"
+    assert stand_in.alone == [(long_text, 5), (chinese, 5)]
