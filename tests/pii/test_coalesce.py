@@ -110,22 +110,37 @@ def _queued(coalescer: Coalescer, n: int) -> None:
         time.sleep(0.005)
 
 
+def _behind_a_held_batch(coalescer: Coalescer, stand_in: _Engine, release: threading.Event,
+                         scans: Sequence[Callable[[], Any]], *, head: str = "head",
+                         on_release: Callable[[], None] = lambda: None) -> list[dict[str, Any]]:
+    """Start a scan of `head`, whose batch waits for `release`; queue `scans` behind it, in
+    order, each on a thread of its own; release it; the outcome of each of `scans` once every
+    thread has ended."""
+    first, _ = _in_thread(lambda: coalescer.scan(head, time_limit=10))
+    while not stand_in.batches or stand_in.batches[-1] != [head]:
+        time.sleep(0.005)
+    members = []
+    for n, scan in enumerate(scans, start=1):
+        members.append(_in_thread(scan))
+        _queued(coalescer, n)
+    release.set()
+    on_release()
+    for thread, _ in [(first, None), *members]:
+        thread.join(5)
+    return [out for _, out in members]
+
+
 def test_scans_arriving_during_a_batch_go_together_in_the_next() -> None:
     release = threading.Event()
     stand_in = _Engine(lambda texts: release if texts == ["first"] else None)
     coalescer = Coalescer(stand_in)  # type: ignore[arg-type]
-    first, _ = _in_thread(lambda: coalescer.scan("first", time_limit=10))
-    while not stand_in.batches:
-        time.sleep(0.005)
-    others = [_in_thread(lambda t=t: coalescer.scan(t, time_limit=10))  # type: ignore[misc]
-              for t in ("second", "third", "fourth")]
-    _queued(coalescer, 3)
-    release.set()
-    for thread, _ in [(first, {}), *others]:
-        thread.join(5)
+    others = _behind_a_held_batch(
+        coalescer, stand_in, release,
+        [lambda t=t: coalescer.scan(t, time_limit=10)  # type: ignore[misc]
+         for t in ("second", "third", "fourth")], head="first")
     assert [sorted(batch) for batch in stand_in.batches] == [["first"],
                                                              ["fourth", "second", "third"]]
-    assert [out["result"][1][0].end for _, out in others] == [6, 5, 6]
+    assert [out["result"][1][0].end for out in others] == [6, 5, 6]
 
 
 def test_a_scan_whose_time_runs_out_in_the_queue_leaves_it_at_its_limit() -> None:
@@ -154,18 +169,13 @@ def test_a_batch_runs_under_its_latest_limit_and_each_member_fails_with_its_own(
     coalescer = Coalescer(stand_in)  # type: ignore[arg-type]
 
     def batch_of(first: str, second: str, limits: tuple[float, float]) -> list[dict[str, Any]]:
-        head, _ = _in_thread(lambda: coalescer.scan("head", time_limit=5))
-        while not stand_in.batches or stand_in.batches[-1] != ["head"]:
-            time.sleep(0.005)
-        members = [_in_thread(lambda: coalescer.scan(first, time_limit=limits[0])),
-                   _in_thread(lambda: coalescer.scan(second, time_limit=limits[1]))]
-        _queued(coalescer, 2)
-        release.set()
-        threading.Timer(0.6, slow.set).start()  # the batch (early, late) takes 0.6 s
-        for thread, _ in [(head, None), *members]:
-            thread.join(5)
+        members = _behind_a_held_batch(
+            coalescer, stand_in, release,
+            [lambda: coalescer.scan(first, time_limit=limits[0]),
+             lambda: coalescer.scan(second, time_limit=limits[1])],
+            on_release=threading.Timer(0.6, slow.set).start)  # the batch (early, late): 0.6 s
         release.clear()
-        return [out for _, out in members]
+        return members
 
     early, late = batch_of("early", "late", (0.4, 3))
     assert early["result"][1][0].end == 5  # answered: its batch began in time, under 3 s
@@ -187,16 +197,10 @@ def test_an_interrupted_scan_hands_its_turn_on() -> None:
                 raise KeyboardInterrupt
 
     coalescer = Interrupted(stand_in)  # type: ignore[arg-type]
-    head, _ = _in_thread(lambda: coalescer.scan("head", time_limit=5))
-    while not stand_in.batches:
-        time.sleep(0.005)
-    stopped, stopped_out = _in_thread(lambda: coalescer.scan("interrupted", time_limit=5))
-    _queued(coalescer, 1)
-    after, after_out = _in_thread(lambda: coalescer.scan("after", time_limit=None))
-    _queued(coalescer, 2)
-    release.set()
-    for thread in (head, stopped, after):
-        thread.join(5)
+    stopped_out, after_out = _behind_a_held_batch(
+        coalescer, stand_in, release,
+        [lambda: coalescer.scan("interrupted", time_limit=5),
+         lambda: coalescer.scan("after", time_limit=None)])
     assert isinstance(stopped_out["error"], KeyboardInterrupt)
     assert after_out["result"][1][0].end == 5
     assert not coalescer._running
@@ -208,16 +212,11 @@ def test_an_engine_error_reaches_every_member_and_the_next_scan_runs() -> None:
     stand_in = _Engine(lambda texts: release if texts == ["head"] else None,
                        fail=lambda texts: RuntimeError("model broke") if "bad" in texts else None)
     coalescer = Coalescer(stand_in)  # type: ignore[arg-type]
-    head, _ = _in_thread(lambda: coalescer.scan("head", time_limit=5))
-    while not stand_in.batches:
-        time.sleep(0.005)
-    members = [_in_thread(lambda t=t: coalescer.scan(t, time_limit=5))  # type: ignore[misc]
-               for t in ("bad", "good")]
-    _queued(coalescer, 2)
-    release.set()
-    for thread, _ in [(head, None), *members]:
-        thread.join(5)
-    errors = [out["error"] for _, out in members]
+    members = _behind_a_held_batch(
+        coalescer, stand_in, release,
+        [lambda t=t: coalescer.scan(t, time_limit=5)  # type: ignore[misc]
+         for t in ("bad", "good")])
+    errors = [out["error"] for out in members]
     assert sorted(map(str, errors)) == ["model broke", "the PII engine failed on a batch of scans"]
     assert errors[0] is not errors[1]
     assert coalescer.scan("after", time_limit=5)[1][0].end == 5
@@ -228,17 +227,11 @@ def test_scans_with_other_entities_or_threshold_are_not_batched_together() -> No
     release = threading.Event()
     stand_in = _Engine(lambda texts: release if texts == ["head"] else None)
     coalescer = Coalescer(stand_in)  # type: ignore[arg-type]
-    head, _ = _in_thread(lambda: coalescer.scan("head", time_limit=5))
-    while not stand_in.batches:
-        time.sleep(0.005)
-    members = [_in_thread(lambda: coalescer.scan("a", time_limit=5)),
-               _in_thread(lambda: coalescer.scan("b", entities=["PERSON"], time_limit=5)),
-               _in_thread(lambda: coalescer.scan("c", time_limit=5)),
-               _in_thread(lambda: coalescer.scan("d", threshold=0.9, time_limit=5))]
-    _queued(coalescer, 4)
-    release.set()
-    for thread, _ in [(head, None), *members]:
-        thread.join(5)
+    _behind_a_held_batch(coalescer, stand_in, release, [
+        lambda: coalescer.scan("a", time_limit=5),
+        lambda: coalescer.scan("b", entities=["PERSON"], time_limit=5),
+        lambda: coalescer.scan("c", time_limit=5),
+        lambda: coalescer.scan("d", threshold=0.9, time_limit=5)])
     assert sorted(map(sorted, stand_in.batches[1:])) == [["a", "c"], ["b"], ["d"]]
 
 
@@ -246,16 +239,9 @@ def test_a_batch_holds_one_window_of_text_and_long_or_chinese_texts_go_alone() -
     release = threading.Event()
     stand_in = _Engine(lambda texts: release if texts == ["head"] else None)
     coalescer = Coalescer(stand_in)  # type: ignore[arg-type]
-    head, _ = _in_thread(lambda: coalescer.scan("head", time_limit=5))
-    while not stand_in.batches:
-        time.sleep(0.005)
-    texts = [str(i) * 900 for i in range(5)]
-    members = [_in_thread(lambda t=t: coalescer.scan(t, time_limit=5))  # type: ignore[misc]
-               for t in texts]
-    _queued(coalescer, 5)
-    release.set()
-    for thread, _ in [(head, None), *members]:
-        thread.join(5)
+    _behind_a_held_batch(coalescer, stand_in, release,
+                         [lambda t=t: coalescer.scan(t, time_limit=5)  # type: ignore[misc]
+                          for t in [str(i) * 900 for i in range(5)]])
     assert sorted(len(batch) for batch in stand_in.batches[1:]) == [1, 2, 2]  # 2,000 characters
     long_text, chinese = "x" * 1001, "客户王芳来电，手机13912345678"
     for text in (long_text, chinese):
