@@ -9,6 +9,7 @@ concurrent requests queue on the busy timeout instead.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from contextlib import suppress
 from datetime import UTC, datetime
@@ -30,12 +31,15 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 import app
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+PING_IDLE_SECONDS = 1.0
+_RETURNED_AT = "pgw_returned_at"  # a pooled connection's info: when it was last given back
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -131,11 +135,40 @@ def _sqlite_on_begin(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
+def _ping_when_idle(engine: Engine, idle_seconds: float) -> None:
+    """Check a pooled connection with a round trip of its own only when it comes out of the
+    pool after more than `idle_seconds` there (0: every time). A connection lost while idle (the
+    database restarted, a firewall dropped it) is then replaced before a request uses it, and
+    one in steady use costs no extra round trip. One used within the last `idle_seconds` when
+    the database went away fails like a request in flight then; the pool then replaces every
+    connection older than that failure."""
+    dialect = engine.dialect
+
+    def given_back(dbapi_connection: Any, record: Any) -> None:
+        if dbapi_connection is not None:
+            record.info[_RETURNED_AT] = time.monotonic()
+
+    def taken(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        returned = record.info.get(_RETURNED_AT)  # a new connection has none: no ping
+        if returned is None or time.monotonic() - returned < idle_seconds:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as exc:  # the pool drops it and connects anew (DisconnectionError)
+            raise DisconnectionError("a pooled connection was lost while idle") from exc
+
+    event.listen(engine, "checkin", given_back)
+    event.listen(engine, "checkout", taken)
+
+
 def make_engine(url: str, *, pool_size: int = 10, max_overflow: int | None = None,
                 pool_timeout: float = 30, connect_timeout: float = 10,
-                busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> Engine:
+                busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS,
+                ping_idle_seconds: float = PING_IDLE_SECONDS) -> Engine:
     """An engine whose waits are all bounded: for a pooled connection (`pool_timeout`), for a
-    new one (`connect_timeout`) and, on SQLite, for the write lock (`busy_timeout_ms`)."""
+    new one (`connect_timeout`) and, on SQLite, for the write lock (`busy_timeout_ms`). On
+    PostgreSQL the pool hands out the connection given back last (so those in use stay warm
+    and the surplus ages out) and checks only one idle for over `ping_idle_seconds`."""
     url = normalise_url(url)
     pool = {"pool_size": pool_size, "max_overflow": pool_size if max_overflow is None
             else max_overflow, "pool_timeout": pool_timeout}
@@ -160,15 +193,17 @@ def make_engine(url: str, *, pool_size: int = 10, max_overflow: int | None = Non
         event.listen(engine, "connect", _sqlite_on_connect(busy_ms))
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
-    return create_engine(
+    engine = create_engine(
         url,
         **pool,
-        pool_pre_ping=True,
+        pool_use_lifo=True,
         pool_recycle=1800,
         isolation_level="READ COMMITTED",
         hide_parameters=True,
         connect_args={"connect_timeout": max(1, int(connect_timeout))},
     )
+    _ping_when_idle(engine, ping_idle_seconds)
+    return engine
 
 
 def make_session_factory(engine: Engine, *, read_only: bool = False,

@@ -151,7 +151,8 @@ def open_runtime(settings: Settings, *,
     engine = make_engine(settings.sqlalchemy_url, pool_size=settings.db_pool_size,
                          pool_timeout=settings.db_pool_timeout_seconds,
                          connect_timeout=settings.db_connect_timeout_seconds,
-                         busy_timeout_ms=int(settings.sqlite_busy_timeout_seconds * 1000))
+                         busy_timeout_ms=int(settings.sqlite_busy_timeout_seconds * 1000),
+                         ping_idle_seconds=settings.db_ping_idle_seconds)
     probe_timeout = settings.readiness_timeout_seconds
     probe_engine = make_engine(settings.sqlalchemy_url, pool_size=1, max_overflow=0,
                                pool_timeout=probe_timeout, connect_timeout=probe_timeout,
@@ -184,7 +185,8 @@ def open_runtime(settings: Settings, *,
         settings.sequencer_database_url or settings.sqlalchemy_url, pool_size=2, max_overflow=0,
         pool_timeout=settings.db_pool_timeout_seconds,
         connect_timeout=settings.db_connect_timeout_seconds,
-        busy_timeout_ms=int(settings.sqlite_busy_timeout_seconds * 1000))
+        busy_timeout_ms=int(settings.sqlite_busy_timeout_seconds * 1000),
+        ping_idle_seconds=settings.db_ping_idle_seconds)
     runtime.sequencer_session_factory = audit.hooked(make_session_factory(
         runtime.sequencer_engine, info={audit.WRITER_KEY: writer}))
     if not settings.sequencer_database_url:  # the service's role sequences too

@@ -136,6 +136,8 @@ class Settings(BaseSettings):
     db_pool_timeout_seconds: float = Field(default=5, gt=0, le=60)
     db_max_waiting: int = Field(default=20, ge=0, le=1000)
     db_connect_timeout_seconds: int = Field(default=5, ge=1, le=60)
+    # a pooled PostgreSQL connection idle longer than this is checked before use (0: always)
+    db_ping_idle_seconds: float = Field(default=1, ge=0, le=3600)
     sqlite_busy_timeout_seconds: float = Field(default=30, gt=0, le=300)  # wait for the write lock
     readiness_timeout_seconds: float = Field(default=3, gt=0, le=30)
     min_free_disk_mb: int = Field(default=100, ge=0)  # below this in PGW_DATA_DIR: not ready
