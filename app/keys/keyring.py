@@ -49,10 +49,14 @@ MIN_KEK_SETTING = "kek_min_version"
 SHRED_EPOCH_SETTING = "shred_epoch"
 _CHECKED = "pgw_keys_checked"  # session.info: (transaction, keys locked in it as still active)
 _SEEN = "pgw_keys_seen"  # session.info: (transaction, {subject: what its locked keys showed})
-# built once: its cache key is then memoised instead of computed on every transaction
-_STATE = select(
-    select(KeySetting.value).where(KeySetting.name == SHRED_EPOCH_SETTING).scalar_subquery(),
-    select(func.max(KekVersion.version)).scalar_subquery())
+_READ_AHEAD = "pgw_keys_read_ahead"  # session.info: (transaction, (epoch, latest)), see below
+# built once: their cache keys are then memoised instead of computed on every transaction
+_EPOCH = select(KeySetting.value).where(KeySetting.name == SHRED_EPOCH_SETTING).scalar_subquery()
+_KEK_LATEST = select(func.max(KekVersion.version)).scalar_subquery()
+_STATE = select(_EPOCH, _KEK_LATEST)
+# The same two values as columns another domain may add to the first statement of its
+# transaction (a read adds them to its record's), handed to `read_ahead`: one round trip less.
+STATE_COLUMNS = (_EPOCH.label("pgw_shred_epoch"), _KEK_LATEST.label("pgw_kek_latest"))
 
 
 # Set on each keyring by `app.wiring.wire`: the checks a legal hold makes before keys are
@@ -105,11 +109,14 @@ class Keyring:
         """Once per transaction: drop cached keys if any key was destroyed anywhere, learn new
         KEK versions; refuse if the KEK material is wrong. The keys this transaction has locked
         as active (filled by `for_encryption`)."""
+        transaction = session.get_transaction()
         state = session.info.get(_CHECKED)
-        if state is not None and state[0] is session.get_transaction():
+        if state is not None and state[0] is transaction:
             known: set[tuple[str, int]] = state[1]
             return known
-        epoch, latest = session.execute(_STATE).one()
+        ahead = session.info.pop(_READ_AHEAD, None)
+        epoch, latest = ahead[1] if ahead is not None and ahead[0] is transaction else \
+            session.execute(_STATE).one()
         with self._lock:
             if (epoch or 0) != self._epoch:
                 self._cache.clear()
@@ -125,6 +132,12 @@ class Keyring:
         session.info[_CHECKED] = (session.get_transaction(), checked)
         session.info[_SEEN] = (session.get_transaction(), {})
         return checked
+
+    def read_ahead(self, session: Session, epoch: int | None, latest: int | None) -> None:
+        """The key state as this transaction's statement read it (`STATE_COLUMNS`), for its
+        first use of keys, if any, instead of a statement of its own. Checked then, not now:
+        a transaction that uses no key is not refused for the keyring's state."""
+        session.info[_READ_AHEAD] = (session.get_transaction(), (epoch, latest))
 
     def _seen(self, session: Session) -> dict[str, SubjectKeys]:
         state = session.info[_SEEN]  # set by _checked, for this transaction

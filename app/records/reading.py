@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from app.access.service import active_grants
@@ -24,7 +24,7 @@ from app.consent.decision import Decision
 from app.errors import Forbidden, Invalid, NotFound
 from app.keys.errors import SubjectErased
 from app.keys.fields import BLIND_INDEX_KEY, blind_index
-from app.keys.keyring import Keyring
+from app.keys.keyring import STATE_COLUMNS, Keyring
 from app.policy.loader import Policy
 from app.policy.models import Access
 from app.records import storage
@@ -34,6 +34,8 @@ from app.records.models import Record
 from app.retention import rules
 
 LOOKUP_KINDS = tuple(storage.INDEXED_TYPES.values())
+# The record and, in the same round trip, the key state its decryption checks first.
+_RECORD_WITH_KEY_STATE = select(Record, *STATE_COLUMNS).where(Record.id == bindparam("record_id"))
 
 
 @dataclass
@@ -114,7 +116,11 @@ def view(session: Session, policy: Policy, keyring: Keyring, *, caller: Caller, 
 def read_one(session: Session, policy: Policy, keyring: Keyring, *, caller: Caller,
              record_id: str, purpose: str, only: set[str] | None) -> View:
     policy.purpose(purpose)
-    record = session.get(Record, record_id)
+    row = session.execute(_RECORD_WITH_KEY_STATE, {"record_id": record_id}).first()
+    record = None
+    if row is not None:
+        record = row[0]
+        keyring.read_ahead(session, *row[1:])
     seen = None if record is None else view(session, policy, keyring, caller=caller,
                                             record=record, purpose=purpose, only=only)
     if seen is None:

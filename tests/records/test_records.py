@@ -10,7 +10,10 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from sqlalchemy import create_engine, text
 
+from app.auth.guard import Caller
+from app.keys import shred
 from app.keys.fields import token_version
+from app.runtime import Runtime
 from tests.gateway import (
     PROFILE,
     Clients,
@@ -387,6 +390,25 @@ def test_erased_subject_reads_say_why(clients: Clients) -> None:
     assert seen["data"] == {}
     assert seen["access"]["email"] == {
         "decision": "denied", "reason": "subject-erased: the subject's key was destroyed"}
+
+
+def test_a_key_destroyed_by_another_process_stops_reads_at_once(
+        clients: Clients, runtime: Runtime) -> None:
+    """The server's key is cached from a read; another process (`runtime`, a keyring of its
+    own on the same database) destroys it. The next read, whose record statement also reads
+    the key state, drops the cache and denies every encrypted field."""
+    record_id = write(clients())["record_id"]
+    officer = clients("compliance_officer", sub="officer")
+    assert read(officer, record_id, "account_management")["data"]["email"] == \
+        "Zhang.Wei@Example.cn"
+    assert runtime.keyring is not None
+    with runtime.session_factory() as session:
+        shred.destroy_subject_keys(session, runtime.keyring, caller=Caller.system("test"),
+                                   subject_id="cust-1")
+        session.commit()
+    seen = read(officer, record_id, "account_management")
+    assert "email" not in seen["data"]
+    assert seen["access"]["email"]["reason"].startswith("subject-erased")
 
 
 def test_a_masked_reader_sees_scanned_text_as_stored(clients: Clients) -> None:
