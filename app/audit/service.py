@@ -35,6 +35,7 @@ WRITER_KEY = "audit_writer"
 MAX_DETAIL_STRING = 200
 BATCH = 2000
 EXPORT_PAGE = 500  # entries per page of an export; a page is about 250 KB
+_QUEUE = insert(AuditPending)  # built once; executed on the connection, as Core
 logger = logging.getLogger("pgw.audit")
 
 
@@ -151,8 +152,9 @@ def append(session: Session, *, drafts: list[Draft], writer: AuditWriter) -> Non
     sequencer gives them sequence numbers, links them onto the chain and into the Merkle tree
     after they commit (`tree.integrate`)."""
     now = utcnow()
-    # an INSERT statement, not ORM objects and a flush: nothing reads the rows back
-    session.execute(insert(AuditPending), [{
+    # a Core INSERT on the session's connection, not ORM objects and a flush nor the ORM's bulk
+    # path: nothing reads the rows back
+    session.connection().execute(_QUEUE, [{
         "ts": now, "actor": draft.actor, "roles": list(draft.roles), "action": draft.action,
         "purpose": draft.purpose, "subject_id": draft.subject_id,
         "resource": draft.resource, "outcome": draft.outcome.value, "details": draft.details,

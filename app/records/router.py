@@ -18,12 +18,13 @@ from app import idempotency
 from app.auth import limits
 from app.auth.guard import Caller, RequireScope
 from app.auth.scopes import Scope
-from app.deps import KeyringDep, RuntimeDep, SessionDep
+from app.deps import KeyringDep, RuntimeDep, SessionDep, commit_here
 from app.errors import Conflict, Forbidden, GatewayError, Invalid, NotFound, problems
 from app.keys.errors import KeyDamaged, KeyRetired, SubjectErased
 from app.keys.keyring import Keyring
 from app.keys.shred import LegalHoldActive
 from app.pii.deadline import ScanTimeout
+from app.policy.loader import Policy
 from app.records import batch, reading, service, storage
 from app.records.access import ConsentDenied
 from app.records.schemas import (
@@ -104,8 +105,10 @@ def _create_record(body: RecordIn, session: Session, caller: Caller, keyring: Ke
                "ETag": _etag(written.record.version)}
     if claimed is not None:
         idempotency.remember(claimed, 201, result, headers)
+    out = StoredRecordOut.model_validate(result)
+    commit_here(session)
     response.headers.update(headers)
-    return StoredRecordOut.model_validate(result)
+    return out
 
 
 async def _batch_body(request: Request, caller: Writer) -> batch.BatchIn:
@@ -173,10 +176,18 @@ async def read_record(record_id: RecordId, purpose: PurposeQuery, session: Sessi
     """Each field clear, masked or not at all, and why (`access`)."""
     only = {name for name in fields.split(",") if name} if fields else None
     seen = await anyio.to_thread.run_sync(partial(
-        reading.read_one, session, runtime.policy, keyring, caller=caller,
+        _read_record, session, runtime.policy, keyring, caller=caller,
         record_id=record_id, purpose=purpose, only=only))
     response.headers["ETag"] = _etag(seen.record.version)
     return RecordViewOut.model_validate(seen.as_dict())
+
+
+def _read_record(session: Session, policy: Policy, keyring: Keyring, *, caller: Caller,
+                 record_id: str, purpose: str, only: set[str] | None) -> reading.View:
+    seen = reading.read_one(session, policy, keyring, caller=caller, record_id=record_id,
+                            purpose=purpose, only=only)
+    commit_here(session)
+    return seen
 
 
 @router.patch("/v1/records/{record_id}", response_model=RectifiedRecordOut,

@@ -83,3 +83,26 @@ def test_a_denial_outlives_the_rollback_of_its_request(settings: Settings, runti
     with runtime.engine.connect() as conn:
         rows = conn.execute(text("SELECT action, outcome FROM audit_entries")).all()
     assert [tuple(row) for row in rows] == [("test.denied", "denied")]
+
+
+def test_record_writes_and_reads_fail_when_they_cannot_be_audited(runtime: Runtime,
+                                                                  live: LiveServer) -> None:
+    """The records endpoints commit on their own request thread (`commit_here`): the audit
+    entry failing there still fails the request, with nothing stored and nothing shown."""
+    client = live.client(make_token(scope="records:write records:read",
+                                    roles=["compliance_officer"]))
+    profile = {"subject_id": "cust-9", "purpose": "account_management",
+               "record_type": "customer_profile",
+               "data": {"name": "Mary Jones", "email": "mary@example.com"}}
+    written = client.post("/v1/records", json=profile)
+    assert written.status_code == 201, written.text
+    break_audit_inserts(runtime)
+    refused = client.post("/v1/records", json={**profile, "subject_id": "cust-10"})
+    assert refused.status_code == 500
+    assert refused.json()["type"] == "urn:pgw:problem:audit-write-failed"
+    assert count(runtime, "records") == 1
+    read = client.get(f"/v1/records/{written.json()['record_id']}",
+                      params={"purpose": "account_management"})
+    assert read.status_code == 500
+    assert read.json()["type"] == "urn:pgw:problem:audit-write-failed"
+    assert "mary" not in read.text.lower()
