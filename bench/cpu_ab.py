@@ -40,7 +40,7 @@ class Gateway:
         with psycopg.connect(plain, autocommit=True) as connection:
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             connection.execute(f'CREATE DATABASE "{name}"')
-        self.name, self.ids = name, []
+        self.name, self.ids = name, list[str]()
         env = {**os.environ, "PYTHONPATH": str(tree), "PGW_ENV": "dev",
                "PGW_DATA_DIR": str(tmp / name), "PGW_DATABASE_URL": _pg_url(name),
                "PGW_POLICY_DIR": str(tree / "policies"), "PGW_WORKER_IN_SERVE": "false",
