@@ -5,7 +5,8 @@ Each write stores a customer record without free text (so the PII model is not w
 measured); each read is a masked read for customer support. Both write an audit entry in their
 transaction. Every cell runs a closed loop for `--seconds` against a fresh server; it prints
 requests per second, p50 and p99 latency, and the servers' CPU-seconds per request, with the
-bare FastAPI endpoint (bench/bare_app.py: same JSON, same database, nothing else) as the floor.
+bare FastAPI endpoint (bench/bare_app.py: same JSON, same database, nothing else) as the floor,
+and the same endpoint adding an audit row in its transaction (what no audited request avoids).
 
 Usage: python bench/audit_scaling.py [--seconds 8] [--clients 1,8,32,64] [--processes 1,2,4]
 """
@@ -49,7 +50,7 @@ async def _one(connection: Connection, target: Target, op: str, i: int,
                ids: list[str]) -> str | None:
     if op == "write":
         status, body = await connection.request(
-            "POST", "/v1/records" if target.gateway else "/items", plain_customer(i))
+            "POST", "/v1/records" if target.gateway else target.items, plain_customer(i))
         if status != 201:
             raise HttpError(f"write: {status} {body[:200]!r}")
         result = json.loads(body)
@@ -153,13 +154,14 @@ def spread(before: dict[int, float], after: dict[int, float], parent: int) -> st
     return "/".join(f"{100 * u / total:.0f}" for u in used) if len(used) > 1 and total else "-"
 
 
-def measure(server: Server, gateway: bool, clients: int, seconds: float) -> dict[str, Any]:
+def measure(server: Server, gateway: bool, clients: int, seconds: float,
+            audited: bool = False) -> dict[str, Any]:
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     before = cpu_by_process(server.process.pid)
     database_before = postgres_cpu()
     process = context.Process(target=_load, args=(
-        Target(server.url, server.token, gateway), clients, seconds, queue))
+        Target(server.url, server.token, gateway, audited), clients, seconds, queue))
     process.start()
     result: dict[str, Any] = queue.get(timeout=seconds * 4 + 120)
     process.join()
@@ -188,28 +190,30 @@ def main() -> None:
     # one bench caller makes every request: lift the per-caller limit (it is not measured here)
     os.environ["PGW_RATE_LIMITS"] = "default=0,pii=0,datasets=0"
     print("| processes | clients | gateway writes/s | p50 / p99 ms | gateway reads/s | "
-          "p50 / p99 ms | bare writes/s | bare reads/s | gateway CPU ms/request | "
-          "workers' CPU shares, % | CPU ms/request: load generator, PostgreSQL "
-          "(gateway; bare) |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
+          "p50 / p99 ms | bare writes/s | bare reads/s | bare + audit row, writes/s | "
+          "reads/s | gateway CPU ms/request | workers' CPU shares, % | CPU ms/request: load "
+          "generator, PostgreSQL (gateway; bare) |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for processes in [int(p) for p in args.processes.split(",")]:
             for clients in [int(c) for c in args.clients.split(",")]:
                 row = {}
-                for gateway in (True, False):
+                for kind in ("gateway", "bare", "audited"):
                     url = fresh_database("postgres", Path(tmp), "scaling")
-                    server = (start_gateway(url, processes, Path(tmp)) if gateway
+                    server = (start_gateway(url, processes, Path(tmp)) if kind == "gateway"
                               else start_bare(url, processes))
                     try:
-                        row[gateway] = measure(server, gateway, clients, args.seconds)
+                        row[kind] = measure(server, kind == "gateway", clients, args.seconds,
+                                            audited=kind == "audited")
                     finally:
                         server.stop()
-                gw, bare = row[True], row[False]
+                gw, bare, audited = row["gateway"], row["bare"], row["audited"]
                 print(f"| {processes} | {clients} | {gw['write'][0]:,.0f} | "
                       f"{pct(gw['write'][1], .5):.0f} / {pct(gw['write'][1], .99):.0f} | "
                       f"{gw['read'][0]:,.0f} | {pct(gw['read'][1], .5):.0f} / "
                       f"{pct(gw['read'][1], .99):.0f} | {bare['write'][0]:,.0f} | "
-                      f"{bare['read'][0]:,.0f} | {gw['cpu_per_request'] * 1000:.1f} | "
+                      f"{bare['read'][0]:,.0f} | {audited['write'][0]:,.0f} | "
+                      f"{audited['read'][0]:,.0f} | {gw['cpu_per_request'] * 1000:.1f} | "
                       f"{gw['spread']} | {machine(gw)}; {machine(bare)} |",
                       flush=True)
 

@@ -147,14 +147,19 @@ class Target:
     url: str
     token: str | None
     gateway: bool
+    audited: bool = False  # the bare endpoints that also write an audit row (bench/bare_app.py)
+
+    @property
+    def items(self) -> str:
+        return "/audited/items" if self.audited else "/items"
 
     def write(self, i: int) -> tuple[str, dict[str, Any]]:
-        return ("/v1/records", customer(i)) if self.gateway else ("/items", customer(i))
+        return ("/v1/records", customer(i)) if self.gateway else (self.items, customer(i))
 
     def read_path(self, item_id: str) -> str:
         if self.gateway:
             return f"/v1/records/{item_id}?purpose=customer_support"
-        return f"/items/{item_id}"
+        return f"{self.items}/{item_id}"
 
 
 async def _send(pool: Pool, target: Target, op: str, i: int, ids: list[str]) -> str | None:
