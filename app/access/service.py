@@ -7,8 +7,8 @@ from __future__ import annotations
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, delete, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, bindparam, delete, exists, or_, select, update
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from app.access.models import AccessRequest, AccessRequestStatus
 from app.audit import service as audit
@@ -148,6 +148,21 @@ _GRANTS = select(AccessRequest.id, AccessRequest.fields, AccessRequest.expires_a
 _GRANTS_FOR_RECORD = _GRANTS.where(or_(AccessRequest.record_id.is_(None),
                                        AccessRequest.record_id == bindparam("record_id")))
 _GRANTS_FOR_SUBJECT = _GRANTS.where(AccessRequest.record_id.is_(None))
+
+
+def grants_exist(record_id: InstrumentedAttribute[str],
+                 subject_id: InstrumentedAttribute[str]) -> ColumnElement[bool]:
+    """Whether the caller holds any approved grant (in time or past its end) for a record, as
+    a column another domain's statement may carry, correlated to its record's id and subject
+    (bound parameters `grant_requester` and `grant_purpose`). Reads find none most of the time
+    and then skip `active_grants`; where there is one, `active_grants` looks (and expires)."""
+    return exists().where(
+        AccessRequest.requester == bindparam("grant_requester"),
+        AccessRequest.status == AccessRequestStatus.APPROVED,
+        AccessRequest.subject_id == subject_id,
+        AccessRequest.purpose == bindparam("grant_purpose"),
+        or_(AccessRequest.record_id.is_(None), AccessRequest.record_id == record_id),
+    ).label("pgw_grants_exist")
 
 
 def active_grants(session: Session, *, caller: Caller, subject_id: str, purpose: str,

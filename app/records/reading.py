@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from app.access.service import active_grants
+from app.access.service import active_grants, grants_exist
 from app.audit import service as audit
 from app.auth.guard import Caller
 from app.auth.scopes import Scope
@@ -34,8 +34,10 @@ from app.records.models import Record
 from app.retention import rules
 
 LOOKUP_KINDS = tuple(storage.INDEXED_TYPES.values())
-# The record and, in the same round trip, the key state its decryption checks first.
-_RECORD_WITH_KEY_STATE = select(Record, *STATE_COLUMNS).where(Record.id == bindparam("record_id"))
+# The record and, in the same round trip, the key state its decryption checks first and whether
+# the caller may hold a grant for it (most hold none, and then there is nothing more to ask).
+_RECORD_READ = select(Record, *STATE_COLUMNS, grants_exist(Record.id, Record.subject_id)).where(
+    Record.id == bindparam("record_id"))
 
 
 @dataclass
@@ -72,17 +74,19 @@ def _state(record: Record, name: str, now: datetime) -> str | None:
 
 
 def view(session: Session, policy: Policy, keyring: Keyring, *, caller: Caller, record: Record,
-         purpose: str, only: set[str] | None = None,
-         consent: Decision | None = None) -> View | None:
+         purpose: str, only: set[str] | None = None, consent: Decision | None = None,
+         grants: dict[str, str] | None = None) -> View | None:
     """The record as this caller may see it for the purpose, or None if they may see nothing
-    of it. `only` narrows the fields asked for."""
+    of it. `only` narrows the fields asked for; `grants`, the caller's grants if already known
+    (else they are looked up)."""
     spec = policy.body.record_types.get(record.record_type)
     if spec is None:  # a record type since removed from policy: nobody reads it through here
         return None
     present = [name for name in record.data if name in spec.fields and
                (only is None or name in only)]
-    grants = active_grants(session, caller=caller, subject_id=record.subject_id,
-                           purpose=purpose, record_id=record.id)
+    if grants is None:
+        grants = active_grants(session, caller=caller, subject_id=record.subject_id,
+                               purpose=purpose, record_id=record.id)
     if not may_see(policy, roles=caller.roles, purpose=purpose,
                    fields={n: spec.fields[n] for n in present}, granted=set(grants)):
         return None
@@ -116,13 +120,14 @@ def view(session: Session, policy: Policy, keyring: Keyring, *, caller: Caller, 
 def read_one(session: Session, policy: Policy, keyring: Keyring, *, caller: Caller,
              record_id: str, purpose: str, only: set[str] | None) -> View:
     policy.purpose(purpose)
-    row = session.execute(_RECORD_WITH_KEY_STATE, {"record_id": record_id}).first()
-    record = None
+    row = session.execute(_RECORD_READ, {"record_id": record_id, "grant_requester": caller.sub,
+                                         "grant_purpose": purpose}).first()
+    seen = None
     if row is not None:
-        record = row[0]
-        keyring.read_ahead(session, *row[1:])
-    seen = None if record is None else view(session, policy, keyring, caller=caller,
-                                            record=record, purpose=purpose, only=only)
+        record, epoch, kek_latest, has_grants = row
+        keyring.read_ahead(session, epoch, kek_latest)
+        seen = view(session, policy, keyring, caller=caller, record=record, purpose=purpose,
+                    only=only, grants=None if has_grants else {})
     if seen is None:
         audit.record(session, caller=caller, action="record.read_refused",
                      outcome=audit.Outcome.DENIED, purpose=purpose,

@@ -139,3 +139,24 @@ def test_a_request_by_record_does_not_reveal_whose_record_it_is(clients: Clients
     supervisor = clients(sub="supervisor-2", scope="access:approve")
     assert supervisor.get(f"/v1/access-requests/{filed.json()['id']}").json()[
         "subject_id"] == "cust-1"
+
+
+def test_a_record_read_sees_grants_for_that_record_or_its_whole_subject(
+        clients: Clients, record_id: str) -> None:
+    """A read first asks, with its record, whether any grant may apply; both kinds must count:
+    one for this record, one for all of the subject's records. One for another record does
+    not apply."""
+    agent = clients("support_agent", sub="agent-7")
+    supervisor = clients(sub="supervisor-2", scope="access:approve")
+    second = str(write(clients())["record_id"])  # the same subject, another record
+    for_second = apply(agent, record_id=second, fields=["email"])
+    assert supervisor.post(f"/v1/access-requests/{for_second['id']}/approve",
+                           json={}).status_code == 200
+    assert read(agent, record_id, "customer_support")["data"]["email"] == "Z***@Example.cn"
+    assert read(agent, second, "customer_support")["data"]["email"] == "Zhang.Wei@Example.cn"
+    subject_wide = apply(agent, subject_id="cust-1", fields=["name"])
+    assert supervisor.post(f"/v1/access-requests/{subject_wide['id']}/approve",
+                           json={}).status_code == 200
+    seen = read(agent, record_id, "customer_support")
+    assert seen["data"]["name"] == "张伟"
+    assert seen["data"]["email"] == "Z***@Example.cn"
