@@ -135,6 +135,20 @@ def _sqlite_on_begin(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
+_SENT = "pgw_statements_sent"  # a connection's info: statements it has sent (make_engine's)
+
+
+def _count_statement(connection: Connection, *_args: Any) -> None:
+    connection.info[_SENT] = connection.info.get(_SENT, 0) + 1
+
+
+def statements_sent(session: Session) -> int | None:
+    """How many statements the connection of the session's transaction has sent so far (a
+    count that only grows), or None on an engine not made by `make_engine`."""
+    sent: int | None = session.connection().info.get(_SENT)
+    return sent
+
+
 def _ping_when_idle(engine: Engine, idle_seconds: float) -> None:
     """Check a pooled connection with a round trip of its own only when it comes out of the
     pool after more than `idle_seconds` there (0: every time). A connection lost while idle (the
@@ -192,6 +206,7 @@ def make_engine(url: str, *, pool_size: int = 10, max_overflow: int | None = Non
         )
         event.listen(engine, "connect", _sqlite_on_connect(busy_ms))
         event.listen(engine, "begin", _sqlite_on_begin)
+        event.listen(engine, "after_cursor_execute", _count_statement)
         return engine
     engine = create_engine(
         url,
@@ -203,6 +218,7 @@ def make_engine(url: str, *, pool_size: int = 10, max_overflow: int | None = Non
         connect_args={"connect_timeout": max(1, int(connect_timeout))},
     )
     _ping_when_idle(engine, ping_idle_seconds)
+    event.listen(engine, "after_cursor_execute", _count_statement)
     return engine
 
 

@@ -34,7 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
-from app.db import is_postgres
+from app.db import is_postgres, statements_sent
 from app.errors import Conflict
 from app.keys import kek_versions
 from app.keys.ciphers import CipherSpec, cipher
@@ -115,8 +115,9 @@ class Keyring:
             known: set[tuple[str, int]] = state[1]
             return known
         ahead = session.info.pop(_READ_AHEAD, None)
-        epoch, latest = ahead[1] if ahead is not None and ahead[0] is transaction else \
-            session.execute(_STATE).one()
+        fresh = ahead is not None and ahead[0] is transaction and ahead[1] is not None and \
+            ahead[1] == statements_sent(session)
+        epoch, latest = ahead[2] if fresh else session.execute(_STATE).one()
         with self._lock:
             if (epoch or 0) != self._epoch:
                 self._cache.clear()
@@ -129,15 +130,32 @@ class Keyring:
         if self.seal_reasons:
             raise Sealed("; ".join(self.seal_reasons))
         checked: set[tuple[str, int]] = set()
-        session.info[_CHECKED] = (session.get_transaction(), checked)
+        session.info[_CHECKED] = (session.get_transaction(), checked, epoch or 0)
         session.info[_SEEN] = (session.get_transaction(), {})
         return checked
 
     def read_ahead(self, session: Session, epoch: int | None, latest: int | None) -> None:
-        """The key state as this transaction's statement read it (`STATE_COLUMNS`), for its
-        first use of keys, if any, instead of a statement of its own. Checked then, not now:
-        a transaction that uses no key is not refused for the keyring's state."""
-        session.info[_READ_AHEAD] = (session.get_transaction(), (epoch, latest))
+        """The key state as the statement just sent read it (`STATE_COLUMNS`), for this
+        transaction's first use of keys instead of a statement of its own, if that use comes
+        before any other statement: as when the state is read just before the key is used. Once
+        another statement has gone (a grant or consent looked up), the state is read again.
+        Checked at that use, not now: a transaction that uses no key is not refused for the
+        keyring's state."""
+        session.info[_READ_AHEAD] = (session.get_transaction(), statements_sent(session),
+                                     (epoch, latest))
+
+    def _keep(self, session: Session, key: DataKey, *, active: bool = False) -> None:
+        """Cache a key this transaction loaded, unless the shred epoch has moved since the
+        transaction read it: a destruction committed meanwhile, another request of this
+        process has seen it and dropped the cache, and a key loaded before it must not come
+        back into the cache (where it would serve every later request until its time runs
+        out). This transaction still uses it, as it saw it active."""
+        with self._lock:
+            if self._epoch != session.info[_CHECKED][2]:
+                return
+            self._remember(key)
+            if active:
+                self._active[(key.subject_id, key.cipher.name)] = key
 
     def _seen(self, session: Session) -> dict[str, SubjectKeys]:
         state = session.info[_SEEN]  # set by _checked, for this transaction
@@ -250,7 +268,8 @@ class Keyring:
                     key = self._data_key(subject_id, *created[:2], spec=spec)
                     key.row_id = created[2]
                     key.budget = iter(range(RESERVE_BLOCK - 1))
-                    return self._activate(key)
+                    self._keep(session, key, active=True)
+                    return key
                 # another transaction made a key of the subject just now: use it if it is of
                 # this cipher, else take the version after it
                 row = self._active_row(session, subject_id, spec)
@@ -264,13 +283,9 @@ class Keyring:
         ).scalar_one()
         key = self._unwrap(session, row)
         key.budget = iter(range(RESERVE_BLOCK - 1 - max(0, uses - self.rotate_after)))
-        return self._activate(key)
-
-    def _activate(self, key: DataKey) -> DataKey:
-        with self._lock:
-            self._remember(key)
-            self._active[(key.subject_id, key.cipher.name)] = key
+        self._keep(session, key, active=True)
         return key
+
 
     def _new_version(self, session: Session, subject_id: str, spec: CipherSpec,
                      retire: SubjectKey | None, reserve: int = 0, latest: int | None = None,
@@ -329,8 +344,7 @@ class Keyring:
         if row is None:
             raise NoSuchKey("no key for this subject: it was erased or never existed")
         key = self._unwrap(session, row)
-        with self._lock:
-            self._remember(key)
+        self._keep(session, key)
         return key
 
     def _unwrap(self, session: Session, row: SubjectKey) -> DataKey:
