@@ -175,19 +175,23 @@ async def read_record(record_id: RecordId, purpose: PurposeQuery, session: Sessi
                       response: Response, fields: FieldsQuery = None) -> RecordViewOut:
     """Each field clear, masked or not at all, and why (`access`)."""
     only = {name for name in fields.split(",") if name} if fields else None
-    seen = await anyio.to_thread.run_sync(partial(
+    out, version = await anyio.to_thread.run_sync(partial(
         _read_record, session, runtime.policy, keyring, caller=caller,
         record_id=record_id, purpose=purpose, only=only))
-    response.headers["ETag"] = _etag(seen.record.version)
-    return RecordViewOut.model_validate(seen.as_dict())
+    response.headers["ETag"] = _etag(version)
+    return out
 
 
 def _read_record(session: Session, policy: Policy, keyring: Keyring, *, caller: Caller,
-                 record_id: str, purpose: str, only: set[str] | None) -> reading.View:
+                 record_id: str, purpose: str, only: set[str] | None,
+                 ) -> tuple[RecordViewOut, int]:
+    """The view, built before the read's audit entry commits (a view that cannot be built
+    fails the read, unaudited as read), and the record's version for its ETag."""
     seen = reading.read_one(session, policy, keyring, caller=caller, record_id=record_id,
                             purpose=purpose, only=only)
+    out = RecordViewOut.model_validate(seen.as_dict())
     commit_here(session)
-    return seen
+    return out, seen.record.version
 
 
 @router.patch("/v1/records/{record_id}", response_model=RectifiedRecordOut,
