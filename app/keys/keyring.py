@@ -4,9 +4,11 @@ short time, and rotated long before a random-nonce key may safely be used 2^32 t
 Only unwrapped keys are cached (DEKs bounded, both time-limited, both dropped with the shred
 epoch); every other fact about keys is read from the database when needed, at most once per
 transaction for a subject's list of keys. Each transaction that uses keys first reads, in one
-round trip, the shred epoch and the newest recorded KEK version:
+round trip, the shred epoch and the newest recorded KEK version (or takes them from the
+statement it sent just before, `read_ahead`):
 - destroying keys bumps the shred epoch in the same transaction, and a process that sees it
-  moved drops its whole cache, so a destroyed key stops working at once everywhere;
+  moved drops its whole cache, so a destroyed key stops working at once everywhere; a key
+  loaded by a transaction that read an epoch the process has since left is not cached;
 - a write also takes a key-share lock on the row of the key it encrypts with, in its own
   transaction: a destruction waits for the write to commit (and then destroys what it wrote),
   or the write sees the key destroyed and makes a new one; never a value stored under a key
@@ -47,9 +49,11 @@ ROTATE_AFTER_USES = 2**31  # half the NIST SP 800-38D bound for random 96-bit no
 RESERVE_BLOCK = 4096
 MIN_KEK_SETTING = "kek_min_version"
 SHRED_EPOCH_SETTING = "shred_epoch"
-_CHECKED = "pgw_keys_checked"  # session.info: (transaction, keys locked in it as still active)
+# session.info: (transaction, keys locked in it as still active, the shred epoch it read)
+_CHECKED = "pgw_keys_checked"
 _SEEN = "pgw_keys_seen"  # session.info: (transaction, {subject: what its locked keys showed})
-_READ_AHEAD = "pgw_keys_read_ahead"  # session.info: (transaction, (epoch, latest)), see below
+# session.info: (transaction, statements sent by then, (epoch, latest)): see `read_ahead`
+_READ_AHEAD = "pgw_keys_read_ahead"
 # built once: their cache keys are then memoised instead of computed on every transaction
 _EPOCH = select(KeySetting.value).where(KeySetting.name == SHRED_EPOCH_SETTING).scalar_subquery()
 _KEK_LATEST = select(func.max(KekVersion.version)).scalar_subquery()
@@ -285,7 +289,6 @@ class Keyring:
         key.budget = iter(range(RESERVE_BLOCK - 1 - max(0, uses - self.rotate_after)))
         self._keep(session, key, active=True)
         return key
-
 
     def _new_version(self, session: Session, subject_id: str, spec: CipherSpec,
                      retire: SubjectKey | None, reserve: int = 0, latest: int | None = None,
