@@ -26,7 +26,6 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 
 from cryptography.exceptions import InvalidTag
@@ -39,6 +38,7 @@ from app.clock import utcnow
 from app.db import is_postgres, statements_sent
 from app.errors import Conflict
 from app.keys import kek_versions
+from app.keys.cache import KeyCache
 from app.keys.ciphers import CipherSpec, cipher
 from app.keys.datakey import DataKey, SubjectKeys, dek_aad, service_key_aad
 from app.keys.errors import KeyDamaged, KeyRetired, NoSuchKey, NotWired, Sealed, SubjectErased
@@ -76,15 +76,9 @@ class Keyring:
                  clock: Callable[[], float] = time.monotonic):
         self.kek = kek
         self.cipher = cipher(cipher_name)
-        self.cache_size, self.ttl = cache_size, ttl
         self.rotate_after = rotate_after
-        self._clock = clock
-        self._cache: OrderedDict[tuple[str, int], DataKey] = OrderedDict()
-        # each subject's key for encrypting, per cipher
-        self._active: dict[tuple[str, str], DataKey] = {}
-        self._service: dict[str, tuple[bytes, float]] = {}  # clear service keys, until
-        self._lock = threading.Lock()
-        self._epoch: int | None = None
+        self.cache = KeyCache(size=cache_size, ttl=ttl, clock=clock)
+        self._lock = threading.Lock()  # the KEK's versions and the reasons to seal
         self._kek_latest: int | None = None  # the newest version recorded in the database
         self._verified = False
         self.seal_reasons: list[str] = []
@@ -122,12 +116,7 @@ class Keyring:
         fresh = ahead is not None and ahead[0] is transaction and ahead[1] is not None and \
             ahead[1] == statements_sent(session)
         epoch, latest = ahead[2] if fresh else session.execute(_STATE).one()
-        with self._lock:
-            if (epoch or 0) != self._epoch:
-                self._cache.clear()
-                self._active.clear()
-                self._service.clear()
-                self._epoch = epoch or 0
+        self.cache.follow(epoch or 0)
         if not self._verified or (latest is not None and latest not in self.kek.versions()):
             self._learn(session)
         self._kek_latest = latest
@@ -149,17 +138,10 @@ class Keyring:
                                      (epoch, latest))
 
     def _keep(self, session: Session, key: DataKey, *, active: bool = False) -> None:
-        """Cache a key this transaction loaded, unless the shred epoch has moved since the
-        transaction read it: a destruction committed meanwhile, another request of this
-        process has seen it and dropped the cache, and a key loaded before it must not come
-        back into the cache (where it would serve every later request until its time runs
-        out). This transaction still uses it, as it saw it active."""
-        with self._lock:
-            if self._epoch != session.info[_CHECKED][2]:
-                return
-            self._remember(key)
-            if active:
-                self._active[(key.subject_id, key.cipher.name)] = key
+        """Cache a key this transaction loaded, if the cache is still of the shred epoch the
+        transaction read. Otherwise a destruction committed meanwhile and another request has
+        dropped the cache: this transaction still uses the key, as it saw it active."""
+        self.cache.keep(key, epoch=session.info[_CHECKED][2], active=active)
 
     def _seen(self, session: Session) -> dict[str, SubjectKeys]:
         state = session.info[_SEEN]  # set by _checked, for this transaction
@@ -187,23 +169,8 @@ class Keyring:
         return [*self.seal_reasons,
                 *kek_versions.missing(self.kek, checks, min_version=min_version)]
 
-    # -- cache -------------------------------------------------------------------------------
-
-    def _remember(self, key: DataKey) -> None:
-        self._cache[(key.subject_id, key.version)] = key
-        self._cache.move_to_end((key.subject_id, key.version))
-        while len(self._cache) > self.cache_size:
-            _, dropped = self._cache.popitem(last=False)
-            active = (dropped.subject_id, dropped.cipher.name)
-            if self._active.get(active) is dropped:
-                del self._active[active]
-
     def evict(self, subject_id: str) -> None:
-        with self._lock:
-            for entry in [k for k in self._cache if k[0] == subject_id]:
-                del self._cache[entry]
-            for active in [k for k in self._active if k[0] == subject_id]:
-                del self._active[active]
+        self.cache.evict(subject_id)
 
     # -- keys for encrypting and decrypting --------------------------------------------------
 
@@ -220,8 +187,8 @@ class Keyring:
             checked.add((subject_id, 0))  # version 0: this subject's keys are locked
             seen[subject_id] = self._lock_keys(session, subject_id)
             checked.update((subject_id, v) for v in seen[subject_id].active.values())
-        key = self._active.get((subject_id, spec.name))
-        if key is not None and key.expires >= self._clock() and \
+        key = self.cache.active(subject_id, spec.name)
+        if key is not None and key.expires >= self.cache.clock() and \
                 next(key.budget, None) is not None:
             if (subject_id, key.version) in checked:
                 return key
@@ -317,7 +284,7 @@ class Keyring:
     def _data_key(self, subject_id: str, version: int, dek: bytes, *,
                   spec: CipherSpec) -> DataKey:
         return DataKey(subject_id=subject_id, version=version, cipher=spec,
-                       aead=spec.aead(dek), expires=self._clock() + self.ttl)
+                       aead=spec.aead(dek), expires=self.cache.clock() + self.cache.ttl)
 
     def rotate(self, session: Session, subject_id: str) -> list[tuple[int, int]]:
         """Replace each of the subject's active keys: [(old version, new version), ...]."""
@@ -338,9 +305,8 @@ class Keyring:
 
     def for_decryption(self, session: Session, subject_id: str, version: int) -> DataKey:
         self._checked(session)
-        now = self._clock()
-        key = self._cache.get((subject_id, version))  # a read: no lock needed under the GIL
-        if key is not None and key.expires >= now:
+        key = self.cache.key(subject_id, version)
+        if key is not None:
             return key
         row = session.scalar(select(SubjectKey).where(SubjectKey.subject_id == subject_id,
                                                       SubjectKey.version == version))
@@ -404,9 +370,9 @@ class Keyring:
     def service_key(self, session: Session, name: str) -> bytes:
         """A 256-bit key of the service (e.g. for blind indexes), created on first use."""
         self._checked(session)
-        cached = self._service.get(name)  # never changes once made (a KEK rotation rewraps it)
-        if cached is not None and cached[1] >= self._clock():
-            return cached[0]
+        cached = self.cache.service(name)
+        if cached is not None:
+            return cached
         aad = service_key_aad(name)
         row = session.get(ServiceKey, name)
         if row is None:
@@ -429,6 +395,5 @@ class Keyring:
         except (InvalidTag, ValueError):
             raise KeyDamaged(f"service key {name!r} does not authenticate under KEK version "
                              f"{row.kek_version}: the stored key is damaged") from None
-        with self._lock:
-            self._service[name] = (clear, self._clock() + self.ttl)
+        self.cache.keep_service(name, clear)
         return clear

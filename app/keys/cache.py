@@ -1,0 +1,76 @@
+"""The unwrapped keys one process keeps for a short time: data keys by subject and version (at
+most `size`, least recently used out first), each subject's key for encrypting per cipher, and
+service keys; each until its time runs out.
+
+Everything in it was filled under one shred epoch. A transaction that reads another drops it all
+(`follow`), and a key loaded by a transaction that read an older epoch is not kept (`keep`): a
+destruction committed meanwhile, and the key may be one it destroyed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+
+from app.keys.datakey import DataKey
+
+
+class KeyCache:
+    def __init__(self, *, size: int, ttl: float, clock: Callable[[], float]):
+        self.size, self.ttl, self.clock = size, ttl, clock
+        self._keys: OrderedDict[tuple[str, int], DataKey] = OrderedDict()
+        self._active: dict[tuple[str, str], DataKey] = {}  # (subject, cipher) -> key
+        self._service: dict[str, tuple[bytes, float]] = {}  # name -> (clear key, until)
+        self._lock = threading.Lock()
+        self.epoch: int | None = None
+
+    def follow(self, epoch: int) -> None:
+        """The shred epoch a transaction has just read: a cache filled under another is dropped
+        whole, so a destroyed key stops working in this process at once."""
+        with self._lock:
+            if epoch != self.epoch:
+                self._keys.clear()
+                self._active.clear()
+                self._service.clear()
+                self.epoch = epoch
+
+    def key(self, subject_id: str, version: int) -> DataKey | None:
+        key = self._keys.get((subject_id, version))  # a read: no lock needed under the GIL
+        return key if key is not None and key.expires >= self.clock() else None
+
+    def active(self, subject_id: str, cipher: str) -> DataKey | None:
+        """The subject's key for encrypting with the cipher, if cached (its time unchecked)."""
+        return self._active.get((subject_id, cipher))
+
+    def keep(self, key: DataKey, *, epoch: int, active: bool = False) -> None:
+        """Keep a key loaded by a transaction that read `epoch`, unless the cache has moved past
+        it since (see the module's text); `active`: also as its subject's key for encrypting."""
+        with self._lock:
+            if epoch != self.epoch:
+                return
+            self._keys[(key.subject_id, key.version)] = key
+            self._keys.move_to_end((key.subject_id, key.version))
+            while len(self._keys) > self.size:
+                _, dropped = self._keys.popitem(last=False)
+                dropped_active = (dropped.subject_id, dropped.cipher.name)
+                if self._active.get(dropped_active) is dropped:
+                    del self._active[dropped_active]
+            if active:
+                self._active[(key.subject_id, key.cipher.name)] = key
+
+    def evict(self, subject_id: str) -> None:
+        with self._lock:
+            for entry in [k for k in self._keys if k[0] == subject_id]:
+                del self._keys[entry]
+            for active in [k for k in self._active if k[0] == subject_id]:
+                del self._active[active]
+
+    def service(self, name: str) -> bytes | None:
+        cached = self._service.get(name)
+        return cached[0] if cached is not None and cached[1] >= self.clock() else None
+
+    def keep_service(self, name: str, clear: bytes) -> None:
+        """A service key never changes once made (a KEK rotation rewraps it)."""
+        with self._lock:
+            self._service[name] = (clear, self.clock() + self.ttl)
