@@ -24,25 +24,20 @@ from itertools import count
 from pathlib import Path
 
 import httpx
-import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.audit_scaling import cpu_seconds, plain_customer  # noqa: E402
-from bench.gateway_load import PG_ADMIN_URL, PGW, _pg_url, customer  # noqa: E402
+from bench.gateway_load import PGW, customer, fresh_postgres  # noqa: E402
 from tests.server import free_port, wait_until_up  # noqa: E402
 
 
 class Gateway:
     def __init__(self, tree: Path, name: str, tmp: Path):
-        plain = PG_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://")
-        with psycopg.connect(plain, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            connection.execute(f'CREATE DATABASE "{name}"')
         self.name, self.ids = name, list[str]()
         env = {**os.environ, "PYTHONPATH": str(tree), "PGW_ENV": "dev",
-               "PGW_DATA_DIR": str(tmp / name), "PGW_DATABASE_URL": _pg_url(name),
+               "PGW_DATA_DIR": str(tmp / name), "PGW_DATABASE_URL": fresh_postgres(name),
                "PGW_POLICY_DIR": str(tree / "policies"), "PGW_WORKER_IN_SERVE": "false",
                "PGW_RATE_LIMITS": "default=0,pii=0,datasets=0", "PGW_LOG_LEVEL": "warning"}
         subprocess.run([PGW, "migrate"], env=env, check=True, capture_output=True)

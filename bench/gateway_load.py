@@ -87,13 +87,18 @@ def _pg_url(database: str) -> str:
 def fresh_database(kind: str, tmp: Path, name: str) -> str:
     if kind == "sqlite":
         return f"sqlite:///{tmp / (name + '.db')}"
+    return fresh_postgres(PG_DATABASE)
+
+
+def fresh_postgres(name: str) -> str:
+    """An empty PostgreSQL database of this name (dropped first if it exists): its URL."""
     import psycopg
 
     plain = PG_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(plain, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
-        connection.execute(f'CREATE DATABASE "{PG_DATABASE}"')
-    return _pg_url(PG_DATABASE)
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        connection.execute(f'CREATE DATABASE "{name}"')
+    return _pg_url(name)
 
 
 @dataclass

@@ -16,21 +16,21 @@ from app.pii.deadline import ScanTimeout
 from app.pii.engine import DEFAULT_THRESHOLD, Finding, PiiEngine
 from app.pii.schemas import OperatorSpec
 
-_engines: dict[str, PiiEngine] = {}
+_coalescers: dict[str, Coalescer] = {}  # per English model: its engine, batching its scans
 _engines_lock = threading.Lock()
 _anonymizer = AnonymizerEngine()  # type: ignore[no-untyped-call]
 
 
-_coalescers: dict[str, Coalescer] = {}
+def _coalescer(model: str) -> Coalescer:
+    with _engines_lock:
+        if model not in _coalescers:
+            _coalescers[model] = Coalescer(PiiEngine(en_model=model))
+        return _coalescers[model]
 
 
 def get_engine(model: str) -> PiiEngine:
     """The process's engine for this English model, loaded on first use."""
-    with _engines_lock:
-        if model not in _engines:
-            _engines[model] = PiiEngine(en_model=model)
-            _coalescers[model] = Coalescer(_engines[model])
-        return _engines[model]
+    return _coalescer(model).engine
 
 
 def scan_text(model: str, text: str, *, language: str = "auto",
@@ -39,9 +39,8 @@ def scan_text(model: str, text: str, *, language: str = "auto",
     """The language and findings of one text, as `PiiEngine.analyze` gives them, scanned in one
     batch with the short texts other threads of this process scan at the same time
     (`app.pii.coalesce`)."""
-    get_engine(model)
-    return _coalescers[model].scan(text, language=language, entities=entities,
-                                   threshold=threshold, time_limit=time_limit)
+    return _coalescer(model).scan(text, language=language, entities=entities,
+                                  threshold=threshold, time_limit=time_limit)
 
 
 def counts(findings: Sequence[Finding]) -> dict[str, int]:
