@@ -4,8 +4,8 @@ short time, and rotated long before a random-nonce key may safely be used 2^32 t
 Only unwrapped keys are cached (DEKs bounded, both time-limited, both dropped with the shred
 epoch); every other fact about keys is read from the database when needed, at most once per
 transaction for a subject's list of keys. Each transaction that uses keys first reads, in one
-round trip, the shred epoch and the newest recorded KEK version (or takes them from the
-statement it sent just before, `read_ahead`):
+round trip, the shred epoch and the newest recorded KEK version (a write with the lock on the
+subject's keys; a read from the statement it sent just before, `read_ahead`):
 - destroying keys bumps the shred epoch in the same transaction, and a process that sees it
   moved drops its whole cache, so a destroyed key stops working at once everywhere; a key
   loaded by a transaction that read an epoch the process has since left is not cached;
@@ -29,38 +29,28 @@ import time
 from collections.abc import Callable
 
 from cryptography.exceptions import InvalidTag
-from sqlalchemy import func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
-from app.db import is_postgres, statements_sent
+from app.db import statements_sent
 from app.errors import Conflict
-from app.keys import kek_versions
+from app.keys import kek_versions, rows
 from app.keys.cache import KeyCache
 from app.keys.ciphers import CipherSpec, cipher
 from app.keys.datakey import DataKey, SubjectKeys, dek_aad, service_key_aad
-from app.keys.errors import KeyDamaged, KeyRetired, NoSuchKey, NotWired, Sealed, SubjectErased
+from app.keys.errors import KeyDamaged, KeyRetired, NoSuchKey, Sealed, SubjectErased
 from app.keys.kek import KekProvider, KekUnavailable
-from app.keys.models import KekVersion, KeySetting, KeyState, ServiceKey, SubjectKey
+from app.keys.models import KeyState, ServiceKey, SubjectKey
 
 ROTATE_AFTER_USES = 2**31  # half the NIST SP 800-38D bound for random 96-bit nonces
 RESERVE_BLOCK = 4096
-MIN_KEK_SETTING = "kek_min_version"
-SHRED_EPOCH_SETTING = "shred_epoch"
 # session.info: (transaction, keys locked in it as still active, the shred epoch it read)
 _CHECKED = "pgw_keys_checked"
 _SEEN = "pgw_keys_seen"  # session.info: (transaction, {subject: what its locked keys showed})
 # session.info: (transaction, statements sent by then, (epoch, latest)): see `read_ahead`
 _READ_AHEAD = "pgw_keys_read_ahead"
-# built once: their cache keys are then memoised instead of computed on every transaction
-_EPOCH = select(KeySetting.value).where(KeySetting.name == SHRED_EPOCH_SETTING).scalar_subquery()
-_KEK_LATEST = select(func.max(KekVersion.version)).scalar_subquery()
-_STATE = select(_EPOCH, _KEK_LATEST)
-# The same two values as columns another domain may add to the first statement of its
-# transaction (a read adds them to its record's), handed to `read_ahead`: one round trip less.
-STATE_COLUMNS = (_EPOCH.label("pgw_shred_epoch"), _KEK_LATEST.label("pgw_kek_latest"))
 
 
 # Set on each keyring by `app.wiring.wire`: the checks a legal hold makes before keys are
@@ -85,24 +75,6 @@ class Keyring:
         self.hold_checks: tuple[HoldCheck, ...] | None = None
         self.reencryptors: tuple[Reencryptor, ...] | None = None
 
-    def hold_reason(self, session: Session, subject_id: str) -> str | None:
-        """Why a legal hold keeps this subject's keys, or None; NotWired (fail closed) when
-        no hold check was wired into this keyring."""
-        if self.hold_checks is None:
-            raise NotWired("no legal-hold check is wired into this keyring (app.wiring.wire): "
-                           "refusing to destroy keys")
-        for check in self.hold_checks:
-            reason = check(session, subject_id)
-            if reason:
-                return reason
-        return None
-
-    def wired_reencryptors(self) -> tuple[Reencryptor, ...]:
-        if self.reencryptors is None:
-            raise NotWired("no re-encryptor is wired into this keyring (app.wiring.wire): "
-                           "refusing to rotate data keys")
-        return self.reencryptors
-
     def _checked(self, session: Session) -> set[tuple[str, int]]:
         """Once per transaction: drop cached keys if any key was destroyed anywhere, learn new
         KEK versions; refuse if the KEK material is wrong. The keys this transaction has locked
@@ -115,7 +87,7 @@ class Keyring:
         ahead = session.info.pop(_READ_AHEAD, None)
         fresh = ahead is not None and ahead[0] is transaction and ahead[1] is not None and \
             ahead[1] == statements_sent(session)
-        epoch, latest = ahead[2] if fresh else session.execute(_STATE).one()
+        epoch, latest = ahead[2] if fresh else session.execute(rows.STATE).one()
         self.cache.follow(epoch or 0)
         if not self._verified or (latest is not None and latest not in self.kek.versions()):
             self._learn(session)
@@ -143,15 +115,10 @@ class Keyring:
         dropped the cache: this transaction still uses the key, as it saw it active."""
         self.cache.keep(key, epoch=session.info[_CHECKED][2], active=active)
 
-    def _seen(self, session: Session) -> dict[str, SubjectKeys]:
-        state = session.info[_SEEN]  # set by _checked, for this transaction
-        seen: dict[str, SubjectKeys] = state[1]
-        return seen
-
     def _learn(self, session: Session) -> tuple[dict[int, bytes], int]:
         """Load KEK versions created elsewhere and compare every version with its check value;
         the recorded check values and the minimum version accepted, as read for that."""
-        checks, min_version = kek_versions.recorded(session), self.min_kek_version(session)
+        checks, min_version = kek_versions.recorded(session), rows.min_kek_version(session)
         with self._lock:
             self.kek.reload()
             self.seal_reasons = kek_versions.mismatches(self.kek, checks, min_version=min_version)
@@ -181,42 +148,84 @@ class Keyring:
         in the caller's transaction and seen active there, so none can be destroyed under the
         write."""
         spec = self.cipher if cipher_name is None else cipher(cipher_name)
-        checked = self._checked(session)
-        seen = self._seen(session)
-        if (subject_id, 0) not in checked:
-            checked.add((subject_id, 0))  # version 0: this subject's keys are locked
-            seen[subject_id] = self._lock_keys(session, subject_id)
-            checked.update((subject_id, v) for v in seen[subject_id].active.values())
-        key = self.cache.active(subject_id, spec.name)
-        if key is not None and key.expires >= self.cache.clock() and \
-                next(key.budget, None) is not None:
-            if (subject_id, key.version) in checked:
-                return key
-            self.evict(subject_id)  # destroyed or rotated since it was cached
+        checked, seen = self._locked(session, subject_id)
+        key = self._cached(subject_id, spec, checked)
+        if key is not None and next(key.budget, None) is not None:
+            return key
         key = self._refill(session, subject_id, spec, seen)
         checked.add((subject_id, key.version))
         return key
 
-    def _lock_keys(self, session: Session, subject_id: str) -> SubjectKeys:
-        # FOR KEY SHARE, all of the subject's keys at once and in id order: a destruction
-        # locks its live ones FOR UPDATE in the same order, so it waits for this transaction
-        # and the two never deadlock; another write's refill (FOR NO KEY UPDATE) and a
-        # rotation's retiring do not wait. Every state is read (not only the active keys) so
-        # that a first key needs no second look for the newest version.
-        rows = session.execute(
-            select(SubjectKey.version, SubjectKey.cipher, SubjectKey.state)
-            .where(SubjectKey.subject_id == subject_id)
-            .order_by(SubjectKey.id).with_for_update(read=True, key_share=True)).all()
-        return SubjectKeys(latest=max((row.version for row in rows), default=0),
-                           active={row.cipher: row.version for row in rows
-                                   if row.state == KeyState.ACTIVE})
+    def _cached(self, subject_id: str, spec: CipherSpec,
+                checked: set[tuple[str, int]]) -> DataKey | None:
+        """The subject's cached key for encrypting with the cipher, if in time and seen
+        active by this transaction (else the subject's cached keys are dropped: one was
+        destroyed or rotated since)."""
+        key = self.cache.active(subject_id, spec.name)
+        if key is None or key.expires < self.cache.clock():
+            return None
+        if (subject_id, key.version) not in checked:
+            self.evict(subject_id)
+            return None
+        return key
 
-    def _active_row(self, session: Session, subject_id: str, spec: CipherSpec) -> SubjectKey | None:
-        return session.scalar(
-            select(SubjectKey).where(SubjectKey.subject_id == subject_id,
-                                     SubjectKey.cipher == spec.name,
-                                     SubjectKey.state == KeyState.ACTIVE)
-            .order_by(SubjectKey.version.desc()).limit(1).with_for_update(key_share=True))
+    def prepare(self, session: Session, subject_id: str,
+                cipher_names: set[str | None]) -> None:
+        """Before a write encrypts with these ciphers (None: the deployment's): the subject's
+        keys are locked as `for_encryption` locks them, those it has none of are made, all in
+        one statement (a new subject's first write: one instead of one each), and uses are
+        reserved on the others not cached, in the ciphers' order.
+
+        Racing writes cannot deadlock on keys then. Reserving uses locks a key's row to the
+        commit: a write that held one key's row and then waited to insert another key, or to
+        reserve uses on it, could wait for a write doing the same the other way round. Now
+        every write makes keys before it reserves any, and reserves in one order. A key
+        another transaction makes meanwhile is read again and used."""
+        specs = sorted({self.cipher if name is None else cipher(name) for name in cipher_names},
+                       key=lambda spec: spec.name)
+        checked, seen = self._locked(session, subject_id)
+        for _ in range(8):
+            known = seen.get(subject_id)
+            if known is None:  # a race was lost: the subject's keys as they are now
+                known = seen[subject_id] = rows.lock(session, subject_id)
+                checked.update((subject_id, v) for v in known.active.values())
+            missing = [spec for spec in specs if spec.name not in known.active]
+            if not missing:
+                break
+            created = self._insert_keys(
+                session, subject_id, [(spec, known.latest + n) for n, spec in
+                                      enumerate(missing, 1)], reserve=RESERVE_BLOCK)
+            for key in created:
+                key.budget = iter(range(RESERVE_BLOCK - 1))
+                known.active[key.cipher.name] = key.version
+                checked.add((subject_id, key.version))
+                self._keep(session, key, active=True)
+            if len(created) < len(missing):
+                seen.pop(subject_id)
+            else:
+                known.latest += len(missing)
+        else:
+            raise Conflict("the subject's keys changed during this request; try again")
+        for spec in specs:
+            if self._cached(subject_id, spec, checked) is None:
+                checked.add((subject_id, self._refill(session, subject_id, spec, seen).version))
+
+    def _locked(self, session: Session, subject_id: str
+                ) -> tuple[set[tuple[str, int]], dict[str, SubjectKeys]]:
+        """The transaction's checked keys and what it saw of subjects' keys, with this
+        subject's keys locked in it (once per transaction)."""
+        transaction, state = session.get_transaction(), session.info.get(_CHECKED)
+        first = transaction is None or state is None or state[0] is not transaction
+        if first:  # the keyring's state comes with the lock: one statement for both
+            epoch, latest, keys = rows.state_and_lock(session, subject_id)
+            self.read_ahead(session, epoch, latest)
+        checked = self._checked(session)
+        seen: dict[str, SubjectKeys] = session.info[_SEEN][1]  # set by _checked
+        if (subject_id, 0) not in checked:
+            checked.add((subject_id, 0))  # version 0: this subject's keys are locked
+            seen[subject_id] = keys if first else rows.lock(session, subject_id)
+            checked.update((subject_id, v) for v in seen[subject_id].active.values())
+        return checked, seen
 
     def _refill(self, session: Session, subject_id: str, spec: CipherSpec,
                 seen: dict[str, SubjectKeys]) -> DataKey:
@@ -226,7 +235,7 @@ class Keyring:
         # needs no look: its first key is made at once (and a racing one makes it conflict).
         known = seen.get(subject_id)
         row = None if known is not None and spec.name not in known.active else \
-            self._active_row(session, subject_id, spec)
+            rows.active(session, subject_id, spec.name)
         if row is None or row.uses >= self.rotate_after:
             for _ in range(8):
                 created = self._new_version(
@@ -235,23 +244,19 @@ class Keyring:
                 known = seen.pop(subject_id, None) if created is None else known
                 if created is not None:
                     if known is not None:
-                        known.latest, known.active[spec.name] = created[0], created[0]
-                    key = self._data_key(subject_id, *created[:2], spec=spec)
-                    key.row_id = created[2]
+                        known.latest = known.active[spec.name] = created.version
+                    key = created
                     key.budget = iter(range(RESERVE_BLOCK - 1))
                     self._keep(session, key, active=True)
                     return key
                 # another transaction made a key of the subject just now: use it if it is of
                 # this cipher, else take the version after it
-                row = self._active_row(session, subject_id, spec)
+                row = rows.active(session, subject_id, spec.name)
                 if row is not None:
                     break
             else:
                 raise Conflict("the subject's keys changed during this request; try again")
-        uses = session.execute(
-            update(SubjectKey).where(SubjectKey.id == row.id)
-            .values(uses=SubjectKey.uses + RESERVE_BLOCK).returning(SubjectKey.uses)
-        ).scalar_one()
+        uses = rows.reserve(session, row.id, RESERVE_BLOCK)
         key = self._unwrap(session, row)
         key.budget = iter(range(RESERVE_BLOCK - 1 - max(0, uses - self.rotate_after)))
         self._keep(session, key, active=True)
@@ -259,27 +264,35 @@ class Keyring:
 
     def _new_version(self, session: Session, subject_id: str, spec: CipherSpec,
                      retire: SubjectKey | None, reserve: int = 0, latest: int | None = None,
-                     ) -> tuple[int, bytes, int] | None:
-        """A new active key's version, clear DEK and row id, with `reserve` uses spent; None if
-        a concurrent transaction created the same version (or an active key) first. `latest`:
-        the newest version as this transaction saw it, if it did."""
-        now = utcnow()
+                     ) -> DataKey | None:
+        """A new active key with `reserve` uses spent; None if a concurrent transaction
+        created the same version (or an active key) first. `latest`: the newest version as
+        this transaction saw it, if it did."""
         if retire is not None:
-            retire.state, retire.retired_at = KeyState.RETIRED, now
+            retire.state, retire.retired_at = KeyState.RETIRED, utcnow()
             session.flush()  # before the new active key: one active key at a time
         if latest is None:
-            latest = session.scalar(select(func.max(SubjectKey.version))
-                                    .where(SubjectKey.subject_id == subject_id)) or 0
-        version, kek_version = latest + 1, self.current_kek_version()
-        dek = secrets.token_bytes(spec.key_bytes)
-        # ON CONFLICT DO NOTHING (any unique index) instead of a savepoint: one round trip
-        insert = postgresql.insert if is_postgres(session) else sqlite.insert
-        row_id = session.scalar(insert(SubjectKey).values(
-            subject_id=subject_id, version=version, cipher=spec.name,
-            wrapped_dek=self._wrap(kek_version, dek, dek_aad(subject_id, version, spec.name)),
-            kek_version=kek_version, state=KeyState.ACTIVE, uses=reserve, created_at=now,
-        ).on_conflict_do_nothing().returning(SubjectKey.id))
-        return None if row_id is None else (version, dek, row_id)
+            latest = rows.latest_version(session, subject_id)
+        created = self._insert_keys(session, subject_id, [(spec, latest + 1)], reserve=reserve)
+        return created[0] if created else None
+
+    def _insert_keys(self, session: Session, subject_id: str,
+                     wanted: list[tuple[CipherSpec, int]], *, reserve: int) -> list[DataKey]:
+        """New active keys of these ciphers and versions, in one statement, each with `reserve`
+        uses spent: those made (one that conflicts with a key made meanwhile, by version or as
+        a second active key of its cipher, is not)."""
+        kek_version = self.current_kek_version()
+        clear = {version: (spec, secrets.token_bytes(spec.key_bytes)) for spec, version in wanted}
+        keys = []
+        for row_id, version in rows.insert(session, subject_id, kek_version, reserve, [
+                (version, spec.name, self._wrap(kek_version, dek,
+                                                dek_aad(subject_id, version, spec.name)))
+                for version, (spec, dek) in clear.items()]):
+            spec, dek = clear[version]
+            key = self._data_key(subject_id, version, dek, spec=spec)
+            key.row_id = row_id
+            keys.append(key)
+        return keys
 
     def _data_key(self, subject_id: str, version: int, dek: bytes, *,
                   spec: CipherSpec) -> DataKey:
@@ -299,7 +312,7 @@ class Keyring:
             created = self._new_version(session, subject_id, cipher(old.cipher), retire=old)
             if created is None:
                 raise Conflict("the subject's keys changed during the rotation; try again")
-            replaced.append((old.version, created[0]))
+            replaced.append((old.version, created.version))
         self.evict(subject_id)
         return replaced
 
@@ -320,7 +333,7 @@ class Keyring:
         if row.state == KeyState.DESTROYED or row.wrapped_dek is None:
             raise SubjectErased("the data subject was erased: their key was destroyed, so this "
                                 "value can no longer be decrypted")
-        if row.kek_version < self.min_kek_version(session):
+        if row.kek_version < rows.min_kek_version(session):
             raise KeyRetired(f"this key is wrapped under KEK version {row.kek_version}, which "
                              "is retired")
         if row.kek_version not in self.kek.versions():  # made by a rotation elsewhere
@@ -350,22 +363,10 @@ class Keyring:
 
     # -- KEK versions and service keys -------------------------------------------------------
 
-    def bump_shred_epoch(self, session: Session) -> None:
-        setting = session.get(KeySetting, SHRED_EPOCH_SETTING, with_for_update=True)
-        if setting is None:
-            session.add(KeySetting(name=SHRED_EPOCH_SETTING, value=1))
-        else:
-            setting.value += 1
-        session.flush()
-
     def current_kek_version(self) -> int:
         """The version new keys are wrapped under: the newest recorded in the database (as of
         this transaction's check), else this process's newest."""
         return self._kek_latest or max(self.kek.versions())
-
-    def min_kek_version(self, session: Session) -> int:
-        return session.scalar(select(KeySetting.value)
-                              .where(KeySetting.name == MIN_KEK_SETTING)) or 0
 
     def service_key(self, session: Session, name: str) -> bytes:
         """A 256-bit key of the service (e.g. for blind indexes), created on first use."""

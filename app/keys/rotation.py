@@ -23,7 +23,8 @@ from app.errors import Conflict
 from app.jobs import queue
 from app.keys import kek_versions
 from app.keys.datakey import dek_aad, service_key_aad
-from app.keys.keyring import MIN_KEK_SETTING, Keyring
+from app.keys.errors import NotWired
+from app.keys.keyring import Keyring
 from app.keys.models import (
     KeyRotation,
     KeySetting,
@@ -33,6 +34,7 @@ from app.keys.models import (
     ServiceKey,
     SubjectKey,
 )
+from app.keys.rows import MIN_KEK_SETTING
 
 Progress = Callable[[int, int], None]
 
@@ -213,7 +215,10 @@ def rotate_subject_dek(session: Session, keyring: Keyring, *, caller: Caller,
                        subject_id: str) -> int:
     """Give the subject new data keys and re-encrypt their stored values; returns the newest
     version. Values held elsewhere stay readable through the retired versions."""
-    reencryptors = keyring.wired_reencryptors()
+    reencryptors = keyring.reencryptors
+    if reencryptors is None:
+        raise NotWired("no re-encryptor is wired into this keyring (app.wiring.wire): "
+                       "refusing to rotate data keys")
     try:
         replaced = keyring.rotate(session, subject_id)
     except LookupError:

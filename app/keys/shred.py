@@ -18,12 +18,27 @@ from app.audit import service as audit
 from app.auth.guard import Caller
 from app.clock import utcnow
 from app.errors import Conflict, NotFound
+from app.keys import rows
+from app.keys.errors import NotWired
 from app.keys.keyring import Keyring
 from app.keys.models import KeyState, SubjectKey
 
 
 class LegalHoldActive(Conflict):
     type, title = "legal-hold", "Legal hold"
+
+
+def hold_reason(session: Session, keyring: Keyring, subject_id: str) -> str | None:
+    """Why a legal hold keeps this subject's keys, or None; NotWired (fail closed) when no
+    hold check was wired into this keyring (`app.wiring.wire`)."""
+    if keyring.hold_checks is None:
+        raise NotWired("no legal-hold check is wired into this keyring (app.wiring.wire): "
+                       "refusing to destroy keys")
+    for check in keyring.hold_checks:
+        reason = check(session, subject_id)
+        if reason:
+            return reason
+    return None
 
 
 def _live_keys(session: Session, subject_id: str) -> list[SubjectKey]:
@@ -33,7 +48,7 @@ def _live_keys(session: Session, subject_id: str) -> list[SubjectKey]:
 
 
 def _check_hold(session: Session, keyring: Keyring, caller: Caller, subject_id: str) -> None:
-    reason = keyring.hold_reason(session, subject_id)
+    reason = hold_reason(session, keyring, subject_id)
     if reason:
         audit.record(session, caller=caller, action="keys.destruction_refused",
                      outcome=audit.Outcome.DENIED, subject_id=subject_id,
@@ -66,7 +81,7 @@ def _destroy(session: Session, keyring: Keyring, *, caller: Caller, subject_id: 
     for key in keys:
         key.wrapped_dek, key.state = None, KeyState.DESTROYED
         key.destroyed_at, key.destroy_after = now, None
-    keyring.bump_shred_epoch(session)  # other processes drop their cached keys
+    rows.bump_shred_epoch(session)  # other processes drop their cached keys
     keyring.evict(subject_id)
     audit.record(session, caller=caller, action="keys.destroyed", subject_id=subject_id,
                  details={"keys": len(keys), "versions": [k.version for k in keys]})
@@ -92,7 +107,7 @@ def destroy_due(session: Session, keyring: Keyring, *, caller: Caller,
         SubjectKey.state != KeyState.DESTROYED))))
     destroyed = []
     for subject_id in subjects:
-        reason = keyring.hold_reason(session, subject_id)
+        reason = hold_reason(session, keyring, subject_id)
         if reason:
             audit.record(session, caller=caller, action="keys.destruction_refused",
                          outcome=audit.Outcome.DENIED, subject_id=subject_id,

@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.clock import isoformat
+from app.keys import rows
 from app.keys.keyring import Keyring
 from app.keys.models import KeyRotation, SubjectKey
 
@@ -28,7 +29,7 @@ def key_status(session: Session, keyring: Keyring) -> dict[str, Any]:
         "provider": keyring.kek.name,
         "cipher": keyring.cipher.name,
         "kek": {"versions": keyring.kek.versions(), "current": keyring.current_kek_version(),
-                "min_accepted": keyring.min_kek_version(session)},
+                "min_accepted": rows.min_kek_version(session)},
         "subject_keys": {"by_state": by_state, "by_kek_version": {str(k): v
                                                                   for k, v in by_kek.items()},
                          "pending_destruction": pending},

@@ -25,9 +25,8 @@ from app.auth.tokens import TokenConfigError, load_verifier, remote_key_set
 from app.config import DEV_ISSUER, Environment, Settings, production_problems
 from app.db import make_engine, migration_state
 from app.errors import database_error
-from app.keys import files, kek_versions
+from app.keys import files, kek_versions, rows
 from app.keys.kek import KekProvider, KekUnavailable, Pkcs11Keks, load_kek
-from app.keys.keyring import Keyring
 from app.keys.signing import generate_pem, load_signer
 from app.policy.loader import PolicyError, load_policy
 from app.runtime import private_data_dir
@@ -259,10 +258,9 @@ def _database_problems(settings: Settings, kek: KekProvider | None) -> list[str]
                     "run `pgw migrate`"]
         if kek is None:
             return []
-        keyring = Keyring(kek=kek, cipher_name=settings.cipher, cache_size=1, ttl=1)
         with Session(engine) as session:
             checks = kek_versions.recorded(session)
-            least = keyring.min_kek_version(session)
+            least = rows.min_kek_version(session)
         return [f"KEK: {reason}" for reason in (
             *kek_versions.mismatches(kek, checks, min_version=least),
             *kek_versions.missing(kek, checks, min_version=least))]

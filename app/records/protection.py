@@ -30,10 +30,13 @@ def _mask(spec: DataField, value: Any, operator: str = "mask") -> str:
                            operators.OperatorContext())
 
 
+KEYED = ("encrypt", "tokenize")  # protections that encrypt under the subject's data key
+
+
 def protect(session: Session, keyring: Keyring, *, subject_id: str, context: str, name: str,
             spec: DataField, value: Any, hash_key: bytes | None) -> Any:
     protection = spec.protection
-    if protection in ("encrypt", "tokenize"):
+    if protection in KEYED:
         return encrypt_field(session, keyring, subject_id=subject_id, field=name,
                              context=context, cipher=spec.cipher,
                              value=json.dumps(value, ensure_ascii=False))
@@ -49,11 +52,11 @@ def protect(session: Session, keyring: Keyring, *, subject_id: str, context: str
 def reveal(session: Session, keyring: Keyring, *, subject_id: str, context: str, name: str,
            spec: DataField, stored: Any, access: Access) -> Any:
     """The value as this caller may see it; call only when access is not denied."""
-    if spec.protection in ("encrypt", "tokenize"):
+    if spec.protection in KEYED:
         value = json.loads(decrypt_field(session, keyring, subject_id=subject_id, field=name,
                                          context=context, token=str(stored)))
     else:
         value = stored
-    if access is Access.MASKED and spec.protection in ("encrypt", "tokenize", "clear"):
+    if access is Access.MASKED and spec.protection in (*KEYED, "clear"):
         return _mask(spec, value)
     return value

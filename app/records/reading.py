@@ -24,7 +24,8 @@ from app.consent.decision import Decision
 from app.errors import Forbidden, Invalid, NotFound
 from app.keys.errors import SubjectErased
 from app.keys.fields import BLIND_INDEX_KEY, blind_index
-from app.keys.keyring import STATE_COLUMNS, Keyring
+from app.keys.keyring import Keyring
+from app.keys.rows import STATE_COLUMNS
 from app.policy.loader import Policy
 from app.policy.models import Access
 from app.records import storage

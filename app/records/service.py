@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
@@ -65,9 +65,15 @@ class Keys:
     scan: storage.Scanner
 
 
-def _index_rows(record: Record, indexes: list[tuple[str, str, str]]) -> list[BlindIndex]:
-    return [BlindIndex(record_id=record.id, subject_id=record.subject_id, field=name, kind=kind,
-                       digest=digest) for name, kind, digest in indexes]
+_ADD_INDEXES = insert(BlindIndex)  # built once: its compiled form is cached
+
+
+def _add_indexes(session: Session, record: Record, indexes: list[tuple[str, str, str]]) -> None:
+    """The record's blind indexes, in one statement (the record is in the database already)."""
+    if indexes:
+        session.connection().execute(_ADD_INDEXES, [
+            {"record_id": record.id, "subject_id": record.subject_id, "field": name,
+             "kind": kind, "digest": digest} for name, kind, digest in indexes])
 
 
 def _sensitive(spec: RecordType, names: Any) -> bool:
@@ -119,7 +125,7 @@ def create(session: Session, policy: Policy, keys: Keys, *, caller: Caller, subj
                     restricted_at=None)
     session.add(record)
     session.flush()
-    session.add_all(_index_rows(record, stored.indexes))
+    _add_indexes(session, record, stored.indexes)
     # an erased subject written again (a returning customer, or a system that missed the
     # erasure event): allowed, flagged to the caller and in the audit log
     flags = ["subject-previously-erased"] if was_erased(session, keys.keyring, subject_id) \
@@ -210,8 +216,8 @@ def rectify(session: Session, policy: Policy, keys: Keys, *, caller: Caller, rec
         record.retention_until = storage.deadline(spec.retention, collected=record.created_at,
                                                   now=now)
     record.updated_at = now
-    session.add_all(_index_rows(record, stored.indexes))
     session.flush()
+    _add_indexes(session, record, stored.indexes)
     audit.record(session, caller=caller, action="record.rectified", purpose=record.purpose,
                  subject_id=record.subject_id, resource=f"record:{record.id}",
                  details={"record_type": record.record_type, "fields": sorted(stored.data),

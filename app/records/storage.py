@@ -78,6 +78,9 @@ def protect_values(session: Session, keyring: Keyring, *, subject_id: str, conte
                    spec: RecordType, values: dict[str, Any], hash_key: bytes | None,
                    scans: dict[str, list[Finding]], indexes: bool = True) -> Stored:
     """Each value as policy protects it at rest; `context` is bound into every ciphertext."""
+    keyring.prepare(session, subject_id, {
+        spec.fields[name].cipher for name in values
+        if (scans[name] if name in scans else spec.fields[name].protection in protection.KEYED)})
     stored = Stored()
     index_key = None
     for name, value in values.items():

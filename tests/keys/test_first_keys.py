@@ -1,0 +1,143 @@
+"""A subject's first keys: made together before a write encrypts, and raced for safely."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from sqlalchemy import event, select
+
+from app.keys.fields import decrypt_field, encrypt_field
+from app.keys.keyring import Keyring
+from app.keys.models import SubjectKey
+from app.runtime import Runtime
+
+BOTH: set[str | None] = {"aes-256-gcm", "sm4-gcm"}
+
+
+@contextmanager
+def statements(runtime: Runtime) -> Iterator[list[str]]:
+    """Every statement the runtime's engine sends meanwhile (not a transaction's BEGIN)."""
+    sent: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if not statement.startswith("BEGIN"):  # SQLite's, sent as a statement
+            sent.append(" ".join(statement.split()))
+
+    event.listen(runtime.engine, "before_cursor_execute", seen)
+    try:
+        yield sent
+    finally:
+        event.remove(runtime.engine, "before_cursor_execute", seen)
+
+
+def _own_keyring(runtime: Runtime) -> Keyring:
+    """A keyring with a cache of its own, as another process has."""
+    assert runtime.keyring is not None
+    return Keyring(kek=runtime.keyring.kek, cipher_name="aes-256-gcm", cache_size=10, ttl=60)
+
+
+def _keys(runtime: Runtime, subject: str) -> list[tuple[int, str, str]]:
+    with runtime.session_factory() as session:
+        return [tuple(row) for row in session.execute(  # type: ignore[misc]
+            select(SubjectKey.version, SubjectKey.cipher, SubjectKey.state)
+            .where(SubjectKey.subject_id == subject).order_by(SubjectKey.version))]
+
+
+def test_a_new_subjects_keys_of_two_ciphers_are_made_in_one_statement(
+        runtime: Runtime) -> None:
+    """The keyring's state and the subject's (no) keys in one statement, both keys in a
+    second; encrypting with either then sends nothing more."""
+    keyring = _own_keyring(runtime)
+    with runtime.session_factory() as session:  # its first transaction checks the KEK
+        keyring.prepare(session, "someone-else", BOTH)
+        session.commit()
+    with runtime.session_factory() as session, statements(runtime) as sent:
+        keyring.prepare(session, "first-keys", BOTH)
+        prepared = list(sent)
+        tokens = {name: encrypt_field(session, keyring, subject_id="first-keys", field="f",
+                                      cipher=name, value=f"by {name}") for name in BOTH}
+        assert sent == prepared
+        session.commit()
+    assert len(prepared) == 2, "\n".join(prepared)
+    assert "subject_keys" in prepared[0]
+    assert "key_settings" in prepared[0]
+    assert prepared[1].startswith("INSERT INTO subject_keys")
+    assert _keys(runtime, "first-keys") == [(1, "aes-256-gcm", "active"),
+                                            (2, "sm4-gcm", "active")]
+    reader = _own_keyring(runtime)
+    with runtime.session_factory() as session:
+        for name, token in tokens.items():
+            assert decrypt_field(session, reader, subject_id="first-keys", field="f",
+                                 token=token) == f"by {name}"
+
+
+def test_a_subject_with_a_key_gets_only_the_missing_one(runtime: Runtime) -> None:
+    keyring = _own_keyring(runtime)
+    with runtime.session_factory() as session:
+        encrypt_field(session, keyring, subject_id="has-aes", field="f", value="x")
+        session.commit()
+    other = _own_keyring(runtime)  # no cached key: it learns of the AES key from the lock
+    with runtime.session_factory() as session:
+        other.prepare(session, "has-aes", BOTH)
+        for name in BOTH:
+            encrypt_field(session, other, subject_id="has-aes", field="f", cipher=name,
+                          value="y")
+        session.commit()
+    assert _keys(runtime, "has-aes") == [(1, "aes-256-gcm", "active"),
+                                         (2, "sm4-gcm", "active")]
+
+
+def test_writes_racing_for_a_new_subjects_first_keys_all_succeed(runtime: Runtime,
+                                                                  dialect: str) -> None:
+    """Writes of records that encrypt with both ciphers (in either field order: each makes
+    its missing keys first, as storage.protect_values does) race single encryptions with
+    either cipher, each as a process of its own: every write succeeds, each cipher ends with
+    one active key, and every value decrypts. Without making the keys first, a write holding
+    one key's row for its uses and waiting to insert the other deadlocked with one doing the
+    opposite (found by this test)."""
+    if dialect != "postgresql":
+        pytest.skip("SQLite serialises write transactions: there is no race to lose")
+    aes, sm4 = "aes-256-gcm", "sm4-gcm"
+    plans: list[tuple[bool, list[str]]] = [(True, [aes, sm4]), (True, [sm4, aes]),
+                                           (True, [aes, sm4]), (False, [sm4]),
+                                           (True, [sm4, aes]), (False, [aes])]
+    for round_ in range(6):
+        subject = f"racing-first-keys-{round_}"
+        barrier = threading.Barrier(len(plans))
+        outcomes: list[str] = []
+        tokens: list[tuple[Keyring, str, str]] = []
+
+        def write(prepared: bool, ciphers: list[str], subject: str = subject,
+                  barrier: threading.Barrier = barrier, outcomes: list[str] = outcomes,
+                  tokens: list[tuple[Keyring, str, str]] = tokens) -> None:
+            keyring = _own_keyring(runtime)
+            try:
+                with runtime.session_factory() as session:
+                    barrier.wait(timeout=10)
+                    if prepared:
+                        keyring.prepare(session, subject, set(ciphers))
+                    made = [(keyring, name, encrypt_field(
+                        session, keyring, subject_id=subject, field="f", cipher=name,
+                        value=name)) for name in ciphers]
+                    session.commit()
+                tokens.extend(made)
+                outcomes.append("ok")
+            except Exception as exc:  # noqa: BLE001 - collected for the assertion
+                outcomes.append(repr(exc))
+
+        threads = [threading.Thread(target=write, args=plan) for plan in plans]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert outcomes == ["ok"] * len(plans), outcomes
+        active = [cipher for _, cipher, state in _keys(runtime, subject) if state == "active"]
+        assert sorted(active) == [aes, sm4]
+        with runtime.session_factory() as session:
+            for keyring, name, token in tokens:
+                assert decrypt_field(session, keyring, subject_id=subject, field="f",
+                                     token=token) == name
