@@ -187,8 +187,6 @@ def main() -> None:
     parser.add_argument("--clients", default="1,8,32,64")
     parser.add_argument("--processes", default="1,2,4")
     args = parser.parse_args()
-    # one bench caller makes every request: lift the per-caller limit (it is not measured here)
-    os.environ["PGW_RATE_LIMITS"] = "default=0,pii=0,datasets=0"
     print("| processes | clients | gateway writes/s | p50 / p99 ms | gateway reads/s | "
           "p50 / p99 ms | bare writes/s | bare reads/s | bare + audit row, writes/s | "
           "reads/s | gateway CPU ms/request | workers' CPU shares, % | CPU ms/request: load "
