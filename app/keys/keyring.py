@@ -176,13 +176,14 @@ class Keyring:
         one statement (a new subject's first write: one instead of one each), and uses are
         reserved on the others not cached, in the ciphers' order.
 
-        Racing writes cannot deadlock on keys then. Reserving uses locks a key's row to the
-        commit: a write that held one key's row and then waited to insert another key, or to
-        reserve uses on it, could wait for a write doing the same the other way round. Now
-        every write makes keys before it reserves any, and reserves in one order. A key
-        another transaction makes meanwhile is read again and used."""
+        So racing writes cannot deadlock on keys: reserving uses locks a key's row to the
+        commit, and a write that held one key's row and waited to insert or reserve another
+        could wait for one doing the same the other way round. A key another transaction
+        makes meanwhile is read again and used."""
         specs = sorted({self.cipher if name is None else cipher(name) for name in cipher_names},
                        key=lambda spec: spec.name)
+        if not specs:
+            return
         checked, seen = self._locked(session, subject_id)
         for _ in range(8):
             known = seen.get(subject_id)
@@ -289,15 +290,14 @@ class Keyring:
                                                 dek_aad(subject_id, version, spec.name)))
                 for version, (spec, dek) in clear.items()]):
             spec, dek = clear[version]
-            key = self._data_key(subject_id, version, dek, spec=spec)
-            key.row_id = row_id
+            key = self._data_key(subject_id, version, dek, spec=spec, row_id=row_id)
             keys.append(key)
         return keys
 
-    def _data_key(self, subject_id: str, version: int, dek: bytes, *,
-                  spec: CipherSpec) -> DataKey:
-        return DataKey(subject_id=subject_id, version=version, cipher=spec,
-                       aead=spec.aead(dek), expires=self.cache.clock() + self.cache.ttl)
+    def _data_key(self, subject_id: str, version: int, dek: bytes, *, spec: CipherSpec,
+                  row_id: int) -> DataKey:
+        return DataKey(subject_id=subject_id, version=version, cipher=spec, aead=spec.aead(dek),
+                       expires=self.cache.clock() + self.cache.ttl, row_id=row_id)
 
     def rotate(self, session: Session, subject_id: str) -> list[tuple[int, int]]:
         """Replace each of the subject's active keys: [(old version, new version), ...]."""
@@ -350,8 +350,8 @@ class Keyring:
                              f"not authenticate under KEK version {row.kek_version}, whose check "
                              "value does: the stored key is damaged; restore it from a backup",
                              subject_id=row.subject_id, key_version=row.version) from None
-        key = self._data_key(row.subject_id, row.version, dek, spec=cipher(row.cipher))
-        key.row_id = row.id
+        key = self._data_key(row.subject_id, row.version, dek, spec=cipher(row.cipher),
+                             row_id=row.id)
         return key
 
     def _wrap(self, version: int, secret: bytes, aad: bytes) -> bytes:

@@ -75,6 +75,14 @@ def test_a_new_subjects_keys_of_two_ciphers_are_made_in_one_statement(
                                  token=token) == f"by {name}"
 
 
+def test_a_write_that_encrypts_nothing_sends_nothing_for_keys(runtime: Runtime) -> None:
+    keyring = _own_keyring(runtime)
+    with runtime.session_factory() as session, statements(runtime) as sent:
+        keyring.prepare(session, "no-keys", set())
+    assert sent == []
+    assert _keys(runtime, "no-keys") == []
+
+
 def test_a_subject_with_a_key_gets_only_the_missing_one(runtime: Runtime) -> None:
     keyring = _own_keyring(runtime)
     with runtime.session_factory() as session:
