@@ -12,6 +12,10 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 from app.keys.datakey import DataKey
 
@@ -26,10 +30,12 @@ class KeyCache:
         self.epoch: int | None = None
 
     def follow(self, epoch: int) -> None:
-        """The shred epoch a transaction has just read: a cache filled under another is dropped
-        whole, so a destroyed key stops working in this process at once."""
+        """The shred epoch a transaction has just read: a cache filled under an older one is
+        dropped whole, so a destroyed key stops working in this process at once. An older
+        epoch than the cache's (read by a transaction that then waited, for a destruction's
+        lock say) changes nothing: the cache never goes back to keep what was destroyed."""
         with self._lock:
-            if epoch != self.epoch:
+            if self.epoch is None or epoch > self.epoch:
                 self._keys.clear()
                 self._active.clear()
                 self._service.clear()
@@ -59,6 +65,19 @@ class KeyCache:
             if active:
                 self._active[(key.subject_id, key.cipher.name)] = key
 
+    def usable(self, subject_id: str, cipher: str,
+               checked: set[tuple[str, int]]) -> DataKey | None:
+        """The subject's key for encrypting with the cipher, if in time and among the versions
+        a transaction saw active (`checked`); else None, and if it is not among them, the
+        subject's keys are dropped: one was destroyed or rotated since."""
+        key = self._active.get((subject_id, cipher))
+        if key is None or key.expires < self.clock():
+            return None
+        if (subject_id, key.version) not in checked:
+            self.evict(subject_id)
+            return None
+        return key
+
     def evict(self, subject_id: str) -> None:
         with self._lock:
             for entry in [k for k in self._keys if k[0] == subject_id]:
@@ -74,3 +93,27 @@ class KeyCache:
         """A service key never changes once made (a KEK rotation rewraps it)."""
         with self._lock:
             self._service[name] = (clear, self.clock() + self.ttl)
+
+
+# Keys a transaction made, or reserved uses on, are cached when it commits: if it rolls back,
+# the key or its uses were never there. Everything a keyring keeps about a transaction in its
+# session's `info` is named `pgw_keys_...`, and a rollback (of a savepoint too) forgets it all:
+# the transaction reads and locks its subjects' keys again on its next use of them.
+_AT_COMMIT = "pgw_keys_at_commit"
+
+
+def keep_at_commit(session: Session, cache: KeyCache, key: DataKey, epoch: int) -> None:
+    session.info.setdefault(_AT_COMMIT, []).append((cache, key, epoch))
+
+
+@event.listens_for(Session, "after_commit")
+def _keep_committed(session: Session) -> None:
+    if not session.in_nested_transaction():  # the transaction itself, not a savepoint
+        for cache, key, epoch in session.info.pop(_AT_COMMIT, ()):
+            cache.keep(key, epoch=epoch, active=True)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_rolled_back(session: Session, _previous: Any) -> None:
+    for name in [name for name in session.info if str(name).startswith("pgw_keys_")]:
+        del session.info[name]

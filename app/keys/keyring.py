@@ -27,6 +27,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from operator import length_hint
 
 from cryptography.exceptions import InvalidTag
 from sqlalchemy import select
@@ -37,7 +38,7 @@ from app.clock import utcnow
 from app.db import statements_sent
 from app.errors import Conflict
 from app.keys import kek_versions, rows
-from app.keys.cache import KeyCache
+from app.keys.cache import KeyCache, keep_at_commit
 from app.keys.ciphers import CipherSpec, cipher
 from app.keys.datakey import DataKey, SubjectKeys, dek_aad, service_key_aad
 from app.keys.errors import KeyDamaged, KeyRetired, NoSuchKey, Sealed, SubjectErased
@@ -46,9 +47,12 @@ from app.keys.models import KeyState, ServiceKey, SubjectKey
 
 ROTATE_AFTER_USES = 2**31  # half the NIST SP 800-38D bound for random 96-bit nonces
 RESERVE_BLOCK = 4096
+_HELD_USES = 64  # a write that holds fewer uses of a cached key reserves more first
 # session.info: (transaction, keys locked in it as still active, the shred epoch it read)
 _CHECKED = "pgw_keys_checked"
-_SEEN = "pgw_keys_seen"  # session.info: (transaction, {subject: what its locked keys showed})
+# session.info: (transaction, {subject: what its locked keys showed}, {(subject, cipher): the
+# key it made or holds for encrypting}); a rollback forgets every pgw_keys_ name (cache.py)
+_SEEN = "pgw_keys_seen"
 # session.info: (transaction, statements sent by then, (epoch, latest)): see `read_ahead`
 _READ_AHEAD = "pgw_keys_read_ahead"
 
@@ -91,29 +95,31 @@ class Keyring:
         self.cache.follow(epoch or 0)
         if not self._verified or (latest is not None and latest not in self.kek.versions()):
             self._learn(session)
-        self._kek_latest = latest
+        self._kek_latest = max(latest or 0, self._kek_latest or 0) or None  # never back
         if self.seal_reasons:
             raise Sealed("; ".join(self.seal_reasons))
         checked: set[tuple[str, int]] = set()
         session.info[_CHECKED] = (session.get_transaction(), checked, epoch or 0)
-        session.info[_SEEN] = (session.get_transaction(), {})
+        session.info[_SEEN] = (session.get_transaction(), {}, {})
         return checked
 
     def read_ahead(self, session: Session, epoch: int | None, latest: int | None) -> None:
-        """The key state as the statement just sent read it (`STATE_COLUMNS`), for this
-        transaction's first use of keys instead of a statement of its own, if that use comes
-        before any other statement: as when the state is read just before the key is used. Once
-        another statement has gone (a grant or consent looked up), the state is read again.
-        Checked at that use, not now: a transaction that uses no key is not refused for the
-        keyring's state."""
+        """The key state as the statement just sent read it (`rows.STATE_COLUMNS`), for this
+        transaction's first use of keys if no other statement goes before it (else it is read
+        again). Checked at that use: a transaction that uses no key is not refused for it."""
         session.info[_READ_AHEAD] = (session.get_transaction(), statements_sent(session),
                                      (epoch, latest))
 
     def _keep(self, session: Session, key: DataKey, *, active: bool = False) -> None:
         """Cache a key this transaction loaded, if the cache is still of the shred epoch the
-        transaction read. Otherwise a destruction committed meanwhile and another request has
-        dropped the cache: this transaction still uses the key, as it saw it active."""
-        self.cache.keep(key, epoch=session.info[_CHECKED][2], active=active)
+        transaction read (else a destruction committed meanwhile: this transaction still uses
+        the key, as it saw it active); one for encrypting only once the transaction commits."""
+        epoch = session.info[_CHECKED][2]
+        if not active:
+            self.cache.keep(key, epoch=epoch)
+            return
+        session.info[_SEEN][2][(key.subject_id, key.cipher.name)] = key
+        keep_at_commit(session, self.cache, key, epoch)
 
     def _learn(self, session: Session) -> tuple[dict[int, bytes], int]:
         """Load KEK versions created elsewhere and compare every version with its check value;
@@ -136,37 +142,21 @@ class Keyring:
         return [*self.seal_reasons,
                 *kek_versions.missing(self.kek, checks, min_version=min_version)]
 
-    def evict(self, subject_id: str) -> None:
-        self.cache.evict(subject_id)
-
     # -- keys for encrypting and decrypting --------------------------------------------------
 
     def for_encryption(self, session: Session, subject_id: str,
                        cipher_name: str | None = None) -> DataKey:
-        """The subject's active key for a cipher (the deployment's by default), with one use
-        spent; created if the subject has none. The subject's active keys are locked (key share)
-        in the caller's transaction and seen active there, so none can be destroyed under the
-        write."""
+        """The subject's active key for a cipher (the deployment's by default), one use spent;
+        made if the subject has none. The subject's keys are locked (key share) in the caller's
+        transaction and seen active there: none can be destroyed under the write."""
         spec = self.cipher if cipher_name is None else cipher(cipher_name)
         checked, seen = self._locked(session, subject_id)
-        key = self._cached(subject_id, spec, checked)
-        if key is not None and next(key.budget, None) is not None:
-            return key
+        for key in (session.info[_SEEN][2].get((subject_id, spec.name)),
+                    self.cache.usable(subject_id, spec.name, checked)):
+            if key is not None and next(key.budget, None) is not None:
+                return key
         key = self._refill(session, subject_id, spec, seen)
         checked.add((subject_id, key.version))
-        return key
-
-    def _cached(self, subject_id: str, spec: CipherSpec,
-                checked: set[tuple[str, int]]) -> DataKey | None:
-        """The subject's cached key for encrypting with the cipher, if in time and seen
-        active by this transaction (else the subject's cached keys are dropped: one was
-        destroyed or rotated since)."""
-        key = self.cache.active(subject_id, spec.name)
-        if key is None or key.expires < self.cache.clock():
-            return None
-        if (subject_id, key.version) not in checked:
-            self.evict(subject_id)
-            return None
         return key
 
     def prepare(self, session: Session, subject_id: str,
@@ -201,14 +191,19 @@ class Keyring:
                 known.active[key.cipher.name] = key.version
                 checked.add((subject_id, key.version))
                 self._keep(session, key, active=True)
-            if len(created) < len(missing):
-                seen.pop(subject_id)
-            else:
+            if len(created) == len(missing):
                 known.latest += len(missing)
+                break
+            seen.pop(subject_id)
         else:
             raise Conflict("the subject's keys changed during this request; try again")
-        for spec in specs:
-            if self._cached(subject_id, spec, checked) is None:
+        mine = session.info[_SEEN][2]
+        for spec in specs:  # held for this transaction, whatever the cache drops meanwhile
+            held = mine.get((subject_id, spec.name)) or \
+                self.cache.usable(subject_id, spec.name, checked)
+            if held is not None and length_hint(held.budget) >= _HELD_USES:
+                mine[(subject_id, spec.name)] = held
+            else:
                 checked.add((subject_id, self._refill(session, subject_id, spec, seen).version))
 
     def _locked(self, session: Session, subject_id: str
@@ -313,7 +308,11 @@ class Keyring:
             if created is None:
                 raise Conflict("the subject's keys changed during the rotation; try again")
             replaced.append((old.version, created.version))
-        self.evict(subject_id)
+        self.cache.evict(subject_id)
+        _, seen, mine = session.info[_SEEN]  # what this transaction held is retired now
+        seen.pop(subject_id, None)
+        for held in [held for held in mine if held[0] == subject_id]:
+            del mine[held]
         return replaced
 
     def for_decryption(self, session: Session, subject_id: str, version: int) -> DataKey:
@@ -398,3 +397,4 @@ class Keyring:
                              f"{row.kek_version}: the stored key is damaged") from None
         self.cache.keep_service(name, clear)
         return clear
+

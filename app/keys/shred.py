@@ -77,14 +77,20 @@ def destroy_subject_keys(session: Session, keyring: Keyring, *, caller: Caller, 
 
 def _destroy(session: Session, keyring: Keyring, *, caller: Caller, subject_id: str,
              keys: list[SubjectKey]) -> None:
-    now = utcnow()
-    for key in keys:
-        key.wrapped_dek, key.state = None, KeyState.DESTROYED
-        key.destroyed_at, key.destroy_after = now, None
+    now, destroyed = utcnow(), []
+    while keys:
+        for key in keys:
+            key.wrapped_dek, key.state = None, KeyState.DESTROYED
+            key.destroyed_at, key.destroy_after = now, None
+        destroyed += keys
+        session.flush()
+        # A write or rotation the lock waited for may have made keys the first look could not
+        # see (not committed then); a new statement sees them: until none is left.
+        keys = _live_keys(session, subject_id)
     rows.bump_shred_epoch(session)  # other processes drop their cached keys
-    keyring.evict(subject_id)
+    keyring.cache.evict(subject_id)
     audit.record(session, caller=caller, action="keys.destroyed", subject_id=subject_id,
-                 details={"keys": len(keys), "versions": [k.version for k in keys]})
+                 details={"keys": len(destroyed), "versions": [k.version for k in destroyed]})
 
 
 def cancel_destruction(session: Session, *, caller: Caller, subject_id: str) -> int:

@@ -90,7 +90,7 @@ def test_a_key_loaded_as_its_destruction_commits_is_not_cached(
     officer = clients("compliance_officer", sub="officer")
     read(officer, other, "account_management")
     keyring = live.app.state.runtime.keyring
-    keyring.evict("cust-1")  # not cached: as after its time ran out, or an eviction
+    keyring.cache.evict("cust-1")  # not cached: as after its time ran out, or an eviction
     concurrent: list[str] = []
 
     def destroy_then_read_another() -> None:

@@ -121,14 +121,14 @@ def test_retiring_old_kek_versions(runtime: Runtime, keyring: Keyring) -> None:
     with runtime.session_factory() as session:
         rotation.retire_kek_versions(session, caller=CALLER, below=2)
         session.commit()
-        keyring.evict("s0")
+        keyring.cache.evict("s0")
         assert decrypt_field(session, keyring, subject_id="s0", field="email",
                              token=tokens["s0"]) == "user0@example.com"
         # a key left under a retired version (as from an old backup) is refused
         row = session.scalars(select(SubjectKey).where(SubjectKey.subject_id == "s1")).one()
         row.kek_version = 1
         session.flush()
-        keyring.evict("s1")
+        keyring.cache.evict("s1")
         with pytest.raises(KeyRetired):
             decrypt_field(session, keyring, subject_id="s1", field="email", token=tokens["s1"])
 
