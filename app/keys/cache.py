@@ -9,15 +9,15 @@ destruction committed meanwhile, and the key may be one it destroyed.
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
-
-from sqlalchemy import event
-from sqlalchemy.orm import Session
 
 from app.keys.datakey import DataKey
+
+logger = logging.getLogger("pgw.keys")
 
 
 class KeyCache:
@@ -28,18 +28,28 @@ class KeyCache:
         self._service: dict[str, tuple[bytes, float]] = {}  # name -> (clear key, until)
         self._lock = threading.Lock()
         self.epoch: int | None = None
+        self._moved_at = 0  # when the cache took its epoch (monotonic ns)
 
-    def follow(self, epoch: int) -> None:
-        """The shred epoch a transaction has just read: a cache filled under an older one is
-        dropped whole, so a destroyed key stops working in this process at once. An older
-        epoch than the cache's (read by a transaction that then waited, for a destruction's
-        lock say) changes nothing: the cache never goes back to keep what was destroyed."""
+    def follow(self, epoch: int, asked_at: int) -> None:
+        """The shred epoch a transaction read in a statement sent at `asked_at` (monotonic ns):
+        a cache filled under another epoch is dropped whole, so a destroyed key stops working in
+        this process at once. An older epoch asked for before the cache moved on (by a
+        transaction that then waited, for a destruction's lock say) changes nothing: the cache
+        never goes back to keep what was destroyed. One asked for later is the database's (it
+        was restored from a backup): followed, and logged."""
         with self._lock:
-            if self.epoch is None or epoch > self.epoch:
-                self._keys.clear()
-                self._active.clear()
-                self._service.clear()
-                self.epoch = epoch
+            if epoch == self.epoch:
+                return
+            if self.epoch is not None and epoch < self.epoch:
+                if asked_at < self._moved_at:
+                    return
+                logger.warning("the shred epoch went back from %d to %d: was the database "
+                               "restored? Keys destroyed since that backup are back in it",
+                               self.epoch, epoch)
+            self._keys.clear()
+            self._active.clear()
+            self._service.clear()
+            self.epoch, self._moved_at = epoch, time.monotonic_ns()
 
     def key(self, subject_id: str, version: int) -> DataKey | None:
         key = self._keys.get((subject_id, version))  # a read: no lock needed under the GIL
@@ -94,26 +104,3 @@ class KeyCache:
         with self._lock:
             self._service[name] = (clear, self.clock() + self.ttl)
 
-
-# Keys a transaction made, or reserved uses on, are cached when it commits: if it rolls back,
-# the key or its uses were never there. Everything a keyring keeps about a transaction in its
-# session's `info` is named `pgw_keys_...`, and a rollback (of a savepoint too) forgets it all:
-# the transaction reads and locks its subjects' keys again on its next use of them.
-_AT_COMMIT = "pgw_keys_at_commit"
-
-
-def keep_at_commit(session: Session, cache: KeyCache, key: DataKey, epoch: int) -> None:
-    session.info.setdefault(_AT_COMMIT, []).append((cache, key, epoch))
-
-
-@event.listens_for(Session, "after_commit")
-def _keep_committed(session: Session) -> None:
-    if not session.in_nested_transaction():  # the transaction itself, not a savepoint
-        for cache, key, epoch in session.info.pop(_AT_COMMIT, ()):
-            cache.keep(key, epoch=epoch, active=True)
-
-
-@event.listens_for(Session, "after_soft_rollback")
-def _forget_rolled_back(session: Session, _previous: Any) -> None:
-    for name in [name for name in session.info if str(name).startswith("pgw_keys_")]:
-        del session.info[name]

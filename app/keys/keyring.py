@@ -38,7 +38,8 @@ from app.clock import utcnow
 from app.db import statements_sent
 from app.errors import Conflict
 from app.keys import kek_versions, rows
-from app.keys.cache import KeyCache, keep_at_commit
+from app.keys import transaction as tx
+from app.keys.cache import KeyCache
 from app.keys.ciphers import CipherSpec, cipher
 from app.keys.datakey import DataKey, SubjectKeys, dek_aad, service_key_aad
 from app.keys.errors import KeyDamaged, KeyRetired, NoSuchKey, Sealed, SubjectErased
@@ -48,14 +49,6 @@ from app.keys.models import KeyState, ServiceKey, SubjectKey
 ROTATE_AFTER_USES = 2**31  # half the NIST SP 800-38D bound for random 96-bit nonces
 RESERVE_BLOCK = 4096
 _HELD_USES = 64  # a write that holds fewer uses of a cached key reserves more first
-# session.info: (transaction, keys locked in it as still active, the shred epoch it read)
-_CHECKED = "pgw_keys_checked"
-# session.info: (transaction, {subject: what its locked keys showed}, {(subject, cipher): the
-# key it made or holds for encrypting}); a rollback forgets every pgw_keys_ name (cache.py)
-_SEEN = "pgw_keys_seen"
-# session.info: (transaction, statements sent by then, (epoch, latest)): see `read_ahead`
-_READ_AHEAD = "pgw_keys_read_ahead"
-
 
 # Set on each keyring by `app.wiring.wire`: the checks a legal hold makes before keys are
 # destroyed (the reason a hold blocks, or None), and the domains' re-encryptors (given the
@@ -84,42 +77,43 @@ class Keyring:
         KEK versions; refuse if the KEK material is wrong. The keys this transaction has locked
         as active (filled by `for_encryption`)."""
         transaction = session.get_transaction()
-        state = session.info.get(_CHECKED)
+        state = session.info.get(tx.CHECKED)
         if state is not None and state[0] is transaction:
             known: set[tuple[str, int]] = state[1]
             return known
-        ahead = session.info.pop(_READ_AHEAD, None)
+        ahead = session.info.pop(tx.READ_AHEAD, None)
         fresh = ahead is not None and ahead[0] is transaction and ahead[1] is not None and \
             ahead[1] == statements_sent(session)
-        epoch, latest = ahead[2] if fresh else session.execute(rows.STATE).one()
-        self.cache.follow(epoch or 0)
+        if fresh:
+            epoch, latest, asked_at = ahead[2]
+        else:
+            asked_at = time.monotonic_ns()
+            epoch, latest = session.execute(rows.STATE).one()
+        self.cache.follow(epoch or 0, asked_at)
         if not self._verified or (latest is not None and latest not in self.kek.versions()):
             self._learn(session)
         self._kek_latest = max(latest or 0, self._kek_latest or 0) or None  # never back
         if self.seal_reasons:
             raise Sealed("; ".join(self.seal_reasons))
-        checked: set[tuple[str, int]] = set()
-        session.info[_CHECKED] = (session.get_transaction(), checked, epoch or 0)
-        session.info[_SEEN] = (session.get_transaction(), {}, {})
-        return checked
+        return tx.begin(session, epoch or 0)
 
-    def read_ahead(self, session: Session, epoch: int | None, latest: int | None) -> None:
-        """The key state as the statement just sent read it (`rows.STATE_COLUMNS`), for this
-        transaction's first use of keys if no other statement goes before it (else it is read
-        again). Checked at that use: a transaction that uses no key is not refused for it."""
-        session.info[_READ_AHEAD] = (session.get_transaction(), statements_sent(session),
-                                     (epoch, latest))
+    def read_ahead(self, session: Session, epoch: int | None, latest: int | None,
+                   asked_at: int) -> None:
+        """The key state as the statement just sent read it (`rows.STATE_COLUMNS`; sent at
+        `asked_at`, monotonic ns), for this transaction's first use of keys if no other
+        statement goes before it (else it is read again). Checked at that use: a transaction
+        that uses no key is not refused for it."""
+        session.info[tx.READ_AHEAD] = (session.get_transaction(), statements_sent(session),
+                                       (epoch, latest, asked_at))
 
     def _keep(self, session: Session, key: DataKey, *, active: bool = False) -> None:
         """Cache a key this transaction loaded, if the cache is still of the shred epoch the
         transaction read (else a destruction committed meanwhile: this transaction still uses
         the key, as it saw it active); one for encrypting only once the transaction commits."""
-        epoch = session.info[_CHECKED][2]
-        if not active:
-            self.cache.keep(key, epoch=epoch)
-            return
-        session.info[_SEEN][2][(key.subject_id, key.cipher.name)] = key
-        keep_at_commit(session, self.cache, key, epoch)
+        if active:
+            tx.hold(session, self.cache, key)
+        else:
+            self.cache.keep(key, epoch=session.info[tx.CHECKED][2])
 
     def _learn(self, session: Session) -> tuple[dict[int, bytes], int]:
         """Load KEK versions created elsewhere and compare every version with its check value;
@@ -151,10 +145,11 @@ class Keyring:
         transaction and seen active there: none can be destroyed under the write."""
         spec = self.cipher if cipher_name is None else cipher(cipher_name)
         checked, seen = self._locked(session, subject_id)
-        for key in (session.info[_SEEN][2].get((subject_id, spec.name)),
-                    self.cache.usable(subject_id, spec.name, checked)):
-            if key is not None and next(key.budget, None) is not None:
-                return key
+        key = tx.held(session).get((subject_id, spec.name))
+        if key is None or length_hint(key.budget) == 0:
+            key = self.cache.usable(subject_id, spec.name, checked)
+        if key is not None and next(key.budget, None) is not None:
+            return key
         key = self._refill(session, subject_id, spec, seen)
         checked.add((subject_id, key.version))
         return key
@@ -197,7 +192,7 @@ class Keyring:
             seen.pop(subject_id)
         else:
             raise Conflict("the subject's keys changed during this request; try again")
-        mine = session.info[_SEEN][2]
+        mine = tx.held(session)
         for spec in specs:  # held for this transaction, whatever the cache drops meanwhile
             held = mine.get((subject_id, spec.name)) or \
                 self.cache.usable(subject_id, spec.name, checked)
@@ -210,13 +205,14 @@ class Keyring:
                 ) -> tuple[set[tuple[str, int]], dict[str, SubjectKeys]]:
         """The transaction's checked keys and what it saw of subjects' keys, with this
         subject's keys locked in it (once per transaction)."""
-        transaction, state = session.get_transaction(), session.info.get(_CHECKED)
+        transaction, state = session.get_transaction(), session.info.get(tx.CHECKED)
         first = transaction is None or state is None or state[0] is not transaction
         if first:  # the keyring's state comes with the lock: one statement for both
+            asked_at = time.monotonic_ns()
             epoch, latest, keys = rows.state_and_lock(session, subject_id)
-            self.read_ahead(session, epoch, latest)
+            self.read_ahead(session, epoch, latest, asked_at)
         checked = self._checked(session)
-        seen: dict[str, SubjectKeys] = session.info[_SEEN][1]  # set by _checked
+        seen = tx.seen(session)
         if (subject_id, 0) not in checked:
             checked.add((subject_id, 0))  # version 0: this subject's keys are locked
             seen[subject_id] = keys if first else rows.lock(session, subject_id)
@@ -309,15 +305,14 @@ class Keyring:
                 raise Conflict("the subject's keys changed during the rotation; try again")
             replaced.append((old.version, created.version))
         self.cache.evict(subject_id)
-        _, seen, mine = session.info[_SEEN]  # what this transaction held is retired now
-        seen.pop(subject_id, None)
-        for held in [held for held in mine if held[0] == subject_id]:
-            del mine[held]
+        tx.forget(session, subject_id, [old for old, _ in replaced])
         return replaced
 
     def for_decryption(self, session: Session, subject_id: str, version: int) -> DataKey:
         self._checked(session)
-        key = self.cache.key(subject_id, version)
+        key = self.cache.key(subject_id, version) or next(
+            (key for key in tx.held(session).values()  # made in this transaction: not cached
+             if key.subject_id == subject_id and key.version == version), None)
         if key is not None:
             return key
         row = session.scalar(select(SubjectKey).where(SubjectKey.subject_id == subject_id,

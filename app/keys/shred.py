@@ -19,6 +19,7 @@ from app.auth.guard import Caller
 from app.clock import utcnow
 from app.errors import Conflict, NotFound
 from app.keys import rows
+from app.keys import transaction as tx
 from app.keys.errors import NotWired
 from app.keys.keyring import Keyring
 from app.keys.models import KeyState, SubjectKey
@@ -44,7 +45,8 @@ def hold_reason(session: Session, keyring: Keyring, subject_id: str) -> str | No
 def _live_keys(session: Session, subject_id: str) -> list[SubjectKey]:
     return list(session.scalars(select(SubjectKey).where(
         SubjectKey.subject_id == subject_id, SubjectKey.state != KeyState.DESTROYED)
-        .order_by(SubjectKey.id).with_for_update()))  # the order writers lock them in
+        .order_by(SubjectKey.id).with_for_update()  # the order writers lock them in
+        .execution_options(populate_existing=True)))  # as locked, not as loaded before
 
 
 def _check_hold(session: Session, keyring: Keyring, caller: Caller, subject_id: str) -> None:
@@ -89,6 +91,7 @@ def _destroy(session: Session, keyring: Keyring, *, caller: Caller, subject_id: 
         keys = _live_keys(session, subject_id)
     rows.bump_shred_epoch(session)  # other processes drop their cached keys
     keyring.cache.evict(subject_id)
+    tx.forget(session, subject_id, [key.version for key in destroyed])
     audit.record(session, caller=caller, action="keys.destroyed", subject_id=subject_id,
                  details={"keys": len(destroyed), "versions": [k.version for k in destroyed]})
 
@@ -113,13 +116,17 @@ def destroy_due(session: Session, keyring: Keyring, *, caller: Caller,
         SubjectKey.state != KeyState.DESTROYED))))
     destroyed = []
     for subject_id in subjects:
+        # Looked at again once locked: a cancellation, a later time or a hold committed since
+        # the list was read stops it, and so does another destroyer having done it.
+        keys = _live_keys(session, subject_id)
+        if not any(key.destroy_after is not None and key.destroy_after <= now for key in keys):
+            continue
         reason = hold_reason(session, keyring, subject_id)
         if reason:
             audit.record(session, caller=caller, action="keys.destruction_refused",
                          outcome=audit.Outcome.DENIED, subject_id=subject_id,
                          details={"reason": "legal hold"})
             continue
-        _destroy(session, keyring, caller=caller, subject_id=subject_id,
-                 keys=_live_keys(session, subject_id))
+        _destroy(session, keyring, caller=caller, subject_id=subject_id, keys=keys)
         destroyed.append(subject_id)
     return destroyed

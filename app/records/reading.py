@@ -8,6 +8,7 @@ as for an id that does not exist: ids of other subjects' records reveal nothing.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -121,12 +122,13 @@ def view(session: Session, policy: Policy, keyring: Keyring, *, caller: Caller, 
 def read_one(session: Session, policy: Policy, keyring: Keyring, *, caller: Caller,
              record_id: str, purpose: str, only: set[str] | None) -> View:
     policy.purpose(purpose)
+    asked_at = time.monotonic_ns()  # for the key state the statement reads (Keyring.read_ahead)
     row = session.execute(_RECORD_READ, {"record_id": record_id, "grant_requester": caller.sub,
                                          "grant_purpose": purpose}).first()
     seen = None
     if row is not None:
         record, epoch, kek_latest, has_grants = row
-        keyring.read_ahead(session, epoch, kek_latest)
+        keyring.read_ahead(session, epoch, kek_latest, asked_at)
         seen = view(session, policy, keyring, caller=caller, record=record, purpose=purpose,
                     only=only, grants=None if has_grants else {})
     if seen is None:

@@ -7,17 +7,20 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select, text
+from sqlalchemy import event, select, text, update
+from sqlalchemy.orm import Session
 
 from app.auth.guard import Caller
-from app.keys import shred
+from app.clock import utcnow
+from app.keys import rows, shred
 from app.keys.errors import SubjectErased
 from app.keys.fields import CiphertextInvalid, decrypt_field, encrypt_field
 from app.keys.keyring import Keyring
-from app.keys.models import SubjectKey
+from app.keys.models import KeySetting, SubjectKey
 from app.runtime import Runtime
 
 AES, SM4 = "aes-256-gcm", "sm4-gcm"
@@ -316,3 +319,97 @@ def test_prepare_succeeding_in_its_last_round_does_not_refuse(
         process.prepare(session, "unlucky", {None})
         session.commit()
     assert calls[0] == 8
+
+
+# -- a transaction's own keys, destructions listed as due, a restored database --------------
+
+def test_a_transaction_that_destroys_keys_then_writes_uses_a_new_key(runtime: Runtime) -> None:
+    """A transaction encrypts for S, destroys S's keys, then encrypts for S again: the key it
+    held before the destruction is not used."""
+    process = runtime.keyring
+    assert process is not None
+    _write(runtime, process, "s1", value="before")
+    with runtime.session_factory() as session:
+        _prepare(process, session, "s1", {None})
+        encrypt_field(session, process, subject_id="s1", field="f", value="x")
+        shred.destroy_subject_keys(session, process, caller=OTHER, subject_id="s1")
+        _prepare(process, session, "s1", {None})
+        token = encrypt_field(session, process, subject_id="s1", field="f", value="after")
+        session.commit()
+    assert _read(runtime, "s1", token) == "after", _keys(runtime, "s1")
+
+
+def test_a_destruction_cancelled_while_due_ones_are_listed_does_not_happen(
+        runtime: Runtime, dialect: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """destroy_due lists due subjects without a lock; a cancellation that commits before it
+    locks the subject's keys is seen once they are locked."""
+    _pg(dialect)
+    keyring = runtime.keyring
+    assert keyring is not None
+    _write(runtime, keyring, "kept")
+    with runtime.session_factory() as session:
+        shred.destroy_subject_keys(session, keyring, caller=OTHER, subject_id="kept",
+                                   grace=timedelta(seconds=1))
+        session.commit()
+    real = shred._live_keys
+    cancelled: list[str] = []
+
+    def cancel_meanwhile(session: Session, subject_id: str) -> list[SubjectKey]:
+        if not cancelled:  # between the listing and the lock
+            cancelled.append(subject_id)
+            with runtime.session_factory() as other:
+                assert shred.cancel_destruction(other, caller=OTHER, subject_id=subject_id) == 1
+                other.commit()
+        return real(session, subject_id)
+
+    monkeypatch.setattr(shred, "_live_keys", cancel_meanwhile)
+    with runtime.session_factory() as session:
+        done = shred.destroy_due(session, keyring, caller=OTHER,
+                                 now=utcnow() + timedelta(seconds=5))
+        session.commit()
+    assert cancelled == ["kept"]
+    assert done == []
+    assert all(state != "destroyed" for _, _, state in _keys(runtime, "kept"))
+
+
+def test_after_a_restore_that_lowers_the_shred_epoch_keys_are_cached_again(
+        runtime: Runtime) -> None:
+    """The database's shred epoch goes down (restored from a backup under a running process):
+    transactions that ask after the cache moved on follow it, and keys are cached again (a
+    stale read of an older epoch, by a transaction that asked earlier, is the first test's)."""
+    process = _keyring(runtime)
+    assert runtime.keyring is not None
+    for s in ("x1", "x2"):  # two destructions: epoch 2
+        _write(runtime, process, s)
+        with runtime.session_factory() as session:
+            shred.destroy_subject_keys(session, runtime.keyring, caller=OTHER, subject_id=s)
+            session.commit()
+    _write(runtime, process, "hot")
+    assert process.cache.epoch == 2
+    with runtime.session_factory() as session:  # "restore": the epoch goes back to 0
+        session.execute(update(KeySetting).where(
+            KeySetting.name == rows.SHRED_EPOCH_SETTING).values(value=0))
+        session.commit()
+    for _ in range(3):
+        _write(runtime, process, "hot2")
+    with runtime.session_factory() as session:
+        uses = session.scalar(select(SubjectKey.uses).where(SubjectKey.subject_id == "hot2"))
+    assert process.cache.active("hot2", AES) is not None, (uses, process.cache.epoch)
+
+
+def test_a_key_made_in_a_rolled_back_transaction_and_read_back_is_not_cached(
+        runtime: Runtime) -> None:
+    """A key this transaction made and then decrypted with comes from the transaction, not its
+    own uncommitted row (which would be cached at once): the transaction rolls back, another
+    process makes the same version with other material, and this process reads theirs."""
+    process, other = _keyring(runtime), _keyring(runtime)
+    with runtime.session_factory() as session:
+        _prepare(process, session, "echo", {None})
+        token = encrypt_field(session, process, subject_id="echo", field="f", value="lost")
+        assert decrypt_field(session, process, subject_id="echo", field="f",
+                             token=token) == "lost"
+        session.rollback()
+    theirs = _write(runtime, other, "echo", value="theirs")
+    with runtime.session_factory() as session:
+        assert decrypt_field(session, process, subject_id="echo", field="f",
+                             token=theirs) == "theirs"

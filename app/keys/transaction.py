@@ -1,0 +1,91 @@
+"""What a keyring keeps about one transaction in its session's `info`, and when it lets go.
+
+Everything is named `pgw_keys_...` and ends with the transaction (commit, rollback or close),
+and with the rollback of a savepoint in it: the transaction then reads and locks its subjects'
+keys again on its next use of them. Keys the transaction made, or reserved uses on, are its own
+(`held`) and reach the process cache only when it commits: if it rolls back, the key or its uses
+were never there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from app.keys.cache import KeyCache
+from app.keys.datakey import DataKey, SubjectKeys
+
+# (transaction, {(subject, version) locked as active, and (subject, 0) once the subject's keys
+# are locked}, the shred epoch it read)
+CHECKED = "pgw_keys_checked"
+# (transaction, {subject: what its locked keys showed}, {(subject, cipher): key held for
+# encrypting})
+SEEN = "pgw_keys_seen"
+# (transaction, statements sent by then, (epoch, latest KEK version, when it was asked)):
+# see Keyring.read_ahead
+READ_AHEAD = "pgw_keys_read_ahead"
+_AT_COMMIT = "pgw_keys_at_commit"  # [(cache, key, epoch)]
+
+
+def begin(session: Session, epoch: int) -> set[tuple[str, int]]:
+    checked: set[tuple[str, int]] = set()
+    session.info[CHECKED] = (session.get_transaction(), checked, epoch)
+    session.info[SEEN] = (session.get_transaction(), {}, {})
+    return checked
+
+
+def seen(session: Session) -> dict[str, SubjectKeys]:
+    """What the transaction's locks showed of subjects' keys (after `begin`)."""
+    found: dict[str, SubjectKeys] = session.info[SEEN][1]
+    return found
+
+
+def held(session: Session) -> dict[tuple[str, str], DataKey]:
+    """The keys the transaction holds for encrypting, by subject and cipher (after `begin`)."""
+    keys: dict[tuple[str, str], DataKey] = session.info[SEEN][2]
+    return keys
+
+
+def hold(session: Session, cache: KeyCache, key: DataKey) -> None:
+    """A key the transaction made or reserved uses on: its own, cached when it commits."""
+    held(session)[(key.subject_id, key.cipher.name)] = key
+    session.info.setdefault(_AT_COMMIT, []).append((cache, key, session.info[CHECKED][2]))
+
+
+def forget(session: Session, subject_id: str, versions: Iterable[int]) -> None:
+    """The transaction destroyed or retired these versions of the subject's keys: what it saw
+    and held of the subject goes, so its next use of them reads and locks them again."""
+    state = session.info.get(CHECKED)
+    if state is None or state[0] is not session.get_transaction():
+        return
+    state[1].difference_update({(subject_id, 0), *((subject_id, v) for v in versions)})
+    seen(session).pop(subject_id, None)
+    keys = held(session)
+    for name in [name for name in keys if name[0] == subject_id]:
+        del keys[name]
+    session.info[_AT_COMMIT] = [entry for entry in session.info.get(_AT_COMMIT, ())
+                                if entry[1].subject_id != subject_id]
+
+
+@event.listens_for(Session, "after_commit")
+def _cache_committed(session: Session) -> None:
+    if not session.in_nested_transaction():  # the transaction itself, not a savepoint
+        for cache, key, epoch in session.info.pop(_AT_COMMIT, ()):
+            cache.keep(key, epoch=epoch, active=True)
+
+
+def _let_go(session: Session, *_args: Any) -> None:
+    for name in [name for name in session.info if str(name).startswith("pgw_keys_")]:
+        del session.info[name]
+
+
+event.listen(Session, "after_soft_rollback", _let_go)  # of a savepoint too
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _ended(session: Session, transaction: Any) -> None:
+    if transaction.parent is None:  # committed (and cached above), rolled back or closed
+        _let_go(session)
