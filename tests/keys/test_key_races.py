@@ -1,6 +1,6 @@
 """Races between writes, reads, destructions and rollbacks over a subject's keys, each driven
 to the exact interleaving (PostgreSQL for the concurrent ones). Found by a review of the keys
-made together before a write (keyring.prepare); the last two were older than it."""
+made together before a write (keyring.prepare), and of its fixes; several are older than it."""
 
 from __future__ import annotations
 
@@ -98,8 +98,8 @@ def test_a_write_that_waited_on_a_destruction_does_not_let_the_destroyed_key_dec
     """P is one process. A (a read) loaded the victim's key row before the destruction
     committed; T (a write to the victim) read epoch E in the statement that then waited for the
     destruction's lock; R (a read) began after the destruction committed and saw E+1.
-    T's follow(E) runs after R's follow(E+1): the cache goes back to E, A's key (destroyed) is
-    kept, and R -- which began after the destruction -- decrypts with it."""
+    T's follow(E) runs after R's follow(E+1). The cache must not go back to E: else A's key
+    (destroyed) would be kept, and R, which began after the destruction, would decrypt."""
     _pg(dialect)
     process = _keyring(runtime)
     token = _write(runtime, process, "victim", value="erase me")
@@ -175,12 +175,23 @@ def test_a_write_that_waited_on_a_destruction_does_not_let_the_destroyed_key_dec
 
 # -- 2. a destruction that waited for a write misses the keys that write (or a rotation) made --
 
+def _commit_while_destroyed(runtime: Runtime, session: Session, subject: str) -> None:
+    """Commit `session` while a destruction of the subject's keys waits for its locks."""
+    done: list[str] = []
+    destroyer = threading.Thread(target=_destroy, args=(runtime, subject, done))
+    destroyer.start()
+    _wait_for_lock_wait(runtime)
+    session.commit()
+    destroyer.join(30)
+    assert done == ["destroyed"]
+
+
 def test_a_destruction_destroys_the_key_a_write_it_waited_for_made(
         runtime: Runtime, dialect: str) -> None:
     """keyring.py: "a destruction waits for the write to commit (and then destroys what it
     wrote)". The subject has an AES key; a write (which locked it) makes its first SM4 key
-    and encrypts with it; the destruction waits for the write; its snapshot never had the
-    SM4 key, so that key stays active and the value written before the erasure still opens."""
+    and encrypts with it; the destruction waits for the write. Its first look could not see
+    the SM4 key: it looks again, so that key is destroyed too and the value no longer opens."""
     _pg(dialect)
     process = _keyring(runtime)
     _write(runtime, process, "mixed", AES)
@@ -188,13 +199,7 @@ def test_a_destruction_destroys_the_key_a_write_it_waited_for_made(
         _prepare(process, session, "mixed", {AES, SM4})
         token = encrypt_field(session, process, subject_id="mixed", field="f", cipher=SM4,
                               value="written before the erasure")
-        done: list[str] = []
-        destroyer = threading.Thread(target=_destroy, args=(runtime, "mixed", done))
-        destroyer.start()
-        _wait_for_lock_wait(runtime)
-        session.commit()
-    destroyer.join(30)
-    assert done == ["destroyed"]
+        _commit_while_destroyed(runtime, session, "mixed")
     assert all(state == "destroyed" for _, _, state in _keys(runtime, "mixed"))
     with pytest.raises(SubjectErased):
         _read(runtime, "mixed", token)
@@ -203,7 +208,7 @@ def test_a_destruction_destroys_the_key_a_write_it_waited_for_made(
 def test_a_destruction_destroys_the_keys_a_rotation_it_waited_for_made(
         runtime: Runtime, dialect: str) -> None:
     """The same with Keyring.rotate (a DEK rotation job re-encrypts every stored value under
-    the new keys in its transaction): the destruction destroys only the retired keys."""
+    the new keys in its transaction): the new keys are destroyed too, not only the retired."""
     _pg(dialect)
     assert runtime.keyring is not None
     keyring = runtime.keyring
@@ -212,13 +217,7 @@ def test_a_destruction_destroys_the_keys_a_rotation_it_waited_for_made(
         keyring.rotate(session, "rotated")
         token = encrypt_field(session, keyring, subject_id="rotated", field="f",
                               value="re-encrypted by the rotation")
-        done: list[str] = []
-        destroyer = threading.Thread(target=_destroy, args=(runtime, "rotated", done))
-        destroyer.start()
-        _wait_for_lock_wait(runtime)
-        session.commit()
-    destroyer.join(30)
-    assert done == ["destroyed"]
+        _commit_while_destroyed(runtime, session, "rotated")
     with pytest.raises(SubjectErased):
         _read(runtime, "rotated", token)
 
@@ -229,7 +228,7 @@ def test_a_key_made_in_a_rolled_back_savepoint_is_not_used(runtime: Runtime) -> 
     """batch.create_many runs each item in a SAVEPOINT and rolls it back on a GatewayError
     (prepare's own Conflict, KeyDamaged/KeyRetired/Sealed while reserving another cipher's key
     after the missing one was inserted, ServiceUnavailable for a hash field...). The next item
-    of the same subject then encrypts under the rolled-back key: no row for it is committed."""
+    of the same subject must not encrypt under the rolled-back key, whose row never commits."""
     process = _keyring(runtime)
     with runtime.session_factory() as session:
         item = session.begin_nested()
@@ -244,8 +243,8 @@ def test_a_key_made_in_a_rolled_back_savepoint_is_not_used(runtime: Runtime) -> 
 
 def test_a_key_made_in_a_rolled_back_transaction_is_not_used(runtime: Runtime) -> None:
     """A write makes the subject's first key and is rolled back (busy, audit failure, client
-    gone...); another process makes the subject's key of the same version; this process then
-    encrypts with its own, never-committed DEK (the version is "checked": it is active)."""
+    gone...); another process makes the subject's key of the same version; this process must
+    then encrypt with that one, not with its own never-committed DEK."""
     process, other = _keyring(runtime), _keyring(runtime)
     with runtime.session_factory() as session:
         _prepare(process, session, "ghost", {None})
@@ -266,7 +265,8 @@ def test_prepared_writes_do_not_deadlock_when_a_cached_key_expires_meanwhile(
     """W1's process has the AES key cached, so prepare reserves only SM4 (row locked). W2, in
     another process, reserves AES then waits for SM4. W1's cached AES key runs out of time
     before W1 encrypts with it (or its budget runs out, a destruction elsewhere clears the
-    cache, LRU pressure, another transaction's evict): W1 reserves AES now, after SM4."""
+    cache, LRU pressure, another transaction's evict). W1 must not then reserve AES after SM4:
+    it holds the key prepare found for its whole transaction."""
     _pg(dialect)
     now = [1000.0]
     p1 = _keyring(runtime, clock=lambda: now[0])
@@ -304,8 +304,8 @@ def test_prepared_writes_do_not_deadlock_when_a_cached_key_expires_meanwhile(
 
 def test_prepare_succeeding_in_its_last_round_does_not_refuse(
         runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Seven lost races (each insert made nothing), then the eighth round makes the key: the
-    for/else raises Conflict although the key was made (and cached)."""
+    """Seven lost races (each insert made nothing), then the eighth round makes the key: that
+    is a success, not a Conflict."""
     process = _keyring(runtime)
     real = Keyring._insert_keys
     calls = [0]
