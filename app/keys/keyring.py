@@ -72,15 +72,14 @@ class Keyring:
         self.hold_checks: tuple[HoldCheck, ...] | None = None
         self.reencryptors: tuple[Reencryptor, ...] | None = None
 
-    def _checked(self, session: Session) -> set[tuple[str, int]]:
+    def _checked(self, session: Session) -> tx.InTransaction:
         """Once per transaction: drop cached keys if any key was destroyed anywhere, learn new
         KEK versions; refuse if the KEK material is wrong. The keys this transaction has locked
         as active (filled by `for_encryption`)."""
+        state = tx.current(session)
+        if state is not None:
+            return state
         transaction = session.get_transaction()
-        state = session.info.get(tx.CHECKED)
-        if state is not None and state[0] is transaction:
-            known: set[tuple[str, int]] = state[1]
-            return known
         ahead = session.info.pop(tx.READ_AHEAD, None)
         fresh = ahead is not None and ahead[0] is transaction and ahead[1] is not None and \
             ahead[1] == statements_sent(session)
@@ -113,7 +112,7 @@ class Keyring:
         if active:
             tx.hold(session, self.cache, key)
         else:
-            self.cache.keep(key, epoch=session.info[tx.CHECKED][2])
+            self.cache.keep(key, epoch=tx.of(session).epoch)
 
     def _learn(self, session: Session) -> tuple[dict[int, bytes], int]:
         """Load KEK versions created elsewhere and compare every version with its check value;
@@ -144,14 +143,14 @@ class Keyring:
         made if the subject has none. The subject's keys are locked (key share) in the caller's
         transaction and seen active there: none can be destroyed under the write."""
         spec = self.cipher if cipher_name is None else cipher(cipher_name)
-        checked, seen = self._locked(session, subject_id)
-        key = tx.held(session).get((subject_id, spec.name))
+        state = self._locked(session, subject_id)
+        key = state.held.get((subject_id, spec.name))
         if key is None or length_hint(key.budget) == 0:
-            key = self.cache.usable(subject_id, spec.name, checked)
+            key = self.cache.usable(subject_id, spec.name, state.checked)
         if key is not None and next(key.budget, None) is not None:
             return key
-        key = self._refill(session, subject_id, spec, seen)
-        checked.add((subject_id, key.version))
+        key = self._refill(session, subject_id, spec, state.seen)
+        state.checked.add((subject_id, key.version))
         return key
 
     def prepare(self, session: Session, subject_id: str,
@@ -169,7 +168,8 @@ class Keyring:
                        key=lambda spec: spec.name)
         if not specs:
             return
-        checked, seen = self._locked(session, subject_id)
+        state = self._locked(session, subject_id)
+        checked, seen = state.checked, state.seen
         for _ in range(8):
             known = seen.get(subject_id)
             if known is None:  # a race was lost: the subject's keys as they are now
@@ -192,7 +192,7 @@ class Keyring:
             seen.pop(subject_id)
         else:
             raise Conflict("the subject's keys changed during this request; try again")
-        mine = tx.held(session)
+        mine = state.held
         for spec in specs:  # held for this transaction, whatever the cache drops meanwhile
             held = mine.get((subject_id, spec.name)) or \
                 self.cache.usable(subject_id, spec.name, checked)
@@ -201,23 +201,20 @@ class Keyring:
             else:
                 checked.add((subject_id, self._refill(session, subject_id, spec, seen).version))
 
-    def _locked(self, session: Session, subject_id: str
-                ) -> tuple[set[tuple[str, int]], dict[str, SubjectKeys]]:
-        """The transaction's checked keys and what it saw of subjects' keys, with this
-        subject's keys locked in it (once per transaction)."""
-        transaction, state = session.get_transaction(), session.info.get(tx.CHECKED)
-        first = transaction is None or state is None or state[0] is not transaction
+    def _locked(self, session: Session, subject_id: str) -> tx.InTransaction:
+        """The transaction's state, with this subject's keys locked in it (once per
+        transaction)."""
+        first = tx.current(session) is None
         if first:  # the keyring's state comes with the lock: one statement for both
             asked_at = time.monotonic_ns()
             epoch, latest, keys = rows.state_and_lock(session, subject_id)
             self.read_ahead(session, epoch, latest, asked_at)
-        checked = self._checked(session)
-        seen = tx.seen(session)
-        if (subject_id, 0) not in checked:
-            checked.add((subject_id, 0))  # version 0: this subject's keys are locked
-            seen[subject_id] = keys if first else rows.lock(session, subject_id)
-            checked.update((subject_id, v) for v in seen[subject_id].active.values())
-        return checked, seen
+        state = self._checked(session)
+        if (subject_id, 0) not in state.checked:
+            state.checked.add((subject_id, 0))  # version 0: this subject's keys are locked
+            state.seen[subject_id] = keys if first else rows.lock(session, subject_id)
+            state.checked.update((subject_id, v) for v in state.seen[subject_id].active.values())
+        return state
 
     def _refill(self, session: Session, subject_id: str, spec: CipherSpec,
                 seen: dict[str, SubjectKeys]) -> DataKey:
@@ -309,9 +306,9 @@ class Keyring:
         return replaced
 
     def for_decryption(self, session: Session, subject_id: str, version: int) -> DataKey:
-        self._checked(session)
+        held = self._checked(session).held
         key = self.cache.key(subject_id, version) or next(
-            (key for key in tx.held(session).values()  # made in this transaction: not cached
+            (key for key in held.values()  # made in this transaction: not cached
              if key.subject_id == subject_id and key.version == version), None)
         if key is not None:
             return key

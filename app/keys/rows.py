@@ -56,6 +56,10 @@ _RESERVE = (update(SubjectKey).where(SubjectKey.id == bindparam("pgw_id"))
             .values(uses=SubjectKey.uses + bindparam("pgw_count", type_=SubjectKey.uses.type))
             .returning(SubjectKey.uses))
 
+_LATEST = (select(func.max(SubjectKey.version))
+           .where(SubjectKey.subject_id == bindparam("pgw_subject")))
+_MIN_KEK = select(KeySetting.value).where(KeySetting.name == MIN_KEK_SETTING)
+
 
 def _subject_keys(rows: Sequence[Any]) -> SubjectKeys:
     keys = [row for row in rows if row.version is not None]
@@ -102,13 +106,11 @@ def reserve(session: Session, row_id: int, count: int) -> int:
 
 
 def latest_version(session: Session, subject_id: str) -> int:
-    return session.scalar(select(func.max(SubjectKey.version))
-                          .where(SubjectKey.subject_id == subject_id)) or 0
+    return session.scalar(_LATEST, {"pgw_subject": subject_id}) or 0
 
 
 def min_kek_version(session: Session) -> int:
-    return session.scalar(select(KeySetting.value)
-                          .where(KeySetting.name == MIN_KEK_SETTING)) or 0
+    return session.scalar(_MIN_KEK) or 0
 
 
 def bump_shred_epoch(session: Session) -> None:

@@ -10,6 +10,7 @@ were never there.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import event
@@ -18,54 +19,59 @@ from sqlalchemy.orm import Session
 from app.keys.cache import KeyCache
 from app.keys.datakey import DataKey, SubjectKeys
 
-# (transaction, {(subject, version) locked as active, and (subject, 0) once the subject's keys
-# are locked}, the shred epoch it read)
-CHECKED = "pgw_keys_checked"
-# (transaction, {subject: what its locked keys showed}, {(subject, cipher): key held for
-# encrypting})
-SEEN = "pgw_keys_seen"
+STATE = "pgw_keys_state"  # the current transaction's InTransaction
 # (transaction, statements sent by then, (epoch, latest KEK version, when it was asked)):
 # see Keyring.read_ahead
 READ_AHEAD = "pgw_keys_read_ahead"
 _AT_COMMIT = "pgw_keys_at_commit"  # [(cache, key, epoch)]
 
 
-def begin(session: Session, epoch: int) -> set[tuple[str, int]]:
-    checked: set[tuple[str, int]] = set()
-    session.info[CHECKED] = (session.get_transaction(), checked, epoch)
-    session.info[SEEN] = (session.get_transaction(), {}, {})
-    return checked
+@dataclass
+class InTransaction:
+    transaction: Any
+    epoch: int  # the shred epoch it read
+    # (subject, version) locked as active, and (subject, 0) once the subject's keys are locked
+    checked: set[tuple[str, int]] = field(default_factory=set)
+    seen: dict[str, SubjectKeys] = field(default_factory=dict)  # what its locks showed
+    held: dict[tuple[str, str], DataKey] = field(default_factory=dict)  # (subject, cipher)
 
 
-def seen(session: Session) -> dict[str, SubjectKeys]:
-    """What the transaction's locks showed of subjects' keys (after `begin`)."""
-    found: dict[str, SubjectKeys] = session.info[SEEN][1]
-    return found
+def current(session: Session) -> InTransaction | None:
+    """What the keyring knows of the session's transaction, if it has begun to use keys."""
+    state: InTransaction | None = session.info.get(STATE)
+    transaction = session.get_transaction()
+    return state if state is not None and transaction is not None and \
+        state.transaction is transaction else None
 
 
-def held(session: Session) -> dict[tuple[str, str], DataKey]:
-    """The keys the transaction holds for encrypting, by subject and cipher (after `begin`)."""
-    keys: dict[tuple[str, str], DataKey] = session.info[SEEN][2]
-    return keys
+def begin(session: Session, epoch: int) -> InTransaction:
+    state = session.info[STATE] = InTransaction(session.get_transaction(), epoch)
+    return state
+
+
+def of(session: Session) -> InTransaction:
+    """The current transaction's state, once it has begun to use keys."""
+    state: InTransaction = session.info[STATE]
+    return state
 
 
 def hold(session: Session, cache: KeyCache, key: DataKey) -> None:
     """A key the transaction made or reserved uses on: its own, cached when it commits."""
-    held(session)[(key.subject_id, key.cipher.name)] = key
-    session.info.setdefault(_AT_COMMIT, []).append((cache, key, session.info[CHECKED][2]))
+    state = of(session)
+    state.held[(key.subject_id, key.cipher.name)] = key
+    session.info.setdefault(_AT_COMMIT, []).append((cache, key, state.epoch))
 
 
 def forget(session: Session, subject_id: str, versions: Iterable[int]) -> None:
     """The transaction destroyed or retired these versions of the subject's keys: what it saw
     and held of the subject goes, so its next use of them reads and locks them again."""
-    state = session.info.get(CHECKED)
-    if state is None or state[0] is not session.get_transaction():
+    state = current(session)
+    if state is None:
         return
-    state[1].difference_update({(subject_id, 0), *((subject_id, v) for v in versions)})
-    seen(session).pop(subject_id, None)
-    keys = held(session)
-    for name in [name for name in keys if name[0] == subject_id]:
-        del keys[name]
+    state.checked.difference_update({(subject_id, 0), *((subject_id, v) for v in versions)})
+    state.seen.pop(subject_id, None)
+    for name in [name for name in state.held if name[0] == subject_id]:
+        del state.held[name]
     session.info[_AT_COMMIT] = [entry for entry in session.info.get(_AT_COMMIT, ())
                                 if entry[1].subject_id != subject_id]
 
