@@ -8,12 +8,12 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event
 
 from app.keys.fields import decrypt_field, encrypt_field
 from app.keys.keyring import Keyring
-from app.keys.models import SubjectKey
 from app.runtime import Runtime
+from tests.keys.processes import key_rows, other_keyring
 
 BOTH: set[str | None] = {"aes-256-gcm", "sm4-gcm"}
 
@@ -34,24 +34,11 @@ def statements(runtime: Runtime) -> Iterator[list[str]]:
         event.remove(runtime.engine, "before_cursor_execute", seen)
 
 
-def _own_keyring(runtime: Runtime) -> Keyring:
-    """A keyring with a cache of its own, as another process has."""
-    assert runtime.keyring is not None
-    return Keyring(kek=runtime.keyring.kek, cipher_name="aes-256-gcm", cache_size=10, ttl=60)
-
-
-def _keys(runtime: Runtime, subject: str) -> list[tuple[int, str, str]]:
-    with runtime.session_factory() as session:
-        return [tuple(row) for row in session.execute(  # type: ignore[misc]
-            select(SubjectKey.version, SubjectKey.cipher, SubjectKey.state)
-            .where(SubjectKey.subject_id == subject).order_by(SubjectKey.version))]
-
-
 def test_a_new_subjects_keys_of_two_ciphers_are_made_in_one_statement(
         runtime: Runtime) -> None:
     """The keyring's state and the subject's (no) keys in one statement, both keys in a
     second; encrypting with either then sends nothing more."""
-    keyring = _own_keyring(runtime)
+    keyring = other_keyring(runtime)
     with runtime.session_factory() as session:  # its first transaction checks the KEK
         keyring.prepare(session, "someone-else", BOTH)
         session.commit()
@@ -66,36 +53,36 @@ def test_a_new_subjects_keys_of_two_ciphers_are_made_in_one_statement(
     assert "subject_keys" in prepared[0]
     assert "key_settings" in prepared[0]
     assert prepared[1].startswith("INSERT INTO subject_keys")
-    assert _keys(runtime, "first-keys") == [(1, "aes-256-gcm", "active"),
+    assert key_rows(runtime, "first-keys") == [(1, "aes-256-gcm", "active"),
                                             (2, "sm4-gcm", "active")]
-    reader = _own_keyring(runtime)
+    reader = other_keyring(runtime)
     with runtime.session_factory() as session:
         for name, token in tokens.items():
             assert decrypt_field(session, reader, subject_id="first-keys", field="f",
                                  token=token) == f"by {name}"
 
 
-def test_a_write_that_encrypts_nothing_sends_nothing_for_keys(runtime: Runtime) -> None:
-    keyring = _own_keyring(runtime)
+def test_a_write_that_encrypts_nothing_sends_nothing_forkey_rows(runtime: Runtime) -> None:
+    keyring = other_keyring(runtime)
     with runtime.session_factory() as session, statements(runtime) as sent:
         keyring.prepare(session, "no-keys", set())
     assert sent == []
-    assert _keys(runtime, "no-keys") == []
+    assert key_rows(runtime, "no-keys") == []
 
 
 def test_a_subject_with_a_key_gets_only_the_missing_one(runtime: Runtime) -> None:
-    keyring = _own_keyring(runtime)
+    keyring = other_keyring(runtime)
     with runtime.session_factory() as session:
         encrypt_field(session, keyring, subject_id="has-aes", field="f", value="x")
         session.commit()
-    other = _own_keyring(runtime)  # no cached key: it learns of the AES key from the lock
+    other = other_keyring(runtime)  # no cached key: it learns of the AES key from the lock
     with runtime.session_factory() as session:
         other.prepare(session, "has-aes", BOTH)
         for name in BOTH:
             encrypt_field(session, other, subject_id="has-aes", field="f", cipher=name,
                           value="y")
         session.commit()
-    assert _keys(runtime, "has-aes") == [(1, "aes-256-gcm", "active"),
+    assert key_rows(runtime, "has-aes") == [(1, "aes-256-gcm", "active"),
                                          (2, "sm4-gcm", "active")]
 
 
@@ -122,7 +109,7 @@ def test_writes_racing_for_a_new_subjects_first_keys_all_succeed(runtime: Runtim
         def write(prepared: bool, ciphers: list[str], subject: str = subject,
                   barrier: threading.Barrier = barrier, outcomes: list[str] = outcomes,
                   tokens: list[tuple[Keyring, str, str]] = tokens) -> None:
-            keyring = _own_keyring(runtime)
+            keyring = other_keyring(runtime)
             try:
                 with runtime.session_factory() as session:
                     barrier.wait(timeout=10)
@@ -143,7 +130,7 @@ def test_writes_racing_for_a_new_subjects_first_keys_all_succeed(runtime: Runtim
         for thread in threads:
             thread.join(timeout=60)
         assert outcomes == ["ok"] * len(plans), outcomes
-        active = [cipher for _, cipher, state in _keys(runtime, subject) if state == "active"]
+        active = [cipher for _, cipher, state in key_rows(runtime, subject) if state == "active"]
         assert sorted(active) == [aes, sm4]
         with runtime.session_factory() as session:
             for keyring, name, token in tokens:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -22,27 +21,16 @@ from app.keys.fields import CiphertextInvalid, decrypt_field, encrypt_field
 from app.keys.keyring import Keyring
 from app.keys.models import KeySetting, SubjectKey
 from app.runtime import Runtime
+from tests.keys.processes import key_rows, other_keyring
 
 AES, SM4 = "aes-256-gcm", "sm4-gcm"
 OTHER = Caller.system("another-process")
 
 
-def _keyring(runtime: Runtime, clock: Callable[[], float] = time.monotonic) -> Keyring:
-    """A keyring with a cache of its own: another process."""
-    assert runtime.keyring is not None
-    return Keyring(kek=runtime.keyring.kek, cipher_name=AES, cache_size=100, ttl=60,
-                   clock=clock)
-
-
-def _prepare(keyring: Keyring, session: Any, subject: str, names: set[str | None]) -> None:
-    """What storage.protect_values does first."""
-    keyring.prepare(session, subject, names)
-
-
 def _write(runtime: Runtime, keyring: Keyring, subject: str, cipher: str = AES,
            value: str = "v") -> str:
     with runtime.session_factory() as session:
-        _prepare(keyring, session, subject, {cipher})
+        keyring.prepare(session, subject, {cipher})
         token = encrypt_field(session, keyring, subject_id=subject, field="f", cipher=cipher,
                               value=value)
         session.commit()
@@ -52,15 +40,8 @@ def _write(runtime: Runtime, keyring: Keyring, subject: str, cipher: str = AES,
 def _read(runtime: Runtime, subject: str, token: str) -> str:
     """Decrypt where nothing is cached (a fresh process)."""
     with runtime.session_factory() as session:
-        return decrypt_field(session, _keyring(runtime), subject_id=subject, field="f",
+        return decrypt_field(session, other_keyring(runtime), subject_id=subject, field="f",
                              token=token)
-
-
-def _keys(runtime: Runtime, subject: str) -> list[tuple[int, str, str]]:
-    with runtime.session_factory() as session:
-        return [tuple(r) for r in session.execute(  # type: ignore[misc]
-            select(SubjectKey.version, SubjectKey.cipher, SubjectKey.state)
-            .where(SubjectKey.subject_id == subject).order_by(SubjectKey.version))]
 
 
 def _wait_for_lock_wait(runtime: Runtime, like: str = "%", timeout: float = 10) -> None:
@@ -101,7 +82,7 @@ def test_a_write_that_waited_on_a_destruction_does_not_let_the_destroyed_key_dec
     T's follow(E) runs after R's follow(E+1). The cache must not go back to E: else A's key
     (destroyed) would be kept, and R, which began after the destruction, would decrypt."""
     _pg(dialect)
-    process = _keyring(runtime)
+    process = other_keyring(runtime)
     token = _write(runtime, process, "victim", value="erase me")
     bystander = _write(runtime, process, "bystander", value="b")
     process.cache.evict("victim")  # as after its time ran out: A loads it from its row
@@ -132,7 +113,7 @@ def test_a_write_that_waited_on_a_destruction_does_not_let_the_destroyed_key_dec
     def run_t() -> None:
         with runtime.session_factory() as session:
             try:
-                _prepare(process, session, "victim", {None})
+                process.prepare(session, "victim", {None})
                 encrypt_field(session, process, subject_id="victim", field="f", value="new")
                 session.commit()
                 results["T"] = "ok"
@@ -193,14 +174,14 @@ def test_a_destruction_destroys_the_key_a_write_it_waited_for_made(
     and encrypts with it; the destruction waits for the write. Its first look could not see
     the SM4 key: it looks again, so that key is destroyed too and the value no longer opens."""
     _pg(dialect)
-    process = _keyring(runtime)
+    process = other_keyring(runtime)
     _write(runtime, process, "mixed", AES)
     with runtime.session_factory() as session:
-        _prepare(process, session, "mixed", {AES, SM4})
+        process.prepare(session, "mixed", {AES, SM4})
         token = encrypt_field(session, process, subject_id="mixed", field="f", cipher=SM4,
                               value="written before the erasure")
         _commit_while_destroyed(runtime, session, "mixed")
-    assert all(state == "destroyed" for _, _, state in _keys(runtime, "mixed"))
+    assert all(state == "destroyed" for _, _, state in key_rows(runtime, "mixed"))
     with pytest.raises(SubjectErased):
         _read(runtime, "mixed", token)
 
@@ -229,10 +210,10 @@ def test_a_key_made_in_a_rolled_back_savepoint_is_not_used(runtime: Runtime) -> 
     (prepare's own Conflict, KeyDamaged/KeyRetired/Sealed while reserving another cipher's key
     after the missing one was inserted, ServiceUnavailable for a hash field...). The next item
     of the same subject must not encrypt under the rolled-back key, whose row never commits."""
-    process = _keyring(runtime)
+    process = other_keyring(runtime)
     with runtime.session_factory() as session:
         item = session.begin_nested()
-        _prepare(process, session, "phantom", {None})
+        process.prepare(session, "phantom", {None})
         encrypt_field(session, process, subject_id="phantom", field="f", value="item 1")
         item.rollback()  # item 1 refused after its keys were made
         token = encrypt_field(session, process, subject_id="phantom", field="f",
@@ -245,9 +226,9 @@ def test_a_key_made_in_a_rolled_back_transaction_is_not_used(runtime: Runtime) -
     """A write makes the subject's first key and is rolled back (busy, audit failure, client
     gone...); another process makes the subject's key of the same version; this process must
     then encrypt with that one, not with its own never-committed DEK."""
-    process, other = _keyring(runtime), _keyring(runtime)
+    process, other = other_keyring(runtime), other_keyring(runtime)
     with runtime.session_factory() as session:
-        _prepare(process, session, "ghost", {None})
+        process.prepare(session, "ghost", {None})
         encrypt_field(session, process, subject_id="ghost", field="f", value="lost write")
         session.rollback()
     _write(runtime, other, "ghost", value="written elsewhere")
@@ -269,10 +250,10 @@ def test_prepared_writes_do_not_deadlock_when_a_cached_key_expires_meanwhile(
     it holds the key prepare found for its whole transaction."""
     _pg(dialect)
     now = [1000.0]
-    p1 = _keyring(runtime, clock=lambda: now[0])
-    p2 = _keyring(runtime)
+    p1 = other_keyring(runtime, clock=lambda: now[0])
+    p2 = other_keyring(runtime)
     _write(runtime, p1, "two", AES)           # cached in p1
-    _write(runtime, _keyring(runtime), "two", SM4)  # made elsewhere: not cached in p1
+    _write(runtime, other_keyring(runtime), "two", SM4)  # made elsewhere: not cached in p1
     outcomes: dict[str, str] = {}
     with runtime.session_factory() as w1:
         p1.prepare(w1, "two", {AES, SM4})  # reserves SM4 only
@@ -306,7 +287,7 @@ def test_prepare_succeeding_in_its_last_round_does_not_refuse(
         runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
     """Seven lost races (each insert made nothing), then the eighth round makes the key: that
     is a success, not a Conflict."""
-    process = _keyring(runtime)
+    process = other_keyring(runtime)
     real = Keyring._insert_keys
     calls = [0]
 
@@ -330,13 +311,13 @@ def test_a_transaction_that_destroys_keys_then_writes_uses_a_new_key(runtime: Ru
     assert process is not None
     _write(runtime, process, "s1", value="before")
     with runtime.session_factory() as session:
-        _prepare(process, session, "s1", {None})
+        process.prepare(session, "s1", {None})
         encrypt_field(session, process, subject_id="s1", field="f", value="x")
         shred.destroy_subject_keys(session, process, caller=OTHER, subject_id="s1")
-        _prepare(process, session, "s1", {None})
+        process.prepare(session, "s1", {None})
         token = encrypt_field(session, process, subject_id="s1", field="f", value="after")
         session.commit()
-    assert _read(runtime, "s1", token) == "after", _keys(runtime, "s1")
+    assert _read(runtime, "s1", token) == "after", key_rows(runtime, "s1")
 
 
 def test_a_destruction_cancelled_while_due_ones_are_listed_does_not_happen(
@@ -369,7 +350,7 @@ def test_a_destruction_cancelled_while_due_ones_are_listed_does_not_happen(
         session.commit()
     assert cancelled == ["kept"]
     assert done == []
-    assert all(state != "destroyed" for _, _, state in _keys(runtime, "kept"))
+    assert all(state != "destroyed" for _, _, state in key_rows(runtime, "kept"))
 
 
 def test_after_a_restore_that_lowers_the_shred_epoch_keys_are_cached_again(
@@ -377,7 +358,7 @@ def test_after_a_restore_that_lowers_the_shred_epoch_keys_are_cached_again(
     """The database's shred epoch goes down (restored from a backup under a running process):
     transactions that ask after the cache moved on follow it, and keys are cached again (a
     stale read of an older epoch, by a transaction that asked earlier, is the first test's)."""
-    process = _keyring(runtime)
+    process = other_keyring(runtime)
     assert runtime.keyring is not None
     for s in ("x1", "x2"):  # two destructions: epoch 2
         _write(runtime, process, s)
@@ -402,9 +383,9 @@ def test_a_key_made_in_a_rolled_back_transaction_and_read_back_is_not_cached(
     """A key this transaction made and then decrypted with comes from the transaction, not its
     own uncommitted row (which would be cached at once): the transaction rolls back, another
     process makes the same version with other material, and this process reads theirs."""
-    process, other = _keyring(runtime), _keyring(runtime)
+    process, other = other_keyring(runtime), other_keyring(runtime)
     with runtime.session_factory() as session:
-        _prepare(process, session, "echo", {None})
+        process.prepare(session, "echo", {None})
         token = encrypt_field(session, process, subject_id="echo", field="f", value="lost")
         assert decrypt_field(session, process, subject_id="echo", field="f",
                              token=token) == "lost"
