@@ -7,6 +7,8 @@ transaction. Every cell runs a closed loop for `--seconds` against a fresh serve
 requests per second, p50 and p99 latency, and the servers' CPU-seconds per request, with the
 bare FastAPI endpoint (bench/bare_app.py: same JSON, same database, nothing else) as the floor,
 and the same endpoint adding an audit row in its transaction (what no audited request avoids).
+The gateway runs as production does: `pgw serve` and, beside it, `pgw worker` (the job worker and
+the audit log's sequencer), whose CPU counts in the gateway's CPU-seconds per request.
 
 Usage: python bench/audit_scaling.py [--seconds 8] [--clients 1,8,32,64] [--processes 1,2,4]
 """
@@ -154,11 +156,17 @@ def spread(before: dict[int, float], after: dict[int, float], parent: int) -> st
     return "/".join(f"{100 * u / total:.0f}" for u in used) if len(used) > 1 and total else "-"
 
 
+def worker_cpu(server: Server) -> float:
+    """CPU seconds of the gateway's `pgw worker` (job worker and audit sequencer), if apart."""
+    return cpu_seconds(server.worker.pid) if server.worker is not None else 0.0
+
+
 def measure(server: Server, gateway: bool, clients: int, seconds: float,
             audited: bool = False) -> dict[str, Any]:
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     before = cpu_by_process(server.process.pid)
+    worker_before = worker_cpu(server)
     database_before = postgres_cpu()
     process = context.Process(target=_load, args=(
         Target(server.url, server.token, gateway, audited), clients, seconds, queue))
@@ -166,8 +174,8 @@ def measure(server: Server, gateway: bool, clients: int, seconds: float,
     result: dict[str, Any] = queue.get(timeout=seconds * 4 + 120)
     process.join()
     after = cpu_by_process(server.process.pid)
-    result["cpu_per_request"] = (sum(after.values()) - sum(before.values())) / max(
-        1, result["requests"] + 8)
+    used = sum(after.values()) - sum(before.values()) + worker_cpu(server) - worker_before
+    result["cpu_per_request"] = used / max(1, result["requests"] + 8)
     result["spread"] = spread(before, after, server.process.pid)
     requests = max(1, result["requests"])
     result["client_cpu_per_request"] = result["client_cpu"] / requests

@@ -106,32 +106,62 @@ class Server:
     process: subprocess.Popen[bytes]
     url: str
     token: str | None
+    worker: subprocess.Popen[bytes] | None = None  # `pgw worker`, when run apart
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        for process in (self.process, self.worker):
+            if process is None:
+                continue
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
-def start_gateway(database_url: str, workers: int, tmp: Path) -> Server:
+def start_gateway(database_url: str, workers: int, tmp: Path, *,
+                  worker_apart: bool = True) -> Server:
+    """`pgw serve` on a port of its own, and beside it `pgw worker` (the job worker and the
+    audit log's sequencer) as production runs it; `worker_apart=False` runs them in a thread of
+    each serving process instead, as `pgw serve` does in development."""
     data_dir = tmp / f"data-{time.monotonic_ns()}"
     # one bench caller makes every request: its per-caller rate limit (200/s a process by
     # default) is lifted, else the closed loops measure the limit, not the gateway
     env = {**os.environ, "PGW_ENV": "dev", "PGW_DATA_DIR": str(data_dir),
            "PGW_DATABASE_URL": database_url, "PGW_POLICY_DIR": str(ROOT / "policies"),
-           "PGW_RATE_LIMITS": "default=0,pii=0,datasets=0"}
+           "PGW_RATE_LIMITS": "default=0,pii=0,datasets=0",
+           "PGW_WORKER_IN_SERVE": "false" if worker_apart else "true"}
     port = free_port()
     process = subprocess.Popen([PGW, "serve", "--port", str(port), "--workers", str(workers)],
                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    wait_until_up(process, url + "/readyz", timeout=180)
+    worker = None
+    try:
+        wait_until_up(process, url + "/readyz", timeout=180)
+        if worker_apart:  # started once the serving processes have made the data directory
+            worker = subprocess.Popen([PGW, "worker"], env=env, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL)
+    except BaseException:
+        Server(process, url, None, worker).stop()
+        raise
     token = subprocess.run(
         [PGW, "token", "--sub", "bench", "--scope", "records:write records:read",
          "--roles", "support_agent"], env=env, check=True, capture_output=True,
         text=True).stdout.strip()
-    return Server(process, url, token)
+    return Server(process, url, token, worker)
+
+
+def audit_state(url: str) -> str:
+    """The gateway's audit gauges (public /metrics): that the sequencer kept up with the load."""
+    import urllib.request
+
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as answer:  # noqa: S310 - loopback
+        text = answer.read().decode()
+    wanted = ("pgw_audit_tree_size", "pgw_audit_pending", "pgw_audit_integration_lag_seconds")
+    found = {line.split()[0]: line.split()[-1] for line in text.splitlines()
+             if line.startswith(wanted)}
+    return ", ".join(f"{name.removeprefix('pgw_audit_')} {value}"
+                     for name, value in found.items())
 
 
 def start_bare(database_url: str, workers: int) -> Server:
@@ -360,8 +390,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--databases", default="sqlite,postgres")
     parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--worker-in-serve", action="store_true",
+                        help="run the job worker and the audit sequencer in a thread of each "
+                             "serving process (development's default) instead of as a "
+                             "`pgw worker` process of their own (production's)")
     args = parser.parse_args()
-    verdicts = []
+    verdicts: list[str] = []
+    audits: list[str] = []
     print(f"open loop at {args.rate:.0f}/s for {args.seconds:.0f} s per operation; closed loop "
           f"with {CONCURRENCY} clients for {args.seconds / 2:.0f} s; latencies in ms\n")
     print("| database | workers | server | writes at rate | reads at rate | writes/s | "
@@ -374,12 +409,19 @@ def main() -> None:
                 rows = {}
                 for name in ("gateway", "bare"):
                     url = fresh_database(kind, tmp, f"{name}-{workers}")
-                    server = (start_gateway(url, workers, tmp) if name == "gateway"
-                              else start_bare(url, workers))
+                    server = (start_gateway(url, workers, tmp,
+                                            worker_apart=not args.worker_in_serve)
+                              if name == "gateway" else start_bare(url, workers))
                     try:
+                        if server.worker is not None and server.worker.poll() is not None:
+                            raise RuntimeError("pgw worker exited at start")
                         rows[name] = measure(Target(server.url, server.token,
                                                     name == "gateway"), args.rate,
                                              args.seconds)
+                        if name == "gateway":
+                            time.sleep(1)  # a sequencer step or two
+                            audits.append(f"- {kind}, {workers} worker(s), audit log after the "
+                                          f"run: {audit_state(server.url)}")
                     finally:
                         server.stop()
                     row = rows[name]
@@ -390,7 +432,7 @@ def main() -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print()
-    print("\n".join(verdicts))
+    print("\n".join(verdicts + audits))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -83,8 +83,9 @@ def record(session: Session, *, caller: Caller, action: str, outcome: Outcome = 
         actor=caller.sub, roles=caller.roles, action=action, outcome=outcome, purpose=purpose,
         subject_id=subject_id, resource=resource, details=details, request_id=caller.request_id,
     )
-    # what the chain cannot hash (a lone surrogate, say) fails its own request, not the sequencer
-    verifier.canonical({**asdict(draft), "roles": list(draft.roles)})
+    # what the chain cannot hash (a lone surrogate, say) fails its own request, not the sequencer;
+    # the draft's fields as they are (`vars`): `asdict` would deep-copy the details first
+    verifier.canonical({**vars(draft), "roles": list(draft.roles)})
     session.info.setdefault(PENDING_KEY, []).append(draft)
 
 
