@@ -197,8 +197,8 @@ def main() -> None:
     args = parser.parse_args()
     print("| processes | clients | gateway writes/s | p50 / p99 ms | gateway reads/s | "
           "p50 / p99 ms | bare writes/s | bare reads/s | bare + audit row, writes/s | "
-          "reads/s | gateway CPU ms/request | workers' CPU shares, % | CPU ms/request: load "
-          "generator, PostgreSQL (gateway; bare) |")
+          "reads/s | server CPU ms/request: gateway, bare | workers' CPU shares, % | "
+          "CPU ms/request: load generator, PostgreSQL (gateway; bare) |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for processes in [int(p) for p in args.processes.split(",")]:
@@ -219,7 +219,8 @@ def main() -> None:
                       f"{gw['read'][0]:,.0f} | {pct(gw['read'][1], .5):.0f} / "
                       f"{pct(gw['read'][1], .99):.0f} | {bare['write'][0]:,.0f} | "
                       f"{bare['read'][0]:,.0f} | {audited['write'][0]:,.0f} | "
-                      f"{audited['read'][0]:,.0f} | {gw['cpu_per_request'] * 1000:.1f} | "
+                      f"{audited['read'][0]:,.0f} | {gw['cpu_per_request'] * 1000:.1f}, "
+                      f"{bare['cpu_per_request'] * 1000:.1f} | "
                       f"{gw['spread']} | {machine(gw)}; {machine(bare)} |",
                       flush=True)
 
