@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from functools import partial
 from typing import Annotated
@@ -97,6 +98,8 @@ def _create_record(body: RecordIn, session: Session, caller: Caller, keyring: Ke
                                 subject_id=body.subject_id, keyring=keyring)
     if claimed is not None and claimed.response is not None:
         return StoredRecordOut.model_validate(idempotency.replay(claimed, response, 201))
+    if claimed is not None:  # `remember` seals the response under the subject's key
+        keys = dataclasses.replace(keys, sealed=True)
     written = service.create(session, runtime.policy, keys, caller=caller,
                              subject_id=body.subject_id, purpose=body.purpose,
                              record_type=body.record_type, data=body.data)

@@ -63,6 +63,9 @@ class Keys:
     keyring: Keyring
     hash_key: bytes | None
     scan: storage.Scanner
+    # the write's response is sealed under the subject's key with the deployment's cipher (an
+    # idempotency claim keeps it): that key is prepared with the others, in their order
+    sealed: bool = False
 
 
 _ADD_INDEXES = insert(BlindIndex)  # built once: its compiled form is cached
@@ -115,7 +118,8 @@ def create(session: Session, policy: Policy, keys: Keys, *, caller: Caller, subj
     record_id = f"rec_{secrets.token_hex(12)}"
     stored = storage.protect_values(session, keys.keyring, subject_id=subject_id,
                                     context=storage.record_context(record_id), spec=spec,
-                                    values=checked.values, hash_key=keys.hash_key, scans=scans)
+                                    values=checked.values, hash_key=keys.hash_key, scans=scans,
+                                    also={None} if keys.sealed else set())
     record = Record(id=record_id, subject_id=subject_id, record_type=record_type,
                     purpose=purpose, data=stored.data, originals=stored.originals,
                     created_by=caller.sub, created_at=now, updated_at=now,

@@ -76,11 +76,15 @@ def scan_texts(spec: RecordType, values: dict[str, Any],
 
 def protect_values(session: Session, keyring: Keyring, *, subject_id: str, context: str,
                    spec: RecordType, values: dict[str, Any], hash_key: bytes | None,
-                   scans: dict[str, list[Finding]], indexes: bool = True) -> Stored:
-    """Each value as policy protects it at rest; `context` is bound into every ciphertext."""
-    keyring.prepare(session, subject_id, {
+                   scans: dict[str, list[Finding]], indexes: bool = True,
+                   also: set[str | None] | None = None) -> Stored:
+    """Each value as policy protects it at rest; `context` is bound into every ciphertext.
+    `also` names ciphers the write encrypts with after this (None: the deployment's), so that
+    their keys are prepared with the values' own."""
+    ciphers: set[str | None] = {
         spec.fields[name].cipher for name in values
-        if (scans[name] if name in scans else spec.fields[name].protection in protection.KEYED)})
+        if (scans[name] if name in scans else spec.fields[name].protection in protection.KEYED)}
+    keyring.prepare(session, subject_id, ciphers | (also or set()))
     stored = Stored()
     index_key = None
     for name, value in values.items():

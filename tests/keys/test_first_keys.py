@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import event
 
+from app.config import Settings
 from app.keys.fields import decrypt_field, encrypt_field
 from app.keys.keyring import Keyring
+from app.main import create_app
 from app.runtime import Runtime
 from tests.keys.processes import key_rows, other_keyring
+from tests.server import LiveServer
+from tests.tokens import make_token
+
+REPO = Path(__file__).resolve().parents[2]
 
 BOTH: set[str | None] = {"aes-256-gcm", "sm4-gcm"}
 
@@ -136,3 +145,36 @@ def test_writes_racing_for_a_new_subjects_first_keys_all_succeed(runtime: Runtim
             for keyring, name, token in tokens:
                 assert decrypt_field(session, keyring, subject_id=subject, field="f",
                                      token=token) == name
+
+
+def test_an_idempotent_write_prepares_the_key_that_seals_its_response(
+        tmp_path: Path, make_settings: Callable[..., Settings],
+        start_server: Callable[[FastAPI], LiveServer]) -> None:
+    """A write with an `Idempotency-Key` seals its response under the subject's key with the
+    deployment's cipher. When none of the record's fields uses that cipher, its key is still
+    made with the fields' keys in one statement before any key is used (`Keys.sealed`), not
+    after them: making it last would take one key's row and then wait for another's, the
+    order a racing write can take the other way round."""
+    policies = tmp_path / "policies"
+    shutil.copytree(REPO / "policies", policies)
+    types = policies / "record_types.yaml"
+    marker = '        description: {en: "Full name", zh: "姓名"}\n        protection: encrypt\n'
+    text = types.read_text(encoding="utf-8")
+    assert marker in text
+    types.write_text(text.replace(marker, marker + "        cipher: sm4-gcm\n"), encoding="utf-8")
+    app = create_app(make_settings(policy_dir=policies))  # the deployment's cipher: AES
+    live = start_server(app)
+    client = live.client(make_token(scope="records:write"))
+    record = {"subject_id": "sealed-1", "purpose": "account_management",
+              "record_type": "customer_profile",
+              "data": {"name": "张伟", "cn_resident_id": "11010519491231002X"}}
+    runtime: Runtime = app.state.runtime
+    with statements(runtime) as sent:
+        written = client.post("/v1/records", json=record, headers={"Idempotency-Key": "k-1"})
+    assert written.status_code == 201, written.text
+    inserts = [s for s in sent if s.startswith("INSERT INTO subject_keys")]
+    assert len(inserts) == 1, "\n".join(inserts)
+    assert key_rows(runtime, "sealed-1") == [(1, "aes-256-gcm", "active"),
+                                          (2, "sm4-gcm", "active")]
+    again = client.post("/v1/records", json=record, headers={"Idempotency-Key": "k-1"})
+    assert (again.status_code, again.json()) == (201, written.json())  # the sealed answer
