@@ -9,10 +9,17 @@ same JSON in the same database with nothing else. A load generator in a separate
 - reads with masking (a support agent reading for customer support), open loop at the same rate;
 - then a closed loop of 8 concurrent clients for writes and for reads: throughput.
 
+The gateway runs as production runs it: `pgw serve --workers N` and, beside it, one `pgw worker`
+(the job worker and the audit log's sequencer), measured once it has reported alive;
+`--worker-in-serve` runs those in a thread of each serving process instead, as development
+does. The audit log's gauges are sampled every second during the gateway's run and reported
+(most entries waiting, longest integration lag); a run whose worker failed, or whose entries
+are not all integrated soon after, fails.
+
 Targets (2-core machine): at 50 writes/s, p99 under 50 ms on PostgreSQL; reads p99 under 10 ms.
 
 Usage: python bench/gateway_load.py [--rate 50] [--seconds 20] [--databases sqlite,postgres]
-                                    [--workers 1,2]
+                                    [--workers 1,2] [--worker-in-serve]
 """
 
 from __future__ import annotations
@@ -107,23 +114,36 @@ class Server:
     url: str
     token: str | None
     worker: subprocess.Popen[bytes] | None = None  # `pgw worker`, when run apart
+    worker_log: Path | None = None  # its stderr
 
     def stop(self) -> None:
-        for process in (self.process, self.worker):
-            if process is None:
-                continue
+        """Both processes asked to stop first, then waited for (killed if they do not)."""
+        running = [p for p in (self.process, self.worker) if p is not None]
+        for process in running:
             process.terminate()
+        for process in running:
             try:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
+                process.wait()
+
+    def check_worker(self) -> None:
+        """`pgw worker` still running (its job loop and sequencer log and retry their errors
+        rather than exit, so its log is checked too)."""
+        if self.worker is None:
+            return
+        log = self.worker_log.read_text(errors="replace") if self.worker_log else ""
+        if self.worker.poll() is not None or "Traceback" in log or '"ERROR"' in log:
+            raise RuntimeError(f"pgw worker failed; its log ({self.worker_log}):\n{log[-2000:]}")
 
 
 def start_gateway(database_url: str, workers: int, tmp: Path, *,
                   worker_apart: bool = True) -> Server:
     """`pgw serve` on a port of its own, and beside it `pgw worker` (the job worker and the
-    audit log's sequencer) as production runs it; `worker_apart=False` runs them in a thread of
-    each serving process instead, as `pgw serve` does in development."""
+    audit log's sequencer) as production runs it, once it has reported alive; `worker_apart=
+    False` runs them in a thread of each serving process instead, as `pgw serve` does in
+    development."""
     data_dir = tmp / f"data-{time.monotonic_ns()}"
     # one bench caller makes every request: its per-caller rate limit (200/s a process by
     # default) is lifted, else the closed loops measure the limit, not the gateway
@@ -134,34 +154,77 @@ def start_gateway(database_url: str, workers: int, tmp: Path, *,
     port = free_port()
     process = subprocess.Popen([PGW, "serve", "--port", str(port), "--workers", str(workers)],
                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    worker = None
+    server = Server(process, f"http://127.0.0.1:{port}", None)
     try:
-        wait_until_up(process, url + "/readyz", timeout=180)
-        if worker_apart:  # started once the serving processes have made the data directory
-            worker = subprocess.Popen([PGW, "worker"], env=env, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL)
+        wait_until_up(process, server.url + "/readyz", timeout=180)
+        if worker_apart:  # started once `pgw serve` has migrated and made the data directory
+            server.worker_log = tmp / f"worker-{port}.log"
+            with server.worker_log.open("wb") as log:
+                # the GC probe of bench/read_tail.py counts the serving processes only
+                server.worker = subprocess.Popen(
+                    [PGW, "worker"], env={k: v for k, v in env.items() if k != "GC_PROBE_DIR"},
+                    stdout=subprocess.DEVNULL, stderr=log)
+            _await_worker(server)
+        server.token = subprocess.run(
+            [PGW, "token", "--sub", "bench", "--scope", "records:write records:read",
+             "--roles", "support_agent"], env=env, check=True, capture_output=True,
+            text=True).stdout.strip()
     except BaseException:
-        Server(process, url, None, worker).stop()
+        server.stop()
         raise
-    token = subprocess.run(
-        [PGW, "token", "--sub", "bench", "--scope", "records:write records:read",
-         "--roles", "support_agent"], env=env, check=True, capture_output=True,
-        text=True).stdout.strip()
-    return Server(process, url, token, worker)
+    return server
 
 
-def audit_state(url: str) -> str:
-    """The gateway's audit gauges (public /metrics): that the sequencer kept up with the load."""
+def _await_worker(server: Server, timeout: float = 60) -> None:
+    """Until the worker's first heartbeat shows on /metrics (it beats once it has started and
+    reached the database), so its start-up is not counted in a measurement."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        server.check_worker()
+        if float(gauges(server.url).get("pgw_workers_alive", 0)) >= 1:
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"pgw worker did not report alive within {timeout:g} s")
+
+
+def gauges(url: str) -> dict[str, str]:
+    """The gateway's gauges without labels, from its public /metrics."""
     import urllib.request
 
     with urllib.request.urlopen(url + "/metrics", timeout=10) as answer:  # noqa: S310 - loopback
         text = answer.read().decode()
-    wanted = ("pgw_audit_tree_size", "pgw_audit_pending", "pgw_audit_integration_lag_seconds")
-    found = {line.split()[0]: line.split()[-1] for line in text.splitlines()
-             if line.startswith(wanted)}
-    return ", ".join(f"{name.removeprefix('pgw_audit_')} {value}"
-                     for name, value in found.items())
+    return {line.split()[0]: line.split()[-1] for line in text.splitlines()
+            if line.startswith("pgw_") and "{" not in line.split()[0]}
+
+
+class AuditWatch:
+    """The audit log's gauges sampled while a load runs: the most entries waiting and the
+    longest integration lag seen, and the state at the end (all integrated, or not)."""
+
+    def __init__(self, url: str):
+        self.url, self.pending, self.lag, self.samples = url, 0.0, 0.0, 0
+
+    def sample(self) -> None:
+        found = gauges(self.url)
+        if "pgw_audit_pending" not in found:  # the database read behind them failed
+            raise RuntimeError("the gateway's /metrics has no audit gauges")
+        self.pending = max(self.pending, float(found["pgw_audit_pending"]))
+        self.lag = max(self.lag, float(found["pgw_audit_integration_lag_seconds"]))
+        self.samples += 1
+
+    def finish(self, timeout: float = 30) -> str:
+        """Wait until nothing is left to integrate; what was seen, as one line."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = gauges(self.url)
+            if float(found.get("pgw_audit_pending", 1)) == 0:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"audit entries still waiting after the run: {found}")
+            time.sleep(0.2)
+        return (f"at most {self.pending:.0f} entries waiting and {self.lag:.2f} s of "
+                f"integration lag in {self.samples} samples a second apart; at the end none "
+                f"waiting, tree size {found.get('pgw_audit_tree_size')}")
 
 
 def start_bare(database_url: str, workers: int) -> Server:
@@ -336,15 +399,19 @@ def _load(target: Target, rate: float, seconds: float, results: Any) -> None:
     results.put(asyncio.run(run()))
 
 
-def measure(target: Target, rate: float, seconds: float) -> dict[str, Any]:
-    """Run the load generator in a separate process, so it does not share the server's GIL."""
+def measure(target: Target, rate: float, seconds: float,
+            watch: AuditWatch | None = None) -> dict[str, Any]:
+    """Run the load generator in a separate process, so it does not share the server's GIL;
+    `watch` samples the audit log's gauges meanwhile."""
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
     process = context.Process(target=_load, args=(target, rate, seconds, results))
     process.start()
     while True:
         try:
-            result: dict[str, Any] = results.get(timeout=5)
+            if watch is not None:
+                watch.sample()
+            result: dict[str, Any] = results.get(timeout=1)
             break
         except queue.Empty:
             if not process.is_alive():
@@ -413,15 +480,14 @@ def main() -> None:
                                             worker_apart=not args.worker_in_serve)
                               if name == "gateway" else start_bare(url, workers))
                     try:
-                        if server.worker is not None and server.worker.poll() is not None:
-                            raise RuntimeError("pgw worker exited at start")
+                        watch = AuditWatch(server.url) if name == "gateway" else None
                         rows[name] = measure(Target(server.url, server.token,
                                                     name == "gateway"), args.rate,
-                                             args.seconds)
-                        if name == "gateway":
-                            time.sleep(1)  # a sequencer step or two
-                            audits.append(f"- {kind}, {workers} worker(s), audit log after the "
-                                          f"run: {audit_state(server.url)}")
+                                             args.seconds, watch)
+                        if watch is not None:
+                            server.check_worker()
+                            audits.append(f"- {kind}, {workers} worker(s), audit log: "
+                                          f"{watch.finish()}")
                     finally:
                         server.stop()
                     row = rows[name]
