@@ -166,7 +166,7 @@ def worker_cpu(server: Server) -> float:
     return cpu_seconds(server.worker.pid) if server.worker is not None else 0.0
 
 
-def measure(server: Server, gateway: bool, clients: int, seconds: float,
+def measure(server: Server, gateway: bool, clients: int, seconds: float, database_url: str,
             audited: bool = False) -> dict[str, Any]:
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
@@ -180,7 +180,7 @@ def measure(server: Server, gateway: bool, clients: int, seconds: float,
     process.join()
     if gateway:  # the sequencing these requests caused is counted too
         server.check_worker()
-        AuditWatch(server.url).finish()
+        AuditWatch(database_url).finish()
     after = cpu_by_process(server.process.pid)
     used = sum(after.values()) - sum(before.values()) + worker_cpu(server) - worker_before
     served = max(1, result["requests"] + result["warm_up"])  # the servers' CPU counts both
@@ -219,7 +219,7 @@ def main() -> None:
                               else start_bare(url, processes))
                     try:
                         row[kind] = measure(server, kind == "gateway", clients, args.seconds,
-                                            audited=kind == "audited")
+                                            url, audited=kind == "audited")
                     finally:
                         server.stop()
                 gw, bare, audited = row["gateway"], row["bare"], row["audited"]

@@ -12,7 +12,7 @@ same JSON in the same database with nothing else. A load generator in a separate
 The gateway runs as production runs it: `pgw serve --workers N` and, beside it, one `pgw worker`
 (the job worker and the audit log's sequencer), measured once it has reported alive;
 `--worker-in-serve` runs those in a thread of each serving process instead, as development
-does. The audit log's gauges are sampled every second during the gateway's run and reported
+does. The audit log's backlog is read from the database every second during the gateway's run
 (most entries waiting, longest integration lag); a run whose worker failed, or whose entries
 are not all integrated soon after, fails.
 
@@ -198,33 +198,48 @@ def gauges(url: str) -> dict[str, str]:
 
 
 class AuditWatch:
-    """The audit log's gauges sampled while a load runs: the most entries waiting and the
-    longest integration lag seen, and the state at the end (all integrated, or not)."""
+    """The audit log's backlog sampled from the database while a load runs (not through the
+    gateway's /metrics, whose queries would run in a serving process and so weigh on the
+    latencies measured): the most entries waiting and the longest integration lag seen, and
+    the state at the end (all integrated, or not)."""
 
-    def __init__(self, url: str):
-        self.url, self.pending, self.lag, self.samples = url, 0.0, 0.0, 0
+    def __init__(self, database_url: str):
+        from sqlalchemy import create_engine
+        from sqlalchemy.pool import NullPool
+
+        self.engine = create_engine(database_url, poolclass=NullPool)
+        self.pending, self.lag, self.samples = 0, 0.0, 0
+
+    def _read(self) -> tuple[int, float, int]:
+        from sqlalchemy.orm import Session
+
+        from app.audit import tree
+
+        with Session(self.engine) as session:
+            waiting, lag = tree.integration_lag(session)
+            return waiting, lag, tree.tree_size(session)
 
     def sample(self) -> None:
-        found = gauges(self.url)
-        if "pgw_audit_pending" not in found:  # the database read behind them failed
-            raise RuntimeError("the gateway's /metrics has no audit gauges")
-        self.pending = max(self.pending, float(found["pgw_audit_pending"]))
-        self.lag = max(self.lag, float(found["pgw_audit_integration_lag_seconds"]))
+        waiting, lag, _ = self._read()
+        self.pending, self.lag = max(self.pending, waiting), max(self.lag, lag)
         self.samples += 1
 
     def finish(self, timeout: float = 30) -> str:
         """Wait until nothing is left to integrate; what was seen, as one line."""
         deadline = time.monotonic() + timeout
-        while True:
-            found = gauges(self.url)
-            if float(found.get("pgw_audit_pending", 1)) == 0:
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"audit entries still waiting after the run: {found}")
-            time.sleep(0.2)
-        return (f"at most {self.pending:.0f} entries waiting and {self.lag:.2f} s of "
-                f"integration lag in {self.samples} samples a second apart; at the end none "
-                f"waiting, tree size {found.get('pgw_audit_tree_size')}")
+        try:
+            while True:
+                waiting, _, size = self._read()
+                if waiting == 0:
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{waiting} audit entries still waiting after the run")
+                time.sleep(0.2)
+        finally:
+            self.engine.dispose()
+        return (f"at most {self.pending} entries waiting and {self.lag:.2f} s of integration "
+                f"lag in {self.samples} samples a second apart; at the end none waiting, tree "
+                f"size {size}")
 
 
 def start_bare(database_url: str, workers: int) -> Server:
@@ -480,7 +495,7 @@ def main() -> None:
                                             worker_apart=not args.worker_in_serve)
                               if name == "gateway" else start_bare(url, workers))
                     try:
-                        watch = AuditWatch(server.url) if name == "gateway" else None
+                        watch = AuditWatch(url) if name == "gateway" else None
                         rows[name] = measure(Target(server.url, server.token,
                                                     name == "gateway"), args.rate,
                                              args.seconds, watch)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -58,6 +58,9 @@ class Draft:
     request_id: str | None
 
 
+_DRAFT_FIELDS = tuple(f.name for f in fields(Draft))
+
+
 @dataclass
 class AuditWriter:
     """Per-process settings of the appender, carried on every session in `session.info`."""
@@ -84,8 +87,9 @@ def record(session: Session, *, caller: Caller, action: str, outcome: Outcome = 
         subject_id=subject_id, resource=resource, details=details, request_id=caller.request_id,
     )
     # what the chain cannot hash (a lone surrogate, say) fails its own request, not the sequencer;
-    # the draft's fields as they are (`vars`): `asdict` would deep-copy the details first
-    verifier.canonical({**vars(draft), "roles": list(draft.roles)})
+    # the draft's fields as they are: `asdict` would deep-copy the details first
+    verifier.canonical({**{name: getattr(draft, name) for name in _DRAFT_FIELDS},
+                        "roles": list(draft.roles)})
     session.info.setdefault(PENDING_KEY, []).append(draft)
 
 
