@@ -13,11 +13,14 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
 from app.config import Settings
@@ -217,3 +220,43 @@ def test_a_full_disk_answers_503_and_recovers(make_settings: Callable[..., Setti
     finally:
         filler.unlink()
     recovered(client)
+
+
+def test_record_reads_and_writes_work_at_most_request_threads_at_once(
+        make_settings: Callable[..., Settings], start_server: Callable[[FastAPI], LiveServer],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """PGW_REQUEST_THREADS bounds the record writes and reads a process works on at once; the
+    others wait their turn and are all answered."""
+    from app.records import reading, service
+
+    running, most = 0, 0
+    lock = threading.Lock()
+
+    def counted(real: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            nonlocal running, most
+            with lock:
+                running += 1
+                most = max(most, running)
+            try:
+                time.sleep(0.05)  # long enough for the others to pile up
+                return real(*args, **kwargs)
+            finally:
+                with lock:
+                    running -= 1
+        return wrapper
+
+    monkeypatch.setattr(service, "create", counted(service.create))
+    monkeypatch.setattr(reading, "read_one", counted(reading.read_one))
+    live = start_server(create_app(make_settings(request_threads=2)))
+    client = live.client(make_token(scope="records:write records:read",
+                                    roles=["support_agent"]))
+    with ThreadPoolExecutor(8) as pool:
+        written = list(pool.map(lambda i: client.post("/v1/records", json=make_record(
+            subject_id=f"threads-{i}")), range(8)))
+        assert [w.status_code for w in written] == [201] * 8, written[0].text
+        read = list(pool.map(lambda w: client.get(
+            f"/v1/records/{w.json()['record_id']}", params={"purpose": "customer_support"}),
+            written))
+    assert [r.status_code for r in read] == [200] * 8
+    assert most == 2
