@@ -52,8 +52,11 @@ class Runtime:
     probe_engine: Engine | None = None
     probe_session_factory: sessionmaker[Session] | None = None
     admission: Admission = field(default_factory=lambda: Admission(limit=40))
-    # the threads record writes and reads run on (PGW_REQUEST_THREADS)
-    request_threads: anyio.CapacityLimiter = field(
+    # the threads record writes and record reads run on, PGW_REQUEST_THREADS each: apart, so
+    # that writes scanning long free text never hold up reads
+    write_threads: anyio.CapacityLimiter = field(
+        default_factory=lambda: anyio.CapacityLimiter(8))
+    read_threads: anyio.CapacityLimiter = field(
         default_factory=lambda: anyio.CapacityLimiter(8))
     # The audit sequencer's sessions: the service's own, or its own role's when separate.
     sequencer_session_factory: sessionmaker[Session] | None = None
@@ -182,7 +185,8 @@ def open_runtime(settings: Settings, *,
         probe_session_factory=audit.hooked(make_session_factory(
             probe_engine, info={audit.WRITER_KEY: writer})),
         admission=Admission(limit=2 * settings.db_pool_size + settings.db_max_waiting),
-        request_threads=anyio.CapacityLimiter(settings.request_threads),
+        write_threads=anyio.CapacityLimiter(settings.request_threads),
+        read_threads=anyio.CapacityLimiter(settings.request_threads),
     )
     # The sequencer's connections are its own: a reader bringing the log up to date while its
     # request holds a pooled connection must never wait for a second one from the same pool.

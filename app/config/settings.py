@@ -136,10 +136,10 @@ class Settings(BaseSettings):
     db_pool_timeout_seconds: float = Field(default=5, gt=0, le=60)
     db_max_waiting: int = Field(default=20, ge=0, le=1000)
     db_connect_timeout_seconds: int = Field(default=5, ge=1, le=60)
-    # Record writes and reads a process works on at once, each on a thread of its own; more wait
-    # their turn on the event loop. Past a few, threads only fight over the GIL (measured on 2
-    # cores at 32 clients: 2, 4 and 8 alike, 40 about 0.7 of them); raise it for a distant
-    # database, whose round trips a request spends more of its time waiting on.
+    # Record writes a process works on at once, and as many reads, each on a thread of its own;
+    # more wait their turn on the event loop. Past a few, threads only fight over the GIL
+    # (measured on 2 cores at 32 clients: 2, 4 and 8 alike, 40 about 0.7 of them); raise it for
+    # a distant database, whose round trips a request spends more of its time waiting on.
     request_threads: int = Field(default=8, ge=1, le=200)
     # a pooled PostgreSQL connection idle longer than this is checked before use (0: always)
     db_ping_idle_seconds: float = Field(default=1, ge=0, le=3600)

@@ -70,8 +70,9 @@ def _etag(version: int) -> str:
 
 # The two busiest endpoints are `async def` and run their work on a thread themselves: for a
 # plain `def` endpoint FastAPI also sends the response's validation to a thread, a second trip
-# per request. At most PGW_REQUEST_THREADS of them work at once in a process; the rest wait on
-# the event loop, where waiting costs nothing, instead of as threads taking the GIL by turns.
+# per request. At most PGW_REQUEST_THREADS writes and as many reads work at once in a process;
+# the rest wait on the event loop, where waiting costs nothing, instead of as threads taking the
+# GIL by turns. Reads have threads of their own: writes scanning long notes never hold them up.
 @router.post("/v1/records", status_code=201, response_model=StoredRecordOut,
              responses=problems(PurposeNotAllowed, ConsentDenied, ScanTimeout, Conflict,
                                 SubjectErased))
@@ -84,7 +85,7 @@ async def create_record(
     the record. Returns the storage view: what the upstream may keep."""
     return await anyio.to_thread.run_sync(partial(
         _create_record, body, session, caller, keyring, runtime, response, idempotency_key),
-        limiter=runtime.request_threads)
+        limiter=runtime.write_threads)
 
 
 def _create_record(body: RecordIn, session: Session, caller: Caller, keyring: Keyring,
@@ -182,7 +183,7 @@ async def read_record(record_id: RecordId, purpose: PurposeQuery, session: Sessi
     only = {name for name in fields.split(",") if name} if fields else None
     out, version = await anyio.to_thread.run_sync(partial(
         _read_record, session, runtime.policy, keyring, caller=caller,
-        record_id=record_id, purpose=purpose, only=only), limiter=runtime.request_threads)
+        record_id=record_id, purpose=purpose, only=only), limiter=runtime.read_threads)
     response.headers["ETag"] = _etag(version)
     return out
 
