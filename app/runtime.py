@@ -53,7 +53,7 @@ class Runtime:
     probe_session_factory: sessionmaker[Session] | None = None
     admission: Admission = field(default_factory=lambda: Admission(limit=40))
     # the threads record writes and record reads run on, PGW_REQUEST_THREADS each: apart, so
-    # that writes scanning long free text never hold up reads
+    # that writes scanning long free text do not take the reads' threads
     write_threads: anyio.CapacityLimiter = field(
         default_factory=lambda: anyio.CapacityLimiter(8))
     read_threads: anyio.CapacityLimiter = field(

@@ -72,7 +72,8 @@ def _etag(version: int) -> str:
 # plain `def` endpoint FastAPI also sends the response's validation to a thread, a second trip
 # per request. At most PGW_REQUEST_THREADS writes and as many reads work at once in a process;
 # the rest wait on the event loop, where waiting costs nothing, instead of as threads taking the
-# GIL by turns. Reads have threads of their own: writes scanning long notes never hold them up.
+# GIL by turns. Reads have threads of their own: writes scanning long notes do not take them.
+# (A request waiting for a thread already counts in the process's admission limit, deps.py.)
 @router.post("/v1/records", status_code=201, response_model=StoredRecordOut,
              responses=problems(PurposeNotAllowed, ConsentDenied, ScanTimeout, Conflict,
                                 SubjectErased))
