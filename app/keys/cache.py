@@ -103,4 +103,3 @@ class KeyCache:
         """A service key never changes once made (a KEK rotation rewraps it)."""
         with self._lock:
             self._service[name] = (clear, self.clock() + self.ttl)
-

@@ -389,4 +389,3 @@ class Keyring:
                              f"{row.kek_version}: the stored key is damaged") from None
         self.cache.keep_service(name, clear)
         return clear
-
