@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from app.audit import sequencer, verifier, witness
+from app.audit import export, sequencer, verifier, witness
 from app.audit import service as audit
 from app.audit.verifier import Verification
 from app.auth.guard import Caller
@@ -117,14 +117,14 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
     with opened(settings) as runtime:
         signer = _signer_or_exit(runtime)
         with runtime.transaction() as session:
-            size, head = audit.prepare_export(session, caller=CALLER)
+            size, head = export.prepare_export(session, caller=CALLER)
         # The export holds subject ids: it is personal data, so it is written owner-only.
         fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, files.SECRET_FILE_MODE)
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             show = _progress(args)
             if show is not None:
                 show(0, size)
-            out.writelines(audit.export_chunks(runtime.read_session_factory, size=size,
+            out.writelines(export.export_chunks(runtime.read_session_factory, size=size,
                                                head_hash=head, key_id=signer.key_id,
                                                progress=show))
     print(f"exported {size} entries to {args.out}")  # noqa: T201

@@ -6,8 +6,8 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.audit import export, tree
 from app.audit import service as audit
-from app.audit import tree
 from app.audit.models import AuditCheckpoint
 from app.audit.schemas import (
     AuditEntryOut,
@@ -130,12 +130,12 @@ def public_key(caller: AuditReader, signer: SignerDep) -> str:
 def export_audit(session: SessionDep, caller: AuditReader, signer: SignerDep,
                  runtime: RuntimeDep) -> StreamingResponse:
     """The whole log as JSON Lines, ending on a checkpoint signed for this export."""
-    size, head = audit.prepare_export(session, caller=caller)
+    size, head = export.prepare_export(session, caller=caller)
     # Read page by page after the request's session has committed (with its audit entry) and
     # closed: a client that stops reading holds no database connection.
     factory: sessionmaker[Session] = runtime.read_session_factory
     return StreamingResponse(
-        audit.export_chunks(factory, size=size, head_hash=head, key_id=signer.key_id),
+        export.export_chunks(factory, size=size, head_hash=head, key_id=signer.key_id),
         media_type="application/jsonl",
         headers={"Content-Disposition": 'attachment; filename="audit-export.jsonl"'},
     )

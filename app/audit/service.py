@@ -22,7 +22,7 @@ from sqlalchemy import event, func, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.audit import export, tree, verifier
+from app.audit import tree, verifier
 from app.audit.models import AuditCheckpoint, AuditEntry, AuditPending
 from app.auth.guard import Caller
 from app.clock import isoformat, utcnow
@@ -34,7 +34,6 @@ PENDING_KEY = "pgw.audit.pending"
 WRITER_KEY = "audit_writer"
 MAX_DETAIL_STRING = 200
 BATCH = 2000
-EXPORT_PAGE = 500  # entries per page of an export; a page is about 250 KB
 _QUEUE = insert(AuditPending)  # built once; executed on the connection, as Core
 logger = logging.getLogger("pgw.audit")
 
@@ -354,69 +353,3 @@ def _counted(entries: Iterator[dict[str, Any]], *, total: int,
         if done % BATCH == 0:
             progress(done, total)
     progress(max(done, total), total)
-
-
-def prepare_export(session: Session, *, caller: Caller) -> tuple[int, str]:
-    """Sign the tree for an export (or, where the sequencer signs, take its latest checkpoint)
-    and audit it; returns the (size, head) the export covers."""
-    try:
-        checkpoint = create_checkpoint(session)
-    except CheckpointUnavailable:
-        catch_up(session)
-        checkpoint = tree.latest_checkpoint(session)
-    size, head_hash = (checkpoint.size, checkpoint.head) if checkpoint else (
-        0, verifier.GENESIS_HASH)
-    record(session, caller=caller, action="audit.exported", details={"entries": size})
-    return size, head_hash
-
-
-def export_chunks(read_session: Callable[[], Session], *, size: int, head_hash: str,
-                  key_id: str, page_size: int = EXPORT_PAGE,
-                  progress: Callable[[int, int], None] | None = None) -> Iterator[str]:
-    """The export file (header, checkpoints up to `size`, entries up to `size`) in chunks of
-    whole lines, one chunk per page of the log.
-
-    Each page is read in a short transaction of its own, whose connection is back in the pool
-    before the page is yielded: a client that stops reading holds one page, never a connection.
-    Rows up to `size` never change, so the pages need no common snapshot. The header goes out
-    with the first page, so an export the database cuts short always fails verification.
-    """
-    header = export.header_line(size=size, head=head_hash, key_id=key_id)
-    done = 0
-    try:
-        for page in _pages(read_session, lambda session, after, limit: [
-                checkpoint_dict(c) for c in list_checkpoints(
-                    session, after_size=after, up_to=size, limit=limit)],
-                key="size", page_size=page_size):
-            yield header + "".join(export.checkpoint_line(c) for c in page)
-            header = ""
-        if header:  # an empty log has no checkpoint
-            yield header
-        for page in _pages(read_session, lambda session, after, limit: [
-                entry_dict(e) for e in entries_after(
-                    session, after_seq=after, up_to=size, limit=limit)],
-                key="seq", page_size=page_size):
-            yield "".join(export.entry_line(entry) for entry in page)
-            done = page[-1]["seq"]
-            if progress is not None:
-                progress(done, size)
-    except SQLAlchemyError as exc:
-        # The caller aborts the transfer; what the client got ends early and fails verification.
-        logger.error("audit export of %d entries stopped after entry %d: database error %s",
-                     size, done, type(exc).__name__)
-        raise
-
-
-def _pages(read_session: Callable[[], Session],
-           read: Callable[[Session, int, int], list[dict[str, Any]]], *, key: str,
-           page_size: int) -> Iterator[list[dict[str, Any]]]:
-    """Keyset pages on `key`; each read's session is closed before its page is yielded."""
-    after = 0
-    while True:
-        with read_session() as session:
-            page = read(session, after, page_size)
-        if page:
-            yield page
-        if len(page) < page_size:
-            return
-        after = page[-1][key]

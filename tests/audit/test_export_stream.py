@@ -66,7 +66,7 @@ def prepared(runtime: Runtime) -> tuple[int, str, str]:
     while (step := sequencer.step(runtime, limit=4)) and step.added == 4:
         pass  # the sequencer's batches of 4 each cross a multiple of 4: a checkpoint each
     with runtime.transaction() as session:
-        size, head = audit.prepare_export(session, caller=Caller(sub="auditor"))
+        size, head = export.prepare_export(session, caller=Caller(sub="auditor"))
     return size, head, signer.key_id
 
 
@@ -90,7 +90,7 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
 def test_paged_export_equals_single_query_export(runtime: Runtime, page_size: int) -> None:
     write_entries(runtime, 29)
     size, head, key_id = prepared(runtime)
-    chunks = list(audit.export_chunks(runtime.read_session_factory, size=size, head_hash=head,
+    chunks = list(export.export_chunks(runtime.read_session_factory, size=size, head_hash=head,
                                       key_id=key_id, page_size=page_size))
     paged = "".join(chunks)
     assert paged == single_query_export(runtime, size=size, head=head, key_id=key_id)
@@ -102,7 +102,7 @@ def test_paged_export_equals_single_query_export(runtime: Runtime, page_size: in
 
 
 def test_empty_log_exports_its_header(runtime: Runtime) -> None:
-    chunks = list(audit.export_chunks(runtime.read_session_factory, size=0,
+    chunks = list(export.export_chunks(runtime.read_session_factory, size=0,
                                       head_hash="0" * 64, key_id="k", page_size=3))
     assert [json.loads(line)["type"] for line in "".join(chunks).splitlines()] == ["header"]
 
@@ -112,7 +112,7 @@ def test_no_connection_is_held_between_pages(runtime: Runtime) -> None:
     size, head, key_id = prepared(runtime)
     pool = runtime.engine.pool
     assert isinstance(pool, QueuePool)
-    stream = audit.export_chunks(runtime.read_session_factory, size=size, head_hash=head,
+    stream = export.export_chunks(runtime.read_session_factory, size=size, head_hash=head,
                                  key_id=key_id, page_size=5)
     chunks = []
     for chunk in stream:  # each chunk is where a slow client would keep the stream waiting
@@ -127,7 +127,7 @@ def test_database_failure_ends_the_stream(runtime: Runtime,
                                           caplog: pytest.LogCaptureFixture) -> None:
     write_entries(runtime, 40)
     size, head, key_id = prepared(runtime)
-    stream = audit.export_chunks(runtime.read_session_factory, size=size, head_hash=head,
+    stream = export.export_chunks(runtime.read_session_factory, size=size, head_hash=head,
                                  key_id=key_id, page_size=5)
     received = next(stream) + next(stream) + next(stream)  # all checkpoints, entries 1-5
     break_the_log(runtime.engine)
