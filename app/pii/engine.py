@@ -18,14 +18,13 @@ from typing import Any
 import spacy
 import thinc.api
 from presidio_analyzer import RecognizerRegistry, RecognizerResult
-from presidio_analyzer.nlp_engine import NerModelConfiguration, NlpArtifacts, SpacyNlpEngine
-from spacy.language import Language
+from presidio_analyzer.nlp_engine import NlpArtifacts
 from spacy.tokens import Doc
 
 from app.pii import en_model
 from app.pii.context import ContextAnalyzer, WindowContextEnhancer
 from app.pii.deadline import Deadline
-from app.pii.en_model import load_ner_pipeline
+from app.pii.en_model import PreloadedNlpEngine, load_ner_pipeline
 from app.pii.en_model import ops as model_ops
 from app.pii.language import (
     detect_language,
@@ -82,31 +81,6 @@ class UnsupportedValue(ValueError):
         self.what, self.value, self.supported = what, value, list(supported)
 
 
-class _PreloadedNlpEngine(SpacyNlpEngine):
-    """SpacyNlpEngine over pipelines we loaded; its own load() would download missing models."""
-
-    def __init__(self, pipelines: dict[str, Language]):
-        super().__init__(models=[{"lang_code": lang, "model_name": "preloaded"}
-                                 for lang in pipelines],
-                         ner_model_configuration=NerModelConfiguration(
-                             model_to_presidio_entity_mapping=en_model.ENTITY_TYPES,
-                             labels_to_ignore=list(en_model.IGNORED_LABELS)))
-        self.nlp = pipelines  # type: ignore[assignment]
-
-    def load(self) -> None:
-        return None
-
-    def _doc_to_nlp_artifact(self, doc: Doc, language: str) -> NlpArtifacts:
-        """Only what our recognizers read, the entities and their scores: no lemmas or token
-        offsets, whose building cost a fifth of an English scan (our context enhancer reads the
-        text itself)."""
-        entities, scores = self._get_updated_entities(
-            list(doc.ents), [float(self.ner_model_configuration.default_score or 0.85)]
-            * len(doc.ents))
-        return NlpArtifacts(entities=entities, tokens=doc, tokens_indices=[], lemmas=[],
-                            nlp_engine=self, language=language, scores=scores)
-
-
 class PiiEngine:
     def __init__(self, *, en_model: str = DEFAULT_EN_MODEL):
         self.en_model = en_model
@@ -114,7 +88,7 @@ class PiiEngine:
         self._nlp_lock = threading.Lock()  # spaCy pipelines are not promised to be thread-safe
         self.scan_process: ScanProcess | None = None  # shares the model work of long scans
         pipelines = {"en": load_ner_pipeline(en_model), "zh": spacy.blank("zh")}
-        self.nlp_engine = _PreloadedNlpEngine(pipelines)
+        self.nlp_engine = PreloadedNlpEngine(pipelines)
         # what scans add to the English vocabulary is forgotten once they are done with it
         self.vocabulary = Vocabulary(pipelines["en"])
         registry = RecognizerRegistry(supported_languages=list(SUPPORTED_LANGUAGES))
