@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Annotated, Any
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -12,8 +12,9 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
+from app.capacity import Lane
 from app.config import Settings
-from app.errors import DatabaseBusy, GatewayError, ServiceUnavailable
+from app.errors import GatewayError, ServiceUnavailable
 from app.keys.keyring import Keyring
 from app.keys.signing import Signer
 from app.policy.loader import Policy
@@ -21,26 +22,7 @@ from app.policy.loader import Policy
 if TYPE_CHECKING:
     from app.runtime import Runtime
 
-
-class Admission:
-    """How many requests may hold a database session at once in this process: the pool's
-    connections plus a bounded number waiting for one. The rest are refused at once with a 503
-    instead of queueing without limit behind a slow or stopped database."""
-
-    def __init__(self, limit: int):
-        self.limit, self.active = limit, 0
-        self._lock = threading.Lock()
-
-    def enter(self) -> None:
-        with self._lock:
-            if self.active >= self.limit:
-                raise DatabaseBusy(f"{self.active} requests are already using or waiting for "
-                                   "the database; try again", headers={"Retry-After": "1"})
-            self.active += 1
-
-    def leave(self) -> None:
-        with self._lock:
-            self.active -= 1
+T = TypeVar("T")
 
 
 # Commits and rollbacks run on threads of their own, never on the request threads: when every
@@ -87,15 +69,46 @@ def _rollback(session: Session) -> None:
         pass
 
 
+_ADMITTED = "pgw.admitted"
+
+
 async def get_session(request: Request) -> AsyncIterator[Session]:
     """One session per request, committed once when the endpoint returns.
 
     A client error (4xx) rolls the request's changes back but keeps its audited denials, which
     are written on their own; if even that fails, the client gets a 5xx.
     """
-    runtime = request.app.state.runtime
+    async with _session(request, admit_now=True) as session:
+        yield session
+
+
+async def get_lane_session(request: Request) -> AsyncIterator[Session]:
+    """The same for an endpoint that works on a Lane (`on_lane`): the request enters the
+    process's admission only once it has its thread, so that waiting for one does not count as
+    using the database."""
+    async with _session(request, admit_now=False) as session:
+        yield session
+
+
+def _admit(runtime: Runtime, session: Session) -> None:
     runtime.admission.enter()
+    session.info[_ADMITTED] = True
+
+
+async def on_lane(lane: Lane, request: Request, session: Session, work: Callable[[], T]) -> T:
+    """`work` on one of the lane's threads, the session admitted once it has one; not at all
+    when the client went away while it waited (capacity.Lane)."""
+    runtime = request.app.state.runtime
+    return await lane.run(work, admit=lambda: _admit(runtime, session),
+                          client_gone=request.is_disconnected)
+
+
+@asynccontextmanager  # not a bare generator: what the endpoint raises must reach it
+async def _session(request: Request, *, admit_now: bool) -> AsyncIterator[Session]:
+    runtime = request.app.state.runtime
     session: Session = runtime.session_factory()
+    if admit_now:
+        _admit(runtime, session)
     closed = False
     try:
         yield session
@@ -113,12 +126,14 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     finally:
         if not closed:
             await _finish(session.close)
-        runtime.admission.leave()
+        if session.info.pop(_ADMITTED, False):
+            runtime.admission.leave()
 
 
 # scope="function": the commit runs before the response is sent, so a failed commit (an audit
 # entry that cannot be written) turns into a 5xx instead of a success already on the wire.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+LaneSessionDep = Annotated[Session, Depends(get_lane_session, scope="function")]
 
 
 # The dependencies below only read the application's state: `async def` runs them on the event
@@ -171,7 +186,7 @@ async def get_receipt_signer(request: Request) -> Signer:
 
 if TYPE_CHECKING:
     RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
-else:  # app.runtime imports this module (Admission); FastAPI does not need the class itself
+else:  # FastAPI does not need the class itself
     RuntimeDep = Annotated[Any, Depends(get_runtime)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 PolicyDep = Annotated[Policy, Depends(get_policy)]

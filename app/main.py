@@ -57,6 +57,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = open_runtime(settings, on_audit_failure=metrics.audit_failures.inc)
         app.state.runtime = runtime
+        metrics.observe(runtime.write_lane)
+        metrics.observe(runtime.read_lane)
         # Load the PII engine now (once per process), not on the first request.
         engine = await anyio.to_thread.run_sync(get_engine, settings.nlp_model_en)
         engine.start_scan_process(settings.pii_parallel_min_chars)

@@ -12,15 +12,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-import anyio
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.audit import service as audit
+from app.capacity import Admission, Lane
 from app.config import Settings
 from app.db import make_engine, make_session_factory
-from app.deps import Admission
 from app.jobs import queue
 from app.keys import files
 from app.keys.errors import Sealed
@@ -54,10 +53,10 @@ class Runtime:
     admission: Admission = field(default_factory=lambda: Admission(limit=40))
     # the threads record writes and record reads run on, PGW_REQUEST_THREADS each: apart, so
     # that writes scanning long free text do not take the reads' threads
-    write_threads: anyio.CapacityLimiter = field(
-        default_factory=lambda: anyio.CapacityLimiter(8))
-    read_threads: anyio.CapacityLimiter = field(
-        default_factory=lambda: anyio.CapacityLimiter(8))
+    write_lane: Lane = field(default_factory=lambda: Lane(
+        "record writes", threads=8, queue=64, wait_seconds=5))
+    read_lane: Lane = field(default_factory=lambda: Lane(
+        "record reads", threads=8, queue=64, wait_seconds=5))
     # The audit sequencer's sessions: the service's own, or its own role's when separate.
     sequencer_session_factory: sessionmaker[Session] | None = None
     sequencer_engine: Engine | None = None
@@ -134,6 +133,11 @@ def private_data_dir(path: Path) -> None:
         path.chmod(0o700)
 
 
+def _lane(name: str, settings: Settings) -> Lane:
+    return Lane(name, threads=settings.request_threads, queue=settings.request_queue,
+                wait_seconds=settings.request_queue_seconds)
+
+
 def open_runtime(settings: Settings, *,
                  on_audit_failure: Callable[[], None] = lambda: None) -> Runtime:
     """Load policies and keys and open the database. Raises PolicyError on a bad policy."""
@@ -185,8 +189,8 @@ def open_runtime(settings: Settings, *,
         probe_session_factory=audit.hooked(make_session_factory(
             probe_engine, info={audit.WRITER_KEY: writer})),
         admission=Admission(limit=2 * settings.db_pool_size + settings.db_max_waiting),
-        write_threads=anyio.CapacityLimiter(settings.request_threads),
-        read_threads=anyio.CapacityLimiter(settings.request_threads),
+        write_lane=_lane("record writes", settings),
+        read_lane=_lane("record reads", settings),
     )
     # The sequencer's connections are its own: a reader bringing the log up to date while its
     # request holds a pooled connection must never wait for a second one from the same pool.

@@ -141,6 +141,10 @@ class Settings(BaseSettings):
     # (measured on 2 cores at 32 clients: 2, 4 and 8 alike, 40 about 0.7 of them); raise it for
     # a distant database, whose round trips a request spends more of its time waiting on.
     request_threads: int = Field(default=8, ge=1, le=200)
+    # Requests of each kind that may wait for one of those threads, and for how long; past
+    # either a request gets 503 with Retry-After. Waiting requests hold no connection.
+    request_queue: int = Field(default=64, ge=0, le=10000)
+    request_queue_seconds: float = Field(default=5, gt=0, le=60)
     # a pooled PostgreSQL connection idle longer than this is checked before use (0: always)
     db_ping_idle_seconds: float = Field(default=1, ge=0, le=3600)
     sqlite_busy_timeout_seconds: float = Field(default=30, gt=0, le=300)  # wait for the write lock

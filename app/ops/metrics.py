@@ -9,10 +9,13 @@ from dataclasses import dataclass
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
 )
+
+from app.capacity import Lane
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -23,6 +26,18 @@ class Metrics:
     requests: Counter
     latency: Histogram
     audit_failures: Counter
+    lane_busy: Gauge
+    lane_waiting: Gauge
+    lane_refused: Counter
+
+    def observe(self, lane: Lane) -> None:
+        """Export a Lane's threads in use, requests waiting and requests refused."""
+        label = lane.name.replace(" ", "_")
+        lane.busy_gauge = self.lane_busy.labels(label)
+        lane.waiting_gauge = self.lane_waiting.labels(label)
+        refused = {reason: self.lane_refused.labels(label, reason)  # exported from 0
+                   for reason in ("queue_full", "timeout", "client_gone")}
+        lane.refused = refused.__getitem__
 
     def render(self) -> bytes:
         if os.environ.get(MULTIPROC_ENV):
@@ -44,4 +59,14 @@ def make_metrics() -> Metrics:
                                    2.5, 5, 10)),
         audit_failures=Counter("pgw_audit_append_failures", "Audit entries that could not be "
                                "written (their operations failed)", registry=registry),
+        # summed over the live processes when several serve (multiprocess mode)
+        lane_busy=Gauge("pgw_request_threads_busy", "Requests working on a request thread now "
+                        "(PGW_REQUEST_THREADS per lane and process)", ["lane"],
+                        registry=registry, multiprocess_mode="livesum"),
+        lane_waiting=Gauge("pgw_request_queue_waiting", "Requests waiting for a request thread "
+                           "now (at most PGW_REQUEST_QUEUE per lane and process)", ["lane"],
+                           registry=registry, multiprocess_mode="livesum"),
+        lane_refused=Counter("pgw_request_queue_refused", "Requests refused while waiting for "
+                             "a request thread: queue_full or timeout (503), client_gone",
+                             ["lane", "reason"], registry=registry),
     )

@@ -7,7 +7,6 @@ import json
 from functools import partial
 from typing import Annotated
 
-import anyio.to_thread
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
@@ -19,7 +18,8 @@ from app import idempotency
 from app.auth import limits
 from app.auth.guard import Caller, RequireScope
 from app.auth.scopes import Scope
-from app.deps import KeyringDep, RuntimeDep, SessionDep, commit_here
+from app.capacity import Busy
+from app.deps import KeyringDep, LaneSessionDep, RuntimeDep, SessionDep, commit_here, on_lane
 from app.errors import Conflict, Forbidden, GatewayError, Invalid, NotFound, problems
 from app.keys.errors import KeyDamaged, KeyRetired, SubjectErased
 from app.keys.keyring import Keyring
@@ -72,21 +72,20 @@ def _etag(version: int) -> str:
 # plain `def` endpoint FastAPI also sends the response's validation to a thread, a second trip
 # per request. At most PGW_REQUEST_THREADS writes and as many reads work at once in a process;
 # the rest wait on the event loop, where waiting costs nothing, instead of as threads taking the
-# GIL by turns. Reads have threads of their own: writes scanning long notes do not take them.
-# (A request waiting for a thread already counts in the process's admission limit, deps.py.)
+# GIL by turns (capacity.Lane). Reads have threads of their own: writes scanning long notes do
+# not take them, and a write waiting for a thread does not count as using the database.
 @router.post("/v1/records", status_code=201, response_model=StoredRecordOut,
              responses=problems(PurposeNotAllowed, ConsentDenied, ScanTimeout, Conflict,
-                                SubjectErased))
+                                SubjectErased, Busy))
 async def create_record(
-        body: RecordIn, session: SessionDep, caller: Writer, keyring: KeyringDep,
-        runtime: RuntimeDep, response: Response,
+        body: RecordIn, session: LaneSessionDep, caller: Writer, keyring: KeyringDep,
+        runtime: RuntimeDep, request: Request, response: Response,
         idempotency_key: Annotated[str | None, Header(alias=idempotency.HEADER)] = None,
 ) -> StoredRecordOut:
     """Check purpose, minimisation, field types and consent; scan free text; protect and store
     the record. Returns the storage view: what the upstream may keep."""
-    return await anyio.to_thread.run_sync(partial(
-        _create_record, body, session, caller, keyring, runtime, response, idempotency_key),
-        limiter=runtime.write_threads)
+    return await on_lane(runtime.write_lane, request, session, partial(
+        _create_record, body, session, caller, keyring, runtime, response, idempotency_key))
 
 
 def _create_record(body: RecordIn, session: Session, caller: Caller, keyring: Keyring,
@@ -176,15 +175,16 @@ def create_records(caller: Writer, body: Annotated[batch.BatchIn, Depends(_batch
 
 
 @router.get("/v1/records/{record_id}", response_model=RecordViewOut,
-            responses=problems(NotFound, KeyDamaged, KeyRetired))
-async def read_record(record_id: RecordId, purpose: PurposeQuery, session: SessionDep,
+            responses=problems(NotFound, KeyDamaged, KeyRetired, Busy))
+async def read_record(record_id: RecordId, purpose: PurposeQuery, session: LaneSessionDep,
                       caller: Reader, keyring: KeyringDep, runtime: RuntimeDep,
-                      response: Response, fields: FieldsQuery = None) -> RecordViewOut:
+                      request: Request, response: Response, fields: FieldsQuery = None,
+                      ) -> RecordViewOut:
     """Each field clear, masked or not at all, and why (`access`)."""
     only = {name for name in fields.split(",") if name} if fields else None
-    out, version = await anyio.to_thread.run_sync(partial(
+    out, version = await on_lane(runtime.read_lane, request, session, partial(
         _read_record, session, runtime.policy, keyring, caller=caller,
-        record_id=record_id, purpose=purpose, only=only), limiter=runtime.read_threads)
+        record_id=record_id, purpose=purpose, only=only))
     response.headers["ETag"] = _etag(version)
     return out
 

@@ -13,14 +13,11 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
 from app.config import Settings
@@ -220,79 +217,3 @@ def test_a_full_disk_answers_503_and_recovers(make_settings: Callable[..., Setti
     finally:
         filler.unlink()
     recovered(client)
-
-
-def test_record_reads_and_writes_work_at_most_request_threads_at_once(
-        make_settings: Callable[..., Settings], start_server: Callable[[FastAPI], LiveServer],
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """PGW_REQUEST_THREADS bounds the record writes a process works on at once, and the reads;
-    the others wait their turn and are all answered."""
-    from app.records import reading, service
-
-    running: Counter[str] = Counter()
-    most: Counter[str] = Counter()
-    lock = threading.Lock()
-
-    def counted(kind: str, real: Callable[..., Any]) -> Callable[..., Any]:
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with lock:
-                running[kind] += 1
-                most[kind] = max(most[kind], running[kind])
-            try:
-                time.sleep(0.05)  # long enough for the others to pile up
-                return real(*args, **kwargs)
-            finally:
-                with lock:
-                    running[kind] -= 1
-        return wrapper
-
-    monkeypatch.setattr(service, "create", counted("write", service.create))
-    monkeypatch.setattr(reading, "read_one", counted("read", reading.read_one))
-    live = start_server(create_app(make_settings(request_threads=2)))
-    client = live.client(make_token(scope="records:write records:read",
-                                    roles=["support_agent"]))
-    with ThreadPoolExecutor(8) as pool:
-        written = list(pool.map(lambda i: client.post("/v1/records", json=make_record(
-            subject_id=f"threads-{i}")), range(8)))
-        assert [w.status_code for w in written] == [201] * 8, written[0].text
-        read = list(pool.map(lambda w: client.get(
-            f"/v1/records/{w.json()['record_id']}", params={"purpose": "customer_support"}),
-            written))
-    assert [r.status_code for r in read] == [200] * 8
-    assert most == {"write": 2, "read": 2}
-
-
-def test_writes_holding_every_write_thread_do_not_hold_up_reads(
-        make_settings: Callable[..., Settings], start_server: Callable[[FastAPI], LiveServer],
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """Reads have threads of their own: writes that take long (a long note's scan, say) and
-    fill every write thread leave reads answered meanwhile."""
-    from app.records import service
-
-    live = start_server(create_app(make_settings(request_threads=2)))
-    client = live.client(make_token(scope="records:write records:read",
-                                    roles=["support_agent"]))
-    record_id = client.post("/v1/records", json=make_record()).json()["record_id"]
-    release, held = threading.Event(), threading.Semaphore(0)
-    real = service.create
-
-    def slow(*args: Any, **kwargs: Any) -> Any:
-        held.release()
-        release.wait(timeout=30)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(service, "create", slow)
-    with ThreadPoolExecutor(3) as pool:
-        writes = [pool.submit(client.post, "/v1/records",
-                              json=make_record(subject_id=f"slow-{i}")) for i in range(3)]
-        for _ in range(2):  # both write threads taken; the third write waits its turn
-            assert held.acquire(timeout=10)
-        try:
-            began = time.monotonic()
-            read = client.get(f"/v1/records/{record_id}", params={"purpose": "customer_support"})
-            assert read.status_code == 200
-            assert time.monotonic() - began < 5
-            assert not held.acquire(timeout=0.2)  # the third write is still waiting
-        finally:
-            release.set()
-        assert [w.result().status_code for w in writes] == [201] * 3

@@ -1,0 +1,142 @@
+"""How much work a serving process takes on at once: sessions (Admission) and the threads the
+busiest endpoints run on (Lane). Past either limit a request is refused at once with a 503 and
+Retry-After, instead of queueing without bound behind a slow database or a busy CPU."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol, TypeVar
+
+import anyio
+import anyio.to_thread
+
+from app.errors import DatabaseBusy, GatewayError, ServiceUnavailable
+
+T = TypeVar("T")
+
+
+class Admission:
+    """How many requests may hold a database session at once in this process: the pool's
+    connections plus a bounded number waiting for one. The rest are refused at once with a 503
+    instead of queueing without limit behind a slow or stopped database."""
+
+    def __init__(self, limit: int):
+        self.limit, self.active = limit, 0
+        self._lock = threading.Lock()
+
+    def enter(self) -> None:
+        with self._lock:
+            if self.active >= self.limit:
+                raise DatabaseBusy(f"{self.active} requests are already using or waiting for "
+                                   "the database; try again", headers={"Retry-After": "1"})
+            self.active += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self.active -= 1
+
+
+class Busy(ServiceUnavailable):
+    type, title = "busy", "Busy"
+
+
+class ClientClosedRequest(GatewayError):
+    """The client went away while its request waited for a thread: the work is not done (nginx
+    logs the same case as 499). Nobody receives the response; it shows in logs and metrics."""
+
+    status, type, title = 499, "client-closed-request", "Client closed request"
+
+
+class Gauge(Protocol):
+    def inc(self, amount: float = 1) -> None: ...
+    def dec(self, amount: float = 1) -> None: ...
+
+
+class _Counter(Protocol):
+    def inc(self, amount: float = 1) -> None: ...
+
+
+class _Unobserved:
+    def inc(self, amount: float = 1) -> None:
+        pass
+
+    def dec(self, amount: float = 1) -> None:
+        pass
+
+
+class Lane:
+    """At most `threads` requests of one kind (record writes, record reads) work at once in a
+    process, each on a thread of the lane's own; up to `queue` more wait their turn on the event
+    loop, where waiting costs nothing, for at most `wait_seconds`. A request past the queue, or
+    one that waited its whole time, gets a 503 with Retry-After; one whose client went away
+    while it waited is not worked on at all.
+
+    A request waiting here holds no database connection and is not counted as using the
+    database: only once it has its thread does it enter the process's Admission."""
+
+    def __init__(self, name: str, *, threads: int, queue: int, wait_seconds: float):
+        self.name, self.queue, self.wait_seconds = name, queue, wait_seconds
+        self.waiting = 0
+        self._turns = anyio.CapacityLimiter(threads)
+        # the threads themselves: as many as turns, so taking one never waits; a limiter of its
+        # own because a task cannot hold the same limiter twice
+        self._threads = anyio.CapacityLimiter(threads)
+        self.busy_gauge: Gauge = _Unobserved()
+        self.waiting_gauge: Gauge = _Unobserved()
+        self.refused: Callable[[str], _Counter] = lambda reason: _Unobserved()
+
+    @property
+    def threads(self) -> int:
+        return int(self._turns.total_tokens)
+
+    @property
+    def busy(self) -> int:
+        return int(self._turns.borrowed_tokens)
+
+    async def run(self, work: Callable[[], T], *, admit: Callable[[], None] = lambda: None,
+                  client_gone: Callable[[], Awaitable[bool]] | None = None) -> T:
+        """`work` on one of the lane's threads once it is this request's turn; `admit` runs
+        just before (the session's admission). Refused with Busy (503) when the queue is full
+        or the turn did not come within `wait_seconds`."""
+        try:
+            self._turns.acquire_nowait()  # fair: refused while others wait
+        except anyio.WouldBlock:
+            await self._wait_for_turn()
+            try:
+                gone = client_gone is not None and await client_gone()
+            except BaseException:
+                self._turns.release()
+                raise
+            if gone:
+                self._turns.release()
+                self.refused("client_gone").inc()
+                raise ClientClosedRequest("the client closed the connection while the request "
+                                          "waited its turn") from None
+        self.busy_gauge.inc()
+        try:
+            admit()
+            return await anyio.to_thread.run_sync(work, limiter=self._threads)
+        finally:
+            self.busy_gauge.dec()
+            self._turns.release()
+
+    async def _wait_for_turn(self) -> None:
+        if self.waiting >= self.queue:
+            self.refused("queue_full").inc()
+            raise Busy(f"{self.threads} {self.name} are in progress and {self.waiting} waiting "
+                       "in this process; try again", headers={"Retry-After": "1"})
+        self.waiting += 1
+        self.waiting_gauge.inc()
+        began = time.monotonic()
+        try:
+            with anyio.move_on_after(self.wait_seconds):
+                await self._turns.acquire()
+                return
+        finally:
+            self.waiting -= 1
+            self.waiting_gauge.dec()
+        self.refused("timeout").inc()
+        raise Busy(f"no {self.name} thread came free within {time.monotonic() - began:.1f} s "
+                   "in this process; try again", headers={"Retry-After": "1"})

@@ -1,0 +1,196 @@
+"""Record writes and reads on threads of their own (capacity.Lane, PGW_REQUEST_THREADS): at most
+so many at once, a bounded queue that waits a bounded time, waiting that does not count as using
+the database, work skipped for a client that left, and all of it on /metrics."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from app.config import Settings
+from app.main import create_app
+from tests.gateway import make_record
+from tests.server import LiveServer, wait_for
+from tests.tokens import make_token
+
+TOKEN = make_token(scope="records:write records:read", roles=["support_agent"])
+READ = {"purpose": "customer_support"}
+
+
+def metric(live: LiveServer, name: str, **labels: str) -> float:
+    """A sample of /metrics, 0 when absent."""
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in live.client().get("/metrics").text.splitlines():
+        found = re.fullmatch(r"([a-z_]+)(?:\{(.*)\})? (\S+)", line)
+        if found and found[1] == name and ",".join(sorted((found[2] or "").split(","))) \
+                == wanted:
+            return float(found[3])
+    return 0.0
+
+
+class HeldWrites:
+    """`service.create` made to wait until released, counting the writes that reached it."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch):
+        from app.records import service
+
+        self.reached = threading.Semaphore(0)
+        self.release = threading.Event()
+        self.calls = 0
+        real = service.create
+
+        def held(*args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            self.reached.release()
+            self.release.wait(timeout=30)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(service, "create", held)
+
+
+@contextmanager
+def writes_in_flight(client: httpx.Client, count: int, prefix: str = "held"
+                     ) -> Iterator[list[Future[httpx.Response]]]:
+    with ThreadPoolExecutor(count) as pool:
+        yield [pool.submit(client.post, "/v1/records",
+                           json=make_record(subject_id=f"{prefix}-{i}")) for i in range(count)]
+
+
+def test_record_reads_and_writes_work_at_most_request_threads_at_once(
+        make_settings: Callable[..., Settings], start_server: Callable[[FastAPI], LiveServer],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """PGW_REQUEST_THREADS bounds the record writes a process works on at once, and the reads;
+    the others wait their turn and are all answered."""
+    from app.records import reading, service
+
+    running: Counter[str] = Counter()
+    most: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def counted(kind: str, real: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with lock:
+                running[kind] += 1
+                most[kind] = max(most[kind], running[kind])
+            try:
+                time.sleep(0.05)  # long enough for the others to pile up
+                return real(*args, **kwargs)
+            finally:
+                with lock:
+                    running[kind] -= 1
+        return wrapper
+
+    monkeypatch.setattr(service, "create", counted("write", service.create))
+    monkeypatch.setattr(reading, "read_one", counted("read", reading.read_one))
+    live = start_server(create_app(make_settings(request_threads=2)))
+    client = live.client(TOKEN)
+    with ThreadPoolExecutor(8) as pool:
+        written = list(pool.map(lambda i: client.post("/v1/records", json=make_record(
+            subject_id=f"threads-{i}")), range(8)))
+        assert [w.status_code for w in written] == [201] * 8, written[0].text
+        read = list(pool.map(lambda w: client.get(
+            f"/v1/records/{w.json()['record_id']}", params=READ), written))
+    assert [r.status_code for r in read] == [200] * 8
+    assert most == {"write": 2, "read": 2}
+
+
+def test_writes_holding_every_write_thread_do_not_hold_up_reads(
+        make_settings: Callable[..., Settings], start_server: Callable[[FastAPI], LiveServer],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reads have threads of their own, and a write waiting for a thread does not count as
+    using the database: with every write thread held and more writes waiting than the process
+    admits to the database (2 here), a read is answered at once. Both show on /metrics."""
+    settings = make_settings(request_threads=1, db_pool_size=1, db_max_waiting=0)
+    live = start_server(create_app(settings))
+    client = live.client(TOKEN)
+    record_id = client.post("/v1/records", json=make_record()).json()["record_id"]
+    held = HeldWrites(monkeypatch)
+    with writes_in_flight(client, 4) as writes:
+        try:
+            assert held.reached.acquire(timeout=10)  # the write thread is taken
+            wait_for(lambda: metric(live, "pgw_request_queue_waiting", lane="record_writes")
+                     == 3, what="three writes waiting")
+            assert metric(live, "pgw_request_threads_busy", lane="record_writes") == 1
+            began = time.monotonic()
+            read = client.get(f"/v1/records/{record_id}", params=READ)
+            assert read.status_code == 200, read.text
+            assert time.monotonic() - began < 5
+            assert not held.reached.acquire(timeout=0.2)  # the other writes still wait
+        finally:
+            held.release.set()
+        assert [w.result().status_code for w in writes] == [201] * 4
+    assert metric(live, "pgw_request_queue_waiting", lane="record_writes") == 0
+    assert metric(live, "pgw_request_threads_busy", lane="record_writes") == 0
+
+
+def test_a_full_queue_refuses_at_once_and_a_long_wait_gives_up(
+        make_settings: Callable[..., Settings], start_server: Callable[[FastAPI], LiveServer],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """PGW_REQUEST_QUEUE bounds the requests waiting for a thread and PGW_REQUEST_QUEUE_SECONDS
+    their wait: past either, 503 with Retry-After, and the refused write is not done."""
+    live = start_server(create_app(make_settings(request_threads=1, request_queue=1,
+                                                 request_queue_seconds=1)))
+    client = live.client(TOKEN)
+    held = HeldWrites(monkeypatch)
+    with writes_in_flight(client, 2) as writes:
+        try:
+            assert held.reached.acquire(timeout=10)
+            wait_for(lambda: metric(live, "pgw_request_queue_waiting", lane="record_writes")
+                     == 1, what="a write waiting")
+            began = time.monotonic()
+            refused = client.post("/v1/records", json=make_record(subject_id="third"))
+            assert time.monotonic() - began < 0.9  # at once, not after the wait
+            assert refused.status_code == 503
+            assert refused.headers["retry-after"] == "1"
+            assert refused.json()["type"] == "urn:pgw:problem:busy"
+            assert "1 record writes are in progress and 1 waiting" in refused.json()["detail"]
+            # the one waiting, after its second; the other is held (either may be the first)
+            done, _ = wait(writes, timeout=10, return_when=FIRST_COMPLETED)
+        finally:
+            held.release.set()
+        [timed_out] = [future.result() for future in done]
+        assert sorted(w.result().status_code for w in writes) == [201, 503]
+    assert timed_out.status_code == 503, timed_out.text
+    assert "no record writes thread came free within 1" in timed_out.json()["detail"]
+    assert held.calls == 1
+    assert metric(live, "pgw_request_queue_refused_total", lane="record_writes",
+                  reason="queue_full") == 1
+    assert metric(live, "pgw_request_queue_refused_total", lane="record_writes",
+                  reason="timeout") == 1
+    assert client.post("/v1/records", json=make_record()).status_code == 201
+
+
+def test_a_write_whose_client_left_while_it_waited_is_not_done(
+        make_settings: Callable[..., Settings], start_server: Callable[[FastAPI], LiveServer],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client that gives up while its write waits for a thread would otherwise get a record
+    stored that it never heard of (and may write again): the write is skipped."""
+    live = start_server(create_app(make_settings(request_threads=1)))
+    client = live.client(TOKEN)
+    held = HeldWrites(monkeypatch)
+    with writes_in_flight(client, 1) as writes:
+        try:
+            assert held.reached.acquire(timeout=10)
+            with httpx.Client(base_url=live.url, timeout=0.5,
+                              headers={"Authorization": f"Bearer {TOKEN}"}) as impatient:
+                with pytest.raises(httpx.ReadTimeout):
+                    impatient.post("/v1/records", json=make_record(subject_id="gone"))
+            wait_for(lambda: metric(live, "pgw_request_queue_waiting", lane="record_writes")
+                     == 1, what="the abandoned write still waiting")
+        finally:
+            held.release.set()
+        assert writes[0].result().status_code == 201
+    wait_for(lambda: metric(live, "pgw_request_queue_refused_total", lane="record_writes",
+                            reason="client_gone") == 1, what="the abandoned write skipped")
+    assert held.calls == 1
+    assert metric(live, "pgw_request_threads_busy", lane="record_writes") == 0
