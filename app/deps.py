@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import anyio
@@ -72,27 +71,51 @@ def _rollback(session: Session) -> None:
 _ADMITTED = "pgw.admitted"
 
 
-async def get_session(request: Request) -> AsyncIterator[Session]:
-    """One session per request, committed once when the endpoint returns.
-
-    A client error (4xx) rolls the request's changes back but keeps its audited denials, which
-    are written on their own; if even that fails, the client gets a 5xx.
-    """
-    async with _session(request, admit_now=True) as session:
-        yield session
-
-
-async def get_lane_session(request: Request) -> AsyncIterator[Session]:
-    """The same for an endpoint that works on a Lane (`on_lane`): the request enters the
-    process's admission only once it has its thread, so that waiting for one does not count as
-    using the database."""
-    async with _session(request, admit_now=False) as session:
-        yield session
-
-
 def _admit(runtime: Runtime, session: Session) -> None:
     runtime.admission.enter()
     session.info[_ADMITTED] = True
+
+
+def _sessions(*, admit_now: bool) -> Callable[[Request], AsyncIterator[Session]]:
+    # one generator per kind, made here rather than one wrapping the other: a second layer
+    # would cost every request another context manager
+    async def dependency(request: Request) -> AsyncIterator[Session]:
+        runtime = request.app.state.runtime
+        session: Session = runtime.session_factory()
+        if admit_now:
+            _admit(runtime, session)
+        closed = False
+        try:
+            yield session
+            if _settled(session):  # committed by the endpoint (commit_here): holds no connection
+                session.close()
+            else:
+                await _finish(_commit_and_close, session)  # one trip to a thread, not two
+            closed = True
+        except GatewayError as exc:
+            await _finish(_keep_denials, session, exc)
+            raise
+        except BaseException:
+            await _finish(_rollback, session)
+            raise
+        finally:
+            if not closed:
+                await _finish(session.close)
+            if session.info.pop(_ADMITTED, False):
+                runtime.admission.leave()
+
+    return dependency
+
+
+get_session = _sessions(admit_now=True)
+get_session.__doc__ = """One session per request, committed once when the endpoint returns.
+
+A client error (4xx) rolls the request's changes back but keeps its audited denials, which are
+written on their own; if even that fails, the client gets a 5xx."""
+get_lane_session = _sessions(admit_now=False)
+get_lane_session.__doc__ = """The same for an endpoint that works on a Lane (`on_lane`): the
+request enters the process's admission only once it has its thread, so that waiting for one does
+not count as using the database."""
 
 
 async def on_lane(lane: Lane, request: Request, session: Session, work: Callable[[], T]) -> T:
@@ -101,33 +124,6 @@ async def on_lane(lane: Lane, request: Request, session: Session, work: Callable
     runtime = request.app.state.runtime
     return await lane.run(work, admit=lambda: _admit(runtime, session),
                           client_gone=request.is_disconnected)
-
-
-@asynccontextmanager  # not a bare generator: what the endpoint raises must reach it
-async def _session(request: Request, *, admit_now: bool) -> AsyncIterator[Session]:
-    runtime = request.app.state.runtime
-    session: Session = runtime.session_factory()
-    if admit_now:
-        _admit(runtime, session)
-    closed = False
-    try:
-        yield session
-        if _settled(session):  # committed by the endpoint (commit_here): holds no connection
-            session.close()
-        else:
-            await _finish(_commit_and_close, session)  # one trip to a thread, not two
-        closed = True
-    except GatewayError as exc:
-        await _finish(_keep_denials, session, exc)
-        raise
-    except BaseException:
-        await _finish(_rollback, session)
-        raise
-    finally:
-        if not closed:
-            await _finish(session.close)
-        if session.info.pop(_ADMITTED, False):
-            runtime.admission.leave()
 
 
 # scope="function": the commit runs before the response is sent, so a failed commit (an audit

@@ -45,6 +45,7 @@ GUARD: tuple[type[GatewayError], ...] = (Unauthorized, InsufficientScope, Unknow
 # What each dependency may refuse with (the guard is matched by type: one instance per scope).
 DEPENDENCIES: dict[Callable[..., Any], tuple[type[GatewayError], ...]] = {
     deps.get_session: DATABASE,
+    deps.get_lane_session: DATABASE,
     deps.get_keyring: (Sealed,),
     deps.get_audit_signer: (ServiceUnavailable,),
     deps.get_receipt_signer: (ServiceUnavailable,),
