@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 import anyio
 from fastapi import FastAPI
@@ -29,7 +30,7 @@ from app.ops.docs import install_docs
 from app.ops.metrics import make_metrics
 from app.ops.router import router as ops_router
 from app.pii.router import router as pii_router
-from app.pii.service import get_engine
+from app.pii.service import start_engine
 from app.policy.router import router as policy_router
 from app.privacy import web as privacy_web
 from app.privacy.account import router as privacy_account_router
@@ -59,9 +60,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.runtime = runtime
         metrics.observe(runtime.write_lane)
         metrics.observe(runtime.read_lane)
-        # Load the PII engine now (once per process), not on the first request.
-        engine = await anyio.to_thread.run_sync(get_engine, settings.nlp_model_en)
-        engine.start_scan_process(settings.pii_parallel_min_chars)
+        # Load the PII engine and its scan helper now (once per process), not on the first
+        # requests' time and cores.
+        await anyio.to_thread.run_sync(partial(
+            start_engine, settings.nlp_model_en,
+            parallel_min_chars=settings.pii_parallel_min_chars))
         app.state.token_verifier = verifier = load_verifier(
             settings, create_dev_secret=settings.is_dev, metrics=auth_metrics)
         worker = None

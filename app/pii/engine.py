@@ -223,11 +223,14 @@ class PiiEngine:
         return [(lang, self._finish(norm, results))
                 for norm, lang, results in zip(normalized, chosen, found, strict=True)]
 
-    def start_scan_process(self, min_chars: int) -> None:
+    def start_scan_process(self, min_chars: int, *, started: ScanProcess | None = None) -> None:
         """Share the model work of scans longer than `min_chars` with a helper process (0:
-        never; nor on one core)."""
-        if min_chars > 0 and _usable_cpus() > 1 and self.scan_process is None:
-            self.scan_process = ScanProcess(self.en_model, min_chars=min_chars)
+        never; nor on one core): `started` (new_scan_process), or one started now."""
+        if self.scan_process is not None:
+            if started is not None:  # another thread was first
+                started.close()
+            return
+        self.scan_process = started or new_scan_process(self.en_model, min_chars)
 
     def _take_lent(self, pieces: Sequence[tuple[int, Window]], lent: dict[int, WindowKey],
                    pending: Pending | None, per_piece: list[list[RecognizerResult]],
@@ -371,6 +374,14 @@ class PiiEngine:
     @staticmethod
     def _finish(norm: Normalized, results: list[RecognizerResult]) -> list[Finding]:
         return [_finding(norm, r) for r in resolve_overlaps(refine(norm.text, results))]
+
+
+def new_scan_process(model: str, min_chars: int) -> ScanProcess | None:
+    """A helper process for scans longer than `min_chars`, starting to load its models now;
+    None when scans are not to be shared (0, or one core)."""
+    if min_chars > 0 and _usable_cpus() > 1:
+        return ScanProcess(model, min_chars=min_chars)
+    return None
 
 
 def _usable_cpus() -> int:

@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any, Literal
 
@@ -78,6 +78,12 @@ class ScanProcess:
             self._start_at = time.monotonic() + RETRY_SECONDS
             logger.error("PII scan helper process could not be started (%s); long texts are "
                          "read in this process until it is", type(exc).__name__)
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait until the helper has loaded its models, at most `timeout` seconds; whether it
+        has. False at once when none runs or it failed to start."""
+        child = self._child
+        return child is not None and child.settled.wait(timeout) and child.ready
 
     @property
     def pid(self) -> int | None:
@@ -281,6 +287,7 @@ class _Child:
     started_at: float
     ready: bool = False  # it has loaded its models (set by _await_ready)
     refused: str | None = None  # why it will never be (set by _await_ready)
+    settled: threading.Event = field(default_factory=threading.Event)  # either of those
 
 
 def _await_ready(child: _Child) -> None:
@@ -290,12 +297,13 @@ def _await_ready(child: _Child) -> None:
     try:
         said = child.answers.recv_bytes(maxlength=16)
     except (EOFError, OSError):
-        child.refused = "exited before it was ready"
-        return
+        said = None
     if said == b"ready":
         child.ready = True
     else:
-        child.refused = "said something else than ready"
+        child.refused = "exited before it was ready" if said is None else \
+            "said something else than ready"
+    child.settled.set()
 
 
 class Pending:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -13,8 +14,10 @@ from presidio_anonymizer.entities import OperatorConfig, RecognizerResult
 from app.pii import operators
 from app.pii.coalesce import Coalescer
 from app.pii.deadline import ScanTimeout
-from app.pii.engine import DEFAULT_THRESHOLD, Finding, PiiEngine
+from app.pii.engine import DEFAULT_THRESHOLD, Finding, PiiEngine, new_scan_process
 from app.pii.schemas import OperatorSpec
+
+logger = logging.getLogger(__name__)
 
 _coalescers: dict[str, Coalescer] = {}  # per English model: its engine, batching its scans
 _engines_lock = threading.Lock()
@@ -31,6 +34,25 @@ def _coalescer(model: str) -> Coalescer:
 def get_engine(model: str) -> PiiEngine:
     """The process's engine for this English model, loaded on first use."""
     return _coalescer(model).engine
+
+
+def start_engine(model: str, *, parallel_min_chars: int, wait_seconds: float = 60) -> PiiEngine:
+    """Load the process's engine and start its scan helper, both loading their models at once
+    (on two cores, as long as one of them); return once both have, the helper at most
+    `wait_seconds` (a slower one goes on loading; scans do without it meanwhile). A helper that
+    loads after the process starts serving takes a core from its first requests."""
+    with _engines_lock:
+        loaded = _coalescers.get(model)
+    helper = None
+    if loaded is None or loaded.engine.scan_process is None:
+        helper = new_scan_process(model, parallel_min_chars)
+    engine = get_engine(model)
+    engine.start_scan_process(parallel_min_chars, started=helper)
+    helping = engine.scan_process
+    if helping is not None and helping.pid is not None and not helping.wait_ready(wait_seconds):
+        logger.warning("the PII scan helper has not loaded its models after %s s; serving "
+                       "without it until it has", wait_seconds)
+    return engine
 
 
 def scan_text(model: str, text: str, *, language: str = "auto",
