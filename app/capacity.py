@@ -47,6 +47,7 @@ class ClientClosedRequest(GatewayError):
     logs the same case as 499). Nobody receives the response; it shows in logs and metrics."""
 
     status, type, title = 499, "client-closed-request", "Client closed request"
+    answered = False  # not in the catalogue of problems: no client ever receives it
 
 
 class Gauge(Protocol):
@@ -91,29 +92,17 @@ class Lane:
     def threads(self) -> int:
         return int(self._turns.total_tokens)
 
-    @property
-    def busy(self) -> int:
-        return int(self._turns.borrowed_tokens)
-
     async def run(self, work: Callable[[], T], *, admit: Callable[[], None] = lambda: None,
-                  client_gone: Callable[[], Awaitable[bool]] | None = None) -> T:
+                  until_gone: Callable[[], Awaitable[None]] | None = None) -> T:
         """`work` on one of the lane's threads once it is this request's turn; `admit` runs
         just before (the session's admission). Refused with Busy (503) when the queue is full
-        or the turn did not come within `wait_seconds`."""
+        or the turn did not come within `wait_seconds`; with ClientClosedRequest, its place in
+        the queue given up at once, when `until_gone` (which returns once the client has gone
+        away) returns while it waits."""
         try:
             self._turns.acquire_nowait()  # fair: refused while others wait
         except anyio.WouldBlock:
-            await self._wait_for_turn()
-            try:
-                gone = client_gone is not None and await client_gone()
-            except BaseException:
-                self._turns.release()
-                raise
-            if gone:
-                self._turns.release()
-                self.refused("client_gone").inc()
-                raise ClientClosedRequest("the client closed the connection while the request "
-                                          "waited its turn") from None
+            await self._wait_for_turn(until_gone)
         self.busy_gauge.inc()
         try:
             admit()
@@ -122,7 +111,7 @@ class Lane:
             self.busy_gauge.dec()
             self._turns.release()
 
-    async def _wait_for_turn(self) -> None:
+    async def _wait_for_turn(self, until_gone: Callable[[], Awaitable[None]] | None) -> None:
         if self.waiting >= self.queue:
             self.refused("queue_full").inc()
             raise Busy(f"{self.threads} {self.name} are in progress and {self.waiting} waiting "
@@ -130,13 +119,36 @@ class Lane:
         self.waiting += 1
         self.waiting_gauge.inc()
         began = time.monotonic()
+        acquired = gone = False
         try:
-            with anyio.move_on_after(self.wait_seconds):
-                await self._turns.acquire()
-                return
+            async with anyio.create_task_group() as group:
+                if until_gone is not None:
+                    async def watch() -> None:
+                        nonlocal gone
+                        await until_gone()
+                        gone = True
+                        group.cancel_scope.cancel()
+
+                    group.start_soon(watch)
+                with anyio.move_on_after(self.wait_seconds):
+                    await self._turns.acquire()
+                    acquired = True
+                group.cancel_scope.cancel()  # the watch, once the turn came or never will
+        except BaseException:
+            if acquired:
+                self._turns.release()
+            raise
         finally:
             self.waiting -= 1
             self.waiting_gauge.dec()
-        self.refused("timeout").inc()
-        raise Busy(f"no {self.name} thread came free within {time.monotonic() - began:.1f} s "
-                   "in this process; try again", headers={"Retry-After": "1"})
+        if gone:
+            if acquired:
+                self._turns.release()
+            self.refused("client_gone").inc()
+            raise ClientClosedRequest("the client closed the connection while the request "
+                                      "waited its turn")
+        if not acquired:
+            self.refused("timeout").inc()
+            raise Busy(f"no {self.name} thread came free within "
+                       f"{time.monotonic() - began:.1f} s in this process; try again",
+                       headers={"Retry-After": "1"})

@@ -72,8 +72,17 @@ _ADMITTED = "pgw.admitted"
 
 
 def _admit(runtime: Runtime, session: Session) -> None:
+    if session.info.get(_ADMITTED):  # once per session, or it would leave once too few
+        return
     runtime.admission.enter()
     session.info[_ADMITTED] = True
+
+
+async def _until_disconnected(request: Request) -> None:
+    """Return once the client has closed the connection. Only for a request whose body is read
+    already (or that has none): it takes the messages that follow."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def _sessions(*, admit_now: bool) -> Callable[[Request], AsyncIterator[Session]]:
@@ -123,7 +132,7 @@ async def on_lane(lane: Lane, request: Request, session: Session, work: Callable
     when the client went away while it waited (capacity.Lane)."""
     runtime = request.app.state.runtime
     return await lane.run(work, admit=lambda: _admit(runtime, session),
-                          client_gone=request.is_disconnected)
+                          until_gone=lambda: _until_disconnected(request))
 
 
 # scope="function": the commit runs before the response is sent, so a failed commit (an audit

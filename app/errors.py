@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -57,6 +57,7 @@ class GatewayError(Exception):
     status: int = 400
     type: str = "bad-request"
     title: str = "Bad request"
+    answered: ClassVar[bool] = True  # a client may receive it (listed in `problem_types`)
 
     def __init__(self, detail: str, *, headers: dict[str, str] | None = None, **extra: Any):
         super().__init__(detail)
@@ -209,7 +210,8 @@ def problem_types() -> list[dict[str, Any]]:
     classes: list[type[GatewayError]] = [GatewayError]
     while classes:
         cls = classes.pop()
-        found.setdefault(cls.type, (cls.status, cls.title))
+        if cls.answered:
+            found.setdefault(cls.type, (cls.status, cls.title))
         classes.extend(cls.__subclasses__())
     catalogue = []
     for type_, (status, title) in sorted(found.items()):

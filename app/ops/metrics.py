@@ -47,6 +47,13 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+def forget_process(pid: int) -> None:
+    """Drop a dead serving process's live gauges (multiprocess mode): without this, its last
+    threads busy and requests waiting stay in every scrape until `pgw serve` restarts."""
+    if os.environ.get(MULTIPROC_ENV):
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
 def make_metrics() -> Metrics:
     registry = CollectorRegistry()
     return Metrics(
@@ -66,7 +73,8 @@ def make_metrics() -> Metrics:
         lane_waiting=Gauge("pgw_request_queue_waiting", "Requests waiting for a request thread "
                            "now (at most PGW_REQUEST_QUEUE per lane and process)", ["lane"],
                            registry=registry, multiprocess_mode="livesum"),
-        lane_refused=Counter("pgw_request_queue_refused", "Requests refused while waiting for "
-                             "a request thread: queue_full or timeout (503), client_gone",
+        lane_refused=Counter("pgw_request_queue_refused", "Requests refused for want of a "
+                             "request thread: queue_full or timeout (503 busy), or dropped "
+                             "as client_gone while they waited",
                              ["lane", "reason"], registry=registry),
     )

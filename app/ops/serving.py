@@ -15,11 +15,14 @@ from __future__ import annotations
 import logging
 import socket
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
+
+from app.ops.metrics import forget_process
 
 logger = logging.getLogger("pgw.serve")
 
@@ -32,6 +35,29 @@ class Listener:
 
     def __reduce__(self) -> tuple[Any, tuple[str, int]]:
         return bind_shared, (self.host, self.port)
+
+
+class Supervisor(Multiprocess):
+    """uvicorn's supervisor, forgetting the live gauges of each worker it replaces or retires
+    (a hung one killed, a dead one restarted, a restart, one fewer on SIGTTOU)."""
+
+    def _forgetting(self, step: Callable[[], None]) -> None:
+        before = {process.pid for process in self.processes}
+        try:
+            step()
+        finally:
+            for pid in before - {process.pid for process in self.processes}:
+                if pid is not None:
+                    forget_process(pid)
+
+    def keep_subprocess_alive(self) -> None:
+        self._forgetting(super().keep_subprocess_alive)
+
+    def restart_all(self) -> None:
+        self._forgetting(super().restart_all)
+
+    def handle_ttou(self) -> None:
+        self._forgetting(super().handle_ttou)
 
 
 def bind_shared(host: str, port: int) -> socket.socket:
@@ -60,4 +86,4 @@ def serve(app: str, *, host: str, port: int, workers: int, **options: Any) -> No
     # takes none of the workers' connections).
     bind_shared(host, port).close()
     logger.info("serving on %s:%s with %d workers, one socket each", host, port, workers)
-    Multiprocess(config, sockets=[Listener(host, port)]).run()  # type: ignore[list-item]
+    Supervisor(config, sockets=[Listener(host, port)]).run()  # type: ignore[list-item]

@@ -35,6 +35,7 @@ class Fault:
     times: int = 1
     status: int | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    kind: str | None = None  # the problem's type; by default the status's generic one
 
 
 class LossyProxy:
@@ -72,7 +73,8 @@ class LossyProxy:
                                        self.headers.get("Authorization")))
                 fault = proxy._take_fault(self.command, self.path)
                 if fault is not None and fault.status is not None:
-                    kind = {429: "rate-limited", 503: "service-unavailable"}[fault.status]
+                    kind = fault.kind or {429: "rate-limited",
+                                          503: "service-unavailable"}[fault.status]
                     self._answer(fault.status, fault.headers, json.dumps({
                         "type": f"urn:pgw:problem:{kind}", "title": "injected",
                         "status": fault.status}).encode())

@@ -62,7 +62,8 @@ def _all_loaded_types() -> set[str]:
     found, classes = set(), [GatewayError]
     while classes:
         cls = classes.pop()
-        found.add(cls.type)
+        if cls.answered:  # not a 499 for a client that has gone
+            found.add(cls.type)
         classes.extend(cls.__subclasses__())
     return found
 

@@ -101,6 +101,17 @@ def test_a_503_is_retried_for_reads_and_keyed_writes_only(
     assert len(proxy.requests("POST", "/v1/legal-holds")) == 1
 
 
+def test_a_503_busy_is_retried_even_for_an_unkeyed_write(
+        proxy: LossyProxy, through_proxy: Gateway) -> None:
+    """`busy`: the gateway refused the request before doing any of it (no thread came free),
+    so sending it again cannot do it twice."""
+    proxy.inject(Fault("POST", "/v1/legal-holds", status=503, headers={"Retry-After": "0"},
+                       kind="busy"))
+    hold = through_proxy.dsr.place_hold(LegalHoldIn(subject_id="cust-h", reason="audit 2027"))
+    assert hold.reason == "audit 2027"
+    assert len(proxy.requests("POST", "/v1/legal-holds")) == 2
+
+
 def test_a_connection_that_cannot_be_made_is_tried_again_even_for_an_unkeyed_write() -> None:
     asked: list[int] = []
 

@@ -111,12 +111,17 @@ def test_a_killed_worker_is_replaced_with_a_socket_of_its_own(settings: Settings
         first = wait_for(lambda: two_listening(server.pid, port), timeout=60,
                          what="both workers listening", every=0.2)
         victim = next(iter(first))
+        # each worker's live gauges (threads busy, requests waiting) are in a file of its own
+        live = settings.data_dir / "metrics" / f"gauge_livesum_{victim}.db"
+        wait_for(live.exists, timeout=30, what="the worker's live gauges")
         os.kill(victim, signal.SIGKILL)
         now = wait_for(lambda: two_listening(server.pid, port, without=victim), timeout=90,
                        what="a replacement worker listening", every=0.2)
         assert not set.intersection(*now.values())
         for _ in range(20):  # new connections, whichever socket the kernel picks
             assert httpx.get(f"{base}/healthz", timeout=10).status_code == 200
+        # the dead worker's are forgotten, not summed into every scrape until a restart
+        assert not live.exists()
 
 
 def is_scan_helper(pid: int) -> bool:

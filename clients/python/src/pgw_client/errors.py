@@ -9,27 +9,22 @@ from pgw_client.problems import ProblemError
 
 __all__ = [
     'PROBLEM_CLASSES', 'AnonymizationTargetUnreachableError', 'AuditWriteFailedError',
-    'BadRequestError', 'BusyError', 'ClientClosedRequestError', 'ConflictError',
-    'CsrfRefusedError', 'DatabaseBusyError', 'DatabaseUnavailableError', 'ForbiddenError',
-    'FormRefusedError', 'GoneError', 'IdentityProviderUnavailableError',
-    'InsufficientScopeError', 'InternalError', 'InvalidCiphertextError', 'KeyDamagedError',
-    'KeyRetiredError', 'LegalHoldError', 'MethodNotAllowedError', 'NotFoundError',
-    'NotReadyError', 'PayloadTooLargeError', 'PiiScanTimeoutError', 'PreconditionFailedError',
-    'PurposeNotAllowedError', 'RateLimitedError', 'RecordClosedError', 'SealedError',
-    'SeparationOfDutiesError', 'ServiceUnavailableError', 'SignInFailedError',
-    'SignInRequiredError', 'StorageFullError', 'SubjectErasedError', 'TooManyRequestsError',
-    'UnauthorizedError', 'UnknownRoleError', 'UnsupportedMediaTypeError', 'ValidationError'
+    'BadRequestError', 'BusyError', 'ConflictError', 'CsrfRefusedError', 'DatabaseBusyError',
+    'DatabaseUnavailableError', 'ForbiddenError', 'FormRefusedError', 'GoneError',
+    'IdentityProviderUnavailableError', 'InsufficientScopeError', 'InternalError',
+    'InvalidCiphertextError', 'KeyDamagedError', 'KeyRetiredError', 'LegalHoldError',
+    'MethodNotAllowedError', 'NotFoundError', 'NotReadyError', 'PayloadTooLargeError',
+    'PiiScanTimeoutError', 'PreconditionFailedError', 'PurposeNotAllowedError',
+    'RateLimitedError', 'RecordClosedError', 'SealedError', 'SeparationOfDutiesError',
+    'ServiceUnavailableError', 'SignInFailedError', 'SignInRequiredError', 'StorageFullError',
+    'SubjectErasedError', 'TooManyRequestsError', 'UnauthorizedError', 'UnknownRoleError',
+    'UnsupportedMediaTypeError', 'ValidationError'
 ]
 
 
 class BadRequestError(ProblemError):
     """`urn:pgw:problem:bad-request` (400 Bad request)."""
     problem_type = 'urn:pgw:problem:bad-request'
-
-
-class ClientClosedRequestError(ProblemError):
-    """`urn:pgw:problem:client-closed-request` (499 Client closed request)."""
-    problem_type = 'urn:pgw:problem:client-closed-request'
 
 
 class ConflictError(ProblemError):
@@ -227,7 +222,6 @@ PROBLEM_CLASSES: dict[str, type[ProblemError]] = {
     'urn:pgw:problem:audit-write-failed': AuditWriteFailedError,
     'urn:pgw:problem:bad-request': BadRequestError,
     'urn:pgw:problem:busy': BusyError,
-    'urn:pgw:problem:client-closed-request': ClientClosedRequestError,
     'urn:pgw:problem:conflict': ConflictError,
     'urn:pgw:problem:csrf-refused': CsrfRefusedError,
     'urn:pgw:problem:database-busy': DatabaseBusyError,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -34,6 +35,7 @@ Token = str | Callable[[], str]
 AsyncToken = str | Callable[[], str] | Callable[[], Awaitable[str]]
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout)
+BUSY = "urn:pgw:problem:busy"  # refused before any work: safe to send again
 
 
 @dataclass(frozen=True)
@@ -115,11 +117,27 @@ def delay_before_retry(call: Call, retry: Retry, attempt: int, *,
     assert response is not None  # noqa: S101 - one of the two is given
     wait = _retry_after(response)
     if response.status_code == 429:
-        return wait if wait is not None and wait <= retry.max_wait else None
-    if response.status_code == 503 and call.retry_after_send:
+        return _jittered(wait) if wait is not None and wait <= retry.max_wait else None
+    if response.status_code == 503 and (call.retry_after_send or _refused_before_work(response)):
         wait = backoff if wait is None else wait
-        return wait if wait <= retry.max_wait else None
+        return _jittered(wait) if wait <= retry.max_wait else None
     return None
+
+
+def _refused_before_work(response: httpx.Response) -> bool:
+    """A 503 `busy`: the request waited for a thread and never got one, so nothing of it was
+    done, and even a write without an Idempotency-Key may be sent again (as after a 429)."""
+    try:
+        problem = response.json()
+    except ValueError:
+        return False
+    return isinstance(problem, dict) and problem.get("type") == BUSY
+
+
+def _jittered(wait: float) -> float:
+    """Up to a quarter more than asked, so that the clients one busy gateway refused at the
+    same moment do not all come back at the same moment."""
+    return wait * (1 + random.random() / 4)  # noqa: S311 - spreading retries, not a secret
 
 
 def decode(response: httpx.Response, returns: TypeAdapter[T]) -> T:
