@@ -6,6 +6,12 @@ clock speed), more than most changes to the request path. Here both gateways run
 send the same kind of request to one and then the other, batch after batch: each pair of batches
 sees the same machine, and the figure is the median of the per-pair ratios.
 
+The two places are not alike: an A/A run (one tree in both) read 0.91-0.93 for writes and 0.97
+for reads, the gateway started second always looking cheaper. So each comparison runs twice,
+the trees swapped the second time, and the figure given is sqrt(r1 / r2) of the two runs' ratios
+(new / old in each), in which the places' bias cancels; the bias itself, sqrt(r1 * r2), is
+printed beside it.
+
 Usage: python bench/cpu_ab.py OLD_TREE NEW_TREE [--pairs 8] [--batch 150]
        [--ops write,read,noted]
 (a tree is a checkout, e.g. `git worktree add /tmp/old HEAD~1`; the venv is this one's)
@@ -14,6 +20,7 @@ Usage: python bench/cpu_ab.py OLD_TREE NEW_TREE [--pairs 8] [--batch 150]
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import subprocess
@@ -77,6 +84,41 @@ class Gateway:
         self.process.wait(timeout=30)
 
 
+def run(first: Path, second: Path, ops: list[str], pairs: int, size: int
+        ) -> dict[str, tuple[float, float, float]]:
+    """Per op: the first tree's and the second's median ms CPU a request, and the median of the
+    per-pair ratios second / first."""
+    numbers = count(10**6)
+    found = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        gateways = [Gateway(first.resolve(), "pgw_ab_old", Path(tmp)),
+                    Gateway(second.resolve(), "pgw_ab_new", Path(tmp))]
+        try:
+            for gateway in gateways:  # warm-up: first-use caches, pools, records to read
+                for op in ("write", "read", "noted"):
+                    gateway.batch(op, [next(numbers) for _ in range(40)])
+            for op in ops:
+                results: dict[str, list[float]] = {"old": [], "new": []}
+                for pair in range(pairs):
+                    # who goes first alternates, so neither always meets a warmer machine
+                    order = gateways if pair % 2 == 0 else gateways[::-1]
+                    for gateway in order:
+                        batch = [next(numbers) for _ in range(size)]
+                        results[gateway.name[7:]].append(gateway.batch(op, batch))
+                ratios = sorted(n / o for o, n in zip(results["old"], results["new"],
+                                                      strict=True))
+                found[op] = (statistics.median(results["old"]) * 1000,
+                             statistics.median(results["new"]) * 1000,
+                             statistics.median(ratios))
+                print(f"  {first.name} then {second.name}, {op}: {found[op][0]:.2f} / "
+                      f"{found[op][1]:.2f} ms, ratio {found[op][2]:.3f} ({ratios[0]:.3f}-"
+                      f"{ratios[-1]:.3f})", file=sys.stderr, flush=True)
+        finally:
+            for gateway in gateways:
+                gateway.stop()
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("old", type=Path)
@@ -85,34 +127,18 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=150)
     parser.add_argument("--ops", default="write,read,noted")
     args = parser.parse_args()
-    numbers = count(10**6)
-    with tempfile.TemporaryDirectory() as tmp:
-        gateways = [Gateway(args.old.resolve(), "pgw_ab_old", Path(tmp)),
-                    Gateway(args.new.resolve(), "pgw_ab_new", Path(tmp))]
-        try:
-            for gateway in gateways:  # warm-up: first-use caches, pools, records to read
-                for op in ("write", "read", "noted"):
-                    gateway.batch(op, [next(numbers) for _ in range(40)])
-            print("| request | old ms CPU (median) | new ms CPU (median) | new / old, median "
-                  "of pairs (range) |")
-            print("|---|---:|---:|---|")
-            for op in args.ops.split(","):
-                results: dict[str, list[float]] = {"old": [], "new": []}
-                for pair in range(args.pairs):
-                    # who goes first alternates, so neither always meets a warmer machine
-                    order = gateways if pair % 2 == 0 else gateways[::-1]
-                    for gateway in order:
-                        batch = [next(numbers) for _ in range(args.batch)]
-                        results[gateway.name[7:]].append(gateway.batch(op, batch))
-                ratios = sorted(n / o for o, n in zip(results["old"], results["new"],
-                                                      strict=True))
-                print(f"| {op} | {statistics.median(results['old']) * 1000:.2f} | "
-                      f"{statistics.median(results['new']) * 1000:.2f} | "
-                      f"{statistics.median(ratios):.3f} ({ratios[0]:.3f}-{ratios[-1]:.3f}) |",
-                      flush=True)
-        finally:
-            for gateway in gateways:
-                gateway.stop()
+    ops = args.ops.split(",")
+    forward = run(args.old, args.new, ops, args.pairs, args.batch)
+    swapped = run(args.new, args.old, ops, args.pairs, args.batch)
+    print("| request | old ms CPU (median) | new ms CPU (median) | new / old, places' bias "
+          "cancelled | ratio in each place | bias of the second place |")
+    print("|---|---:|---:|---:|---|---:|")
+    for op in ops:
+        old_ms = statistics.mean([forward[op][0], swapped[op][1]])
+        new_ms = statistics.mean([forward[op][1], swapped[op][0]])
+        r1, r2 = forward[op][2], swapped[op][2]  # new / old, then old / new
+        print(f"| {op} | {old_ms:.2f} | {new_ms:.2f} | {math.sqrt(r1 / r2):.3f} | "
+              f"{r1:.3f}, {1 / r2:.3f} | {math.sqrt(r1 * r2):.3f} |", flush=True)
 
 
 if __name__ == "__main__":
