@@ -125,7 +125,10 @@ class Lane:
                 if until_gone is not None:
                     async def watch() -> None:
                         nonlocal gone
-                        await until_gone()
+                        try:
+                            await until_gone()
+                        except Exception:  # noqa: BLE001 - not known gone: the wait goes on
+                            return
                         gone = True
                         group.cancel_scope.cancel()
 

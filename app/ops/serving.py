@@ -26,6 +26,8 @@ from app.ops.metrics import forget_process
 
 logger = logging.getLogger("pgw.serve")
 
+STARTUP_SECONDS = 90  # a new worker's start: imports, the PII engine and its helper (at most 30)
+
 
 class Listener:
     """An address that a worker binds for itself, sharing the port with the other workers."""
@@ -54,7 +56,16 @@ class Supervisor(Multiprocess):
         self._forgetting(super().keep_subprocess_alive)
 
     def restart_all(self) -> None:
-        self._forgetting(super().restart_all)
+        """SIGHUP: each worker replaced once its replacement has started. uvicorn waits for that
+        as long as for a health check (5 s); a worker loads its PII models and its scan helper's
+        first (5-10 s), so every restart was given up. The longer wait is for this only: a hung
+        worker is still found within the health check's time."""
+        saved = self.config.timeout_worker_healthcheck
+        self.config.timeout_worker_healthcheck = max(saved, STARTUP_SECONDS)
+        try:
+            self._forgetting(super().restart_all)
+        finally:
+            self.config.timeout_worker_healthcheck = saved
 
     def handle_ttou(self) -> None:
         self._forgetting(super().handle_ttou)

@@ -86,6 +86,12 @@ class ScanProcess:
         return child is not None and child.settled.wait(timeout) and child.ready
 
     @property
+    def refused(self) -> str | None:
+        """Why the current helper will never be ready, if it will not."""
+        child = self._child
+        return child.refused if child is not None else None
+
+    @property
     def pid(self) -> int | None:
         child = self._child
         return child.process.pid if child else None

@@ -36,7 +36,7 @@ def get_engine(model: str) -> PiiEngine:
     return _coalescer(model).engine
 
 
-def start_engine(model: str, *, parallel_min_chars: int, wait_seconds: float = 60) -> PiiEngine:
+def start_engine(model: str, *, parallel_min_chars: int, wait_seconds: float = 30) -> PiiEngine:
     """Load the process's engine and start its scan helper, both loading their models at once
     (on two cores, as long as one of them); return once both have, the helper at most
     `wait_seconds` (a slower one goes on loading; scans do without it meanwhile). A helper that
@@ -46,12 +46,21 @@ def start_engine(model: str, *, parallel_min_chars: int, wait_seconds: float = 6
     helper = None
     if loaded is None or loaded.engine.scan_process is None:
         helper = new_scan_process(model, parallel_min_chars)
-    engine = get_engine(model)
+    try:
+        engine = get_engine(model)
+    except BaseException:
+        if helper is not None:
+            helper.close()
+        raise
     engine.start_scan_process(parallel_min_chars, started=helper)
     helping = engine.scan_process
     if helping is not None and helping.pid is not None and not helping.wait_ready(wait_seconds):
-        logger.warning("the PII scan helper has not loaded its models after %s s; serving "
-                       "without it until it has", wait_seconds)
+        if helping.refused is not None:
+            logger.error("the PII scan helper did not start (%s); long texts are read in this "
+                         "process alone until another one has", helping.refused)
+        else:
+            logger.warning("the PII scan helper has not loaded its models after %s s; serving "
+                           "without it until it has", wait_seconds)
     return engine
 
 

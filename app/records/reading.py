@@ -47,6 +47,8 @@ _RECORD_READ = select(*Record.__table__.c, *STATE_COLUMNS,
 
 @dataclass
 class View:
+    # a Record, or for a single read the row its columns came in (read-only, outside the
+    # session): read its attributes, never change it
     record: Record
     data: dict[str, Any]
     access: dict[str, dict[str, str]]

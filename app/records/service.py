@@ -39,6 +39,8 @@ class RecordClosed(Conflict):
 
 @dataclass
 class Written:
+    # from `create`, an instance outside the session that answers for the row inserted (a
+    # change to it is not saved); from `rectify`, the session's own
     record: Record
     findings: list[dict[str, Any]]
     dropped: list[str]

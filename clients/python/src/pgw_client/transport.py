@@ -6,7 +6,10 @@ Retries never repeat an effect. A call is tried again only when doing so cannot 
 - a connection lost after sending, or a 503: only a read (GET) or a write the gateway
   deduplicates by `Idempotency-Key`. Such a write gets one key per logical call, generated
   unless the caller passes one, and every retry of the call sends the same key and the same
-  bytes, so the gateway replays the first answer instead of writing twice.
+  bytes, so the gateway replays the first answer instead of writing twice;
+- a 503 `busy`: the gateway found no thread for the request and did none of it: any call.
+Every wait is a little longer than asked (up to a quarter, within `max_wait`), so clients
+refused at the same moment do not come back at the same moment.
 """
 
 from __future__ import annotations
@@ -117,10 +120,11 @@ def delay_before_retry(call: Call, retry: Retry, attempt: int, *,
     assert response is not None  # noqa: S101 - one of the two is given
     wait = _retry_after(response)
     if response.status_code == 429:
-        return _jittered(wait) if wait is not None and wait <= retry.max_wait else None
+        return min(_jittered(wait), retry.max_wait) if wait is not None \
+            and wait <= retry.max_wait else None
     if response.status_code == 503 and (call.retry_after_send or _refused_before_work(response)):
         wait = backoff if wait is None else wait
-        return _jittered(wait) if wait <= retry.max_wait else None
+        return min(_jittered(wait), retry.max_wait) if wait <= retry.max_wait else None
     return None
 
 
