@@ -21,7 +21,9 @@ VOLUME ["/var/lib/pgw"]
 EXPOSE 8000
 
 # The gateway's health check; compose.yaml turns it off for the worker and the one-shot steps.
-HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
+# A process answers once its PII models and its scan helper's are loaded (5-10 s here, the
+# helper waited for at most 30 s): the start period covers the slowest of those.
+HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2).status != 200)"]
 
 # One image, every role: the arguments are a `pgw` command. The default serves (after
