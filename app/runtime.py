@@ -43,6 +43,12 @@ class Runtime:
     read_session_factory: sessionmaker[Session]
     policy: Policy
     audit_signer: Signer | None
+    # from the settings (open_runtime): sessions a process admits, and the threads record
+    # writes and record reads run on, PGW_REQUEST_THREADS each: apart, so that writes scanning
+    # long free text do not take the reads' threads
+    admission: Admission
+    write_lane: Lane
+    read_lane: Lane
     key_problems: list[str] = field(default_factory=list)
     pii_hash_key: bytes | None = field(default=None, repr=False)
     receipt_signer: Signer | None = None
@@ -50,13 +56,6 @@ class Runtime:
     # A connection of its own for readiness, so probes never wait behind requests in the pool.
     probe_engine: Engine | None = None
     probe_session_factory: sessionmaker[Session] | None = None
-    admission: Admission = field(default_factory=lambda: Admission(limit=40))
-    # the threads record writes and record reads run on, PGW_REQUEST_THREADS each: apart, so
-    # that writes scanning long free text do not take the reads' threads
-    write_lane: Lane = field(default_factory=lambda: Lane(
-        "record writes", threads=8, queue=64, wait_seconds=5))
-    read_lane: Lane = field(default_factory=lambda: Lane(
-        "record reads", threads=8, queue=64, wait_seconds=5))
     # The audit sequencer's sessions: the service's own, or its own role's when separate.
     sequencer_session_factory: sessionmaker[Session] | None = None
     sequencer_engine: Engine | None = None
