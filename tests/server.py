@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import sys
@@ -49,6 +50,18 @@ class LiveServer:
     def client(self, token: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+
+def metric(server: LiveServer, name: str, **labels: str) -> float:
+    """A sample of the server's /metrics, 0 when absent."""
+    text = server.client().get("/metrics").text
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        found = re.fullmatch(r"([a-z_]+)(?:\{(.*)\})? (\S+)", line)
+        if found and found[1] == name and ",".join(sorted((found[2] or "").split(","))) \
+                == wanted:
+            return float(found[3])
+    return 0.0
 
 
 Found = TypeVar("Found")

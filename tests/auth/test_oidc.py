@@ -4,7 +4,6 @@ rate-limited refreshes on unknown key ids, claim paths and unknown roles."""
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from app.config import DEV_ISSUER, Settings
 from app.main import create_app
 from tests.auth.fake_idp import FakeIdP
-from tests.server import LiveServer
+from tests.server import LiveServer, metric
 from tests.tokens import make_token
 
 ROUTE = "/v1/audit/checkpoints"  # needs the scope audit:read
@@ -60,17 +59,6 @@ KEYCLOAK = {"jwt_roles_claim": "realm_access.roles",
 def get(server: LiveServer, token: str, path: str = ROUTE) -> httpx.Response:
     return server.client(token).get(path)
 
-
-def metric(server: LiveServer, name: str, **labels: str) -> float:
-    """A sample of /metrics, 0 when absent."""
-    text = server.client().get("/metrics").text
-    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    for line in text.splitlines():
-        found = re.fullmatch(r"([a-z_]+)(?:\{(.*)\})? (\S+)", line)
-        if found and found[1] == name and ",".join(sorted((found[2] or "").split(","))) \
-                == wanted:
-            return float(found[3])
-    return 0.0
 
 
 def assert_problem(response: httpx.Response, status: int, type_: str) -> dict[str, Any]:

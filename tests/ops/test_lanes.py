@@ -4,7 +4,6 @@ the database, work skipped for a client that left, and all of it on /metrics."""
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections import Counter
@@ -20,22 +19,12 @@ from fastapi import FastAPI
 from app.config import Settings
 from app.main import create_app
 from tests.gateway import make_record
-from tests.server import LiveServer, wait_for
+from tests.server import LiveServer, metric, wait_for
 from tests.tokens import make_token
 
 TOKEN = make_token(scope="records:write records:read", roles=["support_agent"])
 READ = {"purpose": "customer_support"}
 
-
-def metric(live: LiveServer, name: str, **labels: str) -> float:
-    """A sample of /metrics, 0 when absent."""
-    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    for line in live.client().get("/metrics").text.splitlines():
-        found = re.fullmatch(r"([a-z_]+)(?:\{(.*)\})? (\S+)", line)
-        if found and found[1] == name and ",".join(sorted((found[2] or "").split(","))) \
-                == wanted:
-            return float(found[3])
-    return 0.0
 
 
 class Held:
