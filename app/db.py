@@ -40,6 +40,7 @@ import app
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 PING_IDLE_SECONDS = 1.0
 _RETURNED_AT = "pgw_returned_at"  # a pooled connection's info: when it was last given back
+_IDLE = 0  # psycopg.pq.TransactionStatus.IDLE: no transaction open on the connection
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -149,6 +150,38 @@ def statements_sent(session: Session) -> int | None:
     return sent
 
 
+# A statement that may run on its own, committed as it runs, while a session reads without a
+# transaction (`begin_lazily`); set on the statement (`.execution_options(**OUTSIDE_TRANSACTION)`).
+OUTSIDE_TRANSACTION = {"pgw_outside_transaction": True}
+_LAZILY = "pgw_begin_lazily"  # a connection's execution option: begin at the first need
+
+
+def begin_lazily(session: Session) -> Connection:
+    """The session's connection for a request that reads and then writes its audit entry: call
+    it before the session's first statement. On PostgreSQL no transaction is begun until a
+    statement needs one: those marked OUTSIDE_TRANSACTION (plain reads; an audit entry that is
+    the transaction's only write) run on their own, and the first statement not so marked, or
+    sent for several rows at once, begins one, which the session commits or rolls back as
+    usual. A masked read then sends its two statements without BEGIN and COMMIT, two round
+    trips fewer; its audit entry still commits before the response is sent, and a read that
+    fails to write it fails. On SQLite, where a BEGIN is no round trip, the usual connection."""
+    if not is_postgres(session):
+        return session.connection()
+    return session.connection(
+        execution_options={"isolation_level": "AUTOCOMMIT", _LAZILY: True})
+
+
+def _begin_when_needed(connection: Connection, cursor: Any, _statement: str, _parameters: Any,
+                       context: Any, executemany: bool) -> None:
+    if not connection.get_execution_options().get(_LAZILY):
+        return
+    dbapi = cursor.connection
+    if dbapi.pgconn.transaction_status != _IDLE:  # begun already
+        return
+    if executemany or not context.execution_options.get("pgw_outside_transaction"):
+        dbapi.execute("BEGIN")  # psycopg commits or rolls back what is begun, autocommit or not
+
+
 def _ping_when_idle(engine: Engine, idle_seconds: float) -> None:
     """Check a pooled connection with a round trip of its own only when it comes out of the
     pool after more than `idle_seconds` there (0: every time). A connection lost while idle (the
@@ -218,6 +251,7 @@ def make_engine(url: str, *, pool_size: int = 10, max_overflow: int | None = Non
         connect_args={"connect_timeout": max(1, int(connect_timeout))},
     )
     _ping_when_idle(engine, ping_idle_seconds)
+    event.listen(engine, "before_cursor_execute", _begin_when_needed)
     event.listen(engine, "after_cursor_execute", _count_statement)
     return engine
 

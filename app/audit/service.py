@@ -26,7 +26,7 @@ from app.audit import tree, verifier
 from app.audit.models import AuditCheckpoint, AuditEntry, AuditPending
 from app.auth.guard import Caller
 from app.clock import isoformat, utcnow
-from app.db import is_postgres
+from app.db import OUTSIDE_TRANSACTION, is_postgres
 from app.errors import AuditWriteFailed, database_error
 from app.keys.signing import Signer
 
@@ -34,7 +34,10 @@ PENDING_KEY = "pgw.audit.pending"
 WRITER_KEY = "audit_writer"
 MAX_DETAIL_STRING = 200
 BATCH = 2000
-_QUEUE = insert(AuditPending)  # built once; executed on the connection, as Core
+# built once; executed on the connection, as Core; inline: nothing reads back the new row's id,
+# so no RETURNING
+_QUEUE = insert(AuditPending).inline()
+_QUEUE_ALONE = _QUEUE.execution_options(**OUTSIDE_TRANSACTION)  # the only write (db.begin_lazily)
 logger = logging.getLogger("pgw.audit")
 
 
@@ -158,7 +161,11 @@ def append(session: Session, *, drafts: list[Draft], writer: AuditWriter) -> Non
     now = utcnow()
     # a Core INSERT on the session's connection, not ORM objects and a flush nor the ORM's bulk
     # path: nothing reads the rows back
-    session.connection().execute(_QUEUE, [{
+    # In a session that reads without a transaction (db.begin_lazily), one entry and nothing
+    # else to write (the commit flushes no change after this) commits as the statement runs.
+    alone = len(drafts) == 1 and not (session.new or session.deleted or
+                                      session.identity_map.check_modified())
+    session.connection().execute(_QUEUE_ALONE if alone else _QUEUE, [{
         "ts": now, "actor": draft.actor, "roles": list(draft.roles), "action": draft.action,
         "purpose": draft.purpose, "subject_id": draft.subject_id,
         "resource": draft.resource, "outcome": draft.outcome.value, "details": draft.details,

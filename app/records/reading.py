@@ -22,6 +22,7 @@ from app.auth.guard import Caller
 from app.auth.scopes import Scope
 from app.clock import utcnow
 from app.consent.decision import Decision
+from app.db import OUTSIDE_TRANSACTION, begin_lazily
 from app.errors import Forbidden, Invalid, NotFound
 from app.keys.errors import SubjectErased
 from app.keys.fields import BLIND_INDEX_KEY, blind_index
@@ -42,7 +43,7 @@ LOOKUP_KINDS = tuple(storage.INDEXED_TYPES.values())
 # an instance was a tenth of a read's own CPU. The row answers the same attribute names.
 _RECORD_READ = select(*Record.__table__.c, *STATE_COLUMNS,
                       grants_exist(Record.id, Record.subject_id)).where(
-    Record.id == bindparam("record_id"))
+    Record.id == bindparam("record_id")).execution_options(**OUTSIDE_TRANSACTION)
 
 
 @dataclass
@@ -128,7 +129,7 @@ def read_one(session: Session, policy: Policy, keyring: Keyring, *, caller: Call
              record_id: str, purpose: str, only: set[str] | None) -> View:
     policy.purpose(purpose)
     asked_at = time.monotonic_ns()  # for the key state the statement reads (Keyring.read_ahead)
-    row = session.connection().execute(_RECORD_READ, {
+    row = begin_lazily(session).execute(_RECORD_READ, {
         "record_id": record_id, "grant_requester": caller.sub, "grant_purpose": purpose}).first()
     seen = None
     if row is not None:
