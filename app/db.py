@@ -41,6 +41,9 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 PING_IDLE_SECONDS = 1.0
 _RETURNED_AT = "pgw_returned_at"  # a pooled connection's info: when it was last given back
 _IDLE = 0  # psycopg.pq.TransactionStatus.IDLE: no transaction open on the connection
+# Every PostgreSQL transaction's, whatever the server's default: the services' conditional
+# updates (a grant expired once, a job claimed once) rely on it.
+PG_ISOLATION = "READ COMMITTED"
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -179,7 +182,9 @@ def _begin_when_needed(connection: Connection, cursor: Any, _statement: str, _pa
     if dbapi.pgconn.transaction_status != _IDLE:  # begun already
         return
     if executemany or not context.execution_options.get("pgw_outside_transaction"):
-        dbapi.execute("BEGIN")  # psycopg commits or rolls back what is begun, autocommit or not
+        # at the engine's isolation, which AUTOCOMMIT cleared on the connection; psycopg commits
+        # or rolls back what is begun, autocommit or not
+        dbapi.execute(f"BEGIN ISOLATION LEVEL {PG_ISOLATION}")
 
 
 def _ping_when_idle(engine: Engine, idle_seconds: float) -> None:
@@ -246,7 +251,7 @@ def make_engine(url: str, *, pool_size: int = 10, max_overflow: int | None = Non
         **pool,
         pool_use_lifo=True,
         pool_recycle=1800,
-        isolation_level="READ COMMITTED",
+        isolation_level=PG_ISOLATION,
         hide_parameters=True,
         connect_args={"connect_timeout": max(1, int(connect_timeout))},
     )

@@ -1,7 +1,9 @@
 """A record read on PostgreSQL runs its statements without a transaction until one needs it
 (`db.begin_lazily`): a masked read sends its record statement and its audit entry, each
 committed as it runs, and no BEGIN or COMMIT. Anything a read changes on the way (an expired
-grant) begins a transaction first, so it commits with its audit entries or not at all."""
+grant) begins a transaction first, at the engine's isolation, so it commits with its audit
+entries or not at all. A read whose entry cannot be written fails: tests/audit/test_fail_closed.py
+(its read sends the entry on its own)."""
 
 from __future__ import annotations
 
@@ -100,8 +102,25 @@ def test_a_masked_read_sends_two_statements_and_no_begin_or_commit(
 
 
 def test_a_read_that_expires_a_grant_commits_it_with_its_entries_or_not_at_all(
-        runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+        runtime: Runtime, dialect: str, monkeypatch: pytest.MonkeyPatch) -> None:
     record_id = _write(runtime, "lazy-2")
+    isolation: list[str] = []
+    if dialect == "postgresql":
+        # whatever the server's default, the transaction a read begins is READ COMMITTED, as
+        # every other is: the expiry's conditional update relies on it
+        with runtime.engine.connect() as connection:
+            connection.exec_driver_sql(
+                f'ALTER DATABASE "{runtime.engine.url.database}" '
+                "SET default_transaction_isolation = 'repeatable read'")
+            connection.commit()
+        runtime.engine.dispose()
+
+        def expired(_conn: Any, cursor: Any, statement: str, *_args: Any) -> None:
+            if statement.startswith("UPDATE access_requests"):
+                isolation.append(cursor.connection.execute(
+                    "SHOW transaction_isolation").fetchone()[0])
+
+        event.listen(runtime.engine, "after_cursor_execute", expired)
     now = utcnow()
     with runtime.transaction() as session:
         session.add(AccessRequest(
@@ -118,6 +137,7 @@ def test_a_read_that_expires_a_grant_commits_it_with_its_entries_or_not_at_all(
         patch.setattr(audit, "append", broken)
         with pytest.raises(AuditWriteFailed):
             _read(runtime, record_id)
+    assert isolation in ([], ["read committed"])
     with runtime.session_factory() as session:  # the expiry went with the entries
         grant = session.get(AccessRequest, "ar_lazy")
         assert grant is not None
@@ -132,18 +152,19 @@ def test_a_read_that_expires_a_grant_commits_it_with_its_entries_or_not_at_all(
         assert grant.status is AccessRequestStatus.EXPIRED
     assert _pending(runtime, "access.expired") == 1
     assert _pending(runtime, "record.read") == 1
+    if dialect == "postgresql":
+        assert isolation == ["read committed", "read committed"]
 
 
-def test_a_read_whose_entry_cannot_be_written_fails(runtime: Runtime,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    record_id = _write(runtime, "lazy-3")
+def test_a_connection_goes_back_to_the_pool_as_it_came(runtime: Runtime) -> None:
+    """After a read, the connection is transactional again: a write on it that rolls back
+    leaves nothing (were it still in autocommit, each statement would have stayed)."""
+    record_id = _write(runtime, "lazy-4")
     _read(runtime, record_id)
-
-    def broken(*_args: Any, **_kwargs: Any) -> None:
-        raise RuntimeError("the audit log's table is gone")
-
-    monkeypatch.setattr(audit, "append", broken)
-    with pytest.raises(AuditWriteFailed):
-        _read(runtime, record_id)
-    monkeypatch.undo()
+    with runtime.engine.connect() as connection:  # the pool's last given back (LIFO)
+        if connection.dialect.name == "postgresql":
+            assert connection.connection.dbapi_connection.autocommit is False  # type: ignore[union-attr]
+            assert connection.get_isolation_level() == "READ COMMITTED"
+        connection.exec_driver_sql("DELETE FROM audit_pending")
+        connection.rollback()
     assert _pending(runtime, "record.read") == 1
