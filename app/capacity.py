@@ -4,6 +4,7 @@ Retry-After, instead of queueing without bound behind a slow database or a busy 
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -13,6 +14,8 @@ import anyio
 import anyio.to_thread
 
 from app.errors import DatabaseBusy, GatewayError, ServiceUnavailable
+
+logger = logging.getLogger("pgw.capacity")
 
 T = TypeVar("T")
 
@@ -127,7 +130,10 @@ class Lane:
                         nonlocal gone
                         try:
                             await until_gone()
-                        except Exception:  # noqa: BLE001 - not known gone: the wait goes on
+                        except Exception:  # not known gone: the wait goes on, bounded as ever
+                            logger.warning("watching for a %s request's client to leave "
+                                           "failed; it waits its turn regardless", self.name,
+                                           exc_info=True)
                             return
                         gone = True
                         group.cancel_scope.cancel()

@@ -12,10 +12,12 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from fastapi import FastAPI
 
+from app.capacity import Lane
 from app.config import Settings
 from app.main import create_app
 from tests.gateway import make_record
@@ -205,3 +207,23 @@ def test_a_request_whose_client_leaves_while_it_waits_leaves_the_queue_undone(
     # nothing leaked: the one thread serves the next request at once
     assert send(client, "after").status_code == (201 if kind == "write" else 200)
     assert held.calls == 2
+
+
+def test_a_failing_watch_for_the_client_is_logged_and_the_request_waits_its_turn(
+        caplog: pytest.LogCaptureFixture) -> None:
+    lane = Lane("record reads", threads=1, queue=4, wait_seconds=5)
+
+    async def broken() -> None:
+        raise RuntimeError("receiving from the server failed")
+
+    async def scenario() -> str:
+        async with anyio.create_task_group() as group:
+            group.start_soon(lane.run, lambda: time.sleep(0.2))  # holds the one thread
+            await anyio.sleep(0.05)
+            answer = await lane.run(lambda: "answered", until_gone=broken)
+        return answer
+
+    assert anyio.run(scenario) == "answered"
+    [logged] = [r for r in caplog.records if r.name == "pgw.capacity"]
+    assert "failed; it waits its turn regardless" in logged.getMessage()
+    assert logged.exc_info is not None
