@@ -155,7 +155,8 @@ def statements_sent(session: Session) -> int | None:
 
 # A statement that may run on its own, committed as it runs, while a session reads without a
 # transaction (`begin_lazily`); set on the statement (`.execution_options(**OUTSIDE_TRANSACTION)`).
-OUTSIDE_TRANSACTION = {"pgw_outside_transaction": True}
+_OUTSIDE = "pgw_outside_transaction"
+OUTSIDE_TRANSACTION = {_OUTSIDE: True}
 _LAZILY = "pgw_begin_lazily"  # a connection's execution option: begin at the first need
 
 
@@ -181,7 +182,7 @@ def _begin_when_needed(connection: Connection, cursor: Any, _statement: str, _pa
     dbapi = cursor.connection
     if dbapi.pgconn.transaction_status != _IDLE:  # begun already
         return
-    if executemany or not context.execution_options.get("pgw_outside_transaction"):
+    if executemany or not context.execution_options.get(_OUTSIDE):
         # at the engine's isolation, which AUTOCOMMIT cleared on the connection; psycopg commits
         # or rolls back what is begun, autocommit or not
         dbapi.execute(f"BEGIN ISOLATION LEVEL {PG_ISOLATION}")
