@@ -134,6 +134,8 @@ def main() -> None:
     parser.add_argument("--gc", type=Path, default=None)
     parser.add_argument("--stages", type=Path, default=None)
     args = parser.parse_args()
+    if args.gc is not None and args.stages is not None:  # one sitecustomize module is imported
+        parser.error("--gc and --stages each need a run of their own")
     trees = dict(item.split("=", 1) for item in args.trees.split(","))
     tmp = Path(tempfile.mkdtemp(prefix="pgw-read-tail-"))
     try:

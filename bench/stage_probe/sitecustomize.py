@@ -74,14 +74,15 @@ if _directory and _serving:
 
         router.on_lane = endpoint
         router._read_record = _before(router._read_record, "thread")
-        lazily = reading.begin_lazily
+        lazily = getattr(reading, "begin_lazily", None)  # older trees: no such stage
 
         def connected(session):
             connection = lazily(session)
             mark("connected")
             return connection
 
-        reading.begin_lazily = connected
+        if lazily is not None:
+            reading.begin_lazily = connected
         Keyring.read_ahead = _before(Keyring.read_ahead, "selected")
         router.commit_here = _around(router.commit_here, "viewed", "committed")
         audit.append = _around(audit.append, "audit", "inserted")
