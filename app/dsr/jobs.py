@@ -16,7 +16,6 @@ from app.dsr import changes, deadlines, erasure, events, export, service
 from app.dsr.models import DsrExport, DsrRequest, DsrStatus
 from app.jobs.queue import Claimed
 from app.records import service as records
-from app.records.storage import scanner
 from app.runtime import Runtime
 from app.webhooks.events import Event
 
@@ -53,8 +52,7 @@ def run_request(runtime: Runtime, claimed: Claimed) -> None:
                 hours=runtime.settings.export_ttl_hours))
             action = "dsr.export.ready"
         elif dsr.type == "rectification":
-            keys = records.Keys(keyring=keyring, hash_key=runtime.pii_hash_key,
-                                scan=scanner(runtime.settings))
+            keys = records.Keys.of(runtime, keyring)
             result = changes.rectify(session, runtime.policy, keys, dsr)
             action = "dsr.rectification.completed"
         elif dsr.type == "restriction":

@@ -26,7 +26,7 @@ from app.keys.keyring import Keyring
 from app.keys.shred import LegalHoldActive
 from app.pii.deadline import ScanTimeout
 from app.policy.loader import Policy
-from app.records import batch, reading, service, storage
+from app.records import batch, reading, service
 from app.records.access import ConsentDenied
 from app.records.schemas import (
     BatchOut,
@@ -59,11 +59,6 @@ class PreconditionFailed(GatewayError):
     status, type, title = 412, "precondition-failed", "Precondition failed"
 
 
-def _keys(runtime: Runtime, keyring: Keyring) -> service.Keys:
-    return service.Keys(keyring=keyring, hash_key=runtime.pii_hash_key,
-                        scan=storage.scanner(runtime.settings))
-
-
 def _etag(version: int) -> str:
     return f'"{version}"'
 
@@ -91,7 +86,7 @@ async def create_record(
 def _create_record(body: RecordIn, session: Session, caller: Caller, keyring: Keyring,
                    runtime: Runtime, response: Response,
                    idempotency_key: str | None) -> StoredRecordOut:
-    keys = _keys(runtime, keyring)
+    keys = service.Keys.of(runtime, keyring)
     if idempotency_key is not None:  # the claim's statement opens the transaction: scan first
         keys = service.scan_before(runtime.policy, keys, record_type=body.record_type,
                                    purpose=body.purpose, data=body.data)
@@ -167,8 +162,8 @@ def create_records(caller: Writer, body: Annotated[batch.BatchIn, Depends(_batch
                                   f"(PGW_RATE_LIMITS); try again in {refused[0]} s",
                                   retry_after=refused[0])
 
-    result = batch.create_many(session, runtime.policy, _keys(runtime, keyring), caller=caller,
-                               prepared=prepared, allow=allow)
+    result = batch.create_many(session, runtime.policy, service.Keys.of(runtime, keyring),
+                               caller=caller, prepared=prepared, allow=allow)
     if claimed is not None:
         idempotency.remember(claimed, 200, result)
     return BatchOut.model_validate(result)
@@ -217,7 +212,7 @@ def rectify_record(record_id: RecordId, body: RectifyIn, session: SessionDep, ca
         raise PreconditionFailed("the record changed since you read it", etag=_etag(
             record.version))
     try:
-        written = service.rectify(session, runtime.policy, _keys(runtime, keyring),
+        written = service.rectify(session, runtime.policy, service.Keys.of(runtime, keyring),
                                   caller=caller, record=record, purpose=body.purpose,
                                   data=body.data)
     except StaleDataError:

@@ -7,7 +7,7 @@ import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
@@ -31,6 +31,9 @@ from app.records.models import Record as Record  # other domains name it from he
 from app.records.validation import check_record
 from app.webhooks import outbox
 from app.webhooks.events import Event
+
+if TYPE_CHECKING:
+    from app.runtime import Runtime
 
 
 class RecordClosed(Conflict):
@@ -68,6 +71,12 @@ class Keys:
     # the write's response is sealed under the subject's key with the deployment's cipher (an
     # idempotency claim keeps it): that key is prepared with the others, in their order
     sealed: bool = False
+
+    @classmethod
+    def of(cls, runtime: Runtime, keyring: Keyring) -> Keys:
+        """The keys a service process writes with: its keyed-hash key and PII scanner."""
+        return cls(keyring=keyring, hash_key=runtime.pii_hash_key,
+                   scan=storage.scanner(runtime.settings))
 
 
 _ADD_INDEXES = insert(BlindIndex)  # built once: its compiled form is cached

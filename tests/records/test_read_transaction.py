@@ -23,7 +23,7 @@ from app.audit.models import AuditPending
 from app.auth.guard import Caller
 from app.clock import utcnow
 from app.errors import AuditWriteFailed
-from app.records import reading, service, storage
+from app.records import reading, service
 from app.records.reading import View
 from app.runtime import Runtime
 
@@ -32,8 +32,7 @@ READER = Caller(sub="agent-7", roles=("support_agent",), scopes=frozenset({"reco
 
 
 def _write(runtime: Runtime, subject_id: str) -> str:
-    keys = service.Keys(keyring=runtime.require_keyring(), hash_key=runtime.pii_hash_key,
-                        scan=storage.scanner(runtime.settings))
+    keys = service.Keys.of(runtime, runtime.require_keyring())
     with runtime.transaction() as session:
         written = service.create(
             session, runtime.policy, keys, caller=WRITER, subject_id=subject_id,

@@ -9,7 +9,7 @@ from datetime import timedelta
 from sqlalchemy import inspect
 
 from app.auth.guard import Caller
-from app.records import service, storage
+from app.records import service
 from app.records.models import Record
 from app.runtime import Runtime
 
@@ -17,8 +17,7 @@ CALLER = Caller(sub="svc-crm", roles=("support_agent",), scopes=frozenset({"reco
 
 
 def test_the_written_record_is_the_row_the_database_holds(runtime: Runtime) -> None:
-    keys = service.Keys(keyring=runtime.require_keyring(), hash_key=runtime.pii_hash_key,
-                        scan=storage.scanner(runtime.settings))
+    keys = service.Keys.of(runtime, runtime.require_keyring())
     with runtime.transaction() as session:
         written = service.create(
             session, runtime.policy, keys, caller=CALLER, subject_id="row-1",
