@@ -160,9 +160,9 @@ def append(session: Session, *, drafts: list[Draft], writer: AuditWriter) -> Non
     after they commit (`tree.integrate`)."""
     now = utcnow()
     # a Core INSERT on the session's connection, not ORM objects and a flush nor the ORM's bulk
-    # path: nothing reads the rows back
-    # In a session that reads without a transaction (db.begin_lazily), one entry and nothing
-    # else to write (the commit flushes no change after this) commits as the statement runs.
+    # path: nothing reads the rows back. In a session that reads without a transaction
+    # (db.begin_lazily), one entry and nothing else to write (the commit flushes no change
+    # after this) commits as the statement runs.
     alone = len(drafts) == 1 and not (session.new or session.deleted or
                                       session.identity_map.check_modified())
     session.connection().execute(_QUEUE_ALONE if alone else _QUEUE, [{

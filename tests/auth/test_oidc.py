@@ -60,7 +60,6 @@ def get(server: LiveServer, token: str, path: str = ROUTE) -> httpx.Response:
     return server.client(token).get(path)
 
 
-
 def assert_problem(response: httpx.Response, status: int, type_: str) -> dict[str, Any]:
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"

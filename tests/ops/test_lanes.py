@@ -28,7 +28,6 @@ TOKEN = make_token(scope="records:write records:read", roles=["support_agent"])
 READ = {"purpose": "customer_support"}
 
 
-
 class Held:
     """A service function made to wait until released, counting the calls that reached it."""
 
