@@ -19,6 +19,11 @@ logger = logging.getLogger("pgw.capacity")
 
 T = TypeVar("T")
 
+# Why a Lane refused a request (the `reason` of pgw_request_queue_refused_total): the queue was
+# full, the turn did not come in time, the requests waiting were shed when the database handed
+# out no connection in time, or the client left while it waited.
+REFUSALS = ("queue_full", "timeout", "database_busy", "client_gone")
+
 
 class Admission:
     """How many requests may hold a database session at once in this process: the pool's
@@ -70,6 +75,11 @@ class _Unobserved:
         pass
 
 
+class _Shedding:
+    def __init__(self) -> None:
+        self.event, self.why = anyio.Event(), ""
+
+
 class Lane:
     """At most `threads` requests of one kind (record writes, record reads) work at once in a
     process, each on a thread of the lane's own; up to `queue` more wait their turn on the event
@@ -78,11 +88,14 @@ class Lane:
     while it waited is not worked on at all.
 
     A request waiting here holds no database connection and is not counted as using the
-    database: only once it has its thread does it enter the process's Admission."""
+    database: only once it has its thread does it enter the process's Admission. When a request
+    that had its thread could not get a database connection in time, the database is stuck or
+    overloaded and those waiting would meet the same: `shed` refuses them all at once."""
 
     def __init__(self, name: str, *, threads: int, queue: int, wait_seconds: float):
         self.name, self.queue, self.wait_seconds = name, queue, wait_seconds
         self.waiting = 0
+        self._shedding = _Shedding()  # set, and replaced, by `shed`
         self._turns = anyio.CapacityLimiter(threads)
         # the threads themselves: as many as turns, so taking one never waits; a limiter of its
         # own because a task cannot hold the same limiter twice
@@ -95,24 +108,30 @@ class Lane:
     def threads(self) -> int:
         return int(self._turns.total_tokens)
 
-    async def run(self, work: Callable[[], T], *, admit: Callable[[], None] = lambda: None,
+    async def run(self, work: Callable[[], T], *,
                   until_gone: Callable[[], Awaitable[None]] | None = None) -> T:
-        """`work` on one of the lane's threads once it is this request's turn; `admit` runs
-        just before (the session's admission). Refused with Busy (503) when the queue is full
-        or the turn did not come within `wait_seconds`; with ClientClosedRequest, its place in
-        the queue given up at once, when `until_gone` (which returns once the client has gone
-        away) returns while it waits."""
+        """`work` on one of the lane's threads once it is this request's turn. Refused with
+        Busy (503) when the queue is full, the turn did not come within `wait_seconds`, or the
+        queue was shed while it waited; with ClientClosedRequest, its place in the queue given
+        up at once, when `until_gone` (which returns once the client has gone away) returns
+        while it waits."""
         try:
             self._turns.acquire_nowait()  # fair: refused while others wait
         except anyio.WouldBlock:
             await self._wait_for_turn(until_gone)
         self.busy_gauge.inc()
         try:
-            admit()
             return await anyio.to_thread.run_sync(work, limiter=self._threads)
         finally:
             self.busy_gauge.dec()
             self._turns.release()
+
+    def shed(self, why: str) -> None:
+        """Refuse every request now waiting for a turn (503, Retry-After), saying `why`; those
+        arriving later wait as usual. Called on the event loop."""
+        self._shedding.why = why
+        self._shedding.event.set()
+        self._shedding = _Shedding()
 
     async def _wait_for_turn(self, until_gone: Callable[[], Awaitable[None]] | None) -> None:
         if self.waiting >= self.queue:
@@ -122,9 +141,17 @@ class Lane:
         self.waiting += 1
         self.waiting_gauge.inc()
         began = time.monotonic()
-        acquired = gone = False
+        acquired = gone = shed = False
+        shedding = self._shedding
         try:
             async with anyio.create_task_group() as group:
+                async def watch_shed() -> None:
+                    nonlocal shed
+                    await shedding.event.wait()
+                    shed = True
+                    group.cancel_scope.cancel()
+
+                group.start_soon(watch_shed)
                 if until_gone is not None:
                     async def watch() -> None:
                         nonlocal gone
@@ -142,7 +169,7 @@ class Lane:
                 with anyio.move_on_after(self.wait_seconds):
                     await self._turns.acquire()
                     acquired = True
-                group.cancel_scope.cancel()  # the watch, once the turn came or never will
+                group.cancel_scope.cancel()  # the watches, once the turn came or never will
         except BaseException:
             if acquired:
                 self._turns.release()
@@ -156,6 +183,10 @@ class Lane:
             self.refused("client_gone").inc()
             raise ClientClosedRequest("the client closed the connection while the request "
                                       "waited its turn")
+        if shed and not acquired:  # a turn that came with the shed is taken
+            self.refused("database_busy").inc()
+            raise Busy(f"{shedding.why}; the {self.name} waiting in this process were "
+                       "refused; try again", headers={"Retry-After": "1"})
         if not acquired:
             self.refused("timeout").inc()
             raise Busy(f"no {self.name} thread came free within "

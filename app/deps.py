@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import anyio
 import anyio.to_thread
 from fastapi import Depends, Request
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
@@ -48,13 +50,6 @@ def _commit_and_close(session: Session) -> None:
     session.close()
 
 
-def commit_here(session: Session) -> None:
-    """Commit on the thread that did the request's work, at its end: the hot endpoints call it
-    so that `get_session` has nothing left to send to a thread of its own (one trip less). A
-    failed commit raises from the endpoint, before any response, as it would from there."""
-    session.commit()
-
-
 def _settled(session: Session) -> bool:
     """Nothing left to commit: no transaction, no unflushed change, no queued audit entry."""
     return not (session.in_transaction() or session.new or session.dirty or session.deleted
@@ -68,16 +63,6 @@ def _rollback(session: Session) -> None:
         pass
 
 
-_ADMITTED = "pgw.admitted"
-
-
-def _admit(runtime: Runtime, session: Session) -> None:
-    if session.info.get(_ADMITTED):  # once per session, or it would leave once too few
-        return
-    runtime.admission.enter()
-    session.info[_ADMITTED] = True
-
-
 async def _until_disconnected(request: Request) -> None:
     """Return once the client has closed the connection. Only for a request whose body is read
     already (or that has none): it takes the messages that follow."""
@@ -85,60 +70,77 @@ async def _until_disconnected(request: Request) -> None:
         pass
 
 
-def _sessions(*, admit_now: bool) -> Callable[[Request], AsyncIterator[Session]]:
-    # one generator per kind, made here rather than one wrapping the other: a second layer
-    # would cost every request another context manager
-    async def dependency(request: Request) -> AsyncIterator[Session]:
-        runtime = request.app.state.runtime
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """One session per request, committed once when the endpoint returns.
+
+    A client error (4xx) rolls the request's changes back but keeps its audited denials, which
+    are written on their own; if even that fails, the client gets a 5xx."""
+    runtime = request.app.state.runtime
+    runtime.admission.enter()
+    session: Session = runtime.session_factory()
+    closed = False
+    try:
+        yield session
+        if _settled(session):  # committed by the endpoint already: holds no connection
+            session.close()
+        else:
+            await _finish(_commit_and_close, session)  # one trip to a thread, not two
+        closed = True
+    except GatewayError as exc:
+        await _finish(_keep_denials, session, exc)
+        raise
+    except BaseException:
+        await _finish(_rollback, session)
+        raise
+    finally:
+        if not closed:
+            await _finish(session.close)
+        runtime.admission.leave()
+
+
+def in_session(runtime: Runtime, work: Callable[[Session], T]) -> T:
+    """`work` with a session of its own, all on the calling thread: admitted, committed once
+    `work` returns (before the response is built, so a failed commit is the request's error),
+    denials kept as `get_session` keeps them, and closed. For the lanes' endpoints, which
+    would otherwise pay FastAPI's generator dependency and a thread trip or two around it."""
+    runtime.admission.enter()
+    try:
         session: Session = runtime.session_factory()
-        if admit_now:
-            _admit(runtime, session)
-        closed = False
         try:
-            yield session
-            if _settled(session):  # committed by the endpoint (commit_here): holds no connection
-                session.close()
-            else:
-                await _finish(_commit_and_close, session)  # one trip to a thread, not two
-            closed = True
+            result = work(session)
+            session.commit()
         except GatewayError as exc:
-            await _finish(_keep_denials, session, exc)
+            _keep_denials(session, exc)
             raise
         except BaseException:
-            await _finish(_rollback, session)
+            _rollback(session)
             raise
         finally:
-            if not closed:
-                await _finish(session.close)
-            if session.info.pop(_ADMITTED, False):
-                runtime.admission.leave()
-
-    return dependency
+            session.close()
+        return result
+    finally:
+        runtime.admission.leave()
 
 
-get_session = _sessions(admit_now=True)
-get_session.__doc__ = """One session per request, committed once when the endpoint returns.
-
-A client error (4xx) rolls the request's changes back but keeps its audited denials, which are
-written on their own; if even that fails, the client gets a 5xx."""
-get_lane_session = _sessions(admit_now=False)
-get_lane_session.__doc__ = """The same for an endpoint that works on a Lane (`on_lane`): the
-request enters the process's admission only once it has its thread, so that waiting for one does
-not count as using the database."""
-
-
-async def on_lane(lane: Lane, request: Request, session: Session, work: Callable[[], T]) -> T:
-    """`work` on one of the lane's threads, the session admitted once it has one; not at all
-    when the client went away while it waited (capacity.Lane)."""
+async def on_lane(lane: Lane, request: Request, work: Callable[[Session], T]) -> T:
+    """`work` in a session of its own (`in_session`) on one of the lane's threads; not at all
+    when the client went away while it waited (capacity.Lane). Waiting for a thread does not
+    count as using the database: the session is admitted once the request has its thread.
+    When no database connection came free in time, the requests waiting behind it would fare
+    no better: they are refused at once (`Lane.shed`), not after their whole wait."""
     runtime = request.app.state.runtime
-    return await lane.run(work, admit=lambda: _admit(runtime, session),
-                          until_gone=lambda: _until_disconnected(request))
+    try:
+        return await lane.run(partial(in_session, runtime, work),
+                              until_gone=lambda: _until_disconnected(request))
+    except Exception as exc:
+        if isinstance(exc, sa_exc.TimeoutError) or isinstance(exc.__cause__, sa_exc.TimeoutError):
+            lane.shed("no database connection came free within PGW_DB_POOL_TIMEOUT_SECONDS")
+        raise
 
 
 # scope="function": the commit runs before the response is sent, so a failed commit (an audit
 # entry that cannot be written) turns into a 5xx instead of a success already on the wire.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
-LaneSessionDep = Annotated[Session, Depends(get_lane_session, scope="function")]
 
 
 # The dependencies below only read the application's state: `async def` runs them on the event

@@ -133,6 +133,11 @@ class StorageFull(ServiceUnavailable):
     type, title = "storage-full", "Storage full"
 
 
+# What any request working with the database may answer with.
+DATABASE_PROBLEMS: tuple[type[GatewayError], ...] = (DatabaseUnavailable, DatabaseBusy,
+                                                     StorageFull, AuditWriteFailed)
+
+
 def database_error(exc: BaseException) -> GatewayError | None:
     """The 503 a database failure means for the client (an outage, a full disk, no free
     connection, a lock or deadlock to retry), or None for a defect. Only fixed texts: the

@@ -17,35 +17,29 @@ from app.auth.limits import RateLimited
 from app.auth.openapi import document_scopes, required_scopes
 from app.auth.tokens import KeysUnavailable
 from app.errors import (
+    DATABASE_PROBLEMS,
     PROBLEM_BASE,
     PROBLEM_MEDIA_TYPE,
     PROBLEM_SCHEMA,
     PROBLEM_SCHEMA_NAME,
-    AuditWriteFailed,
-    DatabaseBusy,
-    DatabaseUnavailable,
     GatewayError,
     InsufficientScope,
     Invalid,
     PayloadTooLarge,
     ServiceUnavailable,
-    StorageFull,
     Unauthorized,
     problem_response,
     problem_types,
 )
 from app.keys.errors import Sealed
 
-DATABASE: tuple[type[GatewayError], ...] = (DatabaseUnavailable, DatabaseBusy, StorageFull,
-                                            AuditWriteFailed)
 # Every request passes the middleware: a body over the limit, a NUL in the path or query.
 EVERY_REQUEST: tuple[type[GatewayError], ...] = (PayloadTooLarge, Invalid)
 GUARD: tuple[type[GatewayError], ...] = (Unauthorized, InsufficientScope, UnknownRole,
-                                         RateLimited, KeysUnavailable, *DATABASE)
+                                         RateLimited, KeysUnavailable, *DATABASE_PROBLEMS)
 # What each dependency may refuse with (the guard is matched by type: one instance per scope).
 DEPENDENCIES: dict[Callable[..., Any], tuple[type[GatewayError], ...]] = {
-    deps.get_session: DATABASE,
-    deps.get_lane_session: DATABASE,
+    deps.get_session: DATABASE_PROBLEMS,
     deps.get_keyring: (Sealed,),
     deps.get_audit_signer: (ServiceUnavailable,),
     deps.get_receipt_signer: (ServiceUnavailable,),

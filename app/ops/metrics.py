@@ -15,7 +15,7 @@ from prometheus_client import (
     multiprocess,
 )
 
-from app.capacity import Lane
+from app.capacity import REFUSALS, Lane
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -36,7 +36,7 @@ class Metrics:
         lane.busy_gauge = self.lane_busy.labels(label)
         lane.waiting_gauge = self.lane_waiting.labels(label)
         refused = {reason: self.lane_refused.labels(label, reason)  # exported from 0
-                   for reason in ("queue_full", "timeout", "client_gone")}
+                   for reason in REFUSALS}
         lane.refused = refused.__getitem__
 
     def render(self) -> bytes:
@@ -74,7 +74,7 @@ def make_metrics() -> Metrics:
                            "now (at most PGW_REQUEST_QUEUE per lane and process)", ["lane"],
                            registry=registry, multiprocess_mode="livesum"),
         lane_refused=Counter("pgw_request_queue_refused", "Requests refused for want of a "
-                             "request thread: queue_full or timeout (503 busy), or dropped "
-                             "as client_gone while they waited",
+                             "request thread: queue_full, timeout or database_busy (503 "
+                             "busy), or dropped as client_gone while they waited",
                              ["lane", "reason"], registry=registry),
     )

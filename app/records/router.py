@@ -19,8 +19,16 @@ from app.auth import limits
 from app.auth.guard import Caller, RequireScope
 from app.auth.scopes import Scope
 from app.capacity import Busy
-from app.deps import KeyringDep, LaneSessionDep, RuntimeDep, SessionDep, commit_here, on_lane
-from app.errors import Conflict, Forbidden, GatewayError, Invalid, NotFound, problems
+from app.deps import KeyringDep, RuntimeDep, SessionDep, on_lane
+from app.errors import (
+    DATABASE_PROBLEMS,
+    Conflict,
+    Forbidden,
+    GatewayError,
+    Invalid,
+    NotFound,
+    problems,
+)
 from app.keys.errors import KeyDamaged, KeyRetired, SubjectErased
 from app.keys.keyring import Keyring
 from app.keys.shred import LegalHoldActive
@@ -71,21 +79,21 @@ def _etag(version: int) -> str:
 # not take them, and a write waiting for a thread does not count as using the database.
 @router.post("/v1/records", status_code=201, response_model=StoredRecordOut,
              responses=problems(PurposeNotAllowed, ConsentDenied, ScanTimeout, Conflict,
-                                SubjectErased, Busy))
+                                SubjectErased, Busy, *DATABASE_PROBLEMS))
 async def create_record(
-        body: RecordIn, session: LaneSessionDep, caller: Writer, keyring: KeyringDep,
+        body: RecordIn, caller: Writer, keyring: KeyringDep,
         runtime: RuntimeDep, request: Request, response: Response,
         idempotency_key: Annotated[str | None, Header(alias=idempotency.HEADER)] = None,
 ) -> StoredRecordOut:
     """Check purpose, minimisation, field types and consent; scan free text; protect and store
     the record. Returns the storage view: what the upstream may keep."""
-    return await on_lane(runtime.write_lane, request, session, partial(
-        _create_record, body, session, caller, keyring, runtime, response, idempotency_key))
+    return await on_lane(runtime.write_lane, request, partial(
+        _create_record, body, caller, keyring, runtime, response, idempotency_key))
 
 
-def _create_record(body: RecordIn, session: Session, caller: Caller, keyring: Keyring,
-                   runtime: Runtime, response: Response,
-                   idempotency_key: str | None) -> StoredRecordOut:
+def _create_record(body: RecordIn, caller: Caller, keyring: Keyring, runtime: Runtime,
+                   response: Response, idempotency_key: str | None,
+                   session: Session) -> StoredRecordOut:
     keys = service.Keys.of(runtime, keyring)
     if idempotency_key is not None:  # the claim's statement opens the transaction: scan first
         keys = service.scan_before(runtime.policy, keys, record_type=body.record_type,
@@ -106,10 +114,8 @@ def _create_record(body: RecordIn, session: Session, caller: Caller, keyring: Ke
                "ETag": _etag(written.record.version)}
     if claimed is not None:
         idempotency.remember(claimed, 201, result, headers)
-    out = StoredRecordOut.model_validate(result)
-    commit_here(session)
     response.headers.update(headers)
-    return out
+    return StoredRecordOut.model_validate(result)
 
 
 async def _batch_body(request: Request, caller: Writer) -> batch.BatchIn:
@@ -170,30 +176,27 @@ def create_records(caller: Writer, body: Annotated[batch.BatchIn, Depends(_batch
 
 
 @router.get("/v1/records/{record_id}", response_model=RecordViewOut,
-            responses=problems(NotFound, KeyDamaged, KeyRetired, Busy))
-async def read_record(record_id: RecordId, purpose: PurposeQuery, session: LaneSessionDep,
-                      caller: Reader, keyring: KeyringDep, runtime: RuntimeDep,
-                      request: Request, response: Response, fields: FieldsQuery = None,
-                      ) -> RecordViewOut:
+            responses=problems(NotFound, KeyDamaged, KeyRetired, Busy, *DATABASE_PROBLEMS))
+async def read_record(record_id: RecordId, purpose: PurposeQuery, caller: Reader,
+                      keyring: KeyringDep, runtime: RuntimeDep, request: Request,
+                      response: Response, fields: FieldsQuery = None) -> RecordViewOut:
     """Each field clear, masked or not at all, and why (`access`)."""
     only = {name for name in fields.split(",") if name} if fields else None
-    out, version = await on_lane(runtime.read_lane, request, session, partial(
-        _read_record, session, runtime.policy, keyring, caller=caller,
-        record_id=record_id, purpose=purpose, only=only))
+    out, version = await on_lane(runtime.read_lane, request, partial(
+        _read_record, runtime.policy, keyring, caller=caller, record_id=record_id,
+        purpose=purpose, only=only))
     response.headers["ETag"] = _etag(version)
     return out
 
 
-def _read_record(session: Session, policy: Policy, keyring: Keyring, *, caller: Caller,
+def _read_record(policy: Policy, keyring: Keyring, session: Session, *, caller: Caller,
                  record_id: str, purpose: str, only: set[str] | None,
                  ) -> tuple[RecordViewOut, int]:
     """The view, built before the read's audit entry commits (a view that cannot be built
     fails the read, unaudited as read), and the record's version for its ETag."""
     seen = reading.read_one(session, policy, keyring, caller=caller, record_id=record_id,
                             purpose=purpose, only=only)
-    out = RecordViewOut.model_validate(seen.as_dict())
-    commit_here(session)
-    return out, seen.record.version
+    return RecordViewOut.model_validate(seen.as_dict()), seen.record.version
 
 
 @router.patch("/v1/records/{record_id}", response_model=RectifiedRecordOut,

@@ -73,7 +73,6 @@ if _directory and _serving:
             return await on_lane(*args, **kwargs)
 
         router.on_lane = endpoint
-        router._read_record = _before(router._read_record, "thread")
         lazily = getattr(reading, "begin_lazily", None)  # older trees: no such stage
 
         def connected(session):
@@ -84,7 +83,22 @@ if _directory and _serving:
         if lazily is not None:
             reading.begin_lazily = connected
         Keyring.read_ahead = _before(Keyring.read_ahead, "selected")
-        router.commit_here = _around(router.commit_here, "viewed", "committed")
+        if hasattr(router, "commit_here"):  # older trees: the endpoint commits in its work
+            router._read_record = _before(router._read_record, "thread")
+            router.commit_here = _around(router.commit_here, "viewed", "committed")
+        else:  # deps.in_session commits once the work returns
+            from app import deps
+
+            router._read_record = _around(router._read_record, "thread", "viewed")
+            in_session = deps.in_session
+
+            def committed(*args, **kwargs):
+                try:
+                    return in_session(*args, **kwargs)
+                finally:
+                    mark("committed")
+
+            deps.in_session = committed
         audit.append = _around(audit.append, "audit", "inserted")
 
     _install()

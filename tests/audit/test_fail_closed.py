@@ -87,7 +87,7 @@ def test_a_denial_outlives_the_rollback_of_its_request(settings: Settings, runti
 
 def test_record_writes_and_reads_fail_when_they_cannot_be_audited(runtime: Runtime,
                                                                   live: LiveServer) -> None:
-    """The records endpoints commit on their own request thread (`commit_here`): the audit
+    """The records endpoints commit on their own request thread (`deps.in_session`): the audit
     entry failing there still fails the request, with nothing stored and nothing shown."""
     client = live.client(make_token(scope="records:write records:read",
                                     roles=["compliance_officer"]))

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from app.capacity import Lane
+from app.capacity import Busy, Lane
 from app.config import Settings
 from app.main import create_app
 from tests.gateway import make_record
@@ -226,3 +226,46 @@ def test_a_failing_watch_for_the_client_is_logged_and_the_request_waits_its_turn
     [logged] = [r for r in caplog.records if r.name == "pgw.capacity"]
     assert "failed; it waits its turn regardless" in logged.getMessage()
     assert logged.exc_info is not None
+
+
+def test_shedding_refuses_every_request_waiting_at_once_and_none_that_comes_after() -> None:
+    """`Lane.shed` (called when a request found no database connection in time): those
+    waiting would find none either, so they get their 503 now, not after their whole wait."""
+    lane = Lane("record writes", threads=1, queue=4, wait_seconds=30)
+    release = threading.Event()
+    outcomes: dict[int, object] = {}
+
+    async def send(n: int) -> None:
+        try:
+            outcomes[n] = await lane.run(lambda: n)
+        except Busy as exc:
+            outcomes[n] = exc
+
+    async def scenario() -> float:
+        async with anyio.create_task_group() as group:
+            group.start_soon(lane.run, lambda: release.wait(10))  # holds the one thread
+            await anyio.sleep(0.05)
+            for n in range(3):
+                group.start_soon(send, n)
+            await anyio.sleep(0.05)
+            assert lane.waiting == 3
+            began = time.monotonic()
+            lane.shed("no database connection came free within 1 s")
+            while lane.waiting > 0:
+                await anyio.sleep(0.01)
+            took = time.monotonic() - began
+            group.start_soon(send, 9)  # comes after the shedding: waits its turn as usual
+            await anyio.sleep(0.05)
+            assert lane.waiting == 1
+            release.set()
+        return took
+
+    assert anyio.run(scenario) < 1
+    assert outcomes[9] == 9
+    for n in range(3):
+        refused = outcomes[n]
+        assert isinstance(refused, Busy)
+        assert refused.status == 503
+        assert refused.headers == {"Retry-After": "1"}
+        assert str(refused) == ("no database connection came free within 1 s; the record "
+                                "writes waiting in this process were refused; try again")

@@ -25,7 +25,7 @@ from app.db import upgrade
 from app.main import create_app
 from tests.faults import FaultyLink
 from tests.gateway import make_record
-from tests.server import LiveServer
+from tests.server import LiveServer, metric
 from tests.tokens import make_token
 
 WRITER = make_token(sub="svc-crm", scope="records:write records:read", roles=["support_agent"])
@@ -132,6 +132,9 @@ def test_a_paused_database_wedges_nothing(make_settings: Callable[..., Settings]
         for response in responses:
             if response.status_code == 503:
                 assert_retryable(response)
+        # those waiting for a thread were refused once a write found no connection in time
+        assert metric(server, "pgw_request_queue_refused_total", lane="record_writes",
+                      reason="database_busy") >= 1
         recovered(client)
 
 
