@@ -269,3 +269,66 @@ def test_shedding_refuses_every_request_waiting_at_once_and_none_that_comes_afte
         assert refused.headers == {"Retry-After": "1"}
         assert str(refused) == ("no database connection came free within 1 s; the record "
                                 "writes waiting in this process were refused; try again")
+
+
+@pytest.mark.parametrize("raised", ["pool timeout", "audit entry's pool timeout"])
+def test_a_request_without_a_connection_sheds_the_queue_and_its_turn_goes_on(
+        raised: str) -> None:
+    """deps.on_lane: the pool's timeout, raised as it is or (from the audit entry's commit)
+    as the cause of a DatabaseBusy, sheds the lane's queue. The turn the failing request gave
+    back went to the first waiter just before, which keeps it; nothing is left held."""
+    from types import SimpleNamespace
+
+    from sqlalchemy import exc as sa_exc
+    from sqlalchemy.orm import Session
+    from starlette.requests import Request
+
+    from app import deps
+    from app.capacity import Admission
+    from app.errors import DatabaseBusy
+
+    lane = Lane("record writes", threads=1, queue=8, wait_seconds=30)
+    runtime = SimpleNamespace(admission=Admission(limit=8), session_factory=Session)
+    outcomes: dict[int, object] = {}
+
+    def no_connection(_session: Session) -> None:
+        time.sleep(0.2)  # while the others queue
+        timeout = sa_exc.TimeoutError("QueuePool limit reached")
+        if raised == "pool timeout":
+            raise timeout
+        raise DatabaseBusy("no database connection became free in time") from timeout
+
+    async def never_gone() -> dict[str, Any]:
+        await anyio.sleep_forever()
+        raise AssertionError
+
+    def request() -> Request:
+        return Request({"type": "http", "app": SimpleNamespace(state=SimpleNamespace(
+            runtime=runtime))}, never_gone)
+
+    async def send(n: int, work: Callable[[Session], object]) -> None:
+        try:
+            outcomes[n] = await deps.on_lane(lane, request(), work)
+        except Exception as exc:  # noqa: BLE001 - recorded for the assertions
+            outcomes[n] = exc
+
+    async def scenario() -> None:
+        async with anyio.create_task_group() as group:
+            group.start_soon(send, 0, no_connection)
+            await anyio.sleep(0.05)
+            for n in (1, 2, 3):
+                group.start_soon(send, n, lambda _session, n=n: n)
+                await anyio.sleep(0.01)
+            assert lane.waiting == 3
+
+    anyio.run(scenario)
+    assert isinstance(outcomes[0], (sa_exc.TimeoutError, DatabaseBusy))
+    assert outcomes[1] == 1  # had the failing request's turn
+    for n in (2, 3):
+        refused = outcomes[n]
+        assert isinstance(refused, Busy), refused
+        assert "no database connection came free within PGW_DB_POOL_TIMEOUT_SECONDS" in str(
+            refused)
+    assert lane.waiting == 0
+    assert lane._turns.borrowed_tokens == 0
+    assert runtime.admission.active == 0
