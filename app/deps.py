@@ -76,8 +76,8 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     A client error (4xx) rolls the request's changes back but keeps its audited denials, which
     are written on their own; if even that fails, the client gets a 5xx."""
     runtime = request.app.state.runtime
+    session: Session = runtime.session_factory()  # holds no connection until it is used
     runtime.admission.enter()
-    session: Session = runtime.session_factory()
     closed = False
     try:
         yield session
