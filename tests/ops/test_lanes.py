@@ -1,6 +1,7 @@
 """Record writes and reads on threads of their own (capacity.Lane, PGW_REQUEST_THREADS): at most
 so many at once, a bounded queue that waits a bounded time, waiting that does not count as using
-the database, work skipped for a client that left, and all of it on /metrics."""
+the database, work skipped for a client that left, the queue shed when the database gives no
+connection in time, and all of it on /metrics."""
 
 from __future__ import annotations
 
@@ -10,15 +11,21 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
+from types import SimpleNamespace
 from typing import Any
 
 import anyio
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.orm import Session
+from starlette.requests import Request
 
-from app.capacity import Busy, Lane
+from app import deps
+from app.capacity import Admission, Busy, Lane
 from app.config import Settings
+from app.errors import DatabaseBusy
 from app.main import create_app
 from tests.gateway import make_record
 from tests.server import LiveServer, metric, wait_for
@@ -277,16 +284,6 @@ def test_a_request_without_a_connection_sheds_the_queue_and_its_turn_goes_on(
     """deps.on_lane: the pool's timeout, raised as it is or (from the audit entry's commit)
     as the cause of a DatabaseBusy, sheds the lane's queue. The turn the failing request gave
     back went to the first waiter just before, which keeps it; nothing is left held."""
-    from types import SimpleNamespace
-
-    from sqlalchemy import exc as sa_exc
-    from sqlalchemy.orm import Session
-    from starlette.requests import Request
-
-    from app import deps
-    from app.capacity import Admission
-    from app.errors import DatabaseBusy
-
     lane = Lane("record writes", threads=1, queue=8, wait_seconds=30)
     runtime = SimpleNamespace(admission=Admission(limit=8), session_factory=Session)
     outcomes: dict[int, object] = {}
