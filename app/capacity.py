@@ -141,14 +141,12 @@ class Lane:
         self.waiting += 1
         self.waiting_gauge.inc()
         began = time.monotonic()
-        acquired = gone = shed = False
+        acquired = gone = False
         shedding = self._shedding
         try:
             async with anyio.create_task_group() as group:
                 async def watch_shed() -> None:
-                    nonlocal shed
                     await shedding.event.wait()
-                    shed = True
                     group.cancel_scope.cancel()
 
                 group.start_soon(watch_shed)
@@ -183,7 +181,7 @@ class Lane:
             self.refused("client_gone").inc()
             raise ClientClosedRequest("the client closed the connection while the request "
                                       "waited its turn")
-        if shed and not acquired:  # a turn that came with the shed is taken
+        if shedding.event.is_set() and not acquired:  # a turn that came with the shed is taken
             self.refused("database_busy").inc()
             raise Busy(f"{shedding.why}; the {self.name} waiting in this process were "
                        "refused; try again", headers={"Retry-After": "1"})
