@@ -24,9 +24,11 @@ from sqlalchemy import (
     Enum,
     MetaData,
     Select,
+    Table,
     and_,
     create_engine,
     event,
+    insert,
     or_,
     text,
 )
@@ -272,6 +274,34 @@ def is_postgres(session_or_engine: Session | Engine) -> bool:
     bind = session_or_engine.get_bind() if isinstance(session_or_engine, Session) else \
         session_or_engine
     return bind.dialect.name == "postgresql"
+
+
+def copy_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Rows (all with the same keys) into `table` in the session's transaction: by COPY on
+    PostgreSQL, a fraction of the CPU of as many INSERTs on both sides; elsewhere one
+    executemany INSERT. Values pass through their columns' types as an INSERT's would."""
+    if not rows:
+        return
+    connection = session.connection()
+    dialect = connection.dialect
+    if dialect.name != "postgresql":
+        connection.execute(insert(table), rows)
+        return
+    driver = connection.connection.driver_connection
+    if driver is None:
+        raise RuntimeError("the session's connection is closed")
+    if driver.autocommit and driver.pgconn.transaction_status == _IDLE:  # begin_lazily's
+        raise RuntimeError("copy_rows would commit on its own: begin a transaction first")
+    names = list(rows[0])
+    convert = [(name, table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
+               for name in names]
+    quote = dialect.identifier_preparer
+    columns = ", ".join(quote.quote(name) for name in names)
+    with driver.cursor() as cursor, cursor.copy(
+            f"COPY {quote.format_table(table)} ({columns}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([row[name] if process is None or row[name] is None
+                            else process(row[name]) for name, process in convert])
 
 
 def migrations_dir() -> Path:
