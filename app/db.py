@@ -33,7 +33,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -277,11 +277,15 @@ def is_postgres(session_or_engine: Session | Engine) -> bool:
 
 
 def copy_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
-    """Rows (all with the same keys) into `table` in the session's transaction: by COPY on
-    PostgreSQL, a fraction of the CPU of as many INSERTs on both sides; elsewhere one
-    executemany INSERT. Values pass through their columns' types as an INSERT's would."""
+    """Rows (all with the same keys: column keys, every column without a server default) into
+    `table` in the session's transaction, after flushing it: by COPY on PostgreSQL, a fraction
+    of the CPU of as many INSERTs on both sides; elsewhere one executemany INSERT. Each value
+    passes through its column's type as an INSERT's would (column defaults and SQL expressions
+    are not applied), and the COPY counts as one statement sent. A failure is raised as
+    SQLAlchemy's DBAPIError of the driver's error, without the row's values."""
     if not rows:
         return
+    session.flush()
     connection = session.connection()
     dialect = connection.dialect
     if dialect.name != "postgresql":
@@ -292,16 +296,27 @@ def copy_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> Non
         raise RuntimeError("the session's connection is closed")
     if driver.autocommit and driver.pgconn.transaction_status == _IDLE:  # begin_lazily's
         raise RuntimeError("copy_rows would commit on its own: begin a transaction first")
-    names = list(rows[0])
-    convert = [(name, table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
-               for name in names]
+    columns = [table.c[key] for key in rows[0]]
+    convert = [(column.key, column.type.dialect_impl(dialect).bind_processor(dialect))
+               for column in columns]
     quote = dialect.identifier_preparer
-    columns = ", ".join(quote.quote(name) for name in names)
-    with driver.cursor() as cursor, cursor.copy(
-            f"COPY {quote.format_table(table)} ({columns}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row([row[name] if process is None or row[name] is None
-                            else process(row[name]) for name, process in convert])
+    statement = (f"COPY {quote.format_table(table)} "
+                 f"({', '.join(quote.format_column(column) for column in columns)}) FROM STDIN")
+    connection.info[_SENT] = connection.info.get(_SENT, 0) + 1
+    try:
+        with driver.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row([row[key] if process is None else process(row[key])
+                                for key, process in convert])
+    except dialect.loaded_dbapi.Error as error:
+        lost = dialect.is_disconnect(error, driver, None)
+        if lost:
+            connection.invalidate(error)
+        # the driver's first line only: the lines after it (DETAIL, CONTEXT) quote the row
+        bare = type(error)(error.diag.message_primary or str(error).partition("\n")[0])
+        raise DBAPIError.instance(statement, None, bare, dialect.loaded_dbapi.Error,
+                                  hide_parameters=True, connection_invalidated=lost,
+                                  dialect=dialect) from None
 
 
 def migrations_dir() -> Path:

@@ -38,8 +38,9 @@ from app.db import copy_rows, is_postgres
 from app.keys.signing import Signer
 
 BATCH = 2000
-# The sequencer works on the tables themselves, not through the ORM: it moves rows it never
-# changes, and the ORM's loading and bulk paths were most of its CPU; it writes by COPY.
+# `_sequence_queue` reads the queue as rows and the new entries and tree nodes are written by
+# `copy_rows` (COPY on PostgreSQL), not through the ORM: they are never changed, and the ORM's
+# loading and bulk paths were most of the sequencer's CPU.
 _PENDING = cast(Table, AuditPending.__table__)
 _ENTRIES = cast(Table, AuditEntry.__table__)
 _NODES = cast(Table, AuditTreeNode.__table__)
