@@ -277,12 +277,13 @@ def is_postgres(session_or_engine: Session | Engine) -> bool:
 
 
 def copy_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
-    """Rows (all with the same keys: column keys, every column without a server default) into
-    `table` in the session's transaction, after flushing it: by COPY on PostgreSQL, a fraction
-    of the CPU of as many INSERTs on both sides; elsewhere one executemany INSERT. Each value
-    passes through its column's type as an INSERT's would (column defaults and SQL expressions
-    are not applied), and the COPY counts as one statement sent. A failure is raised as
-    SQLAlchemy's DBAPIError of the driver's error, without the row's values."""
+    """Rows into `table` in the session's transaction, after flushing it: by COPY on
+    PostgreSQL, a fraction of the CPU of as many INSERTs on both sides; elsewhere one
+    executemany INSERT. Every row has the same columns, by key; each value passes through its
+    column's type as an INSERT's would, but Python-side defaults and SQL expressions are not
+    applied (a column left out gets its server default). The COPY counts as one statement
+    sent; a failure is raised as SQLAlchemy's DBAPIError of the driver's error, without the
+    row's values."""
     if not rows:
         return
     session.flush()
