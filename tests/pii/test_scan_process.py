@@ -279,15 +279,18 @@ def test_windows_a_failed_helper_leaves_are_read_here_within_the_deadline(
     fails closed at its deadline, not after reading them all."""
     engine, _ = misbehaving
     text = prose(80_000, seed=11)
-    alone(engine, text)  # the first scan meets every word for the first time: time a later one
-    started = time.monotonic()
-    expected = alone(engine, text)
-    took = time.monotonic() - started
+    alone(engine, text)  # the first scan meets every word for the first time: time later ones
+    took = []
+    for _ in range(2):  # the quicker of two: a scan slowed by a busy machine sets no deadline
+        started = time.monotonic()
+        expected = alone(engine, text)
+        took.append(time.monotonic() - started)
+    fastest = min(took)
     assert engine.analyze(text) == expected
     started = time.monotonic()
     with pytest.raises(ScanTimeout):
-        engine.analyze(text, time_limit=took * 0.6)
-    assert time.monotonic() - started < took * 0.9
+        engine.analyze(text, time_limit=fastest * 0.4)
+    assert time.monotonic() - started < fastest * 0.9
 
 
 @pytest.mark.parametrize("misbehaving", ["half"], indirect=True)
