@@ -15,7 +15,6 @@ is either such a subtree or splits into them, so a proof costs one query of O(lo
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -148,12 +147,12 @@ def _numbered(session: Session, tree: verifier.CompactRange, nodes: list[dict[st
     prev = _head_at(session, tree.size) if tree.size else verifier.GENESIS_HASH
     for entry in session.scalars(select(AuditEntry).where(AuditEntry.seq > tree.size)
                                  .order_by(AuditEntry.seq).limit(limit)):
-        fields = entry_fields(entry)
+        body = verifier.entry_bytes(entry_fields(entry))  # hashed as a link and as a leaf
         if entry.seq != tree.size + 1:
             raise LookupError(f"audit entry {tree.size + 1} is missing: the log has a gap")
-        if entry.prev_hash != prev or verifier.entry_hash(fields) != entry.hash:
+        if entry.prev_hash != prev or verifier.entry_digest(body) != entry.hash:
             raise LookupError(f"audit entry {entry.seq} is not a valid link of the chain")
-        _add_leaf(tree, nodes, verifier.entry_bytes(fields))
+        _add_leaf(tree, nodes, body)
         head = prev = entry.hash
     return head
 
@@ -178,8 +177,8 @@ def _sequence_queue(session: Session, tree: verifier.CompactRange,
             "subject_id": item.subject_id, "resource": item.resource, "outcome": item.outcome,
             "details": item.details, "request_id": item.request_id,
             "policy_version": item.policy_version, "prev_hash": prev}
-        body = verifier.entry_bytes(fields)  # hashed twice: as a link and as a leaf
-        prev = hashlib.sha256(body).hexdigest()
+        body = verifier.entry_bytes(fields)  # hashed as a link and as a leaf
+        prev = verifier.entry_digest(body)
         entries.append({**fields, "ts": item.ts, "hash": prev})
         _add_leaf(tree, nodes, body)
     copy_rows(session, _ENTRIES, entries)

@@ -56,7 +56,12 @@ def entry_bytes(entry: Mapping[str, Any]) -> bytes:
 
 
 def entry_hash(entry: Mapping[str, Any]) -> str:
-    return hashlib.sha256(entry_bytes(entry)).hexdigest()
+    return entry_digest(entry_bytes(entry))
+
+
+def entry_digest(body: bytes) -> str:
+    """The chain hash of an entry whose canonical bytes are `body` (`entry_bytes`)."""
+    return hashlib.sha256(body).hexdigest()
 
 
 def key_id(public_key: Ed25519PublicKey) -> str:
