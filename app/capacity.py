@@ -4,14 +4,15 @@ Retry-After, instead of queueing without bound behind a slow database or a busy 
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol, TypeVar
-
-import anyio
-import anyio.to_thread
 
 from app.errors import DatabaseBusy, GatewayError, ServiceUnavailable
 
@@ -75,9 +76,17 @@ class _Unobserved:
         pass
 
 
-class _Shedding:
-    def __init__(self) -> None:
-        self.event, self.why = anyio.Event(), ""
+class _Refused(Exception):
+    """Why a request waiting for its turn will not get one (one of REFUSALS)."""
+
+    def __init__(self, reason: str, why: str = ""):
+        super().__init__(reason)
+        self.reason, self.why = reason, why
+
+
+def _refuse(turn: asyncio.Future[None], reason: str, why: str = "") -> None:
+    if not turn.done():
+        turn.set_exception(_Refused(reason, why))
 
 
 class Lane:
@@ -90,23 +99,33 @@ class Lane:
     A request waiting here holds no database connection and is not counted as using the
     database: only once it has its thread does it enter the process's Admission. When a request
     that had its thread could not get a database connection in time, the database is stuck or
-    overloaded and those waiting would meet the same: `shed` refuses them all at once."""
+    overloaded and those waiting would meet the same: `shed` refuses them all at once.
+
+    Built on the event loop's own futures, timers and executor, not anyio's limiters, task groups
+    and cancel scopes: with more requests than threads, those cost the event loop about 150 µs a
+    request more (bench/lane_cost.py), at the concurrency where its CPU is scarcest. A waiting
+    request is one future in a FIFO, one timer for its deadline and, when it can tell that its
+    client left, one task watching for that; a finishing thread hands its turn straight to the
+    first request still waiting. Only the asyncio event loop is supported (uvicorn's)."""
 
     def __init__(self, name: str, *, threads: int, queue: int, wait_seconds: float):
         self.name, self.queue, self.wait_seconds = name, queue, wait_seconds
+        self.threads = threads
         self.waiting = 0
-        self._shedding = _Shedding()  # set, and replaced, by `shed`
-        self._turns = anyio.CapacityLimiter(threads)
-        # the threads themselves: as many as turns, so taking one never waits; a limiter of its
-        # own because a task cannot hold the same limiter twice
-        self._threads = anyio.CapacityLimiter(threads)
+        self._free = threads  # turns nobody holds: none while anyone waits
+        self._turns: deque[asyncio.Future[None]] = deque()  # the requests waiting, oldest first
+        # as many threads as turns, so a request given its turn never waits for a thread;
+        # started when first needed
+        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="pgw-" + "-".join(
+            name.split()))
         self.busy_gauge: Gauge = _Unobserved()
         self.waiting_gauge: Gauge = _Unobserved()
         self.refused: Callable[[str], _Counter] = lambda reason: _Unobserved()
 
     @property
-    def threads(self) -> int:
-        return int(self._turns.total_tokens)
+    def held(self) -> int:
+        """Turns taken: requests working on a thread, or given their turn and about to."""
+        return self.threads - self._free
 
     async def run(self, work: Callable[[], T], *,
                   until_gone: Callable[[], Awaitable[None]] | None = None) -> T:
@@ -114,79 +133,97 @@ class Lane:
         Busy (503) when the queue is full, the turn did not come within `wait_seconds`, or the
         queue was shed while it waited; with ClientClosedRequest, its place in the queue given
         up at once, when `until_gone` (which returns once the client has gone away) returns
-        while it waits."""
-        try:
-            self._turns.acquire_nowait()  # fair: refused while others wait
-        except anyio.WouldBlock:
+        while it waits. The turn is held until `work` returns, even if the caller is cancelled
+        before then."""
+        if self._free and not self._turns:  # fair: nobody passes those waiting
+            self._free -= 1
+        else:
             await self._wait_for_turn(until_gone)
         self.busy_gauge.inc()
         try:
-            return await anyio.to_thread.run_sync(work, limiter=self._threads)
-        finally:
-            self.busy_gauge.dec()
-            self._turns.release()
+            done = asyncio.get_running_loop().run_in_executor(
+                self._executor, contextvars.copy_context().run, work)
+        except BaseException:
+            self._thread_done()
+            raise
+        done.add_done_callback(self._thread_done)
+        return await asyncio.shield(done)  # a cancelled caller leaves the thread its turn
+
+    def _thread_done(self, _done: object = None) -> None:
+        self.busy_gauge.dec()
+        self._pass_turn()
+
+    def _pass_turn(self) -> None:
+        """A turn is given back: to the first request still waiting, or free."""
+        while self._turns:
+            turn = self._turns.popleft()
+            if not turn.done():  # one already refused is still queued until it leaves
+                turn.set_result(None)
+                return
+        self._free += 1
 
     def shed(self, why: str) -> None:
         """Refuse every request now waiting for a turn (503, Retry-After), saying `why`; those
         arriving later wait as usual. Called on the event loop."""
-        self._shedding.why = why
-        self._shedding.event.set()
-        self._shedding = _Shedding()
+        for turn in self._turns:
+            _refuse(turn, "database_busy", why)
+
+    def close(self) -> None:
+        """Let the threads end once idle (the runtime is closing)."""
+        self._executor.shutdown(wait=False)
 
     async def _wait_for_turn(self, until_gone: Callable[[], Awaitable[None]] | None) -> None:
         if self.waiting >= self.queue:
             self.refused("queue_full").inc()
             raise Busy(f"{self.threads} {self.name} are in progress and {self.waiting} waiting "
                        "in this process; try again", headers={"Retry-After": "1"})
+        loop = asyncio.get_running_loop()
+        turn: asyncio.Future[None] = loop.create_future()
+        self._turns.append(turn)
         self.waiting += 1
         self.waiting_gauge.inc()
         began = time.monotonic()
-        acquired = gone = False
-        shedding = self._shedding
+        deadline = loop.call_later(self.wait_seconds, _refuse, turn, "timeout")
+        watch = loop.create_task(self._watch(until_gone, turn)) if until_gone else None
         try:
-            async with anyio.create_task_group() as group:
-                async def watch_shed() -> None:
-                    await shedding.event.wait()
-                    group.cancel_scope.cancel()
-
-                group.start_soon(watch_shed)
-                if until_gone is not None:
-                    async def watch() -> None:
-                        nonlocal gone
-                        try:
-                            await until_gone()
-                        except Exception:  # not known gone: the wait goes on, bounded as ever
-                            logger.warning("watching for a %s request's client to leave "
-                                           "failed; it waits its turn regardless", self.name,
-                                           exc_info=True)
-                            return
-                        gone = True
-                        group.cancel_scope.cancel()
-
-                    group.start_soon(watch)
-                with anyio.move_on_after(self.wait_seconds):
-                    await self._turns.acquire()
-                    acquired = True
-                group.cancel_scope.cancel()  # the watches, once the turn came or never will
-        except BaseException:
-            if acquired:
-                self._turns.release()
-            raise
-        finally:
-            self.waiting -= 1
-            self.waiting_gauge.dec()
-        if gone:
-            if acquired:
-                self._turns.release()
-            self.refused("client_gone").inc()
-            raise ClientClosedRequest("the client closed the connection while the request "
-                                      "waited its turn")
-        if shedding.event.is_set() and not acquired:  # a turn that came with the shed is taken
-            self.refused("database_busy").inc()
-            raise Busy(f"{shedding.why}; the {self.name} waiting in this process were "
-                       "refused; try again", headers={"Retry-After": "1"})
-        if not acquired:
-            self.refused("timeout").inc()
+            await turn
+        except _Refused as refused:
+            self._leave(turn)
+            self.refused(refused.reason).inc()
+            if refused.reason == "client_gone":
+                raise ClientClosedRequest("the client closed the connection while the request "
+                                          "waited its turn") from None
+            if refused.reason == "database_busy":
+                raise Busy(f"{refused.why}; the {self.name} waiting in this process were "
+                           "refused; try again", headers={"Retry-After": "1"}) from None
             raise Busy(f"no {self.name} thread came free within "
                        f"{time.monotonic() - began:.1f} s in this process; try again",
-                       headers={"Retry-After": "1"})
+                       headers={"Retry-After": "1"}) from None
+        except BaseException:  # cancelled while waiting
+            if turn.done() and not turn.cancelled() and turn.exception() is None:
+                self._pass_turn()  # given its turn, it cannot take it: the next one does
+            else:
+                self._leave(turn)
+            raise
+        finally:
+            deadline.cancel()
+            if watch is not None:
+                watch.cancel()
+            self.waiting -= 1
+            self.waiting_gauge.dec()
+
+    def _leave(self, turn: asyncio.Future[None]) -> None:
+        try:
+            self._turns.remove(turn)
+        except ValueError:  # passed over by a finishing thread already
+            pass
+
+    async def _watch(self, until_gone: Callable[[], Awaitable[None]],
+                     turn: asyncio.Future[None]) -> None:
+        try:
+            await until_gone()
+        except Exception:  # not known gone: the wait goes on, bounded as ever
+            logger.warning("watching for a %s request's client to leave failed; it waits its "
+                           "turn regardless", self.name, exc_info=True)
+            return
+        _refuse(turn, "client_gone")

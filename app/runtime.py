@@ -84,6 +84,8 @@ class Runtime:
             return problems
 
     def close(self) -> None:
+        self.write_lane.close()
+        self.read_lane.close()
         self.engine.dispose()
         if self.sequencer_engine is not None:
             self.sequencer_engine.dispose()

@@ -5,6 +5,7 @@ connection in time, and all of it on /metrics."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import Counter
@@ -327,5 +328,101 @@ def test_a_request_without_a_connection_sheds_the_queue_and_its_turn_goes_on(
         assert "no database connection came free within PGW_DB_POOL_TIMEOUT_SECONDS" in str(
             refused)
     assert lane.waiting == 0
-    assert lane._turns.borrowed_tokens == 0
+    assert lane.held == 0
     assert runtime.admission.active == 0
+
+
+def test_turns_go_in_arrival_order_and_a_cancelled_waiter_gives_up_its_place() -> None:
+    """Waiting requests get the one thread first come, first served; one cancelled while it
+    waits (its task ends) leaves the queue and is never worked on, and nothing is left held."""
+    lane = Lane("record reads", threads=1, queue=8, wait_seconds=30)
+    release = threading.Event()
+    order: list[int] = []
+
+    async def scenario() -> None:
+        async with anyio.create_task_group() as group:
+            group.start_soon(lane.run, lambda: release.wait(10))  # holds the one thread
+            await anyio.sleep(0.05)
+            scopes = [anyio.CancelScope() for _ in range(4)]
+            for n, scope in enumerate(scopes):
+                async def send(n: int = n, scope: anyio.CancelScope = scope) -> None:
+                    with scope:
+                        await lane.run(lambda: order.append(n))
+
+                group.start_soon(send)
+                await anyio.sleep(0.01)
+            assert lane.waiting == 4
+            scopes[1].cancel()  # the second to arrive gives up
+            await anyio.sleep(0.05)
+            assert lane.waiting == 3
+            release.set()
+
+    anyio.run(scenario)
+    assert order == [0, 2, 3]
+    assert lane.waiting == 0
+    assert lane.held == 0
+
+
+def test_a_turn_given_to_a_waiter_cancelled_before_it_runs_goes_to_the_next() -> None:
+    """A finishing thread hands its turn to the first waiter; if that waiter's task is
+    cancelled in the same moment, before it runs again, the turn goes on to the next instead of
+    being lost. The turn is taken and handed over here by hand, so both happen in one step of
+    the event loop."""
+    lane = Lane("record reads", threads=1, queue=8, wait_seconds=30)
+    ran: list[str] = []
+
+    async def scenario() -> None:
+        lane._free = 0  # the one turn is held, as by a request on its thread
+        cancelled = asyncio.create_task(lane.run(lambda: ran.append("cancelled")))
+        await asyncio.sleep(0.01)
+        after = asyncio.create_task(lane.run(lambda: ran.append("after")))
+        await asyncio.sleep(0.01)
+        assert lane.waiting == 2
+        lane._pass_turn()  # as the holder's thread does when it ends...
+        cancelled.cancel()  # ...with the first waiter cancelled before it resumes
+        await asyncio.wait_for(after, 5)  # not lost with the cancelled one
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+
+    asyncio.run(scenario())
+    assert ran == ["after"]
+    assert lane.waiting == 0
+    assert lane.held == 0
+
+
+def test_a_request_cancelled_while_its_work_runs_holds_its_turn_until_the_work_ends() -> None:
+    """Cancelling the request does not stop its thread; until the thread is done, nobody else
+    gets the turn, so no more than `threads` requests ever work at once."""
+    lane = Lane("record writes", threads=1, queue=8, wait_seconds=30)
+    running = threading.Semaphore(0)
+    release = threading.Event()
+    at_once, most = 0, 0
+    lock = threading.Lock()
+
+    def work() -> None:
+        nonlocal at_once, most
+        with lock:
+            at_once += 1
+            most = max(most, at_once)
+        running.release()
+        release.wait(10)
+        with lock:
+            at_once -= 1
+
+    async def scenario() -> None:
+        cancelled = asyncio.create_task(lane.run(work))
+        await asyncio.to_thread(running.acquire)
+        cancelled.cancel()  # the caller stops waiting; its thread works on
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        assert lane.held == 1
+        after = asyncio.create_task(lane.run(work))
+        await asyncio.sleep(0.05)
+        assert lane.waiting == 1  # not let in beside the cancelled one's thread
+        release.set()
+        await asyncio.wait_for(after, 5)
+
+    asyncio.run(scenario())
+    assert most == 1
+    assert lane.waiting == 0
+    assert lane.held == 0
