@@ -12,7 +12,9 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, cast
+
+import anyio.lowlevel
 
 from app.errors import DatabaseBusy, GatewayError, ServiceUnavailable
 
@@ -89,6 +91,24 @@ def _refuse(turn: asyncio.Future[None], reason: str, why: str = "") -> None:
         turn.set_exception(_Refused(reason, why))
 
 
+class _Job(Generic[T]):
+    """A request's work as a lane thread runs it: in a copy of the caller's context, and not at
+    all if it was abandoned before a thread took it. A StopIteration leaves as a RuntimeError:
+    an asyncio future cannot hold one, and the request would never finish."""
+
+    def __init__(self, work: Callable[[], T]):
+        self.work, self.abandoned = work, False
+        self.context = contextvars.copy_context()
+
+    def __call__(self) -> T:
+        if self.abandoned:
+            return cast(T, None)  # nobody waits for it
+        try:
+            return self.context.run(self.work)
+        except StopIteration as exc:
+            raise RuntimeError("a request's work raised StopIteration") from exc
+
+
 class Lane:
     """At most `threads` requests of one kind (record writes, record reads) work at once in a
     process, each on a thread of the lane's own; up to `queue` more wait their turn on the event
@@ -139,19 +159,34 @@ class Lane:
             self._free -= 1
         else:
             await self._wait_for_turn(until_gone)
-        self.busy_gauge.inc()
+        job = _Job(work)
         try:
-            done = asyncio.get_running_loop().run_in_executor(
-                self._executor, contextvars.copy_context().run, work)
+            # a cancellation that came with the turn: anyio does not cancel a task again once
+            # the future it awaits is done, but waits for its next checkpoint; this is it
+            await anyio.lowlevel.checkpoint_if_cancelled()
+            self.busy_gauge.inc()
         except BaseException:
-            self._thread_done()
+            self._pass_turn()
             raise
-        done.add_done_callback(self._thread_done)
+        try:
+            done = asyncio.get_running_loop().run_in_executor(self._executor, job)
+            done.add_done_callback(self._thread_done)
+        except BaseException as exc:
+            job.abandoned = True  # perhaps queued, but no thread started for it: never to run
+            self._thread_done(None)
+            if isinstance(exc, RuntimeError):  # shut down, or no thread could be started
+                raise Busy(f"this process cannot take the request now ({exc}); try again",
+                           headers={"Retry-After": "1"}) from None
+            raise
         return await asyncio.shield(done)  # a cancelled caller leaves the thread its turn
 
-    def _thread_done(self, _done: object = None) -> None:
-        self.busy_gauge.dec()
-        self._pass_turn()
+    def _thread_done(self, done: asyncio.Future[Any] | None) -> None:
+        if done is not None and not done.cancelled():
+            done.exception()  # read: the caller, if cancelled, never will (shield drops it)
+        try:
+            self.busy_gauge.dec()
+        finally:
+            self._pass_turn()
 
     def _pass_turn(self) -> None:
         """A turn is given back: to the first request still waiting, or free."""
@@ -179,13 +214,13 @@ class Lane:
                        "in this process; try again", headers={"Retry-After": "1"})
         loop = asyncio.get_running_loop()
         turn: asyncio.Future[None] = loop.create_future()
+        began = time.monotonic()
         self._turns.append(turn)
         self.waiting += 1
-        self.waiting_gauge.inc()
-        began = time.monotonic()
         deadline = loop.call_later(self.wait_seconds, _refuse, turn, "timeout")
         watch = loop.create_task(self._watch(until_gone, turn)) if until_gone else None
         try:
+            self.waiting_gauge.inc()
             await turn
         except _Refused as refused:
             self._leave(turn)

@@ -6,6 +6,7 @@ connection in time, and all of it on /metrics."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
 from collections import Counter
@@ -23,7 +24,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 
-from app import deps
+from app import capacity, deps
 from app.capacity import Admission, Busy, Lane
 from app.config import Settings
 from app.errors import DatabaseBusy
@@ -426,3 +427,164 @@ def test_a_request_cancelled_while_its_work_runs_holds_its_turn_until_the_work_e
     assert most == 1
     assert lane.waiting == 0
     assert lane.held == 0
+
+
+class _Counted:
+    """A gauge or counter that keeps its value (the lane's metrics, unobserved by default)."""
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def inc(self, amount: float = 1) -> None:
+        self.value += amount
+
+    def dec(self, amount: float = 1) -> None:
+        self.value -= amount
+
+
+def _observed(lane: Lane) -> dict[str, _Counted]:
+    seen = {"busy": _Counted(), "waiting": _Counted()}
+    lane.busy_gauge, lane.waiting_gauge = seen["busy"], seen["waiting"]
+    lane.refused = lambda reason: seen.setdefault(reason, _Counted())
+    return seen
+
+
+def test_an_anyio_scope_cancelled_before_the_work_starts_keeps_it_from_running() -> None:
+    """Under anyio (a cancel scope, as a request's), a cancellation that is there when the turn
+    is taken, at once or in the same step as a finishing thread hands it over, stops the work
+    from starting, and the turn goes on."""
+    ran: list[str] = []
+
+    async def at_once(lane: Lane) -> None:
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await lane.run(lambda: ran.append("at once"))
+
+    async def at_the_hand_over(lane: Lane) -> None:
+        lane._free = 0  # the one turn is held, as by a request on its thread
+        scope = anyio.CancelScope()
+
+        async def waiter() -> None:
+            with scope:
+                await lane.run(lambda: ran.append("handed over"))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(waiter)
+            await anyio.sleep(0.02)
+            lane._pass_turn()
+            scope.cancel()
+
+    for scenario in (at_once, at_the_hand_over):
+        lane = Lane("record writes", threads=1, queue=4, wait_seconds=30)
+        seen = _observed(lane)
+        anyio.run(scenario, lane)
+        assert lane.held == 0
+        assert seen["busy"].value == 0
+        assert seen["waiting"].value == 0
+    assert ran == []
+
+
+def test_work_that_fails_in_any_way_gives_its_turn_back_and_leaves_nothing_unread() -> None:
+    """StopIteration (which an asyncio future cannot hold: the request would never finish) is
+    a RuntimeError; an error raised after its caller was cancelled is read, not left for the
+    event loop to log as never retrieved; either way the turn is given back."""
+    lane = Lane("record writes", threads=1, queue=4, wait_seconds=30)
+    seen = _observed(lane)
+    loop_errors: list[dict[str, Any]] = []
+    release = threading.Event()
+
+    def fails_later() -> None:
+        release.wait(10)
+        raise ValueError("the write failed")
+
+    async def scenario() -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, c: loop_errors.append(c))
+        with pytest.raises(RuntimeError, match="StopIteration"):
+            await asyncio.wait_for(lane.run(lambda: next(iter(()))), 5)
+        cancelled = asyncio.create_task(lane.run(fails_later))
+        await asyncio.sleep(0.05)
+        cancelled.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        release.set()
+        assert await asyncio.wait_for(lane.run(lambda: "next"), 5) == "next"
+        del cancelled
+        gc.collect()  # an unread exception is reported when its future is collected
+
+    asyncio.run(scenario())
+    assert loop_errors == []
+    assert lane.held == 0
+    assert seen["busy"].value == 0
+
+
+def test_no_queue_refuses_at_once_and_a_closed_lane_says_busy() -> None:
+    lane = Lane("record reads", threads=1, queue=0, wait_seconds=30)
+    seen = _observed(lane)
+    release = threading.Event()
+
+    async def scenario() -> None:
+        holder = asyncio.create_task(lane.run(lambda: release.wait(10)))
+        await asyncio.sleep(0.05)
+        with pytest.raises(Busy, match="1 record reads are in progress and 0 waiting"):
+            await lane.run(lambda: None)
+        release.set()
+        await holder
+        lane.close()  # the runtime is closing: a request that comes now is told to retry
+        with pytest.raises(Busy, match="cannot take the request now"):
+            await lane.run(lambda: None)
+
+    asyncio.run(scenario())
+    assert seen["queue_full"].value == 1
+    assert lane.held == 0
+    assert seen["busy"].value == 0
+
+
+def test_a_deadline_or_shed_in_the_step_a_turn_is_handed_over_loses_no_turn() -> None:
+    """A turn handed to a waiter whose deadline fires, or whose queue is shed, in the same
+    step: whichever comes first wins, and the turn is neither lost nor given twice."""
+    for first in ("hand-over", "refusal"):
+        for refusal in ("timeout", "shed"):
+            lane = Lane("record reads", threads=1, queue=4, wait_seconds=30)
+            seen = _observed(lane)
+            outcomes: list[object] = []
+
+            async def scenario(first: str = first, refusal: str = refusal,
+                               lane: Lane = lane, outcomes: list[object] = outcomes) -> None:
+                lane._free = 0
+
+                async def waiter() -> None:
+                    try:
+                        outcomes.append(await lane.run(lambda: "worked"))
+                    except Busy as exc:
+                        outcomes.append(exc)
+
+                task = asyncio.create_task(waiter())
+                await asyncio.sleep(0.02)
+                [turn] = lane._turns
+
+                def refuse() -> None:
+                    if refusal == "shed":
+                        lane.shed("stuck")
+                    else:
+                        capacity._refuse(turn, "timeout")
+
+                if first == "hand-over":
+                    lane._pass_turn()
+                    refuse()
+                else:
+                    refuse()
+                    lane._pass_turn()
+                await asyncio.wait_for(task, 5)
+
+            asyncio.run(scenario())
+            if first == "hand-over":
+                assert outcomes == ["worked"]
+                assert lane.held == 0
+            else:
+                [refused] = outcomes
+                assert isinstance(refused, Busy)
+                assert seen["timeout" if refusal == "timeout" else "database_busy"].value == 1
+                assert lane.held == 0  # the turn went back, nobody waiting for it
+            assert lane.waiting == 0
+            assert seen["waiting"].value == 0
+            assert seen["busy"].value == 0
