@@ -122,7 +122,7 @@ class Lane:
     overloaded and those waiting would meet the same: `shed` refuses them all at once.
 
     Built on the event loop's own futures, timers and executor, not anyio's limiters, task groups
-    and cancel scopes: with more requests than threads, those cost the event loop about 150 µs a
+    and cancel scopes: with more requests than threads, those cost the event loop about 180 µs a
     request more (bench/lane_cost.py), at the concurrency where its CPU is scarcest. A waiting
     request is one future in a FIFO, one timer for its deadline and, when it can tell that its
     client left, one task watching for that; a finishing thread hands its turn straight to the
