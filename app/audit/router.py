@@ -142,14 +142,14 @@ def export_audit(session: SessionDep, caller: AuditReader, signer: SignerDep,
 
 
 def _signed_tree(session: Session, runtime: Runtime, size: int | None, *,
-                 covering: int = 0) -> AuditCheckpoint:
-    """The signed checkpoint at `size`, or the latest one covering entry `covering` (signed now
-    if there is none yet)."""
+                 covering: int = 0, field: str = "tree_size") -> AuditCheckpoint:
+    """The signed checkpoint at `size` (the query parameter `field`), or the latest one
+    covering entry `covering` (signed now if there is none yet)."""
     if size is not None:
         checkpoint = tree.checkpoint_at(session, size)
         if checkpoint is None:
             raise NotFound(f"there is no signed checkpoint at tree size {size}; list them at "
-                           "/v1/audit/checkpoints", field="tree_size")
+                           "/v1/audit/checkpoints", field=field)
         return checkpoint
     audit_signer(runtime)
     audit.catch_up(session)
@@ -210,7 +210,10 @@ def consistency_proof(
                                 description="a signed tree size (default: the latest)"),
 ) -> ConsistencyProofOut:
     """Proof that the signed tree of `to_size` entries extends the one of `from_size`."""
-    checkpoint = _signed_tree(session, runtime, to_size, covering=from_size)
+    if to_size is not None and from_size > to_size:
+        raise Invalid(f"from_size ({from_size}) is larger than to_size ({to_size}): a log "
+                      "only grows", field="from_size")
+    checkpoint = _signed_tree(session, runtime, to_size, covering=from_size, field="to_size")
     if from_size > checkpoint.size:
         raise Invalid(f"the log has {checkpoint.size} entries in its signed tree",
                       field="from_size")

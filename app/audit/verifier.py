@@ -369,7 +369,8 @@ def _checkpoint_problem(checkpoint: Mapping[str, Any],
     if public_key is None:
         return None
     if not checkpoint_signature_ok(checkpoint, public_key):
-        return f"checkpoint at size {size}: signature does not verify"
+        return (f"checkpoint at size {size}: signature does not verify (signed with another "
+                "key: the wrong public key given, or a forged checkpoint)")
     if checkpoint.get("note") is not None:
         try:
             note = parse_note(str(checkpoint["note"]))
@@ -485,6 +486,31 @@ def first_difference(old: Iterable[Mapping[str, Any]],
     return None
 
 
+def against_older(result: Verification, older: Path, newer: Path,
+                  public_key: Ed25519PublicKey) -> Verification:
+    """Hold the newer export's `result` against an older export the auditor kept. The older one
+    must verify on its own (its signed checkpoints were then the log's word), and the log must
+    begin with exactly its entries: any entry changed, removed or missing since is named, the
+    first of them, whether or not the newer export verifies on its own (a log rewritten and
+    signed again does)."""
+    with older.open(encoding="utf-8") as lines:
+        before = verify_export(lines, public_key)
+    if not before.ok:
+        raise ExportFormatError(f"the older export ({older}) does not verify itself: "
+                                f"{before.reason}")
+    with older.open(encoding="utf-8") as old, newer.open(encoding="utf-8") as new:
+        seq = first_difference(read_export(old)[2], read_export(new)[2])
+    if seq is None:
+        return result
+    if result.ok:
+        return _failed(result, seq, "the log was rewritten: against the older export "
+                       f"({before.entries} entries), the first entry that differs (or is gone) "
+                       f"is {seq}")
+    result.first_bad_seq = seq
+    result.reason = f"{result.reason}; the first entry that differs is {seq}"
+    return result
+
+
 def _failed(result: Verification, seq: int | None, reason: str) -> Verification:
     result.ok, result.first_bad_seq, result.reason = False, seq, reason
     return result
@@ -582,19 +608,15 @@ def run(args: argparse.Namespace) -> int:
                 for p in args.checkpoint]
         with args.file.open(encoding="utf-8") as lines:
             result = verify_export(lines, public_key, kept=kept)
-        if not result.ok and args.against is not None:
-            with args.against.open(encoding="utf-8") as old, \
-                    args.file.open(encoding="utf-8") as new:
-                seq = first_difference(read_export(old)[2], read_export(new)[2])
-            if seq is not None:
-                result.first_bad_seq = seq
-                result.reason = f"{result.reason}; the first entry that differs is {seq}"
+        if args.against is not None:
+            result = against_older(result, args.against, args.file, public_key)
         if result.ok:
             print(f"OK: {result.entries} entries, {result.checkpoints} checkpoints, "  # noqa: T201
                   f"root {result.root}")
             return 0
-        print(f"TAMPERED: first bad sequence number {result.first_bad_seq}: "  # noqa: T201
-              f"{result.reason}")
+        where = "" if result.first_bad_seq is None else \
+            f"first bad sequence number {result.first_bad_seq}: "
+        print(f"TAMPERED: {where}{result.reason}")  # noqa: T201
         return 1
     if args.what == "inclusion":
         print(check_inclusion_proof(json.loads(args.file.read_text()), public_key))  # noqa: T201
@@ -614,7 +636,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", type=Path, action="append", default=[],
                         help="a checkpoint (signed note) you kept from earlier")
     parser.add_argument("--against", type=Path,
-                        help="an older export, to name the first entry that differs")
+                        help="an older export you kept: the log must begin with its entries "
+                             "(names the first entry that differs)")
     parser.add_argument("--witness", action="append", default=[], metavar="NAME=PEM",
                         help="a witness that must have co-signed each kept checkpoint")
 

@@ -143,25 +143,48 @@ def _write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+PUBLIC_KEY_FILE = "witness-public.pem"  # in the state directory: what auditors' --witness takes
+
+
 def open_witness(*, name: str, key_file: Path, log_key: Ed25519PublicKey, state_dir: Path,
                  url: str, token: str) -> Witness:
+    """The witness, its key made if missing; its public key is written beside its state."""
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return Witness(name=name, signer=load_signer(key_file, create=True), log_key=log_key,
-                   state_dir=state_dir, url=url, token=token)
+    signer = load_signer(key_file, create=True)
+    public = state_dir / PUBLIC_KEY_FILE
+    if not public.exists() or public.read_text(encoding="utf-8") != signer.public_pem():
+        public.write_text(signer.public_pem(), encoding="utf-8")
+    return Witness(name=name, signer=signer, log_key=log_key, state_dir=state_dir, url=url,
+                   token=token)
+
+
+def _unreachable(exc: Exception) -> str:
+    """Why the gateway could not be read, with its own problem detail when it gave one."""
+    if isinstance(exc, urllib.error.HTTPError):
+        try:
+            detail = json.loads(exc.read(4096)).get("detail")
+        except (ValueError, AttributeError, OSError):
+            detail = None
+        return f"HTTP {exc.code}" + (f": {str(detail)[:300]}" if detail else "")
+    return str(exc)
 
 
 def run(witness: Witness, *, once: bool, interval: float) -> int:
     """Observe every `interval` seconds (or once); 1 if a checkpoint was refused."""
     refused = False
+    last = witness.last_seen()
+    size = last.size if last is not None else None
     while True:
         try:
             note = witness.observe()
-            logger.info("witnessed checkpoint", extra={"size": note.size})
+            if note.size != size:  # a poll that found nothing new is not news
+                logger.info("witnessed checkpoint", extra={"size": note.size})
+            size = note.size
         except Refused as exc:
             witness.refuse(str(exc))
             refused = True
         except (OSError, ValueError, KeyError, urllib.error.URLError) as exc:
-            logger.warning("could not reach or read the gateway: %s", exc)
+            logger.warning("could not reach or read the gateway: %s", _unreachable(exc))
             if once:
                 return 2
         if once:

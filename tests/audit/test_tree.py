@@ -91,6 +91,12 @@ def test_inclusion_and_consistency_proofs_over_http_verify_offline(
     assert missing.status_code == 404
     no_tree = client.get("/v1/audit/consistency", params={"from_size": 1, "to_size": 7})
     assert no_tree.status_code in (200, 404)  # 7 is signed only if a checkpoint fell there
+    if no_tree.status_code == 404:
+        assert no_tree.json()["field"] == "to_size"
+    backwards = client.get("/v1/audit/consistency", params={"from_size": 3, "to_size": 2})
+    assert backwards.status_code == 422
+    assert backwards.json()["errors"][0]["field"] == "from_size"
+    assert "a log only grows" in backwards.json()["detail"]
     bad = client.get("/v1/audit/consistency", params={"from_size": 0})
     assert bad.status_code == 422
 
@@ -183,6 +189,10 @@ def test_the_rewrite_fools_the_service_but_not_the_witness_or_an_auditor(
 
     write_entries(runtime, 5)
     assert witness.run(watcher, once=True, interval=0) == 0  # an honest extension
+    honest = export_to(tmp_path, "honest.jsonl")
+    capsys.readouterr()
+    assert pgw(["audit", "verify", "--file", str(honest), "--public-key", str(log_key),
+                "--against", str(old_export)]) == 0
 
     rewrite_entry(runtime, 21)
     with runtime.session_factory() as session:
@@ -206,6 +216,21 @@ def test_the_rewrite_fools_the_service_but_not_the_witness_or_an_auditor(
     assert pgw(["audit", "verify", "--file", str(new_export), "--public-key", str(log_key),
                 "--checkpoint", str(kept), "--against", str(old_export)]) == 1
     assert "the first entry that differs is 21" in capsys.readouterr().out
+    # an older export alone is enough: the rewritten log verifies on its own, signed again,
+    # but does not begin with the entries the auditor kept
+    assert pgw(["audit", "verify", "--file", str(new_export), "--public-key", str(log_key),
+                "--against", str(old_export)]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("TAMPERED: first bad sequence number 21: the log was rewritten")
+    # the older export must hold up itself
+    lines = old_export.read_text().splitlines()
+    last = json.loads(lines[-1])
+    lines[-1] = json.dumps({**last, "actor": "someone else"})
+    forged = tmp_path / "forged-old.jsonl"
+    forged.write_text("\n".join(lines) + "\n")
+    assert pgw(["audit", "verify", "--file", str(new_export), "--public-key", str(log_key),
+                "--against", str(forged)]) == 1
+    assert "the older export" in capsys.readouterr().out
 
 
 @pytest.mark.usefixtures("cli_env")
@@ -398,3 +423,23 @@ def test_a_header_that_lies_about_the_log_is_refused(
     capsys.readouterr()
     assert pgw(["audit", "verify", "--file", str(export), "--public-key", str(key)]) == 1
     assert "header does not describe" in capsys.readouterr().out
+
+
+def test_the_witness_publishes_its_key_and_says_why_the_gateway_turned_it_away(
+        runtime: Runtime, live: LiveServer, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Auditors need the witness's public key for `--witness NAME=PEM`: it is written beside
+    its state. A token the gateway refuses is a clear log line with the gateway's reason, not a
+    bare status, and exit code 2 (could not check, as against 1: refused a checkpoint)."""
+    assert runtime.audit_signer is not None
+    watcher = witness.open_witness(
+        name="w", key_file=tmp_path / "w" / "key.pem", log_key=runtime.audit_signer.public_key,
+        state_dir=tmp_path / "w", url=live.url, token="not-a-token")
+    published = (tmp_path / "w" / witness.PUBLIC_KEY_FILE).read_text()
+    assert published == watcher.signer.public_pem()
+    assert "PRIVATE" not in published
+    with caplog.at_level("WARNING", logger="pgw.audit.witness"):
+        assert witness.run(watcher, once=True, interval=0) == 2
+    [line] = [r.getMessage() for r in caplog.records if "could not reach" in r.getMessage()]
+    assert "HTTP 401: " in line
+    assert "not-a-token" not in line
