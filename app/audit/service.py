@@ -348,6 +348,14 @@ def verify_log(session: Session, *, signer: Signer | None,
     if result.ok and size and result.roots.get(size) != tree.root_at(session, size):
         result.ok, result.reason = False, (f"the stored Merkle tree of {size} entries does not "
                                            "match the entries")
+    if not result.ok:  # an entry edited and its hash (or the whole chain after it) recomputed
+        # shows first as the break after it: the leaves the sequencer stored name it
+        up_to = result.first_bad_seq or size
+        changed = tree.first_changed_leaf(session, iter_entries(session, up_to=up_to))
+        if changed is not None and changed != result.first_bad_seq:
+            result.first_bad_seq = changed
+            result.reason = (f"entry {changed} differs from the leaf the sequencer stored for "
+                             f"it; then: {result.reason}")
     return result
 
 

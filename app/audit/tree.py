@@ -16,10 +16,10 @@ is either such a subtree or splits into them, so a proof costs one query of O(lo
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, delete, func, select, tuple_
 from sqlalchemy.orm import Session
@@ -95,6 +95,33 @@ def _fetch(session: Session, keys: Iterable[NodeKey]) -> dict[NodeKey, bytes]:
     if missing:
         raise LookupError(f"the audit tree lacks node {missing[0]}: it was tampered with")
     return found
+
+
+def first_changed_leaf(session: Session, entries: Iterable[Mapping[str, Any]]) -> int | None:
+    """The first entry (in the order given) whose leaf hash is not the one the sequencer stored
+    for it: where a chain recomputed after an edit only shows a break at the next entry, the
+    tree still names the edited one. Entries without a stored leaf are not judged."""
+    batch: list[Mapping[str, Any]] = []
+
+    def judge() -> int | None:
+        low, high = int(batch[0]["seq"]) - 1, int(batch[-1]["seq"]) - 1
+        stored = dict(session.execute(
+            select(AuditTreeNode.idx, AuditTreeNode.hash).where(
+                AuditTreeNode.level == 0, AuditTreeNode.idx.between(low, high))).all())
+        for entry in batch:
+            leaf = stored.get(int(entry["seq"]) - 1)
+            if leaf is not None and leaf != verifier.entry_leaf_hash(entry).hex():
+                return int(entry["seq"])
+        return None
+
+    for entry in entries:
+        batch.append(entry)
+        if len(batch) == 500:
+            changed = judge()
+            if changed is not None:
+                return changed
+            batch = []
+    return judge() if batch else None
 
 
 def compact_range(session: Session, size: int) -> verifier.CompactRange:

@@ -443,3 +443,36 @@ def test_the_witness_publishes_its_key_and_says_why_the_gateway_turned_it_away(
     [line] = [r.getMessage() for r in caplog.records if "could not reach" in r.getMessage()]
     assert "HTTP 401: " in line
     assert "not-a-token" not in line
+
+
+@pytest.mark.parametrize("rechained", ["its own hash", "every hash after it"])
+def test_verify_names_an_edited_entry_whose_hash_was_recomputed(
+        runtime: Runtime, rechained: str) -> None:
+    """Edit entry 6 and recompute its hash (and, the second time, the chain after it), tree and
+    checkpoints left as they are: the chain alone breaks at entry 7 or at the next checkpoint,
+    but verify names entry 6, whose leaf in the stored tree no longer matches."""
+    write_entries(runtime, 12)
+    drain(runtime)
+    with runtime.session_factory() as session:
+        assert audit.create_checkpoint(session) is not None
+        session.commit()
+        entries = [audit.entry_dict(e) for e in audit.entries_after(session, after_seq=0,
+                                                                     limit=100)]
+    entries[5]["actor"] = "mallory"
+    last = 6 if rechained == "its own hash" else len(entries)
+    statements, prev = [], entries[4]["hash"]
+    for entry in entries[5:last]:
+        entry["prev_hash"] = prev
+        entry["hash"] = prev = verifier.entry_hash(entry)
+        statements.append(f"UPDATE audit_entries SET actor = '{entry['actor']}', "
+                          f"prev_hash = '{entry['prev_hash']}', hash = 'x{entry['seq']}' "
+                          f"WHERE seq = {entry['seq']}")
+    statements += [f"UPDATE audit_entries SET hash = '{e['hash']}' WHERE seq = {e['seq']}"
+                   for e in entries[5:last]]
+    tamper(runtime.engine, *statements)
+    with runtime.session_factory() as session:
+        result = audit.verify_log(session, signer=runtime.audit_signer)
+    assert not result.ok
+    assert result.first_bad_seq == 6, result.reason
+    assert result.reason is not None
+    assert result.reason.startswith("entry 6 differs from the leaf the sequencer stored")
