@@ -139,23 +139,27 @@ def test_a_sequencer_that_dies_mid_batch_leaves_nothing_behind(
         assert audit.verify_log(session, signer=runtime.audit_signer).ok
 
 
-def rewrite_entry(runtime: Runtime, seq: int) -> None:
+def rewrite_entry(runtime: Runtime, seq: int, *, through: int | None = None,
+                  keep_tree: bool = False) -> None:
     """The attack of issue 18: as the database owner, edit an entry, recompute the chain after
-    it, and delete every checkpoint and the tree, so the service's own checks pass again."""
+    it (up to entry `through`), and delete every checkpoint and the tree (unless `keep_tree`),
+    so the service's own checks pass again."""
     with runtime.session_factory() as session:
         entries = [audit.entry_dict(e) for e in audit.entries_after(session, after_seq=0,
                                                                      limit=10_000)]
     entries[seq - 1]["actor"] = "mallory"
-    statements = ["DELETE FROM audit_checkpoints", "DELETE FROM audit_tree_nodes"]
+    statements = [] if keep_tree else ["DELETE FROM audit_checkpoints",
+                                       "DELETE FROM audit_tree_nodes"]
+    rechained = entries[seq - 1:through]
     prev = entries[seq - 2]["hash"] if seq > 1 else verifier.GENESIS_HASH
-    for entry in entries[seq - 1:]:
+    for entry in rechained:
         entry["prev_hash"] = prev
         entry["hash"] = prev = verifier.entry_hash(entry)
         statements.append(f"UPDATE audit_entries SET actor = '{entry['actor']}', "
                           f"prev_hash = '{entry['prev_hash']}', hash = 'x{entry['seq']}' "
                           f"WHERE seq = {entry['seq']}")
     statements += [f"UPDATE audit_entries SET hash = '{e['hash']}' WHERE seq = {e['seq']}"
-                   for e in entries[seq - 1:]]
+                   for e in rechained]
     tamper(runtime.engine, *statements)
 
 
@@ -456,20 +460,8 @@ def test_verify_names_an_edited_entry_whose_hash_was_recomputed(
     with runtime.session_factory() as session:
         assert audit.create_checkpoint(session) is not None
         session.commit()
-        entries = [audit.entry_dict(e) for e in audit.entries_after(session, after_seq=0,
-                                                                     limit=100)]
-    entries[5]["actor"] = "mallory"
-    last = 6 if rechained == "its own hash" else len(entries)
-    statements, prev = [], entries[4]["hash"]
-    for entry in entries[5:last]:
-        entry["prev_hash"] = prev
-        entry["hash"] = prev = verifier.entry_hash(entry)
-        statements.append(f"UPDATE audit_entries SET actor = '{entry['actor']}', "
-                          f"prev_hash = '{entry['prev_hash']}', hash = 'x{entry['seq']}' "
-                          f"WHERE seq = {entry['seq']}")
-    statements += [f"UPDATE audit_entries SET hash = '{e['hash']}' WHERE seq = {e['seq']}"
-                   for e in entries[5:last]]
-    tamper(runtime.engine, *statements)
+    rewrite_entry(runtime, 6, through=6 if rechained == "its own hash" else None,
+                  keep_tree=True)
     with runtime.session_factory() as session:
         result = audit.verify_log(session, signer=runtime.audit_signer)
     assert not result.ok
