@@ -30,7 +30,6 @@ from sqlalchemy import (
     event,
     insert,
     or_,
-    text,
 )
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError
@@ -344,62 +343,14 @@ def upgrade(url: str, revision: str = "head", *, service_role: str | None = None
 
     command.upgrade(alembic_config(url), revision)
     if service_role is not None:
+        from app.db_roles import grant_roles
+
         engine = make_engine(url, pool_size=1)
         try:
             with engine.begin() as connection:
                 grant_roles(connection, service=service_role, sequencer=sequencer_role)
         finally:
             engine.dispose()
-
-
-# The audit log: only the sequencer adds to it; nobody changes or removes a row.
-AUDIT_LOG = ("audit_entries", "audit_checkpoints", "audit_tree_nodes")
-APPEND_ONLY = ("consent_events",)  # the service may add rows, never change or remove them
-
-
-def _rights(table: str, *, sequencer: bool, service_sequences: bool) -> str:
-    if table in AUDIT_LOG:
-        return "SELECT, INSERT" if sequencer or service_sequences else "SELECT"
-    if table == "audit_pending":  # writers add; only the sequencer takes entries away
-        if sequencer:
-            return "SELECT, DELETE"
-        return "SELECT, INSERT, DELETE" if service_sequences else "SELECT, INSERT"
-    if table == "audit_sequencer":  # its row lock is the sequencer's turn
-        return "SELECT, UPDATE" if sequencer or service_sequences else ""
-    if sequencer:
-        return "SELECT" if table == "alembic_version" else ""
-    if table in APPEND_ONLY:
-        return "SELECT, INSERT"
-    return "SELECT" if table == "alembic_version" else "SELECT, INSERT, UPDATE, DELETE"
-
-
-def grant_roles(connection: Connection, *, service: str, sequencer: str | None = None) -> None:
-    """Grant the service's role read and write on its tables but only SELECT and INSERT on the
-    append-only ones, and no write to the audit log but its queue; the sequencer's role (or,
-    without one, the service's) moves queued entries onto the log. Not owning the tables,
-    neither can ALTER them, switch their triggers off or TRUNCATE them, and
-    `session_replication_role` needs a superuser."""
-    if connection.dialect.name != "postgresql":
-        raise ValueError("database roles are a PostgreSQL feature")
-    quote = connection.dialect.identifier_preparer.quote
-    schema = quote(connection.execute(text("SELECT current_schema()")).scalar_one())
-    database = quote(connection.execute(text("SELECT current_database()")).scalar_one())
-    tables = [row[0] for row in connection.execute(text(
-        "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"))]
-    # a temporary table named like a log table would hide it on that connection
-    connection.execute(text(f"REVOKE TEMPORARY ON DATABASE {database} FROM PUBLIC"))
-    for role, is_sequencer in ((service, False), (sequencer, True)):
-        if role is None:
-            continue
-        name = quote(role)
-        connection.execute(text(f"GRANT USAGE ON SCHEMA {schema} TO {name}"))
-        for table in tables:
-            connection.execute(text(f"REVOKE ALL ON {quote(table)} FROM {name}"))
-            rights = _rights(table, sequencer=is_sequencer, service_sequences=sequencer is None)
-            if rights:
-                connection.execute(text(f"GRANT {rights} ON {quote(table)} TO {name}"))
-        connection.execute(text(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} "
-                                f"TO {name}"))
 
 
 def migration_state(engine: Engine) -> tuple[str | None, str | None]:

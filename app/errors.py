@@ -121,6 +121,13 @@ class AuditWriteFailed(GatewayError):
     status, type, title = 500, "audit-write-failed", "Audit log unavailable"
 
 
+class AuditLogDamaged(GatewayError):
+    """The stored audit log cannot answer: a part of it was tampered with (`pgw audit verify`
+    says which)."""
+
+    status, type, title = 500, "audit-log-damaged", "Audit log damaged"
+
+
 class DatabaseUnavailable(ServiceUnavailable):
     type, title = "database-unavailable", "Database unavailable"
 

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response
@@ -22,9 +25,18 @@ from app.audit.service import Outcome
 from app.auth.guard import Caller, RequireScope
 from app.auth.scopes import Scope
 from app.deps import RuntimeDep, SessionDep, SettingsDep, SignerDep, audit_signer
-from app.errors import Conflict, Invalid, NotFound, ServiceUnavailable, problems
+from app.errors import (
+    AuditLogDamaged,
+    Conflict,
+    Invalid,
+    NotFound,
+    ServiceUnavailable,
+    problems,
+)
 from app.runtime import Runtime
 from app.schemas import IsoDateTime, decode_cursor, encode_cursor
+
+logger = logging.getLogger("pgw.audit")
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 AuditReader = Annotated[Caller, Depends(RequireScope(Scope.AUDIT_READ))]
@@ -141,6 +153,17 @@ def export_audit(session: SessionDep, caller: AuditReader, signer: SignerDep,
     )
 
 
+@contextmanager
+def _tree_read() -> Iterator[None]:
+    """A proof through a node of the stored tree that is gone or garbled: a problem that says
+    so, and an error in the log, not a bare 500."""
+    try:
+        yield
+    except tree.TreeDamaged as exc:
+        logger.error("audit proof refused: %s", exc)
+        raise AuditLogDamaged(f"{exc}; run `pgw audit verify`") from None
+
+
 def _signed_tree(session: Session, runtime: Runtime, size: int | None, *,
                  covering: int = 0, field: str = "tree_size") -> AuditCheckpoint:
     """The signed checkpoint at `size` (the query parameter `field`), or the latest one
@@ -179,7 +202,7 @@ def latest_checkpoint(session: SessionDep, caller: AuditReader, runtime: Runtime
 
 
 @router.get("/entries/{seq}/proof", response_model=InclusionProofOut,
-            responses=problems(NotFound, Conflict, ServiceUnavailable))
+            responses=problems(NotFound, Conflict, ServiceUnavailable, AuditLogDamaged))
 def inclusion_proof(
     session: SessionDep, caller: AuditReader, runtime: RuntimeDep,
     seq: Annotated[int, Path(ge=1, le=MAX_SEQ)],
@@ -193,7 +216,8 @@ def inclusion_proof(
     entry = audit.entries_after(session, after_seq=seq - 1, up_to=seq, limit=1)
     if not entry:
         raise NotFound(f"there is no audit entry {seq}")
-    proof = tree.inclusion_proof(session, seq=seq, size=checkpoint.size)
+    with _tree_read():
+        proof = tree.inclusion_proof(session, seq=seq, size=checkpoint.size)
     audit.record(session, caller=caller, action="audit.read",
                  details={"returned": 1, "proof": "inclusion", "seq": seq})
     return InclusionProofOut(entry=AuditEntryOut(**audit.entry_dict(entry[0])),
@@ -202,7 +226,7 @@ def inclusion_proof(
 
 
 @router.get("/consistency", response_model=ConsistencyProofOut,
-            responses=problems(NotFound, Conflict, ServiceUnavailable))
+            responses=problems(NotFound, Conflict, ServiceUnavailable, AuditLogDamaged))
 def consistency_proof(
     session: SessionDep, caller: AuditReader, runtime: RuntimeDep,
     from_size: int = Query(ge=1, le=MAX_SEQ, description="the size of the checkpoint you kept"),
@@ -217,6 +241,7 @@ def consistency_proof(
     if from_size > checkpoint.size:
         raise Invalid(f"the log has {checkpoint.size} entries in its signed tree",
                       field="from_size")
-    proof = tree.consistency_proof(session, first=from_size, second=checkpoint.size)
+    with _tree_read():
+        proof = tree.consistency_proof(session, first=from_size, second=checkpoint.size)
     return ConsistencyProofOut(from_size=from_size, to_size=checkpoint.size,
                                proof=[p.hex() for p in proof], checkpoint=checkpoint.note or "")

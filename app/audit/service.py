@@ -344,10 +344,17 @@ def verify_log(session: Session, *, signer: Signer | None,
     entries = iter_entries(session)
     if progress is not None:
         entries = _counted(entries, total=head(session)[0], progress=progress)
-    result = verifier.verify(entries, checkpoints, public_key, roots_at=[size])
-    if result.ok and size and result.roots.get(size) != tree.root_at(session, size):
-        result.ok, result.reason = False, (f"the stored Merkle tree of {size} entries does not "
-                                           "match the entries")
+    nodes = tree.NodeCheck(session, size)  # the stored tree: every node proofs are built from
+    result = verifier.verify(entries, checkpoints, public_key, on_nodes=nodes.add)
+    if result.ok and size:
+        damaged = nodes.finish()
+        if damaged is not None:
+            level, idx = damaged
+            first, last = idx * 2**level + 1, min((idx + 1) * 2**level, size)
+            result.ok, result.reason = False, (
+                f"the stored Merkle tree's node at level {level}, index {idx} (over entries "
+                f"{first}-{last}) is missing or does not match the entries, which match the "
+                "signed checkpoints: proofs through it fail; the tree was tampered with")
     if not result.ok:  # an entry edited and its hash (or the whole chain after it) recomputed
         # shows first as the break after it: the leaves the sequencer stored name it
         up_to = result.first_bad_seq or size

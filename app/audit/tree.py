@@ -24,7 +24,7 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, delete, func, select, tuple_
 from sqlalchemy.orm import Session
 
-from app.audit import verifier
+from app.audit import intake, verifier
 from app.audit.models import (
     AuditCheckpoint,
     AuditEntry,
@@ -83,18 +83,74 @@ def _peaks_at(size: int) -> list[NodeKey]:
     return keys
 
 
-def _fetch(session: Session, keys: Iterable[NodeKey]) -> dict[NodeKey, bytes]:
+class TreeDamaged(LookupError):
+    """A node of the stored tree is missing or unreadable: the tree was tampered with."""
+
+
+def _stored(session: Session, keys: Iterable[NodeKey]) -> dict[NodeKey, str]:
+    """The stored hashes (hex, as stored) of those of `keys` the table has."""
     wanted = sorted(set(keys))
-    found: dict[NodeKey, bytes] = {}
+    found: dict[NodeKey, str] = {}
     for start in range(0, len(wanted), 500):
         chunk = wanted[start:start + 500]
         rows = session.execute(select(AuditTreeNode.level, AuditTreeNode.idx, AuditTreeNode.hash)
                                .where(tuple_(AuditTreeNode.level, AuditTreeNode.idx).in_(chunk)))
-        found.update({(level, idx): bytes.fromhex(h) for level, idx, h in rows})
-    missing = [key for key in wanted if key not in found]
-    if missing:
-        raise LookupError(f"the audit tree lacks node {missing[0]}: it was tampered with")
+        found.update({(level, idx): h for level, idx, h in rows})
     return found
+
+
+def _fetch(session: Session, keys: Iterable[NodeKey]) -> dict[NodeKey, bytes]:
+    wanted = set(keys)
+    found = _stored(session, wanted)
+    for key in sorted(wanted):
+        try:
+            node = bytes.fromhex(found[key])
+        except (KeyError, ValueError):
+            raise TreeDamaged(f"the audit tree's node {key} (level, index) is missing or "
+                              "unreadable: it was tampered with") from None
+        if len(node) != 32:
+            raise TreeDamaged(f"the audit tree's node {key} (level, index) is not a hash: it "
+                              "was tampered with")
+    return {key: bytes.fromhex(found[key]) for key in wanted}
+
+
+class NodeCheck:
+    """Compares the nodes of a tree recomputed from the entries (fed in the order the sequencer
+    wrote them, as `verifier.CompactRange.append` makes them) with the stored tree, the nodes
+    inclusion and consistency proofs are built from; `damaged` is the first node (level, index)
+    missing or different."""
+
+    def __init__(self, session: Session, size: int) -> None:
+        self.session, self.size = session, size  # nodes over entries beyond it are not judged
+        self.damaged: NodeKey | None = None
+        self._made: list[tuple[int, int, bytes]] = []
+
+    def add(self, made: Iterable[tuple[int, int, bytes]]) -> None:
+        if self.damaged is None:
+            self._made.extend(node for node in made if (node[1] + 1) << node[0] <= self.size)
+            if len(self._made) >= 2000:
+                self.finish()
+
+    def finish(self) -> NodeKey | None:
+        if self.damaged is None and self._made:
+            self.damaged = self._judge()
+        self._made.clear()
+        return self.damaged
+
+    def _judge(self) -> NodeKey | None:
+        spans: dict[int, tuple[int, int]] = {}
+        for level, idx, _ in self._made:
+            low, high = spans.get(level, (idx, idx))
+            spans[level] = (min(low, idx), max(high, idx))
+        stored: dict[NodeKey, str] = {}
+        for level, (low, high) in spans.items():  # a range a level: cheaper than keys
+            stored.update({(level, idx): h for idx, h in self.session.execute(
+                select(AuditTreeNode.idx, AuditTreeNode.hash).where(
+                    AuditTreeNode.level == level, AuditTreeNode.idx.between(low, high)))})
+        for level, idx, node in self._made:
+            if stored.get((level, idx)) != node.hex():
+                return level, idx
+        return None
 
 
 def first_changed_leaf(session: Session, entries: Iterable[Mapping[str, Any]]) -> int | None:
@@ -188,7 +244,7 @@ def _sequence_queue(session: Session, tree: verifier.CompactRange,
                     nodes: list[dict[str, object]], limit: int,
                     signer: Signer | None) -> str | None:
     """Move committed entries from the queue onto the chain, in the order they were queued."""
-    pending = session.execute(select(*_PENDING.c).order_by(_PENDING.c.id).limit(limit)).all()
+    pending = intake.queued(session, limit)
     if not pending:
         return None
     signed = _signed_beyond(session, tree.size, signer)
@@ -197,14 +253,8 @@ def _sequence_queue(session: Session, tree: verifier.CompactRange,
                           f"checkpoint of {signed}: it was truncated; run `pgw audit verify`")
     prev = _head_at(session, tree.size) if tree.size else verifier.GENESIS_HASH
     entries = []
-    for item in pending:
-        fields: dict[str, object] = {
-            "seq": tree.size + 1, "ts": isoformat(item.ts), "actor": item.actor,
-            "roles": item.roles, "action": item.action, "purpose": item.purpose,
-            "subject_id": item.subject_id, "resource": item.resource, "outcome": item.outcome,
-            "details": item.details, "request_id": item.request_id,
-            "policy_version": item.policy_version, "prev_hash": prev}
-        body = verifier.entry_bytes(fields)  # hashed as a link and as a leaf
+    for item in pending:  # a malformed row becomes a stand-in entry, not a stalled log
+        fields, body = intake.entry(item, seq=tree.size + 1, prev=prev)
         prev = verifier.entry_digest(body)
         entries.append({**fields, "ts": item.ts, "hash": prev})
         _add_leaf(tree, nodes, body)

@@ -21,7 +21,7 @@ import base64
 import hashlib
 import json
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -319,14 +319,16 @@ class Verification:
 
 
 def verify(entries: Iterable[Mapping[str, Any]], checkpoints: Iterable[Mapping[str, Any]],
-           public_key: Ed25519PublicKey | None, *,
-           roots_at: Iterable[int] = ()) -> Verification:
+           public_key: Ed25519PublicKey | None, *, roots_at: Iterable[int] = (),
+           on_nodes: Callable[[list[tuple[int, int, bytes]]], None] | None = None,
+           ) -> Verification:
     """Walk the chain in order; stop at the first entry or checkpoint that does not hold.
 
     `entries` must come in the order the log claims (sequence order); `checkpoints` may come in
     any order. Without a public key, checkpoint heads and roots are still compared with the log.
     The Merkle roots at the sizes in `roots_at` are kept in the result (to compare with a
-    checkpoint an auditor kept from earlier).
+    checkpoint an auditor kept from earlier). `on_nodes` is given each perfect subtree's
+    (level, index, hash) as an entry completes it, to compare with a stored tree.
     """
     by_size: dict[int, Mapping[str, Any]] = {}
     for checkpoint in checkpoints:
@@ -342,7 +344,9 @@ def verify(entries: Iterable[Mapping[str, Any]], checkpoints: Iterable[Mapping[s
         bad = _check_entry(entry, expected_seq, prev)
         if bad is not None:
             return Verification(False, count, prev, expected_seq, bad, len(by_size))
-        tree.append(entry_leaf_hash(entry))
+        made = tree.append(entry_leaf_hash(entry))
+        if on_nodes is not None:
+            on_nodes(made)
         signed = by_size.get(expected_seq)
         if signed is not None:
             bad = _compare_checkpoint(signed, entry, tree.root())

@@ -34,6 +34,9 @@ REWRITES = [
     "DELETE FROM audit_tree_nodes",
     "UPDATE audit_tree_nodes SET hash = 'x'",
     "UPDATE audit_pending SET actor = 'mallory'",
+    # an id of one's own would put an entry before others committed earlier
+    "INSERT INTO audit_pending (id, ts, actor, roles, action, outcome, details) "
+    "VALUES (-1000, now(), 'x', '[]', 'x', 'allowed', '{}')",
     "DELETE FROM consent_events",
     "DROP TABLE audit_entries",
     "CREATE TRIGGER t BEFORE INSERT ON audit_entries FOR EACH ROW "

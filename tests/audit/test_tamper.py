@@ -114,3 +114,35 @@ def test_postgres_refuses_truncate(logged: Runtime, dialect: str, statement: str
         pytest.skip("TRUNCATE exists only on PostgreSQL")
     with pytest.raises(Exception, match="append-only"), logged.engine.begin() as conn:
         conn.execute(text(statement))
+
+
+
+@pytest.mark.parametrize(("statements", "node", "seq", "refused"), [
+    (["DELETE FROM audit_tree_nodes WHERE level = 0 AND idx = 4"], (0, 4), 6, True),
+    ([f"UPDATE audit_tree_nodes SET hash = '{HASH}' WHERE level = 0 AND idx = 8"], (0, 8), 10,
+     False),
+    (["UPDATE audit_tree_nodes SET hash = 'x' WHERE level = 1 AND idx = 1"], (1, 1), 1, True),
+    ([f"UPDATE audit_tree_nodes SET hash = '{HASH}' WHERE level = 2 AND idx = 0"], (2, 0), 5,
+     False),
+], ids=["leaf-gone", "leaf-forged", "node-garbled", "node-forged"])
+def test_a_damaged_stored_tree_is_named_by_verify_and_its_proofs_refused(
+        logged: Runtime, live: LiveServer, statements: list[str], node: tuple[int, int],
+        seq: int, refused: bool, capsys: pytest.CaptureFixture[str]) -> None:
+    """The entries match the signed checkpoints, but a node proofs are built from does not:
+    verify names the node, and a proof through a node gone or garbled is a problem that says
+    so, not a bare 500 (a well-formed wrong hash is served, and the proof fails offline)."""
+    tamper(logged.engine, *statements)
+    body = verify_api(live)
+    assert body["ok"] is False
+    assert f"node at level {node[0]}, index {node[1]}" in str(body["reason"])
+    code, out = verify_cli(capsys)
+    assert code == 1
+    assert f"node at level {node[0]}, index {node[1]}" in out
+    response = live.client(make_token()).get(f"/v1/audit/entries/{seq}/proof",
+                                              params={"tree_size": 12})
+    if refused:
+        assert response.status_code == 500
+        assert response.json()["type"] == "urn:pgw:problem:audit-log-damaged"
+        assert "tampered" in response.json()["detail"]
+    else:
+        assert response.status_code == 200
