@@ -63,12 +63,15 @@ def _progress(args: argparse.Namespace) -> Callable[[int, int], None] | None:
 
 
 def _check_proof(args: argparse.Namespace, settings: Settings) -> int:
-    if args.what == "consistency" and len(args.checkpoint) != 1:
-        print("pgw: a consistency proof needs the --checkpoint you kept", file=sys.stderr)  # noqa: T201
+    problem = verifier.misused_option(args.what, checkpoints=len(args.checkpoint),
+                                      against=args.against is not None,
+                                      witnesses=bool(args.witness))
+    if problem is not None:
+        print(f"pgw: {problem}", file=sys.stderr)  # noqa: T201
         return 2
     try:
         return verifier.run(args)
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, OSError) as exc:
         print(f"FAILED: {exc}")  # noqa: T201
         return 1
 
