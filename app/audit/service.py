@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import event, func, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -335,16 +336,19 @@ def head(session: Session) -> tuple[int, str]:
 
 
 def verify_log(session: Session, *, signer: Signer | None,
+               public_key: Ed25519PublicKey | None = None, roots_at: Iterable[int] = (),
                progress: Callable[[int, int], None] | None = None) -> verifier.Verification:
     """Recompute the chain and the tree from the entries; compare them with every checkpoint
-    and with the tree the sequencer stored."""
+    (signed with `public_key`, by default the signer's) and with the tree the sequencer stored.
+    The roots recomputed at the sizes in `roots_at` are kept in the result."""
     checkpoints = [checkpoint_dict(c) for c in session.scalars(select(AuditCheckpoint))]
-    public_key = signer.public_key if signer is not None else None
+    if public_key is None and signer is not None:
+        public_key = signer.public_key
     size = tree.tree_size(session)
     entries = iter_entries(session)
     if progress is not None:
         entries = _counted(entries, total=head(session)[0], progress=progress)
-    result = verifier.verify(entries, checkpoints, public_key, roots_at=[size])
+    result = verifier.verify(entries, checkpoints, public_key, roots_at=[size, *roots_at])
     if result.ok and size and result.roots.get(size) != tree.root_at(session, size):
         result.ok, result.reason = False, (f"the stored Merkle tree of {size} entries does not "
                                            "match the entries")

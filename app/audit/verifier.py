@@ -672,6 +672,15 @@ def _witnessed(note: Note, witnesses: Sequence[str]) -> Note:
     return note
 
 
+def read_kept(path: Path, public_key: Ed25519PublicKey, witnesses: Sequence[str]) -> Note:
+    """A checkpoint the auditor kept: signed with the log's key, co-signed by every witness
+    named (NAME=PEM)."""
+    note = _witnessed(parse_note(path.read_text(encoding="utf-8")), witnesses)
+    if not any_signature_by(note, public_key):
+        raise ValueError(f"the checkpoint you kept ({path}) is not signed by this key")
+    return note
+
+
 def run(args: argparse.Namespace) -> int:
     public_key = _public_key(args.public_key)
     witnesses = getattr(args, "witness", None) or []
