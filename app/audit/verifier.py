@@ -347,6 +347,11 @@ def verify(entries: Iterable[Mapping[str, Any]], checkpoints: Iterable[Mapping[s
         if signed is not None:
             bad = _compare_checkpoint(signed, entry, tree.root())
             if bad is not None:
+                held = max((size for size in by_size if size < expected_seq), default=0)
+                if held + 1 < expected_seq:  # which of them: the checkpoint cannot say
+                    return Verification(False, count, prev, None,
+                                        _changed_between(held, expected_seq, bad),
+                                        len(by_size))
                 return Verification(False, count, prev, expected_seq, bad, len(by_size))
         if expected_seq in wanted:
             roots[expected_seq] = tree.root()
@@ -390,6 +395,17 @@ def _compare_checkpoint(signed: Mapping[str, Any], entry: Mapping[str, Any],
     if signed.get("root") is not None and signed["root"] != root.hex():
         return f"the tree of {seq} entries does not match the root of its signed checkpoint"
     return None
+
+
+def _changed_between(held: int, size: int, bad: str) -> str:
+    """The chain holds and matched the checkpoint at `held` (0: none), not the one at `size`:
+    an entry between was changed and the chain recomputed after it. The entries carry nothing
+    that says which; an older copy of them, or the tree the live log stored, does."""
+    still = f" (the checkpoint at size {held} still holds)" if held else ""
+    return (f"{bad}: the first entry that differs from what was signed is one of entries "
+            f"{held + 1} to {size}{still}, changed with the hash chain recomputed after it; "
+            "the checkpoints cannot say which. --against an older export names it, and so does "
+            "`pgw audit verify` on the live log while its stored Merkle tree is intact")
 
 
 def _check_entry(entry: Mapping[str, Any], expected_seq: int, prev: str) -> str | None:

@@ -66,9 +66,12 @@ def cosigned(note: str, *, name: str = "w", signer: Signer = WITNESS) -> str:
     return note + verifier.cosignature_line(name, signer.public_key, 1_700_000_000, signature)
 
 
-def write_export(path: Path, entries: list[dict[str, Any]], sizes: list[int]) -> Path:
+def write_export(path: Path, entries: list[dict[str, Any]], sizes: list[int], *,
+                 signed: list[dict[str, Any]] | None = None) -> Path:
+    """An export of `entries` with checkpoints at `sizes`, signed over `signed` (by default the
+    same entries)."""
     lines = [export.header_line(size=len(entries), head=entries[-1]["hash"], key_id=LOG.key_id)]
-    lines += [export.checkpoint_line(make_checkpoint(entries, size)) for size in sizes]
+    lines += [export.checkpoint_line(make_checkpoint(signed or entries, size)) for size in sizes]
     lines += [export.entry_line(entry) for entry in entries]
     path.write_text("".join(lines))
     return path
@@ -232,3 +235,42 @@ def test_a_proof_that_is_not_json_says_so(tmp_path: Path, keys: dict[str, Path],
     proof.write_text("<html>502 Bad Gateway</html>")
     assert run_verifier("inclusion", str(proof), "--public-key", str(keys["log"])) == 1
     assert capsys.readouterr().out == "FAILED: the inclusion proof is not JSON\n"
+
+
+def rechained(entries: list[dict[str, Any]], seq: int) -> list[dict[str, Any]]:
+    """`entries` with entry `seq` edited and the hash chain recomputed after it."""
+    changed = [dict(entry) for entry in entries]
+    changed[seq - 1]["actor"] = "mallory"
+    prev = changed[seq - 2]["hash"] if seq > 1 else verifier.GENESIS_HASH
+    for entry in changed[seq - 1:]:
+        entry["prev_hash"] = prev
+        entry["hash"] = prev = verifier.entry_hash(entry)
+    return changed
+
+
+def test_an_export_names_the_range_an_entry_rewritten_with_its_chain_lies_in(
+        tmp_path: Path, keys: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """Entry 6 edited and the chain recomputed, checkpoints at 4, 8 and 12 kept: an export has
+    no tree, so the checkpoint at 8 is where it shows. Before, `first bad sequence number 8`."""
+    signed = make_entries(12)
+    older = write_export(tmp_path / "older.jsonl", signed[:7], [4, 7])
+    log = write_export(tmp_path / "log.jsonl", rechained(signed, 6), [4, 8, 12], signed=signed)
+    assert run_verifier("export", str(log), "--public-key", str(keys["log"])) == 1
+    assert capsys.readouterr().out == (
+        "TAMPERED: entry 8 does not match the signed checkpoint at that size: the first entry "
+        "that differs from what was signed is one of entries 5 to 8 (the checkpoint at size 4 "
+        "still holds), changed with the hash chain recomputed after it; the checkpoints cannot "
+        "say which. --against an older export names it, and so does `pgw audit verify` on the "
+        "live log while its stored Merkle tree is intact\n")
+    assert run_verifier("export", str(log), "--public-key", str(keys["log"]), "--against",
+                        str(older)) == 1
+    assert capsys.readouterr().out.startswith("TAMPERED: first bad sequence number 6: ")
+
+
+def test_a_checkpoint_right_after_the_last_one_that_holds_names_its_entry(
+        tmp_path: Path, keys: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    signed = make_entries(8)
+    log = write_export(tmp_path / "log.jsonl", rechained(signed, 8), [7, 8], signed=signed)
+    assert run_verifier("export", str(log), "--public-key", str(keys["log"])) == 1
+    assert capsys.readouterr().out == ("TAMPERED: first bad sequence number 8: entry 8 does not "
+                                       "match the signed checkpoint at that size\n")
