@@ -28,32 +28,62 @@ def _report(result: Verification) -> int:
         print(f"OK: {result.entries} entries, {result.checkpoints} checkpoints, "  # noqa: T201
               f"head {result.head}")
         return 0
-    print(f"TAMPERED: first bad sequence number {result.first_bad_seq}: "  # noqa: T201
-          f"{result.reason}")
+    where = "" if result.first_bad_seq is None else \
+        f"first bad sequence number {result.first_bad_seq}: "
+    print(f"TAMPERED: {where}{result.reason}")  # noqa: T201
     return 1
 
 
 def _verify(args: argparse.Namespace, settings: Settings) -> int:
-    if args.file is not None:
-        if args.public_key is None:
-            print("pgw: --file needs --public-key", file=sys.stderr)  # noqa: T201
-            return 2
-        try:
+    problem = verifier.misused_option("export", checkpoints=len(args.checkpoint),
+                                      against=args.against is not None,
+                                      witnesses=bool(args.witness))
+    if args.file is not None and args.public_key is None:
+        problem = "--file needs --public-key"
+    if args.file is not None and args.progress:
+        problem = "--progress is for the live log; an export is read without one"
+    if problem is not None:
+        print(f"pgw: {problem}", file=sys.stderr)  # noqa: T201
+        return 2
+    try:
+        if args.file is not None:
             return verifier.run(argparse.Namespace(
                 what="export", file=args.file, public_key=args.public_key,
                 checkpoint=args.checkpoint, against=args.against, witness=args.witness))
-        except (verifier.ExportFormatError, verifier.NoteError) as exc:
-            print(f"TAMPERED: {exc}")  # noqa: T201
-            return 1
-        except ValueError as exc:
-            print(f"FAILED: {exc}")  # noqa: T201
-            return 1
-    with opened(settings) as runtime:
-        with runtime.transaction() as session:
-            audit.catch_up(session)
-        with runtime.read_session_factory() as session:
-            return _report(audit.verify_log(session, signer=runtime.audit_signer,
-                                            progress=_progress(args)))
+        with opened(settings) as runtime:
+            return _verify_live(args, runtime)
+    except (verifier.ExportFormatError, verifier.NoteError) as exc:
+        print(f"TAMPERED: {exc}")  # noqa: T201
+        return 1
+    except (ValueError, OSError) as exc:
+        print(f"FAILED: {exc}")  # noqa: T201
+        return 1
+
+
+def _verify_live(args: argparse.Namespace, runtime: Runtime) -> int:
+    """The database's log, held against the checkpoints and the older export the auditor kept,
+    as an export would be."""
+    public_key = runtime.audit_signer.public_key if runtime.audit_signer is not None else None
+    if args.public_key is not None:
+        public_key = load_public_key(args.public_key.read_bytes())
+    kept: list[verifier.Note] = []
+    if public_key is not None:
+        kept = [verifier.read_kept(path, public_key, args.witness) for path in args.checkpoint]
+    elif args.checkpoint or args.against:
+        print("pgw: --checkpoint and --against need the log's public key (--public-key; the "  # noqa: T201
+              f"gateway's own is unusable: {'; '.join(runtime.key_problems)})", file=sys.stderr)
+        return 2
+    with runtime.transaction() as session:
+        audit.catch_up(session)
+    with runtime.read_session_factory() as session:
+        result = audit.verify_log(session, signer=runtime.audit_signer, public_key=public_key,
+                                  roots_at=[note.size for note in kept],
+                                  progress=_progress(args))
+        result = verifier.hold_to_kept(result, kept)
+        if args.against is not None and public_key is not None:
+            result = verifier.against_older(result, args.against, audit.iter_entries(session),
+                                            public_key)
+    return _report(result)
 
 
 def _progress(args: argparse.Namespace) -> Callable[[int, int], None] | None:
@@ -63,12 +93,15 @@ def _progress(args: argparse.Namespace) -> Callable[[int, int], None] | None:
 
 
 def _check_proof(args: argparse.Namespace, settings: Settings) -> int:
-    if args.what == "consistency" and len(args.checkpoint) != 1:
-        print("pgw: a consistency proof needs the --checkpoint you kept", file=sys.stderr)  # noqa: T201
+    problem = verifier.misused_option(args.what, checkpoints=len(args.checkpoint),
+                                      against=args.against is not None,
+                                      witnesses=bool(args.witness))
+    if problem is not None:
+        print(f"pgw: {problem}", file=sys.stderr)  # noqa: T201
         return 2
     try:
         return verifier.run(args)
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, OSError) as exc:
         print(f"FAILED: {exc}")  # noqa: T201
         return 1
 
@@ -165,13 +198,18 @@ def register(commands: Any) -> None:
 
     verify = sub.add_parser("verify", help="verify the configured database, or an export file")
     verify.add_argument("--file", type=Path, help="an export made by `pgw audit export`")
-    verify.add_argument("--public-key", type=Path, help="PEM public key (with --file)")
+    verify.add_argument("--public-key", type=Path,
+                        help="the log's PEM public key (needed with --file; live, instead of "
+                             "the gateway's own)")
     verify.add_argument("--checkpoint", type=Path, action="append", default=[],
-                        help="a checkpoint (signed note) you kept from earlier (with --file)")
+                        help="a checkpoint (signed note) you kept from earlier: the log must "
+                             "extend it")
     verify.add_argument("--against", type=Path,
-                        help="an older export, to name the first entry that differs")
+                        help="an older export: the log must begin with its entries (names the "
+                             "first entry that differs)")
     verify.add_argument("--witness", action="append", default=[], metavar="NAME=PEM",
-                        help="a witness that must have co-signed each kept checkpoint")
+                        help="a witness that must have co-signed each kept checkpoint "
+                             "(needs --checkpoint)")
     verify.set_defaults(handler=_verify)
 
     proof = sub.add_parser("check-proof", help="check an inclusion or consistency proof "

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import event, func, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -335,26 +336,21 @@ def head(session: Session) -> tuple[int, str]:
 
 
 def verify_log(session: Session, *, signer: Signer | None,
+               public_key: Ed25519PublicKey | None = None, roots_at: Iterable[int] = (),
                progress: Callable[[int, int], None] | None = None) -> verifier.Verification:
     """Recompute the chain and the tree from the entries; compare them with every checkpoint
-    and with the tree the sequencer stored."""
+    (signed with `public_key`, by default the signer's) and with the tree the sequencer stored.
+    The roots recomputed at the sizes in `roots_at` are kept in the result."""
     checkpoints = [checkpoint_dict(c) for c in session.scalars(select(AuditCheckpoint))]
-    public_key = signer.public_key if signer is not None else None
+    if public_key is None and signer is not None:
+        public_key = signer.public_key
     size = tree.tree_size(session)
     entries = iter_entries(session)
     if progress is not None:
         entries = _counted(entries, total=head(session)[0], progress=progress)
     nodes = tree.NodeCheck(session, size)  # the stored tree: every node proofs are built from
-    result = verifier.verify(entries, checkpoints, public_key, on_nodes=nodes.add)
-    if result.ok and size:
-        damaged = nodes.finish()
-        if damaged is not None:
-            level, idx = damaged
-            first, last = idx * 2**level + 1, min((idx + 1) * 2**level, size)
-            result.ok, result.reason = False, (
-                f"the stored Merkle tree's node at level {level}, index {idx} (over entries "
-                f"{first}-{last}) is missing or does not match the entries, which match the "
-                "signed checkpoints: proofs through it fail; the tree was tampered with")
+    result = verifier.verify(entries, checkpoints, public_key, roots_at=roots_at,
+                             on_nodes=nodes.add)
     if not result.ok:  # an entry edited and its hash (or the whole chain after it) recomputed
         # shows first as the break after it: the leaves the sequencer stored name it
         up_to = result.first_bad_seq or size
@@ -363,6 +359,13 @@ def verify_log(session: Session, *, signer: Signer | None,
             result.first_bad_seq = changed
             result.reason = (f"entry {changed} differs from the leaf the sequencer stored for "
                              f"it; then: {result.reason}")
+    elif size and (damaged := nodes.finish()) is not None:  # the entries hold, the tree not
+        level, idx = damaged
+        first, last = idx * 2**level + 1, min((idx + 1) * 2**level, size)
+        result.ok, result.reason = False, (
+            f"the stored Merkle tree's node at level {level}, index {idx} (over entries "
+            f"{first}-{last}) is missing or does not match the entries, which match the signed "
+            "checkpoints: proofs through it fail; the tree was tampered with")
     return result
 
 

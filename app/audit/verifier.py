@@ -351,6 +351,11 @@ def verify(entries: Iterable[Mapping[str, Any]], checkpoints: Iterable[Mapping[s
         if signed is not None:
             bad = _compare_checkpoint(signed, entry, tree.root())
             if bad is not None:
+                held = max((size for size in by_size if size < expected_seq), default=0)
+                if held + 1 < expected_seq:  # which of them: the checkpoint cannot say
+                    return Verification(False, count, prev, None,
+                                        _changed_between(held, expected_seq, bad),
+                                        len(by_size))
                 return Verification(False, count, prev, expected_seq, bad, len(by_size))
         if expected_seq in wanted:
             roots[expected_seq] = tree.root()
@@ -394,6 +399,17 @@ def _compare_checkpoint(signed: Mapping[str, Any], entry: Mapping[str, Any],
     if signed.get("root") is not None and signed["root"] != root.hex():
         return f"the tree of {seq} entries does not match the root of its signed checkpoint"
     return None
+
+
+def _changed_between(held: int, size: int, bad: str) -> str:
+    """The chain holds and matched the checkpoint at `held` (0: none), not the one at `size`:
+    an entry between was changed and the chain recomputed after it. The entries carry nothing
+    that says which; an older copy of them, or the tree the live log stored, does."""
+    still = f" (the checkpoint at size {held} still holds)" if held else ""
+    return (f"{bad}: the first entry that differs from what was signed is one of entries "
+            f"{held + 1} to {size}{still}, changed with the hash chain recomputed after it; "
+            "the checkpoints cannot say which. --against an older export names it, and so does "
+            "`pgw audit verify` on the live log while its stored Merkle tree is intact")
 
 
 def _check_entry(entry: Mapping[str, Any], expected_seq: int, prev: str) -> str | None:
@@ -466,6 +482,14 @@ def verify_export(lines: Iterable[str], public_key: Ed25519PublicKey, *,
                        "not covered by a signed checkpoint")
     if (header.get("entries"), header.get("head")) != (result.entries, result.head):
         return _failed(result, None, "the header does not describe the entries that follow")
+    return hold_to_kept(result, kept)
+
+
+def hold_to_kept(result: Verification, kept: Sequence[Note]) -> Verification:
+    """A verified log, held against the checkpoints an auditor kept: it must extend each (the
+    Merkle roots at their sizes, recomputed from the entries, were asked for with `roots_at`)."""
+    if not result.ok:
+        return result
     for note in kept:
         if note.size > result.entries:
             return _failed(result, result.entries + 1, f"log truncated: the checkpoint you kept "
@@ -490,20 +514,20 @@ def first_difference(old: Iterable[Mapping[str, Any]],
     return None
 
 
-def against_older(result: Verification, older: Path, newer: Path,
+def against_older(result: Verification, older: Path, newer: Iterable[Mapping[str, Any]],
                   public_key: Ed25519PublicKey) -> Verification:
-    """Hold the newer export's `result` against an older export the auditor kept. The older one
-    must verify on its own (its signed checkpoints were then the log's word), and the log must
-    begin with exactly its entries: any entry changed, removed or missing since is named, the
-    first of them, whether or not the newer export verifies on its own (a log rewritten and
-    signed again does)."""
+    """Hold the `result` of the `newer` entries (an export's, or the live log's) against an
+    older export the auditor kept. The older one must verify on its own (its signed checkpoints
+    were then the log's word), and the log must begin with exactly its entries: any entry
+    changed, removed or missing since is named, the first of them, whether or not the newer log
+    verifies on its own (a log rewritten and signed again does)."""
     with older.open(encoding="utf-8") as lines:
         before = verify_export(lines, public_key)
     if not before.ok:
         raise ExportFormatError(f"the older export ({older}) does not verify itself: "
                                 f"{before.reason}")
-    with older.open(encoding="utf-8") as old, newer.open(encoding="utf-8") as new:
-        seq = first_difference(read_export(old)[2], read_export(new)[2])
+    with older.open(encoding="utf-8") as old:
+        seq = first_difference(read_export(old)[2], newer)
     if seq is None:
         return result
     if result.ok:
@@ -552,12 +576,60 @@ def _parse(line: str, number: int) -> dict[str, Any]:
 
 # --- proofs as served by GET /v1/audit/entries/{seq}/proof and /v1/audit/consistency ----------
 
-def check_inclusion_proof(document: Mapping[str, Any], public_key: Ed25519PublicKey) -> str:
-    """Check an inclusion proof document; returns a one-line verdict or raises ValueError."""
+# what each proof document holds, and of which JSON type (as the gateway serves them)
+PROOF_FIELDS: dict[str, dict[str, type]] = {
+    "inclusion": {"entry": dict, "tree_size": int, "proof": list, "checkpoint": str},
+    "consistency": {"proof": list, "checkpoint": str},
+}
+PROBLEM_MEMBERS = ("type", "title", "status", "detail")  # RFC 9457: the gateway's refusal
+JSON_KINDS = {dict: "a JSON object", int: "an integer", list: "a list of hex strings",
+              str: "a string"}
+
+
+def proof_document(text: str, what: str) -> dict[str, Any]:
+    """The `what` ("inclusion" or "consistency") proof in `text`, or a ValueError that says
+    what is wrong with it, and what the gateway said when the file holds its refusal."""
+    try:
+        document = json.loads(text)
+    except ValueError:
+        raise ValueError(f"the {what} proof is not JSON") from None
+    if not isinstance(document, dict):
+        raise ValueError(f"the {what} proof is not a JSON object")
+    _check_proof_fields(document, what)
+    return document
+
+
+def _check_proof_fields(document: Mapping[str, Any], what: str) -> None:
+    fields = PROOF_FIELDS[what]
+    missing = [name for name in fields if name not in document]
+    if missing and any(name in document for name in PROBLEM_MEMBERS):
+        said = ": ".join(str(document[name]) for name in ("title", "detail") if name in document)
+        raise ValueError(f"the gateway refused: this file holds its answer (HTTP "
+                         f"{document.get('status', '?')}: {said}), not a proof")
+    if missing:
+        raise ValueError(f"the {what} proof has no {', '.join(missing)} (it should have "
+                         f"{', '.join(fields)})")
+    for name, kind in fields.items():
+        value = document[name]
+        if not isinstance(value, kind) or isinstance(value, bool) or \
+                (name == "proof" and not all(isinstance(h, str) for h in document[name])):
+            raise ValueError(f"the {what} proof's {name} is not {JSON_KINDS[kind]}")
+
+
+def check_inclusion_proof(document: Mapping[str, Any], public_key: Ed25519PublicKey, *,
+                          kept: Note | None = None) -> str:
+    """Check an inclusion proof document; returns a one-line verdict or raises ValueError.
+    With the checkpoint an auditor `kept`, the proof must be against that very tree."""
+    _check_proof_fields(document, "inclusion")
     note = parse_note(document["checkpoint"])
     if not any_signature_by(note, public_key):
         raise ValueError("the checkpoint is not signed by this key")
     entry = document["entry"]
+    missing = [name for name in (*ENTRY_FIELDS, "hash") if name not in entry]
+    if missing:
+        raise ValueError(f"the inclusion proof's entry has no {', '.join(missing)}")
+    if kept is not None:
+        _same_tree(note, kept, public_key, entry.get("seq"))
     if entry_hash(entry) != entry.get("hash"):
         raise ValueError(f"entry {entry.get('seq')} was altered (hash does not match)")
     proof = [bytes.fromhex(h) for h in document["proof"]]
@@ -566,7 +638,23 @@ def check_inclusion_proof(document: Mapping[str, Any], public_key: Ed25519Public
         raise ValueError(f"entry {entry.get('seq')} is not in the signed tree of size "
                          f"{note.size}")
     return f"OK: entry {entry['seq']} is in the log of {note.size} entries signed by " \
-           f"{note.origin}"
+           f"{note.origin}" + ("" if kept is None else ", the tree of the checkpoint you kept")
+
+
+def _same_tree(note: Note, kept: Note, public_key: Ed25519PublicKey, seq: Any) -> None:
+    if not any_signature_by(kept, public_key):
+        raise ValueError(f"the checkpoint you kept (size {kept.size}) is not signed by this key")
+    if note.size != kept.size:
+        raise ValueError(
+            f"the proof is against the tree of {note.size} entries, the checkpoint you kept is "
+            f"of {kept.size}: an inclusion proof alone cannot show that one extends the other. "
+            f"Fetch the proof in the tree you kept (/v1/audit/entries/{seq}/proof?tree_size="
+            f"{kept.size}, if the entry is in it), or check that the proof's tree extends "
+            f"yours (/v1/audit/consistency?from_size={kept.size}&to_size={note.size}, then "
+            "`consistency` with --checkpoint)")
+    if (note.origin, note.root) != (kept.origin, kept.root):
+        raise ValueError(f"the proof's checkpoint and the one you kept are two different trees "
+                         f"of {note.size} entries: the log was rewritten")
 
 
 def check_consistency_proof(old: Note, new: Note, proof_hex: Sequence[str],
@@ -604,16 +692,26 @@ def _witnessed(note: Note, witnesses: Sequence[str]) -> Note:
     return note
 
 
+def read_kept(path: Path, public_key: Ed25519PublicKey, witnesses: Sequence[str]) -> Note:
+    """A checkpoint the auditor kept: signed with the log's key, co-signed by every witness
+    named (NAME=PEM)."""
+    note = _witnessed(parse_note(path.read_text(encoding="utf-8")), witnesses)
+    if not any_signature_by(note, public_key):
+        raise ValueError(f"the checkpoint you kept ({path}) is not signed by this key")
+    return note
+
+
 def run(args: argparse.Namespace) -> int:
     public_key = _public_key(args.public_key)
     witnesses = getattr(args, "witness", None) or []
+    kept = [_witnessed(parse_note(p.read_text(encoding="utf-8")), witnesses)
+            for p in args.checkpoint]
     if args.what == "export":
-        kept = [_witnessed(parse_note(p.read_text(encoding="utf-8")), witnesses)
-                for p in args.checkpoint]
         with args.file.open(encoding="utf-8") as lines:
             result = verify_export(lines, public_key, kept=kept)
         if args.against is not None:
-            result = against_older(result, args.against, args.file, public_key)
+            with args.file.open(encoding="utf-8") as lines:
+                result = against_older(result, args.against, read_export(lines)[2], public_key)
         if result.ok:
             print(f"OK: {result.entries} entries, {result.checkpoints} checkpoints, "  # noqa: T201
                   f"root {result.root}")
@@ -622,14 +720,29 @@ def run(args: argparse.Namespace) -> int:
             f"first bad sequence number {result.first_bad_seq}: "
         print(f"TAMPERED: {where}{result.reason}")  # noqa: T201
         return 1
+    document = proof_document(args.file.read_text(encoding="utf-8"), args.what)
     if args.what == "inclusion":
-        print(check_inclusion_proof(json.loads(args.file.read_text()), public_key))  # noqa: T201
+        print(check_inclusion_proof(document, public_key,  # noqa: T201
+                                    kept=kept[0] if kept else None))
         return 0
-    document = json.loads(args.file.read_text())
-    old = _witnessed(parse_note(args.checkpoint[0].read_text(encoding="utf-8")), witnesses)
     new = parse_note(document["checkpoint"])
-    print(check_consistency_proof(old, new, document["proof"], public_key))  # noqa: T201
+    print(check_consistency_proof(kept[0], new, document["proof"], public_key))  # noqa: T201
     return 0
+
+
+def misused_option(what: str, *, checkpoints: int, against: bool, witnesses: bool) -> str | None:
+    """Why this combination of options cannot be honoured (an option is never accepted and then
+    ignored), or None. `what` is export, inclusion or consistency."""
+    if witnesses and not checkpoints:
+        return ("--witness needs --checkpoint: a witness vouches for the checkpoint you kept "
+                "(take it from the witness's directory)")
+    if what == "consistency" and checkpoints != 1:
+        return "consistency needs exactly one --checkpoint you kept"
+    if what == "inclusion" and checkpoints > 1:
+        return "inclusion takes at most one --checkpoint (the tree the proof must be in)"
+    if what != "export" and against:
+        return f"--against compares two exports; it does not apply to {what} proofs"
+    return None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -638,20 +751,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", type=Path, help="the export (JSON Lines) or proof (JSON)")
     parser.add_argument("--public-key", type=Path, required=True, help="the log's PEM key")
     parser.add_argument("--checkpoint", type=Path, action="append", default=[],
-                        help="a checkpoint (signed note) you kept from earlier")
+                        help="a checkpoint (signed note) you kept from earlier: the export "
+                             "must extend it, an inclusion proof be in its tree, a "
+                             "consistency proof start from it")
     parser.add_argument("--against", type=Path,
-                        help="an older export you kept: the log must begin with its entries "
-                             "(names the first entry that differs)")
+                        help="(export) an older export you kept: the log must begin with its "
+                             "entries (names the first entry that differs)")
     parser.add_argument("--witness", action="append", default=[], metavar="NAME=PEM",
-                        help="a witness that must have co-signed each kept checkpoint")
+                        help="a witness that must have co-signed each kept checkpoint "
+                             "(needs --checkpoint)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Verify a privacy-gateway audit log offline.")
     add_arguments(parser)
     args = parser.parse_args(argv)
-    if args.what == "consistency" and len(args.checkpoint) != 1:
-        parser.error("consistency needs exactly one --checkpoint you kept")
+    problem = misused_option(args.what, checkpoints=len(args.checkpoint),
+                             against=args.against is not None, witnesses=bool(args.witness))
+    if problem is not None:
+        parser.error(problem)
     try:
         return run(args)
     except (ValueError, KeyError, TypeError, OSError) as exc:

@@ -40,6 +40,10 @@ logger = logging.getLogger("pgw.audit.witness")
 class Refused(Exception):
     """The log's new checkpoint is not an append-only extension of the one witnessed before."""
 
+    def __init__(self, reason: str, checkpoint: str = "") -> None:
+        super().__init__(reason)
+        self.checkpoint = checkpoint  # the refused note, as the gateway served it
+
 
 @dataclass(frozen=True)
 class Witness:
@@ -74,11 +78,14 @@ class Witness:
         """Fetch the latest checkpoint, check it, co-sign and store it; returns it."""
         text = self._get("/v1/audit/checkpoint").decode()
         new = verifier.parse_note(text)
-        if not verifier.any_signature_by(new, self.log_key):
-            raise Refused("the checkpoint is not signed by the log's key")
-        old = self.last_seen()
-        if old is not None:
-            self._check_extends(old, new)
+        try:
+            if not verifier.any_signature_by(new, self.log_key):
+                raise Refused("the checkpoint is not signed by the log's key")
+            old = self.last_seen()
+            if old is not None:
+                self._check_extends(old, new)
+        except Refused as exc:
+            raise Refused(str(exc), text) from None
         return self._cosign(new)
 
     def _check_extends(self, old: verifier.Note, new: verifier.Note) -> None:
@@ -125,10 +132,19 @@ class Witness:
         _write(history / f"{note.size:012d}.note", text.encode())
         return verifier.parse_note(text)
 
-    def refuse(self, reason: str) -> None:
+    def refuse(self, refusal: Refused) -> None:
+        """Keep the evidence of a refusal, once per refused checkpoint: a refusal that lasts is
+        seen again at every poll, and would otherwise fill the directory."""
+        last = self.state_dir / LAST_REFUSED_FILE
+        if refusal.checkpoint and last.exists() and \
+                last.read_text(encoding="utf-8") == refusal.checkpoint:
+            logger.info("witness still refuses the checkpoint it refused before: %s", refusal)
+            return
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        _write(self.state_dir / f"refused-{stamp}.txt", reason.encode())
-        logger.error("witness refused a checkpoint: %s", reason)
+        _write(self.state_dir / f"refused-{stamp}.txt",
+               f"{refusal}\n\n{refusal.checkpoint}".encode())
+        _write(last, refusal.checkpoint.encode())
+        logger.error("witness refused a checkpoint: %s", refusal)
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -144,6 +160,7 @@ def _write(path: Path, data: bytes) -> None:
 
 
 PUBLIC_KEY_FILE = "witness-public.pem"  # in the state directory: what auditors' --witness takes
+LAST_REFUSED_FILE = "last-refused.note"  # the checkpoint of the latest refusal kept
 
 
 def open_witness(*, name: str, key_file: Path, log_key: Ed25519PublicKey, state_dir: Path,
@@ -181,7 +198,7 @@ def run(witness: Witness, *, once: bool, interval: float) -> int:
                 logger.info("witnessed checkpoint", extra={"size": note.size})
             size = note.size
         except Refused as exc:
-            witness.refuse(str(exc))
+            witness.refuse(exc)
             refused = True
         except (OSError, ValueError, KeyError, urllib.error.URLError) as exc:
             logger.warning("could not reach or read the gateway: %s", _unreachable(exc))
