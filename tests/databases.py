@@ -4,8 +4,11 @@ from a migrated template. Real isolation, also for tests that run servers and pr
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -75,3 +78,26 @@ class DatabaseFactory:
         with psycopg.connect(_admin_dsn(self.pg_url), autocommit=True) as conn:
             for name in names:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def as_role(url: str, role: str) -> str:
+    """The PostgreSQL URL `url` logging in as `role` instead (trust authentication)."""
+    return make_url(url).set(username=role).render_as_string(hide_password=False)
+
+
+@contextmanager
+def login_roles(url: str, *kinds: str) -> Iterator[dict[str, str]]:
+    """New PostgreSQL login roles, one per kind ({kind: name}), dropped afterwards with what
+    they own and were granted in the database of `url`."""
+    names = {kind: f"pgw_{kind}_{secrets.token_hex(4)}" for kind in kinds}
+    admin = _admin_dsn(url)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        for name in names.values():
+            conn.execute(f'CREATE ROLE "{name}" LOGIN')
+    try:
+        yield names
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            for name in names.values():
+                conn.execute(f'DROP OWNED BY "{name}"')
+                conn.execute(f'DROP ROLE "{name}"')

@@ -13,11 +13,13 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import jwt
+import psycopg
 
-from tests.databases import DatabaseFactory
+from tests.databases import DatabaseFactory, _admin_dsn, as_role, login_roles
 from tests.ops.test_setup import IDP_ISSUER, identity_provider
 from tests.server import free_port
 from tests.test_readme import REPO, marked_blocks
@@ -73,11 +75,26 @@ def test_the_production_walkthrough_runs_as_pasted(tmp_path: Path,
                        private_key, algorithm="RS256", headers={"kid": "k1"})
     database_url = databases.new(migrated=False)
     port = free_port()
-    brought = {"PGW_DATABASE_URL": database_url, "PGW_JWT_ISSUER": idp["PGW_JWT_ISSUER"],
+    brought = {"OWNER_URL": database_url, "PGW_DATABASE_URL": database_url,
+               "PGW_JWT_ISSUER": idp["PGW_JWT_ISSUER"],
                "PGW_JWT_JWKS_FILE": idp["PGW_JWT_JWKS_FILE"],
                "PGW_JWT_ALGORITHMS": idp["PGW_JWT_ALGORITHMS"], "PORT": str(port),
                "TOKEN": token}
+    with ExitStack() as cleanup:
+        if databases.dialect == "postgresql":  # the roles an administrator made: no superuser
+            roles = cleanup.enter_context(login_roles(database_url, "owner", "svc", "seq"))
+            with psycopg.connect(_admin_dsn(database_url), autocommit=True) as conn:
+                conn.execute(f'ALTER SCHEMA public OWNER TO "{roles["owner"]}"')
+            brought.update(OWNER_URL=as_role(database_url, roles["owner"]),
+                           PGW_SERVICE_ROLE=roles["svc"], PGW_SEQUENCER_ROLE=roles["seq"],
+                           PGW_DATABASE_URL=as_role(database_url, roles["svc"]),
+                           PGW_SEQUENCER_DATABASE_URL=as_role(database_url, roles["seq"]))
+        _walk_through(tmp_path, values, block, brought)
+
+
+def _walk_through(tmp_path: Path, values: str, block: str, brought: dict[str, str]) -> None:
     assert set(brought) <= _named(values), _named(values)
+    database_url = brought["PGW_DATABASE_URL"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PGW_")}
     env.update(brought, PATH=f"{Path(sys.prefix) / 'bin'}{os.pathsep}{env.get('PATH', '')}")
     if database_url.startswith("sqlite"):

@@ -1,9 +1,11 @@
 """The export file, and streaming it: JSON Lines an auditor verifies with nothing but it and
 the public key.
 
-Line 1 is a header, then every signed checkpoint, then every entry in sequence order. An export
-always ends on a checkpoint made for it, so every entry in it is covered by a signature: removing
-lines at the end, or rewriting entries and their hashes, is detected (`verifier.verify_export`).
+Line 1 is a header, then every signed checkpoint, then the entries in sequence order up to the
+newest checkpoint: one made for the export where this process may sign, else the latest the
+sequencer signed (entries after it are left out). Every entry in it is covered by a signature:
+removing lines at the end, or rewriting entries and their hashes, is detected
+(`verifier.verify_export`).
 """
 
 from __future__ import annotations

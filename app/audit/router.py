@@ -165,9 +165,11 @@ def _tree_read() -> Iterator[None]:
 
 
 def _signed_tree(session: Session, runtime: Runtime, size: int | None, *,
-                 covering: int = 0, field: str = "tree_size") -> AuditCheckpoint:
+                 covering: int = 0, field: str = "tree_size",
+                 covering_field: str | None = None) -> AuditCheckpoint:
     """The signed checkpoint at `size` (the query parameter `field`), or the latest one
-    covering entry `covering` (signed now if there is none yet)."""
+    covering entry `covering` (the query parameter `covering_field`, if it is one; signed now
+    if there is none yet)."""
     if size is not None:
         checkpoint = tree.checkpoint_at(session, size)
         if checkpoint is None:
@@ -178,7 +180,10 @@ def _signed_tree(session: Session, runtime: Runtime, size: int | None, *,
     audit.catch_up(session)
     checkpoint = tree.latest_checkpoint(session)
     if checkpoint is None or checkpoint.size < covering:
-        if covering > tree.tree_size(session):
+        if covering > (logged := tree.tree_size(session)):
+            if covering_field is not None:
+                raise NotFound(f"{covering_field} ({covering}) is larger than the log, which has "
+                               f"{logged} entries", field=covering_field)
             raise NotFound("the audit log is empty" if covering == 0
                            else f"there is no audit entry {covering}")
         try:  # a reader may have the tree signed, but not more often than every 5 s
@@ -237,7 +242,8 @@ def consistency_proof(
     if to_size is not None and from_size > to_size:
         raise Invalid(f"from_size ({from_size}) is larger than to_size ({to_size}): a log "
                       "only grows", field="from_size")
-    checkpoint = _signed_tree(session, runtime, to_size, covering=from_size, field="to_size")
+    checkpoint = _signed_tree(session, runtime, to_size, covering=from_size, field="to_size",
+                              covering_field="from_size")
     if from_size > checkpoint.size:
         raise Invalid(f"the log has {checkpoint.size} entries in its signed tree",
                       field="from_size")

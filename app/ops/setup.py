@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import ValidationError
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -32,6 +33,9 @@ from app.policy.loader import PolicyError, load_policy
 from app.runtime import private_data_dir
 
 KEK_FILE = "kek-v1.key"
+# The tables the audit log's triggers guard; whoever owns one can switch its triggers off.
+AUDIT_TABLES = ("audit_entries", "audit_checkpoints", "audit_tree_nodes", "audit_pending")
+ROLES_README = 'README "Tamper evidence against the service itself"'
 
 
 @dataclass
@@ -240,6 +244,93 @@ def _policy(settings: Settings) -> list[str]:
     return []
 
 
+@dataclass(frozen=True)
+class _Role:
+    """What the role a connection logs in as could do to the audit log."""
+
+    name: str
+    superuser: bool
+    owns: list[str]  # audit tables it owns, or may act as the owner of
+    sets_replica: bool  # may SET session_replication_role (PostgreSQL 15+ grants it)
+    writes_log: bool  # may add to audit_entries: it can sequence
+
+
+def _role(engine: Engine) -> _Role:
+    with engine.connect() as connection:
+        name, superuser, owns, writes_log = connection.execute(text(
+            "SELECT current_user, rolsuper, ARRAY(SELECT relname::text FROM pg_class "
+            "  WHERE relnamespace = current_schema()::regnamespace AND relname = ANY(:tables) "
+            "  AND pg_has_role(relowner, 'MEMBER') ORDER BY relname), "
+            "  has_table_privilege('audit_entries', 'INSERT') "
+            "FROM pg_roles WHERE rolname = current_user"), {"tables": list(AUDIT_TABLES)}).one()
+        sets_replica = (connection.dialect.server_version_info or (0,)) >= (15,) and \
+            connection.scalar(text(
+                "SELECT has_parameter_privilege('session_replication_role', 'SET')"))
+    return _Role(name=name, superuser=superuser, owns=owns, sets_replica=bool(sets_replica),
+                 writes_log=writes_log)
+
+
+def _bypass(variable: str, role: _Role, remedy: str) -> list[str]:
+    """How the role could rewrite the audit log without a trace, if it could."""
+    if role.superuser:
+        why = "a superuser"
+    elif role.owns:
+        why = f"the owner of {', '.join(role.owns)}"
+    elif role.sets_replica:
+        return [f"{variable} connects as {role.name!r}, which may SET "
+                "session_replication_role and so switch the audit log's triggers off: "
+                f"REVOKE SET ON PARAMETER session_replication_role FROM {role.name}"]
+    else:
+        return []
+    return [f"{variable} connects as {role.name!r}, {why}, which can switch the audit log's "
+            f"triggers off and rewrite it; {remedy} ({ROLES_README})"]
+
+
+def _role_problems(settings: Settings, engine: Engine) -> list[str]:
+    """On PostgreSQL: in prod, a service or sequencer role that could rewrite the audit log; and
+    anywhere, a service role that may not sequence while no sequencer's role is given."""
+    service = _role(engine)
+    found = []
+    if not settings.sequencer_database_url and not service.writes_log:
+        found.append(f"PGW_SEQUENCER_DATABASE_URL is not set, but {service.name!r} may not add "
+                     "to the audit log (`pgw migrate` with PGW_SEQUENCER_ROLE left that to the "
+                     "sequencer's role): give `pgw serve` and every `pgw worker` the sequencer "
+                     "role's URL in PGW_SEQUENCER_DATABASE_URL")
+    if settings.is_dev:  # one role for everything is how development runs
+        return found
+    found += _bypass("PGW_DATABASE_URL", service, (
+        "create a role for the service, run `pgw migrate` as the tables' owner with "
+        "PGW_MIGRATION_DATABASE_URL set to the owner's URL and PGW_SERVICE_ROLE to the new "
+        "role, then point PGW_DATABASE_URL at the new role"))
+    if settings.service_role and service.name != settings.service_role and not found:
+        found.append(f"PGW_DATABASE_URL connects as {service.name!r}, but `pgw migrate` grants "
+                     f"PGW_SERVICE_ROLE ({settings.service_role!r}): connect as that role")
+    if settings.sequencer_database_url:
+        found += _sequencer_problems(settings, settings.sequencer_database_url)
+    return found
+
+
+def _sequencer_problems(settings: Settings, url: str) -> list[str]:
+    engine = make_engine(url, pool_size=1, max_overflow=0,
+                         pool_timeout=settings.db_connect_timeout_seconds,
+                         connect_timeout=settings.db_connect_timeout_seconds)
+    try:
+        sequencer = _role(engine)
+    except SQLAlchemyError as exc:
+        return [f"PGW_SEQUENCER_DATABASE_URL: the database cannot be used ({_why(exc)})"]
+    finally:
+        engine.dispose()
+    return _bypass("PGW_SEQUENCER_DATABASE_URL", sequencer, (
+        "create a role for the sequencer, run `pgw migrate` with PGW_SEQUENCER_ROLE set to it, "
+        "then point PGW_SEQUENCER_DATABASE_URL at it"))
+
+
+def _why(exc: SQLAlchemyError) -> str:
+    """The kind of a database failure only: the driver's text may quote the URL."""
+    known = database_error(exc)
+    return known.title.lower() if known else type(exc).__name__
+
+
 def _database_problems(settings: Settings, kek: KekProvider | None) -> list[str]:
     url = settings.sqlalchemy_url
     migrated_on_start = settings.is_dev  # `pgw serve` migrates in dev
@@ -256,18 +347,18 @@ def _database_problems(settings: Settings, kek: KekProvider | None) -> list[str]
         if current != head and not migrated_on_start:
             return [f"PGW_DATABASE_URL: database at migration {current}, expected {head}; "
                     "run `pgw migrate`"]
+        found = _role_problems(settings, engine) if current == head and \
+            engine.dialect.name == "postgresql" else []
         if kek is None:
-            return []
+            return found
         with Session(engine) as session:
             checks = kek_versions.recorded(session)
             least = rows.min_kek_version(session)
-        return [f"KEK: {reason}" for reason in (
+        return found + [f"KEK: {reason}" for reason in (
             *kek_versions.mismatches(kek, checks, min_version=least),
             *kek_versions.missing(kek, checks, min_version=least))]
-    except SQLAlchemyError as exc:  # the driver's text may quote the URL: name the kind only
-        known = database_error(exc)
-        why = known.title.lower() if known else type(exc).__name__
-        return [f"PGW_DATABASE_URL: the database cannot be used ({why})"]
+    except SQLAlchemyError as exc:
+        return [f"PGW_DATABASE_URL: the database cannot be used ({_why(exc)})"]
     finally:
         engine.dispose()
 

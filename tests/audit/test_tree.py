@@ -101,6 +101,21 @@ def test_inclusion_and_consistency_proofs_over_http_verify_offline(
     assert bad.status_code == 422
 
 
+def test_a_consistency_proof_from_beyond_the_log_names_from_size(
+        runtime: Runtime, live: LiveServer) -> None:
+    write_entries(runtime, 3)
+    client = live.client(make_token())
+    beyond = client.get("/v1/audit/consistency", params={"from_size": 999_999_999})
+    assert beyond.status_code == 404
+    problem = beyond.json()
+    assert problem["field"] == "from_size"
+    assert problem["detail"].startswith("from_size (999999999) is larger than the log, which "
+                                        "has ")
+    missing = client.get("/v1/audit/entries/999999999/proof")  # a path, not a query parameter
+    assert missing.status_code == 404
+    assert "field" not in missing.json()
+
+
 def test_racing_sequencers_leave_no_gap_fork_or_duplicate(runtime: Runtime) -> None:
     with running_sequencers(runtime, 3, limit=3) as errors:
         write_entries(runtime, 40)

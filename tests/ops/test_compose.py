@@ -69,19 +69,47 @@ def test_every_service_runs_a_real_pgw_command_on_one_configuration(
 
     settings = set(Settings.model_fields)
     first = services["init"]
+    environment = first["environment"]
     for name in PGW_SERVICES:
         service = services[name]
-        # one image, one environment and one key volume for every pgw process
+        # one image, one environment and one key volume for every pgw process; only the
+        # migrate step is given the owner's URL
         assert service["image"] == first["image"]
-        assert service["environment"] == first["environment"]
+        owner = {"PGW_MIGRATION_DATABASE_URL": service["environment"].get(
+            "PGW_MIGRATION_DATABASE_URL")} if name == "migrate" else {}
+        assert service["environment"] == {**environment, **owner}
         assert service["volumes"] == ["pgw-data:/var/lib/pgw"]
-    environment = first["environment"]
     assert environment["PGW_ENV"] == "prod"
     assert environment["PGW_DATA_DIR"] == "/var/lib/pgw"
-    assert "@postgres:5432/" in environment["PGW_DATABASE_URL"]
-    assert environment["PGW_DATABASE_URL"].startswith("postgresql+psycopg://")
     for variable in environment:  # every variable names a real setting (no silent typo)
         assert variable.removeprefix("PGW_").lower() in settings, variable
+
+
+def login(url: str) -> str:
+    """The role a compose database URL logs in as."""
+    assert url.startswith("postgresql+psycopg://"), url
+    assert "@postgres:5432/pgw" in url, url
+    return url.removeprefix("postgresql+psycopg://").partition(":")[0]
+
+
+def test_compose_connects_each_process_as_its_own_role(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    environment = services["gateway"]["environment"]
+    migrate = services["migrate"]["environment"]
+    # the service's and the sequencer's roles are the ones `pgw migrate` grants; the owner is
+    # neither, and only the migrate step knows its URL
+    assert login(environment["PGW_DATABASE_URL"]) == environment["PGW_SERVICE_ROLE"]
+    assert login(environment["PGW_SEQUENCER_DATABASE_URL"]) == environment["PGW_SEQUENCER_ROLE"]
+    owner = login(migrate["PGW_MIGRATION_DATABASE_URL"])
+    assert owner not in (environment["PGW_SERVICE_ROLE"], environment["PGW_SEQUENCER_ROLE"],
+                         services["postgres"]["environment"]["POSTGRES_USER"])  # no superuser
+    # the database's first start creates the three roles, none a superuser
+    [mount] = [v for v in services["postgres"]["volumes"] if "docker-entrypoint-initdb.d" in v]
+    script = (REPO / mount.split(":")[0]).read_text()
+    for role in (owner, environment["PGW_SERVICE_ROLE"], environment["PGW_SEQUENCER_ROLE"]):
+        assert f"CREATE ROLE {role} LOGIN PASSWORD" in script, role
+    assert f"OWNER TO {owner};" in script
+    assert "SUPERUSER" not in script
 
 
 def test_the_image_runs_any_pgw_command_and_serves_by_default() -> None:

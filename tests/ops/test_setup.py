@@ -8,16 +8,22 @@ import json
 import os
 import shlex
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import jwt
+import psycopg
 import pytest
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, generate_private_key
+from sqlalchemy.engine import make_url
 
+from app.config import Environment, Settings
+from app.db import upgrade
+from app.ops import setup
 from tests.conftest import REPO
-from tests.databases import DatabaseFactory
+from tests.databases import DatabaseFactory, _admin_dsn, as_role, login_roles
 from tests.server import PGW, free_port, wait_until_up
 from tests.tokens import claims
 
@@ -111,8 +117,21 @@ def test_init_refuses_to_overwrite(pgw: Run, tmp_path: Path, database_url: str) 
            "private key" in check.stderr
 
 
-def test_prod_init_check_serve(pgw: Run, tmp_path: Path, database_url: str) -> None:
-    env = base_env(tmp_path, database_url, PGW_ENV="prod")
+@pytest.fixture
+def service_url(dialect: str, database_url: str) -> Iterator[dict[str, str]]:
+    """How the service connects: on PostgreSQL as a role of its own, with the sequencer's
+    (granted by migrating as the owner), as production must; on SQLite the one file."""
+    if dialect != "postgresql":
+        yield {"PGW_DATABASE_URL": database_url}
+        return
+    with login_roles(database_url, "svc", "seq") as roles:
+        upgrade(database_url, service_role=roles["svc"], sequencer_role=roles["seq"])
+        yield {"PGW_DATABASE_URL": as_role(database_url, roles["svc"]),
+               "PGW_SEQUENCER_DATABASE_URL": as_role(database_url, roles["seq"])}
+
+
+def test_prod_init_check_serve(pgw: Run, tmp_path: Path, service_url: dict[str, str]) -> None:
+    env = base_env(tmp_path, service_url.pop("PGW_DATABASE_URL"), PGW_ENV="prod", **service_url)
     init = pgw("init", **env)
     assert init.returncode == 0, init.stderr
     assert "prod needs your identity provider" in init.stderr
@@ -256,3 +275,85 @@ def test_env_provider_kek_is_printed_once(pgw: Run, tmp_path: Path, database_url
     again = pgw("init", **env, PGW_KEK=report["environment"]["PGW_KEK"])
     assert "PGW_KEK" not in exported(again.stdout)
     assert "kept KEK in PGW_KEK" in again.stderr
+
+
+@pytest.fixture
+def prod_settings(tmp_path: Path, make_settings: Callable[..., Settings],
+                  ) -> Callable[..., Settings]:
+    """Prod settings whose keys `pgw init` made and whose tokens an identity provider signs:
+    nothing but the database is left for `pgw check` to find."""
+    idp, _ = identity_provider(tmp_path)
+
+    def make(**overrides: Any) -> Settings:
+        settings = make_settings(env="prod", jwt_issuer=IDP_ISSUER, jwt_algorithms=("RS256",),
+                                 jwt_jwks_file=Path(idp["PGW_JWT_JWKS_FILE"]), **overrides)
+        setup.init(settings)
+        return settings
+    return make
+
+
+def test_check_in_prod_refuses_a_service_role_that_could_rewrite_the_audit_log(
+        dialect: str, databases: DatabaseFactory,
+        prod_settings: Callable[..., Settings]) -> None:
+    if dialect != "postgresql":
+        pytest.skip("database roles are a PostgreSQL feature (set PGW_TEST_DATABASE_URL)")
+    url = databases.new(migrated=False)
+    with login_roles(url, "owner", "svc", "seq") as roles:
+        with psycopg.connect(_admin_dsn(url), autocommit=True) as conn:
+            conn.execute(f'GRANT CREATE ON SCHEMA public TO "{roles["owner"]}"')
+        owner = as_role(url, roles["owner"])  # an owner that is no superuser: the README's
+        upgrade(owner, service_role=roles["svc"], sequencer_role=roles["seq"])
+        service, sequencer = as_role(url, roles["svc"]), as_role(url, roles["seq"])
+
+        assert setup.problems(prod_settings(database_url=service, sequencer_database_url=sequencer,
+                                            service_role=roles["svc"])) == []
+        superuser = make_url(url).username
+        assert setup.problems(prod_settings(database_url=url, sequencer_database_url=sequencer)) \
+            == [f"PGW_DATABASE_URL connects as {superuser!r}, a superuser, which can switch the "
+                "audit log's triggers off and rewrite it; create a role for the service, run "
+                "`pgw migrate` as the tables' owner with PGW_MIGRATION_DATABASE_URL set to the "
+                "owner's URL and PGW_SERVICE_ROLE to the new role, then point PGW_DATABASE_URL "
+                'at the new role (README "Tamper evidence against the service itself")']
+        [owning] = setup.problems(prod_settings(database_url=owner))
+        assert owning.startswith(
+            f"PGW_DATABASE_URL connects as {roles['owner']!r}, the owner of audit_checkpoints, "
+            "audit_entries, audit_pending, audit_tree_nodes, which can switch the audit log's "
+            "triggers off")
+        [sequencing_owner] = setup.problems(prod_settings(database_url=service,
+                                                          sequencer_database_url=owner))
+        assert sequencing_owner.startswith(
+            f"PGW_SEQUENCER_DATABASE_URL connects as {roles['owner']!r}, the owner of ")
+        assert "PGW_SEQUENCER_ROLE" in sequencing_owner
+        # in development one role for everything is fine: nothing is said
+        assert setup.problems(prod_settings(database_url=owner).model_copy(
+            update={"env": Environment.DEV})) == []
+
+
+def test_check_names_a_replication_grant_and_a_missing_sequencer_url(
+        dialect: str, database_url: str, prod_settings: Callable[..., Settings]) -> None:
+    if dialect != "postgresql":
+        pytest.skip("database roles are a PostgreSQL feature (set PGW_TEST_DATABASE_URL)")
+    with login_roles(database_url, "svc", "seq") as roles:
+        upgrade(database_url, service_role=roles["svc"], sequencer_role=roles["seq"])
+        service, sequencer = as_role(database_url, roles["svc"]), as_role(database_url,
+                                                                            roles["seq"])
+        without_sequencer = [
+            f"PGW_SEQUENCER_DATABASE_URL is not set, but {roles['svc']!r} may not add to the "
+            "audit log (`pgw migrate` with PGW_SEQUENCER_ROLE left that to the sequencer's "
+            "role): give `pgw serve` and every `pgw worker` the sequencer role's URL in "
+            "PGW_SEQUENCER_DATABASE_URL"]
+        assert setup.problems(prod_settings(database_url=service)) == without_sequencer
+        dev = prod_settings(database_url=service).model_copy(update={"env": Environment.DEV})
+        assert setup.problems(dev) == without_sequencer  # it could not work there either
+        with psycopg.connect(_admin_dsn(database_url), autocommit=True) as conn:
+            conn.execute(f'GRANT SET ON PARAMETER session_replication_role TO "{roles["svc"]}"')
+        try:
+            assert setup.problems(prod_settings(database_url=service,
+                                                sequencer_database_url=sequencer)) == [
+                f"PGW_DATABASE_URL connects as {roles['svc']!r}, which may SET "
+                "session_replication_role and so switch the audit log's triggers off: REVOKE "
+                f"SET ON PARAMETER session_replication_role FROM {roles['svc']}"]
+        finally:
+            with psycopg.connect(_admin_dsn(database_url), autocommit=True) as conn:
+                conn.execute("REVOKE SET ON PARAMETER session_replication_role "
+                             f'FROM "{roles["svc"]}"')
