@@ -30,10 +30,12 @@ def _rights(table: str, *, sequencer: bool, service_sequences: bool) -> str:
 
 def grant_roles(connection: Connection, *, service: str, sequencer: str | None = None) -> None:
     """Grant the service's role read and write on its tables but only SELECT and INSERT on the
-    append-only ones, and no write to the audit log but its queue; the sequencer's role (or,
-    without one, the service's) moves queued entries onto the log. Not owning the tables,
-    neither can ALTER them, switch their triggers off or TRUNCATE them, and
-    `session_replication_role` needs a superuser."""
+    append-only ones, and no write to the audit log but its queue (and not the queue's id); the
+    sequencer's role (or, without one, the service's) moves queued entries onto the log. The
+    migration role owns the tables; these roles do not, so neither can ALTER them, switch their
+    triggers off or TRUNCATE them. `session_replication_role` can be set only by a superuser
+    or, since PostgreSQL 15, a role granted `SET ON PARAMETER session_replication_role`: never
+    grant that to either role (`pgw check` refuses it in prod)."""
     if connection.dialect.name != "postgresql":
         raise ValueError("database roles are a PostgreSQL feature")
     quote = connection.dialect.identifier_preparer.quote

@@ -203,7 +203,9 @@ def open_runtime(settings: Settings, *,
         ping_idle_seconds=settings.db_ping_idle_seconds)
     runtime.sequencer_session_factory = audit.hooked(make_session_factory(
         runtime.sequencer_engine, info={audit.WRITER_KEY: writer}))
-    if not settings.sequencer_database_url:  # the service's role sequences too
+    # The service's role sequences too, unless the sequencer has a role of its own: then a
+    # serving process waits for it, and needs only its name, never its credentials.
+    if not settings.sequencer_database_url and not settings.sequencer_role:
         writer.sequencer_sessions = runtime.sequencer_session_factory
     try:
         runtime.sync_keys()  # a wrong KEK seals the process now, not at its first use

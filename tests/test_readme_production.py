@@ -76,6 +76,7 @@ def test_the_production_walkthrough_runs_as_pasted(tmp_path: Path,
     database_url = databases.new(migrated=False)
     port = free_port()
     brought = {"OWNER_URL": database_url, "PGW_DATABASE_URL": database_url,
+               "SEQUENCER_URL": database_url,
                "PGW_JWT_ISSUER": idp["PGW_JWT_ISSUER"],
                "PGW_JWT_JWKS_FILE": idp["PGW_JWT_JWKS_FILE"],
                "PGW_JWT_ALGORITHMS": idp["PGW_JWT_ALGORITHMS"], "PORT": str(port),
@@ -88,7 +89,7 @@ def test_the_production_walkthrough_runs_as_pasted(tmp_path: Path,
             brought.update(OWNER_URL=as_role(database_url, roles["owner"]),
                            PGW_SERVICE_ROLE=roles["svc"], PGW_SEQUENCER_ROLE=roles["seq"],
                            PGW_DATABASE_URL=as_role(database_url, roles["svc"]),
-                           PGW_SEQUENCER_DATABASE_URL=as_role(database_url, roles["seq"]))
+                           SEQUENCER_URL=as_role(database_url, roles["seq"]))
         _walk_through(tmp_path, values, block, brought)
 
 

@@ -141,7 +141,8 @@ def public_key(caller: AuditReader, signer: SignerDep) -> str:
             responses={200: {"content": {"application/jsonl": {}}}})
 def export_audit(session: SessionDep, caller: AuditReader, signer: SignerDep,
                  runtime: RuntimeDep) -> StreamingResponse:
-    """The whole log as JSON Lines, ending on a checkpoint signed for this export."""
+    """The whole log as JSON Lines, up to the newest checkpoint: one signed for this export
+    where this process may sign, else the latest the sequencer signed."""
     size, head = export.prepare_export(session, caller=caller)
     # Read page by page after the request's session has committed (with its audit entry) and
     # closed: a client that stops reading holds no database connection.
@@ -189,8 +190,10 @@ def _signed_tree(session: Session, runtime: Runtime, size: int | None, *,
         try:  # a reader may have the tree signed, but not more often than every 5 s
             checkpoint = audit.create_checkpoint(session, at_most_every=5.0)
         except audit.CheckpointUnavailable:
-            raise Conflict(f"entry {covering} is not in a signed checkpoint yet; it will be "
-                           "within seconds", headers={"Retry-After": "5"}) from None
+            raise Conflict(f"entry {covering} is not in a signed checkpoint yet; the sequencer "
+                           f"signs every {runtime.settings.audit_checkpoint_seconds:g} s or "
+                           f"{runtime.settings.audit_checkpoint_every} entries",
+                           headers={"Retry-After": "5"}) from None
     if checkpoint is None:
         raise NotFound("the audit log is empty")
     return checkpoint

@@ -291,11 +291,14 @@ def _role_problems(settings: Settings, engine: Engine) -> list[str]:
     anywhere, a service role that may not sequence while no sequencer's role is given."""
     service = _role(engine)
     found = []
-    if not settings.sequencer_database_url and not service.writes_log:
-        found.append(f"PGW_SEQUENCER_DATABASE_URL is not set, but {service.name!r} may not add "
-                     "to the audit log (`pgw migrate` with PGW_SEQUENCER_ROLE left that to the "
-                     "sequencer's role): give `pgw serve` and every `pgw worker` the sequencer "
-                     "role's URL in PGW_SEQUENCER_DATABASE_URL")
+    if not settings.sequencer_database_url and not settings.sequencer_role \
+            and not service.writes_log:
+        found.append(f"neither PGW_SEQUENCER_ROLE nor PGW_SEQUENCER_DATABASE_URL is set, but "
+                     f"{service.name!r} may not add to the audit log (`pgw migrate` with "
+                     "PGW_SEQUENCER_ROLE left that to the sequencer's role): set "
+                     "PGW_SEQUENCER_ROLE for `pgw serve` (it then waits for the sequencer), and "
+                     "give every `pgw worker` the sequencer role's URL in "
+                     "PGW_SEQUENCER_DATABASE_URL")
     if settings.is_dev:  # one role for everything is how development runs
         return found
     found += _bypass("PGW_DATABASE_URL", service, (

@@ -6,6 +6,7 @@ the service cannot take queued entries away or stall the sequencer."""
 from __future__ import annotations
 
 import secrets
+import threading
 from collections.abc import Callable, Iterator
 
 import psycopg
@@ -15,6 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from app.audit import sequencer
+from app.audit import service as audit
 from app.cli import main as pgw
 from app.config import Settings
 from app.main import create_app
@@ -118,3 +120,49 @@ def test_neither_role_can_rewrite_the_log_and_the_service_cannot_hide_entries(
         assert client.get("/v1/audit/verify").json()["entries"] == 6
     finally:
         runtime.close()
+
+
+def test_a_serving_process_needs_only_the_sequencers_name(
+        roles: tuple[str, str], make_settings: Callable[..., Settings],
+        start_server: Callable[..., LiveServer], caplog: pytest.LogCaptureFixture) -> None:
+    """With PGW_SEQUENCER_ROLE and no sequencer URL, `pgw serve` never sequences (it could not:
+    its role may not) and holds no credentials that could take queued entries away; a
+    `pgw worker` with the sequencer's URL integrates what it queues."""
+    service_url, sequencer_url = roles
+    serving = make_settings(database_url=service_url,
+                            sequencer_role=make_url(sequencer_url).username)
+    worker = open_runtime(make_settings(database_url=service_url,
+                                        sequencer_database_url=sequencer_url))
+    served = open_runtime(serving)
+    try:
+        assert served.sequencer_session_factory is not None
+        write_entries(served, 3)
+        with served.session_factory() as session:  # waits for a sequencer; none runs yet
+            audit.catch_up(session, timeout=0.2)
+        assert pending(service_url) == 3  # nothing taken off the queue, nothing failed
+        assert "could not be brought up to date" not in caplog.text  # it did not try
+        assert sequencer.step(worker) is not None
+        assert pending(service_url) == 0
+        client = start_server(create_app(serving)).client(make_token())
+        stop = threading.Event()
+        thread = threading.Thread(target=sequencer.run, args=(worker,), kwargs={"stop": stop})
+        thread.start()
+        try:
+            verified = client.get("/v1/audit/verify").json()
+        finally:
+            stop.set()
+            thread.join()
+        assert verified["ok"] is True
+        assert verified["entries"] == 3
+    finally:
+        served.close()
+        worker.close()
+
+
+def pending(url: str) -> int:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(text("SELECT count(*) FROM audit_pending")).scalar_one())
+    finally:
+        engine.dispose()

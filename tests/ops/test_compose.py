@@ -73,11 +73,12 @@ def test_every_service_runs_a_real_pgw_command_on_one_configuration(
     for name in PGW_SERVICES:
         service = services[name]
         # one image, one environment and one key volume for every pgw process; only the
-        # migrate step is given the owner's URL
+        # migrate step is given the owner's URL, and only the worker the sequencer's
         assert service["image"] == first["image"]
-        owner = {"PGW_MIGRATION_DATABASE_URL": service["environment"].get(
-            "PGW_MIGRATION_DATABASE_URL")} if name == "migrate" else {}
-        assert service["environment"] == {**environment, **owner}
+        own = {"migrate": "PGW_MIGRATION_DATABASE_URL",
+               "worker": "PGW_SEQUENCER_DATABASE_URL"}.get(name)
+        extra = {own: service["environment"].get(own)} if own else {}
+        assert service["environment"] == {**environment, **extra}
         assert service["volumes"] == ["pgw-data:/var/lib/pgw"]
     assert environment["PGW_ENV"] == "prod"
     assert environment["PGW_DATA_DIR"] == "/var/lib/pgw"
@@ -96,10 +97,14 @@ def test_compose_connects_each_process_as_its_own_role(compose: dict[str, Any]) 
     services = compose["services"]
     environment = services["gateway"]["environment"]
     migrate = services["migrate"]["environment"]
+    worker = services["worker"]["environment"]
+    # only the worker sequences: the gateway knows the sequencer's name, not its credentials
+    assert "PGW_SEQUENCER_DATABASE_URL" not in environment
+    assert environment["PGW_SEQUENCER_ROLE"] == worker["PGW_SEQUENCER_ROLE"]
     # the service's and the sequencer's roles are the ones `pgw migrate` grants; the owner is
     # neither, and only the migrate step knows its URL
     assert login(environment["PGW_DATABASE_URL"]) == environment["PGW_SERVICE_ROLE"]
-    assert login(environment["PGW_SEQUENCER_DATABASE_URL"]) == environment["PGW_SEQUENCER_ROLE"]
+    assert login(worker["PGW_SEQUENCER_DATABASE_URL"]) == environment["PGW_SEQUENCER_ROLE"]
     owner = login(migrate["PGW_MIGRATION_DATABASE_URL"])
     assert owner not in (environment["PGW_SERVICE_ROLE"], environment["PGW_SEQUENCER_ROLE"],
                          services["postgres"]["environment"]["POSTGRES_USER"])  # no superuser

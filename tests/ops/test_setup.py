@@ -338,13 +338,17 @@ def test_check_names_a_replication_grant_and_a_missing_sequencer_url(
         service, sequencer = as_role(database_url, roles["svc"]), as_role(database_url,
                                                                             roles["seq"])
         without_sequencer = [
-            f"PGW_SEQUENCER_DATABASE_URL is not set, but {roles['svc']!r} may not add to the "
-            "audit log (`pgw migrate` with PGW_SEQUENCER_ROLE left that to the sequencer's "
-            "role): give `pgw serve` and every `pgw worker` the sequencer role's URL in "
-            "PGW_SEQUENCER_DATABASE_URL"]
+            f"neither PGW_SEQUENCER_ROLE nor PGW_SEQUENCER_DATABASE_URL is set, but "
+            f"{roles['svc']!r} may not add to the audit log (`pgw migrate` with "
+            "PGW_SEQUENCER_ROLE left that to the sequencer's role): set PGW_SEQUENCER_ROLE for "
+            "`pgw serve` (it then waits for the sequencer), and give every `pgw worker` the "
+            "sequencer role's URL in PGW_SEQUENCER_DATABASE_URL"]
         assert setup.problems(prod_settings(database_url=service)) == without_sequencer
         dev = prod_settings(database_url=service).model_copy(update={"env": Environment.DEV})
         assert setup.problems(dev) == without_sequencer  # it could not work there either
+        # a serving process needs the sequencer's name only, not its credentials
+        assert setup.problems(prod_settings(database_url=service, service_role=roles["svc"],
+                                            sequencer_role=roles["seq"])) == []
         with psycopg.connect(_admin_dsn(database_url), autocommit=True) as conn:
             conn.execute(f'GRANT SET ON PARAMETER session_replication_role TO "{roles["svc"]}"')
         try:

@@ -8,17 +8,17 @@ from __future__ import annotations
 from pgw_client.problems import ProblemError
 
 __all__ = [
-    'PROBLEM_CLASSES', 'AnonymizationTargetUnreachableError', 'AuditWriteFailedError',
-    'BadRequestError', 'BusyError', 'ConflictError', 'CsrfRefusedError', 'DatabaseBusyError',
-    'DatabaseUnavailableError', 'ForbiddenError', 'FormRefusedError', 'GoneError',
-    'IdentityProviderUnavailableError', 'InsufficientScopeError', 'InternalError',
-    'InvalidCiphertextError', 'KeyDamagedError', 'KeyRetiredError', 'LegalHoldError',
-    'MethodNotAllowedError', 'NotFoundError', 'NotReadyError', 'PayloadTooLargeError',
-    'PiiScanTimeoutError', 'PreconditionFailedError', 'PurposeNotAllowedError',
-    'RateLimitedError', 'RecordClosedError', 'SealedError', 'SeparationOfDutiesError',
-    'ServiceUnavailableError', 'SignInFailedError', 'SignInRequiredError', 'StorageFullError',
-    'SubjectErasedError', 'TooManyRequestsError', 'UnauthorizedError', 'UnknownRoleError',
-    'UnsupportedMediaTypeError', 'ValidationError'
+    'PROBLEM_CLASSES', 'AnonymizationTargetUnreachableError', 'AuditLogDamagedError',
+    'AuditWriteFailedError', 'BadRequestError', 'BusyError', 'ConflictError',
+    'CsrfRefusedError', 'DatabaseBusyError', 'DatabaseUnavailableError', 'ForbiddenError',
+    'FormRefusedError', 'GoneError', 'IdentityProviderUnavailableError',
+    'InsufficientScopeError', 'InternalError', 'InvalidCiphertextError', 'KeyDamagedError',
+    'KeyRetiredError', 'LegalHoldError', 'MethodNotAllowedError', 'NotFoundError',
+    'NotReadyError', 'PayloadTooLargeError', 'PiiScanTimeoutError', 'PreconditionFailedError',
+    'PurposeNotAllowedError', 'RateLimitedError', 'RecordClosedError', 'SealedError',
+    'SeparationOfDutiesError', 'ServiceUnavailableError', 'SignInFailedError',
+    'SignInRequiredError', 'StorageFullError', 'SubjectErasedError', 'TooManyRequestsError',
+    'UnauthorizedError', 'UnknownRoleError', 'UnsupportedMediaTypeError', 'ValidationError'
 ]
 
 
@@ -100,6 +100,11 @@ class ValidationError(ProblemError):
 class AnonymizationTargetUnreachableError(ValidationError):
     """`urn:pgw:problem:anonymization-target-unreachable` (422 Target not reachable)."""
     problem_type = 'urn:pgw:problem:anonymization-target-unreachable'
+
+
+class AuditLogDamagedError(InternalError):
+    """`urn:pgw:problem:audit-log-damaged` (500 Audit log damaged)."""
+    problem_type = 'urn:pgw:problem:audit-log-damaged'
 
 
 class AuditWriteFailedError(InternalError):
@@ -219,6 +224,7 @@ class UnknownRoleError(ForbiddenError):
 
 PROBLEM_CLASSES: dict[str, type[ProblemError]] = {
     'urn:pgw:problem:anonymization-target-unreachable': AnonymizationTargetUnreachableError,
+    'urn:pgw:problem:audit-log-damaged': AuditLogDamagedError,
     'urn:pgw:problem:audit-write-failed': AuditWriteFailedError,
     'urn:pgw:problem:bad-request': BadRequestError,
     'urn:pgw:problem:busy': BusyError,

@@ -71,7 +71,8 @@ class AuditOperations:
     ) -> str:
         """Export Audit.
 
-        The whole log as JSON Lines, ending on a checkpoint signed for this export.
+        The whole log as JSON Lines, up to the newest checkpoint: one signed for this export
+        where this process may sign, else the latest the sequencer signed.
 
         Required scope: `audit:read`.
         """
@@ -208,7 +209,8 @@ class AsyncAuditOperations:
     ) -> str:
         """Export Audit.
 
-        The whole log as JSON Lines, ending on a checkpoint signed for this export.
+        The whole log as JSON Lines, up to the newest checkpoint: one signed for this export
+        where this process may sign, else the latest the sequencer signed.
 
         Required scope: `audit:read`.
         """
