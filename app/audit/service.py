@@ -23,7 +23,7 @@ from sqlalchemy import event, func, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.audit import tree, verifier
+from app.audit import tree, tree_check, verifier
 from app.audit.models import AuditCheckpoint, AuditEntry, AuditPending
 from app.auth.guard import Caller
 from app.clock import isoformat, utcnow
@@ -348,13 +348,13 @@ def verify_log(session: Session, *, signer: Signer | None,
     entries = iter_entries(session)
     if progress is not None:
         entries = _counted(entries, total=head(session)[0], progress=progress)
-    nodes = tree.NodeCheck(session, size)  # the stored tree: every node proofs are built from
+    nodes = tree_check.NodeCheck(session, size)  # the stored tree: every node proofs are built from
     result = verifier.verify(entries, checkpoints, public_key, roots_at=roots_at,
                              on_nodes=nodes.add)
     if not result.ok:  # an entry edited and its hash (or the whole chain after it) recomputed
         # shows first as the break after it: the leaves the sequencer stored name it
         up_to = result.first_bad_seq or size
-        changed = tree.first_changed_leaf(session, iter_entries(session, up_to=up_to))
+        changed = tree_check.first_changed_leaf(session, iter_entries(session, up_to=up_to))
         if changed is not None and changed != result.first_bad_seq:
             result.first_bad_seq = changed
             result.reason = (f"entry {changed} differs from the leaf the sequencer stored for "

@@ -16,10 +16,10 @@ is either such a subtree or splits into them, so a proof costs one query of O(lo
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import cast
 
 from sqlalchemy import Table, bindparam, delete, func, select, tuple_
 from sqlalchemy.orm import Session
@@ -112,72 +112,6 @@ def _fetch(session: Session, keys: Iterable[NodeKey]) -> dict[NodeKey, bytes]:
             raise TreeDamaged(f"the audit tree's node {key} (level, index) is not a hash: it "
                               "was tampered with")
     return {key: bytes.fromhex(found[key]) for key in wanted}
-
-
-class NodeCheck:
-    """Compares the nodes of a tree recomputed from the entries (fed in the order the sequencer
-    wrote them, as `verifier.CompactRange.append` makes them) with the stored tree, the nodes
-    inclusion and consistency proofs are built from; `damaged` is the first node (level, index)
-    missing or different."""
-
-    def __init__(self, session: Session, size: int) -> None:
-        self.session, self.size = session, size  # nodes over entries beyond it are not judged
-        self.damaged: NodeKey | None = None
-        self._made: list[tuple[int, int, bytes]] = []
-
-    def add(self, made: Iterable[tuple[int, int, bytes]]) -> None:
-        if self.damaged is None:
-            self._made.extend(node for node in made if (node[1] + 1) << node[0] <= self.size)
-            if len(self._made) >= 2000:
-                self.finish()
-
-    def finish(self) -> NodeKey | None:
-        if self.damaged is None and self._made:
-            self.damaged = self._judge()
-        self._made.clear()
-        return self.damaged
-
-    def _judge(self) -> NodeKey | None:
-        spans: dict[int, tuple[int, int]] = {}
-        for level, idx, _ in self._made:
-            low, high = spans.get(level, (idx, idx))
-            spans[level] = (min(low, idx), max(high, idx))
-        stored: dict[NodeKey, str] = {}
-        for level, (low, high) in spans.items():  # a range a level: cheaper than keys
-            stored.update({(level, idx): h for idx, h in self.session.execute(
-                select(AuditTreeNode.idx, AuditTreeNode.hash).where(
-                    AuditTreeNode.level == level, AuditTreeNode.idx.between(low, high)))})
-        for level, idx, node in self._made:
-            if stored.get((level, idx)) != node.hex():
-                return level, idx
-        return None
-
-
-def first_changed_leaf(session: Session, entries: Iterable[Mapping[str, Any]]) -> int | None:
-    """The first entry (in the order given) whose leaf hash is not the one the sequencer stored
-    for it: where a chain recomputed after an edit only shows a break at the next entry, the
-    tree still names the edited one. Entries without a stored leaf are not judged."""
-    batch: list[Mapping[str, Any]] = []
-
-    def judge() -> int | None:
-        low, high = int(batch[0]["seq"]) - 1, int(batch[-1]["seq"]) - 1
-        stored = dict(session.execute(
-            select(AuditTreeNode.idx, AuditTreeNode.hash).where(
-                AuditTreeNode.level == 0, AuditTreeNode.idx.between(low, high))).all())
-        for entry in batch:
-            leaf = stored.get(int(entry["seq"]) - 1)
-            if leaf is not None and leaf != verifier.entry_leaf_hash(entry).hex():
-                return int(entry["seq"])
-        return None
-
-    for entry in entries:
-        batch.append(entry)
-        if len(batch) == 500:
-            changed = judge()
-            if changed is not None:
-                return changed
-            batch = []
-    return judge() if batch else None
 
 
 def compact_range(session: Session, size: int) -> verifier.CompactRange:
