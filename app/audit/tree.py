@@ -102,16 +102,17 @@ def _stored(session: Session, keys: Iterable[NodeKey]) -> dict[NodeKey, str]:
 def _fetch(session: Session, keys: Iterable[NodeKey]) -> dict[NodeKey, bytes]:
     wanted = set(keys)
     found = _stored(session, wanted)
+    nodes: dict[NodeKey, bytes] = {}
     for key in sorted(wanted):
         try:
-            node = bytes.fromhex(found[key])
+            nodes[key] = bytes.fromhex(found[key])
         except (KeyError, ValueError):
             raise TreeDamaged(f"the audit tree's node {key} (level, index) is missing or "
                               "unreadable: it was tampered with") from None
-        if len(node) != 32:
+        if len(nodes[key]) != 32:
             raise TreeDamaged(f"the audit tree's node {key} (level, index) is not a hash: it "
                               "was tampered with")
-    return {key: bytes.fromhex(found[key]) for key in wanted}
+    return nodes
 
 
 def compact_range(session: Session, size: int) -> verifier.CompactRange:

@@ -42,13 +42,10 @@ class NodeCheck:
         for level, idx, _ in self._made:
             low, high = spans.get(level, (idx, idx))
             spans[level] = (min(low, idx), max(high, idx))
-        stored: dict[NodeKey, str] = {}
-        for level, (low, high) in spans.items():  # a range a level: cheaper than keys
-            stored.update({(level, idx): h for idx, h in self.session.execute(
-                select(AuditTreeNode.idx, AuditTreeNode.hash).where(
-                    AuditTreeNode.level == level, AuditTreeNode.idx.between(low, high)))})
+        stored = {level: _span(self.session, level, low, high)  # a range a level: cheaper
+                  for level, (low, high) in spans.items()}      # than the keys one by one
         for level, idx, node in self._made:
-            if stored.get((level, idx)) != node.hex():
+            if stored[level].get(idx) != node.hex():
                 return level, idx
         return None
 
@@ -60,10 +57,7 @@ def first_changed_leaf(session: Session, entries: Iterable[Mapping[str, Any]]) -
     batch: list[Mapping[str, Any]] = []
 
     def judge() -> int | None:
-        low, high = int(batch[0]["seq"]) - 1, int(batch[-1]["seq"]) - 1
-        stored = dict(session.execute(
-            select(AuditTreeNode.idx, AuditTreeNode.hash).where(
-                AuditTreeNode.level == 0, AuditTreeNode.idx.between(low, high))).all())
+        stored = _span(session, 0, int(batch[0]["seq"]) - 1, int(batch[-1]["seq"]) - 1)
         for entry in batch:
             leaf = stored.get(int(entry["seq"]) - 1)
             if leaf is not None and leaf != verifier.entry_leaf_hash(entry).hex():
@@ -78,3 +72,10 @@ def first_changed_leaf(session: Session, entries: Iterable[Mapping[str, Any]]) -
                 return changed
             batch = []
     return judge() if batch else None
+
+
+def _span(session: Session, level: int, low: int, high: int) -> dict[int, str]:
+    """The stored hashes (hex, as stored) of level `level`'s nodes `low` to `high`, by index."""
+    rows = session.execute(select(AuditTreeNode.idx, AuditTreeNode.hash).where(
+        AuditTreeNode.level == level, AuditTreeNode.idx.between(low, high)))
+    return {idx: h for idx, h in rows}  # noqa: C416 - a Result is no mapping for dict()

@@ -10,10 +10,10 @@ from app.audit import verifier
 from app.keys.signing import Signer
 
 
-def make_chain(count: int) -> list[dict[str, Any]]:
+def make_chain(count: int, *, actor: str = "svc") -> list[dict[str, Any]]:
     entries, prev = [], verifier.GENESIS_HASH
     for seq in range(1, count + 1):
-        entry = {"seq": seq, "ts": f"2026-01-01T00:00:{seq:02d}.000000Z", "actor": "svc",
+        entry = {"seq": seq, "ts": f"2026-01-01T00:00:{seq:02d}.000000Z", "actor": actor,
                  "roles": ["agent"], "action": "record.read", "purpose": "support",
                  "subject_id": f"s{seq}", "resource": None, "outcome": "allowed",
                  "details": {"n": seq}, "request_id": None, "policy_version": "p1",

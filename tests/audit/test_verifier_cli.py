@@ -14,23 +14,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from app.audit import export, tree, verifier
 from app.cli import main as pgw
 from app.keys.signing import Signer
+from tests.audit.test_verifier_chain import make_chain
 
 ORIGIN = "privacy-gateway/test"
 LOG = Signer(Ed25519PrivateKey.generate())
 WITNESS = Signer(Ed25519PrivateKey.generate())
-
-
-def make_entries(count: int, *, actor: str = "svc") -> list[dict[str, Any]]:
-    entries, prev = [], verifier.GENESIS_HASH
-    for seq in range(1, count + 1):
-        entry = {"seq": seq, "ts": f"2026-01-01T00:00:{seq:02d}.000000Z", "actor": actor,
-                 "roles": ["agent"], "action": "record.read", "purpose": "support",
-                 "subject_id": f"s{seq}", "resource": None, "outcome": "allowed",
-                 "details": {"n": seq}, "request_id": None, "policy_version": "p1",
-                 "prev_hash": prev}
-        entry["hash"] = prev = verifier.entry_hash(entry)
-        entries.append(entry)
-    return entries
 
 
 def nodes_of(entries: list[dict[str, Any]]) -> dict[tuple[int, int], bytes]:
@@ -100,7 +88,7 @@ def run_verifier(*args: str) -> int:
 
 def test_inclusion_against_a_kept_witnessed_checkpoint_of_the_same_tree(
         tmp_path: Path, keys: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
-    entries = make_entries(20)
+    entries = make_chain(20)
     kept = tmp_path / "kept.note"
     kept.write_text(cosigned(make_checkpoint(entries, 20)["note"]))
     proof = tmp_path / "proof.json"
@@ -113,8 +101,8 @@ def test_inclusion_against_a_kept_witnessed_checkpoint_of_the_same_tree(
 def test_inclusion_in_a_rewritten_tree_of_the_kept_size_fails(
         tmp_path: Path, keys: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
     kept = tmp_path / "kept.note"
-    kept.write_text(cosigned(make_checkpoint(make_entries(20), 20)["note"]))
-    rewritten = make_entries(20, actor="mallory")  # signed again by the log's own key
+    kept.write_text(cosigned(make_checkpoint(make_chain(20), 20)["note"]))
+    rewritten = make_chain(20, actor="mallory")  # signed again by the log's own key
     proof = tmp_path / "proof.json"
     proof.write_text(json.dumps(inclusion_document(rewritten, 7, 20)))
     assert run_verifier("inclusion", str(proof), "--public-key", str(keys["log"]),
@@ -126,7 +114,7 @@ def test_inclusion_in_another_size_than_the_kept_one_asks_for_a_consistency_proo
         tmp_path: Path, keys: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
     """The red-team case: a proof in a tree of 206 entries passed with a kept checkpoint and a
     witness that had vouched for neither."""
-    entries = make_entries(30)
+    entries = make_chain(30)
     kept = tmp_path / "kept.note"
     kept.write_text(cosigned(make_checkpoint(entries, 20)["note"]))
     proof = tmp_path / "proof.json"
@@ -144,7 +132,7 @@ def test_inclusion_in_another_size_than_the_kept_one_asks_for_a_consistency_proo
 
 def test_inclusion_needs_the_witness_cosignature_on_the_kept_checkpoint(
         tmp_path: Path, keys: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
-    entries = make_entries(20)
+    entries = make_chain(20)
     kept = tmp_path / "kept.note"
     kept.write_text(make_checkpoint(entries, 20)["note"])  # the log's signature only
     proof = tmp_path / "proof.json"
@@ -168,7 +156,7 @@ def test_an_option_that_cannot_apply_is_refused(
         extra: list[str], message: str) -> None:
     """Before, `export --witness` with no --checkpoint said OK, and `inclusion --against` or a
     second --checkpoint were ignored."""
-    entries = make_entries(4)
+    entries = make_chain(4)
     document = write_export(tmp_path / "log.jsonl", entries, [4]) if what == "export" \
         else tmp_path / "proof.json"
     if what != "export":
@@ -182,7 +170,7 @@ def test_an_option_that_cannot_apply_is_refused(
 
 def test_export_with_a_witnessed_kept_checkpoint_still_verifies(
         tmp_path: Path, keys: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
-    entries = make_entries(12)
+    entries = make_chain(12)
     log = write_export(tmp_path / "log.jsonl", entries, [8, 12])
     kept = tmp_path / "kept.note"
     kept.write_text(cosigned(make_checkpoint(entries, 8)["note"]))
@@ -197,7 +185,7 @@ def test_a_problem_document_says_the_gateway_refused(
         what: str) -> None:
     """`curl … /proof > proof.json` when the gateway answered 409; before: `FAILED: 'checkpoint'`"""
     kept = tmp_path / "kept.note"
-    kept.write_text(make_checkpoint(make_entries(4), 4)["note"])
+    kept.write_text(make_checkpoint(make_chain(4), 4)["note"])
     problem = tmp_path / "proof.json"
     problem.write_text(json.dumps({
         "type": "https://privacy-gateway.example/problems/conflict", "title": "Conflict",
@@ -221,7 +209,7 @@ def test_a_problem_document_says_the_gateway_refused(
 def test_a_malformed_inclusion_proof_names_what_is_wrong(
         tmp_path: Path, keys: dict[str, Path], capsys: pytest.CaptureFixture[str],
         change: Any, message: str) -> None:
-    document = inclusion_document(make_entries(4), 2, 4)
+    document = inclusion_document(make_chain(4), 2, 4)
     change(document)
     proof = tmp_path / "proof.json"
     proof.write_text(json.dumps(document))
@@ -252,7 +240,7 @@ def test_an_export_names_the_range_an_entry_rewritten_with_its_chain_lies_in(
         tmp_path: Path, keys: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
     """Entry 6 edited and the chain recomputed, checkpoints at 4, 8 and 12 kept: an export has
     no tree, so the checkpoint at 8 is where it shows. Before, `first bad sequence number 8`."""
-    signed = make_entries(12)
+    signed = make_chain(12)
     older = write_export(tmp_path / "older.jsonl", signed[:7], [4, 7])
     log = write_export(tmp_path / "log.jsonl", rechained(signed, 6), [4, 8, 12], signed=signed)
     assert run_verifier("export", str(log), "--public-key", str(keys["log"])) == 1
@@ -269,7 +257,7 @@ def test_an_export_names_the_range_an_entry_rewritten_with_its_chain_lies_in(
 
 def test_a_checkpoint_right_after_the_last_one_that_holds_names_its_entry(
         tmp_path: Path, keys: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
-    signed = make_entries(8)
+    signed = make_chain(8)
     log = write_export(tmp_path / "log.jsonl", rechained(signed, 8), [7, 8], signed=signed)
     assert run_verifier("export", str(log), "--public-key", str(keys["log"])) == 1
     assert capsys.readouterr().out == ("TAMPERED: first bad sequence number 8: entry 8 does not "
