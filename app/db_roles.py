@@ -62,11 +62,12 @@ def grant_roles(connection: Connection, *, service: str, sequencer: str | None =
 
 
 def _queue_insert(connection: Connection, quote: Callable[[str], str], role: str) -> str:
-    """INSERT on the queue's columns but its id: the id orders the queue (the sequencer numbers
-    entries in its order), so a writer that chose its own could put an entry before others
-    committed earlier."""
+    """INSERT on the queue's columns but its id and the time it was queued: the id orders the
+    queue (the sequencer numbers entries in its order), so a writer that chose its own could put
+    an entry before others committed earlier; `queued_at` is the database's clock, which the
+    integration lag is measured by."""
     columns = [row[0] for row in connection.execute(text(
         "SELECT column_name FROM information_schema.columns WHERE table_schema = "
-        "current_schema() AND table_name = 'audit_pending' AND column_name <> 'id' "
-        "ORDER BY ordinal_position"))]
+        "current_schema() AND table_name = 'audit_pending' AND column_name NOT IN "
+        "('id', 'queued_at') ORDER BY ordinal_position"))]
     return f"GRANT INSERT ({', '.join(map(quote, columns))}) ON audit_pending TO {role}"

@@ -9,6 +9,12 @@ grow without bound) nor become an entry that breaks every reader of the log. It 
 stand-in entry, `audit.entry.malformed`, with the row's time, actor and subject, the reason, and
 a digest of what the row held (its values stay out of the log, as every entry's do), and the
 sequencer logs an error naming the queued row.
+
+The time is read as a number (PostgreSQL: seconds since the epoch) or as text (SQLite), never
+as a datetime by the driver, so a time Python cannot hold (`infinity`, a date BC, a year past
+9999) fails its row alone; the stand-in then takes the sequencer's clock and names the time it
+could not read. Nesting deeper than `MAX_DEPTH` is refused as well: readers of the log
+serialise an entry's details, and their serialisers stop at a depth of a few hundred.
 """
 
 from __future__ import annotations
@@ -16,52 +22,96 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from typing import Any, cast
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Row, Table, Text, select
+from sqlalchemy import Row, Table, Text, func, select
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 
 from app.audit import verifier
 from app.audit.models import AuditPending
-from app.clock import isoformat
+from app.clock import isoformat, utcnow
+from app.db import is_postgres
 
 MALFORMED = "audit.entry.malformed"
 OUTCOMES = frozenset({"allowed", "denied", "error"})  # app.audit.service.Outcome's values
+MAX_DEPTH = 64  # of nested arrays and objects in details; the gateway's own entries use 3
 logger = logging.getLogger("pgw.audit.sequencer")
 _PENDING = cast(Table, AuditPending.__table__)
-# The JSON columns are read as their text and parsed here, so that a row no parser can load
-# fails alone instead of failing the batch's SELECT.
-_QUEUE = select(*(sql_cast(column, Text).label(column.key) if column.key in ("roles", "details")
-                  else column for column in _PENDING.c))
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _queue(*, postgres: bool) -> Any:
+    """The queue's columns, the JSON ones as their text (parsed here, so that a row no parser
+    can load fails alone instead of failing the batch's SELECT) and the time as a number or
+    text (for the same reason)."""
+    def column(col: Any) -> Any:
+        if col.key in ("roles", "details"):
+            return sql_cast(col, Text).label(col.key)
+        if col.key == "ts":
+            return (func.extract("epoch", col) if postgres else sql_cast(col, Text)).label("ts")
+        return col
+    return select(*(column(col) for col in _PENDING.c if col.key != "queued_at"))
+
+
+_QUEUES = {postgres: _queue(postgres=postgres) for postgres in (True, False)}
+
+
+class Sequenced(NamedTuple):
+    fields: dict[str, Any]  # the entry as hashed, `ts` in its canonical text
+    body: bytes             # its canonical bytes, hashed as a link of the chain and as a leaf
+    ts: datetime
 
 
 def queued(session: Session, limit: int) -> list[Row[Any]]:
     """Up to `limit` committed rows of the queue, in the order they were queued."""
-    return list(session.execute(_QUEUE.order_by(_PENDING.c.id).limit(limit)).all())
+    query = _QUEUES[is_postgres(session)]
+    return list(session.execute(query.order_by(_PENDING.c.id).limit(limit)).all())
 
 
-def entry(item: Row[Any], *, seq: int, prev: str) -> tuple[dict[str, Any], bytes]:
-    """The entry `seq` for the queued row `item`, linked to `prev`, and its canonical bytes
-    (hashed as a link of the chain and as a leaf of the tree)."""
+def entry(item: Row[Any], *, seq: int, prev: str) -> Sequenced:
+    """The entry `seq` for the queued row `item`, linked to `prev`."""
+    ts = _time(item.ts)
     roles, details, problem = _parsed(item)
     fields: dict[str, Any] = {
-        "seq": seq, "ts": isoformat(item.ts), "actor": item.actor, "roles": roles,
+        "seq": seq, "ts": isoformat(ts or _EPOCH), "actor": item.actor, "roles": roles,
         "action": item.action, "purpose": item.purpose, "subject_id": item.subject_id,
         "resource": item.resource, "outcome": item.outcome, "details": details,
         "request_id": item.request_id, "policy_version": item.policy_version,
         "prev_hash": prev}
-    if problem is None:
+    if ts is None:
+        problem = "unreadable time"
+    elif problem is None:
         try:
-            return fields, verifier.entry_bytes(fields)
+            return Sequenced(fields, verifier.entry_bytes(fields), ts)
         except (ValueError, TypeError, RecursionError) as exc:
             problem = f"no canonical JSON: {type(exc).__name__}"
     logger.error("audit queue row %s is malformed (%s): integrated as %s", item.id, problem,
                  MALFORMED)
-    stand_in = {**fields, "roles": [], "action": MALFORMED, "outcome": "error", "details": {
-        "queue_id": item.id, "reason": problem, "action": _text(item.action),
-        "outcome": _text(item.outcome), "sha256": _digest(item)}}
-    return stand_in, verifier.entry_bytes(stand_in)
+    noted = {"queue_id": item.id, "reason": problem, "action": _text(item.action),
+             "outcome": _text(item.outcome), "sha256": _digest(item)}
+    if ts is None:  # the sequencer's clock stands in; what the row said is kept, as text
+        ts, noted["ts"] = utcnow(), str(item.ts)[:40]
+    stand_in = {**fields, "ts": isoformat(ts), "roles": [], "action": MALFORMED,
+                "outcome": "error", "details": noted}
+    return Sequenced(stand_in, verifier.entry_bytes(stand_in), ts)
+
+
+def _time(raw: Any) -> datetime | None:
+    """The queued time as an aware UTC datetime, None if Python cannot hold it (PostgreSQL
+    gives seconds since the epoch, exact, or Infinity; SQLite the text stored)."""
+    try:
+        if isinstance(raw, str):
+            moment = datetime.fromisoformat(raw)
+            return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        seconds = Decimal(raw)
+        if not seconds.is_finite():
+            return None
+        return _EPOCH + timedelta(microseconds=int((seconds * 1_000_000).to_integral_value()))
+    except (ValueError, TypeError, ArithmeticError, OverflowError):
+        return None
 
 
 def _parsed(item: Row[Any]) -> tuple[Any, Any, str | None]:
@@ -73,12 +123,25 @@ def _parsed(item: Row[Any]) -> tuple[Any, Any, str | None]:
         return roles, details, "roles is not a list of strings"
     if not isinstance(details, dict):
         return roles, details, "details is not an object"
+    if _deeper_than(details, MAX_DEPTH):
+        return roles, {}, f"details nested deeper than {MAX_DEPTH} levels"
     if item.outcome not in OUTCOMES:
         return roles, details, "unknown outcome"
     for name in ("actor", "action"):
         if not isinstance(getattr(item, name), str):
             return roles, details, f"{name} is not text"
     return roles, details, None
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether `value` nests arrays and objects more than `limit` deep (without recursion)."""
+    level: list[Any] = [value]
+    for _ in range(limit):
+        level = [child for node in level if isinstance(node, (dict, list))
+                 for child in (node.values() if isinstance(node, dict) else node)]
+        if not level:
+            return False
+    return any(isinstance(node, (dict, list)) for node in level)
 
 
 def _load(value: Any) -> Any:

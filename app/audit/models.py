@@ -3,7 +3,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Index, Integer, SmallInteger, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    FetchedValue,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, UTCDateTime
@@ -52,6 +62,10 @@ class AuditPending(EntryFields, Base):
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
                                     primary_key=True, autoincrement=True)
+    # when the database queued the row, by its own clock (migration 0012 sets the default); no
+    # writer may set it (`app.db_roles`), so the integration lag is measured with it, not `ts`
+    queued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                server_default=FetchedValue())
 
 
 class AuditCheckpoint(Base):

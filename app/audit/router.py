@@ -113,13 +113,14 @@ def list_checkpoints(
 
 
 @router.post("/checkpoints", response_model=CheckpointOut, status_code=201,
-             responses=problems(Conflict) | {204: {"description": "the log is empty"}})
+             responses=problems(Conflict, AuditLogDamaged)
+             | {204: {"description": "the log is empty"}})
 def create_checkpoint(session: SessionDep, caller: AuditReader, signer: SignerDep,
                       settings: SettingsDep) -> CheckpointOut | Response:
     """Sign the current head now (checkpoints are also made every N entries)."""
     try:
-        # explicit and audited (and rate-limited per caller like every route)
-        checkpoint = audit.create_checkpoint(session)
+        with _tree_read():  # explicit and audited (and rate-limited per caller like every route)
+            checkpoint = audit.create_checkpoint(session)
     except audit.CheckpointUnavailable as exc:
         raise Conflict(f"not signed now: {exc}; the sequencer signs every "
                        f"{settings.audit_checkpoint_seconds:g} s",

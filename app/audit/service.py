@@ -366,6 +366,13 @@ def verify_log(session: Session, *, signer: Signer | None,
             f"the stored Merkle tree's node at level {level}, index {idx} (over entries "
             f"{first}-{last}) is missing or does not match the entries, which match the signed "
             "checkpoints: proofs through it fail; the tree was tampered with")
+    elif (stray := tree_check.stray_node(session, size)) is not None:
+        level, idx = stray
+        result.ok, result.reason = False, (
+            f"the stored Merkle tree holds a node at level {level}, index {idx}, outside the "
+            f"tree of {size} entries: the sequencer writes none there, so it was planted; the "
+            "sequencer stops when the tree reaches it. Delete that row of audit_tree_nodes as "
+            "the owner, then verify again")
     return result
 
 

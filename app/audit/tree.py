@@ -18,10 +18,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import cast
 
 from sqlalchemy import Table, bindparam, delete, func, select, tuple_
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.audit import intake, verifier
@@ -57,7 +58,11 @@ class Integration:
 
 
 def tree_size(session: Session) -> int:
-    last = session.scalar(select(func.max(AuditTreeNode.idx)).where(AuditTreeNode.level == 0))
+    """Leaves in the stored tree: one past the last leaf of an entry the log holds (a leaf
+    planted beyond the entries does not count; `pgw audit verify` names it)."""
+    entries = select(func.coalesce(func.max(AuditEntry.seq), 0)).scalar_subquery()
+    last = session.scalar(select(func.max(AuditTreeNode.idx)).where(
+        AuditTreeNode.level == 0, AuditTreeNode.idx < entries))
     return 0 if last is None else last + 1
 
 
@@ -138,7 +143,12 @@ def integrate(session: Session, *, signer: Signer | None, origin: str, checkpoin
         head = _sequence_queue(session, tree, nodes, limit - (tree.size - size),
                                signer=signer) or head
     if nodes:
-        copy_rows(session, _NODES, nodes)
+        try:
+            copy_rows(session, _NODES, nodes)
+        except IntegrityError:  # the sequencer's lock rules out a second writer of the tree
+            raise TreeDamaged(f"the audit tree already holds a node the sequencer must write "
+                              f"next (after size {size}): it was planted; `pgw audit verify` "
+                              "names it") from None
     checkpoint = None
     if signer is not None and tree.size > 0 and _checkpoint_due(
             session, size=size, new_size=tree.size, every=checkpoint_every,
@@ -189,10 +199,10 @@ def _sequence_queue(session: Session, tree: verifier.CompactRange,
     prev = _head_at(session, tree.size) if tree.size else verifier.GENESIS_HASH
     entries = []
     for item in pending:  # a malformed row becomes a stand-in entry, not a stalled log
-        fields, body = intake.entry(item, seq=tree.size + 1, prev=prev)
-        prev = verifier.entry_digest(body)
-        entries.append({**fields, "ts": item.ts, "hash": prev})
-        _add_leaf(tree, nodes, body)
+        made = intake.entry(item, seq=tree.size + 1, prev=prev)
+        prev = verifier.entry_digest(made.body)
+        entries.append({**made.fields, "ts": made.ts, "hash": prev})
+        _add_leaf(tree, nodes, made.body)
     copy_rows(session, _ENTRIES, entries)
     session.execute(_PENDING_DELETE, {"ids": [p.id for p in pending]})
     return prev
@@ -336,9 +346,12 @@ def checkpoint_at(session: Session, size: int) -> AuditCheckpoint | None:
                                                         AuditCheckpoint.root.is_not(None)))
 
 
-def integration_lag(session: Session, *, now: datetime | None = None) -> tuple[int, float]:
-    """Entries waiting for the sequencer, and seconds since the oldest of them was written."""
-    count, oldest = session.execute(select(func.count(), func.min(AuditPending.ts))).one()
-    if not count:
-        return 0, 0.0
-    return count, max(0.0, ((now or utcnow()) - oldest).total_seconds())
+def integration_lag(session: Session) -> tuple[int, float]:
+    """Entries waiting for the sequencer, and seconds since the oldest of them was queued, both
+    by the database's clock (`queued_at`, which no writer sets: an entry's own `ts` is what its
+    writer says)."""
+    oldest = func.min(AuditPending.queued_at)
+    age = func.extract("epoch", func.clock_timestamp() - oldest) if is_postgres(session) else \
+        (func.julianday("now") - func.julianday(oldest)) * 86400.0
+    count, lag = session.execute(select(func.count(), age)).one()
+    return (count, max(0.0, float(lag))) if count else (0, 0.0)

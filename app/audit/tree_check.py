@@ -1,12 +1,13 @@
 """The stored tree held against the entries: which node proofs are built from, or which leaf,
-no longer matches the tree recomputed from the log (`pgw audit verify`)."""
+no longer matches the tree recomputed from the log, and which node lies outside it
+(`pgw audit verify`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.audit import verifier
@@ -72,6 +73,41 @@ def first_changed_leaf(session: Session, entries: Iterable[Mapping[str, Any]]) -
                 return changed
             batch = []
     return judge() if batch else None
+
+
+MAX_LEVEL = 63  # a tree of fewer than 2^63 leaves (BIGINT indexes) has no node above it
+
+
+def stray_node(session: Session, size: int) -> NodeKey | None:
+    """The first stored node (level, index) outside the tree of `size` leaves: a level or an
+    index out of range, or a node over leaves the tree does not have yet. The sequencer never
+    writes one; one planted would stop it when the tree reaches it. A few index lookups a level
+    (the primary key's), not a scan of the table."""
+    low_level, high_level = session.execute(
+        select(func.min(AuditTreeNode.level), func.max(AuditTreeNode.level))).one()
+    if low_level is None:
+        return None
+    for level in (low_level, high_level):
+        if not 0 <= level <= MAX_LEVEL:
+            return level, _first(session, level)
+    for level in range(low_level, high_level + 1):
+        low, high = session.execute(select(func.min(AuditTreeNode.idx), func.max(
+            AuditTreeNode.idx)).where(AuditTreeNode.level == level)).one()
+        if low is None:
+            continue
+        if low < 0:
+            return level, low
+        width = size >> level  # nodes at this level: indexes 0 .. width - 1
+        if high >= width:
+            return level, _first(session, level, at_least=width)
+    return None
+
+
+def _first(session: Session, level: int, *, at_least: int | None = None) -> int:
+    query = select(func.min(AuditTreeNode.idx)).where(AuditTreeNode.level == level)
+    if at_least is not None:
+        query = query.where(AuditTreeNode.idx >= at_least)
+    return int(session.scalar(query) or 0)
 
 
 def _span(session: Session, level: int, low: int, high: int) -> dict[int, str]:

@@ -4,16 +4,20 @@ integrated as an `audit.entry.malformed` stand-in, and the entries after it foll
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from sqlalchemy import text
 
-from app.audit import intake, sequencer
+from app.audit import intake, sequencer, tree
 from app.runtime import Runtime
 from tests.audit.conftest import sequenced, write_entries
 from tests.server import LiveServer
 from tests.tokens import make_token
 
 DEEP = '{"a":' * 5000 + "1" + "}" * 5000
+# past what the JSON parser refuses but deeper than readers' serialisers go (pydantic's: 255)
+NESTED = '{"a":' * 300 + "[1]" + "}" * 300
 ROWS = [  # (roles, details, outcome, the reason named)
     ('["agent"]', '{"a": 1e400}', "allowed", "no canonical JSON: ValueError"),
     ('{"x": 1}', '{"n": 1}', "allowed", "roles is not a list of strings"),
@@ -21,22 +25,25 @@ ROWS = [  # (roles, details, outcome, the reason named)
     ('["agent", 7]', "{}", "allowed", "roles is not a list of strings"),
     ('["agent"]', "{}", "weird-outcome", "unknown outcome"),
     ('["agent"]', DEEP, "allowed", "unreadable JSON: RecursionError"),
+    ('["agent"]', NESTED, "allowed", f"details nested deeper than {intake.MAX_DEPTH} levels"),
 ]
 
 
-def queue_by_hand(runtime: Runtime, roles: str, details: str, outcome: str) -> None:
+def queue_by_hand(runtime: Runtime, roles: str, details: str, outcome: str,
+                  ts: str | None = None) -> None:
+    if ts is None:
+        ts = "2026-11-30 12:00:00+00:00" if runtime.engine.dialect.name == "postgresql" \
+            else "2026-11-30 12:00:00.000000"
     with runtime.engine.begin() as conn:
         conn.execute(text(
             "INSERT INTO audit_pending (ts, actor, roles, action, subject_id, outcome, details) "
             "VALUES (:ts, 'mallory', :roles, 'record.read', 'subj-9', :outcome, :details)"),
-            {"ts": "2026-11-30 12:00:00+00:00" if runtime.engine.dialect.name == "postgresql"
-             else "2026-11-30 12:00:00.000000", "roles": roles, "details": details,
-             "outcome": outcome})
+            {"ts": ts, "roles": roles, "details": details, "outcome": outcome})
 
 
 @pytest.mark.parametrize(("roles", "details", "outcome", "reason"), ROWS,
                          ids=["huge-number", "roles-object", "details-string", "roles-not-text",
-                              "outcome", "deep"])
+                              "outcome", "deep", "nested"])
 def test_a_malformed_row_becomes_a_stand_in_and_the_log_goes_on(
         runtime: Runtime, live: LiveServer, roles: str, details: str, outcome: str,
         reason: str, caplog: pytest.LogCaptureFixture) -> None:
@@ -74,3 +81,65 @@ def test_a_well_formed_row_queued_by_hand_is_taken_as_it_is(runtime: Runtime) ->
     with runtime.engine.connect() as conn:
         row = conn.execute(text("SELECT action, outcome FROM audit_entries")).one()
     assert tuple(row) == ("record.read", "denied")
+
+
+def test_nesting_up_to_the_limit_is_an_entry_like_any_other(runtime: Runtime,
+                                                             live: LiveServer) -> None:
+    depth = intake.MAX_DEPTH - 1  # the details object itself is one level
+    queue_by_hand(runtime, '["agent"]', '{"a":' * depth + "[1]" + "}" * depth, "allowed")
+    assert sequenced(runtime) == 1
+    client = live.client(make_token())
+    page = client.get("/v1/audit")
+    assert page.status_code == 200, page.text
+    assert page.json()["items"][0]["action"] == "record.read"
+
+
+# times Python's datetime cannot hold, as each database would take them by hand
+BAD_TIMES = {"postgresql": ["infinity", "-infinity", "0044-03-15 12:00:00 BC",
+                            "10000-01-01 00:00:00"],
+             "sqlite": ["infinity", "10000-01-01 00:00:00", "the day after tomorrow"]}
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_a_time_python_cannot_hold_fails_its_row_alone(
+        runtime: Runtime, live: LiveServer, dialect: str, index: int,
+        caplog: pytest.LogCaptureFixture) -> None:
+    if index >= len(BAD_TIMES[dialect]):
+        pytest.skip(f"{dialect} has fewer such times")
+    bad = BAD_TIMES[dialect][index]
+    write_entries(runtime, 1)
+    queue_by_hand(runtime, '["agent"]', '{"n": 1}', "allowed", ts=bad)
+    write_entries(runtime, 1, actor="after")
+    client = live.client(make_token())
+    metrics = client.get("/metrics").text  # the lag is the queue's own clock, not the rows' ts
+    lag = [line for line in metrics.splitlines()
+           if line.startswith("pgw_audit_integration_lag_seconds ")]
+    assert len(lag) == 1
+    assert 0 <= float(lag[0].split()[1]) < 60, lag
+    result = sequencer.step(runtime)
+    assert result is not None
+    assert result.size == 3
+    assert "audit queue row 2 is malformed (unreadable time)" in caplog.text
+
+    page = client.get("/v1/audit")
+    assert page.status_code == 200, page.text
+    stand_in = page.json()["items"][1]
+    assert stand_in["action"] == intake.MALFORMED
+    assert stand_in["details"]["reason"] == "unreadable time"
+    assert stand_in["details"]["ts"] != ""  # what the row said, as the database gave it
+    assert page.json()["items"][2]["actor"] == "after"
+    assert client.get("/v1/audit/verify").json()["ok"] is True
+
+
+def test_the_lag_is_measured_by_the_queue_not_by_the_time_a_writer_gave(
+        runtime: Runtime) -> None:
+    old = "2000-01-01 00:00:00+00:00" if runtime.engine.dialect.name == "postgresql" \
+        else "2000-01-01 00:00:00.000000"
+    queue_by_hand(runtime, '["agent"]', "{}", "allowed", ts=old)
+    with runtime.session_factory() as session:
+        waiting, lag = tree.integration_lag(session)
+    assert waiting == 1
+    assert 0 <= lag < 60  # not 26 years
+    time.sleep(1.1)
+    with runtime.session_factory() as session:
+        assert tree.integration_lag(session)[1] >= 1.0  # and it does grow while nobody sequences

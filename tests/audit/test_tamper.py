@@ -146,3 +146,44 @@ def test_a_damaged_stored_tree_is_named_by_verify_and_its_proofs_refused(
         assert "tampered" in response.json()["detail"]
     else:
         assert response.status_code == 200
+
+
+@pytest.mark.parametrize(("node", "size"), [
+    ((0, 1000), 14), ((25, 0), 14), ((0, -1), 14), ((-1, 3), 14), ((64, 0), 14),
+    ((1, 6), 12),  # where the sequencer writes next: it stops there
+], ids=["leaf-ahead", "high-level", "negative-index", "negative-level", "level-beyond",
+        "next-node"])
+def test_a_node_planted_outside_the_tree_is_named(
+        logged: Runtime, live: LiveServer, node: tuple[int, int], size: int,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A row added to the stored tree (as the owner) where the sequencer never writes one: the
+    tree's size still comes from the entries, the log grows until the tree reaches the row,
+    and verify names it either way."""
+    tamper(logged.engine, "INSERT INTO audit_tree_nodes (level, idx, hash) "
+                          f"VALUES ({node[0]}, {node[1]}, '{HASH}')")
+    write_entries(logged, 2, actor="after")
+    assert sequenced(logged) == size
+    body = verify_api(live)
+    assert body["ok"] is False
+    assert f"node at level {node[0]}, index {node[1]}, outside the tree" in str(body["reason"])
+    code, out = verify_cli(capsys)
+    assert code == 1
+    assert f"level {node[0]}, index {node[1]}" in out
+    client = live.client(make_token())
+    signed = client.post("/v1/audit/checkpoints")
+    if size == 14:
+        assert signed.status_code == 201, signed.text
+        assert client.get("/v1/audit/entries/14/proof").status_code == 200
+    else:  # the sequencer cannot extend the tree past the planted node, and says why
+        assert signed.status_code == 500, signed.text
+        assert signed.json()["type"] == "urn:pgw:problem:audit-log-damaged"
+        assert "planted" in signed.json()["detail"]
+
+
+def test_the_tail_leaf_deleted_under_its_parents_is_named(
+        logged: Runtime, live: LiveServer) -> None:
+    tamper(logged.engine, "DELETE FROM audit_tree_nodes WHERE level = 0 AND idx = 11")
+    body = verify_api(live)
+    assert body["ok"] is False
+    # leaves 10-11 are under node (1, 5): the stored tree now ends at leaf 10
+    assert "node at level 1, index 5, outside the tree of 11 entries" in str(body["reason"])

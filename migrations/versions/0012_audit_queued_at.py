@@ -1,0 +1,37 @@
+"""The audit queue's rows carry the time the database queued them (`queued_at`), set by the
+database's clock and by no writer: the integration lag is measured with it, so a row queued by
+hand with an odd `ts` (years away, `infinity`) can neither hide a stalled sequencer nor raise a
+false alarm.
+
+Revision ID: 0012
+Revises: 0011
+Create Date: 2026-12-01
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0012"
+down_revision: str | None = "0011"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+# the time of the INSERT itself, not of its transaction's start
+NOW = {"postgresql": "clock_timestamp()", "sqlite": "(strftime('%Y-%m-%d %H:%M:%f', 'now'))"}
+
+
+def upgrade() -> None:
+    dialect = op.get_bind().dialect.name
+    column = sa.Column("queued_at", sa.DateTime(timezone=True), nullable=False,
+                       server_default=sa.text(NOW[dialect]))
+    # SQLite adds no column with a default that is not a constant: the table is copied
+    with op.batch_alter_table("audit_pending", recreate="auto" if dialect != "sqlite"
+                              else "always") as batch:
+        batch.add_column(column)
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("audit_pending") as batch:
+        batch.drop_column("queued_at")
