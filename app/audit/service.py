@@ -370,9 +370,11 @@ def verify_log(session: Session, *, signer: Signer | None,
         level, idx = stray
         result.ok, result.reason = False, (
             f"the stored Merkle tree holds a node at level {level}, index {idx}, outside the "
-            f"tree of {size} entries: the sequencer writes none there, so it was planted; the "
-            "sequencer stops when the tree reaches it. Delete that row of audit_tree_nodes as "
-            "the owner, then verify again")
+            f"tree of {size} entries: the sequencer writes none there, so it was planted (or "
+            "leaves under it deleted), and the sequencer stops when the tree reaches it. The "
+            "entries match the signed checkpoints: as the owner, delete that row of "
+            "audit_tree_nodes (the sequencer rebuilds the tree from the entries), then verify "
+            "again")
     return result
 
 

@@ -187,3 +187,9 @@ def test_the_tail_leaf_deleted_under_its_parents_is_named(
     assert body["ok"] is False
     # leaves 10-11 are under node (1, 5): the stored tree now ends at leaf 10
     assert "node at level 1, index 5, outside the tree of 11 entries" in str(body["reason"])
+    # the repair the message advises: the nodes over the missing leaf go, the sequencer
+    # rebuilds them from the entries
+    tamper(logged.engine, "DELETE FROM audit_tree_nodes WHERE level = 1 AND idx = 5",
+           "DELETE FROM audit_tree_nodes WHERE level = 2 AND idx = 2")
+    assert sequenced(logged) >= 12
+    assert verify_api(live)["ok"] is True
