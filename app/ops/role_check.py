@@ -61,7 +61,7 @@ class RoleFacts:
     table_owners: dict[str, str]  # audit table: its owner
     schema: tuple[str, str]  # the audit tables' schema and its owner
     database: tuple[str, str]  # the database and its owner
-    sets_replica: bool  # may SET session_replication_role (PostgreSQL 15+ grants it)
+    replica_setters: tuple[str, ...]  # granted SET ON PARAMETER session_replication_role
 
 
 def role_facts(engine: Engine) -> RoleFacts:
@@ -88,16 +88,19 @@ def role_facts(engine: Engine) -> RoleFacts:
             "WHERE datname = current_database()")).one()
         return RoleFacts(name=name, writes_log=writes_log, roles=roles, table_owners=owners,
                          schema=(schema[0], schema[1]), database=(database[0], database[1]),
-                         sets_replica=_sets_replica(connection))
+                         replica_setters=_replica_setters(connection))
 
 
-def _sets_replica(connection: Connection) -> bool:
-    """May SET session_replication_role: PostgreSQL 15 and later let a superuser grant it;
-    before, only a superuser may set it."""
+def _replica_setters(connection: Connection) -> tuple[str, ...]:
+    """The roles (PUBLIC too) granted SET on session_replication_role: PostgreSQL 15 and later
+    let a superuser grant it; before, only a superuser may set it."""
     if (connection.dialect.server_version_info or (0,)) < (15,):
-        return False
-    return bool(connection.scalar(text(
-        "SELECT has_parameter_privilege('session_replication_role', 'SET')")))
+        return ()
+    return tuple(connection.scalars(text(
+        "SELECT CASE a.grantee WHEN 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee)::text END "
+        "FROM pg_parameter_acl p, aclexplode(p.paracl) a "
+        "WHERE p.parname = 'session_replication_role' AND a.privilege_type = 'SET' "
+        "ORDER BY 1")))
 
 
 def bypass(variable: str, facts: RoleFacts, remedy: str) -> list[str]:
@@ -179,10 +182,22 @@ def _grants(who: str, facts: RoleFacts) -> Iterator[str]:
         if role.name in SERVER_ROLES:
             yield (f"{who}, {_member(role)}, which {SERVER_ROLES[role.name]}; fix: "
                    f"{_leave(facts, role)}")
-    if facts.sets_replica:
-        yield (f"{who}, which may SET session_replication_role and so switch the audit "
-               "log's triggers off: REVOKE SET ON PARAMETER session_replication_role FROM "
-               f"{_quote(facts.name)}")
+    members = {role.name: role for role in facts.roles}
+    revoke = "REVOKE SET ON PARAMETER session_replication_role FROM"
+    for holder in facts.replica_setters:
+        if holder == facts.name:
+            yield (f"{who}, which may SET session_replication_role and so switch the audit "
+                   f"log's triggers off: {revoke} {_quote(holder)}")
+        elif holder == "PUBLIC":
+            yield (f"{who}, which may SET session_replication_role (granted to PUBLIC, so to "
+                   f"every role) and so switch the audit log's triggers off: {revoke} PUBLIC")
+        elif holder in members:
+            role = members[holder]
+            yield (f"{who}, {_member(role)}, which may SET session_replication_role: so may "
+                   f"{facts.name!r} (after SET ROLE {_quote(holder)}, if it does not inherit "
+                   "that role's privileges) and switch the audit log's triggers off; fix: "
+                   f"{revoke} {_quote(holder)} (or take {facts.name!r} out of {holder!r}: "
+                   f"{_leave(facts, role)})")
 
 
 def _ownership(who: str, facts: RoleFacts) -> Iterator[str]:

@@ -1,8 +1,8 @@
 """`pgw check` in prod refuses a service or sequencer role that could rewrite the audit log by
 any way PostgreSQL gives it: an attribute (its own, or one a role it is a member of has and SET
 ROLE gives it), membership in the tables' owner or a predefined role that reaches past the
-database's privileges, or the ownership of the database or the schema. Each fix it prints is
-run, and the check then passes."""
+database's privileges, a grant on session_replication_role (named where it is held), or the
+ownership of the database or the schema. Each fix it prints is run, and the check then passes."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 from app.config import Settings
 from app.db import upgrade
 from app.ops import setup
-from app.ops.role_check import SERVER_ROLES
+from app.ops.role_check import SERVER_ROLES, Member, RoleFacts, bypass
 from tests.databases import DatabaseFactory, _admin_dsn, as_role, login_roles
 
 README = '(README "Tamper evidence against the service itself")'
@@ -164,6 +164,35 @@ def test_predefined_roles_past_the_databases_privileges_are_refused(
     d.sql("UPDATE audit_pending SET actor = 'mallory'", "DELETE FROM audit_pending", as_=d.svc)
 
 
+def test_the_replication_grant_is_named_where_it_is_held(deployment: Deployment) -> None:
+    """Granted to a group, SET ON PARAMETER session_replication_role is its members' too (and a
+    member that does not inherit may SET ROLE to the group): the fix names the group."""
+    d = deployment
+    with d.group() as setter, d.group() as team:
+        d.sql(f"GRANT SET ON PARAMETER session_replication_role TO {setter}",
+              f"GRANT {setter} TO {d.svc}")
+        revoke_grant = f"REVOKE SET ON PARAMETER session_replication_role FROM {setter}"
+        refused = [
+            f"PGW_DATABASE_URL connects as {d.svc!r}, a member of {setter!r}, which may SET "
+            f"session_replication_role: so may {d.svc!r} (after SET ROLE {setter}, if it does "
+            f"not inherit that role's privileges) and {TRIGGERS_OFF}; fix: {revoke_grant} (or "
+            f"take {d.svc!r} out of {setter!r}: REVOKE {setter} FROM {d.svc})"]
+        assert d.check() == refused
+        d.sql(f"ALTER ROLE {d.svc} NOINHERIT")  # it may still SET ROLE and then SET it
+        assert d.check() == refused
+        d.sql(f"SET ROLE {setter}", "SET session_replication_role = replica", as_=d.svc)
+        d.sql(f"REVOKE {setter} FROM {d.svc}", f"GRANT {team} TO {d.seq}",
+              f"GRANT {setter} TO {team}")
+        assert d.check() == [
+            f"PGW_SEQUENCER_DATABASE_URL connects as {d.seq!r}, a member of {setter!r} by way "
+            f"of {team!r}, which may SET session_replication_role: so may {d.seq!r} (after SET "
+            f"ROLE {setter}, if it does not inherit that role's privileges) and {TRIGGERS_OFF}; "
+            f"fix: {revoke_grant} (or take {d.seq!r} out of {setter!r}: REVOKE {team} FROM "
+            f"{d.seq})"]
+        d.sql(revoke_grant)  # the fix it names
+        assert d.check() == []
+
+
 def test_the_owner_of_the_database_or_the_schema_is_refused(deployment: Deployment) -> None:
     d = deployment
     database = make_url(d.url).database
@@ -189,3 +218,22 @@ def test_the_owner_of_the_database_or_the_schema_is_refused(deployment: Deployme
         assert d.check() == []
     finally:  # the roles are dropped after the test; the database is dropped last
         d.sql(f'ALTER DATABASE "{database}" OWNER TO "{make_url(d.url).username}"')
+
+
+def test_fixes_quote_names_and_a_grant_to_public_is_named() -> None:
+    """Names that need quoting in SQL are quoted; a grant to PUBLIC is revoked from PUBLIC."""
+    facts = RoleFacts(
+        name="Gateway", writes_log=False, table_owners={"audit_entries": "Owner"},
+        roles=(Member("Gateway", False, True, False, ()),
+               Member("user", False, False, False, ("user",))),
+        schema=("public", "Owner"), database=("pgw", "Owner"),
+        replica_setters=("PUBLIC", "user"))
+    found = bypass("PGW_DATABASE_URL", facts, "")
+    assert [p.rsplit("fix: ", 1)[-1] for p in found] == [
+        'ALTER ROLE "Gateway" NOCREATEROLE',
+        "PGW_DATABASE_URL connects as 'Gateway', which may SET session_replication_role "
+        "(granted to PUBLIC, so to every role) and so switch the audit log's triggers off: "
+        "REVOKE SET ON PARAMETER session_replication_role FROM PUBLIC",
+        "REVOKE SET ON PARAMETER session_replication_role FROM \"user\" (or take 'Gateway' "
+        "out of 'user': REVOKE \"user\" FROM \"Gateway\")"]
+    assert "\"Owner\" too" in found[0]
