@@ -35,7 +35,8 @@ def grant_roles(connection: Connection, *, service: str, sequencer: str | None =
     migration role owns the tables; these roles do not, so neither can ALTER them, switch their
     triggers off or TRUNCATE them. `session_replication_role` can be set only by a superuser
     or, since PostgreSQL 15, a role granted `SET ON PARAMETER session_replication_role`: never
-    grant that to either role (`pgw check` refuses it in prod)."""
+    grant that to either role, nor CREATEROLE, REPLICATION, the owner's role or a predefined
+    role that reaches the server's files (`pgw check` refuses them in prod: ops/role_check.py)."""
     if connection.dialect.name != "postgresql":
         raise ValueError("database roles are a PostgreSQL feature")
     quote = connection.dialect.identifier_preparer.quote

@@ -20,7 +20,7 @@ import jwt
 import psycopg
 
 from tests.databases import DatabaseFactory, _admin_dsn, as_role, login_roles
-from tests.ops.test_setup import IDP_ISSUER, identity_provider
+from tests.ops.conftest import IDP_ISSUER, identity_provider
 from tests.server import free_port
 from tests.test_readme import REPO, marked_blocks
 from tests.tokens import claims

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import ValidationError
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -29,13 +29,11 @@ from app.errors import database_error
 from app.keys import files, kek_versions, rows
 from app.keys.kek import KekProvider, KekUnavailable, Pkcs11Keks, load_kek
 from app.keys.signing import generate_pem, load_signer
+from app.ops.role_check import bypass, role_facts
 from app.policy.loader import PolicyError, load_policy
 from app.runtime import private_data_dir
 
 KEK_FILE = "kek-v1.key"
-# The tables the audit log's triggers guard; whoever owns one can switch its triggers off.
-AUDIT_TABLES = ("audit_entries", "audit_checkpoints", "audit_tree_nodes", "audit_pending")
-ROLES_README = 'README "Tamper evidence against the service itself"'
 
 
 @dataclass
@@ -244,52 +242,10 @@ def _policy(settings: Settings) -> list[str]:
     return []
 
 
-@dataclass(frozen=True)
-class _Role:
-    """What the role a connection logs in as could do to the audit log."""
-
-    name: str
-    superuser: bool
-    owns: list[str]  # audit tables it owns, or may act as the owner of
-    sets_replica: bool  # may SET session_replication_role (PostgreSQL 15+ grants it)
-    writes_log: bool  # may add to audit_entries: it can sequence
-
-
-def _role(engine: Engine) -> _Role:
-    with engine.connect() as connection:
-        name, superuser, owns, writes_log = connection.execute(text(
-            "SELECT current_user, rolsuper, ARRAY(SELECT relname::text FROM pg_class "
-            "  WHERE relnamespace = current_schema()::regnamespace AND relname = ANY(:tables) "
-            "  AND pg_has_role(relowner, 'MEMBER') ORDER BY relname), "
-            "  has_table_privilege('audit_entries', 'INSERT') "
-            "FROM pg_roles WHERE rolname = current_user"), {"tables": list(AUDIT_TABLES)}).one()
-        sets_replica = (connection.dialect.server_version_info or (0,)) >= (15,) and \
-            connection.scalar(text(
-                "SELECT has_parameter_privilege('session_replication_role', 'SET')"))
-    return _Role(name=name, superuser=superuser, owns=owns, sets_replica=bool(sets_replica),
-                 writes_log=writes_log)
-
-
-def _bypass(variable: str, role: _Role, remedy: str) -> list[str]:
-    """How the role could rewrite the audit log without a trace, if it could."""
-    if role.superuser:
-        why = "a superuser"
-    elif role.owns:
-        why = f"the owner of {', '.join(role.owns)}"
-    elif role.sets_replica:
-        return [f"{variable} connects as {role.name!r}, which may SET "
-                "session_replication_role and so switch the audit log's triggers off: "
-                f"REVOKE SET ON PARAMETER session_replication_role FROM {role.name}"]
-    else:
-        return []
-    return [f"{variable} connects as {role.name!r}, {why}, which can switch the audit log's "
-            f"triggers off and rewrite it; {remedy} ({ROLES_README})"]
-
-
 def _role_problems(settings: Settings, engine: Engine) -> list[str]:
     """On PostgreSQL: in prod, a service or sequencer role that could rewrite the audit log; and
     anywhere, a service role that may not sequence while no sequencer's role is given."""
-    service = _role(engine)
+    service = role_facts(engine)
     found = []
     if not settings.sequencer_database_url and not settings.sequencer_role \
             and not service.writes_log:
@@ -301,7 +257,7 @@ def _role_problems(settings: Settings, engine: Engine) -> list[str]:
                      "PGW_SEQUENCER_DATABASE_URL")
     if settings.is_dev:  # one role for everything is how development runs
         return found
-    found += _bypass("PGW_DATABASE_URL", service, (
+    found += bypass("PGW_DATABASE_URL", service, (
         "create a role for the service, run `pgw migrate` as the tables' owner with "
         "PGW_MIGRATION_DATABASE_URL set to the owner's URL and PGW_SERVICE_ROLE to the new "
         "role, then point PGW_DATABASE_URL at the new role"))
@@ -318,12 +274,12 @@ def _sequencer_problems(settings: Settings, url: str) -> list[str]:
                          pool_timeout=settings.db_connect_timeout_seconds,
                          connect_timeout=settings.db_connect_timeout_seconds)
     try:
-        sequencer = _role(engine)
+        sequencer = role_facts(engine)
     except SQLAlchemyError as exc:
         return [f"PGW_SEQUENCER_DATABASE_URL: the database cannot be used ({_why(exc)})"]
     finally:
         engine.dispose()
-    return _bypass("PGW_SEQUENCER_DATABASE_URL", sequencer, (
+    return bypass("PGW_SEQUENCER_DATABASE_URL", sequencer, (
         "create a role for the sequencer, run `pgw migrate` with PGW_SEQUENCER_ROLE set to it, "
         "then point PGW_SEQUENCER_DATABASE_URL at it"))
 

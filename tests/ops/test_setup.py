@@ -10,13 +10,11 @@ import shlex
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import jwt
 import psycopg
 import pytest
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, generate_private_key
 from sqlalchemy.engine import make_url
 
 from app.config import Environment, Settings
@@ -24,10 +22,10 @@ from app.db import upgrade
 from app.ops import setup
 from tests.conftest import REPO
 from tests.databases import DatabaseFactory, _admin_dsn, as_role, login_roles
+from tests.ops.conftest import IDP_ISSUER, identity_provider
 from tests.server import PGW, free_port, wait_until_up
 from tests.tokens import claims
 
-IDP_ISSUER = "https://idp.example.com/realms/pgw"
 KEY_FILES = ("kek/kek-v1.key", "audit-signing-key.pem", "receipt-signing-key.pem",
              "pii-hash-key")
 
@@ -61,15 +59,6 @@ def base_env(tmp_path: Path, database_url: str, **extra: str) -> dict[str, str]:
     if database_url.startswith("sqlite"):
         env.setdefault("PGW_ALLOW_SQLITE_IN_PROD", "true")
     return env
-
-
-def identity_provider(tmp_path: Path) -> tuple[dict[str, str], RSAPrivateKey]:
-    """Settings for an issuer whose public key set is a file, and its private key."""
-    key = generate_private_key(public_exponent=65537, key_size=2048)
-    public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
-    (tmp_path / "jwks.json").write_text(json.dumps({"keys": [{**public, "kid": "k1"}]}))
-    return {"PGW_JWT_ALGORITHMS": "RS256", "PGW_JWT_ISSUER": IDP_ISSUER,
-            "PGW_JWT_JWKS_FILE": str(tmp_path / "jwks.json")}, key
 
 
 def test_init_then_check_in_dev(pgw: Run, tmp_path: Path, database_url: str) -> None:
@@ -275,21 +264,6 @@ def test_env_provider_kek_is_printed_once(pgw: Run, tmp_path: Path, database_url
     again = pgw("init", **env, PGW_KEK=report["environment"]["PGW_KEK"])
     assert "PGW_KEK" not in exported(again.stdout)
     assert "kept KEK in PGW_KEK" in again.stderr
-
-
-@pytest.fixture
-def prod_settings(tmp_path: Path, make_settings: Callable[..., Settings],
-                  ) -> Callable[..., Settings]:
-    """Prod settings whose keys `pgw init` made and whose tokens an identity provider signs:
-    nothing but the database is left for `pgw check` to find."""
-    idp, _ = identity_provider(tmp_path)
-
-    def make(**overrides: Any) -> Settings:
-        settings = make_settings(env="prod", jwt_issuer=IDP_ISSUER, jwt_algorithms=("RS256",),
-                                 jwt_jwks_file=Path(idp["PGW_JWT_JWKS_FILE"]), **overrides)
-        setup.init(settings)
-        return settings
-    return make
 
 
 def test_check_in_prod_refuses_a_service_role_that_could_rewrite_the_audit_log(
