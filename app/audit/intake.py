@@ -14,7 +14,11 @@ The time is read as a number (PostgreSQL: seconds since the epoch) or as text (S
 as a datetime by the driver, so a time Python cannot hold (`infinity`, a date BC, a year past
 9999) fails its row alone; the stand-in then takes the sequencer's clock and names the time it
 could not read. Nesting deeper than `MAX_DEPTH` is refused as well: readers of the log
-serialise an entry's details, and their serialisers stop at a depth of a few hundred.
+serialise an entry's details, and their serialisers stop at a depth of a few hundred. So is a row
+larger than `MAX_ROW_BYTES`, whose JSON is not even fetched: stored compressed, a few hundred
+kilobytes on disk can hold a hundred megabytes of text, which every reader of the log would pay
+for (the queue's CHECK refuses such a row; this holds where the CHECK is gone). A batch fetches
+at most `BATCH_BYTES` of JSON, so the sequencer's memory stays bounded whatever is queued.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Row, Table, Text, func, select
+from sqlalchemy import Row, Table, Text, bindparam, case, func, select
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 
@@ -38,22 +42,41 @@ from app.db import is_postgres
 MALFORMED = "audit.entry.malformed"
 OUTCOMES = frozenset({"allowed", "denied", "error"})  # app.audit.service.Outcome's values
 MAX_DEPTH = 64  # of nested arrays and objects in details; the gateway's own entries use 3
+# roles and details as JSON text: a row beyond it is a stand-in (the queue's CHECK, migration
+# 0012, refuses one; the gateway's writer stays below WRITER_MAX_BYTES), and a batch reads no
+# more than BATCH_BYTES of them
+MAX_ROW_BYTES = 256 * 1024
+WRITER_MAX_BYTES = 80 * 1024  # hashed as UTF-8; stored escaped, at most 3 times as long
+BATCH_BYTES = 8 * 1024 * 1024
+OLDEST_YEAR = 1000  # earlier years are written without four digits on some platforms
 logger = logging.getLogger("pgw.audit.sequencer")
 _PENDING = cast(Table, AuditPending.__table__)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _queue(*, postgres: bool) -> Any:
-    """The queue's columns, the JSON ones as their text (parsed here, so that a row no parser
-    can load fails alone instead of failing the batch's SELECT) and the time as a number or
-    text (for the same reason)."""
+    """The queue's rows in order, as far as `BATCH_BYTES` of JSON go (at least one row): the
+    JSON columns as their text (parsed here, so that a row no parser can load fails alone
+    instead of failing the batch's SELECT), left out of a row larger than `MAX_ROW_BYTES`
+    (whose size alone is read), and the time as a number or text (for the same reason)."""
+    def length(col: Any) -> Any:
+        text = sql_cast(col, Text)
+        return func.coalesce(func.octet_length(text) if postgres else func.length(text), 0)
+
+    size = length(_PENDING.c.roles) + length(_PENDING.c.details)
+
     def column(col: Any) -> Any:
         if col.key in ("roles", "details"):
-            return sql_cast(col, Text).label(col.key)
+            return case((size > MAX_ROW_BYTES, None), else_=sql_cast(col, Text)).label(col.key)
         if col.key == "ts":
             return (func.extract("epoch", col) if postgres else sql_cast(col, Text)).label("ts")
         return col
-    return select(*(column(col) for col in _PENDING.c if col.key != "queued_at"))
+    rows = select(*(column(col) for col in _PENDING.c if col.key != "queued_at"),
+                  size.label("row_bytes"),
+                  func.sum(size).over(order_by=_PENDING.c.id).label("running"),
+                  ).order_by(_PENDING.c.id).limit(bindparam("limit")).subquery()
+    return select(*(col for col in rows.c if col.key != "running")).where(
+        rows.c.running - rows.c.row_bytes < BATCH_BYTES).order_by(rows.c.id)
 
 
 _QUEUES = {postgres: _queue(postgres=postgres) for postgres in (True, False)}
@@ -67,8 +90,7 @@ class Sequenced(NamedTuple):
 
 def queued(session: Session, limit: int) -> list[Row[Any]]:
     """Up to `limit` committed rows of the queue, in the order they were queued."""
-    query = _QUEUES[is_postgres(session)]
-    return list(session.execute(query.order_by(_PENDING.c.id).limit(limit)).all())
+    return list(session.execute(_QUEUES[is_postgres(session)], {"limit": limit}).all())
 
 
 def entry(item: Row[Any], *, seq: int, prev: str) -> Sequenced:
@@ -83,6 +105,8 @@ def entry(item: Row[Any], *, seq: int, prev: str) -> Sequenced:
         "prev_hash": prev}
     if ts is None:
         problem = "unreadable time"
+    elif item.row_bytes > MAX_ROW_BYTES:
+        problem = f"roles and details larger than {MAX_ROW_BYTES} bytes"
     elif problem is None:
         try:
             return Sequenced(fields, verifier.entry_bytes(fields), ts)
@@ -91,7 +115,7 @@ def entry(item: Row[Any], *, seq: int, prev: str) -> Sequenced:
     logger.error("audit queue row %s is malformed (%s): integrated as %s", item.id, problem,
                  MALFORMED)
     noted = {"queue_id": item.id, "reason": problem, "action": _text(item.action),
-             "outcome": _text(item.outcome), "sha256": _digest(item)}
+             "outcome": _text(item.outcome), "bytes": item.row_bytes, "sha256": _digest(item)}
     if ts is None:  # the sequencer's clock stands in; what the row said is kept, as text
         ts, noted["ts"] = utcnow(), str(item.ts)[:40]
     stand_in = {**fields, "ts": isoformat(ts), "roles": [], "action": MALFORMED,
@@ -100,18 +124,23 @@ def entry(item: Row[Any], *, seq: int, prev: str) -> Sequenced:
 
 
 def _time(raw: Any) -> datetime | None:
-    """The queued time as an aware UTC datetime, None if Python cannot hold it (PostgreSQL
-    gives seconds since the epoch, exact, or Infinity; SQLite the text stored)."""
+    """The queued time as an aware UTC datetime, None if Python cannot hold it or it is before
+    the year 1000 (PostgreSQL gives seconds since the epoch, exact, or Infinity; SQLite the text
+    stored)."""
     try:
         if isinstance(raw, str):
             moment = datetime.fromisoformat(raw)
-            return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-        seconds = Decimal(raw)
-        if not seconds.is_finite():
-            return None
-        return _EPOCH + timedelta(microseconds=int((seconds * 1_000_000).to_integral_value()))
+            moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else \
+                moment.astimezone(UTC)
+        else:
+            seconds = Decimal(raw)
+            if not seconds.is_finite():
+                return None
+            moment = _EPOCH + timedelta(microseconds=int((seconds * 1_000_000)
+                                                         .to_integral_value()))
     except (ValueError, TypeError, ArithmeticError, OverflowError):
         return None
+    return moment if moment.year >= OLDEST_YEAR else None
 
 
 def _parsed(item: Row[Any]) -> tuple[Any, Any, str | None]:

@@ -119,7 +119,7 @@ def create_checkpoint(session: SessionDep, caller: AuditReader, signer: SignerDe
                       settings: SettingsDep) -> CheckpointOut | Response:
     """Sign the current head now (checkpoints are also made every N entries)."""
     try:
-        with _tree_read():  # explicit and audited (and rate-limited per caller like every route)
+        with tree_read():  # explicit and audited (and rate-limited per caller like every route)
             checkpoint = audit.create_checkpoint(session)
     except audit.CheckpointUnavailable as exc:
         raise Conflict(f"not signed now: {exc}; the sequencer signs every "
@@ -156,7 +156,7 @@ def export_audit(session: SessionDep, caller: AuditReader, signer: SignerDep,
 
 
 @contextmanager
-def _tree_read() -> Iterator[None]:
+def tree_read() -> Iterator[None]:
     """A proof through a node of the stored tree that is gone or garbled: a problem that says
     so, and an error in the log, not a bare 500."""
     try:
@@ -225,7 +225,7 @@ def inclusion_proof(
     entry = audit.entries_after(session, after_seq=seq - 1, up_to=seq, limit=1)
     if not entry:
         raise NotFound(f"there is no audit entry {seq}")
-    with _tree_read():
+    with tree_read():
         proof = tree.inclusion_proof(session, seq=seq, size=checkpoint.size)
     audit.record(session, caller=caller, action="audit.read",
                  details={"returned": 1, "proof": "inclusion", "seq": seq})
@@ -251,7 +251,7 @@ def consistency_proof(
     if from_size > checkpoint.size:
         raise Invalid(f"the log has {checkpoint.size} entries in its signed tree",
                       field="from_size")
-    with _tree_read():
+    with tree_read():
         proof = tree.consistency_proof(session, first=from_size, second=checkpoint.size)
     return ConsistencyProofOut(from_size=from_size, to_size=checkpoint.size,
                                proof=[p.hex() for p in proof], checkpoint=checkpoint.note or "")

@@ -23,7 +23,7 @@ from sqlalchemy import event, func, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.audit import tree, tree_check, verifier
+from app.audit import intake, tree, tree_check, verifier
 from app.audit.models import AuditCheckpoint, AuditEntry, AuditPending
 from app.auth.guard import Caller
 from app.clock import isoformat, utcnow
@@ -89,10 +89,14 @@ def record(session: Session, *, caller: Caller, action: str, outcome: Outcome = 
         actor=caller.sub, roles=caller.roles, action=action, outcome=outcome, purpose=purpose,
         subject_id=subject_id, resource=resource, details=details, request_id=caller.request_id,
     )
-    # what the chain cannot hash (a lone surrogate, say) fails its own request, not the sequencer;
-    # the draft's fields as they are: `asdict` would deep-copy the details first
-    verifier.canonical({**{name: getattr(draft, name) for name in _DRAFT_FIELDS},
-                        "roles": list(draft.roles)})
+    # what the chain cannot hash (a lone surrogate, say) or the queue would refuse (too large)
+    # fails its own request, not the sequencer; the draft's fields as they are: `asdict` would
+    # deep-copy the details first
+    hashed = verifier.canonical({**{name: getattr(draft, name) for name in _DRAFT_FIELDS},
+                                 "roles": list(draft.roles)})
+    if len(hashed) > intake.WRITER_MAX_BYTES:
+        raise ValueError(f"audit entry larger than {intake.WRITER_MAX_BYTES} bytes; details "
+                         "carry names, counts and reasons")
     session.info.setdefault(PENDING_KEY, []).append(draft)
 
 
@@ -345,10 +349,14 @@ def verify_log(session: Session, *, signer: Signer | None,
     if public_key is None and signer is not None:
         public_key = signer.public_key
     size = tree.tree_size(session)
+    # the stored tree is judged as far as a signed checkpoint reached, whatever is missing at its
+    # end: proofs in that checkpoint's tree need every node of it
+    signed = tree.latest_checkpoint(session)
+    judged = max(size, signed.size if signed is not None else 0)
     entries = iter_entries(session)
     if progress is not None:
         entries = _counted(entries, total=head(session)[0], progress=progress)
-    nodes = tree_check.NodeCheck(session, size)  # the stored tree: every node proofs are built from
+    nodes = tree_check.NodeCheck(session, judged)  # the nodes proofs are built from
     result = verifier.verify(entries, checkpoints, public_key, roots_at=roots_at,
                              on_nodes=nodes.add)
     if not result.ok:  # an entry edited and its hash (or the whole chain after it) recomputed
@@ -359,22 +367,23 @@ def verify_log(session: Session, *, signer: Signer | None,
             result.first_bad_seq = changed
             result.reason = (f"entry {changed} differs from the leaf the sequencer stored for "
                              f"it; then: {result.reason}")
-    elif size and (damaged := nodes.finish()) is not None:  # the entries hold, the tree not
+    elif judged and (damaged := nodes.finish()) is not None:  # the entries hold, the tree not
         level, idx = damaged
-        first, last = idx * 2**level + 1, min((idx + 1) * 2**level, size)
+        first, last = idx * 2**level + 1, min((idx + 1) * 2**level, judged)
         result.ok, result.reason = False, (
             f"the stored Merkle tree's node at level {level}, index {idx} (over entries "
             f"{first}-{last}) is missing or does not match the entries, which match the signed "
-            "checkpoints: proofs through it fail; the tree was tampered with")
-    elif (stray := tree_check.stray_node(session, size)) is not None:
+            "checkpoints: proofs through it fail; the tree was tampered with (README "
+            "\"Repairing the stored tree\")")
+    elif (stray := tree_check.stray_node(session, judged)) is not None:
         level, idx = stray
         result.ok, result.reason = False, (
             f"the stored Merkle tree holds a node at level {level}, index {idx}, outside the "
-            f"tree of {size} entries: the sequencer writes none there, so it was planted (or "
+            f"tree of {judged} entries: the sequencer writes none there, so it was planted (or "
             "leaves under it deleted), and the sequencer stops when the tree reaches it. The "
             "entries match the signed checkpoints: as the owner, delete that row of "
-            "audit_tree_nodes (the sequencer rebuilds the tree from the entries), then verify "
-            "again")
+            f"audit_tree_nodes (level = {level} AND idx = {idx}; README \"Repairing the stored "
+            "tree\") and the sequencer rebuilds the tree from the entries")
     return result
 
 

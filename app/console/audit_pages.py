@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse
 
 from app.audit import service as audit
 from app.audit import tree
-from app.audit.router import seq_cursor
+from app.audit.router import seq_cursor, tree_read
 from app.auth.scopes import Scope
 from app.console.guard import TEMPLATES, ConsoleRoute, Needs
 from app.console.sessions import Staff
@@ -98,7 +98,8 @@ def proof(seq: Annotated[int, PathParam(ge=1, le=MAX_SEQ)], staff: Auditor,
     if checkpoint is None or checkpoint.size < seq:
         raise NotFound(f"there is no audit entry {seq}")
     shown = _entry(session, seq)
-    path = tree.inclusion_proof(session, seq=seq, size=checkpoint.size)
+    with tree_read():  # a node gone or garbled: the API's problem, not a bare 500
+        path = tree.inclusion_proof(session, seq=seq, size=checkpoint.size)
     audit.record(session, caller=staff.caller, action="audit.read",
                  details={"returned": 1, "proof": "inclusion", "seq": seq, "via": "console"})
     body = {"entry": shown, "tree_size": checkpoint.size, "proof": [p.hex() for p in path],

@@ -1,7 +1,9 @@
 """The audit queue's rows carry the time the database queued them (`queued_at`), set by the
 database's clock and by no writer: the integration lag is measured with it, so a row queued by
 hand with an odd `ts` (years away, `infinity`) can neither hide a stalled sequencer nor raise a
-false alarm.
+false alarm. And the queue refuses a row whose roles and details take more than 256 KiB as JSON
+text (the gateway's own stay far below): one queued by hand, compressed on disk to a fraction
+of its size, would cost the sequencer and every reader of the log its full size.
 
 Revision ID: 0012
 Revises: 0011
@@ -20,6 +22,9 @@ depends_on: str | Sequence[str] | None = None
 
 # the time of the INSERT itself, not of its transaction's start
 NOW = {"postgresql": "clock_timestamp()", "sqlite": "(strftime('%Y-%m-%d %H:%M:%f', 'now'))"}
+MAX_ROW_BYTES = 256 * 1024  # app.audit.intake.MAX_ROW_BYTES
+SIZE = {"postgresql": "octet_length(roles::text) + octet_length(details::text) <= {}",
+        "sqlite": "length(CAST(roles AS BLOB)) + length(CAST(details AS BLOB)) <= {}"}
 
 
 def upgrade() -> None:
@@ -30,8 +35,11 @@ def upgrade() -> None:
     with op.batch_alter_table("audit_pending", recreate="auto" if dialect != "sqlite"
                               else "always") as batch:
         batch.add_column(column)
+        batch.create_check_constraint(op.f("ck_audit_pending_size"),
+                                      SIZE[dialect].format(MAX_ROW_BYTES))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("audit_pending") as batch:
+        batch.drop_constraint(op.f("ck_audit_pending_size"), type_="check")
         batch.drop_column("queued_at")

@@ -180,16 +180,28 @@ def test_a_node_planted_outside_the_tree_is_named(
         assert "planted" in signed.json()["detail"]
 
 
-def test_the_tail_leaf_deleted_under_its_parents_is_named(
+def test_the_last_leaf_missing_under_its_parents_is_named_and_rebuilt(
         logged: Runtime, live: LiveServer) -> None:
+    """The stored tree is judged as far as the latest signed checkpoint (12 entries), not only
+    as far as its own last leaf: the last leaf gone is named (not its parent, as planted), and
+    the repair the README gives (the nodes from the first damaged leaf on deleted) lets the
+    sequencer rebuild them."""
     tamper(logged.engine, "DELETE FROM audit_tree_nodes WHERE level = 0 AND idx = 11")
     body = verify_api(live)
     assert body["ok"] is False
-    # leaves 10-11 are under node (1, 5): the stored tree now ends at leaf 10
-    assert "node at level 1, index 5, outside the tree of 11 entries" in str(body["reason"])
-    # the repair the message advises: the nodes over the missing leaf go, the sequencer
-    # rebuilds them from the entries
-    tamper(logged.engine, "DELETE FROM audit_tree_nodes WHERE level = 1 AND idx = 5",
-           "DELETE FROM audit_tree_nodes WHERE level = 2 AND idx = 2")
+    assert "node at level 0, index 11 (over entries 12-12) is missing" in str(body["reason"])
+    tamper(logged.engine, "DELETE FROM audit_tree_nodes WHERE (idx + 1) * power(2, level) > 11")
     assert sequenced(logged) >= 12
     assert verify_api(live)["ok"] is True
+
+
+def test_the_end_of_the_tree_missing_is_named_before_the_sequencer_rebuilds_it(
+        logged: Runtime) -> None:
+    tamper(logged.engine, "DELETE FROM audit_tree_nodes WHERE (idx + 1) * power(2, level) > 8")
+    with logged.session_factory() as session:  # no catch_up: the sequencer has not run yet
+        result = audit.verify_log(session, signer=logged.audit_signer)
+    assert result.ok is False
+    assert "node at level 0, index 8 (over entries 9-9) is missing" in str(result.reason)
+    assert sequenced(logged) >= 12  # the sequencer adds them again from the entries
+    with logged.session_factory() as session:
+        assert audit.verify_log(session, signer=logged.audit_signer).ok is True

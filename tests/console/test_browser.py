@@ -270,3 +270,19 @@ def test_an_entry_with_floats_and_big_integers_verifies(browser_page: Page, live
     page.get_by_role("button", name="Search").click()
     page.locator("#entries tbody tr").first.get_by_role("link").click()
     expect(page.locator("#verdict")).to_have_attribute("data-state", "verified")
+
+
+def test_keys_python_sorts_differently_from_javascript_verify(browser_page: Page,
+                                                              live: LiveServer,
+                                                              runtime: Runtime) -> None:
+    """Keys are sorted by code point, as Python does (an emoji after a full-width sign, not
+    before it), and a key named __proto__ is hashed like any other."""
+    with runtime.transaction() as session:
+        audit.record(session, caller=Caller(sub="bench"), action="test.keys",
+                     details={"\uff01": 1, "\U0001f600": 2, "__proto__": {"x": 1}, "a": 3})
+    page = browser_page
+    dev_sign_in(page, live, "auditor", "auditor-zhao")
+    page.get_by_label("Action").fill("test.keys")
+    page.get_by_role("button", name="Search").click()
+    page.locator("#entries tbody tr").first.get_by_role("link").click()
+    expect(page.locator("#verdict")).to_have_attribute("data-state", "verified")

@@ -28,7 +28,8 @@ function parseJson(text) {
     space();
     const c = text[at];
     if (c === "{") {
-      at++; const object = {}; space();
+      // no prototype: a key named __proto__ is a key like any other, as it is in Python
+      at++; const object = Object.create(null); space();
       if (text[at] === "}") { at++; return object; }
       for (;;) {
         space(); const key = string(); expect(":"); object[key] = value(); space();
@@ -62,12 +63,23 @@ function parseJson(text) {
 
 const num = (value) => (value instanceof RawNumber ? Number(value.raw) : value);
 
+// Python sorts keys by code point; JavaScript's < compares UTF-16 units, which puts a key
+// beyond U+FFFF (an emoji) before one in U+E000-U+FFFF (a full-width sign).
+function byCodePoint(a, b) {
+  const x = Array.from(a, (c) => c.codePointAt(0));
+  const y = Array.from(b, (c) => c.codePointAt(0));
+  for (let i = 0; i < Math.min(x.length, y.length); i++) {
+    if (x[i] !== y[i]) return x[i] - y[i];
+  }
+  return x.length - y.length;
+}
+
 function canonical(value) {
   // Python's json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
   if (value instanceof RawNumber) return value.raw;
   if (value === null || typeof value !== "object") return JSON.stringify(value);
   if (Array.isArray(value)) return "[" + value.map(canonical).join(",") + "]";
-  const keys = Object.keys(value).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const keys = Object.keys(value).sort(byCodePoint);
   return "{" + keys.map((k) => JSON.stringify(k) + ":" + canonical(value[k])).join(",") + "}";
 }
 
