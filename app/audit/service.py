@@ -345,6 +345,11 @@ def verify_log(session: Session, *, signer: Signer | None,
     """Recompute the chain and the tree from the entries; compare them with every checkpoint
     (signed with `public_key`, by default the signer's) and with the tree the sequencer stored.
     The roots recomputed at the sizes in `roots_at` are kept in the result."""
+    if is_postgres(session) and not session.in_transaction():
+        # one snapshot for every read below: a sequencer committing meanwhile would otherwise
+        # show leaves and nodes past the tree size read at the start, as if planted
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ",
+                                              "postgresql_readonly": True})
     checkpoints = [checkpoint_dict(c) for c in session.scalars(select(AuditCheckpoint))]
     if public_key is None and signer is not None:
         public_key = signer.public_key
@@ -373,17 +378,18 @@ def verify_log(session: Session, *, signer: Signer | None,
         result.ok, result.reason = False, (
             f"the stored Merkle tree's node at level {level}, index {idx} (over entries "
             f"{first}-{last}) is missing or does not match the entries, which match the signed "
-            "checkpoints: proofs through it fail; the tree was tampered with (README "
-            "\"Repairing the stored tree\")")
+            "checkpoints: proofs through it fail; the tree was tampered with. Repair: as the "
+            f"owner, delete the nodes over entries after {first - 1} (README \"Repairing the "
+            f"stored tree\", K = {first - 1}); the sequencer writes them again from the entries")
     elif (stray := tree_check.stray_node(session, judged)) is not None:
         level, idx = stray
         result.ok, result.reason = False, (
             f"the stored Merkle tree holds a node at level {level}, index {idx}, outside the "
             f"tree of {judged} entries: the sequencer writes none there, so it was planted (or "
-            "leaves under it deleted), and the sequencer stops when the tree reaches it. The "
-            "entries match the signed checkpoints: as the owner, delete that row of "
-            f"audit_tree_nodes (level = {level} AND idx = {idx}; README \"Repairing the stored "
-            "tree\") and the sequencer rebuilds the tree from the entries")
+            "the leaves under it deleted); one ahead of the tree stops the sequencer when it "
+            "gets there. The entries match the signed checkpoints. Repair: as the owner, delete "
+            f"every node outside the tree (README \"Repairing the stored tree\", K = {judged}); "
+            "the sequencer writes the tree's end again from the entries")
     return result
 
 

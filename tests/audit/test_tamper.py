@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Callable
 
@@ -16,6 +17,16 @@ from tests.server import PGW, LiveServer
 from tests.tokens import make_token
 
 HASH = "aa" * 32
+
+
+def repair(runtime: Runtime, reason: str) -> None:
+    """The README's "Repairing the stored tree", with the K verify's message gives."""
+    found = re.search(r"K = (\d+)", reason)
+    assert found is not None, reason
+    bound = "(idx::numeric + 1) * power(2::numeric, level)" \
+        if runtime.engine.dialect.name == "postgresql" else "(idx + 1) * power(2, level)"
+    tamper(runtime.engine, "DELETE FROM audit_tree_nodes WHERE level NOT BETWEEN 0 AND 63 OR "
+                           f"idx < 0 OR {bound} > {found.group(1)}")
 
 
 def verify_api(live: LiveServer) -> dict[str, object]:
@@ -178,6 +189,9 @@ def test_a_node_planted_outside_the_tree_is_named(
         assert signed.status_code == 500, signed.text
         assert signed.json()["type"] == "urn:pgw:problem:audit-log-damaged"
         assert "planted" in signed.json()["detail"]
+    repair(logged, str(verify_api(live)["reason"]))  # one round, as the message says
+    assert sequenced(logged) >= 14  # the next-node case too: the sequencer goes on
+    assert verify_api(live)["ok"] is True
 
 
 def test_the_last_leaf_missing_under_its_parents_is_named_and_rebuilt(
@@ -190,7 +204,21 @@ def test_the_last_leaf_missing_under_its_parents_is_named_and_rebuilt(
     body = verify_api(live)
     assert body["ok"] is False
     assert "node at level 0, index 11 (over entries 12-12) is missing" in str(body["reason"])
-    tamper(logged.engine, "DELETE FROM audit_tree_nodes WHERE (idx + 1) * power(2, level) > 11")
+    repair(logged, str(body["reason"]))
+    assert sequenced(logged) >= 12
+    assert verify_api(live)["ok"] is True
+
+
+def test_one_repair_takes_missing_leaves_and_planted_nodes_alike(
+        logged: Runtime, live: LiveServer) -> None:
+    """Leaves gone under their parents and a node planted where no level reaches: one repair
+    (no round a node), and no overflow on the planted node's level."""
+    tamper(logged.engine, "DELETE FROM audit_tree_nodes WHERE level = 0 AND idx IN (10, 11)",
+           f"INSERT INTO audit_tree_nodes (level, idx, hash) VALUES (2000, 0, '{HASH}')")
+    body = verify_api(live)
+    assert body["ok"] is False
+    assert "node at level 0, index 10 (over entries 11-11) is missing" in str(body["reason"])
+    repair(logged, str(body["reason"]))
     assert sequenced(logged) >= 12
     assert verify_api(live)["ok"] is True
 
@@ -205,3 +233,20 @@ def test_the_end_of_the_tree_missing_is_named_before_the_sequencer_rebuilds_it(
     assert sequenced(logged) >= 12  # the sequencer adds them again from the entries
     with logged.session_factory() as session:
         assert audit.verify_log(session, signer=logged.audit_signer).ok is True
+
+
+def test_verify_while_the_sequencer_extends_the_log_says_ok(logged: Runtime) -> None:
+    """Verify reads one snapshot: leaves the sequencer commits while it runs are not taken for
+    nodes planted outside the tree it read at the start."""
+    def extend(done: int, total: int) -> None:
+        if done == 0:
+            write_entries(logged, 5, actor="meanwhile")
+            with logged.session_factory() as other:
+                audit.integrate(other, wait=True, force_checkpoint=True)
+                other.commit()
+
+    with logged.read_session_factory() as session:
+        result = audit.verify_log(session, signer=logged.audit_signer, progress=extend)
+    assert result.ok is True, result.reason
+    assert result.entries == 12
+    assert sequenced(logged) == 17
