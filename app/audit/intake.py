@@ -18,7 +18,8 @@ serialise an entry's details, and their serialisers stop at a depth of a few hun
 larger than `MAX_ROW_BYTES`, whose JSON is not even fetched: stored compressed, a few hundred
 kilobytes on disk can hold a hundred megabytes of text, which every reader of the log would pay
 for (the queue's CHECK refuses such a row; this holds where the CHECK is gone). A batch fetches
-at most `BATCH_BYTES` of JSON, so the sequencer's memory stays bounded whatever is queued.
+at most `BATCH_BYTES` of JSON and one row more, so the sequencer's memory stays bounded
+whatever is queued.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Row, Table, Text, bindparam, case, func, select
+from sqlalchemy import LargeBinary, Row, Table, Text, bindparam, case, func, select
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 
@@ -58,25 +59,27 @@ def _queue(*, postgres: bool) -> Any:
     """The queue's rows in order, as far as `BATCH_BYTES` of JSON go (at least one row): the
     JSON columns as their text (parsed here, so that a row no parser can load fails alone
     instead of failing the batch's SELECT), left out of a row larger than `MAX_ROW_BYTES`
-    (whose size alone is read), and the time as a number or text (for the same reason)."""
-    def length(col: Any) -> Any:
-        text = sql_cast(col, Text)
-        return func.coalesce(func.octet_length(text) if postgres else func.length(text), 0)
+    (whose size alone is read), and the time as a number or text (for the same reason). The
+    sizes are summed over the ids first; only the rows within the budget are fetched whole."""
+    def length(col: Any) -> Any:  # in bytes, as the queue's CHECK counts them
+        return func.coalesce(func.octet_length(sql_cast(col, Text)) if postgres
+                             else func.length(sql_cast(col, LargeBinary)), 0)
 
     size = length(_PENDING.c.roles) + length(_PENDING.c.details)
+    sizes = select(_PENDING.c.id, size.label("row_bytes"),
+                   func.sum(size).over(order_by=_PENDING.c.id).label("running"),
+                   ).order_by(_PENDING.c.id).limit(bindparam("limit")).subquery()
+    too_large = sizes.c.row_bytes > MAX_ROW_BYTES
 
     def column(col: Any) -> Any:
         if col.key in ("roles", "details"):
-            return case((size > MAX_ROW_BYTES, None), else_=sql_cast(col, Text)).label(col.key)
+            return case((too_large, None), else_=sql_cast(col, Text)).label(col.key)
         if col.key == "ts":
             return (func.extract("epoch", col) if postgres else sql_cast(col, Text)).label("ts")
         return col
-    rows = select(*(column(col) for col in _PENDING.c if col.key != "queued_at"),
-                  size.label("row_bytes"),
-                  func.sum(size).over(order_by=_PENDING.c.id).label("running"),
-                  ).order_by(_PENDING.c.id).limit(bindparam("limit")).subquery()
-    return select(*(col for col in rows.c if col.key != "running")).where(
-        rows.c.running - rows.c.row_bytes < BATCH_BYTES).order_by(rows.c.id)
+    return select(*(column(col) for col in _PENDING.c if col.key != "queued_at"),
+                  sizes.c.row_bytes).join_from(_PENDING, sizes, _PENDING.c.id == sizes.c.id) \
+        .where(sizes.c.running - sizes.c.row_bytes < BATCH_BYTES).order_by(_PENDING.c.id)
 
 
 _QUEUES = {postgres: _queue(postgres=postgres) for postgres in (True, False)}

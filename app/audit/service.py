@@ -110,6 +110,15 @@ def requeue(session: Session, drafts: list[Draft]) -> None:
     session.info.setdefault(PENDING_KEY, []).extend(drafts)
 
 
+def names(values: Iterable[str], *, limit: int = 50) -> list[str]:
+    """Names a caller chose (fields it sent, keys it asked for), as details may hold them: the
+    first `limit` in sorted order, each cut to 100 characters, and "+N" for the rest. Details
+    stay small whatever a request holds (an entry over `intake.WRITER_MAX_BYTES` is refused)."""
+    ordered = sorted(values)
+    kept = [name[:100] for name in ordered[:limit]]
+    return kept + [f"+{len(ordered) - limit}"] if len(ordered) > limit else kept
+
+
 def _check_details(value: Any, depth: int = 0) -> None:
     """Details carry names, counts and reasons. Long strings are refused: they smell of values."""
     if depth > 4:

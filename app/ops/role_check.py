@@ -62,6 +62,7 @@ class RoleFacts:
     schema: tuple[str, str]  # the audit tables' schema and its owner
     database: tuple[str, str]  # the database and its owner
     replica_setters: tuple[str, ...]  # granted SET ON PARAMETER session_replication_role
+    creators: tuple[str, ...] = ()  # itself or its roles, granted CREATE on the database
 
 
 def role_facts(engine: Engine) -> RoleFacts:
@@ -86,9 +87,13 @@ def role_facts(engine: Engine) -> RoleFacts:
         database = connection.execute(text(
             "SELECT datname::text, pg_get_userbyid(datdba)::text FROM pg_database "
             "WHERE datname = current_database()")).one()
+        creators = tuple(connection.scalars(text(
+            "SELECT r.rolname::text FROM pg_roles r WHERE r.rolname = ANY(:roles) AND "
+            "has_database_privilege(r.oid, current_database(), 'CREATE') ORDER BY 1"),
+            {"roles": [role.name for role in roles]}))
         return RoleFacts(name=name, writes_log=writes_log, roles=roles, table_owners=owners,
                          schema=(schema[0], schema[1]), database=(database[0], database[1]),
-                         replica_setters=_replica_setters(connection))
+                         replica_setters=_replica_setters(connection), creators=creators)
 
 
 def _replica_setters(connection: Connection) -> tuple[str, ...]:
@@ -187,10 +192,11 @@ def _grants(who: str, facts: RoleFacts) -> Iterator[str]:
     for holder in facts.replica_setters:
         if holder == facts.name:
             yield (f"{who}, which may SET session_replication_role and so switch the audit "
-                   f"log's triggers off: {revoke} {_quote(holder)}")
+                   f"log's triggers off; fix: {revoke} {_quote(holder)}")
         elif holder == "PUBLIC":
             yield (f"{who}, which may SET session_replication_role (granted to PUBLIC, so to "
-                   f"every role) and so switch the audit log's triggers off: {revoke} PUBLIC")
+                   f"every role) and so switch the audit log's triggers off; fix: {revoke} "
+                   "PUBLIC")
         elif holder in members:
             role = members[holder]
             yield (f"{who}, {_member(role)}, which may SET session_replication_role: so may "
@@ -214,6 +220,15 @@ def _ownership(who: str, facts: RoleFacts) -> Iterator[str]:
                "and make every session look in one of them first (ALTER DATABASE ... SET "
                f"search_path), and so give the sequencer and every reader audit tables of its "
                f"own{also}; fix: ALTER DATABASE {_quote(database)} OWNER TO {_owner(facts)}")
+    for creator in facts.creators:  # the owner's CREATE is said above
+        if creator == database_owner or creator not in members:
+            continue
+        role = members[creator]
+        whose = "which" if role.name == facts.name else f"{_member(role)}, which"
+        yield (f"{who}, {whose} may create schemas in the database {database!r}: a schema "
+               "named like a role comes first in that role's search_path (\"$user\"), so it "
+               "could give the sequencer or a reader audit tables of its own; fix: REVOKE "
+               f"CREATE ON DATABASE {_quote(database)} FROM {_quote(role.name)}")
     if schema_owner in members and schema_owner != "pg_database_owner":
         yield (f"{who}, {_owns(facts, members[schema_owner])} the schema {schema!r}: it may "
                "drop the audit tables and create others in their place; fix: ALTER SCHEMA "

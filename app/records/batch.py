@@ -136,7 +136,7 @@ def create_many(session: Session, policy: Policy, keys: service.Keys, *, caller:
         else:
             results.append({"index": index, "status": "created", "record_id": outcome.record.id,
                             "findings": service._finding_counts(outcome.findings),
-                            "dropped": outcome.dropped, "flags": outcome.flags})
+                            "dropped": audit.names(outcome.dropped), "flags": outcome.flags})
     created = sum(1 for r in results if r["status"] == "created")
     return {"created": created, "failed": len(results) - created, "results": results}
 

@@ -151,7 +151,8 @@ def create(session: Session, policy: Policy, keys: Keys, *, caller: Caller, subj
     audit.record(session, caller=caller, action="record.created", purpose=purpose,
                  subject_id=subject_id, resource=f"record:{record_id}",
                  details={"record_type": record_type, "fields": sorted(stored.data),
-                          "dropped": checked.dropped, "legal_basis": decision.legal_basis,
+                          "dropped": audit.names(checked.dropped),
+                          "legal_basis": decision.legal_basis,
                           "findings": _finding_counts(stored.findings), "flags": flags})
     return Written(record, stored.findings, checked.dropped, decision, flags=flags)
 
@@ -239,7 +240,7 @@ def rectify(session: Session, policy: Policy, keys: Keys, *, caller: Caller, rec
     audit.record(session, caller=caller, action="record.rectified", purpose=record.purpose,
                  subject_id=record.subject_id, resource=f"record:{record.id}",
                  details={"record_type": record.record_type, "fields": sorted(stored.data),
-                          "removed": removed, "dropped": checked.dropped,
+                          "removed": removed, "dropped": audit.names(checked.dropped),
                           "findings": _finding_counts(stored.findings)})
     return Written(record, stored.findings, checked.dropped, decision, removed)
 

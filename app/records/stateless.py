@@ -61,7 +61,7 @@ def protect(body: ProtectIn, session: SessionDep, caller: Writer, keyring: Keyri
                                     scans=scans, indexes=False)
     audit.record(session, caller=caller, action="record.protected", purpose=body.purpose,
                  subject_id=body.subject_id, resource=f"record_type:{body.record_type}",
-                 details={"fields": sorted(stored.data), "dropped": checked.dropped,
+                 details={"fields": sorted(stored.data), "dropped": audit.names(checked.dropped),
                           "legal_basis": decision.legal_basis})
     return ProtectedOut.model_validate({
         "subject_id": body.subject_id, "record_type": body.record_type, "data": stored.data,
@@ -99,7 +99,7 @@ def unprotect(body: UnprotectIn, session: SessionDep, caller: Reader, keyring: K
                                  stored, granted.decision)
     audit.record(session, caller=caller, action="record.unprotected", purpose=body.purpose,
                  subject_id=body.subject_id, resource=f"record_type:{body.record_type}",
-                 details={"requested": sorted(body.data), "returned": sorted(data),
+                 details={"requested": audit.names(body.data), "returned": audit.names(data),
                           "masked": sorted(n for n, a in access.items()
                                            if a["decision"] == "masked")})
     return UnprotectedOut.model_validate({

@@ -220,6 +220,22 @@ def test_the_owner_of_the_database_or_the_schema_is_refused(deployment: Deployme
         d.sql(f'ALTER DATABASE "{database}" OWNER TO "{make_url(d.url).username}"')
 
 
+def test_create_on_the_database_is_refused(deployment: Deployment) -> None:
+    """A schema named like the sequencer's role would come first in its search_path."""
+    d = deployment
+    database = make_url(d.url).database
+    d.sql(f'GRANT CREATE ON DATABASE "{database}" TO {d.svc}')
+    try:
+        found = d.check()
+        assert len(found) == 1
+        assert found[0].startswith(f"PGW_DATABASE_URL connects as {d.svc!r}, which may create "
+                                   f"schemas in the database {database!r}")
+        d.sql(found[0].rpartition("fix: ")[2])  # the fix it prints
+        assert d.check() == []
+    finally:
+        d.sql(f'REVOKE CREATE ON DATABASE "{database}" FROM {d.svc}')
+
+
 def test_fixes_quote_names_and_a_grant_to_public_is_named() -> None:
     """Names that need quoting in SQL are quoted; a grant to PUBLIC is revoked from PUBLIC."""
     facts = RoleFacts(
@@ -231,8 +247,6 @@ def test_fixes_quote_names_and_a_grant_to_public_is_named() -> None:
     found = bypass("PGW_DATABASE_URL", facts, "")
     assert [p.rsplit("fix: ", 1)[-1] for p in found] == [
         'ALTER ROLE "Gateway" NOCREATEROLE',
-        "PGW_DATABASE_URL connects as 'Gateway', which may SET session_replication_role "
-        "(granted to PUBLIC, so to every role) and so switch the audit log's triggers off: "
         "REVOKE SET ON PARAMETER session_replication_role FROM PUBLIC",
         "REVOKE SET ON PARAMETER session_replication_role FROM \"user\" (or take 'Gateway' "
         "out of 'user': REVOKE \"user\" FROM \"Gateway\")"]

@@ -329,7 +329,7 @@ def test_check_names_a_replication_grant_and_a_missing_sequencer_url(
             assert setup.problems(prod_settings(database_url=service,
                                                 sequencer_database_url=sequencer)) == [
                 f"PGW_DATABASE_URL connects as {roles['svc']!r}, which may SET "
-                "session_replication_role and so switch the audit log's triggers off: REVOKE "
+                "session_replication_role and so switch the audit log's triggers off; fix: REVOKE "
                 f"SET ON PARAMETER session_replication_role FROM {roles['svc']}"]
         finally:
             with psycopg.connect(_admin_dsn(database_url), autocommit=True) as conn:

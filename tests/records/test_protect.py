@@ -85,6 +85,22 @@ def test_undeclared_fields_are_dropped_where_policy_says_so(live: LiveServer) ->
     assert response.json()["dropped"] == ["browser"]
 
 
+def test_many_long_undeclared_fields_are_dropped_and_audited_in_brief(live: LiveServer) -> None:
+    """The audit entry names what was dropped, however many names and however long: the first
+    50, each cut to 100 characters, and a count of the rest (it was a 500 before)."""
+    extra = {f"x{i:03d}" + "字" * 250: "v" for i in range(190)}
+    response = protect(client(live), record_type="support_ticket", purpose="customer_support",
+                       data={"subject": "refund", **extra})
+    assert response.status_code == 200, response.text
+    assert len(response.json()["dropped"]) == 190
+    entries = client(live, scope="audit:read").get(
+        "/v1/audit", params={"action": "record.protected", "limit": 1}).json()["items"]
+    dropped = entries[0]["details"]["dropped"]
+    assert len(dropped) == 51
+    assert dropped[-1] == "+140"
+    assert all(len(name) <= 100 for name in dropped)
+
+
 @pytest.mark.parametrize(("field", "value", "reason"), [
     ("email", "not-an-email", "not an e-mail address"),
     ("phone", "12812345678", "not a valid phone number"),
