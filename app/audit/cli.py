@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from app.audit import export, sequencer, verifier, witness
+from app.audit import export, log_check, sequencer, verifier, witness
 from app.audit import service as audit
 from app.audit.verifier import Verification
 from app.auth.guard import Caller
@@ -76,7 +76,7 @@ def _verify_live(args: argparse.Namespace, runtime: Runtime) -> int:
     with runtime.transaction() as session:
         audit.catch_up(session)
     with runtime.read_session_factory() as session:
-        result = audit.verify_log(session, signer=runtime.audit_signer, public_key=public_key,
+        result = log_check.verify_log(session, signer=runtime.audit_signer, public_key=public_key,
                                   roots_at=[note.size for note in kept],
                                   progress=_progress(args))
         result = verifier.hold_to_kept(result, kept)

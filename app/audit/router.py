@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.audit import export, tree
+from app.audit import export, log_check, tree
 from app.audit import service as audit
 from app.audit.models import AuditCheckpoint
 from app.audit.schemas import (
@@ -91,7 +91,7 @@ def verify_audit(session: SessionDep, caller: AuditReader, runtime: RuntimeDep) 
     session.commit()  # what catch_up integrated, before the read below
     # a long read in a read-only transaction of its own: no write waits behind it on SQLite
     with runtime.read_session_factory() as reading:
-        result = audit.verify_log(reading, signer=runtime.audit_signer)
+        result = log_check.verify_log(reading, signer=runtime.audit_signer)
     audit.record(session, caller=caller, action="audit.verified",
                  outcome=Outcome.ALLOWED,
                  details={"ok": result.ok, "entries": result.entries,

@@ -18,12 +18,11 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import event, func, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.audit import intake, tree, tree_check, verifier
+from app.audit import intake, tree, verifier
 from app.audit.models import AuditCheckpoint, AuditEntry, AuditPending
 from app.auth.guard import Caller
 from app.clock import isoformat, utcnow
@@ -346,68 +345,3 @@ def head(session: Session) -> tuple[int, str]:
         select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)
     ).first()
     return (last.seq, last.hash) if last else (0, verifier.GENESIS_HASH)
-
-
-def verify_log(session: Session, *, signer: Signer | None,
-               public_key: Ed25519PublicKey | None = None, roots_at: Iterable[int] = (),
-               progress: Callable[[int, int], None] | None = None) -> verifier.Verification:
-    """Recompute the chain and the tree from the entries; compare them with every checkpoint
-    (signed with `public_key`, by default the signer's) and with the tree the sequencer stored.
-    The roots recomputed at the sizes in `roots_at` are kept in the result."""
-    if is_postgres(session) and not session.in_transaction():
-        # one snapshot for every read below: a sequencer committing meanwhile would otherwise
-        # show leaves and nodes past the tree size read at the start, as if planted
-        session.connection(execution_options={"isolation_level": "REPEATABLE READ",
-                                              "postgresql_readonly": True})
-    checkpoints = [checkpoint_dict(c) for c in session.scalars(select(AuditCheckpoint))]
-    if public_key is None and signer is not None:
-        public_key = signer.public_key
-    size = tree.tree_size(session)
-    # the stored tree is judged as far as a signed checkpoint reached, whatever is missing at its
-    # end: proofs in that checkpoint's tree need every node of it
-    signed = tree.latest_checkpoint(session)
-    judged = max(size, signed.size if signed is not None else 0)
-    entries = iter_entries(session)
-    if progress is not None:
-        entries = _counted(entries, total=head(session)[0], progress=progress)
-    nodes = tree_check.NodeCheck(session, judged)  # the nodes proofs are built from
-    result = verifier.verify(entries, checkpoints, public_key, roots_at=roots_at,
-                             on_nodes=nodes.add)
-    if not result.ok:  # an entry edited and its hash (or the whole chain after it) recomputed
-        # shows first as the break after it: the leaves the sequencer stored name it
-        up_to = result.first_bad_seq or size
-        changed = tree_check.first_changed_leaf(session, iter_entries(session, up_to=up_to))
-        if changed is not None and changed != result.first_bad_seq:
-            result.first_bad_seq = changed
-            result.reason = (f"entry {changed} differs from the leaf the sequencer stored for "
-                             f"it; then: {result.reason}")
-    elif judged and (damaged := nodes.finish()) is not None:  # the entries hold, the tree not
-        level, idx = damaged
-        first, last = idx * 2**level + 1, min((idx + 1) * 2**level, judged)
-        result.ok, result.reason = False, (
-            f"the stored Merkle tree's node at level {level}, index {idx} (over entries "
-            f"{first}-{last}) is missing or does not match the entries, which match the signed "
-            "checkpoints: proofs through it fail; the tree was tampered with. Repair: as the "
-            f"owner, delete the nodes over entries after {first - 1} (README \"Repairing the "
-            f"stored tree\", K = {first - 1}); the sequencer writes them again from the entries")
-    elif (stray := tree_check.stray_node(session, judged)) is not None:
-        level, idx = stray
-        result.ok, result.reason = False, (
-            f"the stored Merkle tree holds a node at level {level}, index {idx}, outside the "
-            f"tree of {judged} entries: the sequencer writes none there, so it was planted (or "
-            "the leaves under it deleted); one ahead of the tree stops the sequencer when it "
-            "gets there. The entries match the signed checkpoints. Repair: as the owner, delete "
-            f"every node outside the tree (README \"Repairing the stored tree\", K = {judged}); "
-            "the sequencer writes the tree's end again from the entries")
-    return result
-
-
-def _counted(entries: Iterator[dict[str, Any]], *, total: int,
-             progress: Callable[[int, int], None]) -> Iterator[dict[str, Any]]:
-    done = 0
-    progress(0, total)
-    for done, entry in enumerate(entries, start=1):  # noqa: B007 - read after the loop
-        yield entry
-        if done % BATCH == 0:
-            progress(done, total)
-    progress(max(done, total), total)

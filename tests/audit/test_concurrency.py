@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import text
 
-from app.audit import sequencer
+from app.audit import log_check, sequencer
 from app.audit import service as audit
 from app.auth.guard import Caller
 from app.config import Settings
@@ -45,7 +45,7 @@ def test_concurrent_appends_form_one_chain(settings: Settings, runtime: Runtime)
     with runtime.session_factory() as session:
         audit.catch_up(session)
         session.commit()
-        result = audit.verify_log(session, signer=runtime.audit_signer)
+        result = log_check.verify_log(session, signer=runtime.audit_signer)
     assert result.ok, result.reason
     assert result.entries == PROCESSES * EACH
     with runtime.engine.connect() as conn:

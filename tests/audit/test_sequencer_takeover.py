@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from app.audit import sequencer, tree, verifier
+from app.audit import log_check, sequencer, tree, verifier
 from app.audit import service as audit
 from app.audit.models import AuditEntry, AuditPending, AuditTreeNode
 from app.config import Settings
@@ -81,7 +81,7 @@ def test_a_sequencer_killed_mid_batch_hands_over_without_gap_fork_or_duplicate(
         pending = session.scalar(select(func.count()).select_from(AuditPending))
         details = [e["details"]["n"] for e in (audit.entry_dict(x) for x in
                                                 session.scalars(select(AuditEntry)))]
-        result = audit.verify_log(session, signer=runtime.audit_signer)
+        result = log_check.verify_log(session, signer=runtime.audit_signer)
     assert seqs == list(range(1, 41))  # no gap, no duplicate
     assert leaves == list(range(40))
     assert pending == 0

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy import text
 
+from app.audit import log_check
 from app.audit import service as audit
 from app.cli import main as pgw
 from app.runtime import Runtime
@@ -227,12 +228,12 @@ def test_the_end_of_the_tree_missing_is_named_before_the_sequencer_rebuilds_it(
         logged: Runtime) -> None:
     tamper(logged.engine, "DELETE FROM audit_tree_nodes WHERE (idx + 1) * power(2, level) > 8")
     with logged.session_factory() as session:  # no catch_up: the sequencer has not run yet
-        result = audit.verify_log(session, signer=logged.audit_signer)
+        result = log_check.verify_log(session, signer=logged.audit_signer)
     assert result.ok is False
     assert "node at level 0, index 8 (over entries 9-9) is missing" in str(result.reason)
     assert sequenced(logged) >= 12  # the sequencer adds them again from the entries
     with logged.session_factory() as session:
-        assert audit.verify_log(session, signer=logged.audit_signer).ok is True
+        assert log_check.verify_log(session, signer=logged.audit_signer).ok is True
 
 
 def test_verify_while_the_sequencer_extends_the_log_says_ok(logged: Runtime) -> None:
@@ -246,7 +247,7 @@ def test_verify_while_the_sequencer_extends_the_log_says_ok(logged: Runtime) -> 
                 other.commit()
 
     with logged.read_session_factory() as session:
-        result = audit.verify_log(session, signer=logged.audit_signer, progress=extend)
+        result = log_check.verify_log(session, signer=logged.audit_signer, progress=extend)
     assert result.ok is True, result.reason
     assert result.entries == 12
     assert sequenced(logged) == 17

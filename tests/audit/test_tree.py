@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, text
 
-from app.audit import sequencer, tree, verifier, witness
+from app.audit import log_check, sequencer, tree, verifier, witness
 from app.audit import service as audit
 from app.audit.models import AuditCheckpoint, AuditTreeNode
 from app.auth.guard import Caller
@@ -44,7 +44,7 @@ def test_the_sequencer_integrates_every_entry_and_signs_a_checkpoint(runtime: Ru
         checkpoint = tree.latest_checkpoint(session)
         assert checkpoint is not None
         assert checkpoint.root is not None
-        result = audit.verify_log(session, signer=runtime.audit_signer)
+        result = log_check.verify_log(session, signer=runtime.audit_signer)
         assert tree.root_at(session, checkpoint.size).hex() == checkpoint.root
         assert result.root == tree.root_at(session, 9).hex()
     assert result.ok, result.reason
@@ -124,7 +124,7 @@ def test_racing_sequencers_leave_no_gap_fork_or_duplicate(runtime: Runtime) -> N
     with runtime.session_factory() as session:
         leaves = session.scalar(select(func.count()).select_from(AuditTreeNode)
                                 .where(AuditTreeNode.level == 0))
-        result = audit.verify_log(session, signer=runtime.audit_signer)
+        result = log_check.verify_log(session, signer=runtime.audit_signer)
     assert leaves == 40
     assert result.ok, result.reason
 
@@ -151,7 +151,7 @@ def test_a_sequencer_that_dies_mid_batch_leaves_nothing_behind(
         assert tree.tree_size(session) == 4
     assert drain(runtime) == 10
     with runtime.session_factory() as session:
-        assert audit.verify_log(session, signer=runtime.audit_signer).ok
+        assert log_check.verify_log(session, signer=runtime.audit_signer).ok
 
 
 def rewrite_entry(runtime: Runtime, seq: int, *, through: int | None = None,
@@ -220,7 +220,7 @@ def test_the_rewrite_fools_the_service_but_not_the_witness_or_an_auditor(
     with runtime.session_factory() as session:
         assert audit.create_checkpoint(session) is not None
         session.commit()
-        assert audit.verify_log(session, signer=runtime.audit_signer).ok  # fooled
+        assert log_check.verify_log(session, signer=runtime.audit_signer).ok  # fooled
 
     assert witness.run(watcher, once=True, interval=0) == 1
     refusals = list((tmp_path / "witness").glob("refused-*.txt"))
@@ -478,7 +478,7 @@ def test_verify_names_an_edited_entry_whose_hash_was_recomputed(
     rewrite_entry(runtime, 6, through=6 if rechained == "its own hash" else None,
                   keep_tree=True)
     with runtime.session_factory() as session:
-        result = audit.verify_log(session, signer=runtime.audit_signer)
+        result = log_check.verify_log(session, signer=runtime.audit_signer)
     assert not result.ok
     assert result.first_bad_seq == 6, result.reason
     assert result.reason is not None
