@@ -49,6 +49,7 @@ class Member:
     createrole: bool
     replication: bool
     through: tuple[str, ...]  # the login role's own groups that lead to it; () for itself
+    creates_schemas: bool = False  # granted CREATE on the database
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,6 @@ class RoleFacts:
     schema: tuple[str, str]  # the audit tables' schema and its owner
     database: tuple[str, str]  # the database and its owner
     replica_setters: tuple[str, ...]  # granted SET ON PARAMETER session_replication_role
-    creators: tuple[str, ...] = ()  # itself or its roles, granted CREATE on the database
 
 
 def role_facts(engine: Engine) -> RoleFacts:
@@ -73,10 +73,12 @@ def role_facts(engine: Engine) -> RoleFacts:
             "SELECT r.rolname, r.rolsuper, r.rolcreaterole, r.rolreplication, "
             "  ARRAY(SELECT g.rolname::text FROM pg_auth_members m "
             "    JOIN pg_roles g ON g.oid = m.roleid "
-            "    WHERE m.member = me.oid AND pg_has_role(g.oid, r.oid, 'MEMBER') ORDER BY 1) "
+            "    WHERE m.member = me.oid AND pg_has_role(g.oid, r.oid, 'MEMBER') ORDER BY 1), "
+            "  has_database_privilege(r.oid, current_database(), 'CREATE') "
             "FROM pg_roles me JOIN pg_roles r ON pg_has_role(me.oid, r.oid, 'MEMBER') "
             "WHERE me.rolname = current_user ORDER BY r.oid <> me.oid, r.rolname"))
-        roles = tuple(Member(row[0], row[1], row[2], row[3], tuple(row[4])) for row in rows)
+        roles = tuple(Member(row[0], row[1], row[2], row[3], tuple(row[4]), row[5])
+                      for row in rows)
         owners = {row[0]: row[1] for row in connection.execute(text(
             "SELECT relname::text, pg_get_userbyid(relowner)::text FROM pg_class "
             "WHERE relnamespace = current_schema()::regnamespace AND relname = ANY(:tables) "
@@ -87,13 +89,9 @@ def role_facts(engine: Engine) -> RoleFacts:
         database = connection.execute(text(
             "SELECT datname::text, pg_get_userbyid(datdba)::text FROM pg_database "
             "WHERE datname = current_database()")).one()
-        creators = tuple(connection.scalars(text(
-            "SELECT r.rolname::text FROM pg_roles r WHERE r.rolname = ANY(:roles) AND "
-            "has_database_privilege(r.oid, current_database(), 'CREATE') ORDER BY 1"),
-            {"roles": [role.name for role in roles]}))
         return RoleFacts(name=name, writes_log=writes_log, roles=roles, table_owners=owners,
                          schema=(schema[0], schema[1]), database=(database[0], database[1]),
-                         replica_setters=_replica_setters(connection), creators=creators)
+                         replica_setters=_replica_setters(connection))
 
 
 def _replica_setters(connection: Connection) -> tuple[str, ...]:
@@ -220,10 +218,9 @@ def _ownership(who: str, facts: RoleFacts) -> Iterator[str]:
                "and make every session look in one of them first (ALTER DATABASE ... SET "
                f"search_path), and so give the sequencer and every reader audit tables of its "
                f"own{also}; fix: ALTER DATABASE {_quote(database)} OWNER TO {_owner(facts)}")
-    for creator in facts.creators:  # the owner's CREATE is said above
-        if creator == database_owner or creator not in members:
+    for role in facts.roles:  # the owner's CREATE is said above
+        if not role.creates_schemas or role.name == database_owner:
             continue
-        role = members[creator]
         whose = "which" if role.name == facts.name else f"{_member(role)}, which"
         yield (f"{who}, {whose} may create schemas in the database {database!r}: a schema "
                "named like a role comes first in that role's search_path (\"$user\"), so it "
