@@ -195,30 +195,25 @@ def test_a_node_planted_outside_the_tree_is_named(
     assert verify_api(live)["ok"] is True
 
 
-def test_the_last_leaf_missing_under_its_parents_is_named_and_rebuilt(
-        logged: Runtime, live: LiveServer) -> None:
+@pytest.mark.parametrize(("statements", "named"), [
+    (["DELETE FROM audit_tree_nodes WHERE level = 0 AND idx = 11"],
+     "node at level 0, index 11 (over entries 12-12) is missing"),
+    # leaves gone under their parents, and a node planted where no level reaches: one repair
+    # (no round a node), and no overflow on the planted node's level
+    (["DELETE FROM audit_tree_nodes WHERE level = 0 AND idx IN (10, 11)",
+      f"INSERT INTO audit_tree_nodes (level, idx, hash) VALUES (2000, 0, '{HASH}')"],
+     "node at level 0, index 10 (over entries 11-11) is missing"),
+], ids=["last-leaf", "leaves-and-planted"])
+def test_missing_leaves_are_named_and_one_repair_rebuilds_them(
+        logged: Runtime, live: LiveServer, statements: list[str], named: str) -> None:
     """The stored tree is judged as far as the latest signed checkpoint (12 entries), not only
     as far as its own last leaf: the last leaf gone is named (not its parent, as planted), and
     the repair the README gives (the nodes from the first damaged leaf on deleted) lets the
     sequencer rebuild them."""
-    tamper(logged.engine, "DELETE FROM audit_tree_nodes WHERE level = 0 AND idx = 11")
+    tamper(logged.engine, *statements)
     body = verify_api(live)
     assert body["ok"] is False
-    assert "node at level 0, index 11 (over entries 12-12) is missing" in str(body["reason"])
-    repair(logged, str(body["reason"]))
-    assert sequenced(logged) >= 12
-    assert verify_api(live)["ok"] is True
-
-
-def test_one_repair_takes_missing_leaves_and_planted_nodes_alike(
-        logged: Runtime, live: LiveServer) -> None:
-    """Leaves gone under their parents and a node planted where no level reaches: one repair
-    (no round a node), and no overflow on the planted node's level."""
-    tamper(logged.engine, "DELETE FROM audit_tree_nodes WHERE level = 0 AND idx IN (10, 11)",
-           f"INSERT INTO audit_tree_nodes (level, idx, hash) VALUES (2000, 0, '{HASH}')")
-    body = verify_api(live)
-    assert body["ok"] is False
-    assert "node at level 0, index 10 (over entries 11-11) is missing" in str(body["reason"])
+    assert named in str(body["reason"])
     repair(logged, str(body["reason"]))
     assert sequenced(logged) >= 12
     assert verify_api(live)["ok"] is True
