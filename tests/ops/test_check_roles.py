@@ -6,72 +6,13 @@ ownership of the database or the schema. Each fix it prints is run, and the chec
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-
-import psycopg
-import pytest
 from sqlalchemy.engine import make_url
 
-from app.config import Settings
-from app.db import upgrade
-from app.ops import setup
 from app.ops.role_check import SERVER_ROLES, Member, RoleFacts, bypass
-from tests.databases import DatabaseFactory, _admin_dsn, as_role, login_roles
+from tests.ops.conftest import Deployment
 
 README = '(README "Tamper evidence against the service itself")'
 TRIGGERS_OFF = "switch the audit log's triggers off"
-
-
-@dataclass(frozen=True)
-class Deployment:
-    """A database migrated by an owner that is no superuser, with a service's and a
-    sequencer's role granted by `pgw migrate`, as the README sets it up."""
-
-    url: str  # a superuser's, to change the roles
-    owner: str
-    svc: str
-    seq: str
-    check: Callable[[], list[str]]  # `pgw check` with the service's and sequencer's URLs
-
-    def sql(self, *statements: str, as_: str | None = None) -> None:
-        url = as_role(self.url, as_) if as_ else self.url
-        with psycopg.connect(_admin_dsn(url), autocommit=True) as conn:
-            for statement in statements:
-                conn.execute(statement)
-
-    @contextmanager
-    def group(self, attributes: str = "") -> Iterator[str]:
-        """A role that cannot log in, dropped afterwards with every grant it holds."""
-        name = f"pgw_grp_{secrets.token_hex(4)}"
-        self.sql(f'CREATE ROLE "{name}" NOLOGIN {attributes}')
-        try:
-            yield name
-        finally:
-            self.sql(f'REVOKE SET ON PARAMETER session_replication_role FROM "{name}"',
-                     f'DROP OWNED BY "{name}"', f'DROP ROLE "{name}"')
-
-
-@pytest.fixture
-def deployment(dialect: str, databases: DatabaseFactory,
-               prod_settings: Callable[..., Settings]) -> Iterator[Deployment]:
-    if dialect != "postgresql":
-        pytest.skip("database roles are a PostgreSQL feature (set PGW_TEST_DATABASE_URL)")
-    url = databases.new(migrated=False)
-    with login_roles(url, "owner", "svc", "seq") as roles:
-        with psycopg.connect(_admin_dsn(url), autocommit=True) as conn:
-            conn.execute(f'GRANT CREATE ON SCHEMA public TO "{roles["owner"]}"')
-        upgrade(as_role(url, roles["owner"]), service_role=roles["svc"],
-                sequencer_role=roles["seq"])
-        settings = prod_settings(database_url=as_role(url, roles["svc"]),
-                                 sequencer_database_url=as_role(url, roles["seq"]),
-                                 service_role=roles["svc"])
-        found = Deployment(url=url, owner=roles["owner"], svc=roles["svc"], seq=roles["seq"],
-                           check=lambda: setup.problems(settings))
-        assert found.check() == []
-        yield found
 
 
 def test_createrole_and_replication_are_refused(deployment: Deployment) -> None:

@@ -22,7 +22,7 @@ from app.db import upgrade
 from app.ops import setup
 from tests.conftest import REPO
 from tests.databases import DatabaseFactory, _admin_dsn, as_role, login_roles
-from tests.ops.conftest import IDP_ISSUER, identity_provider
+from tests.ops.conftest import IDP_ISSUER, Deployment, identity_provider
 from tests.server import PGW, free_port, wait_until_up
 from tests.tokens import claims
 
@@ -267,40 +267,32 @@ def test_env_provider_kek_is_printed_once(pgw: Run, tmp_path: Path, database_url
 
 
 def test_check_in_prod_refuses_a_service_role_that_could_rewrite_the_audit_log(
-        dialect: str, databases: DatabaseFactory,
-        prod_settings: Callable[..., Settings]) -> None:
-    if dialect != "postgresql":
-        pytest.skip("database roles are a PostgreSQL feature (set PGW_TEST_DATABASE_URL)")
-    url = databases.new(migrated=False)
-    with login_roles(url, "owner", "svc", "seq") as roles:
-        with psycopg.connect(_admin_dsn(url), autocommit=True) as conn:
-            conn.execute(f'GRANT CREATE ON SCHEMA public TO "{roles["owner"]}"')
-        owner = as_role(url, roles["owner"])  # an owner that is no superuser: the README's
-        upgrade(owner, service_role=roles["svc"], sequencer_role=roles["seq"])
-        service, sequencer = as_role(url, roles["svc"]), as_role(url, roles["seq"])
+        deployment: Deployment, prod_settings: Callable[..., Settings]) -> None:
+    d, url = deployment, deployment.url  # an owner that is no superuser: the README's
+    owner, service, sequencer = (as_role(url, role) for role in (d.owner, d.svc, d.seq))
 
-        assert setup.problems(prod_settings(database_url=service, sequencer_database_url=sequencer,
-                                            service_role=roles["svc"])) == []
-        superuser = make_url(url).username
-        assert setup.problems(prod_settings(database_url=url, sequencer_database_url=sequencer)) \
-            == [f"PGW_DATABASE_URL connects as {superuser!r}, a superuser, which can switch the "
-                "audit log's triggers off and rewrite it; create a role for the service, run "
-                "`pgw migrate` as the tables' owner with PGW_MIGRATION_DATABASE_URL set to the "
-                "owner's URL and PGW_SERVICE_ROLE to the new role, then point PGW_DATABASE_URL "
-                'at the new role (README "Tamper evidence against the service itself")']
-        [owning] = setup.problems(prod_settings(database_url=owner))
-        assert owning.startswith(
-            f"PGW_DATABASE_URL connects as {roles['owner']!r}, the owner of audit_checkpoints, "
-            "audit_entries, audit_pending, audit_tree_nodes, which can switch the audit log's "
-            "triggers off")
-        [sequencing_owner] = setup.problems(prod_settings(database_url=service,
-                                                          sequencer_database_url=owner))
-        assert sequencing_owner.startswith(
-            f"PGW_SEQUENCER_DATABASE_URL connects as {roles['owner']!r}, the owner of ")
-        assert "PGW_SEQUENCER_ROLE" in sequencing_owner
-        # in development one role for everything is fine: nothing is said
-        assert setup.problems(prod_settings(database_url=owner).model_copy(
-            update={"env": Environment.DEV})) == []
+    assert setup.problems(prod_settings(database_url=service, sequencer_database_url=sequencer,
+                                        service_role=d.svc)) == []
+    superuser = make_url(url).username
+    assert setup.problems(prod_settings(database_url=url, sequencer_database_url=sequencer)) \
+        == [f"PGW_DATABASE_URL connects as {superuser!r}, a superuser, which can switch the "
+            "audit log's triggers off and rewrite it; create a role for the service, run "
+            "`pgw migrate` as the tables' owner with PGW_MIGRATION_DATABASE_URL set to the "
+            "owner's URL and PGW_SERVICE_ROLE to the new role, then point PGW_DATABASE_URL "
+            'at the new role (README "Tamper evidence against the service itself")']
+    [owning] = setup.problems(prod_settings(database_url=owner))
+    assert owning.startswith(
+        f"PGW_DATABASE_URL connects as {d.owner!r}, the owner of audit_checkpoints, "
+        "audit_entries, audit_pending, audit_tree_nodes, which can switch the audit log's "
+        "triggers off")
+    [sequencing_owner] = setup.problems(prod_settings(database_url=service,
+                                                      sequencer_database_url=owner))
+    assert sequencing_owner.startswith(
+        f"PGW_SEQUENCER_DATABASE_URL connects as {d.owner!r}, the owner of ")
+    assert "PGW_SEQUENCER_ROLE" in sequencing_owner
+    # in development one role for everything is fine: nothing is said
+    assert setup.problems(prod_settings(database_url=owner).model_copy(
+        update={"env": Environment.DEV})) == []
 
 
 def test_check_names_a_replication_grant_and_a_missing_sequencer_url(
